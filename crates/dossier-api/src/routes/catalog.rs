@@ -1,0 +1,173 @@
+//! Catalog: `/data/foundation/catalog` — datasets and batches.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header::LOCATION};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use dossier_model::catalog::{BatchStatus, DataBehavior, Dataset, DatasetPatch, NewDataset};
+use dossier_model::ids::{BatchId, DatasetId};
+use dossier_model::listing::ListQuery;
+use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
+use dossier_model::time::now_millis;
+use dossier_model::ValidationError;
+use dossier_storage::meta::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
+use dossier_storage::Lake;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, QueryParams};
+use crate::state::AppState;
+use crate::views::{batch_json, dataset_json, keyed_by_id};
+
+fn dataset_not_found(id: &DatasetId) -> ApiError {
+    ApiError::platform(StatusCode::NOT_FOUND, "CAT-DATASET-404", format!("DataSet not found: no dataset '{id}' in this sandbox."))
+}
+
+fn batch_not_found(id: &BatchId) -> ApiError {
+    ApiError::platform(StatusCode::NOT_FOUND, "CAT-BATCH-404", format!("Batch not found: no batch '{id}' in this sandbox."))
+}
+
+/// The class a dataset's schema belongs to, which decides whether it holds records or events.
+/// Until user schemas arrive with the Schema Registry, the profile union schema is the one schema
+/// a dataset can name.
+fn data_behavior_of(schema_id: &str, sandbox: &str) -> Result<DataBehavior, ApiError> {
+    if schema_id == PROFILE_UNION_SCHEMA_ID {
+        return Ok(DataBehavior::Record);
+    }
+    Err(ApiError::platform_invalid(
+        "CAT-SCHEMA-400",
+        ValidationError::invalid(
+            "schemaRef.id",
+            schema_id,
+            format!("no such schema in sandbox '{sandbox}'; export targets use {PROFILE_UNION_SCHEMA_ID}"),
+        ),
+    ))
+}
+
+/// Creates a dataset.
+#[utoipa::path(
+    post, path = "/dataSets", tag = "catalog",
+    request_body(content = Object, description = "name, description, schemaRef {id, contentType}, fileDescription, tags, aspect"),
+    responses((status = 201, description = "[\"@/dataSets/<id>\"] with a Location header"), (status = 400, description = "A field is missing or invalid"))
+)]
+pub async fn create_dataset(State(state): State<AppState>, caller: Caller, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    let new = NewDataset::from_json(&body).map_err(|e| ApiError::platform_invalid("CAT-DATASET-400", e))?;
+    let data_behavior = data_behavior_of(&new.schema_ref.id, caller.tenant.sandbox.as_str())?;
+    let now = now_millis();
+    let dataset = Dataset {
+        id: DatasetId::generate(),
+        org: caller.tenant.org.clone(),
+        sandbox: caller.tenant.sandbox.clone(),
+        name: new.name,
+        description: new.description,
+        schema_ref: new.schema_ref,
+        file_description: new.file_description,
+        tags: new.tags,
+        aspect: new.aspect,
+        data_behavior,
+        created: now,
+        updated: now,
+        created_client: caller.client_id,
+        last_batch_id: None,
+        last_batch_status: None,
+    };
+    state.meta.insert_dataset(&dataset).await?;
+    tracing::info!(dataset_id = %dataset.id, "dataset created");
+    let reference = format!("@/dataSets/{}", dataset.id);
+    let location = format!("/data/foundation/catalog/dataSets/{}", dataset.id);
+    let mut response = (StatusCode::CREATED, Json(json!([reference]))).into_response();
+    response.headers_mut().insert(LOCATION, HeaderValue::from_str(&location).expect("ids are URL-safe"));
+    Ok(response)
+}
+
+/// Lists datasets, keyed by id.
+#[utoipa::path(
+    get, path = "/dataSets", tag = "catalog",
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
+        ("start" = Option<u64>, Query, description = "Objects to skip"),
+        ("orderBy" = Option<String>, Query, description = "[asc:|desc:]created|updated|name"),
+        ("properties" = Option<String>, Query, description = "Comma list of fields to return"),
+        ("name" = Option<String>, Query, description = "Only datasets with exactly this name"),
+    ),
+    responses((status = 200, description = "An object keyed by dataset id"), (status = 400, description = "A query parameter is invalid"))
+)]
+pub async fn list_datasets(State(state): State<AppState>, caller: Caller, QueryParams(params): QueryParams) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = ListQuery::from_params(&params, DATASET_SORTABLE).map_err(|e| ApiError::platform_invalid("CAT-QUERY-400", e))?;
+    let filter = DatasetFilter { name: params.get("name").cloned() };
+    let datasets = state.meta.list_datasets(&caller.tenant, &query, &filter).await?;
+    Ok(Json(keyed_by_id(datasets.iter().map(|d| (d.id.as_str(), dataset_json(d))), query.properties.as_deref())))
+}
+
+/// One dataset, keyed by its id.
+#[utoipa::path(get, path = "/dataSets/{id}", tag = "catalog", params(("id" = String, Path, description = "Dataset id")),
+    responses((status = 200, description = "{\"<id>\": {...}}"), (status = 404, description = "No such dataset in this sandbox")))]
+pub async fn get_dataset(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, QueryParams(params): QueryParams) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = DatasetId::from_string(id);
+    let dataset = state.meta.get_dataset(&caller.tenant, &id).await?.ok_or_else(|| dataset_not_found(&id))?;
+    let properties: Option<Vec<String>> = params.get("properties").map(|p| p.split(',').map(|s| s.trim().to_owned()).collect());
+    Ok(Json(keyed_by_id([(dataset.id.as_str(), dataset_json(&dataset))], properties.as_deref())))
+}
+
+/// Changes a dataset's name, description or tags.
+#[utoipa::path(patch, path = "/dataSets/{id}", tag = "catalog", params(("id" = String, Path, description = "Dataset id")),
+    request_body(content = Object, description = "name, description, tags"),
+    responses((status = 200, description = "[\"@/dataSets/<id>\"]"), (status = 400, description = "Invalid or immutable field"), (status = 404, description = "No such dataset in this sandbox")))]
+pub async fn patch_dataset(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, JsonBody(body): JsonBody) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = DatasetId::from_string(id);
+    let patch = DatasetPatch::from_json(&body).map_err(|e| ApiError::platform_invalid("CAT-DATASET-400", e))?;
+    state.meta.update_dataset(&caller.tenant, &id, &patch, now_millis()).await?.ok_or_else(|| dataset_not_found(&id))?;
+    Ok(Json(json!([format!("@/dataSets/{id}")])))
+}
+
+/// Deletes a dataset with its batches and files.
+#[utoipa::path(delete, path = "/dataSets/{id}", tag = "catalog", params(("id" = String, Path, description = "Dataset id")),
+    responses((status = 200, description = "[\"@/dataSets/<id>\"]"), (status = 404, description = "No such dataset in this sandbox")))]
+pub async fn delete_dataset(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = DatasetId::from_string(id);
+    if !state.meta.delete_dataset(&caller.tenant, &id).await? {
+        return Err(dataset_not_found(&id));
+    }
+    // The metadata is gone, so no reader can reach these files any more; removing them is
+    // cleanup, and a failure here leaves unreachable files rather than a half-deleted dataset.
+    if let Err(error) = state.lake.delete_prefix(&Lake::dataset_prefix(&caller.tenant, &id)).await {
+        tracing::warn!(%error, dataset_id = %id, "dataset deleted but some of its files could not be removed");
+    }
+    tracing::info!(dataset_id = %id, "dataset deleted");
+    Ok(Json(json!([format!("@/dataSets/{id}")])))
+}
+
+/// Lists batches, keyed by id.
+#[utoipa::path(
+    get, path = "/batches", tag = "catalog",
+    params(
+        ("dataSet" = Option<String>, Query, description = "Only batches of this dataset"),
+        ("status" = Option<String>, Query, description = "loading, processing, success, failed, aborted"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
+        ("start" = Option<u64>, Query, description = "Objects to skip"),
+        ("orderBy" = Option<String>, Query, description = "[asc:|desc:]created|updated|status"),
+    ),
+    responses((status = 200, description = "An object keyed by batch id"), (status = 400, description = "A query parameter is invalid"))
+)]
+pub async fn list_batches(State(state): State<AppState>, caller: Caller, QueryParams(params): QueryParams) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = ListQuery::from_params(&params, BATCH_SORTABLE).map_err(|e| ApiError::platform_invalid("CAT-QUERY-400", e))?;
+    let status = params
+        .get("status")
+        .map(|s| s.parse::<BatchStatus>())
+        .transpose()
+        .map_err(|e| ApiError::platform_invalid("CAT-QUERY-400", e))?;
+    let filter = BatchFilter { dataset_id: params.get("dataSet").map(|id| DatasetId::from_string(id.clone())), status };
+    let batches = state.meta.list_batches(&caller.tenant, &query, &filter).await?;
+    Ok(Json(keyed_by_id(batches.iter().map(|b| (b.id.as_str(), batch_json(b))), query.properties.as_deref())))
+}
+
+/// One batch, keyed by its id.
+#[utoipa::path(get, path = "/batches/{id}", tag = "catalog", params(("id" = String, Path, description = "Batch id")),
+    responses((status = 200, description = "{\"<id>\": {...}}"), (status = 404, description = "No such batch in this sandbox")))]
+pub async fn get_batch(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = BatchId::from_string(id);
+    let batch = state.meta.get_batch(&caller.tenant, &id).await?.ok_or_else(|| batch_not_found(&id))?;
+    Ok(Json(keyed_by_id([(batch.id.as_str(), batch_json(&batch))], None)))
+}

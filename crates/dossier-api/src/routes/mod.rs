@@ -1,0 +1,79 @@
+//! The route table: which handler answers which path, and the layers around them.
+
+mod catalog;
+mod health;
+mod ims;
+mod import;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router, middleware};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::require_caller;
+use crate::error::{ApiError, Service};
+use crate::state::AppState;
+use crate::{json_errors, request_context};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Dossier", description = "Adobe Experience Platform's Real-Time Customer Profile export API, self-hosted."),
+    tags(
+        (name = "auth", description = "IMS-compatible client-credentials tokens"),
+        (name = "catalog", description = "Catalog Service: datasets and batches"),
+        (name = "ingestion", description = "Batch ingestion"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+struct ApiDoc;
+
+/// Routes that every caller reaches without a token.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health::health)).routes(routes!(ims::issue_token))
+}
+
+/// Routes behind the gateway checks (token, API key, org, sandbox): everything under `/data`.
+fn protected_routes() -> OpenApiRouter<AppState> {
+    let catalog = OpenApiRouter::new()
+        .routes(routes!(catalog::create_dataset, catalog::list_datasets))
+        .routes(routes!(catalog::get_dataset, catalog::patch_dataset, catalog::delete_dataset))
+        .routes(routes!(catalog::list_batches))
+        .routes(routes!(catalog::get_batch));
+    let import = OpenApiRouter::new().routes(routes!(import::create_batch));
+    OpenApiRouter::new()
+        .nest("/data/foundation/catalog", catalog)
+        .nest("/data/foundation/import", import)
+}
+
+async fn no_route(request: Request) -> Response {
+    let path = request.uri().path();
+    ApiError::for_service(
+        Service::for_path(path),
+        StatusCode::NOT_FOUND,
+        "DOSSIER-ROUTE-404",
+        format!("No resource at {} {path}. Check the path against the API reference (GET /openapi.json).", request.method()),
+    )
+    .into_response()
+}
+
+/// The whole application: every route, the OpenAPI document generated from them, and the
+/// layers every request passes (request id outermost, then JSON error bodies).
+pub fn router(state: AppState) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(public_routes())
+        .merge(protected_routes())
+        .split_for_parts();
+    let openapi_json = serde_json::to_value(&openapi).expect("the OpenAPI document serializes");
+    router
+        .route("/openapi.json", axum::routing::get(move || async move { Json(openapi_json) }))
+        .fallback(no_route)
+        // The gateway checks guard the whole `/data` tree, unknown paths included, so a caller
+        // without a valid token learns nothing about which paths exist.
+        .layer(middleware::from_fn_with_state(state.clone(), require_caller))
+        .with_state(state)
+        .layer(middleware::from_fn(json_errors::ensure_json_errors))
+        .layer(middleware::from_fn(request_context::with_request_id))
+}

@@ -1,0 +1,104 @@
+//! Starting and stopping the HTTP server over the embedded default storage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::ServiceExt;
+use axum::extract::Request;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use dossier_model::tenancy::OrgId;
+use dossier_storage::{Lake, MetaStore};
+
+use crate::auth::{StaticToken, TokenService};
+use crate::routes;
+use crate::state::AppState;
+
+/// Everything `dossier serve` needs to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Holds `meta.sqlite` and `lake/`.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// How long issued access tokens stay valid.
+    pub token_ttl: Duration,
+    pub static_tokens: Vec<StaticToken>,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        Self { data_dir: data_dir.into(), listen, token_ttl: Duration::from_secs(86_400), static_tokens: Vec::new() }
+    }
+}
+
+/// Opens (creating on first use) the embedded default storage under `data_dir`.
+pub async fn open_storage(data_dir: &std::path::Path) -> anyhow::Result<(MetaStore, Lake)> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let meta = MetaStore::open_sqlite(&data_dir.join("meta.sqlite"))
+        .await
+        .with_context(|| format!("cannot open the metadata store in {}", data_dir.display()))?;
+    let lake = Lake::local(&data_dir.join("lake"))?;
+    Ok((meta, lake))
+}
+
+/// A server accepting requests until [`RunningServer::shutdown`].
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+    meta: MetaStore,
+}
+
+impl RunningServer {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, and closes storage.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("server task panicked")??;
+        self.meta.close().await;
+        Ok(())
+    }
+}
+
+/// Opens storage, recovers from any crash, binds the listener and starts serving.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    let (meta, lake) = open_storage(&config.data_dir).await?;
+    let swept = lake.sweep_staging().await?;
+    if swept > 0 {
+        tracing::warn!(files = swept, "removed staged files of batches that never committed");
+    }
+    for token in &config.static_tokens {
+        meta.ensure_org(&OrgId::parse(&token.org)?).await?;
+    }
+    let signing_key = meta.token_signing_key().await?;
+    let tokens = Arc::new(TokenService::new(&signing_key, config.token_ttl, &config.static_tokens)?);
+    let state = AppState { meta: meta.clone(), lake, tokens };
+
+    let router = routes::router(state);
+    // Trailing slashes are trimmed before routing, so `/export/jobs/` and `/export/jobs` are one route.
+    let app = NormalizePathLayer::trim_trailing_slash().layer(router);
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "dossier is serving");
+    Ok(RunningServer { local_addr, stop, task, meta })
+}

@@ -1,0 +1,70 @@
+//! Objects as AEP's JSON shows them.
+
+use serde_json::{Map, Value, json};
+
+use dossier_model::catalog::{Batch, Dataset};
+
+/// A dataset as `GET /dataSets/{id}` shows it (the value under its id).
+pub fn dataset_json(dataset: &Dataset) -> Value {
+    json!({
+        "name": dataset.name,
+        "description": dataset.description,
+        "imsOrg": dataset.org,
+        "sandboxName": dataset.sandbox,
+        "created": dataset.created,
+        "updated": dataset.updated,
+        "createdClient": dataset.created_client,
+        "createdUser": dataset.created_client,
+        "updatedUser": dataset.created_client,
+        "version": "1.0.0",
+        "schemaRef": dataset.schema_ref,
+        "fileDescription": dataset.file_description,
+        "tags": dataset.tags,
+        "classification": { "dataBehavior": dataset.data_behavior.as_str() },
+        "aspect": dataset.aspect,
+        "lastBatchId": dataset.last_batch_id,
+        "lastBatchStatus": dataset.last_batch_status.map(|s| s.as_str()),
+        "files": format!("@/dataSetFiles?dataSetId={}", dataset.id),
+    })
+}
+
+/// A batch as the Catalog and the ingestion API show it.
+pub fn batch_json(batch: &Batch) -> Value {
+    let mut value = json!({
+        "id": batch.id,
+        "imsOrg": batch.org,
+        "sandboxName": batch.sandbox,
+        "status": batch.status.as_str(),
+        "created": batch.created,
+        "updated": batch.updated,
+        "createdClient": batch.created_client,
+        "createdUser": batch.created_client,
+        "updatedUser": batch.created_client,
+        "version": "1.0.0",
+        "relatedObjects": [{ "type": "dataSet", "id": batch.dataset_id }],
+        "errors": batch.errors,
+        "metrics": { "recordsRead": batch.records_read, "recordsWritten": batch.record_count },
+    });
+    let object = value.as_object_mut().expect("json! built an object");
+    for (key, field) in [("started", batch.started), ("completed", batch.completed), ("recordCount", batch.record_count), ("size", batch.size)] {
+        if let Some(v) = field {
+            object.insert(key.to_owned(), json!(v));
+        }
+    }
+    if let Some(input) = &batch.input_format {
+        object.insert("inputFormat".to_owned(), input.clone());
+    }
+    value
+}
+
+/// Objects keyed by id, in the given order, optionally cut down to `properties`.
+pub fn keyed_by_id<'a>(items: impl IntoIterator<Item = (&'a str, Value)>, properties: Option<&[String]>) -> Value {
+    let mut keyed = Map::new();
+    for (id, mut value) in items {
+        if let (Some(keep), Some(object)) = (properties, value.as_object_mut()) {
+            object.retain(|key, _| keep.iter().any(|p| p == key));
+        }
+        keyed.insert(id.to_owned(), value);
+    }
+    Value::Object(keyed)
+}

@@ -1,0 +1,15 @@
+//! Dossier's domain model: the vocabulary every other layer speaks.
+//!
+//! This crate owns ids, tenancy (organizations and sandboxes), the Catalog's objects (datasets,
+//! batches) and the validation of what users send for them. It performs no I/O: storage, engine
+//! and API crates build on it, never the other way round.
+
+pub mod catalog;
+pub mod ids;
+pub mod listing;
+pub mod schema;
+pub mod tenancy;
+pub mod time;
+pub mod validation;
+
+pub use validation::ValidationError;

@@ -1,0 +1,164 @@
+//! The lake: data files in an object store, laid out by tenant, dataset and batch.
+//!
+//! ```text
+//! <org>/<sandbox>/datasets/<datasetId>/batches/<batchId>/<file>
+//! <org>/<sandbox>/_staging/<batchId>/<file>
+//! ```
+//!
+//! Writers put files under the staging prefix; a batch's files are moved into place just before
+//! its metadata commits, and readers only ever look at batches the metadata store says are
+//! committed. Whatever is left under `_staging` after a crash is swept at startup.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use dossier_model::ids::{BatchId, DatasetId};
+use dossier_model::tenancy::Tenant;
+
+use crate::StorageError;
+
+/// The lake. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+}
+
+const STAGING: &str = "_staging";
+
+impl Lake {
+    /// A lake on the local disk under `root`, created if missing.
+    pub fn local(root: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(root).map_err(|source| StorageError::DataDir { path: root.display().to_string(), source })?;
+        let store = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
+        Ok(Self { store: Arc::new(store) })
+    }
+
+    /// A lake on any object store (S3, GCS, Azure, or memory in tests of this crate).
+    pub fn with_store(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn tenant_prefix(tenant: &Tenant) -> ObjectPath {
+        ObjectPath::from_iter([tenant.org.as_str(), tenant.sandbox.as_str()])
+    }
+
+    pub fn dataset_prefix(tenant: &Tenant, dataset: &DatasetId) -> ObjectPath {
+        Self::tenant_prefix(tenant).join("datasets").join(dataset.as_str())
+    }
+
+    pub fn batch_prefix(tenant: &Tenant, dataset: &DatasetId, batch: &BatchId) -> ObjectPath {
+        Self::dataset_prefix(tenant, dataset).join("batches").join(batch.as_str())
+    }
+
+    pub fn staging_prefix(tenant: &Tenant, batch: &BatchId) -> ObjectPath {
+        Self::tenant_prefix(tenant).join(STAGING).join(batch.as_str())
+    }
+
+    pub async fn put(&self, location: &ObjectPath, bytes: Bytes) -> Result<(), StorageError> {
+        self.store.put(location, PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// Every object under `prefix`, sorted by path.
+    pub async fn list(&self, prefix: &ObjectPath) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
+        let mut objects: Vec<_> = self.store.list(Some(prefix)).try_collect().await?;
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(objects)
+    }
+
+    /// Moves every staged file of `batch` into the batch's folder of `dataset`.
+    pub async fn promote_staged(&self, tenant: &Tenant, dataset: &DatasetId, batch: &BatchId) -> Result<u64, StorageError> {
+        let staging = Self::staging_prefix(tenant, batch);
+        let target = Self::batch_prefix(tenant, dataset, batch);
+        let mut moved = 0;
+        for object in self.list(&staging).await? {
+            let relative = object.location.prefix_match(&staging).into_iter().flatten();
+            let destination = relative.fold(target.clone(), ObjectPath::join);
+            self.store.rename(&object.location, &destination).await?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// Deletes every object under `prefix`; returns how many.
+    pub async fn delete_prefix(&self, prefix: &ObjectPath) -> Result<u64, StorageError> {
+        let mut deleted = 0;
+        for object in self.list(prefix).await? {
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Removes staged files left by writers that never finished (a crash, a kill). Run at startup,
+    /// before any writer starts. Returns how many files were removed.
+    pub async fn sweep_staging(&self) -> Result<u64, StorageError> {
+        let mut swept = 0;
+        let all: Vec<_> = self.store.list(None).try_collect().await?;
+        for object in all {
+            let mut parts = object.location.parts();
+            let is_staged = parts.nth(2).is_some_and(|part| part.as_ref() == STAGING);
+            if is_staged {
+                self.store.delete(&object.location).await?;
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dossier_model::tenancy::{OrgId, SandboxName};
+
+    fn tenant(sandbox: &str) -> Tenant {
+        Tenant { org: OrgId::parse("1BD6382559DF0C130A49422D@AdobeOrg").unwrap(), sandbox: SandboxName::parse(sandbox).unwrap() }
+    }
+
+    #[tokio::test]
+    async fn staged_files_are_promoted_into_the_batch_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let (t, ds, batch) = (tenant("prod"), DatasetId::generate(), BatchId::generate());
+        lake.put(&Lake::staging_prefix(&t, &batch).join("part-0.parquet"), Bytes::from_static(b"PAR1")).await.unwrap();
+        assert_eq!(lake.promote_staged(&t, &ds, &batch).await.unwrap(), 1);
+        let files = lake.list(&Lake::batch_prefix(&t, &ds, &batch)).await.unwrap();
+        assert_eq!(files.len(), 1);
+        assert!(files[0].location.as_ref().ends_with("/batches/".to_owned() + batch.as_str() + "/part-0.parquet").then_some(()).is_some());
+        let on_disk = dir
+            .path()
+            .join("1BD6382559DF0C130A49422D@AdobeOrg/prod/datasets")
+            .join(ds.as_str())
+            .join("batches")
+            .join(batch.as_str())
+            .join("part-0.parquet");
+        assert!(on_disk.exists(), "expected {on_disk:?}");
+        assert!(lake.list(&Lake::staging_prefix(&t, &batch)).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_only_staged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let (t, ds, committed, orphan) = (tenant("dev"), DatasetId::generate(), BatchId::generate(), BatchId::generate());
+        lake.put(&Lake::batch_prefix(&t, &ds, &committed).join("a.parquet"), Bytes::from_static(b"x")).await.unwrap();
+        lake.put(&Lake::staging_prefix(&t, &orphan).join("b.parquet"), Bytes::from_static(b"y")).await.unwrap();
+        assert_eq!(lake.sweep_staging().await.unwrap(), 1);
+        assert_eq!(lake.list(&Lake::dataset_prefix(&t, &ds)).await.unwrap().len(), 1);
+        assert_eq!(lake.delete_prefix(&Lake::dataset_prefix(&t, &ds)).await.unwrap(), 1);
+        assert!(lake.list(&Lake::dataset_prefix(&t, &ds)).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,269 @@
+//! Datasets and batches.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use dossier_model::catalog::{Batch, BatchError, BatchStatus, DataBehavior, Dataset, DatasetPatch, FileDescription, SchemaRef, Tags};
+use dossier_model::ids::{BatchId, ClientId, DatasetId};
+use dossier_model::listing::{Direction, ListQuery};
+use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::time::EpochMillis;
+
+use super::MetaStore;
+use super::rows::{json_column, parsed_column, to_json};
+use crate::StorageError;
+
+/// Equality filters of `GET /dataSets`.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetFilter {
+    pub name: Option<String>,
+}
+
+/// Equality filters of `GET /batches`.
+#[derive(Debug, Clone, Default)]
+pub struct BatchFilter {
+    pub dataset_id: Option<DatasetId>,
+    pub status: Option<BatchStatus>,
+}
+
+/// `ORDER BY` for a listing. The field was checked against the listing's sortable fields by
+/// [`ListQuery::from_params`]; it is checked again here because it becomes SQL text.
+fn order_clause(query: &ListQuery, sortable: &[&str]) -> String {
+    let (field, direction) = &query.order_by;
+    let column = if sortable.contains(&field.as_str()) { field.as_str() } else { "created" };
+    let dir = match direction {
+        Direction::Asc => "ASC",
+        Direction::Desc => "DESC",
+    };
+    format!("ORDER BY {column} {dir}, id {dir}")
+}
+
+/// Fields `orderBy` may name on datasets.
+pub const DATASET_SORTABLE: &[&str] = &["created", "updated", "name"];
+/// Fields `orderBy` may name on batches.
+pub const BATCH_SORTABLE: &[&str] = &["created", "updated", "status"];
+
+fn tenant_of(table: &'static str, row: &SqliteRow) -> Result<(OrgId, SandboxName), StorageError> {
+    Ok((
+        parsed_column(table, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
+        parsed_column(table, "sandbox", SandboxName::parse(&row.try_get::<String, _>("sandbox")?))?,
+    ))
+}
+
+fn dataset_from_row(row: &SqliteRow) -> Result<Dataset, StorageError> {
+    let (org, sandbox) = tenant_of("datasets", row)?;
+    let last_batch_status: Option<String> = row.try_get("last_batch_status")?;
+    Ok(Dataset {
+        id: DatasetId::from_string(row.try_get::<String, _>("id")?),
+        org,
+        sandbox,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        schema_ref: json_column::<SchemaRef>("datasets", "schema_ref", &row.try_get::<String, _>("schema_ref")?)?,
+        file_description: json_column::<FileDescription>("datasets", "file_description", &row.try_get::<String, _>("file_description")?)?,
+        tags: json_column::<Tags>("datasets", "tags", &row.try_get::<String, _>("tags")?)?,
+        aspect: row.try_get("aspect")?,
+        data_behavior: parsed_column("datasets", "data_behavior", row.try_get::<String, _>("data_behavior")?.parse::<DataBehavior>())?,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+        created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
+        last_batch_id: row.try_get::<Option<String>, _>("last_batch_id")?.map(BatchId::from_string),
+        last_batch_status: last_batch_status
+            .map(|s| parsed_column("datasets", "last_batch_status", s.parse::<BatchStatus>()))
+            .transpose()?,
+    })
+}
+
+fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
+    let (org, sandbox) = tenant_of("batches", row)?;
+    let input_format: Option<String> = row.try_get("input_format")?;
+    Ok(Batch {
+        id: BatchId::from_string(row.try_get::<String, _>("id")?),
+        org,
+        sandbox,
+        dataset_id: DatasetId::from_string(row.try_get::<String, _>("dataset_id")?),
+        status: parsed_column("batches", "status", row.try_get::<String, _>("status")?.parse::<BatchStatus>())?,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+        started: row.try_get("started")?,
+        completed: row.try_get("completed")?,
+        record_count: row.try_get("record_count")?,
+        size: row.try_get("size")?,
+        records_read: row.try_get("records_read")?,
+        errors: json_column::<Vec<BatchError>>("batches", "errors", &row.try_get::<String, _>("errors")?)?,
+        input_format: input_format.map(|raw| json_column("batches", "input_format", &raw)).transpose()?,
+        created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
+    })
+}
+
+impl MetaStore {
+    pub async fn insert_dataset(&self, dataset: &Dataset) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO datasets (id, org, sandbox, name, description, schema_ref, file_description, tags, aspect,
+                                   data_behavior, created, updated, created_client, last_batch_id, last_batch_status)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(dataset.id.as_str())
+        .bind(dataset.org.as_str())
+        .bind(dataset.sandbox.as_str())
+        .bind(&dataset.name)
+        .bind(&dataset.description)
+        .bind(to_json(&dataset.schema_ref))
+        .bind(to_json(&dataset.file_description))
+        .bind(to_json(&dataset.tags))
+        .bind(&dataset.aspect)
+        .bind(dataset.data_behavior.as_str())
+        .bind(dataset.created)
+        .bind(dataset.updated)
+        .bind(dataset.created_client.as_str())
+        .bind(dataset.last_batch_id.as_ref().map(BatchId::as_str))
+        .bind(dataset.last_batch_status.map(BatchStatus::as_str))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<Option<Dataset>, StorageError> {
+        let row = sqlx::query("SELECT * FROM datasets WHERE id = ? AND org = ? AND sandbox = ?")
+            .bind(id.as_str())
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(dataset_from_row).transpose()
+    }
+
+    pub async fn list_datasets(&self, tenant: &Tenant, query: &ListQuery, filter: &DatasetFilter) -> Result<Vec<Dataset>, StorageError> {
+        let sql = format!(
+            "SELECT * FROM datasets WHERE org = ? AND sandbox = ? AND (? IS NULL OR name = ?) {} LIMIT ? OFFSET ?",
+            order_clause(query, DATASET_SORTABLE)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(&filter.name)
+            .bind(&filter.name)
+            .bind(i64::from(query.limit))
+            .bind(query.start as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(dataset_from_row).collect()
+    }
+
+    /// Applies a patch; `None` when the dataset does not exist in this tenant.
+    pub async fn update_dataset(
+        &self,
+        tenant: &Tenant,
+        id: &DatasetId,
+        patch: &DatasetPatch,
+        now: EpochMillis,
+    ) -> Result<Option<Dataset>, StorageError> {
+        let updated = sqlx::query(
+            "UPDATE datasets SET name = COALESCE(?, name), description = COALESCE(?, description),
+                                 tags = COALESCE(?, tags), updated = ?
+             WHERE id = ? AND org = ? AND sandbox = ?",
+        )
+        .bind(&patch.name)
+        .bind(&patch.description)
+        .bind(patch.tags.as_ref().map(to_json))
+        .bind(now)
+        .bind(id.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_dataset(tenant, id).await
+    }
+
+    /// Deletes a dataset and its batches' metadata in one transaction; `false` when it does not
+    /// exist in this tenant. The caller removes the files afterwards.
+    pub async fn delete_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM batches WHERE dataset_id = ? AND org = ? AND sandbox = ?")
+            .bind(id.as_str())
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM datasets WHERE id = ? AND org = ? AND sandbox = ?")
+            .bind(id.as_str())
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    /// Records a new batch and makes it its dataset's last batch, in one transaction.
+    pub async fn insert_batch(&self, batch: &Batch) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO batches (id, org, sandbox, dataset_id, status, created, updated, started, completed,
+                                  record_count, size, records_read, errors, input_format, created_client)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(batch.id.as_str())
+        .bind(batch.org.as_str())
+        .bind(batch.sandbox.as_str())
+        .bind(batch.dataset_id.as_str())
+        .bind(batch.status.as_str())
+        .bind(batch.created)
+        .bind(batch.updated)
+        .bind(batch.started)
+        .bind(batch.completed)
+        .bind(batch.record_count)
+        .bind(batch.size)
+        .bind(batch.records_read)
+        .bind(to_json(&batch.errors))
+        .bind(batch.input_format.as_ref().map(to_json))
+        .bind(batch.created_client.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE datasets SET last_batch_id = ?, last_batch_status = ? WHERE id = ? AND org = ? AND sandbox = ?")
+            .bind(batch.id.as_str())
+            .bind(batch.status.as_str())
+            .bind(batch.dataset_id.as_str())
+            .bind(batch.org.as_str())
+            .bind(batch.sandbox.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_batch(&self, tenant: &Tenant, id: &BatchId) -> Result<Option<Batch>, StorageError> {
+        let row = sqlx::query("SELECT * FROM batches WHERE id = ? AND org = ? AND sandbox = ?")
+            .bind(id.as_str())
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(batch_from_row).transpose()
+    }
+
+    pub async fn list_batches(&self, tenant: &Tenant, query: &ListQuery, filter: &BatchFilter) -> Result<Vec<Batch>, StorageError> {
+        let sql = format!(
+            "SELECT * FROM batches WHERE org = ? AND sandbox = ? AND (? IS NULL OR dataset_id = ?)
+               AND (? IS NULL OR status = ?) {} LIMIT ? OFFSET ?",
+            order_clause(query, BATCH_SORTABLE)
+        );
+        let dataset = filter.dataset_id.as_ref().map(DatasetId::as_str);
+        let status = filter.status.map(BatchStatus::as_str);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(dataset)
+            .bind(dataset)
+            .bind(status)
+            .bind(status)
+            .bind(i64::from(query.limit))
+            .bind(query.start as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(batch_from_row).collect()
+    }
+}

@@ -1,0 +1,157 @@
+//! API clients (client id + hashed secret, org, allowed sandboxes) and the token signing key.
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use dossier_model::ids::ClientId;
+use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::time::{EpochMillis, now_millis};
+
+use super::MetaStore;
+use super::rows::{json_column, parsed_column, to_json};
+use crate::StorageError;
+
+/// An API client as stored (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiClient {
+    pub client_id: ClientId,
+    pub org: OrgId,
+    /// The sandboxes the client may use; `None` means every sandbox of its org.
+    pub sandboxes: Option<Vec<SandboxName>>,
+    pub created: EpochMillis,
+    pub revoked: Option<EpochMillis>,
+}
+
+impl ApiClient {
+    pub fn may_use(&self, sandbox: &SandboxName) -> bool {
+        self.sandboxes.as_ref().is_none_or(|allowed| allowed.contains(sandbox))
+    }
+}
+
+/// A client just created, with the secret shown to the operator once.
+#[derive(Debug, Clone)]
+pub struct IssuedClient {
+    pub client: ApiClient,
+    pub secret: String,
+}
+
+/// Secrets are 256 random bits, so a single SHA-256 is enough to make the stored form useless
+/// to a thief; a slow password hash would only slow down every token request.
+fn secret_digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiClient, StorageError> {
+    let sandboxes: Option<String> = row.try_get("sandboxes")?;
+    let sandboxes = match sandboxes {
+        None => None,
+        Some(raw) => {
+            let names: Vec<String> = json_column("api_clients", "sandboxes", &raw)?;
+            Some(
+                names
+                    .iter()
+                    .map(|n| parsed_column("api_clients", "sandboxes", SandboxName::parse(n)))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+    };
+    Ok(ApiClient {
+        client_id: ClientId::from_string(row.try_get::<String, _>("client_id")?),
+        org: parsed_column("api_clients", "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
+        sandboxes,
+        created: row.try_get("created")?,
+        revoked: row.try_get("revoked")?,
+    })
+}
+
+impl MetaStore {
+    /// Creates an API client for `org`, limited to `sandboxes` (which must exist) or, with `None`,
+    /// allowed in every sandbox of the org.
+    pub async fn create_client(&self, org: &OrgId, sandboxes: Option<Vec<SandboxName>>) -> Result<IssuedClient, StorageError> {
+        self.ensure_org(org).await?;
+        if let Some(names) = &sandboxes {
+            for sandbox in names {
+                let tenant = Tenant { org: org.clone(), sandbox: sandbox.clone() };
+                if !self.sandbox_exists(&tenant).await? {
+                    return Err(StorageError::UnknownSandbox { org: org.clone(), sandbox: sandbox.clone() });
+                }
+            }
+        }
+        let client = ApiClient {
+            client_id: ClientId::generate(),
+            org: org.clone(),
+            sandboxes,
+            created: now_millis(),
+            revoked: None,
+        };
+        let secret = format!("dsk-{}", random_hex(32));
+        let sandboxes_json = client.sandboxes.as_ref().map(|names| to_json(&names.iter().map(SandboxName::as_str).collect::<Vec<_>>()));
+        sqlx::query("INSERT INTO api_clients (client_id, secret_sha256, org, sandboxes, created) VALUES (?, ?, ?, ?, ?)")
+            .bind(client.client_id.as_str())
+            .bind(secret_digest(&secret))
+            .bind(org.as_str())
+            .bind(sandboxes_json)
+            .bind(client.created)
+            .execute(&self.pool)
+            .await?;
+        Ok(IssuedClient { client, secret })
+    }
+
+    pub async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StorageError> {
+        let row = sqlx::query("SELECT * FROM api_clients WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    /// The client whose id and secret these are, if it exists and is not revoked.
+    pub async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Option<ApiClient>, StorageError> {
+        let row = sqlx::query("SELECT * FROM api_clients WHERE client_id = ? AND secret_sha256 = ? AND revoked IS NULL")
+            .bind(client_id)
+            .bind(secret_digest(secret))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(client_from_row).transpose()
+    }
+
+    pub async fn list_clients(&self, org: Option<&OrgId>) -> Result<Vec<ApiClient>, StorageError> {
+        let rows = sqlx::query("SELECT * FROM api_clients WHERE (? IS NULL OR org = ?) ORDER BY created, client_id")
+            .bind(org.map(OrgId::as_str))
+            .bind(org.map(OrgId::as_str))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(client_from_row).collect()
+    }
+
+    /// Revokes a client: its secret stops working and every token issued to it stops working.
+    pub async fn revoke_client(&self, client_id: &str) -> Result<ApiClient, StorageError> {
+        sqlx::query("UPDATE api_clients SET revoked = ? WHERE client_id = ? AND revoked IS NULL")
+            .bind(now_millis())
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        self.get_client(client_id).await?.ok_or_else(|| StorageError::UnknownClient(client_id.to_owned()))
+    }
+
+    /// The secret that signs access tokens, created on first use. It lives in the metadata store
+    /// so that tokens survive restarts and every server sharing the store accepts them.
+    pub async fn token_signing_key(&self) -> Result<Vec<u8>, StorageError> {
+        let mut key = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        sqlx::query("INSERT INTO signing_keys (id, secret, created) VALUES (1, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(&key)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT secret FROM signing_keys WHERE id = 1").fetch_one(&self.pool).await?;
+        Ok(stored)
+    }
+}

@@ -1,0 +1,87 @@
+//! Flags and subcommands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "dossier", version, about = "A self-hosted customer profile store with AEP's profile export API")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings every subcommand shares. Precedence: flag, then environment, then config file, then default.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Where metadata (meta.sqlite) and the lake (lake/) live [default: ./dossier-data]
+    #[arg(long, env = "DOSSIER_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML config file (keys: data_dir, listen, token_ttl_secs, log_format, [[static_tokens]])
+    #[arg(long, env = "DOSSIER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080]
+        #[arg(long, env = "DOSSIER_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Manage API clients (client id + secret, exchanged for tokens at /ims/token/v3).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage an organization's sandboxes.
+    #[command(subcommand)]
+    Sandboxes(SandboxesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Create a client and print its id and secret (the secret is shown only this once).
+    Create {
+        /// The IMS organization, e.g. 1BD6382559DF0C130A49422D@AdobeOrg
+        #[arg(long)]
+        org: String,
+        /// A sandbox the client may use (repeat for several); without it, every sandbox of the org
+        #[arg(long = "sandbox")]
+        sandboxes: Vec<String>,
+        /// Print {"clientId","clientSecret","org","sandboxes"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients (never their secrets).
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client: its secret and every token issued to it stop working at once.
+    Revoke { client_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxesCommand {
+    /// Create a sandbox in an organization (every organization starts with `prod`).
+    Create {
+        #[arg(long)]
+        org: String,
+        name: String,
+    },
+    /// List sandboxes.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}

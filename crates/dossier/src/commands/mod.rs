@@ -1,0 +1,16 @@
+//! One module per subcommand.
+
+mod clients;
+mod sandboxes;
+mod serve;
+
+use crate::cli::Command;
+use crate::config::Settings;
+
+pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { listen, .. } => serve::run(listen, settings).await,
+        Command::Clients(command) => clients::run(command, &settings).await,
+        Command::Sandboxes(command) => sandboxes::run(command, &settings).await,
+    }
+}

@@ -1,0 +1,80 @@
+//! Settings from flags, environment and the optional TOML config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use tracing_subscriber::EnvFilter;
+
+use dossier_api::StaticToken;
+
+use crate::cli::{Command, GlobalArgs};
+
+pub const DEFAULT_DATA_DIR: &str = "./dossier-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The config file's keys. Unknown keys are an error, so a typo never goes unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    token_ttl_secs: Option<u64>,
+    log_format: Option<LogFormat>,
+    #[serde(default)]
+    static_tokens: Vec<StaticToken>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Settings after precedence is applied.
+#[derive(Debug)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub token_ttl: Duration,
+    pub log_format: LogFormat,
+    pub static_tokens: Vec<StaticToken>,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+impl Settings {
+    pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
+        let file = args.config.as_deref().map(read_config).transpose()?.unwrap_or_default();
+        Ok(Self {
+            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: file.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
+            token_ttl: Duration::from_secs(file.token_ttl_secs.unwrap_or(86_400)),
+            log_format: file.log_format.unwrap_or_default(),
+            static_tokens: file.static_tokens,
+        })
+    }
+}
+
+/// Logs go to stderr: text by default, JSON lines with `--log-json` or `log_format = "json"`.
+/// `RUST_LOG` overrides the level; administrative commands only log warnings.
+pub fn init_logging(command: &Command, settings: &Settings) {
+    let (default_level, json) = match command {
+        Command::Serve { log_json, .. } => ("info", *log_json || settings.log_format == LogFormat::Json),
+        _ => ("warn", settings.log_format == LogFormat::Json),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
