@@ -45,7 +45,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Caller>().cloned().ok_or_else(|| ApiError::Gateway {
+        parts.extensions.get::<Caller>().cloned().ok_or(ApiError::Gateway {
             status: StatusCode::UNAUTHORIZED,
             code: "403010",
             message: "Oauth token is missing.",
@@ -104,9 +104,21 @@ impl TokenService {
             let sandboxes = configured
                 .sandboxes
                 .as_ref()
-                .map(|names| names.iter().map(|n| SandboxName::parse(n)).collect::<Result<Vec<_>, _>>())
+                .map(|names| {
+                    names
+                        .iter()
+                        .map(|n| SandboxName::parse(n))
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .transpose()?;
-            by_token.insert(configured.token.clone(), Principal { client_id: configured.client_id.clone(), org, sandboxes });
+            by_token.insert(
+                configured.token.clone(),
+                Principal {
+                    client_id: configured.client_id.clone(),
+                    org,
+                    sandboxes,
+                },
+            );
         }
         Ok(Self {
             encoding: EncodingKey::from_secret(signing_key)?,
@@ -128,7 +140,10 @@ impl TokenService {
         };
         let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing with an in-memory key cannot fail");
-        IssuedToken { access_token, expires_in_secs: self.ttl.as_secs().saturating_sub(1) }
+        IssuedToken {
+            access_token,
+            expires_in_secs: self.ttl.as_secs().saturating_sub(1),
+        }
     }
 
     /// The principal behind a token: a static token, or a valid unexpired JWT whose client still
@@ -144,11 +159,13 @@ impl TokenService {
             return Ok(None);
         };
         let client = meta.get_client(&data.claims.sub).await?;
-        Ok(client.filter(|c| c.revoked.is_none() && c.org.as_str() == data.claims.org).map(|c| Principal {
-            client_id: c.client_id.to_string(),
-            org: c.org,
-            sandboxes: c.sandboxes,
-        }))
+        Ok(client
+            .filter(|c| c.revoked.is_none() && c.org.as_str() == data.claims.org)
+            .map(|c| Principal {
+                client_id: c.client_id.to_string(),
+                org: c.org,
+                sandboxes: c.sandboxes,
+            }))
     }
 }
 
@@ -157,7 +174,11 @@ fn gateway(status: StatusCode, code: &'static str, message: &'static str) -> Api
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -169,7 +190,9 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => {
             Err(gateway(StatusCode::UNAUTHORIZED, "403010", "Oauth token is missing."))
         }
-        _ if value.eq_ignore_ascii_case("bearer") => Err(gateway(StatusCode::UNAUTHORIZED, "403010", "Oauth token is missing.")),
+        _ if value.eq_ignore_ascii_case("bearer") => {
+            Err(gateway(StatusCode::UNAUTHORIZED, "403010", "Oauth token is missing."))
+        }
         _ => Err(gateway(StatusCode::UNAUTHORIZED, "401013", "Oauth token is not valid")),
     }
 }
@@ -183,12 +206,14 @@ async fn check(state: &AppState, headers: &HeaderMap, service: Service) -> Resul
         .await?
         .ok_or_else(|| gateway(StatusCode::UNAUTHORIZED, "401013", "Oauth token is not valid"))?;
 
-    let api_key = header(headers, "x-api-key").ok_or_else(|| gateway(StatusCode::FORBIDDEN, "403000", "Api Key is required"))?;
+    let api_key =
+        header(headers, "x-api-key").ok_or_else(|| gateway(StatusCode::FORBIDDEN, "403000", "Api Key is required"))?;
     if api_key != principal.client_id {
         return Err(gateway(StatusCode::FORBIDDEN, "403003", "Api Key is invalid"));
     }
 
-    let org = header(headers, "x-gw-ims-org-id").ok_or_else(|| gateway(StatusCode::BAD_REQUEST, "400003", "Missing header"))?;
+    let org = header(headers, "x-gw-ims-org-id")
+        .ok_or_else(|| gateway(StatusCode::BAD_REQUEST, "400003", "Missing header"))?;
     if org != principal.org.as_str() {
         return Err(gateway(StatusCode::FORBIDDEN, "403025", "Profile is not valid"));
     }
@@ -208,14 +233,24 @@ async fn check(state: &AppState, headers: &HeaderMap, service: Service) -> Resul
     let sandbox = SandboxName::parse(sandbox_header).map_err(|_| unknown_sandbox())?;
     // A sandbox the client may not use answers exactly as one that does not exist: a caller
     // learns nothing about sandboxes outside its reach.
-    if principal.sandboxes.as_ref().is_some_and(|allowed| !allowed.contains(&sandbox)) {
+    if principal
+        .sandboxes
+        .as_ref()
+        .is_some_and(|allowed| !allowed.contains(&sandbox))
+    {
         return Err(unknown_sandbox());
     }
-    let tenant = Tenant { org: principal.org.clone(), sandbox };
+    let tenant = Tenant {
+        org: principal.org.clone(),
+        sandbox,
+    };
     if !state.meta.sandbox_exists(&tenant).await? {
         return Err(unknown_sandbox());
     }
-    Ok(Caller { client_id: ClientId::from_string(principal.client_id), tenant })
+    Ok(Caller {
+        client_id: ClientId::from_string(principal.client_id),
+        tenant,
+    })
 }
 
 /// Middleware: requests under `/data` must pass the gateway checks; others pass through.

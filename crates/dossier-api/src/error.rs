@@ -24,7 +24,11 @@ pub enum Service {
 
 impl Service {
     pub fn for_path(path: &str) -> Self {
-        if path.starts_with("/data/core/ups") { Self::Ups } else { Self::Platform }
+        if path.starts_with("/data/core/ups") {
+            Self::Ups
+        } else {
+            Self::Platform
+        }
     }
 }
 
@@ -32,11 +36,25 @@ impl Service {
 #[derive(Debug)]
 pub enum ApiError {
     /// The gateway's header and token checks: `{"error_code", "message"}`.
-    Gateway { status: StatusCode, code: &'static str, message: &'static str },
+    Gateway {
+        status: StatusCode,
+        code: &'static str,
+        message: &'static str,
+    },
     /// UPS endpoints: `{requestId, type, title, status, errors: {"<status>": [{code, message}]}}`.
-    Ups { status: StatusCode, code: String, title: String, message: String },
+    Ups {
+        status: StatusCode,
+        code: String,
+        title: String,
+        message: String,
+    },
     /// Catalog, Data Access, Ingestion, Schema Registry: `{type, status, title, detail}`.
-    Platform { status: StatusCode, code: String, title: &'static str, detail: String },
+    Platform {
+        status: StatusCode,
+        code: String,
+        title: &'static str,
+        detail: String,
+    },
 }
 
 fn platform_title(status: StatusCode) -> &'static str {
@@ -55,7 +73,12 @@ fn platform_title(status: StatusCode) -> &'static str {
 
 impl ApiError {
     /// An error for `service` with a stable code; the shape follows the service.
-    pub fn for_service(service: Service, status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn for_service(
+        service: Service,
+        status: StatusCode,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         match service {
             Service::Ups => Self::Ups {
                 status,
@@ -63,7 +86,12 @@ impl ApiError {
                 title: status.canonical_reason().unwrap_or("Error").to_owned(),
                 message: message.into(),
             },
-            Service::Platform => Self::Platform { status, code: code.into(), title: platform_title(status), detail: message.into() },
+            Service::Platform => Self::Platform {
+                status,
+                code: code.into(),
+                title: platform_title(status),
+                detail: message.into(),
+            },
         }
     }
 
@@ -88,8 +116,16 @@ impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         let unavailable = error.is_unavailable();
         tracing::error!(%error, "storage failure");
-        let status = if unavailable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
-        Self::platform(status, "DOSSIER-STORAGE-500", format!("The server could not read or write its storage: {error}"))
+        let status = if unavailable {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Self::platform(
+            status,
+            "DOSSIER-STORAGE-500",
+            format!("The server could not read or write its storage: {error}"),
+        )
     }
 }
 
@@ -99,14 +135,18 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = match self {
             Self::Gateway { code, message, .. } => json!({ "error_code": code, "message": message }),
-            Self::Ups { code, title, message, .. } => json!({
+            Self::Ups {
+                code, title, message, ..
+            } => json!({
                 "requestId": request_id,
                 "type": format!("https://ns.adobe.com/aep/errors/{code}"),
                 "title": title,
                 "status": status.as_u16(),
                 "errors": { status.as_str(): [{ "code": code, "message": message }] },
             }),
-            Self::Platform { code, title, detail, .. } => json!({
+            Self::Platform {
+                code, title, detail, ..
+            } => json!({
                 "type": format!("https://ns.adobe.com/aep/errors/{code}"),
                 "status": status.as_u16(),
                 "title": title,

@@ -33,10 +33,19 @@ fn json_rejection(service: Service, rejection: JsonRejection) -> ApiError {
             "DOSSIER-BODY-415",
             "The body must be JSON: send the header 'Content-Type: application/json'.".to_owned(),
         ),
-        JsonRejection::JsonSyntaxError(e) => {
-            (StatusCode::BAD_REQUEST, "DOSSIER-BODY-400", format!("The body is not valid JSON: {}. Check quotes, commas and brackets.", e.body_text()))
-        }
-        other => (StatusCode::BAD_REQUEST, "DOSSIER-BODY-400", format!("The body could not be read: {}", other.body_text())),
+        JsonRejection::JsonSyntaxError(e) => (
+            StatusCode::BAD_REQUEST,
+            "DOSSIER-BODY-400",
+            format!(
+                "The body is not valid JSON: {}. Check quotes, commas and brackets.",
+                e.body_text()
+            ),
+        ),
+        other => (
+            StatusCode::BAD_REQUEST,
+            "DOSSIER-BODY-400",
+            format!("The body could not be read: {}", other.body_text()),
+        ),
     };
     ApiError::for_service(service, status, code, message)
 }
@@ -52,6 +61,13 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
         Query::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map(|Query(params)| Self(params))
-            .map_err(|e| ApiError::for_service(service, StatusCode::BAD_REQUEST, "DOSSIER-QUERY-400", format!("The query string could not be read: {}", e.body_text())))
+            .map_err(|e| {
+                ApiError::for_service(
+                    service,
+                    StatusCode::BAD_REQUEST,
+                    "DOSSIER-QUERY-400",
+                    format!("The query string could not be read: {}", e.body_text()),
+                )
+            })
     }
 }

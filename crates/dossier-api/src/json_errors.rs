@@ -38,7 +38,9 @@ pub async fn ensure_json_errors(request: Request, next: Next) -> Response {
     };
     let message = match status.as_u16() {
         404 => format!("No resource at {method} {path}. Check the path against the API reference (GET /openapi.json)."),
-        405 => format!("{method} is not supported on {path}. Check the method against the API reference (GET /openapi.json)."),
+        405 => format!(
+            "{method} is not supported on {path}. Check the method against the API reference (GET /openapi.json)."
+        ),
         415 => format!("{reason}. Send the body with the header 'Content-Type: application/json'."),
         _ => reason,
     };

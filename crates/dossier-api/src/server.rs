@@ -34,13 +34,19 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
-        Self { data_dir: data_dir.into(), listen, token_ttl: Duration::from_secs(86_400), static_tokens: Vec::new() }
+        Self {
+            data_dir: data_dir.into(),
+            listen,
+            token_ttl: Duration::from_secs(86_400),
+            static_tokens: Vec::new(),
+        }
     }
 }
 
 /// Opens (creating on first use) the embedded default storage under `data_dir`.
 pub async fn open_storage(data_dir: &std::path::Path) -> anyhow::Result<(MetaStore, Lake)> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let meta = MetaStore::open_sqlite(&data_dir.join("meta.sqlite"))
         .await
         .with_context(|| format!("cannot open the metadata store in {}", data_dir.display()))?;
@@ -82,14 +88,24 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         meta.ensure_org(&OrgId::parse(&token.org)?).await?;
     }
     let signing_key = meta.token_signing_key().await?;
-    let tokens = Arc::new(TokenService::new(&signing_key, config.token_ttl, &config.static_tokens)?);
-    let state = AppState { meta: meta.clone(), lake, tokens };
+    let tokens = Arc::new(TokenService::new(
+        &signing_key,
+        config.token_ttl,
+        &config.static_tokens,
+    )?);
+    let state = AppState {
+        meta: meta.clone(),
+        lake,
+        tokens,
+    };
 
     let router = routes::router(state);
     // Trailing slashes are trimmed before routing, so `/export/jobs/` and `/export/jobs` are one route.
     let app = NormalizePathLayer::trim_trailing_slash().layer(router);
 
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -100,5 +116,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .await
     });
     tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "dossier is serving");
-    Ok(RunningServer { local_addr, stop, task, meta })
+    Ok(RunningServer {
+        local_addr,
+        stop,
+        task,
+        meta,
+    })
 }

@@ -46,7 +46,12 @@ pub fn batch_json(batch: &Batch) -> Value {
         "metrics": { "recordsRead": batch.records_read, "recordsWritten": batch.record_count },
     });
     let object = value.as_object_mut().expect("json! built an object");
-    for (key, field) in [("started", batch.started), ("completed", batch.completed), ("recordCount", batch.record_count), ("size", batch.size)] {
+    for (key, field) in [
+        ("started", batch.started),
+        ("completed", batch.completed),
+        ("recordCount", batch.record_count),
+        ("size", batch.size),
+    ] {
         if let Some(v) = field {
             object.insert(key.to_owned(), json!(v));
         }

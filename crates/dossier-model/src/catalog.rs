@@ -34,7 +34,11 @@ pub struct FileDescription {
 
 impl Default for FileDescription {
     fn default() -> Self {
-        Self { persisted: true, container_format: "parquet".into(), format: "parquet".into() }
+        Self {
+            persisted: true,
+            container_format: "parquet".into(),
+            format: "parquet".into(),
+        }
     }
 }
 
@@ -122,13 +126,22 @@ fn optional_string(body: &Value, name: &str) -> Result<Option<String>, Validatio
 fn required_name(body: &Value) -> Result<String, ValidationError> {
     match optional_string(body, "name")? {
         Some(name) if !name.trim().is_empty() => Ok(name),
-        Some(name) => Err(ValidationError::invalid("name", name, "give the dataset a non-empty name")),
-        None => Err(ValidationError::missing("name", "give the dataset a name, e.g. \"name\": \"Profile Data Export\"")),
+        Some(name) => Err(ValidationError::invalid(
+            "name",
+            name,
+            "give the dataset a non-empty name",
+        )),
+        None => Err(ValidationError::missing(
+            "name",
+            "give the dataset a name, e.g. \"name\": \"Profile Data Export\"",
+        )),
     }
 }
 
 fn parse_tags(body: &Value) -> Result<Option<Tags>, ValidationError> {
-    let Some(value) = field(body, "tags") else { return Ok(None) };
+    let Some(value) = field(body, "tags") else {
+        return Ok(None);
+    };
     let fix = "tags are an object of string lists, e.g. {\"unifiedProfile\": [\"enabled:true\"]}";
     let Value::Object(map) = value else {
         return Err(ValidationError::invalid("tags", value, fix));
@@ -136,7 +149,10 @@ fn parse_tags(body: &Value) -> Result<Option<Tags>, ValidationError> {
     let mut tags = Tags::new();
     for (key, list) in map {
         let strings = list.as_array().and_then(|items| {
-            items.iter().map(|item| item.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()
+            items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
         });
         match strings {
             Some(strings) => {
@@ -151,36 +167,75 @@ fn parse_tags(body: &Value) -> Result<Option<Tags>, ValidationError> {
 fn parse_schema_ref(body: &Value) -> Result<SchemaRef, ValidationError> {
     let example = "e.g. {\"id\": \"https://ns.adobe.com/xdm/context/profile__union\", \"contentType\": \"application/vnd.adobe.xed+json;version=1\"}";
     let Some(value) = field(body, "schemaRef") else {
-        return Err(ValidationError::missing("schemaRef", format!("every dataset follows a schema: {example}")));
+        return Err(ValidationError::missing(
+            "schemaRef",
+            format!("every dataset follows a schema: {example}"),
+        ));
     };
     let Value::Object(_) = value else {
-        return Err(ValidationError::invalid("schemaRef", value, format!("expected an object, {example}")));
+        return Err(ValidationError::invalid(
+            "schemaRef",
+            value,
+            format!("expected an object, {example}"),
+        ));
     };
     let id = match field(value, "id") {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        Some(other) => return Err(ValidationError::invalid("schemaRef.id", other, format!("expected a schema id, {example}"))),
-        None => return Err(ValidationError::missing("schemaRef.id", format!("name the schema, {example}"))),
+        Some(other) => {
+            return Err(ValidationError::invalid(
+                "schemaRef.id",
+                other,
+                format!("expected a schema id, {example}"),
+            ));
+        }
+        None => {
+            return Err(ValidationError::missing(
+                "schemaRef.id",
+                format!("name the schema, {example}"),
+            ));
+        }
     };
     let content_type = match field(value, "contentType") {
         None => crate::schema::SCHEMA_CONTENT_TYPE.to_owned(),
         Some(Value::String(ct)) => ct.clone(),
-        Some(other) => return Err(ValidationError::invalid("schemaRef.contentType", other, "expected a string such as application/vnd.adobe.xed+json;version=1")),
+        Some(other) => {
+            return Err(ValidationError::invalid(
+                "schemaRef.contentType",
+                other,
+                "expected a string such as application/vnd.adobe.xed+json;version=1",
+            ));
+        }
     };
     Ok(SchemaRef { id, content_type })
 }
 
 fn parse_file_description(body: &Value) -> Result<FileDescription, ValidationError> {
-    let Some(value) = field(body, "fileDescription") else { return Ok(FileDescription::default()) };
+    let Some(value) = field(body, "fileDescription") else {
+        return Ok(FileDescription::default());
+    };
     if !value.is_object() {
-        return Err(ValidationError::invalid("fileDescription", value, "expected an object such as {\"persisted\": true, \"containerFormat\": \"parquet\", \"format\": \"parquet\"}"));
+        return Err(ValidationError::invalid(
+            "fileDescription",
+            value,
+            "expected an object such as {\"persisted\": true, \"containerFormat\": \"parquet\", \"format\": \"parquet\"}",
+        ));
     }
     let mut description = FileDescription::default();
     match field(value, "persisted") {
         None => {}
         Some(Value::Bool(b)) => description.persisted = *b,
-        Some(other) => return Err(ValidationError::invalid("fileDescription.persisted", other, "expected true or false")),
+        Some(other) => {
+            return Err(ValidationError::invalid(
+                "fileDescription.persisted",
+                other,
+                "expected true or false",
+            ));
+        }
     }
-    for (name, slot) in [("containerFormat", &mut description.container_format), ("format", &mut description.format)] {
+    for (name, slot) in [
+        ("containerFormat", &mut description.container_format),
+        ("format", &mut description.format),
+    ] {
         match field(value, name) {
             None => {}
             Some(Value::String(s)) if s.eq_ignore_ascii_case("parquet") => *slot = "parquet".into(),
@@ -201,7 +256,11 @@ impl NewDataset {
     /// since that needs the sandbox's schema registry.
     pub fn from_json(body: &Value) -> Result<Self, ValidationError> {
         if !body.is_object() {
-            return Err(ValidationError::invalid("body", body, "send a JSON object describing the dataset"));
+            return Err(ValidationError::invalid(
+                "body",
+                body,
+                "send a JSON object describing the dataset",
+            ));
         }
         Ok(Self {
             name: required_name(body)?,
@@ -225,7 +284,11 @@ pub struct DatasetPatch {
 impl DatasetPatch {
     pub fn from_json(body: &Value) -> Result<Self, ValidationError> {
         if !body.is_object() {
-            return Err(ValidationError::invalid("body", body, "send a JSON object with name, description or tags"));
+            return Err(ValidationError::invalid(
+                "body",
+                body,
+                "send a JSON object with name, description or tags",
+            ));
         }
         for immutable in ["schemaRef", "fileDescription"] {
             if field(body, immutable).is_some() {
@@ -240,7 +303,11 @@ impl DatasetPatch {
             None => None,
             Some(_) => Some(required_name(body)?),
         };
-        Ok(Self { name, description: optional_string(body, "description")?, tags: parse_tags(body)? })
+        Ok(Self {
+            name,
+            description: optional_string(body, "description")?,
+            tags: parse_tags(body)?,
+        })
     }
 }
 
@@ -257,7 +324,13 @@ pub enum BatchStatus {
 }
 
 impl BatchStatus {
-    pub const ALL: [BatchStatus; 5] = [Self::Loading, Self::Processing, Self::Success, Self::Failed, Self::Aborted];
+    pub const ALL: [BatchStatus; 5] = [
+        Self::Loading,
+        Self::Processing,
+        Self::Success,
+        Self::Failed,
+        Self::Aborted,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -282,7 +355,9 @@ impl FromStr for BatchStatus {
         Self::ALL
             .into_iter()
             .find(|status| status.as_str() == s)
-            .ok_or_else(|| ValidationError::invalid("status", s, "use one of loading, processing, success, failed, aborted"))
+            .ok_or_else(|| {
+                ValidationError::invalid("status", s, "use one of loading, processing, success, failed, aborted")
+            })
     }
 }
 
@@ -335,8 +410,19 @@ impl NewIngestBatch {
     pub fn from_json(body: &Value) -> Result<Self, ValidationError> {
         let dataset_id = match field(body, "datasetId") {
             Some(Value::String(id)) if !id.is_empty() => DatasetId::from_string(id.clone()),
-            Some(other) => return Err(ValidationError::invalid("datasetId", other, "expected the id of a dataset in this sandbox")),
-            None => return Err(ValidationError::missing("datasetId", "name the dataset the batch loads into")),
+            Some(other) => {
+                return Err(ValidationError::invalid(
+                    "datasetId",
+                    other,
+                    "expected the id of a dataset in this sandbox",
+                ));
+            }
+            None => {
+                return Err(ValidationError::missing(
+                    "datasetId",
+                    "name the dataset the batch loads into",
+                ));
+            }
         };
         let format_fix = "use {\"format\": \"json\"}, \"parquet\" or \"csv\"";
         let input = field(body, "inputFormat");
@@ -353,9 +439,19 @@ impl NewIngestBatch {
         let multi_line_json = match input.and_then(|i| field(i, "isMultiLineJson")) {
             None => false,
             Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(ValidationError::invalid("inputFormat.isMultiLineJson", other, "expected true or false")),
+            Some(other) => {
+                return Err(ValidationError::invalid(
+                    "inputFormat.isMultiLineJson",
+                    other,
+                    "expected true or false",
+                ));
+            }
         };
-        Ok(Self { dataset_id, format, multi_line_json })
+        Ok(Self {
+            dataset_id,
+            format,
+            multi_line_json,
+        })
     }
 
     /// The `inputFormat` object as AEP echoes it on the batch.
@@ -426,8 +522,12 @@ mod tests {
     fn ingest_batches_need_a_dataset_and_a_format() {
         let ok = NewIngestBatch::from_json(&json!({"datasetId": "abc", "inputFormat": {"format": "JSON"}})).unwrap();
         assert_eq!(ok.format, InputFormat::Json);
-        assert_eq!(ok.input_format_json(), json!({"format": "json", "isMultiLineJson": false}));
-        let err = NewIngestBatch::from_json(&json!({"datasetId": "abc", "inputFormat": {"format": "xml"}})).unwrap_err();
+        assert_eq!(
+            ok.input_format_json(),
+            json!({"format": "json", "isMultiLineJson": false})
+        );
+        let err =
+            NewIngestBatch::from_json(&json!({"datasetId": "abc", "inputFormat": {"format": "xml"}})).unwrap_err();
         assert_eq!(err.field, "inputFormat.format");
         assert_eq!(NewIngestBatch::from_json(&json!({})).unwrap_err().field, "datasetId");
     }

@@ -87,7 +87,11 @@ mod tests {
     fn generated_ids_have_aep_shapes() {
         let d = DatasetId::generate();
         assert_eq!(d.as_str().len(), 24);
-        assert!(d.as_str().chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            d.as_str()
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         let b = BatchId::generate();
         assert_eq!(b.as_str().len(), 32);
         assert_ne!(BatchId::generate(), b);

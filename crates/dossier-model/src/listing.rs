@@ -46,19 +46,27 @@ impl ListQuery {
         };
         let start = match params.get("start") {
             None => 0,
-            Some(raw) => raw
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| ValidationError::invalid("start", raw, "start is the number of objects to skip: 0 or more"))?,
+            Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
+                ValidationError::invalid("start", raw, "start is the number of objects to skip: 0 or more")
+            })?,
         };
         let order_by = match params.get("orderBy") {
             None => (sortable[0].to_owned(), Direction::Asc),
             Some(raw) => parse_order_by(raw, sortable)?,
         };
         let properties = params.get("properties").map(|raw| {
-            raw.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
+            raw.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect()
         });
-        Ok(Self { limit, start, order_by, properties })
+        Ok(Self {
+            limit,
+            start,
+            order_by,
+            properties,
+        })
     }
 }
 
@@ -99,12 +107,24 @@ mod tests {
         let q = ListQuery::from_params(&params(&[]), SORTABLE).unwrap();
         assert_eq!((q.limit, q.start), (20, 0));
         assert_eq!(q.order_by, ("created".into(), Direction::Asc));
-        assert_eq!(ListQuery::from_params(&params(&[("limit", "500")]), SORTABLE).unwrap().limit, 100);
+        assert_eq!(
+            ListQuery::from_params(&params(&[("limit", "500")]), SORTABLE)
+                .unwrap()
+                .limit,
+            100
+        );
     }
 
     #[test]
     fn bad_values_name_the_parameter() {
-        for (key, value) in [("limit", "0"), ("limit", "-3"), ("limit", "many"), ("start", "-1"), ("orderBy", "desc:size"), ("orderBy", "up:name")] {
+        for (key, value) in [
+            ("limit", "0"),
+            ("limit", "-3"),
+            ("limit", "many"),
+            ("start", "-1"),
+            ("orderBy", "desc:size"),
+            ("orderBy", "up:name"),
+        ] {
             let err = ListQuery::from_params(&params(&[(key, value)]), SORTABLE).unwrap_err();
             assert_eq!(err.field, key);
             assert_eq!(err.value.as_deref(), Some(value));
@@ -113,7 +133,11 @@ mod tests {
 
     #[test]
     fn order_and_properties() {
-        let q = ListQuery::from_params(&params(&[("orderBy", "desc:updated"), ("properties", "name, tags")]), SORTABLE).unwrap();
+        let q = ListQuery::from_params(
+            &params(&[("orderBy", "desc:updated"), ("properties", "name, tags")]),
+            SORTABLE,
+        )
+        .unwrap();
         assert_eq!(q.order_by, ("updated".into(), Direction::Desc));
         assert_eq!(q.properties, Some(vec!["name".to_string(), "tags".to_string()]));
     }

@@ -22,7 +22,9 @@ impl OrgId {
         let ok = !raw.is_empty()
             && raw.len() <= 255
             && !raw.starts_with('.')
-            && raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | '-'));
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | '-'));
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -55,7 +57,9 @@ impl SandboxName {
         let ok = !raw.is_empty()
             && raw.len() <= 256
             && raw.starts_with(|c: char| c.is_ascii_lowercase())
-            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok {
             Ok(Self(raw.to_owned()))
         } else {

@@ -18,11 +18,19 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn missing(field: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self { field: field.into(), value: None, fix: fix.into() }
+        Self {
+            field: field.into(),
+            value: None,
+            fix: fix.into(),
+        }
     }
 
     pub fn invalid(field: impl Into<String>, value: impl fmt::Display, fix: impl Into<String>) -> Self {
-        Self { field: field.into(), value: Some(value.to_string()), fix: fix.into() }
+        Self {
+            field: field.into(),
+            value: Some(value.to_string()),
+            fix: fix.into(),
+        }
     }
 }
 

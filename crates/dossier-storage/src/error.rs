@@ -12,8 +12,14 @@ pub enum StorageError {
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
     #[error("stored value in {table}.{column} is not valid: {reason}")]
-    Corrupt { table: &'static str, column: &'static str, reason: String },
-    #[error("sandbox '{sandbox}' does not exist in organization '{org}'; create it first with `dossier sandboxes create --org {org} {sandbox}`")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        reason: String,
+    },
+    #[error(
+        "sandbox '{sandbox}' does not exist in organization '{org}'; create it first with `dossier sandboxes create --org {org} {sandbox}`"
+    )]
     UnknownSandbox { org: OrgId, sandbox: SandboxName },
     #[error("sandbox '{sandbox}' already exists in organization '{org}'")]
     SandboxExists { org: OrgId, sandbox: SandboxName },

@@ -34,7 +34,10 @@ const STAGING: &str = "_staging";
 impl Lake {
     /// A lake on the local disk under `root`, created if missing.
     pub fn local(root: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(root).map_err(|source| StorageError::DataDir { path: root.display().to_string(), source })?;
+        std::fs::create_dir_all(root).map_err(|source| StorageError::DataDir {
+            path: root.display().to_string(),
+            source,
+        })?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
         Ok(Self { store: Arc::new(store) })
     }
@@ -57,7 +60,9 @@ impl Lake {
     }
 
     pub fn batch_prefix(tenant: &Tenant, dataset: &DatasetId, batch: &BatchId) -> ObjectPath {
-        Self::dataset_prefix(tenant, dataset).join("batches").join(batch.as_str())
+        Self::dataset_prefix(tenant, dataset)
+            .join("batches")
+            .join(batch.as_str())
     }
 
     pub fn staging_prefix(tenant: &Tenant, batch: &BatchId) -> ObjectPath {
@@ -77,7 +82,12 @@ impl Lake {
     }
 
     /// Moves every staged file of `batch` into the batch's folder of `dataset`.
-    pub async fn promote_staged(&self, tenant: &Tenant, dataset: &DatasetId, batch: &BatchId) -> Result<u64, StorageError> {
+    pub async fn promote_staged(
+        &self,
+        tenant: &Tenant,
+        dataset: &DatasetId,
+        batch: &BatchId,
+    ) -> Result<u64, StorageError> {
         let staging = Self::staging_prefix(tenant, batch);
         let target = Self::batch_prefix(tenant, dataset, batch);
         let mut moved = 0;
@@ -125,7 +135,10 @@ mod tests {
     use dossier_model::tenancy::{OrgId, SandboxName};
 
     fn tenant(sandbox: &str) -> Tenant {
-        Tenant { org: OrgId::parse("1BD6382559DF0C130A49422D@AdobeOrg").unwrap(), sandbox: SandboxName::parse(sandbox).unwrap() }
+        Tenant {
+            org: OrgId::parse("1BD6382559DF0C130A49422D@AdobeOrg").unwrap(),
+            sandbox: SandboxName::parse(sandbox).unwrap(),
+        }
     }
 
     #[tokio::test]
@@ -133,11 +146,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::local(dir.path()).unwrap();
         let (t, ds, batch) = (tenant("prod"), DatasetId::generate(), BatchId::generate());
-        lake.put(&Lake::staging_prefix(&t, &batch).join("part-0.parquet"), Bytes::from_static(b"PAR1")).await.unwrap();
+        lake.put(
+            &Lake::staging_prefix(&t, &batch).join("part-0.parquet"),
+            Bytes::from_static(b"PAR1"),
+        )
+        .await
+        .unwrap();
         assert_eq!(lake.promote_staged(&t, &ds, &batch).await.unwrap(), 1);
         let files = lake.list(&Lake::batch_prefix(&t, &ds, &batch)).await.unwrap();
         assert_eq!(files.len(), 1);
-        assert!(files[0].location.as_ref().ends_with("/batches/".to_owned() + batch.as_str() + "/part-0.parquet").then_some(()).is_some());
+        let expected_suffix = format!("/batches/{batch}/part-0.parquet");
+        assert!(
+            files[0].location.as_ref().ends_with(&expected_suffix),
+            "{}",
+            files[0].location
+        );
         let on_disk = dir
             .path()
             .join("1BD6382559DF0C130A49422D@AdobeOrg/prod/datasets")
@@ -153,9 +176,24 @@ mod tests {
     async fn sweep_removes_only_staged_files() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::local(dir.path()).unwrap();
-        let (t, ds, committed, orphan) = (tenant("dev"), DatasetId::generate(), BatchId::generate(), BatchId::generate());
-        lake.put(&Lake::batch_prefix(&t, &ds, &committed).join("a.parquet"), Bytes::from_static(b"x")).await.unwrap();
-        lake.put(&Lake::staging_prefix(&t, &orphan).join("b.parquet"), Bytes::from_static(b"y")).await.unwrap();
+        let (t, ds, committed, orphan) = (
+            tenant("dev"),
+            DatasetId::generate(),
+            BatchId::generate(),
+            BatchId::generate(),
+        );
+        lake.put(
+            &Lake::batch_prefix(&t, &ds, &committed).join("a.parquet"),
+            Bytes::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+        lake.put(
+            &Lake::staging_prefix(&t, &orphan).join("b.parquet"),
+            Bytes::from_static(b"y"),
+        )
+        .await
+        .unwrap();
         assert_eq!(lake.sweep_staging().await.unwrap(), 1);
         assert_eq!(lake.list(&Lake::dataset_prefix(&t, &ds)).await.unwrap().len(), 1);
         assert_eq!(lake.delete_prefix(&Lake::dataset_prefix(&t, &ds)).await.unwrap(), 1);

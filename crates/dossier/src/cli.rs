@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "dossier", version, about = "A self-hosted customer profile store with AEP's profile export API")]
+#[command(
+    name = "dossier",
+    version,
+    about = "A self-hosted customer profile store with AEP's profile export API"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -54,8 +54,14 @@ impl Settings {
     pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
         let file = args.config.as_deref().map(read_config).transpose()?.unwrap_or_default();
         Ok(Self {
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            listen: file.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: file
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
             token_ttl: Duration::from_secs(file.token_ttl_secs.unwrap_or(86_400)),
             log_format: file.log_format.unwrap_or_default(),
             static_tokens: file.static_tokens,
@@ -71,7 +77,9 @@ pub fn init_logging(command: &Command, settings: &Settings) {
         _ => ("warn", settings.log_format == LogFormat::Json),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -6,14 +6,14 @@ use axum::http::{HeaderValue, StatusCode, header::LOCATION};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use dossier_model::ValidationError;
 use dossier_model::catalog::{BatchStatus, DataBehavior, Dataset, DatasetPatch, NewDataset};
 use dossier_model::ids::{BatchId, DatasetId};
 use dossier_model::listing::ListQuery;
 use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
 use dossier_model::time::now_millis;
-use dossier_model::ValidationError;
-use dossier_storage::meta::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
 use dossier_storage::Lake;
+use dossier_storage::meta::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -22,11 +22,19 @@ use crate::state::AppState;
 use crate::views::{batch_json, dataset_json, keyed_by_id};
 
 fn dataset_not_found(id: &DatasetId) -> ApiError {
-    ApiError::platform(StatusCode::NOT_FOUND, "CAT-DATASET-404", format!("DataSet not found: no dataset '{id}' in this sandbox."))
+    ApiError::platform(
+        StatusCode::NOT_FOUND,
+        "CAT-DATASET-404",
+        format!("DataSet not found: no dataset '{id}' in this sandbox."),
+    )
 }
 
 fn batch_not_found(id: &BatchId) -> ApiError {
-    ApiError::platform(StatusCode::NOT_FOUND, "CAT-BATCH-404", format!("Batch not found: no batch '{id}' in this sandbox."))
+    ApiError::platform(
+        StatusCode::NOT_FOUND,
+        "CAT-BATCH-404",
+        format!("Batch not found: no batch '{id}' in this sandbox."),
+    )
 }
 
 /// The class a dataset's schema belongs to, which decides whether it holds records or events.
@@ -52,7 +60,11 @@ fn data_behavior_of(schema_id: &str, sandbox: &str) -> Result<DataBehavior, ApiE
     request_body(content = Object, description = "name, description, schemaRef {id, contentType}, fileDescription, tags, aspect"),
     responses((status = 201, description = "[\"@/dataSets/<id>\"] with a Location header"), (status = 400, description = "A field is missing or invalid"))
 )]
-pub async fn create_dataset(State(state): State<AppState>, caller: Caller, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn create_dataset(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let new = NewDataset::from_json(&body).map_err(|e| ApiError::platform_invalid("CAT-DATASET-400", e))?;
     let data_behavior = data_behavior_of(&new.schema_ref.id, caller.tenant.sandbox.as_str())?;
     let now = now_millis();
@@ -78,7 +90,9 @@ pub async fn create_dataset(State(state): State<AppState>, caller: Caller, JsonB
     let reference = format!("@/dataSets/{}", dataset.id);
     let location = format!("/data/foundation/catalog/dataSets/{}", dataset.id);
     let mut response = (StatusCode::CREATED, Json(json!([reference]))).into_response();
-    response.headers_mut().insert(LOCATION, HeaderValue::from_str(&location).expect("ids are URL-safe"));
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_str(&location).expect("ids are URL-safe"));
     Ok(response)
 }
 
@@ -94,45 +108,86 @@ pub async fn create_dataset(State(state): State<AppState>, caller: Caller, JsonB
     ),
     responses((status = 200, description = "An object keyed by dataset id"), (status = 400, description = "A query parameter is invalid"))
 )]
-pub async fn list_datasets(State(state): State<AppState>, caller: Caller, QueryParams(params): QueryParams) -> Result<Json<serde_json::Value>, ApiError> {
-    let query = ListQuery::from_params(&params, DATASET_SORTABLE).map_err(|e| ApiError::platform_invalid("CAT-QUERY-400", e))?;
-    let filter = DatasetFilter { name: params.get("name").cloned() };
+pub async fn list_datasets(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(params): QueryParams,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = ListQuery::from_params(&params, DATASET_SORTABLE)
+        .map_err(|e| ApiError::platform_invalid("CAT-QUERY-400", e))?;
+    let filter = DatasetFilter {
+        name: params.get("name").cloned(),
+    };
     let datasets = state.meta.list_datasets(&caller.tenant, &query, &filter).await?;
-    Ok(Json(keyed_by_id(datasets.iter().map(|d| (d.id.as_str(), dataset_json(d))), query.properties.as_deref())))
+    Ok(Json(keyed_by_id(
+        datasets.iter().map(|d| (d.id.as_str(), dataset_json(d))),
+        query.properties.as_deref(),
+    )))
 }
 
 /// One dataset, keyed by its id.
 #[utoipa::path(get, path = "/dataSets/{id}", tag = "catalog", params(("id" = String, Path, description = "Dataset id")),
     responses((status = 200, description = "{\"<id>\": {...}}"), (status = 404, description = "No such dataset in this sandbox")))]
-pub async fn get_dataset(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, QueryParams(params): QueryParams) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn get_dataset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    QueryParams(params): QueryParams,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = DatasetId::from_string(id);
-    let dataset = state.meta.get_dataset(&caller.tenant, &id).await?.ok_or_else(|| dataset_not_found(&id))?;
-    let properties: Option<Vec<String>> = params.get("properties").map(|p| p.split(',').map(|s| s.trim().to_owned()).collect());
-    Ok(Json(keyed_by_id([(dataset.id.as_str(), dataset_json(&dataset))], properties.as_deref())))
+    let dataset = state
+        .meta
+        .get_dataset(&caller.tenant, &id)
+        .await?
+        .ok_or_else(|| dataset_not_found(&id))?;
+    let properties: Option<Vec<String>> = params
+        .get("properties")
+        .map(|p| p.split(',').map(|s| s.trim().to_owned()).collect());
+    Ok(Json(keyed_by_id(
+        [(dataset.id.as_str(), dataset_json(&dataset))],
+        properties.as_deref(),
+    )))
 }
 
 /// Changes a dataset's name, description or tags.
 #[utoipa::path(patch, path = "/dataSets/{id}", tag = "catalog", params(("id" = String, Path, description = "Dataset id")),
     request_body(content = Object, description = "name, description, tags"),
     responses((status = 200, description = "[\"@/dataSets/<id>\"]"), (status = 400, description = "Invalid or immutable field"), (status = 404, description = "No such dataset in this sandbox")))]
-pub async fn patch_dataset(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, JsonBody(body): JsonBody) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn patch_dataset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = DatasetId::from_string(id);
     let patch = DatasetPatch::from_json(&body).map_err(|e| ApiError::platform_invalid("CAT-DATASET-400", e))?;
-    state.meta.update_dataset(&caller.tenant, &id, &patch, now_millis()).await?.ok_or_else(|| dataset_not_found(&id))?;
+    state
+        .meta
+        .update_dataset(&caller.tenant, &id, &patch, now_millis())
+        .await?
+        .ok_or_else(|| dataset_not_found(&id))?;
     Ok(Json(json!([format!("@/dataSets/{id}")])))
 }
 
 /// Deletes a dataset with its batches and files.
 #[utoipa::path(delete, path = "/dataSets/{id}", tag = "catalog", params(("id" = String, Path, description = "Dataset id")),
     responses((status = 200, description = "[\"@/dataSets/<id>\"]"), (status = 404, description = "No such dataset in this sandbox")))]
-pub async fn delete_dataset(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn delete_dataset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = DatasetId::from_string(id);
     if !state.meta.delete_dataset(&caller.tenant, &id).await? {
         return Err(dataset_not_found(&id));
     }
     // The metadata is gone, so no reader can reach these files any more; removing them is
     // cleanup, and a failure here leaves unreachable files rather than a half-deleted dataset.
-    if let Err(error) = state.lake.delete_prefix(&Lake::dataset_prefix(&caller.tenant, &id)).await {
+    if let Err(error) = state
+        .lake
+        .delete_prefix(&Lake::dataset_prefix(&caller.tenant, &id))
+        .await
+    {
         tracing::warn!(%error, dataset_id = %id, "dataset deleted but some of its files could not be removed");
     }
     tracing::info!(dataset_id = %id, "dataset deleted");
@@ -151,23 +206,42 @@ pub async fn delete_dataset(State(state): State<AppState>, caller: Caller, Path(
     ),
     responses((status = 200, description = "An object keyed by batch id"), (status = 400, description = "A query parameter is invalid"))
 )]
-pub async fn list_batches(State(state): State<AppState>, caller: Caller, QueryParams(params): QueryParams) -> Result<Json<serde_json::Value>, ApiError> {
-    let query = ListQuery::from_params(&params, BATCH_SORTABLE).map_err(|e| ApiError::platform_invalid("CAT-QUERY-400", e))?;
+pub async fn list_batches(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(params): QueryParams,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query =
+        ListQuery::from_params(&params, BATCH_SORTABLE).map_err(|e| ApiError::platform_invalid("CAT-QUERY-400", e))?;
     let status = params
         .get("status")
         .map(|s| s.parse::<BatchStatus>())
         .transpose()
         .map_err(|e| ApiError::platform_invalid("CAT-QUERY-400", e))?;
-    let filter = BatchFilter { dataset_id: params.get("dataSet").map(|id| DatasetId::from_string(id.clone())), status };
+    let filter = BatchFilter {
+        dataset_id: params.get("dataSet").map(|id| DatasetId::from_string(id.clone())),
+        status,
+    };
     let batches = state.meta.list_batches(&caller.tenant, &query, &filter).await?;
-    Ok(Json(keyed_by_id(batches.iter().map(|b| (b.id.as_str(), batch_json(b))), query.properties.as_deref())))
+    Ok(Json(keyed_by_id(
+        batches.iter().map(|b| (b.id.as_str(), batch_json(b))),
+        query.properties.as_deref(),
+    )))
 }
 
 /// One batch, keyed by its id.
 #[utoipa::path(get, path = "/batches/{id}", tag = "catalog", params(("id" = String, Path, description = "Batch id")),
     responses((status = 200, description = "{\"<id>\": {...}}"), (status = 404, description = "No such batch in this sandbox")))]
-pub async fn get_batch(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn get_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = BatchId::from_string(id);
-    let batch = state.meta.get_batch(&caller.tenant, &id).await?.ok_or_else(|| batch_not_found(&id))?;
+    let batch = state
+        .meta
+        .get_batch(&caller.tenant, &id)
+        .await?
+        .ok_or_else(|| batch_not_found(&id))?;
     Ok(Json(keyed_by_id([(batch.id.as_str(), batch_json(&batch))], None)))
 }

@@ -13,6 +13,10 @@ use crate::state::AppState;
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let metadata = state.meta.ping().await;
     let body = json!({ "status": if metadata.is_ok() { "ok" } else { "unavailable" }, "metadataStore": metadata.as_ref().map_or_else(|e| e.to_string(), |_| "ok".to_owned()) });
-    let status = if metadata.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if metadata.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body))
 }

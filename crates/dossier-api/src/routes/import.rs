@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
 
+use dossier_model::ValidationError;
 use dossier_model::catalog::{Batch, BatchStatus, NewIngestBatch};
 use dossier_model::ids::BatchId;
 use dossier_model::time::now_millis;
-use dossier_model::ValidationError;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -22,12 +22,20 @@ use crate::views::batch_json;
     request_body(content = Object, description = "{\"datasetId\", \"inputFormat\": {\"format\": \"json\"|\"parquet\"|\"csv\", \"isMultiLineJson\"}}"),
     responses((status = 201, description = "The batch, status loading"), (status = 400, description = "Invalid body or unknown dataset"))
 )]
-pub async fn create_batch(State(state): State<AppState>, caller: Caller, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let new = NewIngestBatch::from_json(&body).map_err(|e| ApiError::platform_invalid("INGEST-BATCH-400", e))?;
     if state.meta.get_dataset(&caller.tenant, &new.dataset_id).await?.is_none() {
         return Err(ApiError::platform_invalid(
             "INGEST-DATASET-400",
-            ValidationError::invalid("datasetId", &new.dataset_id, "no dataset with this id in this sandbox; create it with POST /data/foundation/catalog/dataSets"),
+            ValidationError::invalid(
+                "datasetId",
+                &new.dataset_id,
+                "no dataset with this id in this sandbox; create it with POST /data/foundation/catalog/dataSets",
+            ),
         ));
     }
     let now = now_millis();

@@ -2,8 +2,8 @@
 
 mod catalog;
 mod health;
-mod ims;
 mod import;
+mod ims;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -32,14 +32,20 @@ struct ApiDoc;
 
 /// Routes that every caller reaches without a token.
 fn public_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health::health)).routes(routes!(ims::issue_token))
+    OpenApiRouter::new()
+        .routes(routes!(health::health))
+        .routes(routes!(ims::issue_token))
 }
 
 /// Routes behind the gateway checks (token, API key, org, sandbox): everything under `/data`.
 fn protected_routes() -> OpenApiRouter<AppState> {
     let catalog = OpenApiRouter::new()
         .routes(routes!(catalog::create_dataset, catalog::list_datasets))
-        .routes(routes!(catalog::get_dataset, catalog::patch_dataset, catalog::delete_dataset))
+        .routes(routes!(
+            catalog::get_dataset,
+            catalog::patch_dataset,
+            catalog::delete_dataset
+        ))
         .routes(routes!(catalog::list_batches))
         .routes(routes!(catalog::get_batch));
     let import = OpenApiRouter::new().routes(routes!(import::create_batch));
@@ -54,7 +60,10 @@ async fn no_route(request: Request) -> Response {
         Service::for_path(path),
         StatusCode::NOT_FOUND,
         "DOSSIER-ROUTE-404",
-        format!("No resource at {} {path}. Check the path against the API reference (GET /openapi.json).", request.method()),
+        format!(
+            "No resource at {} {path}. Check the path against the API reference (GET /openapi.json).",
+            request.method()
+        ),
     )
     .into_response()
 }
@@ -68,7 +77,10 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let openapi_json = serde_json::to_value(&openapi).expect("the OpenAPI document serializes");
     router
-        .route("/openapi.json", axum::routing::get(move || async move { Json(openapi_json) }))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { Json(openapi_json) }),
+        )
         .fallback(no_route)
         // The gateway checks guard the whole `/data` tree, unknown paths included, so a caller
         // without a valid token learns nothing about which paths exist.

@@ -3,7 +3,9 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use dossier_model::catalog::{Batch, BatchError, BatchStatus, DataBehavior, Dataset, DatasetPatch, FileDescription, SchemaRef, Tags};
+use dossier_model::catalog::{
+    Batch, BatchError, BatchStatus, DataBehavior, Dataset, DatasetPatch, FileDescription, SchemaRef, Tags,
+};
 use dossier_model::ids::{BatchId, ClientId, DatasetId};
 use dossier_model::listing::{Direction, ListQuery};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
@@ -26,16 +28,20 @@ pub struct BatchFilter {
     pub status: Option<BatchStatus>,
 }
 
-/// `ORDER BY` for a listing. The field was checked against the listing's sortable fields by
+/// `ORDER BY` for a listing; ties go by insertion order (rowid). The field was checked against the listing's sortable fields by
 /// [`ListQuery::from_params`]; it is checked again here because it becomes SQL text.
 fn order_clause(query: &ListQuery, sortable: &[&str]) -> String {
     let (field, direction) = &query.order_by;
-    let column = if sortable.contains(&field.as_str()) { field.as_str() } else { "created" };
+    let column = if sortable.contains(&field.as_str()) {
+        field.as_str()
+    } else {
+        "created"
+    };
     let dir = match direction {
         Direction::Asc => "ASC",
         Direction::Desc => "DESC",
     };
-    format!("ORDER BY {column} {dir}, id {dir}")
+    format!("ORDER BY {column} {dir}, rowid {dir}")
 }
 
 /// Fields `orderBy` may name on datasets.
@@ -46,7 +52,11 @@ pub const BATCH_SORTABLE: &[&str] = &["created", "updated", "status"];
 fn tenant_of(table: &'static str, row: &SqliteRow) -> Result<(OrgId, SandboxName), StorageError> {
     Ok((
         parsed_column(table, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
-        parsed_column(table, "sandbox", SandboxName::parse(&row.try_get::<String, _>("sandbox")?))?,
+        parsed_column(
+            table,
+            "sandbox",
+            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
+        )?,
     ))
 }
 
@@ -60,14 +70,24 @@ fn dataset_from_row(row: &SqliteRow) -> Result<Dataset, StorageError> {
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         schema_ref: json_column::<SchemaRef>("datasets", "schema_ref", &row.try_get::<String, _>("schema_ref")?)?,
-        file_description: json_column::<FileDescription>("datasets", "file_description", &row.try_get::<String, _>("file_description")?)?,
+        file_description: json_column::<FileDescription>(
+            "datasets",
+            "file_description",
+            &row.try_get::<String, _>("file_description")?,
+        )?,
         tags: json_column::<Tags>("datasets", "tags", &row.try_get::<String, _>("tags")?)?,
         aspect: row.try_get("aspect")?,
-        data_behavior: parsed_column("datasets", "data_behavior", row.try_get::<String, _>("data_behavior")?.parse::<DataBehavior>())?,
+        data_behavior: parsed_column(
+            "datasets",
+            "data_behavior",
+            row.try_get::<String, _>("data_behavior")?.parse::<DataBehavior>(),
+        )?,
         created: row.try_get("created")?,
         updated: row.try_get("updated")?,
         created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
-        last_batch_id: row.try_get::<Option<String>, _>("last_batch_id")?.map(BatchId::from_string),
+        last_batch_id: row
+            .try_get::<Option<String>, _>("last_batch_id")?
+            .map(BatchId::from_string),
         last_batch_status: last_batch_status
             .map(|s| parsed_column("datasets", "last_batch_status", s.parse::<BatchStatus>()))
             .transpose()?,
@@ -82,7 +102,11 @@ fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
         org,
         sandbox,
         dataset_id: DatasetId::from_string(row.try_get::<String, _>("dataset_id")?),
-        status: parsed_column("batches", "status", row.try_get::<String, _>("status")?.parse::<BatchStatus>())?,
+        status: parsed_column(
+            "batches",
+            "status",
+            row.try_get::<String, _>("status")?.parse::<BatchStatus>(),
+        )?,
         created: row.try_get("created")?,
         updated: row.try_get("updated")?,
         started: row.try_get("started")?,
@@ -91,7 +115,9 @@ fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
         size: row.try_get("size")?,
         records_read: row.try_get("records_read")?,
         errors: json_column::<Vec<BatchError>>("batches", "errors", &row.try_get::<String, _>("errors")?)?,
-        input_format: input_format.map(|raw| json_column("batches", "input_format", &raw)).transpose()?,
+        input_format: input_format
+            .map(|raw| json_column("batches", "input_format", &raw))
+            .transpose()?,
         created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
     })
 }
@@ -133,7 +159,12 @@ impl MetaStore {
         row.as_ref().map(dataset_from_row).transpose()
     }
 
-    pub async fn list_datasets(&self, tenant: &Tenant, query: &ListQuery, filter: &DatasetFilter) -> Result<Vec<Dataset>, StorageError> {
+    pub async fn list_datasets(
+        &self,
+        tenant: &Tenant,
+        query: &ListQuery,
+        filter: &DatasetFilter,
+    ) -> Result<Vec<Dataset>, StorageError> {
         let sql = format!(
             "SELECT * FROM datasets WHERE org = ? AND sandbox = ? AND (? IS NULL OR name = ?) {} LIMIT ? OFFSET ?",
             order_clause(query, DATASET_SORTABLE)
@@ -223,14 +254,16 @@ impl MetaStore {
         .bind(batch.created_client.as_str())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE datasets SET last_batch_id = ?, last_batch_status = ? WHERE id = ? AND org = ? AND sandbox = ?")
-            .bind(batch.id.as_str())
-            .bind(batch.status.as_str())
-            .bind(batch.dataset_id.as_str())
-            .bind(batch.org.as_str())
-            .bind(batch.sandbox.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE datasets SET last_batch_id = ?, last_batch_status = ? WHERE id = ? AND org = ? AND sandbox = ?",
+        )
+        .bind(batch.id.as_str())
+        .bind(batch.status.as_str())
+        .bind(batch.dataset_id.as_str())
+        .bind(batch.org.as_str())
+        .bind(batch.sandbox.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -245,7 +278,12 @@ impl MetaStore {
         row.as_ref().map(batch_from_row).transpose()
     }
 
-    pub async fn list_batches(&self, tenant: &Tenant, query: &ListQuery, filter: &BatchFilter) -> Result<Vec<Batch>, StorageError> {
+    pub async fn list_batches(
+        &self,
+        tenant: &Tenant,
+        query: &ListQuery,
+        filter: &BatchFilter,
+    ) -> Result<Vec<Batch>, StorageError> {
         let sql = format!(
             "SELECT * FROM batches WHERE org = ? AND sandbox = ? AND (? IS NULL OR dataset_id = ?)
                AND (? IS NULL OR status = ?) {} LIMIT ? OFFSET ?",

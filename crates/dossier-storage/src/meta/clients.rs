@@ -74,13 +74,23 @@ fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiClient, StorageEr
 impl MetaStore {
     /// Creates an API client for `org`, limited to `sandboxes` (which must exist) or, with `None`,
     /// allowed in every sandbox of the org.
-    pub async fn create_client(&self, org: &OrgId, sandboxes: Option<Vec<SandboxName>>) -> Result<IssuedClient, StorageError> {
+    pub async fn create_client(
+        &self,
+        org: &OrgId,
+        sandboxes: Option<Vec<SandboxName>>,
+    ) -> Result<IssuedClient, StorageError> {
         self.ensure_org(org).await?;
         if let Some(names) = &sandboxes {
             for sandbox in names {
-                let tenant = Tenant { org: org.clone(), sandbox: sandbox.clone() };
+                let tenant = Tenant {
+                    org: org.clone(),
+                    sandbox: sandbox.clone(),
+                };
                 if !self.sandbox_exists(&tenant).await? {
-                    return Err(StorageError::UnknownSandbox { org: org.clone(), sandbox: sandbox.clone() });
+                    return Err(StorageError::UnknownSandbox {
+                        org: org.clone(),
+                        sandbox: sandbox.clone(),
+                    });
                 }
             }
         }
@@ -92,15 +102,20 @@ impl MetaStore {
             revoked: None,
         };
         let secret = format!("dsk-{}", random_hex(32));
-        let sandboxes_json = client.sandboxes.as_ref().map(|names| to_json(&names.iter().map(SandboxName::as_str).collect::<Vec<_>>()));
-        sqlx::query("INSERT INTO api_clients (client_id, secret_sha256, org, sandboxes, created) VALUES (?, ?, ?, ?, ?)")
-            .bind(client.client_id.as_str())
-            .bind(secret_digest(&secret))
-            .bind(org.as_str())
-            .bind(sandboxes_json)
-            .bind(client.created)
-            .execute(&self.pool)
-            .await?;
+        let sandboxes_json = client
+            .sandboxes
+            .as_ref()
+            .map(|names| to_json(&names.iter().map(SandboxName::as_str).collect::<Vec<_>>()));
+        sqlx::query(
+            "INSERT INTO api_clients (client_id, secret_sha256, org, sandboxes, created) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(client.client_id.as_str())
+        .bind(secret_digest(&secret))
+        .bind(org.as_str())
+        .bind(sandboxes_json)
+        .bind(client.created)
+        .execute(&self.pool)
+        .await?;
         Ok(IssuedClient { client, secret })
     }
 
@@ -114,11 +129,12 @@ impl MetaStore {
 
     /// The client whose id and secret these are, if it exists and is not revoked.
     pub async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Option<ApiClient>, StorageError> {
-        let row = sqlx::query("SELECT * FROM api_clients WHERE client_id = ? AND secret_sha256 = ? AND revoked IS NULL")
-            .bind(client_id)
-            .bind(secret_digest(secret))
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM api_clients WHERE client_id = ? AND secret_sha256 = ? AND revoked IS NULL")
+                .bind(client_id)
+                .bind(secret_digest(secret))
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(client_from_row).transpose()
     }
 
@@ -138,7 +154,9 @@ impl MetaStore {
             .bind(client_id)
             .execute(&self.pool)
             .await?;
-        self.get_client(client_id).await?.ok_or_else(|| StorageError::UnknownClient(client_id.to_owned()))
+        self.get_client(client_id)
+            .await?
+            .ok_or_else(|| StorageError::UnknownClient(client_id.to_owned()))
     }
 
     /// The secret that signs access tokens, created on first use. It lives in the metadata store
@@ -151,7 +169,9 @@ impl MetaStore {
             .bind(now_millis())
             .execute(&self.pool)
             .await?;
-        let stored: Vec<u8> = sqlx::query_scalar("SELECT secret FROM signing_keys WHERE id = 1").fetch_one(&self.pool).await?;
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT secret FROM signing_keys WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(stored)
     }
 }

@@ -21,14 +21,18 @@ impl MetaStore {
 
     pub async fn create_sandbox(&self, org: &OrgId, name: &SandboxName) -> Result<(), StorageError> {
         self.ensure_org(org).await?;
-        let inserted = sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(org.as_str())
-            .bind(name.as_str())
-            .bind(now_millis())
-            .execute(&self.pool)
-            .await?;
+        let inserted =
+            sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                .bind(org.as_str())
+                .bind(name.as_str())
+                .bind(now_millis())
+                .execute(&self.pool)
+                .await?;
         if inserted.rows_affected() == 0 {
-            return Err(StorageError::SandboxExists { org: org.clone(), sandbox: name.clone() });
+            return Err(StorageError::SandboxExists {
+                org: org.clone(),
+                sandbox: name.clone(),
+            });
         }
         Ok(())
     }
@@ -44,13 +48,12 @@ impl MetaStore {
 
     /// Sandboxes of one organization, or of all when `org` is `None`, with their creation times.
     pub async fn list_sandboxes(&self, org: Option<&OrgId>) -> Result<Vec<(Tenant, EpochMillis)>, StorageError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT org, name, created FROM sandboxes WHERE (? IS NULL OR org = ?) ORDER BY org, name",
-        )
-        .bind(org.map(OrgId::as_str))
-        .bind(org.map(OrgId::as_str))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT org, name, created FROM sandboxes WHERE (? IS NULL OR org = ?) ORDER BY org, name")
+                .bind(org.map(OrgId::as_str))
+                .bind(org.map(OrgId::as_str))
+                .fetch_all(&self.pool)
+                .await?;
         rows.into_iter()
             .map(|(org, name, created)| {
                 let tenant = Tenant {

@@ -30,7 +30,12 @@ pub async fn run(command: ClientsCommand, settings: &Settings) -> anyhow::Result
             let sandboxes = if sandboxes.is_empty() {
                 None
             } else {
-                Some(sandboxes.iter().map(|s| SandboxName::parse(s)).collect::<Result<Vec<_>, _>>()?)
+                Some(
+                    sandboxes
+                        .iter()
+                        .map(|s| SandboxName::parse(s))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
             };
             let issued = meta.create_client(&org, sandboxes).await?;
             if json {
@@ -44,7 +49,10 @@ pub async fn run(command: ClientsCommand, settings: &Settings) -> anyhow::Result
                     })
                 );
             } else {
-                println!("Created an API client for {org} (sandboxes: {}).", sandboxes_text(&issued.client));
+                println!(
+                    "Created an API client for {org} (sandboxes: {}).",
+                    sandboxes_text(&issued.client)
+                );
                 println!("client id:     {}", issued.client.client_id);
                 println!("client secret: {}", issued.secret);
                 println!("The secret is shown only now; store it. Exchange both for a token at POST /ims/token/v3.");
@@ -63,13 +71,21 @@ pub async fn run(command: ClientsCommand, settings: &Settings) -> anyhow::Result
                 println!("{:<34} {:<40} {:<20} STATUS", "CLIENT ID", "ORG", "SANDBOXES");
                 for c in &clients {
                     let status = if c.revoked.is_some() { "revoked" } else { "active" };
-                    println!("{:<34} {:<40} {:<20} {status}", c.client_id.as_str(), c.org.as_str(), sandboxes_text(c));
+                    println!(
+                        "{:<34} {:<40} {:<20} {status}",
+                        c.client_id.as_str(),
+                        c.org.as_str(),
+                        sandboxes_text(c)
+                    );
                 }
             }
         }
         ClientsCommand::Revoke { client_id } => {
             let client = meta.revoke_client(&client_id).await?;
-            println!("Revoked client {} of {}; its tokens no longer work.", client.client_id, client.org);
+            println!(
+                "Revoked client {} of {}; its tokens no longer work.",
+                client.client_id, client.org
+            );
         }
     }
     meta.close().await;

@@ -1,0 +1,158 @@
+//! The `dossier` command itself: administration subcommands, settings precedence, and `serve`
+//! as a real process that stops cleanly on SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+fn dossier_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dossier"))
+}
+
+#[test]
+fn clients_and_sandboxes_are_administered_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+
+    let created: Value = serde_json::from_str(&dossier(data, &["clients", "create", "--org", ORG, "--json"])).unwrap();
+    let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["clientId", "clientSecret", "org", "sandboxes"]);
+    assert_eq!(created["org"], ORG);
+    let secret = created["clientSecret"].as_str().unwrap();
+    assert!(secret.len() >= 64);
+
+    let stored = std::fs::read(data.join("meta.sqlite")).unwrap();
+    assert!(
+        !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the secret is never stored in clear"
+    );
+
+    // Sandboxes must exist before a client is limited to them.
+    let refused = dossier_cmd()
+        .arg("--data-dir")
+        .arg(data)
+        .args(["clients", "create", "--org", ORG, "--sandbox", "dev"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("sandboxes create"),
+        "the error says how to fix it"
+    );
+
+    dossier(data, &["sandboxes", "create", "--org", ORG, "dev"]);
+    let limited: Value = serde_json::from_str(&dossier(
+        data,
+        &["clients", "create", "--org", ORG, "--sandbox", "dev", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(limited["sandboxes"], serde_json::json!(["dev"]));
+
+    let duplicate = dossier_cmd()
+        .arg("--data-dir")
+        .arg(data)
+        .args(["sandboxes", "create", "--org", ORG, "dev"])
+        .output()
+        .unwrap();
+    assert!(!duplicate.status.success());
+    let bad_name = dossier_cmd()
+        .arg("--data-dir")
+        .arg(data)
+        .args(["sandboxes", "create", "--org", ORG, "Dev_1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad_name.stderr).contains("lower-case"));
+
+    let listed = dossier(data, &["clients", "list"]);
+    assert!(listed.contains(created["clientId"].as_str().unwrap()) && listed.contains("active"));
+    dossier(data, &["clients", "revoke", created["clientId"].as_str().unwrap()]);
+    let listed: Vec<Value> = serde_json::from_str(&dossier(data, &["clients", "list", "--json"])).unwrap();
+    let revoked = listed.iter().find(|c| c["clientId"] == created["clientId"]).unwrap();
+    assert!(revoked["revoked"].is_i64());
+    assert!(!listed.iter().any(|c| c.get("clientSecret").is_some()));
+
+    let text = dossier(data, &["sandboxes", "list"]);
+    assert!(text.contains("dev") && text.contains("prod"));
+}
+
+#[test]
+fn serve_reads_env_and_config_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-config");
+    let config = dir.path().join("dossier.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n\n[[static_tokens]]\ntoken = \"ci-token-0123456789abcdef0123456789\"\nclient_id = \"ci\"\norg = \"{ORG}\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    let mut child = dossier_cmd()
+        .env("DOSSIER_CONFIG", &config)
+        .env("DOSSIER_LISTEN", "127.0.0.1:0")
+        .env_remove("DOSSIER_DATA_DIR")
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("dossier listening on ") {
+            break rest.to_owned();
+        }
+    };
+    assert!(data.join("meta.sqlite").exists(), "data_dir came from the config file");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{address}/data/foundation/catalog/dataSets"))
+            .bearer_auth("ci-token-0123456789abcdef0123456789")
+            .header("x-api-key", "ci")
+            .header("x-gw-ims-org-id", ORG)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200, "the static token from the config file works");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "serve did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dossier.toml");
+    std::fs::write(&config, "listn = \"127.0.0.1:1\"\n").unwrap();
+    let output = dossier_cmd()
+        .arg("--config")
+        .arg(&config)
+        .args(["sandboxes", "list"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("listn"));
+}

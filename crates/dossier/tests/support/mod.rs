@@ -1,0 +1,229 @@
+//! A real server on an ephemeral port over a fresh data dir, and a client that speaks to it the
+//! way AEP's tutorials do. API clients are created with the real `dossier` command.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use dossier_api::{RunningServer, ServerConfig, StaticToken};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+pub const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+pub const OTHER_ORG: &str = "99AA0000000000000000FFFF@AdobeOrg";
+pub const TUTORIAL_DATASET: &str = include_str!("../../../../../shared/tutorial/create-dataset.json");
+
+/// Runs the `dossier` binary with `args` against `data_dir` and returns its stdout.
+pub fn dossier(data_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_dossier"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("the dossier binary runs");
+    assert!(
+        output.status.success(),
+        "dossier {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// An API client's credentials, as `dossier clients create --json` prints them.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub client_id: String,
+    pub secret: String,
+    pub org: String,
+}
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    server: Option<RunningServer>,
+    pub base: String,
+    pub http: reqwest::Client,
+    config: ServerConfig,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = ServerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
+        adjust(&mut config);
+        let server = dossier_api::start(config.clone()).await.expect("server starts");
+        let base = format!("http://{}", server.local_addr());
+        Self {
+            dir,
+            server: Some(server),
+            base,
+            http: reqwest::Client::new(),
+            config,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    /// Stops the server and starts a new one on the same data dir (on a new port).
+    pub async fn restart(&mut self) {
+        self.server
+            .take()
+            .expect("running")
+            .shutdown()
+            .await
+            .expect("clean shutdown");
+        let server = dossier_api::start(self.config.clone()).await.expect("server restarts");
+        self.base = format!("http://{}", server.local_addr());
+        self.server = Some(server);
+    }
+
+    /// Creates an API client with the `dossier clients create` command.
+    pub fn create_client(&self, org: &str, sandboxes: &[&str]) -> Credentials {
+        let mut args = vec!["clients", "create", "--org", org, "--json"];
+        for s in sandboxes {
+            args.extend(["--sandbox", s]);
+        }
+        let printed: Value = serde_json::from_str(&dossier(&self.data_dir(), &args)).expect("JSON from clients create");
+        Credentials {
+            client_id: printed["clientId"].as_str().unwrap().to_owned(),
+            secret: printed["clientSecret"].as_str().unwrap().to_owned(),
+            org: printed["org"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub fn create_sandbox(&self, org: &str, name: &str) {
+        dossier(&self.data_dir(), &["sandboxes", "create", "--org", org, name]);
+    }
+
+    pub async fn token_response(&self, client_id: &str, secret: &str) -> Response {
+        self.http
+            .post(format!("{}/ims/token/v3", self.base))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("scope", "openid,AdobeID,read_organizations"),
+            ])
+            .send()
+            .await
+            .expect("token request")
+    }
+
+    pub async fn token(&self, credentials: &Credentials) -> String {
+        let response = self.token_response(&credentials.client_id, &credentials.secret).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A caller with a fresh client and token for `org`, addressing `sandbox`.
+    pub async fn caller(&self, org: &str, sandbox: &str) -> Caller {
+        let credentials = self.create_client(org, &[]);
+        let token = self.token(&credentials).await;
+        Caller {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            token,
+            credentials,
+            sandbox: sandbox.to_owned(),
+        }
+    }
+}
+
+/// A caller with every header AEP requires.
+#[derive(Clone)]
+pub struct Caller {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: String,
+    pub credentials: Credentials,
+    pub sandbox: String,
+}
+
+impl Caller {
+    pub fn in_sandbox(&self, sandbox: &str) -> Caller {
+        Caller {
+            sandbox: sandbox.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("x-api-key", &self.credentials.client_id)
+            .header("x-gw-ims-org-id", &self.credentials.org)
+            .header("x-sandbox-name", &self.sandbox)
+            .timeout(Duration::from_secs(30))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        into_parts(self.request(Method::GET, path).send().await.unwrap()).await
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> (u16, Value) {
+        into_parts(self.request(method, path).json(body).send().await.unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        into_parts(self.request(Method::DELETE, path).send().await.unwrap()).await
+    }
+
+    /// Creates the tutorial's dataset (optionally renamed) and returns its id.
+    pub async fn create_dataset(&self, name: &str) -> String {
+        let mut body: Value = serde_json::from_str(TUTORIAL_DATASET).unwrap();
+        body["name"] = Value::String(name.to_owned());
+        let (status, created) = self
+            .send_json(Method::POST, "/data/foundation/catalog/dataSets", &body)
+            .await;
+        assert_eq!(status, 201, "{created}");
+        dataset_id_of(&created)
+    }
+
+    /// Opens an ingestion batch on `dataset` and returns its id.
+    pub async fn create_batch(&self, dataset: &str) -> String {
+        let body = serde_json::json!({"datasetId": dataset, "inputFormat": {"format": "json"}});
+        let (status, batch) = self
+            .send_json(Method::POST, "/data/foundation/import/batches", &body)
+            .await;
+        assert_eq!(status, 201, "{batch}");
+        batch["id"].as_str().unwrap().to_owned()
+    }
+}
+
+pub fn dataset_id_of(created: &Value) -> String {
+    created[0]
+        .as_str()
+        .unwrap()
+        .strip_prefix("@/dataSets/")
+        .unwrap()
+        .to_owned()
+}
+
+pub async fn into_parts(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("body is not JSON: {text}"))
+    };
+    (status, body)
+}
+
+pub fn static_token(token: &str, client_id: &str, org: &str) -> StaticToken {
+    StaticToken {
+        token: token.to_owned(),
+        client_id: client_id.to_owned(),
+        org: org.to_owned(),
+        sandboxes: None,
+    }
+}
