@@ -1,0 +1,4 @@
+//! Dossier's engine: the data work, on Arrow and DataFusion, with no HTTP.
+//!
+//! This crate owns turning uploaded files into Parquet fragments, the identity graph, building
+//! merged profiles, and the export pipeline. It reads and writes through the storage crate.
