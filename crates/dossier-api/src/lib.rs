@@ -18,3 +18,4 @@ mod views;
 pub use auth::StaticToken;
 pub use error::{ApiError, Service};
 pub use server::{RunningServer, ServerConfig, open_storage, start};
+pub use state::Limits;

@@ -14,12 +14,14 @@ use tokio::task::JoinHandle;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
+use dossier_engine::ingest::Ingestion;
+use dossier_model::catalog::BatchStatus;
 use dossier_model::tenancy::OrgId;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::{StaticToken, TokenService};
 use crate::routes;
-use crate::state::AppState;
+use crate::state::{AppState, Limits};
 
 /// Everything `dossier serve` needs to run.
 #[derive(Debug, Clone)]
@@ -30,6 +32,7 @@ pub struct ServerConfig {
     /// How long issued access tokens stay valid.
     pub token_ttl: Duration,
     pub static_tokens: Vec<StaticToken>,
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -39,6 +42,7 @@ impl ServerConfig {
             listen,
             token_ttl: Duration::from_secs(86_400),
             static_tokens: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -80,7 +84,16 @@ impl RunningServer {
 /// Opens storage, recovers from any crash, binds the listener and starts serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let (meta, lake) = open_storage(&config.data_dir).await?;
-    let swept = lake.sweep_staging().await?;
+    // Uploads of batches still open, and of batches whose COMPLETE a crash interrupted, are kept:
+    // the first wait for more files, the second are converted again below.
+    let open: std::collections::HashSet<String> = meta
+        .batches_in_status(&[BatchStatus::Loading, BatchStatus::Processing])
+        .await?
+        .into_iter()
+        .filter(|b| b.is_ingestion())
+        .map(|b| b.id.to_string())
+        .collect();
+    let swept = lake.sweep_staging(|batch| open.contains(batch)).await?;
     if swept > 0 {
         tracing::warn!(files = swept, "removed staged files of batches that never committed");
     }
@@ -93,11 +106,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         config.token_ttl,
         &config.static_tokens,
     )?);
-    let state = AppState {
-        meta: meta.clone(),
-        lake,
-        tokens,
-    };
+    let ingestion = Ingestion::new(meta.clone(), lake.clone());
+    let resumed = ingestion.resume_interrupted().await?;
+    if resumed > 0 {
+        tracing::warn!(batches = resumed, "resumed ingestion interrupted by the last stop");
+    }
+    let state = AppState { meta: meta.clone(), lake, tokens, ingestion, limits: config.limits };
 
     let router = routes::router(state);
     // Trailing slashes are trimmed before routing, so `/export/jobs/` and `/export/jobs` are one route.

@@ -2,3 +2,13 @@
 //!
 //! This crate owns turning uploaded files into Parquet fragments, the identity graph, building
 //! merged profiles, and the export pipeline. It reads and writes through the storage crate.
+
+mod error;
+pub mod fragments;
+pub mod identity;
+pub mod ingest;
+pub mod parquet_io;
+pub mod preview;
+pub mod schemas;
+
+pub use error::EngineError;

@@ -396,6 +396,16 @@ pub struct Batch {
     /// `{format, isMultiLineJson}` as the ingestion request gave it; `None` for export batches.
     pub input_format: Option<Value>,
     pub created_client: ClientId,
+    /// AEP's `partialIngestion`: rows with errors are skipped (and reported) instead of failing
+    /// the whole batch.
+    pub partial_ingestion: bool,
+}
+
+impl Batch {
+    /// Whether the batch was opened through the ingestion API (export batches have no input format).
+    pub fn is_ingestion(&self) -> bool {
+        self.input_format.is_some()
+    }
 }
 
 /// A validated `POST /data/foundation/import/batches` body.
@@ -404,6 +414,7 @@ pub struct NewIngestBatch {
     pub dataset_id: DatasetId,
     pub format: InputFormat,
     pub multi_line_json: bool,
+    pub partial_ingestion: bool,
 }
 
 impl NewIngestBatch {
@@ -447,11 +458,12 @@ impl NewIngestBatch {
                 ));
             }
         };
-        Ok(Self {
-            dataset_id,
-            format,
-            multi_line_json,
-        })
+        let partial_ingestion = match field(body, "partialIngestion") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(ValidationError::invalid("partialIngestion", other, "expected true or false")),
+        };
+        Ok(Self { dataset_id, format, multi_line_json, partial_ingestion })
     }
 
     /// The `inputFormat` object as AEP echoes it on the batch.

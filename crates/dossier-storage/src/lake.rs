@@ -23,6 +23,17 @@ use dossier_model::tenancy::Tenant;
 
 use crate::StorageError;
 
+/// Why streaming a body into the lake stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteStreamError {
+    #[error("the body is larger than the limit of {max_bytes} bytes")]
+    TooLarge { max_bytes: u64 },
+    #[error("the body could not be read: {0}")]
+    Source(String),
+    #[error("the lake could not store the body: {0}")]
+    Lake(String),
+}
+
 /// The lake. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Lake {
@@ -69,6 +80,47 @@ impl Lake {
         Self::tenant_prefix(tenant).join(STAGING).join(batch.as_str())
     }
 
+    /// Where an uploaded file of an open ingestion batch waits for COMPLETE.
+    pub fn upload_prefix(tenant: &Tenant, batch: &BatchId) -> ObjectPath {
+        Self::staging_prefix(tenant, batch).join("uploads")
+    }
+
+    /// Where a writer puts a batch's files before they are promoted into the batch folder.
+    pub fn output_prefix(tenant: &Tenant, batch: &BatchId) -> ObjectPath {
+        Self::staging_prefix(tenant, batch).join("out")
+    }
+
+    /// Streams `chunks` into the object at `location` without holding more than a part in memory;
+    /// gives up (removing what was written) once more than `max_bytes` arrive.
+    pub async fn write_stream<E: std::fmt::Display>(
+        &self,
+        location: &ObjectPath,
+        mut chunks: impl futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        max_bytes: u64,
+    ) -> Result<u64, WriteStreamError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let mut writer = object_store::buffered::BufWriter::new(self.store.clone(), location.clone());
+        let mut written: u64 = 0;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(WriteStreamError::Source(e.to_string()));
+                }
+            };
+            written += chunk.len() as u64;
+            if written > max_bytes {
+                let _ = writer.abort().await;
+                return Err(WriteStreamError::TooLarge { max_bytes });
+            }
+            writer.write_all(&chunk).await.map_err(|e| WriteStreamError::Lake(e.to_string()))?;
+        }
+        writer.shutdown().await.map_err(|e| WriteStreamError::Lake(e.to_string()))?;
+        Ok(written)
+    }
+
     pub async fn put(&self, location: &ObjectPath, bytes: Bytes) -> Result<(), StorageError> {
         self.store.put(location, PutPayload::from(bytes)).await?;
         Ok(())
@@ -112,15 +164,17 @@ impl Lake {
         Ok(deleted)
     }
 
-    /// Removes staged files left by writers that never finished (a crash, a kill). Run at startup,
-    /// before any writer starts. Returns how many files were removed.
-    pub async fn sweep_staging(&self) -> Result<u64, StorageError> {
+    /// Removes staged files left by writers that never finished (a crash, a kill), except those
+    /// of batches `keep` names (uploads of batches still open). Run at startup, before any writer
+    /// starts. Returns how many files were removed.
+    pub async fn sweep_staging(&self, keep: impl Fn(&str) -> bool) -> Result<u64, StorageError> {
         let mut swept = 0;
         let all: Vec<_> = self.store.list(None).try_collect().await?;
         for object in all {
-            let mut parts = object.location.parts();
-            let is_staged = parts.nth(2).is_some_and(|part| part.as_ref() == STAGING);
-            if is_staged {
+            let parts: Vec<_> = object.location.parts().collect();
+            let is_staged = parts.get(2).is_some_and(|part| part.as_ref() == STAGING);
+            let kept = parts.get(3).is_some_and(|batch| keep(batch.as_ref()));
+            if is_staged && !kept {
                 self.store.delete(&object.location).await?;
                 swept += 1;
             }
@@ -170,6 +224,11 @@ mod tests {
             .join("part-0.parquet");
         assert!(on_disk.exists(), "expected {on_disk:?}");
         assert!(lake.list(&Lake::staging_prefix(&t, &batch)).await.unwrap().is_empty());
+        let streamed = Lake::upload_prefix(&t, &batch).join("big.json");
+        let chunks = futures::stream::iter([Ok::<_, String>(Bytes::from_static(b"0123")), Ok(Bytes::from_static(b"4567"))]);
+        assert_eq!(lake.write_stream(&streamed, chunks, 8).await.unwrap(), 8);
+        let chunks = futures::stream::iter([Ok::<_, String>(Bytes::from_static(b"0123")), Ok(Bytes::from_static(b"45678"))]);
+        assert!(matches!(lake.write_stream(&streamed.clone(), chunks, 8).await, Err(WriteStreamError::TooLarge { max_bytes: 8 })));
     }
 
     #[tokio::test]
@@ -194,7 +253,10 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(lake.sweep_staging().await.unwrap(), 1);
+        let open = BatchId::generate();
+        lake.put(&Lake::staging_prefix(&t, &open).join("upload.json"), Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(lake.sweep_staging(|batch| batch == open.as_str()).await.unwrap(), 1);
+        assert_eq!(lake.list(&Lake::staging_prefix(&t, &open)).await.unwrap().len(), 1);
         assert_eq!(lake.list(&Lake::dataset_prefix(&t, &ds)).await.unwrap().len(), 1);
         assert_eq!(lake.delete_prefix(&Lake::dataset_prefix(&t, &ds)).await.unwrap(), 1);
         assert!(lake.list(&Lake::dataset_prefix(&t, &ds)).await.unwrap().is_empty());

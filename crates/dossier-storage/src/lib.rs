@@ -11,5 +11,5 @@ pub mod lake;
 pub mod meta;
 
 pub use error::StorageError;
-pub use lake::Lake;
+pub use lake::{Lake, WriteStreamError};
 pub use meta::MetaStore;

@@ -1,18 +1,20 @@
 //! Batch ingestion: `/data/foundation/import`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
 
 use dossier_model::ValidationError;
+use dossier_storage::{Lake, WriteStreamError};
 use dossier_model::catalog::{Batch, BatchStatus, NewIngestBatch};
 use dossier_model::ids::BatchId;
 use dossier_model::time::now_millis;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, QueryParams};
 use crate::state::AppState;
 use crate::views::batch_json;
 
@@ -55,8 +57,127 @@ pub async fn create_batch(
         errors: Vec::new(),
         input_format: Some(new.input_format_json()),
         created_client: caller.client_id,
+        partial_ingestion: new.partial_ingestion,
     };
     state.meta.insert_batch(&batch).await?;
     tracing::info!(batch_id = %batch.id, dataset_id = %batch.dataset_id, "ingestion batch opened");
     Ok((StatusCode::CREATED, Json(batch_json(&batch))))
+}
+
+fn batch_not_found(id: &BatchId) -> ApiError {
+    ApiError::platform(StatusCode::NOT_FOUND, "INGEST-BATCH-404", format!("Batch not found: no ingestion batch '{id}' in this sandbox."))
+}
+
+/// A file name is one path segment a user would recognise: no folders, no dot-files.
+fn check_file_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::platform_invalid(
+            "INGEST-FILE-400",
+            ValidationError::invalid("fileName", name, "use 1 to 255 letters, digits, '.', '_' or '-', not starting with '.'"),
+        ))
+    }
+}
+
+/// Uploads one file into an open batch, streamed to the lake (never held in memory).
+#[utoipa::path(
+    put, path = "/batches/{batchId}/datasets/{datasetId}/files/{fileName}", tag = "ingestion",
+    params(("batchId" = String, Path), ("datasetId" = String, Path), ("fileName" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, description = "Stored"), (status = 404, description = "No such batch"), (status = 409, description = "The batch is no longer open"), (status = 413, description = "Larger than the upload limit"))
+)]
+pub async fn upload_file(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((batch_id, dataset_id, file_name)): Path<(String, String, String)>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let batch_id = BatchId::from_string(batch_id);
+    check_file_name(&file_name)?;
+    let batch = state.meta.get_batch(&caller.tenant, &batch_id).await?.filter(|b| b.is_ingestion()).ok_or_else(|| batch_not_found(&batch_id))?;
+    if batch.dataset_id.as_str() != dataset_id {
+        return Err(ApiError::platform_invalid(
+            "INGEST-DATASET-400",
+            ValidationError::invalid("datasetId", &dataset_id, format!("batch {batch_id} loads into dataset {}", batch.dataset_id)),
+        ));
+    }
+    if batch.status != BatchStatus::Loading {
+        return Err(ApiError::platform(
+            StatusCode::CONFLICT,
+            "INGEST-BATCH-409",
+            format!("Batch {batch_id} is {}; files can only be uploaded while it is loading. Open a new batch.", batch.status),
+        ));
+    }
+    let location = Lake::upload_prefix(&caller.tenant, &batch_id).join(file_name.as_str());
+    let written = state.lake.write_stream(&location, body.into_data_stream(), state.limits.max_upload_bytes).await.map_err(|e| match e {
+        WriteStreamError::TooLarge { max_bytes } => ApiError::platform(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "INGEST-FILE-413",
+            format!("File '{file_name}' is larger than the upload limit of {max_bytes} bytes; split it into several files of one batch."),
+        ),
+        WriteStreamError::Source(reason) => ApiError::platform(StatusCode::BAD_REQUEST, "INGEST-FILE-400", format!("The upload of '{file_name}' broke off: {reason}")),
+        WriteStreamError::Lake(reason) => ApiError::platform(StatusCode::SERVICE_UNAVAILABLE, "INGEST-LAKE-503", format!("The lake could not store '{file_name}': {reason}")),
+    })?;
+    tracing::info!(batch_id = %batch_id, file = %file_name, bytes = written, "file uploaded");
+    Ok(StatusCode::OK)
+}
+
+/// `?action=COMPLETE` starts loading the batch; `?action=ABORT` discards it.
+#[utoipa::path(
+    post, path = "/batches/{batchId}", tag = "ingestion",
+    params(("batchId" = String, Path), ("action" = String, Query, description = "COMPLETE or ABORT")),
+    responses((status = 200, description = "Accepted; poll the Catalog batch for its status"), (status = 400, description = "Unknown action"), (status = 404, description = "No such batch"), (status = 409, description = "The batch cannot take this action in its state"))
+)]
+pub async fn batch_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(batch_id): Path<String>,
+    QueryParams(params): QueryParams,
+) -> Result<StatusCode, ApiError> {
+    let batch_id = BatchId::from_string(batch_id);
+    let action = params.get("action").map(|a| a.to_ascii_uppercase());
+    let now = now_millis();
+    let tenant = &caller.tenant;
+    let exists = state.meta.get_batch(tenant, &batch_id).await?.is_some_and(|b| b.is_ingestion());
+    if !exists {
+        return Err(batch_not_found(&batch_id));
+    }
+    match action.as_deref() {
+        Some("COMPLETE") => {
+            let (batch, started) = state
+                .meta
+                .transition_batch(tenant, &batch_id, &[BatchStatus::Loading], BatchStatus::Processing, now)
+                .await?
+                .ok_or_else(|| batch_not_found(&batch_id))?;
+            if started {
+                state.ingestion.spawn(tenant.clone(), batch_id);
+            } else if batch.status == BatchStatus::Aborted {
+                return Err(ApiError::platform(StatusCode::CONFLICT, "INGEST-BATCH-409", format!("Batch {batch_id} was aborted; it cannot be completed.")));
+            }
+            // Completing a batch that is already processing or done changes nothing: COMPLETE is safe to retry.
+            Ok(StatusCode::OK)
+        }
+        Some("ABORT") => {
+            let (batch, aborted) = state
+                .meta
+                .transition_batch(tenant, &batch_id, &[BatchStatus::Loading, BatchStatus::Processing], BatchStatus::Aborted, now)
+                .await?
+                .ok_or_else(|| batch_not_found(&batch_id))?;
+            if aborted {
+                state.lake.delete_prefix(&Lake::staging_prefix(tenant, &batch_id)).await?;
+            } else if batch.status != BatchStatus::Aborted {
+                return Err(ApiError::platform(StatusCode::CONFLICT, "INGEST-BATCH-409", format!("Batch {batch_id} is {}; only a loading or processing batch can be aborted.", batch.status)));
+            }
+            Ok(StatusCode::OK)
+        }
+        other => Err(ApiError::platform_invalid(
+            "INGEST-ACTION-400",
+            ValidationError::invalid("action", other.unwrap_or(""), "use ?action=COMPLETE to load the batch or ?action=ABORT to discard it"),
+        )),
+    }
 }

@@ -1,6 +1,7 @@
 //! The route table: which handler answers which path, and the layers around them.
 
 mod catalog;
+mod data_access;
 mod health;
 mod import;
 mod ims;
@@ -25,6 +26,7 @@ use crate::{json_errors, request_context};
         (name = "auth", description = "IMS-compatible client-credentials tokens"),
         (name = "catalog", description = "Catalog Service: datasets and batches"),
         (name = "ingestion", description = "Batch ingestion"),
+        (name = "data access", description = "Listing and downloading the files of committed batches"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -48,9 +50,18 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(catalog::list_batches))
         .routes(routes!(catalog::get_batch));
-    let import = OpenApiRouter::new().routes(routes!(import::create_batch));
+    let import = OpenApiRouter::new()
+        .routes(routes!(import::create_batch))
+        .routes(routes!(import::batch_action))
+        .routes(routes!(import::upload_file));
+    let data_access = OpenApiRouter::new()
+        .routes(routes!(data_access::batch_files))
+        .routes(routes!(data_access::file))
+        .routes(routes!(data_access::failed_files))
+        .routes(routes!(data_access::preview));
     OpenApiRouter::new()
         .nest("/data/foundation/catalog", catalog)
+        .nest("/data/foundation/export", data_access)
         .nest("/data/foundation/import", import)
 }
 

@@ -94,7 +94,7 @@ fn dataset_from_row(row: &SqliteRow) -> Result<Dataset, StorageError> {
     })
 }
 
-fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
+pub(super) fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
     let (org, sandbox) = tenant_of("batches", row)?;
     let input_format: Option<String> = row.try_get("input_format")?;
     Ok(Batch {
@@ -119,6 +119,7 @@ fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
             .map(|raw| json_column("batches", "input_format", &raw))
             .transpose()?,
         created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
+        partial_ingestion: row.try_get::<i64, _>("partial_ingestion")? != 0,
     })
 }
 
@@ -234,8 +235,9 @@ impl MetaStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO batches (id, org, sandbox, dataset_id, status, created, updated, started, completed,
-                                  record_count, size, records_read, errors, input_format, created_client)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  record_count, size, records_read, errors, input_format, created_client,
+                                  partial_ingestion)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(batch.id.as_str())
         .bind(batch.org.as_str())
@@ -252,6 +254,7 @@ impl MetaStore {
         .bind(to_json(&batch.errors))
         .bind(batch.input_format.as_ref().map(to_json))
         .bind(batch.created_client.as_str())
+        .bind(batch.partial_ingestion)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

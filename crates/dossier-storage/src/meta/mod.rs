@@ -1,5 +1,6 @@
 //! The metadata store: SQL tables behind typed functions.
 
+mod batch_files;
 mod catalog;
 mod clients;
 mod rows;
@@ -14,6 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::StorageError;
 
 pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
+pub use batch_files::{BatchFile, BatchOutcome, FileKind};
 pub use clients::{ApiClient, IssuedClient};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

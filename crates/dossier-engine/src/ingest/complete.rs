@@ -1,0 +1,324 @@
+//! COMPLETE: converting an ingestion batch's uploads into fragments and committing it.
+//!
+//! The reading and checking of records runs on a blocking thread (it is CPU work on a `Read`),
+//! handing valid records over a bounded channel to the task that encodes Parquet: both cores work,
+//! and memory stays bounded whatever the file size. The batch becomes visible only in the final
+//! metadata transaction; until then its files sit under the staging prefix or in a batch folder
+//! no reader looks at, and a crash at any point leaves the batch `processing`, to be run again at
+//! the next start.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use dossier_model::catalog::{Batch, BatchError, BatchStatus, Dataset, InputFormat};
+use dossier_model::ids::BatchId;
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::now_millis;
+use dossier_model::xdm::{XdmSchema, XdmType};
+use dossier_storage::meta::{BatchFile, BatchOutcome, FileKind};
+use dossier_storage::{Lake, MetaStore};
+
+use super::records::{SourceRecord, read_csv, read_json_lines, read_multi_line_json};
+use super::validate::{RowError, check_record};
+use super::writer::{FileLimits, FragmentWriter, WrittenFile};
+use crate::EngineError;
+
+/// At most this many row errors are kept for `GET /batches/{id}/failed`; all are counted.
+pub const MAX_RECORDED_ROW_ERRORS: usize = 100_000;
+const HANDOFF_ROWS: usize = 4096;
+
+/// What reading one batch's uploads found.
+#[derive(Debug, Default)]
+struct ReadReport {
+    records_read: u64,
+    rejected_rows: u64,
+    errors: Vec<RowError>,
+}
+
+impl ReadReport {
+    fn reject(&mut self, file: &str, row: u64, problems: Vec<(Option<String>, String)>) {
+        self.rejected_rows += 1;
+        for (field, reason) in problems {
+            if self.errors.len() < MAX_RECORDED_ROW_ERRORS {
+                self.errors.push(RowError { file: file.to_owned(), row, field, reason });
+            }
+        }
+    }
+}
+
+/// Everything `complete_batch` needs about the batch.
+pub struct IngestTarget {
+    pub tenant: Tenant,
+    pub batch: Batch,
+    pub dataset: Dataset,
+    pub schema: Arc<XdmSchema>,
+}
+
+fn input_format(batch: &Batch) -> (InputFormat, bool) {
+    let input = batch.input_format.as_ref();
+    let format = input
+        .and_then(|i| i.get("format"))
+        .and_then(|f| serde_json::from_value::<InputFormat>(f.clone()).ok())
+        .unwrap_or(InputFormat::Json);
+    let multi_line = input.and_then(|i| i.get("isMultiLineJson")).and_then(Value::as_bool).unwrap_or(false);
+    (format, multi_line)
+}
+
+/// CSV cells are text; this gives each the JSON type its field wants, so the same checks apply
+/// to every format.
+fn coerce_cell(schema: &XdmSchema, path: &str, cell: &str) -> Result<Value, String> {
+    match schema.resolve_path(path) {
+        Some(XdmType::Integer) => cell.trim().parse::<i64>().map(Value::from).map_err(|_| format!("'{cell}' is not a whole number")),
+        Some(XdmType::Number) => cell
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|n| serde_json::Number::from_f64(n).map(Value::Number))
+            .ok_or_else(|| format!("'{cell}' is not a number")),
+        Some(XdmType::Boolean) => match cell.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(format!("'{cell}' is not true or false")),
+        },
+        Some(XdmType::Object(_) | XdmType::Array(_) | XdmType::Map(_)) => {
+            Err("objects, arrays and maps cannot be written in flat CSV; use JSON or Parquet".into())
+        }
+        _ => Ok(Value::String(cell.to_owned())),
+    }
+}
+
+/// Reads one upload on the current (blocking) thread, sending valid records to `valid`.
+fn read_upload(
+    reader: impl std::io::Read,
+    file: &str,
+    format: InputFormat,
+    multi_line: bool,
+    schema: &XdmSchema,
+    valid: &mpsc::Sender<Vec<Value>>,
+    report: &mut ReadReport,
+) -> Result<(), EngineError> {
+    let mut chunk = Vec::with_capacity(HANDOFF_ROWS);
+    let mut receiver_gone = false;
+    let mut handle = |source: SourceRecord| {
+        report.records_read += 1;
+        match source.record {
+            Err(reason) => report.reject(file, source.row, vec![(None, reason)]),
+            Ok(record) => {
+                let problems = check_record(schema, &record);
+                if problems.is_empty() {
+                    chunk.push(record);
+                    if chunk.len() >= HANDOFF_ROWS && valid.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                        receiver_gone = true;
+                        return ControlFlow::Break(());
+                    }
+                } else {
+                    report.reject(file, source.row, problems.into_iter().map(|e| (Some(e.path), e.reason)).collect());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    };
+    let read = match (format, multi_line) {
+        (InputFormat::Json, false) => read_json_lines(reader, &mut handle),
+        (InputFormat::Json, true) => read_multi_line_json(reader, &mut handle),
+        (InputFormat::Csv, _) => read_csv(reader, |path, cell| coerce_cell(schema, path, cell), &mut handle),
+        (InputFormat::Parquet, _) => unreachable!("Parquet uploads are read by read_parquet_upload"),
+    };
+    read.map_err(|e| EngineError::Invalid(format!("cannot read upload '{file}': {e}")))?;
+    if !chunk.is_empty() && !receiver_gone {
+        let _ = valid.blocking_send(chunk);
+    }
+    Ok(())
+}
+
+/// Parquet uploads: each row becomes a JSON record so it passes exactly the checks JSON does.
+async fn parquet_rows_as_json(lake: &Lake, location: &ObjectPath) -> Result<Vec<Bytes>, EngineError> {
+    let reader = crate::parquet_io::LakeFileReader::new(lake, location.clone());
+    let mut stream = reader.builder().await?.with_batch_size(HANDOFF_ROWS).build()?;
+    let mut chunks = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+        writer.write(&batch?)?;
+        writer.finish()?;
+        chunks.push(Bytes::from(writer.into_inner()));
+    }
+    Ok(chunks)
+}
+
+async fn upload_reader(lake: &Lake, location: &ObjectPath) -> Result<impl tokio::io::AsyncRead + Unpin + Send + 'static, EngineError> {
+    let stream = lake.store().get(location).await?.into_stream().map_err(std::io::Error::other);
+    Ok(StreamReader::new(stream))
+}
+
+/// Reads every upload of the batch, writing valid records as fragments under the staging prefix.
+async fn convert_uploads(
+    lake: &Lake,
+    target: &IngestTarget,
+    uploads: Vec<ObjectPath>,
+) -> Result<(ReadReport, Vec<WrittenFile>), EngineError> {
+    let (format, multi_line) = input_format(&target.batch);
+    let (valid_tx, mut valid_rx) = mpsc::channel::<Vec<Value>>(4);
+    let mut writer = FragmentWriter::new(
+        lake.store().clone(),
+        Lake::output_prefix(&target.tenant, &target.batch.id),
+        target.batch.id.as_str(),
+        target.schema.arrow_schema(),
+        FileLimits::default(),
+    )?;
+    let writing = async move {
+        while let Some(records) = valid_rx.recv().await {
+            for record in records {
+                writer.push(record).await?;
+            }
+        }
+        writer.finish().await
+    };
+    let reading = async {
+        let mut report = ReadReport::default();
+        for location in uploads {
+            let file = location.filename().unwrap_or_default().to_owned();
+            let schema = target.schema.clone();
+            let tx = valid_tx.clone();
+            let source: Box<dyn tokio::io::AsyncRead + Unpin + Send + 'static> = if format == InputFormat::Parquet {
+                let chunks = parquet_rows_as_json(lake, &location).await?;
+                let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+                Box::new(StreamReader::new(stream))
+            } else {
+                Box::new(upload_reader(lake, &location).await?)
+            };
+            let reader = SyncIoBridge::new(source);
+            let (kind, multi) = if format == InputFormat::Parquet { (InputFormat::Json, false) } else { (format, multi_line) };
+            report = tokio::task::spawn_blocking(move || {
+                let mut report = report;
+                read_upload(reader, &file, kind, multi, &schema, &tx, &mut report).map(|()| report)
+            })
+            .await??;
+        }
+        drop(valid_tx);
+        Ok::<_, EngineError>(report)
+    };
+    let (report, written) = tokio::join!(reading, writing);
+    Ok((report?, written?))
+}
+
+async fn write_row_errors(lake: &Lake, target: &IngestTarget, errors: &[RowError]) -> Result<Option<WrittenFile>, EngineError> {
+    if errors.is_empty() {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    for error in errors {
+        serde_json::to_writer(&mut body, error).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        body.push(b'\n');
+    }
+    let name = "failed/errors.json".to_owned();
+    let location = Lake::output_prefix(&target.tenant, &target.batch.id).join("failed").join("errors.json");
+    let size = body.len() as i64;
+    lake.put(&location, Bytes::from(body)).await?;
+    Ok(Some(WrittenFile { name, location, records: errors.len() as i64, size }))
+}
+
+fn batch_file(target: &IngestTarget, index: usize, kind: FileKind, file: &WrittenFile, now: i64) -> BatchFile {
+    let batch = target.batch.id.as_str();
+    let file_id = match kind {
+        FileKind::Data => format!("{batch}-{}", index + 1),
+        FileKind::Failed => format!("{batch}-failed-{}", index + 1),
+    };
+    // `name` is relative to the output prefix; promotion keeps that layout in the batch folder.
+    let path = file.name.split('/').fold(Lake::batch_prefix(&target.tenant, &target.dataset.id, &target.batch.id), ObjectPath::join);
+    BatchFile {
+        file_id,
+        batch_id: target.batch.id.clone(),
+        dataset_id: target.dataset.id.clone(),
+        kind,
+        name: file.name.rsplit('/').next().unwrap_or(&file.name).to_owned(),
+        path: path.to_string(),
+        size: file.size,
+        records: file.records,
+        created: now,
+    }
+}
+
+fn summary_errors(report: &ReadReport, batch: &BatchId, accepted: bool) -> Vec<BatchError> {
+    if report.rejected_rows == 0 {
+        return Vec::new();
+    }
+    let first = report.errors.first().map(|e| {
+        let field = e.field.as_deref().map(|f| format!(" field '{f}':")).unwrap_or_default();
+        format!(" First: {} row {}:{field} {}.", e.file, e.row, e.reason)
+    });
+    let outcome = if accepted { "were skipped (partial ingestion)" } else { "were rejected, so nothing was loaded" };
+    vec![BatchError {
+        code: "INGEST-ROWS-400".into(),
+        description: format!(
+            "{} of {} rows {outcome}.{} Every row error: GET /data/foundation/export/batches/{batch}/failed",
+            report.rejected_rows,
+            report.records_read,
+            first.unwrap_or_default()
+        ),
+    }]
+}
+
+/// Converts and commits one `processing` ingestion batch. Returns the status it ended in, or
+/// `None` when the batch stopped being `processing` meanwhile (aborted).
+pub async fn complete_batch(meta: &MetaStore, lake: &Lake, target: &IngestTarget) -> Result<Option<BatchStatus>, EngineError> {
+    let tenant = &target.tenant;
+    let batch_id = &target.batch.id;
+    lake.delete_prefix(&Lake::output_prefix(tenant, batch_id)).await?;
+    let uploads: Vec<ObjectPath> =
+        lake.list(&Lake::upload_prefix(tenant, batch_id)).await?.into_iter().map(|o| o.location).collect();
+
+    let (report, written) = convert_uploads(lake, target, uploads.clone()).await?;
+    let accepted = report.rejected_rows == 0 || target.batch.partial_ingestion;
+    let failed_file = write_row_errors(lake, target, &report.errors).await?;
+    let mut errors = summary_errors(&report, batch_id, accepted);
+    let no_rows = report.records_read == 0;
+    if no_rows {
+        errors.push(BatchError {
+            code: "INGEST-EMPTY-400".into(),
+            description: "The batch has no records: upload at least one file with PUT .../files/{name} before COMPLETE.".into(),
+        });
+    }
+    let success = accepted && !no_rows;
+    let now = now_millis();
+    let mut files: Vec<BatchFile> = Vec::new();
+    if success {
+        files.extend(written.iter().enumerate().map(|(i, f)| batch_file(target, i, FileKind::Data, f, now)));
+    }
+    if let Some(failed) = &failed_file {
+        files.push(batch_file(target, 0, FileKind::Failed, failed, now));
+    }
+    if !success {
+        // Data files of a failed batch are never promoted: nothing of it can become readable.
+        for file in &written {
+            lake.store().delete(&file.location).await?;
+        }
+    }
+    lake.promote_staged(tenant, &target.dataset.id, batch_id).await?;
+
+    let record_count: i64 = if success { written.iter().map(|f| f.records).sum() } else { 0 };
+    let outcome = BatchOutcome {
+        status: if success { BatchStatus::Success } else { BatchStatus::Failed },
+        completed: now,
+        records_read: report.records_read as i64,
+        record_count,
+        size: if success { written.iter().map(|f| f.size).sum() } else { 0 },
+        errors,
+        files,
+    };
+    let committed = meta.commit_batch(tenant, batch_id, &outcome).await?;
+    if !committed {
+        lake.delete_prefix(&Lake::batch_prefix(tenant, &target.dataset.id, batch_id)).await?;
+        return Ok(None);
+    }
+    lake.delete_prefix(&Lake::staging_prefix(tenant, batch_id)).await?;
+    tracing::info!(batch_id = %batch_id, status = %outcome.status, records = record_count, rejected = report.rejected_rows, "ingestion batch committed");
+    Ok(Some(outcome.status))
+}

@@ -1,0 +1,12 @@
+//! Batch ingestion: uploaded files → validated records → Parquet fragments in the batch.
+
+pub mod complete;
+pub mod records;
+pub mod runner;
+pub mod validate;
+pub mod writer;
+
+pub use complete::{IngestTarget, complete_batch};
+pub use runner::Ingestion;
+pub use validate::RowError;
+pub use writer::{FileLimits, FragmentWriter, WrittenFile};

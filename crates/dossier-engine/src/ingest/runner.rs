@@ -1,0 +1,82 @@
+//! Runs COMPLETE in the background and resumes it after a restart.
+
+use std::sync::Arc;
+
+use dossier_model::catalog::{BatchError, BatchStatus};
+use dossier_model::ids::BatchId;
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::now_millis;
+use dossier_storage::meta::BatchOutcome;
+use dossier_storage::{Lake, MetaStore};
+
+use super::complete::{IngestTarget, complete_batch};
+use crate::EngineError;
+use crate::schemas::dataset_schema;
+
+/// Starts and resumes ingestion of completed batches.
+#[derive(Clone)]
+pub struct Ingestion {
+    meta: MetaStore,
+    lake: Lake,
+}
+
+impl Ingestion {
+    pub fn new(meta: MetaStore, lake: Lake) -> Self {
+        Self { meta, lake }
+    }
+
+    /// Converts and commits a batch that was just moved to `processing`, in the background.
+    pub fn spawn(&self, tenant: Tenant, batch_id: BatchId) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.run(tenant, batch_id).await })
+    }
+
+    /// Picks up every ingestion batch a previous process left `processing` (it died during
+    /// COMPLETE): the conversion is idempotent, so it simply runs again.
+    pub async fn resume_interrupted(&self) -> Result<usize, EngineError> {
+        let interrupted = self.meta.batches_in_status(&[BatchStatus::Processing]).await?;
+        let mut resumed = 0;
+        for batch in interrupted.into_iter().filter(|b| b.is_ingestion()) {
+            tracing::warn!(batch_id = %batch.id, "resuming an ingestion batch interrupted by a restart");
+            self.spawn(Tenant { org: batch.org.clone(), sandbox: batch.sandbox.clone() }, batch.id.clone());
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    async fn run(&self, tenant: Tenant, batch_id: BatchId) {
+        let outcome = match self.target(&tenant, &batch_id).await {
+            Ok(target) => complete_batch(&self.meta, &self.lake, &target).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            tracing::error!(%error, batch_id = %batch_id, "ingestion failed");
+            self.fail(&tenant, &batch_id, &error).await;
+        }
+    }
+
+    async fn target(&self, tenant: &Tenant, batch_id: &BatchId) -> Result<IngestTarget, EngineError> {
+        let missing = || EngineError::Invalid(format!("batch {batch_id} or its dataset no longer exists"));
+        let batch = self.meta.get_batch(tenant, batch_id).await?.ok_or_else(missing)?;
+        let dataset = self.meta.get_dataset(tenant, &batch.dataset_id).await?.ok_or_else(missing)?;
+        let schema = Arc::new(dataset_schema(&self.meta, tenant, &dataset).await?);
+        Ok(IngestTarget { tenant: tenant.clone(), batch, dataset, schema })
+    }
+
+    /// Ends the batch `failed` with the reason, so it never stays `processing`.
+    async fn fail(&self, tenant: &Tenant, batch_id: &BatchId, error: &EngineError) {
+        let outcome = BatchOutcome {
+            status: BatchStatus::Failed,
+            completed: now_millis(),
+            records_read: 0,
+            record_count: 0,
+            size: 0,
+            errors: vec![BatchError { code: "INGEST-INTERNAL-500".into(), description: format!("Ingestion stopped: {error}") }],
+            files: Vec::new(),
+        };
+        if let Err(e) = self.meta.commit_batch(tenant, batch_id, &outcome).await {
+            tracing::error!(error = %e, batch_id = %batch_id, "could not record the failure of an ingestion batch");
+        }
+        let _ = self.lake.delete_prefix(&Lake::staging_prefix(tenant, batch_id)).await;
+    }
+}

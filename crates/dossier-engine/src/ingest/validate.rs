@@ -1,0 +1,56 @@
+//! The checks a record passes before it becomes a fragment, beyond its schema's types.
+
+use serde_json::Value;
+
+use dossier_model::xdm::{FieldError, SchemaClass, XdmSchema, XdmType};
+
+/// A row that cannot be ingested, as `GET /batches/{id}/failed` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RowError {
+    pub file: String,
+    pub row: u64,
+    /// Dot path of the offending field, when the problem is one field.
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+fn value_at<'a>(record: &'a Value, dot_path: &str) -> Option<&'a Value> {
+    dot_path.split('.').try_fold(record, |value, part| value.get(part)).filter(|v| !v.is_null())
+}
+
+fn has_identity_map_entry(record: &Value) -> bool {
+    let Some(Value::Object(namespaces)) = record.get("identityMap") else { return false };
+    namespaces.values().any(|entries| {
+        entries.as_array().is_some_and(|list| {
+            list.iter().any(|entry| entry.get("id").and_then(Value::as_str).is_some_and(|id| !id.is_empty()))
+        })
+    })
+}
+
+/// Why `record` cannot be a fragment of a dataset with `schema`, field by field; empty if it can.
+pub fn check_record(schema: &XdmSchema, record: &Value) -> Vec<FieldError> {
+    let mut errors = match schema.validate_record(record) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors,
+    };
+    let has_identity = has_identity_map_entry(record)
+        || schema.identities.iter().any(|identity| {
+            value_at(record, &identity.path).is_some_and(|v| v.as_str().is_none_or(|s| !s.is_empty()))
+        });
+    if !has_identity {
+        let fields: Vec<&str> = schema.identities.iter().map(|i| i.path.as_str()).collect();
+        let hint = if fields.is_empty() { String::new() } else { format!(" or a value in an identity field ({})", fields.join(", ")) };
+        errors.push(FieldError {
+            path: "identityMap".into(),
+            reason: format!("the record has no identity: give it an identityMap entry with an id{hint}"),
+        });
+    }
+    if schema.class == SchemaClass::ExperienceEvent {
+        for required in ["_id", "timestamp"] {
+            if value_at(record, required).is_none() && matches!(schema.resolve_path(required), Some(XdmType::String | XdmType::DateTime)) {
+                errors.push(FieldError { path: required.into(), reason: format!("every event needs '{required}'") });
+            }
+        }
+    }
+    errors
+}

@@ -1,0 +1,252 @@
+//! Batch state changes and the files of committed batches.
+//!
+//! A batch's files become readable in the same transaction that moves the batch to `success`;
+//! that transaction is the commit point of every writer (ingestion now, exports later).
+
+use std::fmt;
+use std::str::FromStr;
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use dossier_model::catalog::{Batch, BatchError, BatchStatus};
+use dossier_model::ids::{BatchId, DatasetId};
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::EpochMillis;
+
+use super::MetaStore;
+use super::catalog::batch_from_row;
+use super::rows::{parsed_column, to_json};
+use crate::StorageError;
+
+/// What a file of a batch holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Rows of the dataset, readable once the batch is `success`.
+    Data,
+    /// Row errors of a failed (or partially ingested) batch.
+    Failed,
+}
+
+impl FileKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for FileKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "data" => Ok(Self::Data),
+            "failed" => Ok(Self::Failed),
+            other => Err(format!("unknown file kind {other}")),
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A file of a committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchFile {
+    /// The Data Access API's `dataSetFileId`.
+    pub file_id: String,
+    pub batch_id: BatchId,
+    pub dataset_id: DatasetId,
+    pub kind: FileKind,
+    /// The file's name within its batch (`part-00000.parquet`).
+    pub name: String,
+    /// Where the file lives in the lake.
+    pub path: String,
+    pub size: i64,
+    pub records: i64,
+    pub created: EpochMillis,
+}
+
+/// How a batch ends: everything its commit records at once.
+#[derive(Debug, Clone)]
+pub struct BatchOutcome {
+    pub status: BatchStatus,
+    pub completed: EpochMillis,
+    pub records_read: i64,
+    pub record_count: i64,
+    pub size: i64,
+    pub errors: Vec<BatchError>,
+    pub files: Vec<BatchFile>,
+}
+
+fn file_from_row(row: &SqliteRow) -> Result<BatchFile, StorageError> {
+    Ok(BatchFile {
+        file_id: row.try_get("file_id")?,
+        batch_id: BatchId::from_string(row.try_get::<String, _>("batch_id")?),
+        dataset_id: DatasetId::from_string(row.try_get::<String, _>("dataset_id")?),
+        kind: parsed_column("batch_files", "kind", row.try_get::<String, _>("kind")?.parse::<FileKind>())?,
+        name: row.try_get("name")?,
+        path: row.try_get("path")?,
+        size: row.try_get("size")?,
+        records: row.try_get("records")?,
+        created: row.try_get("created")?,
+    })
+}
+
+impl MetaStore {
+    /// Moves a batch to `to` if it is currently in one of `from` (a compare-and-set, so two
+    /// callers racing on one batch cannot both win). Returns the batch as it is afterwards, or
+    /// `None` when it does not exist in this tenant.
+    pub async fn transition_batch(
+        &self,
+        tenant: &Tenant,
+        id: &BatchId,
+        from: &[BatchStatus],
+        to: BatchStatus,
+        now: EpochMillis,
+    ) -> Result<Option<(Batch, bool)>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let allowed = to_json(&from.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        let changed = sqlx::query(
+            "UPDATE batches SET status = ?, updated = ?, started = COALESCE(started, ?)
+             WHERE id = ? AND org = ? AND sandbox = ? AND status IN (SELECT value FROM json_each(?))",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(if to == BatchStatus::Processing { Some(now) } else { None })
+        .bind(id.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(allowed)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        let row = sqlx::query("SELECT * FROM batches WHERE id = ? AND org = ? AND sandbox = ?")
+            .bind(id.as_str())
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let batch = batch_from_row(&row)?;
+        if changed {
+            sqlx::query("UPDATE datasets SET last_batch_status = ? WHERE id = ? AND last_batch_id = ?")
+                .bind(to.as_str())
+                .bind(batch.dataset_id.as_str())
+                .bind(batch.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some((batch, changed)))
+    }
+
+    /// Ends a `processing` batch: records its outcome and files in one transaction. Returns
+    /// `false` (and changes nothing) when the batch is no longer `processing`, e.g. because it
+    /// was aborted meanwhile.
+    pub async fn commit_batch(&self, tenant: &Tenant, id: &BatchId, outcome: &BatchOutcome) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE batches SET status = ?, updated = ?, completed = ?, records_read = ?, record_count = ?, size = ?,
+                                errors = ?
+             WHERE id = ? AND org = ? AND sandbox = ? AND status = 'processing'",
+        )
+        .bind(outcome.status.as_str())
+        .bind(outcome.completed)
+        .bind(outcome.completed)
+        .bind(outcome.records_read)
+        .bind(outcome.record_count)
+        .bind(outcome.size)
+        .bind(to_json(&outcome.errors))
+        .bind(id.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for file in &outcome.files {
+            sqlx::query(
+                "INSERT INTO batch_files (file_id, batch_id, org, sandbox, dataset_id, kind, name, path, size, records, created)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&file.file_id)
+            .bind(file.batch_id.as_str())
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(file.dataset_id.as_str())
+            .bind(file.kind.as_str())
+            .bind(&file.name)
+            .bind(&file.path)
+            .bind(file.size)
+            .bind(file.records)
+            .bind(file.created)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE datasets SET last_batch_status = ? WHERE last_batch_id = ? AND org = ? AND sandbox = ?")
+            .bind(outcome.status.as_str())
+            .bind(id.as_str())
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The files of one kind of a batch, by name.
+    pub async fn batch_files(&self, tenant: &Tenant, batch: &BatchId, kind: FileKind) -> Result<Vec<BatchFile>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT * FROM batch_files WHERE batch_id = ? AND org = ? AND sandbox = ? AND kind = ? ORDER BY name",
+        )
+        .bind(batch.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(file_from_row).collect()
+    }
+
+    pub async fn batch_file(&self, tenant: &Tenant, file_id: &str) -> Result<Option<BatchFile>, StorageError> {
+        let row = sqlx::query("SELECT * FROM batch_files WHERE file_id = ? AND org = ? AND sandbox = ?")
+            .bind(file_id)
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(file_from_row).transpose()
+    }
+
+    /// Batches of every tenant in one of `statuses`: what a restart must resume or fail.
+    pub async fn batches_in_status(&self, statuses: &[BatchStatus]) -> Result<Vec<Batch>, StorageError> {
+        let wanted = to_json(&statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        let rows = sqlx::query("SELECT * FROM batches WHERE status IN (SELECT value FROM json_each(?)) ORDER BY created, rowid")
+            .bind(wanted)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(batch_from_row).collect()
+    }
+
+    /// Committed (`success`) batches of a dataset with their commit times, oldest first: the
+    /// fragments a profile is built from.
+    pub async fn committed_batches(&self, tenant: &Tenant, dataset: &DatasetId) -> Result<Vec<Batch>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT * FROM batches WHERE dataset_id = ? AND org = ? AND sandbox = ? AND status = 'success'
+             ORDER BY completed, rowid",
+        )
+        .bind(dataset.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(batch_from_row).collect()
+    }
+}
