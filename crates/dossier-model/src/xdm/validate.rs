@@ -193,15 +193,13 @@ fn integer_problem(value: &Value) -> Option<String> {
     }
     let as_float = number.as_f64().unwrap_or(f64::NAN);
     let whole = number.is_u64() || (as_float.is_finite() && as_float.fract() == 0.0);
-    Some(
-        if whole && (number.is_u64() || as_float.abs() >= i64::MAX as f64) {
-            format!("{number} is out of range: integers are 64-bit, from -9223372036854775808 to 9223372036854775807")
-        } else if whole {
-            format!("expected an integer written without a decimal point or exponent, got {number}")
-        } else {
-            format!("expected a whole number, got {number}")
-        },
-    )
+    Some(if whole && (number.is_u64() || as_float.abs() >= i64::MAX as f64) {
+        format!("{number} is out of range: integers are 64-bit, from -9223372036854775808 to 9223372036854775807")
+    } else if whole {
+        format!("expected an integer written without a decimal point or exponent, got {number}")
+    } else {
+        format!("expected a whole number, got {number}")
+    })
 }
 
 fn all_digits(bytes: &[u8]) -> bool {

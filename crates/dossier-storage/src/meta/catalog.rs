@@ -1,7 +1,7 @@
 //! Datasets and batches.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteExecutor, SqliteRow};
 
 use dossier_model::catalog::{
     Batch, BatchError, BatchStatus, DataBehavior, Dataset, DatasetPatch, FileDescription, SchemaRef, Tags,
@@ -60,7 +60,7 @@ fn tenant_of(table: &'static str, row: &SqliteRow) -> Result<(OrgId, SandboxName
     ))
 }
 
-fn dataset_from_row(row: &SqliteRow) -> Result<Dataset, StorageError> {
+pub(super) fn dataset_from_row(row: &SqliteRow) -> Result<Dataset, StorageError> {
     let (org, sandbox) = tenant_of("datasets", row)?;
     let last_batch_status: Option<String> = row.try_get("last_batch_status")?;
     Ok(Dataset {
@@ -123,41 +123,80 @@ pub(super) fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
     })
 }
 
-impl MetaStore {
-    pub async fn insert_dataset(&self, dataset: &Dataset) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO datasets (id, org, sandbox, name, description, schema_ref, file_description, tags, aspect,
+/// Writes a new dataset row. Shared by [`MetaStore::insert_dataset`] and the union-checked insert,
+/// which runs it inside its transaction.
+pub(super) async fn insert_dataset_row(db: impl SqliteExecutor<'_>, dataset: &Dataset) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO datasets (id, org, sandbox, name, description, schema_ref, file_description, tags, aspect,
                                    data_behavior, created, updated, created_client, last_batch_id, last_batch_status)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(dataset.id.as_str())
-        .bind(dataset.org.as_str())
-        .bind(dataset.sandbox.as_str())
-        .bind(&dataset.name)
-        .bind(&dataset.description)
-        .bind(to_json(&dataset.schema_ref))
-        .bind(to_json(&dataset.file_description))
-        .bind(to_json(&dataset.tags))
-        .bind(&dataset.aspect)
-        .bind(dataset.data_behavior.as_str())
-        .bind(dataset.created)
-        .bind(dataset.updated)
-        .bind(dataset.created_client.as_str())
-        .bind(dataset.last_batch_id.as_ref().map(BatchId::as_str))
-        .bind(dataset.last_batch_status.map(BatchStatus::as_str))
-        .execute(&self.pool)
+    )
+    .bind(dataset.id.as_str())
+    .bind(dataset.org.as_str())
+    .bind(dataset.sandbox.as_str())
+    .bind(&dataset.name)
+    .bind(&dataset.description)
+    .bind(to_json(&dataset.schema_ref))
+    .bind(to_json(&dataset.file_description))
+    .bind(to_json(&dataset.tags))
+    .bind(&dataset.aspect)
+    .bind(dataset.data_behavior.as_str())
+    .bind(dataset.created)
+    .bind(dataset.updated)
+    .bind(dataset.created_client.as_str())
+    .bind(dataset.last_batch_id.as_ref().map(BatchId::as_str))
+    .bind(dataset.last_batch_status.map(BatchStatus::as_str))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn get_dataset_row(
+    db: impl SqliteExecutor<'_>,
+    tenant: &Tenant,
+    id: &DatasetId,
+) -> Result<Option<Dataset>, StorageError> {
+    let row = sqlx::query("SELECT * FROM datasets WHERE id = ? AND org = ? AND sandbox = ?")
+        .bind(id.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .fetch_optional(db)
         .await?;
-        Ok(())
+    row.as_ref().map(dataset_from_row).transpose()
+}
+
+/// Applies a patch to a dataset row; `false` when the dataset does not exist in this tenant.
+pub(super) async fn update_dataset_row(
+    db: impl SqliteExecutor<'_>,
+    tenant: &Tenant,
+    id: &DatasetId,
+    patch: &DatasetPatch,
+    now: EpochMillis,
+) -> Result<bool, StorageError> {
+    let updated = sqlx::query(
+        "UPDATE datasets SET name = COALESCE(?, name), description = COALESCE(?, description),
+                             tags = COALESCE(?, tags), updated = ?
+         WHERE id = ? AND org = ? AND sandbox = ?",
+    )
+    .bind(&patch.name)
+    .bind(&patch.description)
+    .bind(patch.tags.as_ref().map(to_json))
+    .bind(now)
+    .bind(id.as_str())
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
+impl MetaStore {
+    pub async fn insert_dataset(&self, dataset: &Dataset) -> Result<(), StorageError> {
+        insert_dataset_row(&self.pool, dataset).await
     }
 
     pub async fn get_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<Option<Dataset>, StorageError> {
-        let row = sqlx::query("SELECT * FROM datasets WHERE id = ? AND org = ? AND sandbox = ?")
-            .bind(id.as_str())
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(dataset_from_row).transpose()
+        get_dataset_row(&self.pool, tenant, id).await
     }
 
     pub async fn list_datasets(
@@ -190,21 +229,7 @@ impl MetaStore {
         patch: &DatasetPatch,
         now: EpochMillis,
     ) -> Result<Option<Dataset>, StorageError> {
-        let updated = sqlx::query(
-            "UPDATE datasets SET name = COALESCE(?, name), description = COALESCE(?, description),
-                                 tags = COALESCE(?, tags), updated = ?
-             WHERE id = ? AND org = ? AND sandbox = ?",
-        )
-        .bind(&patch.name)
-        .bind(&patch.description)
-        .bind(patch.tags.as_ref().map(to_json))
-        .bind(now)
-        .bind(id.as_str())
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .execute(&self.pool)
-        .await?;
-        if updated.rows_affected() == 0 {
+        if !update_dataset_row(&self.pool, tenant, id, patch, now).await? {
             return Ok(None);
         }
         self.get_dataset(tenant, id).await

@@ -5,6 +5,7 @@ mod catalog;
 mod clients;
 mod rows;
 mod sandboxes;
+mod schemas;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,0 +1,529 @@
+//! The Schema Registry's tenant schemas and identity descriptors, and the inputs of each
+//! sandbox's union schemas.
+//!
+//! A union is computed when asked for, never stored: storage gathers the built-in class and the
+//! schemas of the sandbox's profile-enabled datasets, and the model merges them
+//! ([`dossier_model::xdm::union`]). Enabling a dataset checks its schema against the union and
+//! writes the dataset in one `BEGIN IMMEDIATE` transaction, so two enablements can never both
+//! pass against a union that contains neither.
+
+use sqlx::Row;
+use sqlx::SqliteConnection;
+use sqlx::sqlite::{SqliteExecutor, SqliteRow};
+
+use dossier_model::catalog::{Dataset, DatasetPatch};
+use dossier_model::ids::{ClientId, DatasetId};
+use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::time::EpochMillis;
+use dossier_model::xdm::{
+    IdentityDescriptor, IdentityField, RegisteredSchema, SchemaClass, SchemaListQuery, SchemaOrder, UnionConflict,
+    XdmSchema, parse_properties, properties_json, union,
+};
+
+use super::MetaStore;
+use super::catalog::{dataset_from_row, get_dataset_row, insert_dataset_row, update_dataset_row};
+use super::rows::{json_column, parsed_column, to_json};
+use crate::StorageError;
+
+fn corrupt(table: &'static str, column: &'static str, reason: impl ToString) -> StorageError {
+    StorageError::Corrupt {
+        table,
+        column,
+        reason: reason.to_string(),
+    }
+}
+
+/// A schema row without its identities, which live in `identity_descriptors`.
+fn schema_from_row(row: &SqliteRow) -> Result<RegisteredSchema, StorageError> {
+    let class_id: String = row.try_get("class")?;
+    let class = SchemaClass::from_class_id(&class_id).ok_or_else(|| corrupt("schemas", "class", &class_id))?;
+    let properties: serde_json::Value = json_column("schemas", "properties", &row.try_get::<String, _>("properties")?)?;
+    let schema = XdmSchema {
+        id: row.try_get("id")?,
+        alt_id: row.try_get("alt_id")?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        class,
+        version: row.try_get("version")?,
+        extends: json_column("schemas", "extends", &row.try_get::<String, _>("extends")?)?,
+        fields: parse_properties(&properties).map_err(|e| corrupt("schemas", "properties", e))?,
+        identities: Vec::new(),
+    };
+    Ok(RegisteredSchema {
+        schema,
+        org: parsed_column("schemas", "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
+        sandbox: parsed_column(
+            "schemas",
+            "sandbox",
+            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
+        )?,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+        created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
+    })
+}
+
+fn descriptor_from_row(row: &SqliteRow) -> Result<IdentityDescriptor, StorageError> {
+    Ok(IdentityDescriptor {
+        id: row.try_get("id")?,
+        org: parsed_column(
+            "identity_descriptors",
+            "org",
+            OrgId::parse(&row.try_get::<String, _>("org")?),
+        )?,
+        sandbox: parsed_column(
+            "identity_descriptors",
+            "sandbox",
+            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
+        )?,
+        schema_id: row.try_get("schema_id")?,
+        path: row.try_get("path")?,
+        namespace: row.try_get("namespace")?,
+        primary: row.try_get("is_primary")?,
+        created: row.try_get("created")?,
+        created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
+    })
+}
+
+async fn identities_of(
+    db: impl SqliteExecutor<'_>,
+    tenant: &Tenant,
+    schema_id: &str,
+) -> Result<Vec<IdentityField>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT * FROM identity_descriptors WHERE org = ? AND sandbox = ? AND schema_id = ? ORDER BY created, rowid",
+    )
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .bind(schema_id)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|row| Ok(descriptor_from_row(row)?.identity_field()))
+        .collect()
+}
+
+/// The schema whose `$id` or `meta:altId` is `key`, with its identities.
+async fn schema_by_key(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    key: &str,
+) -> Result<Option<RegisteredSchema>, StorageError> {
+    let row = sqlx::query("SELECT * FROM schemas WHERE org = ? AND sandbox = ? AND (id = ? OR alt_id = ?)")
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(key)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut registered = schema_from_row(&row)?;
+    registered.schema.identities = identities_of(&mut *conn, tenant, &registered.schema.id).await?;
+    Ok(Some(registered))
+}
+
+/// Schema refs of the tenant's profile-enabled datasets, oldest dataset first, each once.
+async fn profile_enabled_schema_refs(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+) -> Result<Vec<String>, StorageError> {
+    let rows = sqlx::query("SELECT * FROM datasets WHERE org = ? AND sandbox = ? ORDER BY created, rowid")
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut refs: Vec<String> = Vec::new();
+    for row in &rows {
+        let dataset = dataset_from_row(row)?;
+        if dataset.is_profile_enabled() && !refs.contains(&dataset.schema_ref.id) {
+            refs.push(dataset.schema_ref.id);
+        }
+    }
+    Ok(refs)
+}
+
+/// What a class's union is made of: the built-in class, then every schema of that class used by
+/// a profile-enabled dataset. Datasets on other schemas (the union itself) add nothing.
+async fn union_inputs(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    class: SchemaClass,
+) -> Result<Vec<XdmSchema>, StorageError> {
+    let mut inputs = vec![match class {
+        SchemaClass::Profile => XdmSchema::builtin_profile(),
+        SchemaClass::ExperienceEvent => XdmSchema::builtin_experience_event(),
+    }];
+    for schema_ref in profile_enabled_schema_refs(conn, tenant).await? {
+        let Some(registered) = schema_by_key(conn, tenant, &schema_ref).await? else {
+            continue;
+        };
+        let already = inputs.iter().any(|s| s.id == registered.schema.id);
+        if registered.schema.class == class && !already {
+            inputs.push(registered.schema);
+        }
+    }
+    Ok(inputs)
+}
+
+/// Whether the schema `schema_ref` can join its class's union. A reference to something that is
+/// not a tenant schema (the profile union) joins nothing and is always admitted.
+async fn union_admits(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    schema_ref: &str,
+) -> Result<Result<(), UnionConflict>, StorageError> {
+    let Some(registered) = schema_by_key(conn, tenant, schema_ref).await? else {
+        return Ok(Ok(()));
+    };
+    let class = registered.schema.class;
+    let mut inputs = union_inputs(conn, tenant, class).await?;
+    inputs.push(registered.schema);
+    Ok(union(class, &inputs).map(|_| ()))
+}
+
+fn tenant_of(dataset: &Dataset) -> Tenant {
+    Tenant {
+        org: dataset.org.clone(),
+        sandbox: dataset.sandbox.clone(),
+    }
+}
+
+impl MetaStore {
+    pub async fn insert_schema(&self, registered: &RegisteredSchema) -> Result<(), StorageError> {
+        let schema = &registered.schema;
+        sqlx::query(
+            "INSERT INTO schemas (org, sandbox, id, alt_id, title, description, class, version, extends, properties,
+                                  created, updated, created_client)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(registered.org.as_str())
+        .bind(registered.sandbox.as_str())
+        .bind(&schema.id)
+        .bind(&schema.alt_id)
+        .bind(&schema.title)
+        .bind(&schema.description)
+        .bind(schema.class.class_id())
+        .bind(&schema.version)
+        .bind(to_json(&schema.extends))
+        .bind(properties_json(&schema.fields).to_string())
+        .bind(registered.created)
+        .bind(registered.updated)
+        .bind(registered.created_client.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The tenant schema whose `$id` or `meta:altId` is `key`, with its identities.
+    pub async fn get_schema(&self, tenant: &Tenant, key: &str) -> Result<Option<RegisteredSchema>, StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        schema_by_key(&mut conn, tenant, key).await
+    }
+
+    /// One page of the tenant's schemas, with their identities.
+    pub async fn list_schemas(
+        &self,
+        tenant: &Tenant,
+        query: &SchemaListQuery,
+    ) -> Result<Vec<RegisteredSchema>, StorageError> {
+        let order = match query.order {
+            SchemaOrder::Created => "created ASC, rowid ASC",
+            SchemaOrder::TitleAsc => "title ASC, rowid ASC",
+            SchemaOrder::TitleDesc => "title DESC, rowid DESC",
+        };
+        let sql = format!("SELECT * FROM schemas WHERE org = ? AND sandbox = ? ORDER BY {order} LIMIT ? OFFSET ?");
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(i64::from(query.limit))
+            .bind(i64::try_from(query.start).unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut schemas = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut registered = schema_from_row(row)?;
+            registered.schema.identities = identities_of(&mut *conn, tenant, &registered.schema.id).await?;
+            schemas.push(registered);
+        }
+        Ok(schemas)
+    }
+
+    /// Records an identity descriptor; `false` when the schema already has an identity on that
+    /// field or already has a primary identity (the table's unique indexes decide, so concurrent
+    /// requests cannot both win).
+    pub async fn insert_identity_descriptor(&self, descriptor: &IdentityDescriptor) -> Result<bool, StorageError> {
+        let inserted = sqlx::query(
+            "INSERT INTO identity_descriptors (org, sandbox, id, schema_id, path, namespace, is_primary, created, created_client)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(descriptor.org.as_str())
+        .bind(descriptor.sandbox.as_str())
+        .bind(&descriptor.id)
+        .bind(&descriptor.schema_id)
+        .bind(&descriptor.path)
+        .bind(&descriptor.namespace)
+        .bind(descriptor.primary)
+        .bind(descriptor.created)
+        .bind(descriptor.created_client.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() > 0)
+    }
+
+    pub async fn get_identity_descriptor(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<Option<IdentityDescriptor>, StorageError> {
+        let row = sqlx::query("SELECT * FROM identity_descriptors WHERE org = ? AND sandbox = ? AND id = ?")
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(descriptor_from_row).transpose()
+    }
+
+    /// The tenant's identity descriptors, oldest first.
+    pub async fn list_identity_descriptors(&self, tenant: &Tenant) -> Result<Vec<IdentityDescriptor>, StorageError> {
+        let rows =
+            sqlx::query("SELECT * FROM identity_descriptors WHERE org = ? AND sandbox = ? ORDER BY created, rowid")
+                .bind(tenant.org.as_str())
+                .bind(tenant.sandbox.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(descriptor_from_row).collect()
+    }
+
+    /// The sandbox's union of `class`: the built-in class merged with every schema of that class
+    /// used by a profile-enabled dataset.
+    pub async fn union_schema(&self, tenant: &Tenant, class: SchemaClass) -> Result<XdmSchema, StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        let inputs = union_inputs(&mut conn, tenant, class).await?;
+        // Every enablement was checked against the union, so a conflict here means the stored
+        // state broke that rule.
+        union(class, &inputs).map_err(|conflict| corrupt("schemas", "properties", conflict))
+    }
+
+    /// The sandbox's profile union schema (`_xdm.context.profile__union`).
+    pub async fn profile_union(&self, tenant: &Tenant) -> Result<XdmSchema, StorageError> {
+        self.union_schema(tenant, SchemaClass::Profile).await
+    }
+
+    /// The sandbox's experience-event union schema (`_xdm.context.experienceevent__union`).
+    pub async fn event_union(&self, tenant: &Tenant) -> Result<XdmSchema, StorageError> {
+        self.union_schema(tenant, SchemaClass::ExperienceEvent).await
+    }
+
+    /// Inserts a dataset; when it is profile-enabled, only if its schema fits its class's union
+    /// (`Ok(Err(conflict))` otherwise, and nothing is written).
+    pub async fn insert_dataset_checked(&self, dataset: &Dataset) -> Result<Result<(), UnionConflict>, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if dataset.is_profile_enabled()
+            && let Err(conflict) = union_admits(&mut tx, &tenant_of(dataset), &dataset.schema_ref.id).await?
+        {
+            return Ok(Err(conflict));
+        }
+        insert_dataset_row(&mut *tx, dataset).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Applies a patch; when it makes the dataset profile-enabled, only if the dataset's schema fits
+    /// its class's union. `Ok(Ok(None))` when the dataset does not exist in this tenant.
+    pub async fn update_dataset_checked(
+        &self,
+        tenant: &Tenant,
+        id: &DatasetId,
+        patch: &DatasetPatch,
+        now: EpochMillis,
+    ) -> Result<Result<Option<Dataset>, UnionConflict>, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(current) = get_dataset_row(&mut *tx, tenant, id).await? else {
+            return Ok(Ok(None));
+        };
+        let patched = Dataset {
+            tags: patch.tags.clone().unwrap_or_else(|| current.tags.clone()),
+            ..current.clone()
+        };
+        if patched.is_profile_enabled()
+            && !current.is_profile_enabled()
+            && let Err(conflict) = union_admits(&mut tx, tenant, &current.schema_ref.id).await?
+        {
+            return Ok(Err(conflict));
+        }
+        update_dataset_row(&mut *tx, tenant, id, patch, now).await?;
+        let updated = get_dataset_row(&mut *tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok(Ok(updated))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use dossier_model::catalog::{DataBehavior, FileDescription, SchemaRef, Tags};
+    use dossier_model::xdm::{SchemaIds, XdmType};
+
+    use super::*;
+
+    const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+
+    async fn store() -> (tempfile::TempDir, MetaStore, Tenant) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+        let org = OrgId::parse(ORG).unwrap();
+        meta.ensure_org(&org).await.unwrap();
+        let tenant = Tenant {
+            org,
+            sandbox: SandboxName::prod(),
+        };
+        (dir, meta, tenant)
+    }
+
+    async fn register(meta: &MetaStore, tenant: &Tenant, properties: serde_json::Value) -> XdmSchema {
+        let body =
+            json!({"title": "t", "meta:class": "https://ns.adobe.com/xdm/context/profile", "properties": properties});
+        let schema = XdmSchema::from_json(&body, SchemaIds::generate(&tenant.org)).unwrap();
+        let registered = RegisteredSchema {
+            schema: schema.clone(),
+            org: tenant.org.clone(),
+            sandbox: tenant.sandbox.clone(),
+            created: 1,
+            updated: 1,
+            created_client: ClientId::from_string("client"),
+        };
+        meta.insert_schema(&registered).await.unwrap();
+        schema
+    }
+
+    fn dataset(tenant: &Tenant, schema_id: &str, enabled: bool) -> Dataset {
+        let mut tags = Tags::new();
+        if enabled {
+            tags.insert("unifiedProfile".into(), vec!["enabled:true".into()]);
+        }
+        Dataset {
+            id: DatasetId::generate(),
+            org: tenant.org.clone(),
+            sandbox: tenant.sandbox.clone(),
+            name: "d".into(),
+            description: None,
+            schema_ref: SchemaRef {
+                id: schema_id.into(),
+                content_type: "application/vnd.adobe.xed+json;version=1".into(),
+            },
+            file_description: FileDescription::default(),
+            tags,
+            aspect: None,
+            data_behavior: DataBehavior::Record,
+            created: 1,
+            updated: 1,
+            created_client: ClientId::from_string("client"),
+            last_batch_id: None,
+            last_batch_status: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_union_grows_with_enabled_datasets_and_refuses_conflicts() {
+        let (_dir, meta, tenant) = store().await;
+        let loyalty = register(
+            &meta,
+            &tenant,
+            json!({"loyalty": {"type": "object", "properties": {"points": {"type": "integer"}}}}),
+        )
+        .await;
+        let clash = register(
+            &meta,
+            &tenant,
+            json!({"loyalty": {"type": "object", "properties": {"points": {"type": "string"}}}}),
+        )
+        .await;
+        assert_eq!(
+            meta.get_schema(&tenant, &loyalty.alt_id).await.unwrap().unwrap().schema,
+            loyalty
+        );
+
+        assert_eq!(
+            meta.profile_union(&tenant)
+                .await
+                .unwrap()
+                .resolve_path("loyalty.points"),
+            None
+        );
+        let disabled = dataset(&tenant, &loyalty.id, false);
+        meta.insert_dataset_checked(&disabled).await.unwrap().unwrap();
+        assert_eq!(
+            meta.profile_union(&tenant)
+                .await
+                .unwrap()
+                .resolve_path("loyalty.points"),
+            None
+        );
+
+        meta.insert_dataset_checked(&dataset(&tenant, &loyalty.id, true))
+            .await
+            .unwrap()
+            .unwrap();
+        let union = meta.profile_union(&tenant).await.unwrap();
+        assert_eq!(union.resolve_path("loyalty.points"), Some(&XdmType::Integer));
+        assert_eq!(
+            union.extends,
+            [
+                "https://ns.adobe.com/xdm/context/profile".to_owned(),
+                loyalty.id.clone()
+            ]
+        );
+        assert_eq!(meta.event_union(&tenant).await.unwrap().resolve_path("loyalty"), None);
+
+        // Created enabled, or enabled later: both refused, nothing written.
+        let conflict = meta
+            .insert_dataset_checked(&dataset(&tenant, &clash.id, true))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            (conflict.path.as_str(), conflict.schema_id.as_str()),
+            ("loyalty.points", clash.id.as_str())
+        );
+        let later = dataset(&tenant, &clash.id, false);
+        meta.insert_dataset_checked(&later).await.unwrap().unwrap();
+        let mut tags = Tags::new();
+        tags.insert("unifiedProfile".into(), vec!["enabled:true".into()]);
+        let patch = DatasetPatch {
+            tags: Some(tags),
+            ..DatasetPatch::default()
+        };
+        let refused = meta
+            .update_dataset_checked(&tenant, &later.id, &patch, 2)
+            .await
+            .unwrap();
+        assert_eq!(refused.unwrap_err().union_type, "integer");
+        assert!(
+            !meta
+                .get_dataset(&tenant, &later.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_profile_enabled()
+        );
+        // The dataset on the first schema can be enabled again without conflict.
+        let enabled = meta
+            .update_dataset_checked(&tenant, &disabled.id, &patch, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(enabled.unwrap().is_profile_enabled());
+
+        let other = Tenant {
+            org: tenant.org.clone(),
+            sandbox: SandboxName::parse("dev").unwrap(),
+        };
+        assert!(meta.get_schema(&other, &loyalty.id).await.unwrap().is_none());
+        assert_eq!(meta.profile_union(&other).await.unwrap().resolve_path("loyalty"), None);
+    }
+}
