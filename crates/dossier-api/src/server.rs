@@ -111,7 +111,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     if resumed > 0 {
         tracing::warn!(batches = resumed, "resumed ingestion interrupted by the last stop");
     }
-    let state = AppState { meta: meta.clone(), lake, tokens, ingestion, limits: config.limits };
+    let state = AppState {
+        meta: meta.clone(),
+        lake,
+        tokens,
+        ingestion,
+        limits: config.limits,
+    };
 
     let router = routes::router(state);
     // Trailing slashes are trimmed before routing, so `/export/jobs/` and `/export/jobs` are one route.

@@ -25,6 +25,8 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_upload_bytes: 16 * 1024 * 1024 * 1024 }
+        Self {
+            max_upload_bytes: 16 * 1024 * 1024 * 1024,
+        }
     }
 }

@@ -30,7 +30,10 @@ pub struct LakeFileReader {
 
 impl LakeFileReader {
     pub fn new(lake: &Lake, location: ObjectPath) -> Self {
-        Self { store: lake.store().clone(), location }
+        Self {
+            store: lake.store().clone(),
+            location,
+        }
     }
 
     /// A record-batch stream builder over this file.
@@ -53,7 +56,10 @@ impl AsyncFileReader for LakeFileReader {
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
-            let metadata = ParquetMetaDataReader::new().with_arrow_reader_options(options).load_via_suffix_and_finish(self).await?;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_via_suffix_and_finish(self)
+                .await?;
             Ok(Arc::new(metadata))
         }
         .boxed()
@@ -63,7 +69,10 @@ impl AsyncFileReader for LakeFileReader {
 impl MetadataSuffixFetch for &mut LakeFileReader {
     fn fetch_suffix(&mut self, suffix: usize) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            let options = GetOptions { range: Some(GetRange::Suffix(suffix as u64)), ..Default::default() };
+            let options = GetOptions {
+                range: Some(GetRange::Suffix(suffix as u64)),
+                ..Default::default()
+            };
             let result = self.store.get_opts(&self.location, options).await.map_err(external)?;
             result.bytes().await.map_err(external)
         }

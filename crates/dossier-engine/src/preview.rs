@@ -21,7 +21,8 @@ pub async fn first_rows(lake: &Lake, files: &[ObjectPath], limit: usize) -> Resu
             let mut writer = arrow::json::ArrayWriter::new(Vec::new());
             writer.write(&batch?)?;
             writer.finish()?;
-            let parsed: Vec<Value> = serde_json::from_slice(&writer.into_inner()).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let parsed: Vec<Value> =
+                serde_json::from_slice(&writer.into_inner()).map_err(|e| EngineError::Invalid(e.to_string()))?;
             rows.extend(parsed);
         }
     }

@@ -13,7 +13,13 @@ pub async fn dataset_schema(meta: &MetaStore, tenant: &Tenant, dataset: &Dataset
     if dataset.schema_ref.id == PROFILE_UNION_SCHEMA_ID {
         return Ok(meta.profile_union(tenant).await?);
     }
-    meta.get_schema(tenant, &dataset.schema_ref.id).await?.map(|registered| registered.schema).ok_or_else(|| {
-        EngineError::Invalid(format!("schema '{}' of dataset {} no longer exists", dataset.schema_ref.id, dataset.id))
-    })
+    meta.get_schema(tenant, &dataset.schema_ref.id)
+        .await?
+        .map(|registered| registered.schema)
+        .ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "schema '{}' of dataset {} no longer exists",
+                dataset.schema_ref.id, dataset.id
+            ))
+        })
 }

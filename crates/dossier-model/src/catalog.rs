@@ -461,9 +461,20 @@ impl NewIngestBatch {
         let partial_ingestion = match field(body, "partialIngestion") {
             None => false,
             Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(ValidationError::invalid("partialIngestion", other, "expected true or false")),
+            Some(other) => {
+                return Err(ValidationError::invalid(
+                    "partialIngestion",
+                    other,
+                    "expected true or false",
+                ));
+            }
         };
-        Ok(Self { dataset_id, format, multi_line_json, partial_ingestion })
+        Ok(Self {
+            dataset_id,
+            format,
+            multi_line_json,
+            partial_ingestion,
+        })
     }
 
     /// The `inputFormat` object as AEP echoes it on the batch.

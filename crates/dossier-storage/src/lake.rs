@@ -115,9 +115,15 @@ impl Lake {
                 let _ = writer.abort().await;
                 return Err(WriteStreamError::TooLarge { max_bytes });
             }
-            writer.write_all(&chunk).await.map_err(|e| WriteStreamError::Lake(e.to_string()))?;
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|e| WriteStreamError::Lake(e.to_string()))?;
         }
-        writer.shutdown().await.map_err(|e| WriteStreamError::Lake(e.to_string()))?;
+        writer
+            .shutdown()
+            .await
+            .map_err(|e| WriteStreamError::Lake(e.to_string()))?;
         Ok(written)
     }
 
@@ -225,10 +231,19 @@ mod tests {
         assert!(on_disk.exists(), "expected {on_disk:?}");
         assert!(lake.list(&Lake::staging_prefix(&t, &batch)).await.unwrap().is_empty());
         let streamed = Lake::upload_prefix(&t, &batch).join("big.json");
-        let chunks = futures::stream::iter([Ok::<_, String>(Bytes::from_static(b"0123")), Ok(Bytes::from_static(b"4567"))]);
+        let chunks = futures::stream::iter([
+            Ok::<_, String>(Bytes::from_static(b"0123")),
+            Ok(Bytes::from_static(b"4567")),
+        ]);
         assert_eq!(lake.write_stream(&streamed, chunks, 8).await.unwrap(), 8);
-        let chunks = futures::stream::iter([Ok::<_, String>(Bytes::from_static(b"0123")), Ok(Bytes::from_static(b"45678"))]);
-        assert!(matches!(lake.write_stream(&streamed.clone(), chunks, 8).await, Err(WriteStreamError::TooLarge { max_bytes: 8 })));
+        let chunks = futures::stream::iter([
+            Ok::<_, String>(Bytes::from_static(b"0123")),
+            Ok(Bytes::from_static(b"45678")),
+        ]);
+        assert!(matches!(
+            lake.write_stream(&streamed.clone(), chunks, 8).await,
+            Err(WriteStreamError::TooLarge { max_bytes: 8 })
+        ));
     }
 
     #[tokio::test]
@@ -254,7 +269,12 @@ mod tests {
         .await
         .unwrap();
         let open = BatchId::generate();
-        lake.put(&Lake::staging_prefix(&t, &open).join("upload.json"), Bytes::from_static(b"{}")).await.unwrap();
+        lake.put(
+            &Lake::staging_prefix(&t, &open).join("upload.json"),
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
         assert_eq!(lake.sweep_staging(|batch| batch == open.as_str()).await.unwrap(), 1);
         assert_eq!(lake.list(&Lake::staging_prefix(&t, &open)).await.unwrap().len(), 1);
         assert_eq!(lake.list(&Lake::dataset_prefix(&t, &ds)).await.unwrap().len(), 1);

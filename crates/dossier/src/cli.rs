@@ -46,6 +46,8 @@ pub enum Command {
     /// Manage an organization's sandboxes.
     #[command(subcommand)]
     Sandboxes(SandboxesCommand),
+    /// Load files into a dataset through a running server's batch ingestion API.
+    Ingest(Box<crate::commands::ingest::IngestArgs>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -213,7 +213,7 @@ async fn patch_changes_name_description_tags_only() {
 async fn delete_removes_the_dataset_and_its_batches() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let id = caller.create_dataset("doomed").await;
+    let id = caller.create_ingest_dataset("doomed", "profile", json!({})).await;
     let batch = caller.create_batch(&id).await;
 
     let (status, body) = caller.delete(&format!("{DATASETS}/{id}")).await;
@@ -230,8 +230,8 @@ async fn delete_removes_the_dataset_and_its_batches() {
 async fn batches_are_listed_and_fetched_as_aep_shapes_them() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let first = caller.create_dataset("one").await;
-    let second = caller.create_dataset("two").await;
+    let first = caller.create_ingest_dataset("one", "profile", json!({})).await;
+    let second = caller.create_ingest_dataset("two", "profile", json!({})).await;
     let b1 = caller.create_batch(&first).await;
     let b2 = caller.create_batch(&second).await;
     assert_eq!(b1.len(), 32);
@@ -281,7 +281,7 @@ async fn ids_from_another_sandbox_answer_404_as_if_they_never_existed() {
     server.create_sandbox(ORG, "dev");
     let prod = server.caller(ORG, "prod").await;
     let dev = prod.in_sandbox("dev");
-    let dataset = dev.create_dataset("dev only").await;
+    let dataset = dev.create_ingest_dataset("dev only", "profile", json!({})).await;
     let batch = dev.create_batch(&dataset).await;
 
     let (never_status, never_body) = prod.get(&format!("{DATASETS}/ffffffffffffffffffffffff")).await;
@@ -340,7 +340,7 @@ async fn a_restart_keeps_clients_sandboxes_datasets_and_tokens() {
     let mut server = TestServer::start().await;
     server.create_sandbox(ORG, "dev");
     let caller = server.caller(ORG, "dev").await;
-    let dataset = caller.create_dataset("survives").await;
+    let dataset = caller.create_ingest_dataset("survives", "profile", json!({})).await;
     let batch = caller.create_batch(&dataset).await;
 
     server.restart().await;

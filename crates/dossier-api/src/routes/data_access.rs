@@ -29,7 +29,11 @@ const PREFIX: &str = "/data/foundation/export";
 const PREVIEW_ROWS: usize = 100;
 
 fn not_found(what: &str, id: &str) -> ApiError {
-    ApiError::platform(StatusCode::NOT_FOUND, "DAS-404", format!("{what} not found: no readable {what} '{id}' in this sandbox."))
+    ApiError::platform(
+        StatusCode::NOT_FOUND,
+        "DAS-404",
+        format!("{what} not found: no readable {what} '{id}' in this sandbox."),
+    )
 }
 
 /// The absolute base URL the caller used, for `_links`.
@@ -64,26 +68,57 @@ pub async fn batch_files(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let id = BatchId::from_string(batch_id);
-    let batch = state.meta.get_batch(&caller.tenant, &id).await?.filter(|b| b.status == BatchStatus::Success);
-    let Some(batch) = batch else { return Err(not_found("batch", id.as_str())) };
+    let batch = state
+        .meta
+        .get_batch(&caller.tenant, &id)
+        .await?
+        .filter(|b| b.status == BatchStatus::Success);
+    let Some(batch) = batch else {
+        return Err(not_found("batch", id.as_str()));
+    };
     params.entry("limit".into()).or_insert_with(|| "100".into());
-    let page = ListQuery::from_params(&params, &["created"]).map_err(|e| ApiError::platform_invalid("DAS-QUERY-400", e))?;
-    let files = state.meta.batch_files(&caller.tenant, &batch.id, FileKind::Data).await?;
+    let page =
+        ListQuery::from_params(&params, &["created"]).map_err(|e| ApiError::platform_invalid("DAS-QUERY-400", e))?;
+    let files = state
+        .meta
+        .batch_files(&caller.tenant, &batch.id, FileKind::Data)
+        .await?;
     let base = base_url(&headers);
     let start = page.start as usize;
-    let shown: Vec<Value> = files.iter().skip(start).take(page.limit as usize).map(|f| file_listing_entry(&base, f)).collect();
+    let shown: Vec<Value> = files
+        .iter()
+        .skip(start)
+        .take(page.limit as usize)
+        .map(|f| file_listing_entry(&base, f))
+        .collect();
     let mut links = json!({});
     if start + shown.len() < files.len() {
         links["next"] = json!({ "href": format!("{base}/batches/{}/files?start={}&limit={}", batch.id, start + shown.len(), page.limit) });
     }
-    Ok(Json(json!({ "data": shown, "_page": { "limit": page.limit, "count": files.len() }, "_links": links })))
+    Ok(Json(
+        json!({ "data": shown, "_page": { "limit": page.limit, "count": files.len() }, "_links": links }),
+    ))
 }
 
 async fn readable_file(state: &AppState, caller: &Caller, file_id: &str) -> Result<BatchFile, ApiError> {
-    let file = state.meta.batch_file(&caller.tenant, file_id).await?.filter(|f| f.kind == FileKind::Data);
-    let Some(file) = file else { return Err(not_found("file", file_id)) };
-    let committed = state.meta.get_batch(&caller.tenant, &file.batch_id).await?.is_some_and(|b| b.status == BatchStatus::Success);
-    if committed { Ok(file) } else { Err(not_found("file", file_id)) }
+    let file = state
+        .meta
+        .batch_file(&caller.tenant, file_id)
+        .await?
+        .filter(|f| f.kind == FileKind::Data);
+    let Some(file) = file else {
+        return Err(not_found("file", file_id));
+    };
+    let committed = state
+        .meta
+        .get_batch(&caller.tenant, &file.batch_id)
+        .await?
+        .is_some_and(|b| b.status == BatchStatus::Success);
+    if committed {
+        Ok(file)
+    } else {
+        Err(not_found("file", file_id))
+    }
 }
 
 /// Describes a file, or with `?path=<name>` downloads it (`Range` supported; `HEAD` for headers).
@@ -126,24 +161,36 @@ pub async fn failed_files(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = BatchId::from_string(batch_id);
-    let batch = state.meta.get_batch(&caller.tenant, &id).await?.ok_or_else(|| not_found("batch", id.as_str()))?;
-    let files = state.meta.batch_files(&caller.tenant, &batch.id, FileKind::Failed).await?;
+    let batch = state
+        .meta
+        .get_batch(&caller.tenant, &id)
+        .await?
+        .ok_or_else(|| not_found("batch", id.as_str()))?;
+    let files = state
+        .meta
+        .batch_files(&caller.tenant, &batch.id, FileKind::Failed)
+        .await?;
     let base = base_url(&headers);
     match params.get("path") {
         None => {
             let data: Vec<Value> = files
                 .iter()
-                .map(|f| json!({
-                    "name": f.name,
-                    "length": f.size.to_string(),
-                    "records": f.records,
-                    "_links": { "self": { "href": format!("{base}/batches/{}/failed?path={}", batch.id, f.name) } },
-                }))
+                .map(|f| {
+                    json!({
+                        "name": f.name,
+                        "length": f.size.to_string(),
+                        "records": f.records,
+                        "_links": { "self": { "href": format!("{base}/batches/{}/failed?path={}", batch.id, f.name) } },
+                    })
+                })
                 .collect();
             Ok(Json(json!({ "data": data, "_page": { "limit": 100, "count": files.len() } })).into_response())
         }
         Some(name) => {
-            let file = files.iter().find(|f| &f.name == name).ok_or_else(|| not_found("file", name))?;
+            let file = files
+                .iter()
+                .find(|f| &f.name == name)
+                .ok_or_else(|| not_found("file", name))?;
             download(&state, &file.path, file.size as u64, headers.get(RANGE)).await
         }
     }
@@ -152,12 +199,24 @@ pub async fn failed_files(
 /// The first rows of a dataset's committed data.
 #[utoipa::path(get, path = "/datasets/{datasetId}/preview", tag = "data access",
     params(("datasetId" = String, Path)), responses((status = 200, description = "{data: [rows]}"), (status = 404, description = "No such dataset")))]
-pub async fn preview(State(state): State<AppState>, caller: Caller, Path(dataset_id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(dataset_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = DatasetId::from_string(dataset_id);
-    state.meta.get_dataset(&caller.tenant, &id).await?.ok_or_else(|| not_found("dataset", id.as_str()))?;
+    state
+        .meta
+        .get_dataset(&caller.tenant, &id)
+        .await?
+        .ok_or_else(|| not_found("dataset", id.as_str()))?;
     let mut locations = Vec::new();
     for batch in state.meta.committed_batches(&caller.tenant, &id).await? {
-        for file in state.meta.batch_files(&caller.tenant, &batch.id, FileKind::Data).await? {
+        for file in state
+            .meta
+            .batch_files(&caller.tenant, &batch.id, FileKind::Data)
+            .await?
+        {
             locations.push(ObjectPath::from(file.path));
         }
         if locations.len() >= PREVIEW_ROWS {
@@ -166,14 +225,22 @@ pub async fn preview(State(state): State<AppState>, caller: Caller, Path(dataset
     }
     let rows = dossier_engine::preview::first_rows(&state.lake, &locations, PREVIEW_ROWS)
         .await
-        .map_err(|e| ApiError::platform(StatusCode::INTERNAL_SERVER_ERROR, "DAS-PREVIEW-500", format!("The dataset's files could not be read: {e}")))?;
+        .map_err(|e| {
+            ApiError::platform(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "DAS-PREVIEW-500",
+                format!("The dataset's files could not be read: {e}"),
+            )
+        })?;
     Ok(Json(json!({ "data": rows })))
 }
 
 /// A `Range` header this server honours: one range of bytes.
 fn parse_range(header: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let Ok(text) = header.to_str() else { return Ok(None) };
-    let Some(spec) = text.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = text.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         // Several ranges in one request: answering the whole file is allowed and simpler.
         return Ok(None);
@@ -188,9 +255,16 @@ fn parse_range(header: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ()
             (size.saturating_sub(n), size.saturating_sub(1))
         }
         (from, "") => (from.parse().map_err(|_| ())?, size.saturating_sub(1)),
-        (from, to) => (from.parse().map_err(|_| ())?, to.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1))),
+        (from, to) => (
+            from.parse().map_err(|_| ())?,
+            to.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1)),
+        ),
     };
-    if start > end || start >= size { Err(()) } else { Ok(Some((start, end))) }
+    if start > end || start >= size {
+        Err(())
+    } else {
+        Ok(Some((start, end)))
+    }
 }
 
 async fn download(state: &AppState, path: &str, size: u64, range: Option<&HeaderValue>) -> Result<Response, ApiError> {
@@ -204,12 +278,23 @@ async fn download(state: &AppState, path: &str, size: u64, range: Option<&Header
                 format!("The range is outside the file of {size} bytes; ask for bytes=START-END with END < {size}."),
             )
             .into_response();
-            response.headers_mut().insert(CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
+            response.headers_mut().insert(
+                CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
+            );
             return Ok(response);
         }
     };
-    let options = GetOptions { range: range.map(|(start, end)| GetRange::Bounded(start..end + 1)), ..Default::default() };
-    let result = state.lake.store().get_opts(&ObjectPath::from(path), options).await.map_err(dossier_storage::StorageError::from)?;
+    let options = GetOptions {
+        range: range.map(|(start, end)| GetRange::Bounded(start..end + 1)),
+        ..Default::default()
+    };
+    let result = state
+        .lake
+        .store()
+        .get_opts(&ObjectPath::from(path), options)
+        .await
+        .map_err(dossier_storage::StorageError::from)?;
     let body = Body::from_stream(result.into_stream().map_err(std::io::Error::other));
     let (status, length) = match range {
         Some((start, end)) => (StatusCode::PARTIAL_CONTENT, end - start + 1),
@@ -221,7 +306,10 @@ async fn download(state: &AppState, path: &str, size: u64, range: Option<&Header
     headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some((start, end)) = range {
-        headers.insert(CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")).expect("ascii"));
+        headers.insert(
+            CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")).expect("ascii"),
+        );
     }
     Ok(response)
 }

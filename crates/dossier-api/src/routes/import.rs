@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use dossier_model::ValidationError;
-use dossier_storage::{Lake, WriteStreamError};
 use dossier_model::catalog::{Batch, BatchStatus, NewIngestBatch};
 use dossier_model::ids::BatchId;
 use dossier_model::time::now_millis;
+use dossier_storage::{Lake, WriteStreamError};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -65,7 +65,11 @@ pub async fn create_batch(
 }
 
 fn batch_not_found(id: &BatchId) -> ApiError {
-    ApiError::platform(StatusCode::NOT_FOUND, "INGEST-BATCH-404", format!("Batch not found: no ingestion batch '{id}' in this sandbox."))
+    ApiError::platform(
+        StatusCode::NOT_FOUND,
+        "INGEST-BATCH-404",
+        format!("Batch not found: no ingestion batch '{id}' in this sandbox."),
+    )
 }
 
 /// A file name is one path segment a user would recognise: no folders, no dot-files.
@@ -73,13 +77,19 @@ fn check_file_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
         Err(ApiError::platform_invalid(
             "INGEST-FILE-400",
-            ValidationError::invalid("fileName", name, "use 1 to 255 letters, digits, '.', '_' or '-', not starting with '.'"),
+            ValidationError::invalid(
+                "fileName",
+                name,
+                "use 1 to 255 letters, digits, '.', '_' or '-', not starting with '.'",
+            ),
         ))
     }
 }
@@ -99,18 +109,30 @@ pub async fn upload_file(
 ) -> Result<StatusCode, ApiError> {
     let batch_id = BatchId::from_string(batch_id);
     check_file_name(&file_name)?;
-    let batch = state.meta.get_batch(&caller.tenant, &batch_id).await?.filter(|b| b.is_ingestion()).ok_or_else(|| batch_not_found(&batch_id))?;
+    let batch = state
+        .meta
+        .get_batch(&caller.tenant, &batch_id)
+        .await?
+        .filter(|b| b.is_ingestion())
+        .ok_or_else(|| batch_not_found(&batch_id))?;
     if batch.dataset_id.as_str() != dataset_id {
         return Err(ApiError::platform_invalid(
             "INGEST-DATASET-400",
-            ValidationError::invalid("datasetId", &dataset_id, format!("batch {batch_id} loads into dataset {}", batch.dataset_id)),
+            ValidationError::invalid(
+                "datasetId",
+                &dataset_id,
+                format!("batch {batch_id} loads into dataset {}", batch.dataset_id),
+            ),
         ));
     }
     if batch.status != BatchStatus::Loading {
         return Err(ApiError::platform(
             StatusCode::CONFLICT,
             "INGEST-BATCH-409",
-            format!("Batch {batch_id} is {}; files can only be uploaded while it is loading. Open a new batch.", batch.status),
+            format!(
+                "Batch {batch_id} is {}; files can only be uploaded while it is loading. Open a new batch.",
+                batch.status
+            ),
         ));
     }
     let location = Lake::upload_prefix(&caller.tenant, &batch_id).join(file_name.as_str());
@@ -143,7 +165,11 @@ pub async fn batch_action(
     let action = params.get("action").map(|a| a.to_ascii_uppercase());
     let now = now_millis();
     let tenant = &caller.tenant;
-    let exists = state.meta.get_batch(tenant, &batch_id).await?.is_some_and(|b| b.is_ingestion());
+    let exists = state
+        .meta
+        .get_batch(tenant, &batch_id)
+        .await?
+        .is_some_and(|b| b.is_ingestion());
     if !exists {
         return Err(batch_not_found(&batch_id));
     }
@@ -157,7 +183,11 @@ pub async fn batch_action(
             if started {
                 state.ingestion.spawn(tenant.clone(), batch_id);
             } else if batch.status == BatchStatus::Aborted {
-                return Err(ApiError::platform(StatusCode::CONFLICT, "INGEST-BATCH-409", format!("Batch {batch_id} was aborted; it cannot be completed.")));
+                return Err(ApiError::platform(
+                    StatusCode::CONFLICT,
+                    "INGEST-BATCH-409",
+                    format!("Batch {batch_id} was aborted; it cannot be completed."),
+                ));
             }
             // Completing a batch that is already processing or done changes nothing: COMPLETE is safe to retry.
             Ok(StatusCode::OK)
@@ -165,19 +195,39 @@ pub async fn batch_action(
         Some("ABORT") => {
             let (batch, aborted) = state
                 .meta
-                .transition_batch(tenant, &batch_id, &[BatchStatus::Loading, BatchStatus::Processing], BatchStatus::Aborted, now)
+                .transition_batch(
+                    tenant,
+                    &batch_id,
+                    &[BatchStatus::Loading, BatchStatus::Processing],
+                    BatchStatus::Aborted,
+                    now,
+                )
                 .await?
                 .ok_or_else(|| batch_not_found(&batch_id))?;
             if aborted {
-                state.lake.delete_prefix(&Lake::staging_prefix(tenant, &batch_id)).await?;
+                state
+                    .lake
+                    .delete_prefix(&Lake::staging_prefix(tenant, &batch_id))
+                    .await?;
             } else if batch.status != BatchStatus::Aborted {
-                return Err(ApiError::platform(StatusCode::CONFLICT, "INGEST-BATCH-409", format!("Batch {batch_id} is {}; only a loading or processing batch can be aborted.", batch.status)));
+                return Err(ApiError::platform(
+                    StatusCode::CONFLICT,
+                    "INGEST-BATCH-409",
+                    format!(
+                        "Batch {batch_id} is {}; only a loading or processing batch can be aborted.",
+                        batch.status
+                    ),
+                ));
             }
             Ok(StatusCode::OK)
         }
         other => Err(ApiError::platform_invalid(
             "INGEST-ACTION-400",
-            ValidationError::invalid("action", other.unwrap_or(""), "use ?action=COMPLETE to load the batch or ?action=ABORT to discard it"),
+            ValidationError::invalid(
+                "action",
+                other.unwrap_or(""),
+                "use ?action=COMPLETE to load the batch or ?action=ABORT to discard it",
+            ),
         )),
     }
 }

@@ -11,7 +11,10 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(namespace: impl Into<String>, id: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), id: id.into() }
+        Self {
+            namespace: namespace.into(),
+            id: id.into(),
+        }
     }
 }
 
@@ -64,7 +67,11 @@ impl IdentityGraph {
         if ra == rb {
             return;
         }
-        let (big, small) = if self.size[ra as usize] >= self.size[rb as usize] { (ra, rb) } else { (rb, ra) };
+        let (big, small) = if self.size[ra as usize] >= self.size[rb as usize] {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
         self.parent[small as usize] = big;
         self.size[big as usize] += self.size[small as usize];
     }
@@ -97,7 +104,10 @@ impl IdentityGraph {
         (0..n as u32)
             .map(|node| {
                 let root = self.root(node);
-                (self.identities[node as usize].clone(), self.identities[smallest[&root] as usize].clone())
+                (
+                    self.identities[node as usize].clone(),
+                    self.identities[smallest[&root] as usize].clone(),
+                )
             })
             .collect()
     }

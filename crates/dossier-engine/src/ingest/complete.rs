@@ -48,7 +48,12 @@ impl ReadReport {
         self.rejected_rows += 1;
         for (field, reason) in problems {
             if self.errors.len() < MAX_RECORDED_ROW_ERRORS {
-                self.errors.push(RowError { file: file.to_owned(), row, field, reason });
+                self.errors.push(RowError {
+                    file: file.to_owned(),
+                    row,
+                    field,
+                    reason,
+                });
             }
         }
     }
@@ -68,7 +73,10 @@ fn input_format(batch: &Batch) -> (InputFormat, bool) {
         .and_then(|i| i.get("format"))
         .and_then(|f| serde_json::from_value::<InputFormat>(f.clone()).ok())
         .unwrap_or(InputFormat::Json);
-    let multi_line = input.and_then(|i| i.get("isMultiLineJson")).and_then(Value::as_bool).unwrap_or(false);
+    let multi_line = input
+        .and_then(|i| i.get("isMultiLineJson"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     (format, multi_line)
 }
 
@@ -76,7 +84,11 @@ fn input_format(batch: &Batch) -> (InputFormat, bool) {
 /// to every format.
 fn coerce_cell(schema: &XdmSchema, path: &str, cell: &str) -> Result<Value, String> {
     match schema.resolve_path(path) {
-        Some(XdmType::Integer) => cell.trim().parse::<i64>().map(Value::from).map_err(|_| format!("'{cell}' is not a whole number")),
+        Some(XdmType::Integer) => cell
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| format!("'{cell}' is not a whole number")),
         Some(XdmType::Number) => cell
             .trim()
             .parse::<f64>()
@@ -120,7 +132,11 @@ fn read_upload(
                         return ControlFlow::Break(());
                     }
                 } else {
-                    report.reject(file, source.row, problems.into_iter().map(|e| (Some(e.path), e.reason)).collect());
+                    report.reject(
+                        file,
+                        source.row,
+                        problems.into_iter().map(|e| (Some(e.path), e.reason)).collect(),
+                    );
                 }
             }
         }
@@ -153,8 +169,16 @@ async fn parquet_rows_as_json(lake: &Lake, location: &ObjectPath) -> Result<Vec<
     Ok(chunks)
 }
 
-async fn upload_reader(lake: &Lake, location: &ObjectPath) -> Result<impl tokio::io::AsyncRead + Unpin + Send + 'static, EngineError> {
-    let stream = lake.store().get(location).await?.into_stream().map_err(std::io::Error::other);
+async fn upload_reader(
+    lake: &Lake,
+    location: &ObjectPath,
+) -> Result<impl tokio::io::AsyncRead + Unpin + Send + 'static, EngineError> {
+    let stream = lake
+        .store()
+        .get(location)
+        .await?
+        .into_stream()
+        .map_err(std::io::Error::other);
     Ok(StreamReader::new(stream))
 }
 
@@ -195,7 +219,11 @@ async fn convert_uploads(
                 Box::new(upload_reader(lake, &location).await?)
             };
             let reader = SyncIoBridge::new(source);
-            let (kind, multi) = if format == InputFormat::Parquet { (InputFormat::Json, false) } else { (format, multi_line) };
+            let (kind, multi) = if format == InputFormat::Parquet {
+                (InputFormat::Json, false)
+            } else {
+                (format, multi_line)
+            };
             report = tokio::task::spawn_blocking(move || {
                 let mut report = report;
                 read_upload(reader, &file, kind, multi, &schema, &tx, &mut report).map(|()| report)
@@ -209,7 +237,11 @@ async fn convert_uploads(
     Ok((report?, written?))
 }
 
-async fn write_row_errors(lake: &Lake, target: &IngestTarget, errors: &[RowError]) -> Result<Option<WrittenFile>, EngineError> {
+async fn write_row_errors(
+    lake: &Lake,
+    target: &IngestTarget,
+    errors: &[RowError],
+) -> Result<Option<WrittenFile>, EngineError> {
     if errors.is_empty() {
         return Ok(None);
     }
@@ -219,10 +251,17 @@ async fn write_row_errors(lake: &Lake, target: &IngestTarget, errors: &[RowError
         body.push(b'\n');
     }
     let name = "failed/errors.json".to_owned();
-    let location = Lake::output_prefix(&target.tenant, &target.batch.id).join("failed").join("errors.json");
+    let location = Lake::output_prefix(&target.tenant, &target.batch.id)
+        .join("failed")
+        .join("errors.json");
     let size = body.len() as i64;
     lake.put(&location, Bytes::from(body)).await?;
-    Ok(Some(WrittenFile { name, location, records: errors.len() as i64, size }))
+    Ok(Some(WrittenFile {
+        name,
+        location,
+        records: errors.len() as i64,
+        size,
+    }))
 }
 
 fn batch_file(target: &IngestTarget, index: usize, kind: FileKind, file: &WrittenFile, now: i64) -> BatchFile {
@@ -232,7 +271,10 @@ fn batch_file(target: &IngestTarget, index: usize, kind: FileKind, file: &Writte
         FileKind::Failed => format!("{batch}-failed-{}", index + 1),
     };
     // `name` is relative to the output prefix; promotion keeps that layout in the batch folder.
-    let path = file.name.split('/').fold(Lake::batch_prefix(&target.tenant, &target.dataset.id, &target.batch.id), ObjectPath::join);
+    let path = file.name.split('/').fold(
+        Lake::batch_prefix(&target.tenant, &target.dataset.id, &target.batch.id),
+        ObjectPath::join,
+    );
     BatchFile {
         file_id,
         batch_id: target.batch.id.clone(),
@@ -254,7 +296,11 @@ fn summary_errors(report: &ReadReport, batch: &BatchId, accepted: bool) -> Vec<B
         let field = e.field.as_deref().map(|f| format!(" field '{f}':")).unwrap_or_default();
         format!(" First: {} row {}:{field} {}.", e.file, e.row, e.reason)
     });
-    let outcome = if accepted { "were skipped (partial ingestion)" } else { "were rejected, so nothing was loaded" };
+    let outcome = if accepted {
+        "were skipped (partial ingestion)"
+    } else {
+        "were rejected, so nothing was loaded"
+    };
     vec![BatchError {
         code: "INGEST-ROWS-400".into(),
         description: format!(
@@ -268,12 +314,20 @@ fn summary_errors(report: &ReadReport, batch: &BatchId, accepted: bool) -> Vec<B
 
 /// Converts and commits one `processing` ingestion batch. Returns the status it ended in, or
 /// `None` when the batch stopped being `processing` meanwhile (aborted).
-pub async fn complete_batch(meta: &MetaStore, lake: &Lake, target: &IngestTarget) -> Result<Option<BatchStatus>, EngineError> {
+pub async fn complete_batch(
+    meta: &MetaStore,
+    lake: &Lake,
+    target: &IngestTarget,
+) -> Result<Option<BatchStatus>, EngineError> {
     let tenant = &target.tenant;
     let batch_id = &target.batch.id;
     lake.delete_prefix(&Lake::output_prefix(tenant, batch_id)).await?;
-    let uploads: Vec<ObjectPath> =
-        lake.list(&Lake::upload_prefix(tenant, batch_id)).await?.into_iter().map(|o| o.location).collect();
+    let uploads: Vec<ObjectPath> = lake
+        .list(&Lake::upload_prefix(tenant, batch_id))
+        .await?
+        .into_iter()
+        .map(|o| o.location)
+        .collect();
 
     let (report, written) = convert_uploads(lake, target, uploads.clone()).await?;
     let accepted = report.rejected_rows == 0 || target.batch.partial_ingestion;
@@ -283,14 +337,20 @@ pub async fn complete_batch(meta: &MetaStore, lake: &Lake, target: &IngestTarget
     if no_rows {
         errors.push(BatchError {
             code: "INGEST-EMPTY-400".into(),
-            description: "The batch has no records: upload at least one file with PUT .../files/{name} before COMPLETE.".into(),
+            description:
+                "The batch has no records: upload at least one file with PUT .../files/{name} before COMPLETE.".into(),
         });
     }
     let success = accepted && !no_rows;
     let now = now_millis();
     let mut files: Vec<BatchFile> = Vec::new();
     if success {
-        files.extend(written.iter().enumerate().map(|(i, f)| batch_file(target, i, FileKind::Data, f, now)));
+        files.extend(
+            written
+                .iter()
+                .enumerate()
+                .map(|(i, f)| batch_file(target, i, FileKind::Data, f, now)),
+        );
     }
     if let Some(failed) = &failed_file {
         files.push(batch_file(target, 0, FileKind::Failed, failed, now));
@@ -303,19 +363,32 @@ pub async fn complete_batch(meta: &MetaStore, lake: &Lake, target: &IngestTarget
     }
     lake.promote_staged(tenant, &target.dataset.id, batch_id).await?;
 
-    let record_count: i64 = if success { written.iter().map(|f| f.records).sum() } else { 0 };
+    let record_count: i64 = if success {
+        written.iter().map(|f| f.records).sum()
+    } else {
+        0
+    };
     let outcome = BatchOutcome {
-        status: if success { BatchStatus::Success } else { BatchStatus::Failed },
+        status: if success {
+            BatchStatus::Success
+        } else {
+            BatchStatus::Failed
+        },
         completed: now,
         records_read: report.records_read as i64,
         record_count,
-        size: if success { written.iter().map(|f| f.size).sum() } else { 0 },
+        size: if success {
+            written.iter().map(|f| f.size).sum()
+        } else {
+            0
+        },
         errors,
         files,
     };
     let committed = meta.commit_batch(tenant, batch_id, &outcome).await?;
     if !committed {
-        lake.delete_prefix(&Lake::batch_prefix(tenant, &target.dataset.id, batch_id)).await?;
+        lake.delete_prefix(&Lake::batch_prefix(tenant, &target.dataset.id, batch_id))
+            .await?;
         return Ok(None);
     }
     lake.delete_prefix(&Lake::staging_prefix(tenant, batch_id)).await?;

@@ -37,7 +37,10 @@ pub(crate) fn json_kind(value: &Value) -> &'static str {
 }
 
 /// JSON lines: one object per line; blank lines are skipped but still counted.
-pub fn read_json_lines(reader: impl Read, mut sink: impl FnMut(SourceRecord) -> ControlFlow<()>) -> std::io::Result<()> {
+pub fn read_json_lines(
+    reader: impl Read,
+    mut sink: impl FnMut(SourceRecord) -> ControlFlow<()>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut line = String::new();
     let mut row = 0;
@@ -62,7 +65,10 @@ pub fn read_json_lines(reader: impl Read, mut sink: impl FnMut(SourceRecord) -> 
 
 /// Multi-line JSON: an array of objects, or objects one after another, each possibly spanning
 /// many lines. Elements are handed over one at a time, never the whole array.
-pub fn read_multi_line_json(reader: impl Read, mut sink: impl FnMut(SourceRecord) -> ControlFlow<()>) -> std::io::Result<()> {
+pub fn read_multi_line_json(
+    reader: impl Read,
+    mut sink: impl FnMut(SourceRecord) -> ControlFlow<()>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let starts_with_array = loop {
         let buffer = reader.fill_buf()?;
@@ -81,9 +87,16 @@ pub fn read_multi_line_json(reader: impl Read, mut sink: impl FnMut(SourceRecord
     let mut deserializer = serde_json::Deserializer::from_reader(reader);
     if starts_with_array {
         let mut row = 0;
-        let outcome = ElementsOf { sink: &mut sink, row: &mut row }.deserialize(&mut deserializer);
+        let outcome = ElementsOf {
+            sink: &mut sink,
+            row: &mut row,
+        }
+        .deserialize(&mut deserializer);
         if let Err(e) = outcome.and_then(|()| deserializer.end()) {
-            let _ = sink(SourceRecord { row: row + 1, record: Err(format!("the file is not valid JSON: {e}")) });
+            let _ = sink(SourceRecord {
+                row: row + 1,
+                record: Err(format!("the file is not valid JSON: {e}")),
+            });
         }
         return Ok(());
     }
@@ -123,7 +136,12 @@ impl<'de, F: FnMut(SourceRecord) -> ControlFlow<()>> Visitor<'de> for ElementsOf
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(value) = seq.next_element::<Value>()? {
             *self.row += 1;
-            if (self.sink)(SourceRecord { row: *self.row, record: object_or_error(value) }).is_break() {
+            if (self.sink)(SourceRecord {
+                row: *self.row,
+                record: object_or_error(value),
+            })
+            .is_break()
+            {
                 // Stop reading; the rest of the array is left unparsed on purpose.
                 return Err(serde::de::Error::custom("stopped"));
             }
@@ -141,7 +159,9 @@ pub fn insert_at_path(record: &mut Map<String, Value>, path: &str, value: Value)
             current.insert(part.to_owned(), value);
             return;
         }
-        let entry = current.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !entry.is_object() {
             *entry = Value::Object(Map::new());
         }
@@ -160,24 +180,34 @@ pub fn read_csv(
     let headers: Vec<String> = match csv.headers() {
         Ok(headers) => headers.iter().map(|h| h.trim().to_owned()).collect(),
         Err(e) => {
-            let _ = sink(SourceRecord { row: 1, record: Err(format!("the CSV header cannot be read: {e}")) });
+            let _ = sink(SourceRecord {
+                row: 1,
+                record: Err(format!("the CSV header cannot be read: {e}")),
+            });
             return Ok(());
         }
     };
     for (index, row) in csv.records().enumerate() {
         let row_number = index as u64 + 1;
-        let record = row.map_err(|e| format!("the CSV row cannot be read: {e}")).and_then(|cells| {
-            let mut record = Map::new();
-            for (path, cell) in headers.iter().zip(cells.iter()) {
-                if cell.is_empty() {
-                    continue;
+        let record = row
+            .map_err(|e| format!("the CSV row cannot be read: {e}"))
+            .and_then(|cells| {
+                let mut record = Map::new();
+                for (path, cell) in headers.iter().zip(cells.iter()) {
+                    if cell.is_empty() {
+                        continue;
+                    }
+                    let value = coerce(path, cell).map_err(|reason| format!("column '{path}': {reason}"))?;
+                    insert_at_path(&mut record, path, value);
                 }
-                let value = coerce(path, cell).map_err(|reason| format!("column '{path}': {reason}"))?;
-                insert_at_path(&mut record, path, value);
-            }
-            Ok(Value::Object(record))
-        });
-        if sink(SourceRecord { row: row_number, record }).is_break() {
+                Ok(Value::Object(record))
+            });
+        if sink(SourceRecord {
+            row: row_number,
+            record,
+        })
+        .is_break()
+        {
             break;
         }
     }
@@ -203,18 +233,33 @@ mod tests {
         let text = "{\"a\":1}\n\nnot json\n[1]\n{\"b\":2}\n";
         let rows = collect(|sink| read_json_lines(text.as_bytes(), sink).unwrap());
         assert_eq!(rows.len(), 4);
-        assert_eq!(rows[0], SourceRecord { row: 1, record: Ok(json!({"a": 1})) });
+        assert_eq!(
+            rows[0],
+            SourceRecord {
+                row: 1,
+                record: Ok(json!({"a": 1}))
+            }
+        );
         assert_eq!(rows[1].row, 3);
         assert!(rows[1].record.as_ref().unwrap_err().contains("not valid JSON"));
         assert!(rows[2].record.as_ref().unwrap_err().contains("an array"));
-        assert_eq!(rows[3], SourceRecord { row: 5, record: Ok(json!({"b": 2})) });
+        assert_eq!(
+            rows[3],
+            SourceRecord {
+                row: 5,
+                record: Ok(json!({"b": 2}))
+            }
+        );
     }
 
     #[test]
     fn multi_line_json_arrays_and_concatenated_objects() {
         let array = "  [\n {\"a\":\n 1},\n {\"a\": 2}\n]\n";
         let rows = collect(|sink| read_multi_line_json(array.as_bytes(), sink).unwrap());
-        assert_eq!(rows.iter().map(|r| r.record.clone().unwrap()).collect::<Vec<_>>(), [json!({"a": 1}), json!({"a": 2})]);
+        assert_eq!(
+            rows.iter().map(|r| r.record.clone().unwrap()).collect::<Vec<_>>(),
+            [json!({"a": 1}), json!({"a": 2})]
+        );
 
         let objects = "{\"a\": 1}\n{\n \"a\": 2\n}";
         let rows = collect(|sink| read_multi_line_json(objects.as_bytes(), sink).unwrap());
@@ -232,10 +277,17 @@ mod tests {
     fn csv_builds_nested_records_from_dot_paths() {
         let text = "_id,person.name.firstName,loyalty.points\nr1,Ana,12\nr2,,\n";
         let coerce = |path: &str, cell: &str| {
-            if path == "loyalty.points" { cell.parse::<i64>().map(Value::from).map_err(|e| e.to_string()) } else { Ok(json!(cell)) }
+            if path == "loyalty.points" {
+                cell.parse::<i64>().map(Value::from).map_err(|e| e.to_string())
+            } else {
+                Ok(json!(cell))
+            }
         };
         let rows = collect(|sink| read_csv(text.as_bytes(), coerce, sink).unwrap());
-        assert_eq!(rows[0].record, Ok(json!({"_id": "r1", "person": {"name": {"firstName": "Ana"}}, "loyalty": {"points": 12}})));
+        assert_eq!(
+            rows[0].record,
+            Ok(json!({"_id": "r1", "person": {"name": {"firstName": "Ana"}}, "loyalty": {"points": 12}}))
+        );
         assert_eq!(rows[1].record, Ok(json!({"_id": "r2"})));
 
         let bad = "_id,loyalty.points\nr1,many\n";

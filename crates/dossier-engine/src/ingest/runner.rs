@@ -38,7 +38,13 @@ impl Ingestion {
         let mut resumed = 0;
         for batch in interrupted.into_iter().filter(|b| b.is_ingestion()) {
             tracing::warn!(batch_id = %batch.id, "resuming an ingestion batch interrupted by a restart");
-            self.spawn(Tenant { org: batch.org.clone(), sandbox: batch.sandbox.clone() }, batch.id.clone());
+            self.spawn(
+                Tenant {
+                    org: batch.org.clone(),
+                    sandbox: batch.sandbox.clone(),
+                },
+                batch.id.clone(),
+            );
             resumed += 1;
         }
         Ok(resumed)
@@ -58,9 +64,18 @@ impl Ingestion {
     async fn target(&self, tenant: &Tenant, batch_id: &BatchId) -> Result<IngestTarget, EngineError> {
         let missing = || EngineError::Invalid(format!("batch {batch_id} or its dataset no longer exists"));
         let batch = self.meta.get_batch(tenant, batch_id).await?.ok_or_else(missing)?;
-        let dataset = self.meta.get_dataset(tenant, &batch.dataset_id).await?.ok_or_else(missing)?;
+        let dataset = self
+            .meta
+            .get_dataset(tenant, &batch.dataset_id)
+            .await?
+            .ok_or_else(missing)?;
         let schema = Arc::new(dataset_schema(&self.meta, tenant, &dataset).await?);
-        Ok(IngestTarget { tenant: tenant.clone(), batch, dataset, schema })
+        Ok(IngestTarget {
+            tenant: tenant.clone(),
+            batch,
+            dataset,
+            schema,
+        })
     }
 
     /// Ends the batch `failed` with the reason, so it never stays `processing`.
@@ -71,7 +86,10 @@ impl Ingestion {
             records_read: 0,
             record_count: 0,
             size: 0,
-            errors: vec![BatchError { code: "INGEST-INTERNAL-500".into(), description: format!("Ingestion stopped: {error}") }],
+            errors: vec![BatchError {
+                code: "INGEST-INTERNAL-500".into(),
+                description: format!("Ingestion stopped: {error}"),
+            }],
             files: Vec::new(),
         };
         if let Err(e) = self.meta.commit_batch(tenant, batch_id, &outcome).await {

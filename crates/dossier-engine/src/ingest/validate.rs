@@ -15,14 +15,20 @@ pub struct RowError {
 }
 
 fn value_at<'a>(record: &'a Value, dot_path: &str) -> Option<&'a Value> {
-    dot_path.split('.').try_fold(record, |value, part| value.get(part)).filter(|v| !v.is_null())
+    dot_path
+        .split('.')
+        .try_fold(record, |value, part| value.get(part))
+        .filter(|v| !v.is_null())
 }
 
 fn has_identity_map_entry(record: &Value) -> bool {
-    let Some(Value::Object(namespaces)) = record.get("identityMap") else { return false };
+    let Some(Value::Object(namespaces)) = record.get("identityMap") else {
+        return false;
+    };
     namespaces.values().any(|entries| {
         entries.as_array().is_some_and(|list| {
-            list.iter().any(|entry| entry.get("id").and_then(Value::as_str).is_some_and(|id| !id.is_empty()))
+            list.iter()
+                .any(|entry| entry.get("id").and_then(Value::as_str).is_some_and(|id| !id.is_empty()))
         })
     })
 }
@@ -34,12 +40,17 @@ pub fn check_record(schema: &XdmSchema, record: &Value) -> Vec<FieldError> {
         Err(errors) => errors,
     };
     let has_identity = has_identity_map_entry(record)
-        || schema.identities.iter().any(|identity| {
-            value_at(record, &identity.path).is_some_and(|v| v.as_str().is_none_or(|s| !s.is_empty()))
-        });
+        || schema
+            .identities
+            .iter()
+            .any(|identity| value_at(record, &identity.path).is_some_and(|v| v.as_str().is_none_or(|s| !s.is_empty())));
     if !has_identity {
         let fields: Vec<&str> = schema.identities.iter().map(|i| i.path.as_str()).collect();
-        let hint = if fields.is_empty() { String::new() } else { format!(" or a value in an identity field ({})", fields.join(", ")) };
+        let hint = if fields.is_empty() {
+            String::new()
+        } else {
+            format!(" or a value in an identity field ({})", fields.join(", "))
+        };
         errors.push(FieldError {
             path: "identityMap".into(),
             reason: format!("the record has no identity: give it an identityMap entry with an id{hint}"),
@@ -47,8 +58,13 @@ pub fn check_record(schema: &XdmSchema, record: &Value) -> Vec<FieldError> {
     }
     if schema.class == SchemaClass::ExperienceEvent {
         for required in ["_id", "timestamp"] {
-            if value_at(record, required).is_none() && matches!(schema.resolve_path(required), Some(XdmType::String | XdmType::DateTime)) {
-                errors.push(FieldError { path: required.into(), reason: format!("every event needs '{required}'") });
+            if value_at(record, required).is_none()
+                && matches!(schema.resolve_path(required), Some(XdmType::String | XdmType::DateTime))
+            {
+                errors.push(FieldError {
+                    path: required.into(),
+                    reason: format!("every event needs '{required}'"),
+                });
             }
         }
     }

@@ -69,7 +69,9 @@ impl FragmentWriter {
         data_schema: SchemaRef,
         limits: FileLimits,
     ) -> Result<Self, EngineError> {
-        let decoder = ReaderBuilder::new(data_schema.clone()).with_batch_size(DECODE_BATCH_ROWS).build_decoder()?;
+        let decoder = ReaderBuilder::new(data_schema.clone())
+            .with_batch_size(DECODE_BATCH_ROWS)
+            .build_decoder()?;
         Ok(Self {
             store,
             folder,
@@ -130,7 +132,15 @@ impl FragmentWriter {
             let location = self.folder.clone().join(name.as_str());
             let sink = BufWriter::new(self.store.clone(), location.clone());
             let writer = AsyncArrowWriter::try_new(sink, self.file_schema.clone(), Some(writer_properties()))?;
-            self.current = Some((writer, WrittenFile { name, location, records: 0, size: 0 }));
+            self.current = Some((
+                writer,
+                WrittenFile {
+                    name,
+                    location,
+                    records: 0,
+                    size: 0,
+                },
+            ));
         }
         Ok(self.current.as_mut().expect("just opened"))
     }

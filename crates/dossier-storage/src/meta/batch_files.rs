@@ -88,7 +88,11 @@ fn file_from_row(row: &SqliteRow) -> Result<BatchFile, StorageError> {
         file_id: row.try_get("file_id")?,
         batch_id: BatchId::from_string(row.try_get::<String, _>("batch_id")?),
         dataset_id: DatasetId::from_string(row.try_get::<String, _>("dataset_id")?),
-        kind: parsed_column("batch_files", "kind", row.try_get::<String, _>("kind")?.parse::<FileKind>())?,
+        kind: parsed_column(
+            "batch_files",
+            "kind",
+            row.try_get::<String, _>("kind")?.parse::<FileKind>(),
+        )?,
         name: row.try_get("name")?,
         path: row.try_get("path")?,
         size: row.try_get("size")?,
@@ -149,7 +153,12 @@ impl MetaStore {
     /// Ends a `processing` batch: records its outcome and files in one transaction. Returns
     /// `false` (and changes nothing) when the batch is no longer `processing`, e.g. because it
     /// was aborted meanwhile.
-    pub async fn commit_batch(&self, tenant: &Tenant, id: &BatchId, outcome: &BatchOutcome) -> Result<bool, StorageError> {
+    pub async fn commit_batch(
+        &self,
+        tenant: &Tenant,
+        id: &BatchId,
+        outcome: &BatchOutcome,
+    ) -> Result<bool, StorageError> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE batches SET status = ?, updated = ?, completed = ?, records_read = ?, record_count = ?, size = ?,
@@ -202,7 +211,12 @@ impl MetaStore {
     }
 
     /// The files of one kind of a batch, by name.
-    pub async fn batch_files(&self, tenant: &Tenant, batch: &BatchId, kind: FileKind) -> Result<Vec<BatchFile>, StorageError> {
+    pub async fn batch_files(
+        &self,
+        tenant: &Tenant,
+        batch: &BatchId,
+        kind: FileKind,
+    ) -> Result<Vec<BatchFile>, StorageError> {
         let rows = sqlx::query(
             "SELECT * FROM batch_files WHERE batch_id = ? AND org = ? AND sandbox = ? AND kind = ? ORDER BY name",
         )
@@ -228,10 +242,12 @@ impl MetaStore {
     /// Batches of every tenant in one of `statuses`: what a restart must resume or fail.
     pub async fn batches_in_status(&self, statuses: &[BatchStatus]) -> Result<Vec<Batch>, StorageError> {
         let wanted = to_json(&statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>());
-        let rows = sqlx::query("SELECT * FROM batches WHERE status IN (SELECT value FROM json_each(?)) ORDER BY created, rowid")
-            .bind(wanted)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM batches WHERE status IN (SELECT value FROM json_each(?)) ORDER BY created, rowid",
+        )
+        .bind(wanted)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(batch_from_row).collect()
     }
 

@@ -15,8 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::StorageError;
 
-pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
 pub use batch_files::{BatchFile, BatchOutcome, FileKind};
+pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
 pub use clients::{ApiClient, IssuedClient};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod clients;
+pub mod ingest;
 mod sandboxes;
 mod serve;
 
@@ -12,5 +13,6 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Serve { listen, .. } => serve::run(listen, settings).await,
         Command::Clients(command) => clients::run(command, &settings).await,
         Command::Sandboxes(command) => sandboxes::run(command, &settings).await,
+        Command::Ingest(args) => ingest::run(*args).await,
     }
 }

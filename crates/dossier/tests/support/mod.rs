@@ -190,12 +190,91 @@ impl Caller {
 
     /// Opens an ingestion batch on `dataset` and returns its id.
     pub async fn create_batch(&self, dataset: &str) -> String {
-        let body = serde_json::json!({"datasetId": dataset, "inputFormat": {"format": "json"}});
+        self.create_batch_with(dataset, serde_json::json!({"format": "json"}), false)
+            .await
+    }
+
+    pub async fn create_batch_with(&self, dataset: &str, input_format: Value, partial: bool) -> String {
+        let body = serde_json::json!({"datasetId": dataset, "inputFormat": input_format, "partialIngestion": partial});
         let (status, batch) = self
             .send_json(Method::POST, "/data/foundation/import/batches", &body)
             .await;
         assert_eq!(status, 201, "{batch}");
         batch["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers a schema of `class` (`profile` or `experienceevent`) with extra `properties`
+    /// and returns its `$id`.
+    pub async fn create_schema(&self, title: &str, class: &str, properties: Value) -> String {
+        let body = serde_json::json!({
+            "title": title,
+            "type": "object",
+            "meta:class": format!("https://ns.adobe.com/xdm/context/{class}"),
+            "properties": properties,
+        });
+        let (status, schema) = self
+            .send_json(Method::POST, "/data/foundation/schemaregistry/tenant/schemas", &body)
+            .await;
+        assert_eq!(status, 201, "{schema}");
+        schema["$id"].as_str().unwrap().to_owned()
+    }
+
+    /// A profile-enabled dataset on a new schema of `class` with `properties`; returns its id.
+    pub async fn create_ingest_dataset(&self, name: &str, class: &str, properties: Value) -> String {
+        let schema_id = self.create_schema(name, class, properties).await;
+        let body = serde_json::json!({
+            "name": name,
+            "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed+json;version=1"},
+            "tags": {"unifiedProfile": ["enabled:true"]},
+        });
+        let (status, created) = self
+            .send_json(Method::POST, "/data/foundation/catalog/dataSets", &body)
+            .await;
+        assert_eq!(status, 201, "{created}");
+        dataset_id_of(&created)
+    }
+
+    /// Uploads `bytes` as `name` into an open batch.
+    pub async fn upload(&self, batch: &str, dataset: &str, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let path = format!("/data/foundation/import/batches/{batch}/datasets/{dataset}/files/{name}");
+        let request = self
+            .request(Method::PUT, &path)
+            .header("content-type", "application/octet-stream")
+            .body(bytes);
+        into_parts(request.send().await.unwrap()).await
+    }
+
+    pub async fn batch_action(&self, batch: &str, action: &str) -> (u16, Value) {
+        let path = format!("/data/foundation/import/batches/{batch}?action={action}");
+        into_parts(self.request(Method::POST, &path).send().await.unwrap()).await
+    }
+
+    /// Polls the Catalog until the batch leaves `loading`/`processing`; returns the batch object.
+    pub async fn wait_for_batch(&self, batch: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(&format!("/data/foundation/catalog/batches/{batch}")).await;
+            assert_eq!(status, 200, "{body}");
+            let object = body[batch].clone();
+            let state = object["status"].as_str().unwrap().to_owned();
+            if state != "loading" && state != "processing" {
+                return object;
+            }
+            assert!(std::time::Instant::now() < deadline, "batch {batch} still {state}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Ingests JSON-lines `records` into `dataset` in one batch and waits for it; returns the batch.
+    pub async fn ingest_json_lines(&self, dataset: &str, records: &[Value]) -> Value {
+        let batch = self.create_batch(dataset).await;
+        let body: String = records.iter().map(|r| format!("{r}\n")).collect();
+        assert_eq!(
+            self.upload(&batch, dataset, "records.json", body.into_bytes()).await.0,
+            200
+        );
+        assert_eq!(self.batch_action(&batch, "COMPLETE").await.0, 200);
+        self.wait_for_batch(&batch).await
     }
 }
 

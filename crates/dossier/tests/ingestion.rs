@@ -1,0 +1,517 @@
+//! Batch ingestion over HTTP (api.md section 7) and reading the result through Data Access
+//! (section 6): every format, every kind of bad row, retries, aborts, limits, ranges.
+
+mod support;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray, StructArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::*;
+
+fn loyalty_properties() -> Value {
+    json!({
+        "loyalty": {"type": "object", "properties": {
+            "points": {"type": "integer"},
+            "tier": {"type": "string"},
+            "joined": {"type": "string", "format": "date-time"}
+        }}
+    })
+}
+
+fn member(n: u32) -> Value {
+    json!({
+        "_id": format!("r{n}"),
+        "identityMap": {"CRMID": [{"id": format!("crm-{n}"), "primary": true}]},
+        "loyalty": {"points": n * 10, "tier": if n.is_multiple_of(2) { "gold" } else { "silver" }, "joined": "2024-03-01T10:00:00+02:00"}
+    })
+}
+
+async fn loyalty_dataset(caller: &Caller) -> String {
+    caller
+        .create_ingest_dataset("Loyalty", "profile", loyalty_properties())
+        .await
+}
+
+/// Reads the data files of a committed batch through Data Access and returns every row's
+/// `loyalty.points`, plus the files' JSON listing.
+async fn download_points(caller: &Caller, batch: &str) -> (Vec<i64>, Value) {
+    let (status, listing) = caller
+        .get(&format!("/data/foundation/export/batches/{batch}/files"))
+        .await;
+    assert_eq!(status, 200, "{listing}");
+    let mut points = Vec::new();
+    for file in listing["data"].as_array().unwrap() {
+        let id = file["dataSetFileId"].as_str().unwrap();
+        let (_, described) = caller.get(&format!("/data/foundation/export/files/{id}")).await;
+        let name = described["data"][0]["name"].as_str().unwrap();
+        let response = caller
+            .request(Method::GET, &format!("/data/foundation/export/files/{id}?path={name}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/octet-stream");
+        let bytes = response.bytes().await.unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let loyalty = batch
+                .column_by_name("loyalty")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .unwrap();
+            let column = loyalty
+                .column_by_name("points")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            points.extend(column.iter().map(|v| v.unwrap_or(-1)));
+            assert!(batch.column_by_name("_acp_system_metadata").is_some());
+        }
+    }
+    (points, listing)
+}
+
+#[tokio::test]
+async fn json_lines_are_loaded_and_readable_through_data_access() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let batch = caller.create_batch(&dataset).await;
+
+    let first: String = (1..=3).map(|n| format!("{}\n", member(n))).collect();
+    let second: String = (4..=5).map(|n| format!("{}\n", member(n))).collect();
+    assert_eq!(
+        caller
+            .upload(&batch, &dataset, "part-a.json", first.into_bytes())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        caller
+            .upload(&batch, &dataset, "part-b.json", second.into_bytes())
+            .await
+            .0,
+        200
+    );
+
+    // Nothing is readable before COMPLETE.
+    assert_eq!(
+        caller
+            .get(&format!("/data/foundation/export/batches/{batch}/files"))
+            .await
+            .0,
+        404
+    );
+
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&batch).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["recordCount"], 5);
+    assert_eq!(done["metrics"], json!({"recordsRead": 5, "recordsWritten": 5}));
+    assert!(done["completed"].as_i64().unwrap() >= done["created"].as_i64().unwrap());
+    assert!(done["size"].as_i64().unwrap() > 0);
+
+    let (mut points, listing) = download_points(&caller, &batch).await;
+    points.sort();
+    assert_eq!(points, [10, 20, 30, 40, 50]);
+    assert_eq!(listing["_page"]["count"], 1);
+    let entry = &listing["data"][0];
+    assert_eq!(entry["dataSetViewId"], dataset);
+    assert_eq!(entry["records"], 5);
+    assert!(entry["created"].is_string(), "Data Access gives times as strings");
+    assert!(entry["_links"]["self"]["href"].as_str().unwrap().starts_with("http://"));
+
+    let (status, preview) = caller
+        .get(&format!("/data/foundation/export/datasets/{dataset}/preview"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(preview["data"].as_array().unwrap().len(), 5);
+    assert_eq!(preview["data"][0]["identityMap"]["CRMID"][0]["id"], "crm-1");
+
+    let (_, catalog) = caller
+        .get(&format!("/data/foundation/catalog/dataSets/{dataset}"))
+        .await;
+    assert_eq!(catalog[&dataset]["lastBatchStatus"], "success");
+}
+
+#[tokio::test]
+async fn multi_line_json_csv_and_parquet_uploads_load_the_same_rows() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+
+    // A JSON array spread over many lines.
+    let array = serde_json::to_string_pretty(&json!([member(1), member(2)])).unwrap();
+    let batch = caller
+        .create_batch_with(&dataset, json!({"format": "json", "isMultiLineJson": true}), false)
+        .await;
+    caller
+        .upload(&batch, &dataset, "members.json", array.into_bytes())
+        .await;
+    caller.batch_action(&batch, "COMPLETE").await;
+    assert_eq!(caller.wait_for_batch(&batch).await["status"], "success");
+    assert_eq!(download_points(&caller, &batch).await.0, [10, 20]);
+
+    // Flat CSV whose header is dot paths; identities come from an identity field.
+    let csv_dataset = caller
+        .create_ingest_dataset(
+            "Loyalty CSV",
+            "profile",
+            json!({"loyalty": {"type": "object", "properties": {
+            "memberId": {"type": "string"}, "points": {"type": "integer"}, "tier": {"type": "string"}}}}),
+        )
+        .await;
+    let (_, schemas) = caller.get("/data/foundation/schemaregistry/tenant/schemas").await;
+    let schema_id = schemas["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"] == "Loyalty CSV")
+        .unwrap()["$id"]
+        .clone();
+    let descriptor = json!({"@type": "xdm:descriptorIdentity", "xdm:sourceSchema": schema_id, "xdm:sourceVersion": 1,
+        "xdm:sourceProperty": "/loyalty/memberId", "xdm:namespace": "LoyaltyID", "xdm:property": "xdm:code", "xdm:isPrimary": true});
+    let (status, body) = caller
+        .send_json(
+            Method::POST,
+            "/data/foundation/schemaregistry/tenant/descriptors",
+            &descriptor,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let csv = "_id,loyalty.memberId,loyalty.points,loyalty.tier\nc1,L1,7,gold\nc2,L2,8,\n";
+    let batch = caller
+        .create_batch_with(&csv_dataset, json!({"format": "csv"}), false)
+        .await;
+    caller
+        .upload(&batch, &csv_dataset, "members.csv", csv.as_bytes().to_vec())
+        .await;
+    caller.batch_action(&batch, "COMPLETE").await;
+    let done = caller.wait_for_batch(&batch).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(download_points(&caller, &batch).await.0, [7, 8]);
+
+    // Parquet written by another tool, with a subset of the schema's columns.
+    let points = Field::new("points", DataType::Int64, true);
+    let loyalty_type = DataType::Struct(vec![points.clone()].into());
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("_id", DataType::Utf8, true),
+        Field::new("loyalty", loyalty_type, true),
+        Field::new("identityMap", DataType::Utf8, true),
+    ]));
+    let loyalty = StructArray::new(
+        vec![points].into(),
+        vec![Arc::new(Int64Array::from(vec![3, 4])) as Arc<dyn Array>],
+        None,
+    );
+    let rows = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["p1", "p2"])),
+            Arc::new(loyalty),
+            Arc::new(StringArray::from(vec![None::<&str>, None])),
+        ],
+    )
+    .unwrap();
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, None).unwrap();
+    writer.write(&rows).unwrap();
+    writer.close().unwrap();
+    let batch = caller
+        .create_batch_with(&dataset, json!({"format": "parquet"}), false)
+        .await;
+    caller.upload(&batch, &dataset, "members.parquet", buffer).await;
+    caller.batch_action(&batch, "COMPLETE").await;
+    let done = caller.wait_for_batch(&batch).await;
+    // identityMap given as a plain string column is not a map: every row is refused, by field.
+    assert_eq!(done["status"], "failed", "{done}");
+    let (_, failed) = caller
+        .get(&format!("/data/foundation/export/batches/{batch}/failed"))
+        .await;
+    assert_eq!(failed["data"][0]["records"], 2, "{failed}");
+}
+
+#[tokio::test]
+async fn bad_rows_fail_the_batch_and_are_listed_row_by_row() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let lines = [
+        member(1).to_string(),
+        json!({"_id": "x", "identityMap": {"CRMID": [{"id": "crm-x"}]}, "loyalty": {"points": "many"}}).to_string(),
+        json!({"_id": "no-identity", "loyalty": {"points": 1}}).to_string(),
+        json!({"_id": "u", "identityMap": {"CRMID": [{"id": "crm-u"}]}, "shoeSize": 42}).to_string(),
+        "{not json".to_owned(),
+        json!({"_id": "d", "identityMap": {"CRMID": [{"id": "crm-d"}]}, "loyalty": {"joined": "yesterday"}})
+            .to_string(),
+    ];
+    let batch = caller.create_batch(&dataset).await;
+    caller
+        .upload(&batch, &dataset, "mixed.json", (lines.join("\n") + "\n").into_bytes())
+        .await;
+    caller.batch_action(&batch, "COMPLETE").await;
+    let done = caller.wait_for_batch(&batch).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["recordCount"], 0);
+    let summary = done["errors"][0]["description"].as_str().unwrap();
+    assert!(summary.contains("5 of 6 rows"), "{summary}");
+
+    // Nothing of a failed batch is readable; its row errors are.
+    assert_eq!(
+        caller
+            .get(&format!("/data/foundation/export/batches/{batch}/files"))
+            .await
+            .0,
+        404
+    );
+    let (status, failed) = caller
+        .get(&format!("/data/foundation/export/batches/{batch}/failed"))
+        .await;
+    assert_eq!(status, 200, "{failed}");
+    let name = failed["data"][0]["name"].as_str().unwrap().to_owned();
+    let text = caller
+        .request(
+            Method::GET,
+            &format!("/data/foundation/export/batches/{batch}/failed?path={name}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let errors: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by_row = |row: u64| errors.iter().filter(|e| e["row"] == row).cloned().collect::<Vec<_>>();
+    assert!(by_row(1).is_empty());
+    assert_eq!(by_row(2)[0]["field"], "loyalty.points", "{errors:?}");
+    assert_eq!(by_row(3)[0]["field"], "identityMap");
+    assert_eq!(by_row(4)[0]["field"], "shoeSize");
+    assert!(by_row(5)[0]["reason"].as_str().unwrap().contains("not valid JSON"));
+    assert_eq!(by_row(6)[0]["field"], "loyalty.joined");
+    assert!(errors.iter().all(|e| e["file"] == "mixed.json"));
+    let (_, preview) = caller
+        .get(&format!("/data/foundation/export/datasets/{dataset}/preview"))
+        .await;
+    assert_eq!(preview["data"], json!([]));
+}
+
+#[tokio::test]
+async fn partial_ingestion_keeps_the_good_rows_and_reports_the_rest() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let batch = caller
+        .create_batch_with(&dataset, json!({"format": "json"}), true)
+        .await;
+    let body = format!("{}\n{}\n{}\n", member(1), json!({"_id": "bad"}), member(2));
+    caller.upload(&batch, &dataset, "m.json", body.into_bytes()).await;
+    caller.batch_action(&batch, "COMPLETE").await;
+    let done = caller.wait_for_batch(&batch).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["recordCount"], 2);
+    assert!(
+        done["errors"][0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 3 rows were skipped")
+    );
+    assert_eq!(download_points(&caller, &batch).await.0, [10, 20]);
+    let (_, failed) = caller
+        .get(&format!("/data/foundation/export/batches/{batch}/failed"))
+        .await;
+    assert_eq!(failed["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn complete_is_safe_to_retry_and_abort_discards() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let batch = caller.create_batch(&dataset).await;
+    caller
+        .upload(&batch, &dataset, "a.json", format!("{}\n", member(1)).into_bytes())
+        .await;
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&batch).await;
+    assert_eq!(done["recordCount"], 1);
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    assert_eq!(
+        caller.wait_for_batch(&batch).await,
+        done,
+        "a retried COMPLETE changes nothing"
+    );
+
+    let (status, body) = caller.upload(&batch, &dataset, "late.json", b"{}".to_vec()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("success"));
+
+    let aborted = caller.create_batch(&dataset).await;
+    caller
+        .upload(&aborted, &dataset, "a.json", format!("{}\n", member(2)).into_bytes())
+        .await;
+    assert_eq!(caller.batch_action(&aborted, "ABORT").await.0, 200);
+    assert_eq!(caller.wait_for_batch(&aborted).await["status"], "aborted");
+    assert_eq!(caller.batch_action(&aborted, "COMPLETE").await.0, 409);
+    assert_eq!(
+        caller
+            .get(&format!("/data/foundation/export/batches/{aborted}/files"))
+            .await
+            .0,
+        404
+    );
+
+    let (status, body) = caller.batch_action(&batch, "FINISH").await;
+    assert_eq!(status, 400);
+    assert!(body["detail"].as_str().unwrap().contains("'action'"));
+
+    let empty = caller.create_batch(&dataset).await;
+    caller.batch_action(&empty, "COMPLETE").await;
+    let done = caller.wait_for_batch(&empty).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["errors"][0]["code"], "INGEST-EMPTY-400");
+}
+
+#[tokio::test]
+async fn upload_errors_name_the_problem() {
+    let server = TestServer::start_with(|config| config.limits.max_upload_bytes = 1024).await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let batch = caller.create_batch(&dataset).await;
+
+    let (status, body) = caller.upload(&batch, &dataset, "big.json", vec![b' '; 4096]).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("1024"));
+    let (status, _) = caller.upload(&batch, &dataset, ".hidden", b"{}".to_vec()).await;
+    assert_eq!(status, 400);
+    let (status, body) = caller
+        .upload(&batch, "000000000000000000000000", "a.json", b"{}".to_vec())
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = caller
+        .upload("ffffffffffffffffffffffffffffffff", &dataset, "a.json", b"{}".to_vec())
+        .await;
+    assert_eq!(status, 404);
+
+    // The union dataset receives exports, not ingestion.
+    let export_target = caller.create_dataset("Profile Data Export").await;
+    let body = json!({"datasetId": export_target, "inputFormat": {"format": "json"}});
+    let (status, body) = caller
+        .send_json(Method::POST, "/data/foundation/import/batches", &body)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("union"));
+}
+
+#[tokio::test]
+async fn downloads_honour_ranges_and_head() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let records: Vec<Value> = (1..=200).map(member).collect();
+    let done = caller.ingest_json_lines(&dataset, &records).await;
+    let batch = done["id"].as_str().unwrap();
+    let (_, listing) = caller
+        .get(&format!("/data/foundation/export/batches/{batch}/files"))
+        .await;
+    let id = listing["data"][0]["dataSetFileId"].as_str().unwrap().to_owned();
+    let (_, described) = caller.get(&format!("/data/foundation/export/files/{id}")).await;
+    let name = described["data"][0]["name"].as_str().unwrap().to_owned();
+    let length: usize = described["data"][0]["length"].as_str().unwrap().parse().unwrap();
+    let path = format!("/data/foundation/export/files/{id}?path={name}");
+
+    let whole = caller
+        .request(Method::GET, &path)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(whole.len(), length);
+
+    // A download resumed in three sequential ranges gives the same bytes.
+    let mut resumed = Vec::new();
+    let cuts = [0, length / 3, 2 * length / 3, length];
+    for pair in cuts.windows(2) {
+        let response = caller
+            .request(Method::GET, &path)
+            .header("range", format!("bytes={}-{}", pair[0], pair[1] - 1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 206);
+        assert_eq!(
+            response.headers()["content-range"],
+            format!("bytes {}-{}/{length}", pair[0], pair[1] - 1)
+        );
+        resumed.extend_from_slice(&response.bytes().await.unwrap());
+    }
+    assert_eq!(Bytes::from(resumed), whole);
+
+    let head = caller.request(Method::HEAD, &path).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], length.to_string());
+    assert_eq!(head.headers()["accept-ranges"], "bytes");
+
+    let response = caller
+        .request(Method::GET, &path)
+        .header("range", format!("bytes={length}-"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 416);
+    assert_eq!(response.headers()["content-range"], format!("bytes */{length}"));
+
+    let (status, _) = caller
+        .get(&format!("/data/foundation/export/files/{id}?path=other.parquet"))
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn files_of_another_sandbox_are_not_found() {
+    let server = TestServer::start().await;
+    server.create_sandbox(ORG, "dev");
+    let prod = server.caller(ORG, "prod").await;
+    let dev = prod.in_sandbox("dev");
+    let dataset = loyalty_dataset(&dev).await;
+    let done = dev.ingest_json_lines(&dataset, &[member(1)]).await;
+    let batch = done["id"].as_str().unwrap();
+    let (_, listing) = dev.get(&format!("/data/foundation/export/batches/{batch}/files")).await;
+    let id = listing["data"][0]["dataSetFileId"].as_str().unwrap();
+
+    assert_eq!(
+        prod.get(&format!("/data/foundation/export/batches/{batch}/files"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(prod.get(&format!("/data/foundation/export/files/{id}")).await.0, 404);
+    assert_eq!(
+        prod.get(&format!("/data/foundation/export/batches/{batch}/failed"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        prod.get(&format!("/data/foundation/export/datasets/{dataset}/preview"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(prod.batch_action(batch, "ABORT").await.0, 404);
+}
