@@ -9,6 +9,7 @@ pub mod identity;
 pub mod ingest;
 pub mod parquet_io;
 pub mod preview;
+pub mod profiles;
 pub mod schemas;
 
 pub use error::EngineError;

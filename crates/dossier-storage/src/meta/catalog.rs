@@ -333,3 +333,32 @@ impl MetaStore {
         rows.iter().map(batch_from_row).collect()
     }
 }
+
+impl MetaStore {
+    /// The tenant's datasets that feed the profile store (`unifiedProfile: ["enabled:true"]`),
+    /// oldest first.
+    pub async fn profile_enabled_datasets(&self, tenant: &Tenant) -> Result<Vec<Dataset>, StorageError> {
+        let rows = sqlx::query("SELECT * FROM datasets WHERE org = ? AND sandbox = ? ORDER BY created, rowid")
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let datasets: Vec<Dataset> = rows.iter().map(dataset_from_row).collect::<Result<_, _>>()?;
+        Ok(datasets.into_iter().filter(Dataset::is_profile_enabled).collect())
+    }
+
+    /// Committed batches of a dataset with their commit sequence number: batches committed in the
+    /// same millisecond are still ordered, by the order their rows were created.
+    pub async fn committed_batches_in_order(&self, tenant: &Tenant, dataset: &DatasetId) -> Result<Vec<(Batch, i64)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT *, rowid AS commit_seq FROM batches WHERE dataset_id = ? AND org = ? AND sandbox = ? AND status = 'success'
+             ORDER BY completed, rowid",
+        )
+        .bind(dataset.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((batch_from_row(row)?, row.try_get::<i64, _>("commit_seq")?))).collect()
+    }
+}

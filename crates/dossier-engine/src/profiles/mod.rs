@@ -1,0 +1,10 @@
+//! Building merged profiles from fragments under a merge policy (semantics.md "Profiles and
+//! merge policies"). Profile lookup uses it now; exports stream through the same merge.
+
+pub mod align;
+pub mod fragments;
+mod json_columns;
+pub mod lookup;
+pub mod merge;
+
+pub use lookup::{MergedProfile, lookup_profile};
