@@ -199,7 +199,7 @@ pub(super) async fn seed_merge_policy(
 async fn check_datasets_exist(
     conn: &mut SqliteConnection,
     tenant: &Tenant,
-    ids: impl IntoIterator<Item = &DatasetId>,
+    ids: &[DatasetId],
 ) -> Result<(), MergePolicyWriteError> {
     for id in ids {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM datasets WHERE id = ? AND org = ? AND sandbox = ?")
@@ -409,12 +409,14 @@ impl MetaStore {
         // Only datasets added by this change must exist: one deleted since it was put in the
         // order contributes nothing, and must not block renaming the policy.
         let current_order = current.attribute_merge.dataset_order();
-        let added = definition
+        let added: Vec<DatasetId> = definition
             .attribute_merge
             .dataset_order()
             .iter()
-            .filter(|dataset| !current_order.contains(dataset));
-        check_datasets_exist(&mut tx, tenant, added).await?;
+            .filter(|dataset| !current_order.contains(dataset))
+            .cloned()
+            .collect();
+        check_datasets_exist(&mut tx, tenant, &added).await?;
         if definition.is_active_on_edge && !current.is_active_on_edge {
             check_edge_free(&mut tx, tenant, id).await?;
         }
