@@ -112,8 +112,9 @@ impl ApiError {
     }
 }
 
-impl From<StorageError> for ApiError {
-    fn from(error: StorageError) -> Self {
+impl ApiError {
+    /// A storage failure in `service`'s shape: 503 when a dependency is down, else 500.
+    pub fn storage(service: Service, error: StorageError) -> Self {
         let unavailable = error.is_unavailable();
         tracing::error!(%error, "storage failure");
         let status = if unavailable {
@@ -121,11 +122,18 @@ impl From<StorageError> for ApiError {
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
         };
-        Self::platform(
+        Self::for_service(
+            service,
             status,
             "DOSSIER-STORAGE-500",
             format!("The server could not read or write its storage: {error}"),
         )
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        Self::storage(Service::Platform, error)
     }
 }
 

@@ -3,6 +3,8 @@
 use serde_json::{Map, Value, json};
 
 use dossier_model::catalog::{Batch, Dataset};
+use dossier_model::merge_policy::{AttributeMerge, MergePolicy};
+use dossier_model::tenancy::{DEFAULT_SANDBOX, SandboxName};
 
 /// A dataset as `GET /dataSets/{id}` shows it (the value under its id).
 pub fn dataset_json(dataset: &Dataset) -> Value {
@@ -72,4 +74,40 @@ pub fn keyed_by_id<'a>(items: impl IntoIterator<Item = (&'a str, Value)>, proper
         keyed.insert(id.to_owned(), value);
     }
     Value::Object(keyed)
+}
+
+/// The `sandbox` object UPS puts on its objects. Sandboxes have no separate id here, so
+/// `sandboxId` is the name; `prod` is the production (and default) sandbox, the others are
+/// development sandboxes.
+pub fn sandbox_json(sandbox: &SandboxName) -> Value {
+    let is_prod = sandbox.as_str() == DEFAULT_SANDBOX;
+    json!({
+        "sandboxId": sandbox,
+        "sandboxName": sandbox,
+        "type": if is_prod { "production" } else { "development" },
+        "default": is_prod,
+    })
+}
+
+/// A merge policy as UPS shows it. `isActiveOnEdge` is AEP's documented name; `activeOnEdge`
+/// carries the same value for clients that read that spelling.
+pub fn merge_policy_json(policy: &MergePolicy) -> Value {
+    let mut attribute_merge = json!({ "type": policy.attribute_merge.merge_type().as_str() });
+    if let AttributeMerge::DataSetPrecedence { order } = &policy.attribute_merge {
+        attribute_merge["order"] = json!(order);
+    }
+    json!({
+        "id": policy.id,
+        "name": policy.name,
+        "imsOrgId": policy.org,
+        "sandbox": sandbox_json(&policy.sandbox),
+        "schema": { "name": policy.schema_name },
+        "version": policy.version,
+        "identityGraph": { "type": policy.identity_graph.as_str() },
+        "attributeMerge": attribute_merge,
+        "isActiveOnEdge": policy.is_active_on_edge,
+        "activeOnEdge": policy.is_active_on_edge,
+        "default": policy.is_default,
+        "updateEpoch": policy.update_epoch,
+    })
 }

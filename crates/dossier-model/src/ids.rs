@@ -2,6 +2,8 @@
 //!
 //! Datasets get 24 lower-case hex characters and batches 32, as AEP's do. Both start with the
 //! creation time so that ids sort roughly by age, and end with random bits so they never collide.
+//! Merge policies get UUIDs, as AEP's do (except each sandbox's seeded default, whose id is the
+//! readable `timestampOrdered-none-mp`).
 
 use std::fmt;
 
@@ -58,6 +60,10 @@ string_id!(
     /// An API client id, sent by callers as `x-api-key`.
     ClientId
 );
+string_id!(
+    /// A merge policy id: a lower-case hyphenated UUID, or the seeded `timestampOrdered-none-mp`.
+    MergePolicyId
+);
 
 impl DatasetId {
     pub fn generate() -> Self {
@@ -79,6 +85,12 @@ impl ClientId {
     }
 }
 
+impl MergePolicyId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +108,8 @@ mod tests {
         assert_eq!(b.as_str().len(), 32);
         assert_ne!(BatchId::generate(), b);
         assert_eq!(ClientId::generate().as_str().len(), 32);
+        let m = MergePolicyId::generate();
+        assert!(uuid::Uuid::parse_str(m.as_str()).is_ok(), "{m}");
+        assert_eq!(m.as_str(), m.as_str().to_ascii_lowercase());
     }
 }

@@ -1,13 +1,14 @@
 //! Dossier's domain model: the vocabulary every other layer speaks.
 //!
 //! This crate owns ids, tenancy (organizations and sandboxes), the Catalog's objects (datasets,
-//! batches), XDM schemas (their JSON Schema form, Arrow mapping, record validation and unions)
-//! and the validation of what users send for them. It performs no I/O: storage, engine
-//! and API crates build on it, never the other way round.
+//! batches), XDM schemas (their JSON Schema form, Arrow mapping, record validation and unions),
+//! merge policies, and the validation of what users send for them. It performs no I/O: storage,
+//! engine and API crates build on it, never the other way round.
 
 pub mod catalog;
 pub mod ids;
 pub mod listing;
+pub mod merge_policy;
 pub mod schema;
 pub mod tenancy;
 pub mod time;

@@ -8,3 +8,6 @@ pub const PROFILE_CLASS_ID: &str = "https://ns.adobe.com/xdm/context/profile";
 pub const EXPERIENCE_EVENT_CLASS_ID: &str = "https://ns.adobe.com/xdm/context/experienceevent";
 /// The content type AEP clients send with a `schemaRef`.
 pub const SCHEMA_CONTENT_TYPE: &str = "application/vnd.adobe.xed+json;version=1";
+/// The name UPS gives the XDM Individual Profile class (`schema.name` of merge policies and
+/// export jobs). It is the only class merge policies can be made for.
+pub const PROFILE_SCHEMA_NAME: &str = "_xdm.context.profile";

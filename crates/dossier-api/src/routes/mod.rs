@@ -5,6 +5,7 @@ mod data_access;
 mod health;
 mod import;
 mod ims;
+mod merge_policies;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -27,6 +28,7 @@ use crate::{json_errors, request_context};
         (name = "catalog", description = "Catalog Service: datasets and batches"),
         (name = "ingestion", description = "Batch ingestion"),
         (name = "data access", description = "Listing and downloading the files of committed batches"),
+        (name = "merge policies", description = "Real-Time Customer Profile merge policies"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -60,9 +62,27 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(data_access::failed_files))
         .routes(routes!(data_access::preview));
     OpenApiRouter::new()
+        .nest("/data/core/ups", ups_routes())
         .nest("/data/foundation/catalog", catalog)
         .nest("/data/foundation/export", data_access)
         .nest("/data/foundation/import", import)
+}
+
+/// Real-Time Customer Profile and Segmentation, under `/data/core/ups`.
+fn ups_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            merge_policies::list_merge_policies,
+            merge_policies::create_merge_policy
+        ))
+        // A static segment wins over `{id}`, so `bulk-get` is never read as a policy id.
+        .routes(routes!(merge_policies::bulk_get_merge_policies))
+        .routes(routes!(
+            merge_policies::get_merge_policy,
+            merge_policies::put_merge_policy,
+            merge_policies::patch_merge_policy,
+            merge_policies::delete_merge_policy
+        ))
 }
 
 async fn no_route(request: Request) -> Response {

@@ -3,6 +3,7 @@
 mod batch_files;
 mod catalog;
 mod clients;
+mod merge_policies;
 mod rows;
 mod sandboxes;
 mod schemas;
@@ -18,6 +19,7 @@ use crate::StorageError;
 pub use batch_files::{BatchFile, BatchOutcome, FileKind};
 pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
 pub use clients::{ApiClient, IssuedClient};
+pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -1,34 +1,54 @@
 //! Organizations' sandboxes.
 
+use sqlx::sqlite::SqliteConnection;
+
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
-use dossier_model::time::{EpochMillis, now_millis};
+use dossier_model::time::{EpochMillis, now_millis, now_seconds};
 
 use super::MetaStore;
+use super::merge_policies::seed_merge_policy;
 use super::rows::parsed_column;
 use crate::StorageError;
+
+/// Creates the sandbox unless it exists, with what every sandbox starts with (its default merge
+/// policy), in the caller's transaction. Returns whether it was created.
+async fn insert_sandbox(conn: &mut SqliteConnection, tenant: &Tenant) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(now_millis())
+        .execute(&mut *conn)
+        .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    seed_merge_policy(conn, tenant, now_seconds()).await?;
+    Ok(true)
+}
 
 impl MetaStore {
     /// Makes sure the organization has its `prod` sandbox. Every org starts with one.
     pub async fn ensure_org(&self, org: &OrgId) -> Result<(), StorageError> {
-        sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(org.as_str())
-            .bind(SandboxName::prod().as_str())
-            .bind(now_millis())
-            .execute(&self.pool)
-            .await?;
+        let prod = Tenant {
+            org: org.clone(),
+            sandbox: SandboxName::prod(),
+        };
+        let mut tx = self.pool.begin().await?;
+        insert_sandbox(&mut tx, &prod).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn create_sandbox(&self, org: &OrgId, name: &SandboxName) -> Result<(), StorageError> {
         self.ensure_org(org).await?;
-        let inserted =
-            sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-                .bind(org.as_str())
-                .bind(name.as_str())
-                .bind(now_millis())
-                .execute(&self.pool)
-                .await?;
-        if inserted.rows_affected() == 0 {
+        let tenant = Tenant {
+            org: org.clone(),
+            sandbox: name.clone(),
+        };
+        let mut tx = self.pool.begin().await?;
+        let created = insert_sandbox(&mut tx, &tenant).await?;
+        tx.commit().await?;
+        if !created {
             return Err(StorageError::SandboxExists {
                 org: org.clone(),
                 sandbox: name.clone(),

@@ -1,0 +1,717 @@
+//! Merge policies, with every version kept.
+//!
+//! Each change writes a new row (version + 1) and marks it the latest; older rows stay as they
+//! were so that an export pinned to a version builds the same profiles later. Writes run in
+//! `BEGIN IMMEDIATE` transactions: they read the current state (who is the default, who is active
+//! on edge) and write from it, and no other writer may change that state in between.
+
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
+
+use dossier_model::ValidationError;
+use dossier_model::ids::{DatasetId, MergePolicyId};
+use dossier_model::listing::Direction;
+use dossier_model::merge_policy::{
+    AttributeMerge, AttributeMergeType, MergePolicy, MergePolicyDefinition, MergePolicyListQuery, MergePolicySortField,
+};
+use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::time::EpochSeconds;
+
+use super::MetaStore;
+use super::rows::{json_column, parsed_column, to_json};
+use crate::StorageError;
+
+const TABLE: &str = "merge_policies";
+
+/// Why a merge policy could not be created, changed or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum MergePolicyWriteError {
+    #[error("no merge policy '{0}' in this sandbox")]
+    NotFound(MergePolicyId),
+    #[error("{0}")]
+    Invalid(ValidationError),
+    #[error("dataset '{0}' does not exist in this sandbox")]
+    UnknownDataset(DatasetId),
+    /// Clearing `default` on the current default would leave the schema without one.
+    #[error("merge policy '{id}' is the default for {schema_name}; make another policy the default instead")]
+    DefaultCannotBeCleared { id: MergePolicyId, schema_name: String },
+    #[error("merge policy '{id}' is the default for {schema_name} and cannot be deleted")]
+    DefaultCannotBeDeleted { id: MergePolicyId, schema_name: String },
+    #[error("merge policy '{0}' is active on edge and cannot be deleted")]
+    ActiveOnEdgeCannotBeDeleted(MergePolicyId),
+    /// Only one policy per sandbox may be active on edge.
+    #[error("merge policy '{active}' is already active on edge in this sandbox")]
+    EdgeTaken { active: MergePolicyId },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for MergePolicyWriteError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(StorageError::Database(error))
+    }
+}
+
+/// One page of the listing and how many policies match in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergePolicyPage {
+    pub policies: Vec<MergePolicy>,
+    pub total: u64,
+}
+
+fn merge_policy_from_row(row: &SqliteRow) -> Result<MergePolicy, StorageError> {
+    let version: i64 = row.try_get("version")?;
+    let attribute_merge = match parsed_column(
+        TABLE,
+        "attribute_merge",
+        row.try_get::<String, _>("attribute_merge")?
+            .parse::<AttributeMergeType>(),
+    )? {
+        AttributeMergeType::TimestampOrdered => AttributeMerge::TimestampOrdered,
+        AttributeMergeType::DataSetPrecedence => AttributeMerge::DataSetPrecedence {
+            order: json_column(TABLE, "dataset_order", &row.try_get::<String, _>("dataset_order")?)?,
+        },
+    };
+    Ok(MergePolicy {
+        id: MergePolicyId::from_string(row.try_get::<String, _>("id")?),
+        name: row.try_get("name")?,
+        org: parsed_column(TABLE, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
+        sandbox: parsed_column(
+            TABLE,
+            "sandbox",
+            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
+        )?,
+        schema_name: row.try_get("schema_name")?,
+        version: parsed_column(TABLE, "version", u32::try_from(version))?,
+        identity_graph: parsed_column(
+            TABLE,
+            "identity_graph",
+            row.try_get::<String, _>("identity_graph")?.parse(),
+        )?,
+        attribute_merge,
+        is_default: row.try_get("is_default")?,
+        is_active_on_edge: row.try_get("is_active_on_edge")?,
+        update_epoch: row.try_get("update_epoch")?,
+    })
+}
+
+/// `ORDER BY` for the listing. The field is an enum, so the SQL text comes from this match only.
+fn order_clause((field, direction): (MergePolicySortField, Direction)) -> String {
+    let column = match field {
+        MergePolicySortField::Name => "name COLLATE NOCASE",
+        MergePolicySortField::UpdateEpoch => "update_epoch",
+        MergePolicySortField::Id => "id",
+    };
+    let dir = match direction {
+        Direction::Asc => "ASC",
+        Direction::Desc => "DESC",
+    };
+    format!("ORDER BY {column} {dir}, id {dir}")
+}
+
+/// The filters of the listing, in the order [`bind_filter!`] binds them.
+const FILTER_SQL: &str = "org = ? AND sandbox = ? AND is_latest = 1
+    AND (? IS NULL OR is_default = ?) AND (? IS NULL OR schema_name = ?)
+    AND (? IS NULL OR identity_graph = ?) AND (? IS NULL OR attribute_merge = ?)
+    AND (? IS NULL OR is_active_on_edge = ?)";
+
+/// Binds [`FILTER_SQL`]'s parameters to a query of any kind (rows or a count).
+macro_rules! bind_filter {
+    ($query:expr, $tenant:expr, $filter:expr) => {{
+        let filter = $filter;
+        let graph = filter.identity_graph.map(|g| g.as_str());
+        let merge = filter.attribute_merge.map(|m| m.as_str());
+        $query
+            .bind($tenant.org.as_str())
+            .bind($tenant.sandbox.as_str())
+            .bind(filter.is_default)
+            .bind(filter.is_default)
+            .bind(filter.schema_name.as_deref())
+            .bind(filter.schema_name.as_deref())
+            .bind(graph)
+            .bind(graph)
+            .bind(merge)
+            .bind(merge)
+            .bind(filter.is_active_on_edge)
+            .bind(filter.is_active_on_edge)
+    }};
+}
+
+/// Writes `policy` as a new row marked latest. The caller has retired the previous latest row.
+async fn insert_version(conn: &mut SqliteConnection, policy: &MergePolicy) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO merge_policies (org, sandbox, id, version, is_latest, name, schema_name, identity_graph,
+                                     attribute_merge, dataset_order, is_default, is_active_on_edge, update_epoch)
+         VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(policy.org.as_str())
+    .bind(policy.sandbox.as_str())
+    .bind(policy.id.as_str())
+    .bind(i64::from(policy.version))
+    .bind(&policy.name)
+    .bind(&policy.schema_name)
+    .bind(policy.identity_graph.as_str())
+    .bind(policy.attribute_merge.merge_type().as_str())
+    .bind(to_json(&policy.attribute_merge.dataset_order()))
+    .bind(policy.is_default)
+    .bind(policy.is_active_on_edge)
+    .bind(policy.update_epoch)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes `next` the latest version of its policy, keeping the previous version as history.
+async fn write_next_version(conn: &mut SqliteConnection, next: &MergePolicy) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE merge_policies SET is_latest = 0 WHERE org = ? AND sandbox = ? AND id = ? AND is_latest = 1")
+        .bind(next.org.as_str())
+        .bind(next.sandbox.as_str())
+        .bind(next.id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    insert_version(conn, next).await
+}
+
+async fn latest_in(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    id: &MergePolicyId,
+) -> Result<Option<MergePolicy>, StorageError> {
+    let row = sqlx::query("SELECT * FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ? AND is_latest = 1")
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(merge_policy_from_row).transpose()
+}
+
+/// Seeds a new sandbox's default policy, in the transaction that creates the sandbox.
+pub(super) async fn seed_merge_policy(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    now: EpochSeconds,
+) -> Result<(), sqlx::Error> {
+    insert_version(conn, &MergePolicy::seeded(tenant, now)).await
+}
+
+/// Refuses a dataset precedence that names a dataset this sandbox does not have.
+async fn check_datasets_exist(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    ids: &[DatasetId],
+) -> Result<(), MergePolicyWriteError> {
+    for id in ids {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM datasets WHERE id = ? AND org = ? AND sandbox = ?")
+            .bind(id.as_str())
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if found.is_none() {
+            return Err(MergePolicyWriteError::UnknownDataset(id.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to turn a second policy active on edge: AEP allows one per sandbox, and quietly
+/// switching the other one off would change what its users get.
+async fn check_edge_free(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    id: &MergePolicyId,
+) -> Result<(), MergePolicyWriteError> {
+    let active: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM merge_policies
+         WHERE org = ? AND sandbox = ? AND is_latest = 1 AND is_active_on_edge = 1 AND id <> ?",
+    )
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    match active {
+        Some(active) => Err(MergePolicyWriteError::EdgeTaken {
+            active: MergePolicyId::from_string(active),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Clears `default` on the schema's current default (other than `id`) by writing its next
+/// version, as AEP does when another policy becomes the default.
+async fn supersede_default(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    schema_name: &str,
+    id: &MergePolicyId,
+    now: EpochSeconds,
+) -> Result<(), MergePolicyWriteError> {
+    let row = sqlx::query(
+        "SELECT * FROM merge_policies
+         WHERE org = ? AND sandbox = ? AND schema_name = ? AND is_latest = 1 AND is_default = 1 AND id <> ?",
+    )
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .bind(schema_name)
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(previous) = row.as_ref().map(merge_policy_from_row).transpose()? else {
+        return Ok(());
+    };
+    let definition = MergePolicyDefinition {
+        is_default: false,
+        ..previous.definition()
+    };
+    write_next_version(conn, &previous.next_version(definition, now)).await?;
+    Ok(())
+}
+
+impl MetaStore {
+    /// A write transaction that holds the write lock from its first statement, so what it reads
+    /// stays true until it commits.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// One version of a policy (`None`: the latest), or `None` when the policy or that version
+    /// does not exist in this tenant.
+    pub async fn merge_policy(
+        &self,
+        tenant: &Tenant,
+        id: &MergePolicyId,
+        version: Option<u32>,
+    ) -> Result<Option<MergePolicy>, StorageError> {
+        let row = sqlx::query(
+            "SELECT * FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ?
+               AND ((? IS NULL AND is_latest = 1) OR version = ?)",
+        )
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id.as_str())
+        .bind(version.map(i64::from))
+        .bind(version.map(i64::from))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(merge_policy_from_row).transpose()
+    }
+
+    /// The latest version of the schema's default policy.
+    pub async fn default_merge_policy(
+        &self,
+        tenant: &Tenant,
+        schema_name: &str,
+    ) -> Result<Option<MergePolicy>, StorageError> {
+        let row = sqlx::query(
+            "SELECT * FROM merge_policies
+             WHERE org = ? AND sandbox = ? AND schema_name = ? AND is_latest = 1 AND is_default = 1",
+        )
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(schema_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(merge_policy_from_row).transpose()
+    }
+
+    /// The latest versions of the policies with these ids that exist in this tenant, in no
+    /// particular order; unknown ids are simply absent.
+    pub async fn merge_policies_by_id(
+        &self,
+        tenant: &Tenant,
+        ids: &[MergePolicyId],
+    ) -> Result<Vec<MergePolicy>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT * FROM merge_policies WHERE org = ? AND sandbox = ? AND is_latest = 1
+               AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(to_json(&ids))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(merge_policy_from_row).collect()
+    }
+
+    /// One page of the latest versions, filtered and ordered as asked.
+    pub async fn list_merge_policies(
+        &self,
+        tenant: &Tenant,
+        query: &MergePolicyListQuery,
+    ) -> Result<MergePolicyPage, StorageError> {
+        let count_sql = format!("SELECT COUNT(*) FROM merge_policies WHERE {FILTER_SQL}");
+        let total: i64 = bind_filter!(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)),
+            tenant,
+            &query.filter
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let sql = format!(
+            "SELECT * FROM merge_policies WHERE {FILTER_SQL} {} LIMIT ? OFFSET ?",
+            order_clause(query.order_by)
+        );
+        let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(sql)), tenant, &query.filter)
+            .bind(i64::from(query.limit))
+            .bind(i64::try_from(query.start).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(MergePolicyPage {
+            policies: rows.iter().map(merge_policy_from_row).collect::<Result<_, _>>()?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    /// Stores version 1 of a new policy. Its `order` datasets must exist; if it is the default,
+    /// the previous default stops being one (getting a new version) in the same transaction.
+    pub async fn create_merge_policy(&self, policy: &MergePolicy) -> Result<(), MergePolicyWriteError> {
+        let tenant = policy.tenant();
+        let mut tx = self.begin_write().await?;
+        check_datasets_exist(&mut tx, &tenant, policy.attribute_merge.dataset_order()).await?;
+        if policy.is_active_on_edge {
+            check_edge_free(&mut tx, &tenant, &policy.id).await?;
+        }
+        if policy.is_default {
+            supersede_default(&mut tx, &tenant, &policy.schema_name, &policy.id, policy.update_epoch).await?;
+        }
+        insert_version(&mut tx, policy).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes the next version of a policy: `edit` turns the current version into the new
+    /// definition (a PUT body ignores it, a PATCH applies to it), inside the transaction so that
+    /// two concurrent PATCHes never lose each other's change. A definition equal to the current
+    /// one changes nothing and keeps the version. Returns the version that is now the latest.
+    pub async fn update_merge_policy(
+        &self,
+        tenant: &Tenant,
+        id: &MergePolicyId,
+        now: EpochSeconds,
+        edit: impl FnOnce(&MergePolicy) -> Result<MergePolicyDefinition, ValidationError> + Send,
+    ) -> Result<MergePolicy, MergePolicyWriteError> {
+        let mut tx = self.begin_write().await?;
+        let current = latest_in(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| MergePolicyWriteError::NotFound(id.clone()))?;
+        let definition = edit(&current).map_err(MergePolicyWriteError::Invalid)?;
+        if definition == current.definition() {
+            return Ok(current);
+        }
+        if current.is_default && !definition.is_default {
+            return Err(MergePolicyWriteError::DefaultCannotBeCleared {
+                id: id.clone(),
+                schema_name: current.schema_name,
+            });
+        }
+        // Only datasets added by this change must exist: one deleted since it was put in the
+        // order contributes nothing, and must not block renaming the policy.
+        let current_order = current.attribute_merge.dataset_order();
+        let added: Vec<DatasetId> = definition
+            .attribute_merge
+            .dataset_order()
+            .iter()
+            .filter(|dataset| !current_order.contains(dataset))
+            .cloned()
+            .collect();
+        check_datasets_exist(&mut tx, tenant, &added).await?;
+        if definition.is_active_on_edge && !current.is_active_on_edge {
+            check_edge_free(&mut tx, tenant, id).await?;
+        }
+        if definition.is_default && !current.is_default {
+            supersede_default(&mut tx, tenant, &definition.schema_name, id, now).await?;
+        }
+        let next = current.next_version(definition, now);
+        write_next_version(&mut tx, &next).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    /// Deletes a policy with all its versions. The default and the policy active on edge are
+    /// refused: exports and lookups that name no policy rely on the first, AEP forbids the second.
+    pub async fn delete_merge_policy(&self, tenant: &Tenant, id: &MergePolicyId) -> Result<(), MergePolicyWriteError> {
+        let mut tx = self.begin_write().await?;
+        let current = latest_in(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| MergePolicyWriteError::NotFound(id.clone()))?;
+        if current.is_default {
+            return Err(MergePolicyWriteError::DefaultCannotBeDeleted {
+                id: id.clone(),
+                schema_name: current.schema_name,
+            });
+        }
+        if current.is_active_on_edge {
+            return Err(MergePolicyWriteError::ActiveOnEdgeCannotBeDeleted(id.clone()));
+        }
+        sqlx::query("DELETE FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ?")
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use dossier_model::catalog::{DataBehavior, Dataset, FileDescription, SchemaRef};
+    use dossier_model::ids::ClientId;
+    use dossier_model::merge_policy::{IdentityGraphType, SEEDED_MERGE_POLICY_ID};
+    use dossier_model::schema::{PROFILE_SCHEMA_NAME, PROFILE_UNION_SCHEMA_ID};
+
+    use super::*;
+
+    const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+
+    fn tenant(sandbox: &str) -> Tenant {
+        Tenant {
+            org: OrgId::parse(ORG).unwrap(),
+            sandbox: SandboxName::parse(sandbox).unwrap(),
+        }
+    }
+
+    fn seeded_id() -> MergePolicyId {
+        MergePolicyId::from_string(SEEDED_MERGE_POLICY_ID)
+    }
+
+    async fn store() -> (tempfile::TempDir, MetaStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+        meta.ensure_org(&OrgId::parse(ORG).unwrap()).await.unwrap();
+        (dir, meta)
+    }
+
+    fn definition(name: &str, is_default: bool) -> MergePolicyDefinition {
+        MergePolicyDefinition {
+            name: name.to_owned(),
+            schema_name: PROFILE_SCHEMA_NAME.to_owned(),
+            identity_graph: IdentityGraphType::Pdg,
+            attribute_merge: AttributeMerge::TimestampOrdered,
+            is_default,
+            is_active_on_edge: false,
+        }
+    }
+
+    async fn create(meta: &MetaStore, definition: MergePolicyDefinition) -> MergePolicy {
+        let policy = MergePolicy::new(MergePolicyId::generate(), &tenant("prod"), definition, 1_000);
+        meta.create_merge_policy(&policy).await.unwrap();
+        policy
+    }
+
+    async fn latest(meta: &MetaStore, id: &MergePolicyId) -> MergePolicy {
+        meta.merge_policy(&tenant("prod"), id, None).await.unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn sandboxes_from_before_the_migration_get_the_seeded_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.sqlite");
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
+        super::super::MIGRATIONS.run_to(1, &pool).await.unwrap();
+        sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, 'prod', 1), (?, 'dev', 1)")
+            .bind(ORG)
+            .bind(ORG)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let meta = MetaStore::open_sqlite(&path).await.unwrap();
+        for sandbox in ["prod", "dev"] {
+            let seeded = meta
+                .default_merge_policy(&tenant(sandbox), PROFILE_SCHEMA_NAME)
+                .await
+                .unwrap()
+                .unwrap();
+            let expected = MergePolicy::seeded(&tenant(sandbox), seeded.update_epoch);
+            assert_eq!(
+                seeded, expected,
+                "the migration seeds what MergePolicy::seeded describes"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn new_sandboxes_start_with_the_seeded_default() {
+        let (_dir, meta) = store().await;
+        meta.create_sandbox(&OrgId::parse(ORG).unwrap(), &SandboxName::parse("dev").unwrap())
+            .await
+            .unwrap();
+        for sandbox in ["prod", "dev"] {
+            let seeded = meta
+                .merge_policy(&tenant(sandbox), &seeded_id(), None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(seeded.is_default);
+            assert_eq!((seeded.version, seeded.sandbox.as_str()), (1, sandbox));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_default_gives_the_old_one_a_new_version() {
+        let (_dir, meta) = store().await;
+        let first = create(&meta, definition("first", true)).await;
+        let seeded = latest(&meta, &seeded_id()).await;
+        assert_eq!((seeded.version, seeded.is_default), (2, false));
+        let original = meta
+            .merge_policy(&tenant("prod"), &seeded_id(), Some(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(original.is_default, "version 1 stays as it was");
+
+        let seeded = meta
+            .update_merge_policy(&tenant("prod"), &seeded_id(), 2_000, |current| {
+                Ok(MergePolicyDefinition {
+                    is_default: true,
+                    ..current.definition()
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (seeded.version, seeded.is_default, seeded.update_epoch),
+            (3, true, 2_000)
+        );
+        let first = latest(&meta, &first.id).await;
+        assert_eq!((first.version, first.is_default), (2, false));
+        let default = meta
+            .default_merge_policy(&tenant("prod"), PROFILE_SCHEMA_NAME)
+            .await
+            .unwrap();
+        assert_eq!(default.unwrap().id, seeded_id());
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_definition_keeps_the_version() {
+        let (_dir, meta) = store().await;
+        let policy = create(&meta, definition("same", false)).await;
+        let unchanged = meta
+            .update_merge_policy(&tenant("prod"), &policy.id, 5_000, |current| Ok(current.definition()))
+            .await
+            .unwrap();
+        assert_eq!(unchanged, policy);
+    }
+
+    #[tokio::test]
+    async fn the_default_and_the_edge_policy_are_protected() {
+        let (_dir, meta) = store().await;
+        let t = tenant("prod");
+        let result = meta
+            .update_merge_policy(&t, &seeded_id(), 1, |current| {
+                Ok(MergePolicyDefinition {
+                    is_default: false,
+                    ..current.definition()
+                })
+            })
+            .await;
+        assert!(matches!(
+            result,
+            Err(MergePolicyWriteError::DefaultCannotBeCleared { .. })
+        ));
+        let result = meta.delete_merge_policy(&t, &seeded_id()).await;
+        assert!(matches!(
+            result,
+            Err(MergePolicyWriteError::DefaultCannotBeDeleted { .. })
+        ));
+
+        let edge = create(
+            &meta,
+            MergePolicyDefinition {
+                is_active_on_edge: true,
+                ..definition("edge", false)
+            },
+        )
+        .await;
+        let second = MergePolicy::new(
+            MergePolicyId::generate(),
+            &t,
+            MergePolicyDefinition {
+                is_active_on_edge: true,
+                ..definition("second edge", false)
+            },
+            1,
+        );
+        let result = meta.create_merge_policy(&second).await;
+        assert!(matches!(result, Err(MergePolicyWriteError::EdgeTaken { active }) if active == edge.id));
+        let result = meta.delete_merge_policy(&t, &edge.id).await;
+        assert!(matches!(
+            result,
+            Err(MergePolicyWriteError::ActiveOnEdgeCannotBeDeleted(_))
+        ));
+        assert!(matches!(
+            meta.delete_merge_policy(&t, &MergePolicyId::generate()).await,
+            Err(MergePolicyWriteError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn precedence_datasets_must_exist_when_added() {
+        let (_dir, meta) = store().await;
+        let t = tenant("prod");
+        let dataset = DatasetId::generate();
+        meta.insert_dataset(&Dataset {
+            id: dataset.clone(),
+            org: t.org.clone(),
+            sandbox: t.sandbox.clone(),
+            name: "crm".into(),
+            description: None,
+            schema_ref: SchemaRef {
+                id: PROFILE_UNION_SCHEMA_ID.into(),
+                content_type: "application/vnd.adobe.xed+json;version=1".into(),
+            },
+            file_description: FileDescription::default(),
+            tags: Default::default(),
+            aspect: None,
+            data_behavior: DataBehavior::Record,
+            created: 1,
+            updated: 1,
+            created_client: ClientId::generate(),
+            last_batch_id: None,
+            last_batch_status: None,
+        })
+        .await
+        .unwrap();
+        let unknown = DatasetId::generate();
+        let ranked = |order: Vec<DatasetId>| MergePolicyDefinition {
+            attribute_merge: AttributeMerge::DataSetPrecedence { order },
+            ..definition("ranked", false)
+        };
+        let refused = MergePolicy::new(
+            MergePolicyId::generate(),
+            &t,
+            ranked(vec![dataset.clone(), unknown.clone()]),
+            1,
+        );
+        let result = meta.create_merge_policy(&refused).await;
+        assert!(matches!(result, Err(MergePolicyWriteError::UnknownDataset(id)) if id == unknown));
+        assert!(meta.merge_policy(&t, &refused.id, None).await.unwrap().is_none());
+
+        let policy = create(&meta, ranked(vec![dataset.clone()])).await;
+        meta.delete_dataset(&t, &dataset).await.unwrap();
+        let renamed = meta
+            .update_merge_policy(&t, &policy.id, 2, |current| {
+                Ok(MergePolicyDefinition {
+                    name: "renamed".into(),
+                    ..current.definition()
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!((renamed.version, renamed.name.as_str()), (2, "renamed"));
+        assert_eq!(renamed.attribute_merge.dataset_order(), [dataset]);
+    }
+}
