@@ -6,6 +6,7 @@ mod health;
 mod import;
 mod ims;
 mod merge_policies;
+mod profile_access;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -29,6 +30,7 @@ use crate::{json_errors, request_context};
         (name = "ingestion", description = "Batch ingestion"),
         (name = "data access", description = "Listing and downloading the files of committed batches"),
         (name = "merge policies", description = "Real-Time Customer Profile merge policies"),
+        (name = "profile access", description = "The merged profile of one identity"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -75,6 +77,7 @@ fn ups_routes() -> OpenApiRouter<AppState> {
             merge_policies::list_merge_policies,
             merge_policies::create_merge_policy
         ))
+        .routes(routes!(profile_access::get_entity))
         // A static segment wins over `{id}`, so `bulk-get` is never read as a policy id.
         .routes(routes!(merge_policies::bulk_get_merge_policies))
         .routes(routes!(

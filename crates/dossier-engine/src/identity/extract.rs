@@ -81,9 +81,12 @@ pub fn fragment_identities(rows: &RecordBatch, identity_fields: &[IdentityField]
         }
     }
     for field in identity_fields {
-        let Some((column, parents)) = string_column_at(rows, &field.path) else { continue };
+        let Some((column, parents)) = string_column_at(rows, &field.path) else {
+            continue;
+        };
         for (row, identities) in out.iter_mut().enumerate() {
-            let present = column.is_valid(row) && parents.iter().all(|p| p.is_valid(row)) && !column.value(row).is_empty();
+            let present =
+                column.is_valid(row) && parents.iter().all(|p| p.is_valid(row)) && !column.value(row).is_empty();
             if !present {
                 continue;
             }

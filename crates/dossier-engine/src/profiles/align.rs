@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, ListArray, MapArray, RecordBatch, RecordBatchOptions, StructArray, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, ListArray, MapArray, RecordBatch, RecordBatchOptions, StructArray, new_null_array,
+};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
@@ -23,12 +25,21 @@ pub fn align_array(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, Arro
                     None => Ok(new_null_array(field.data_type(), source.len())),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Arc::new(StructArray::try_new(target_fields.clone(), children, source.nulls().cloned())?))
+            Ok(Arc::new(StructArray::try_new(
+                target_fields.clone(),
+                children,
+                source.nulls().cloned(),
+            )?))
         }
         (DataType::List(_), DataType::List(item)) => {
             let source = array.as_list::<i32>();
             let values = align_array(source.values(), item.data_type())?;
-            Ok(Arc::new(ListArray::try_new(item.clone(), source.offsets().clone(), values, source.nulls().cloned())?))
+            Ok(Arc::new(ListArray::try_new(
+                item.clone(),
+                source.offsets().clone(),
+                values,
+                source.nulls().cloned(),
+            )?))
         }
         (DataType::Map(_, _), DataType::Map(entries, ordered)) => {
             let source = array.as_map();
@@ -38,7 +49,13 @@ pub fn align_array(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, Arro
             let keys = align_array(source.keys(), entry_fields[0].data_type())?;
             let values = align_array(source.values(), entry_fields[1].data_type())?;
             let entries_array = StructArray::try_new(entry_fields.clone(), vec![keys, values], None)?;
-            Ok(Arc::new(MapArray::try_new(entries.clone(), source.offsets().clone(), entries_array, source.nulls().cloned(), *ordered)?))
+            Ok(Arc::new(MapArray::try_new(
+                entries.clone(),
+                source.offsets().clone(),
+                entries_array,
+                source.nulls().cloned(),
+                *ordered,
+            )?))
         }
         _ => cast(array, target),
     }
@@ -54,7 +71,11 @@ pub fn align_batch(rows: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch
             None => Ok(new_null_array(field.data_type(), rows.num_rows())),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new_with_options(target.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())))
+    RecordBatch::try_new_with_options(
+        target.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
+    )
 }
 
 #[cfg(test)]
@@ -66,8 +87,15 @@ mod tests {
     #[test]
     fn missing_fields_become_nulls_at_every_depth() {
         let narrow = Fields::from(vec![Field::new("points", DataType::Int64, true)]);
-        let wide = Fields::from(vec![Field::new("points", DataType::Int64, true), Field::new("tier", DataType::Utf8, true)]);
-        let loyalty: ArrayRef = Arc::new(StructArray::new(narrow.clone(), vec![Arc::new(Int64Array::from(vec![5, 6]))], None));
+        let wide = Fields::from(vec![
+            Field::new("points", DataType::Int64, true),
+            Field::new("tier", DataType::Utf8, true),
+        ]);
+        let loyalty: ArrayRef = Arc::new(StructArray::new(
+            narrow.clone(),
+            vec![Arc::new(Int64Array::from(vec![5, 6]))],
+            None,
+        ));
         let source = Arc::new(Schema::new(vec![Field::new("loyalty", DataType::Struct(narrow), true)]));
         let rows = RecordBatch::try_new(source, vec![loyalty]).unwrap();
         let target = Arc::new(Schema::new(vec![
@@ -78,7 +106,18 @@ mod tests {
         assert_eq!(aligned.schema(), target);
         assert_eq!(aligned.column(0).null_count(), 2);
         let loyalty = aligned.column(1).as_struct();
-        assert_eq!(loyalty.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(1), 6);
-        assert!(loyalty.column_by_name("tier").unwrap().as_any().downcast_ref::<StringArray>().unwrap().is_null(0));
+        assert_eq!(
+            loyalty.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(1),
+            6
+        );
+        assert!(
+            loyalty
+                .column_by_name("tier")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .is_null(0)
+        );
     }
 }

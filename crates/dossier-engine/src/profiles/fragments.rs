@@ -57,7 +57,10 @@ fn row_ids(rows: &RecordBatch) -> Vec<i64> {
     let Some(system) = rows.column_by_name(SYSTEM_METADATA).and_then(|c| c.as_struct_opt()) else {
         return (0..rows.num_rows() as i64).collect();
     };
-    match system.column_by_name("rowId").and_then(|c| c.as_primitive_opt::<Int64Type>()) {
+    match system
+        .column_by_name("rowId")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+    {
         Some(ids) => ids.values().to_vec(),
         None => (0..rows.num_rows() as i64).collect(),
     }
@@ -73,16 +76,29 @@ impl SandboxFragments {
                 // A dataset on the union schema is an export target, not a source of fragments.
                 Err(_) => continue,
             };
-            let mut loaded = DatasetFragments { dataset, schema, rows: Vec::new(), origins: Vec::new(), identities: Vec::new() };
+            let mut loaded = DatasetFragments {
+                dataset,
+                schema,
+                rows: Vec::new(),
+                origins: Vec::new(),
+                identities: Vec::new(),
+            };
             for (batch, seq) in meta.committed_batches_in_order(tenant, &loaded.dataset.id).await? {
                 let ingested = batch.completed.unwrap_or(batch.updated);
                 for file in meta.batch_files(tenant, &batch.id, FileKind::Data).await? {
                     for rows in read_file(lake, ObjectPath::from(file.path)).await? {
                         let origins = row_ids(&rows)
                             .into_iter()
-                            .map(|row| FragmentOrigin { dataset: index, ingested, batch_seq: seq, row })
+                            .map(|row| FragmentOrigin {
+                                dataset: index,
+                                ingested,
+                                batch_seq: seq,
+                                row,
+                            })
                             .collect();
-                        loaded.identities.push(fragment_identities(&rows, &loaded.schema.identities));
+                        loaded
+                            .identities
+                            .push(fragment_identities(&rows, &loaded.schema.identities));
                         loaded.origins.push(origins);
                         loaded.rows.push(rows);
                     }
@@ -102,6 +118,9 @@ impl SandboxFragments {
     }
 
     pub fn of_class(&self, class: SchemaClass) -> impl Iterator<Item = (usize, &DatasetFragments)> {
-        self.datasets.iter().enumerate().filter(move |(_, d)| d.schema.class == class)
+        self.datasets
+            .iter()
+            .enumerate()
+            .filter(move |(_, d)| d.schema.class == class)
     }
 }

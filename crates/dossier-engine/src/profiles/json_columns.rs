@@ -11,7 +11,9 @@ use crate::EngineError;
 
 /// The values of column `name` of `rows` as JSON, `Null` where absent.
 pub fn column_as_json(rows: &RecordBatch, name: &str) -> Result<Vec<Value>, EngineError> {
-    let Some(column) = rows.column_by_name(name) else { return Ok(vec![Value::Null; rows.num_rows()]) };
+    let Some(column) = rows.column_by_name(name) else {
+        return Ok(vec![Value::Null; rows.num_rows()]);
+    };
     let field = rows.schema().field_with_name(name)?.clone();
     let single = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![column.clone()])?;
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
@@ -21,8 +23,12 @@ pub fn column_as_json(rows: &RecordBatch, name: &str) -> Result<Vec<Value>, Engi
     if bytes.is_empty() {
         return Ok(vec![Value::Null; rows.num_rows()]);
     }
-    let objects: Vec<Map<String, Value>> = serde_json::from_slice(&bytes).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    Ok(objects.into_iter().map(|mut o| o.remove(name).unwrap_or(Value::Null)).collect())
+    let objects: Vec<Map<String, Value>> =
+        serde_json::from_slice(&bytes).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    Ok(objects
+        .into_iter()
+        .map(|mut o| o.remove(name).unwrap_or(Value::Null))
+        .collect())
 }
 
 /// A column of type `field` holding `values` (JSON `null` for absent).
@@ -33,8 +39,13 @@ pub fn column_from_json(field: &Field, values: Vec<Value>) -> Result<ArrayRef, E
     let schema = Arc::new(Schema::new(vec![field.clone()]));
     let count = values.len();
     let mut decoder = ReaderBuilder::new(schema).with_batch_size(count).build_decoder()?;
-    let rows: Vec<Value> = values.into_iter().map(|v| Value::Object(Map::from_iter([(field.name().clone(), v)]))).collect();
+    let rows: Vec<Value> = values
+        .into_iter()
+        .map(|v| Value::Object(Map::from_iter([(field.name().clone(), v)])))
+        .collect();
     decoder.serialize(&rows)?;
-    let batch = decoder.flush()?.ok_or_else(|| EngineError::Invalid("no rows decoded".into()))?;
+    let batch = decoder
+        .flush()?
+        .ok_or_else(|| EngineError::Invalid("no rows decoded".into()))?;
     Ok(batch.column(0).clone())
 }

@@ -92,9 +92,12 @@ pub async fn lookup_profile(
 ) -> Result<Option<MergedProfile>, EngineError> {
     let fragments = SandboxFragments::load(meta, lake, tenant).await?;
     let keys = ProfileKeys::build(policy, &fragments);
-    let Some(target) = keys.key_of(identity) else { return Ok(None) };
+    let Some(target) = keys.key_of(identity) else {
+        return Ok(None);
+    };
     let datasets: Vec<&Dataset> = fragments.datasets.iter().map(|d| &d.dataset).collect();
-    let belongs = |identities: &FragmentIdentities| identities.primary().and_then(|p| keys.key_of(p)).as_ref() == Some(&target);
+    let belongs =
+        |identities: &FragmentIdentities| identities.primary().and_then(|p| keys.key_of(p)).as_ref() == Some(&target);
 
     let union = meta.profile_union(tenant).await?;
     let union_schema = union.arrow_schema();
@@ -137,21 +140,36 @@ pub async fn lookup_profile(
             }
         }
     }
-    let Some(last_modified) = last_modified else { return Ok(None) };
+    let Some(last_modified) = last_modified else {
+        return Ok(None);
+    };
 
     let rows = concat_batches(&union_schema, &selected)?;
     let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
     order.sort_by_key(|&r| ranks[r as usize]);
-    let groups = Groups { bounds: vec![0..order.len()], order };
+    let groups = Groups {
+        bounds: vec![0..order.len()],
+        order,
+    };
     let merged = merge_groups(&rows, &union_schema, &groups, &identities, &[event_identities])?;
     let entity = first_row_as_json(&merged)?;
-    Ok(Some(MergedProfile { entity_id: render(&target), entity, last_modified, sources }))
+    Ok(Some(MergedProfile {
+        entity_id: render(&target),
+        entity,
+        last_modified,
+        sources,
+    }))
 }
 
 fn first_row_as_json(merged: &RecordBatch) -> Result<Value, EngineError> {
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     writer.write(merged)?;
     writer.finish()?;
-    let rows: Vec<Map<String, Value>> = serde_json::from_slice(&writer.into_inner()).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    Ok(rows.into_iter().next().map(Value::Object).unwrap_or(Value::Object(Map::new())))
+    let rows: Vec<Map<String, Value>> =
+        serde_json::from_slice(&writer.into_inner()).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .map(Value::Object)
+        .unwrap_or(Value::Object(Map::new())))
 }

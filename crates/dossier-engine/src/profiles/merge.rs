@@ -44,24 +44,48 @@ impl Groups {
 }
 
 fn merge_value(array: &ArrayRef, parent_valid: &[bool], groups: &Groups) -> Result<ArrayRef, EngineError> {
-    let valid: Vec<bool> = parent_valid.iter().enumerate().map(|(row, parent)| *parent && array.is_valid(row)).collect();
+    let valid: Vec<bool> = parent_valid
+        .iter()
+        .enumerate()
+        .map(|(row, parent)| *parent && array.is_valid(row))
+        .collect();
     if let DataType::Struct(fields) = array.data_type() {
         let source = array.as_struct();
-        let children = source.columns().iter().map(|child| merge_value(child, &valid, groups)).collect::<Result<Vec<_>, _>>()?;
-        let present: Vec<bool> = (0..groups.len()).map(|g| groups.rows(g).iter().any(|&r| valid[r as usize])).collect();
-        return Ok(Arc::new(StructArray::try_new(fields.clone(), children, Some(NullBuffer::from(present)))?));
+        let children = source
+            .columns()
+            .iter()
+            .map(|child| merge_value(child, &valid, groups))
+            .collect::<Result<Vec<_>, _>>()?;
+        let present: Vec<bool> = (0..groups.len())
+            .map(|g| groups.rows(g).iter().any(|&r| valid[r as usize]))
+            .collect();
+        return Ok(Arc::new(StructArray::try_new(
+            fields.clone(),
+            children,
+            Some(NullBuffer::from(present)),
+        )?));
     }
-    let winners: UInt32Array = (0..groups.len()).map(|g| groups.rows(g).iter().rev().find(|&&r| valid[r as usize]).copied()).collect();
+    let winners: UInt32Array = (0..groups.len())
+        .map(|g| groups.rows(g).iter().rev().find(|&&r| valid[r as usize]).copied())
+        .collect();
     Ok(take(array.as_ref(), &winners, None)?)
 }
 
 /// The union of the identities of each profile's fragments (records in scope and events), as
 /// `identityMap` values; later fragments' flags win for an identity seen twice.
-fn merged_identity_maps(identities: &[FragmentIdentities], groups: &Groups, extra: &[Vec<FragmentIdentities>]) -> Vec<Value> {
+fn merged_identity_maps(
+    identities: &[FragmentIdentities],
+    groups: &Groups,
+    extra: &[Vec<FragmentIdentities>],
+) -> Vec<Value> {
     (0..groups.len())
         .map(|g| {
             let mut by_namespace: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
-            let fragments = groups.rows(g).iter().map(|&r| &identities[r as usize]).chain(extra.get(g).into_iter().flatten());
+            let fragments = groups
+                .rows(g)
+                .iter()
+                .map(|&r| &identities[r as usize])
+                .chain(extra.get(g).into_iter().flatten());
             for fragment in fragments {
                 for (i, identity) in fragment.all.iter().enumerate() {
                     let entries = by_namespace.entry(identity.namespace.clone()).or_default();
@@ -77,7 +101,16 @@ fn merged_identity_maps(identities: &[FragmentIdentities], groups: &Groups, extr
             }
             let object: Map<String, Value> = by_namespace
                 .into_iter()
-                .map(|(ns, ids)| (ns, Value::Array(ids.into_iter().map(|(id, primary)| json!({"id": id, "primary": primary})).collect())))
+                .map(|(ns, ids)| {
+                    (
+                        ns,
+                        Value::Array(
+                            ids.into_iter()
+                                .map(|(id, primary)| json!({"id": id, "primary": primary}))
+                                .collect(),
+                        ),
+                    )
+                })
                 .collect();
             Value::Object(object)
         })
@@ -85,7 +118,10 @@ fn merged_identity_maps(identities: &[FragmentIdentities], groups: &Groups, extr
 }
 
 fn qualification_time(entry: &Value) -> Option<jiff::Timestamp> {
-    entry.get("lastQualificationTime").and_then(Value::as_str).and_then(|t| t.parse().ok())
+    entry
+        .get("lastQualificationTime")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse().ok())
 }
 
 /// Per namespace and segment, the entry with the latest `lastQualificationTime` (a later
@@ -95,12 +131,16 @@ fn merged_memberships(memberships: &[Value], groups: &Groups) -> Vec<Value> {
         .map(|g| {
             let mut merged: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
             for &row in groups.rows(g) {
-                let Some(namespaces) = memberships[row as usize].as_object() else { continue };
+                let Some(namespaces) = memberships[row as usize].as_object() else {
+                    continue;
+                };
                 for (namespace, segments) in namespaces {
                     let Some(segments) = segments.as_object() else { continue };
                     for (segment, entry) in segments {
                         let slot = merged.entry(namespace.clone()).or_default();
-                        let newer = slot.get(segment).is_none_or(|current| qualification_time(entry) >= qualification_time(current));
+                        let newer = slot
+                            .get(segment)
+                            .is_none_or(|current| qualification_time(entry) >= qualification_time(current));
                         if newer {
                             slot.insert(segment.clone(), entry.clone());
                         }
@@ -110,7 +150,12 @@ fn merged_memberships(memberships: &[Value], groups: &Groups) -> Vec<Value> {
             if merged.is_empty() {
                 return Value::Null;
             }
-            Value::Object(merged.into_iter().map(|(ns, segs)| (ns, Value::Object(segs.into_iter().collect()))).collect())
+            Value::Object(
+                merged
+                    .into_iter()
+                    .map(|(ns, segs)| (ns, Value::Object(segs.into_iter().collect())))
+                    .collect(),
+            )
         })
         .collect()
 }
@@ -132,7 +177,10 @@ pub fn merge_groups(
     for field in schema.fields() {
         let column = match field.name().as_str() {
             IDENTITY_MAP => column_from_json(field, merged_identity_maps(identities, groups, extra_identities))?,
-            SEGMENT_MEMBERSHIP => column_from_json(field, merged_memberships(&column_as_json(rows, SEGMENT_MEMBERSHIP)?, groups))?,
+            SEGMENT_MEMBERSHIP => column_from_json(
+                field,
+                merged_memberships(&column_as_json(rows, SEGMENT_MEMBERSHIP)?, groups),
+            )?,
             name => match rows.column_by_name(name) {
                 Some(column) => merge_value(column, &all_rows, groups)?,
                 None => arrow::array::new_null_array(field.data_type(), groups.len()),

@@ -349,7 +349,11 @@ impl MetaStore {
 
     /// Committed batches of a dataset with their commit sequence number: batches committed in the
     /// same millisecond are still ordered, by the order their rows were created.
-    pub async fn committed_batches_in_order(&self, tenant: &Tenant, dataset: &DatasetId) -> Result<Vec<(Batch, i64)>, StorageError> {
+    pub async fn committed_batches_in_order(
+        &self,
+        tenant: &Tenant,
+        dataset: &DatasetId,
+    ) -> Result<Vec<(Batch, i64)>, StorageError> {
         let rows = sqlx::query(
             "SELECT *, rowid AS commit_seq FROM batches WHERE dataset_id = ? AND org = ? AND sandbox = ? AND status = 'success'
              ORDER BY completed, rowid",
@@ -359,6 +363,8 @@ impl MetaStore {
         .bind(tenant.sandbox.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| Ok((batch_from_row(row)?, row.try_get::<i64, _>("commit_seq")?))).collect()
+        rows.iter()
+            .map(|row| Ok((batch_from_row(row)?, row.try_get::<i64, _>("commit_seq")?)))
+            .collect()
     }
 }
