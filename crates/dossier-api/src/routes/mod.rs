@@ -4,6 +4,7 @@ mod catalog;
 mod health;
 mod import;
 mod ims;
+mod schemas;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -25,6 +26,7 @@ use crate::{json_errors, request_context};
         (name = "auth", description = "IMS-compatible client-credentials tokens"),
         (name = "catalog", description = "Catalog Service: datasets and batches"),
         (name = "ingestion", description = "Batch ingestion"),
+        (name = "schemaregistry", description = "Schema Registry (subset): tenant schemas, union schemas, identity descriptors"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -49,9 +51,15 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog::list_batches))
         .routes(routes!(catalog::get_batch));
     let import = OpenApiRouter::new().routes(routes!(import::create_batch));
+    let schema_registry = OpenApiRouter::new()
+        .routes(routes!(schemas::create_schema, schemas::list_schemas))
+        .routes(routes!(schemas::get_schema))
+        .routes(routes!(schemas::create_descriptor, schemas::list_descriptors))
+        .routes(routes!(schemas::get_descriptor));
     OpenApiRouter::new()
         .nest("/data/foundation/catalog", catalog)
         .nest("/data/foundation/import", import)
+        .nest("/data/foundation/schemaregistry", schema_registry)
 }
 
 async fn no_route(request: Request) -> Response {
