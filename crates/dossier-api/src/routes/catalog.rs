@@ -75,9 +75,9 @@ fn union_conflict(refused: &str, conflict: &UnionConflict) -> ApiError {
         StatusCode::CONFLICT,
         "CAT-UNION-409",
         format!(
-            "{refused} (unifiedProfile): schema '{}' declares \
-             field '{}' as {}, but the union schema of its class has it as {} (from the built-in class or the schema \
-             of another profile-enabled dataset). Use a schema that gives the field the union's type or another name.",
+            "{refused} (unifiedProfile): schema '{}' declares field '{}' as {}, but the union schema of its \
+             class has it as {} (from the built-in class or the schema of another profile-enabled dataset). \
+             Use a schema that gives the field the union's type or another name.",
             conflict.schema_id, conflict.path, conflict.schema_type, conflict.union_type
         ),
     )
