@@ -11,9 +11,11 @@ use dossier_model::catalog::{BatchStatus, DataBehavior, Dataset, DatasetPatch, N
 use dossier_model::ids::{BatchId, DatasetId};
 use dossier_model::listing::ListQuery;
 use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
-use dossier_storage::Lake;
+use dossier_model::xdm::UnionConflict;
 use dossier_storage::meta::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
+use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -37,36 +39,64 @@ fn batch_not_found(id: &BatchId) -> ApiError {
     )
 }
 
-/// The class a dataset's schema belongs to, which decides whether it holds records or events.
-/// Until user schemas arrive with the Schema Registry, the profile union schema is the one schema
-/// a dataset can name.
-fn data_behavior_of(schema_id: &str, sandbox: &str) -> Result<DataBehavior, ApiError> {
+/// The schema a new dataset names, as `(canonical $id, data behavior)`. It is the profile union
+/// (export targets, records) or a schema of the sandbox's registry, named by `$id` or
+/// `meta:altId`, whose class decides whether the dataset holds records or time series.
+async fn dataset_schema(
+    meta: &MetaStore,
+    tenant: &Tenant,
+    schema_id: &str,
+) -> Result<(String, DataBehavior), ApiError> {
     if schema_id == PROFILE_UNION_SCHEMA_ID {
-        return Ok(DataBehavior::Record);
+        return Ok((schema_id.to_owned(), DataBehavior::Record));
     }
-    Err(ApiError::platform_invalid(
-        "CAT-SCHEMA-400",
-        ValidationError::invalid(
-            "schemaRef.id",
-            schema_id,
-            format!("no such schema in sandbox '{sandbox}'; export targets use {PROFILE_UNION_SCHEMA_ID}"),
+    match meta.get_schema(tenant, schema_id).await? {
+        Some(registered) => Ok((registered.schema.id, registered.schema.class.data_behavior())),
+        None => Err(ApiError::platform_invalid(
+            "CAT-SCHEMA-400",
+            ValidationError::invalid(
+                "schemaRef.id",
+                schema_id,
+                format!(
+                    "no such schema in sandbox '{}'; create one with POST /data/foundation/schemaregistry/tenant/schemas, \
+                     or use {PROFILE_UNION_SCHEMA_ID} for export targets",
+                    tenant.sandbox
+                ),
+            ),
+        )),
+    }
+}
+
+/// A dataset whose schema does not fit its class's union cannot feed the profile store: the
+/// user must rename or retype the field, Dossier never picks one of the two types.
+/// `refused` says what was refused, e.g. "Dataset '…' cannot be enabled for the profile store".
+fn union_conflict(refused: &str, conflict: &UnionConflict) -> ApiError {
+    ApiError::platform(
+        StatusCode::CONFLICT,
+        "CAT-UNION-409",
+        format!(
+            "{refused} (unifiedProfile): schema '{}' declares field '{}' as {}, but the union schema of its \
+             class has it as {} (from the built-in class or the schema of another profile-enabled dataset). \
+             Use a schema that gives the field the union's type or another name.",
+            conflict.schema_id, conflict.path, conflict.schema_type, conflict.union_type
         ),
-    ))
+    )
 }
 
 /// Creates a dataset.
 #[utoipa::path(
     post, path = "/dataSets", tag = "catalog",
     request_body(content = Object, description = "name, description, schemaRef {id, contentType}, fileDescription, tags, aspect"),
-    responses((status = 201, description = "[\"@/dataSets/<id>\"] with a Location header"), (status = 400, description = "A field is missing or invalid"))
+    responses((status = 201, description = "[\"@/dataSets/<id>\"] with a Location header"), (status = 400, description = "A field is missing or invalid, or the schema is unknown"), (status = 409, description = "unifiedProfile enabled on a schema that conflicts with its class's union schema"))
 )]
 pub async fn create_dataset(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let new = NewDataset::from_json(&body).map_err(|e| ApiError::platform_invalid("CAT-DATASET-400", e))?;
-    let data_behavior = data_behavior_of(&new.schema_ref.id, caller.tenant.sandbox.as_str())?;
+    let mut new = NewDataset::from_json(&body).map_err(|e| ApiError::platform_invalid("CAT-DATASET-400", e))?;
+    let (schema_id, data_behavior) = dataset_schema(&state.meta, &caller.tenant, &new.schema_ref.id).await?;
+    new.schema_ref.id = schema_id;
     let now = now_millis();
     let dataset = Dataset {
         id: DatasetId::generate(),
@@ -85,7 +115,11 @@ pub async fn create_dataset(
         last_batch_id: None,
         last_batch_status: None,
     };
-    state.meta.insert_dataset(&dataset).await?;
+    state
+        .meta
+        .insert_dataset_checked(&dataset)
+        .await?
+        .map_err(|conflict| union_conflict("The dataset cannot be created enabled for the profile store", &conflict))?;
     tracing::info!(dataset_id = %dataset.id, "dataset created");
     let reference = format!("@/dataSets/{}", dataset.id);
     let location = format!("/data/foundation/catalog/dataSets/{}", dataset.id);
@@ -152,7 +186,7 @@ pub async fn get_dataset(
 /// Changes a dataset's name, description or tags.
 #[utoipa::path(patch, path = "/dataSets/{id}", tag = "catalog", params(("id" = String, Path, description = "Dataset id")),
     request_body(content = Object, description = "name, description, tags"),
-    responses((status = 200, description = "[\"@/dataSets/<id>\"]"), (status = 400, description = "Invalid or immutable field"), (status = 404, description = "No such dataset in this sandbox")))]
+    responses((status = 200, description = "[\"@/dataSets/<id>\"]"), (status = 400, description = "Invalid or immutable field"), (status = 404, description = "No such dataset in this sandbox"), (status = 409, description = "The patch enables unifiedProfile on a schema that conflicts with its class's union schema")))]
 pub async fn patch_dataset(
     State(state): State<AppState>,
     caller: Caller,
@@ -163,8 +197,14 @@ pub async fn patch_dataset(
     let patch = DatasetPatch::from_json(&body).map_err(|e| ApiError::platform_invalid("CAT-DATASET-400", e))?;
     state
         .meta
-        .update_dataset(&caller.tenant, &id, &patch, now_millis())
+        .update_dataset_checked(&caller.tenant, &id, &patch, now_millis())
         .await?
+        .map_err(|conflict| {
+            union_conflict(
+                &format!("Dataset '{id}' cannot be enabled for the profile store"),
+                &conflict,
+            )
+        })?
         .ok_or_else(|| dataset_not_found(&id))?;
     Ok(Json(json!([format!("@/dataSets/{id}")])))
 }

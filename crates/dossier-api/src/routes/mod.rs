@@ -7,6 +7,7 @@ mod import;
 mod ims;
 mod merge_policies;
 mod profile_access;
+mod schemas;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -31,6 +32,7 @@ use crate::{json_errors, request_context};
         (name = "data access", description = "Listing and downloading the files of committed batches"),
         (name = "merge policies", description = "Real-Time Customer Profile merge policies"),
         (name = "profile access", description = "The merged profile of one identity"),
+        (name = "schemaregistry", description = "Schema Registry (subset): tenant schemas, union schemas, identity descriptors"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -63,11 +65,17 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(data_access::file))
         .routes(routes!(data_access::failed_files))
         .routes(routes!(data_access::preview));
+    let schema_registry = OpenApiRouter::new()
+        .routes(routes!(schemas::create_schema, schemas::list_schemas))
+        .routes(routes!(schemas::get_schema))
+        .routes(routes!(schemas::create_descriptor, schemas::list_descriptors))
+        .routes(routes!(schemas::get_descriptor));
     OpenApiRouter::new()
         .nest("/data/core/ups", ups_routes())
         .nest("/data/foundation/catalog", catalog)
         .nest("/data/foundation/export", data_access)
         .nest("/data/foundation/import", import)
+        .nest("/data/foundation/schemaregistry", schema_registry)
 }
 
 /// Real-Time Customer Profile and Segmentation, under `/data/core/ups`.
