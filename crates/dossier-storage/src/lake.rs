@@ -139,14 +139,14 @@ impl Lake {
         Ok(objects)
     }
 
-    /// Moves every staged file of `batch` into the batch's folder of `dataset`.
+    /// Moves every file under `batch`'s output prefix into the batch's folder of `dataset`.
     pub async fn promote_staged(
         &self,
         tenant: &Tenant,
         dataset: &DatasetId,
         batch: &BatchId,
     ) -> Result<u64, StorageError> {
-        let staging = Self::staging_prefix(tenant, batch);
+        let staging = Self::output_prefix(tenant, batch);
         let target = Self::batch_prefix(tenant, dataset, batch);
         let mut moved = 0;
         for object in self.list(&staging).await? {
@@ -207,7 +207,7 @@ mod tests {
         let lake = Lake::local(dir.path()).unwrap();
         let (t, ds, batch) = (tenant("prod"), DatasetId::generate(), BatchId::generate());
         lake.put(
-            &Lake::staging_prefix(&t, &batch).join("part-0.parquet"),
+            &Lake::output_prefix(&t, &batch).join("part-0.parquet"),
             Bytes::from_static(b"PAR1"),
         )
         .await

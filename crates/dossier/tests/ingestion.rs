@@ -55,7 +55,10 @@ async fn download_points(caller: &Caller, batch: &str) -> (Vec<i64>, Value) {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 200);
+        let status = response.status();
+        if status != 200 {
+            panic!("download: {status} {}", response.text().await.unwrap());
+        }
         assert_eq!(response.headers()["content-type"], "application/octet-stream");
         let bytes = response.bytes().await.unwrap();
         for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)

@@ -29,7 +29,9 @@ fn record(crm_id: &str, email: Option<&str>, crm: Value) -> Value {
 
 async fn policy(caller: &Caller, graph: &str, merge: Value) -> String {
     let body = json!({"name": format!("{graph} policy"), "schema": {"name": "_xdm.context.profile"}, "identityGraph": {"type": graph}, "attributeMerge": merge});
-    let (status, created) = caller.send_json(Method::POST, "/data/core/ups/config/mergePolicies", &body).await;
+    let (status, created) = caller
+        .send_json(Method::POST, "/data/core/ups/config/mergePolicies", &body)
+        .await;
     assert_eq!(status, 200, "{created}");
     created["id"].as_str().unwrap().to_owned()
 }
@@ -53,13 +55,34 @@ async fn timestamp_ordered_takes_each_leaf_from_the_latest_fragment_that_has_it(
     let caller = server.caller(ORG, "prod").await;
     let crm = caller.create_ingest_dataset("CRM", "profile", crm_properties()).await;
 
-    caller.ingest_json_lines(&crm, &[record("c1", None, json!({"tier": "silver", "score": 10, "tags": ["a", "b"]}))]).await;
+    caller
+        .ingest_json_lines(
+            &crm,
+            &[record(
+                "c1",
+                None,
+                json!({"tier": "silver", "score": 10, "tags": ["a", "b"]}),
+            )],
+        )
+        .await;
     // Later: tier changes, score is explicitly null (never wins), tags replaced (not concatenated).
-    let second = caller.ingest_json_lines(&crm, &[record("c1", None, json!({"tier": "gold", "score": null, "tags": ["c"]}))]).await;
+    let second = caller
+        .ingest_json_lines(
+            &crm,
+            &[record(
+                "c1",
+                None,
+                json!({"tier": "gold", "score": null, "tags": ["c"]}),
+            )],
+        )
+        .await;
 
     let (status, profile) = entity(&caller, "CRMID", "c1", None).await;
     assert_eq!(status, 200, "{profile}");
-    assert_eq!(profile["entity"]["crm"], json!({"tier": "gold", "score": 10, "tags": ["c"]}));
+    assert_eq!(
+        profile["entity"]["crm"],
+        json!({"tier": "gold", "score": 10, "tags": ["c"]})
+    );
     assert_eq!(profile["entityId"], "CRMID:c1");
     assert_eq!(profile["mergePolicy"]["id"], "timestampOrdered-none-mp");
     let completed = second["completed"].as_i64().unwrap();
@@ -75,7 +98,13 @@ async fn within_one_batch_the_later_row_wins() {
     let caller = server.caller(ORG, "prod").await;
     let crm = caller.create_ingest_dataset("CRM", "profile", crm_properties()).await;
     caller
-        .ingest_json_lines(&crm, &[record("c1", None, json!({"tier": "first", "score": 1})), record("c1", None, json!({"tier": "second"}))])
+        .ingest_json_lines(
+            &crm,
+            &[
+                record("c1", None, json!({"tier": "first", "score": 1})),
+                record("c1", None, json!({"tier": "second"})),
+            ],
+        )
         .await;
     let (_, profile) = entity(&caller, "CRMID", "c1", None).await;
     assert_eq!(profile["entity"]["crm"], json!({"tier": "second", "score": 1}));
@@ -87,9 +116,15 @@ async fn pdg_stitches_through_shared_identities_and_none_does_not() {
     let caller = server.caller(ORG, "prod").await;
     let crm = caller.create_ingest_dataset("CRM", "profile", crm_properties()).await;
     let loyalty = caller
-        .create_ingest_dataset("Loyalty", "profile", json!({"loyalty": {"type": "object", "properties": {"points": {"type": "integer"}}}}))
+        .create_ingest_dataset(
+            "Loyalty",
+            "profile",
+            json!({"loyalty": {"type": "object", "properties": {"points": {"type": "integer"}}}}),
+        )
         .await;
-    caller.ingest_json_lines(&crm, &[record("c1", Some("ana@example.com"), json!({"tier": "gold"}))]).await;
+    caller
+        .ingest_json_lines(&crm, &[record("c1", Some("ana@example.com"), json!({"tier": "gold"}))])
+        .await;
     caller
         .ingest_json_lines(
             &loyalty,
@@ -106,7 +141,11 @@ async fn pdg_stitches_through_shared_identities_and_none_does_not() {
     for ns in ["CRMID", "Email", "LoyaltyID"] {
         assert!(identity_map.get(ns).is_some(), "{identity_map}");
     }
-    assert_eq!(identity_map["Email"].as_array().unwrap().len(), 1, "deduplicated by namespace and id");
+    assert_eq!(
+        identity_map["Email"].as_array().unwrap().len(),
+        1,
+        "deduplicated by namespace and id"
+    );
     let (_, by_email) = entity(&caller, "Email", "ana@example.com", Some(&pdg)).await;
     assert_eq!(by_email["entityId"], stitched["entityId"]);
 
@@ -122,22 +161,56 @@ async fn pdg_stitches_through_shared_identities_and_none_does_not() {
 async fn dataset_precedence_ranks_datasets_and_ignores_unlisted_ones() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let first = caller.create_ingest_dataset("Trusted", "profile", crm_properties()).await;
+    let first = caller
+        .create_ingest_dataset("Trusted", "profile", crm_properties())
+        .await;
     let second = caller.create_ingest_dataset("Other", "profile", crm_properties()).await;
-    let unlisted = caller.create_ingest_dataset("Unlisted", "profile", crm_properties()).await;
-    caller.ingest_json_lines(&first, &[record("c1", None, json!({"tier": "trusted"}))]).await;
-    caller.ingest_json_lines(&second, &[record("c1", None, json!({"tier": "newer", "score": 5}))]).await;
-    let last = caller.ingest_json_lines(&unlisted, &[record("c1", Some("x@example.com"), json!({"tags": ["unlisted"]}))]).await;
-    caller.ingest_json_lines(&unlisted, &[record("c2", None, json!({"tier": "only unlisted"}))]).await;
+    let unlisted = caller
+        .create_ingest_dataset("Unlisted", "profile", crm_properties())
+        .await;
+    caller
+        .ingest_json_lines(&first, &[record("c1", None, json!({"tier": "trusted"}))])
+        .await;
+    caller
+        .ingest_json_lines(&second, &[record("c1", None, json!({"tier": "newer", "score": 5}))])
+        .await;
+    let last = caller
+        .ingest_json_lines(
+            &unlisted,
+            &[record("c1", Some("x@example.com"), json!({"tags": ["unlisted"]}))],
+        )
+        .await;
+    caller
+        .ingest_json_lines(&unlisted, &[record("c2", None, json!({"tier": "only unlisted"}))])
+        .await;
 
-    let ranked = policy(&caller, "none", json!({"type": "dataSetPrecedence", "order": [first, second]})).await;
+    let ranked = policy(
+        &caller,
+        "none",
+        json!({"type": "dataSetPrecedence", "order": [first, second]}),
+    )
+    .await;
     let (status, profile) = entity(&caller, "CRMID", "c1", Some(&ranked)).await;
     assert_eq!(status, 200, "{profile}");
-    assert_eq!(profile["entity"]["crm"], json!({"tier": "trusted", "score": 5}), "rank beats recency; gaps filled from lower ranks");
-    assert!(profile["entity"]["identityMap"].get("Email").is_none(), "unlisted datasets add no identities");
+    assert_eq!(
+        profile["entity"]["crm"],
+        json!({"tier": "trusted", "score": 5}),
+        "rank beats recency; gaps filled from lower ranks"
+    );
+    assert!(
+        profile["entity"]["identityMap"].get("Email").is_none(),
+        "unlisted datasets add no identities"
+    );
     let last_modified: jiff::Timestamp = profile["lastModifiedAt"].as_str().unwrap().parse().unwrap();
-    assert!(last_modified.as_millisecond() < last["completed"].as_i64().unwrap(), "unlisted datasets add no update time");
-    assert_eq!(entity(&caller, "CRMID", "c2", Some(&ranked)).await.0, 404, "a profile made only of unlisted fragments does not exist");
+    assert!(
+        last_modified.as_millisecond() < last["completed"].as_i64().unwrap(),
+        "unlisted datasets add no update time"
+    );
+    assert_eq!(
+        entity(&caller, "CRMID", "c2", Some(&ranked)).await.0,
+        404,
+        "a profile made only of unlisted fragments does not exist"
+    );
 
     let (_, timestamp) = entity(&caller, "CRMID", "c1", None).await;
     assert_eq!(timestamp["entity"]["crm"]["tier"], "newer");
@@ -174,7 +247,10 @@ async fn segment_membership_keeps_the_latest_qualification_per_segment() {
     let (_, profile) = entity(&caller, "CRMID", "c1", None).await;
     let memberships = &profile["entity"]["segmentMembership"];
     assert_eq!(memberships["AAM"]["seg-1"]["status"], "exited", "{memberships}");
-    assert_eq!(memberships["AAM"]["seg-2"]["status"], "realized", "an older qualification never wins, even ingested later");
+    assert_eq!(
+        memberships["AAM"]["seg-2"]["status"], "realized",
+        "an older qualification never wins, even ingested later"
+    );
     assert_eq!(memberships["ups"]["seg-3"]["status"], "existing");
 }
 
@@ -182,14 +258,32 @@ async fn segment_membership_keeps_the_latest_qualification_per_segment() {
 async fn profile_access_errors() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let (status, body) = caller.get("/data/core/ups/access/entities?schema.name=_xdm.context.profile&entityIdNS=Email").await;
+    let (status, body) = caller
+        .get("/data/core/ups/access/entities?schema.name=_xdm.context.profile&entityIdNS=Email")
+        .await;
     assert_eq!(status, 400);
-    assert!(body["errors"]["400"][0]["message"].as_str().unwrap().contains("entityId"));
-    let (status, body) = caller.get("/data/core/ups/access/entities?schema.name=other&entityId=x&entityIdNS=Email").await;
+    assert!(
+        body["errors"]["400"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("entityId")
+    );
+    let (status, body) = caller
+        .get("/data/core/ups/access/entities?schema.name=other&entityId=x&entityIdNS=Email")
+        .await;
     assert_eq!(status, 400, "{body}");
-    let (status, body) = caller.get(&format!("{ENTITIES}&entityId=x&entityIdNS=Email&mergePolicyId=nope")).await;
+    let (status, body) = caller
+        .get(&format!("{ENTITIES}&entityId=x&entityIdNS=Email&mergePolicyId=nope"))
+        .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["errors"]["400"][0]["message"].as_str().unwrap().contains("mergePolicyId"));
-    let (status, body) = caller.get(&format!("{ENTITIES}&entityId=nobody&entityIdNS=Email")).await;
+    assert!(
+        body["errors"]["400"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mergePolicyId")
+    );
+    let (status, body) = caller
+        .get(&format!("{ENTITIES}&entityId=nobody&entityIdNS=Email"))
+        .await;
     assert_eq!(status, 404, "{body}");
 }

@@ -30,13 +30,23 @@ pub async fn create_batch(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let new = NewIngestBatch::from_json(&body).map_err(|e| ApiError::platform_invalid("INGEST-BATCH-400", e))?;
-    if state.meta.get_dataset(&caller.tenant, &new.dataset_id).await?.is_none() {
+    let Some(dataset) = state.meta.get_dataset(&caller.tenant, &new.dataset_id).await? else {
         return Err(ApiError::platform_invalid(
             "INGEST-DATASET-400",
             ValidationError::invalid(
                 "datasetId",
                 &new.dataset_id,
                 "no dataset with this id in this sandbox; create it with POST /data/foundation/catalog/dataSets",
+            ),
+        ));
+    };
+    if dataset.schema_ref.id == dossier_model::schema::PROFILE_UNION_SCHEMA_ID {
+        return Err(ApiError::platform_invalid(
+            "INGEST-DATASET-400",
+            ValidationError::invalid(
+                "datasetId",
+                &new.dataset_id,
+                "this dataset uses the profile union schema and receives exports; ingest into a dataset of a profile or event schema",
             ),
         ));
     }

@@ -147,8 +147,9 @@ pub async fn lookup_profile(
     let rows = concat_batches(&union_schema, &selected)?;
     let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
     order.sort_by_key(|&r| ranks[r as usize]);
+    let whole = 0..order.len();
     let groups = Groups {
-        bounds: vec![0..order.len()],
+        bounds: vec![whole],
         order,
     };
     let merged = merge_groups(&rows, &union_schema, &groups, &identities, &[event_identities])?;
