@@ -6,6 +6,7 @@
 //! engine and API crates build on it, never the other way round.
 
 pub mod catalog;
+pub mod export_job;
 pub mod ids;
 pub mod listing;
 pub mod merge_policy;
