@@ -4,6 +4,7 @@
 //! merged profiles, and the export pipeline. It reads and writes through the storage crate.
 
 mod error;
+pub mod export;
 pub mod fragments;
 pub mod identity;
 pub mod ingest;
