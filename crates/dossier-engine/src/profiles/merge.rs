@@ -126,7 +126,7 @@ fn qualification_time(entry: &Value) -> Option<jiff::Timestamp> {
 
 /// Per namespace and segment, the entry with the latest `lastQualificationTime` (a later
 /// fragment wins a tie).
-fn merged_memberships(memberships: &[Value], groups: &Groups) -> Vec<Value> {
+pub fn merged_memberships(memberships: &[Value], groups: &Groups) -> Vec<Value> {
     (0..groups.len())
         .map(|g| {
             let mut merged: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
