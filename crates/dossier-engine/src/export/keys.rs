@@ -74,29 +74,51 @@ pub struct KeyedSources {
     pub facts: Vec<ProfileFacts>,
 }
 
-async fn source_datasets(meta: &MetaStore, tenant: &Tenant, policy: &MergePolicy) -> Result<Vec<SourceDataset>, EngineError> {
+async fn source_datasets(
+    meta: &MetaStore,
+    tenant: &Tenant,
+    policy: &MergePolicy,
+) -> Result<Vec<SourceDataset>, EngineError> {
     let mut sources = Vec::new();
     for dataset in meta.profile_enabled_datasets(tenant).await? {
-        let Ok(schema) = dataset_schema(meta, tenant, &dataset).await else { continue };
+        let Ok(schema) = dataset_schema(meta, tenant, &dataset).await else {
+            continue;
+        };
         let (in_scope, rank) = match (&policy.attribute_merge, schema.class) {
-            (AttributeMerge::DataSetPrecedence { order }, SchemaClass::Profile) => match order.iter().position(|id| *id == dataset.id) {
-                Some(position) => (true, (order.len() - position) as i64),
-                None => (false, 0),
-            },
+            (AttributeMerge::DataSetPrecedence { order }, SchemaClass::Profile) => {
+                match order.iter().position(|id| *id == dataset.id) {
+                    Some(position) => (true, (order.len() - position) as i64),
+                    None => (false, 0),
+                }
+            }
             _ => (true, 0),
         };
-        sources.push(SourceDataset { dataset, schema: Arc::new(schema), in_scope, rank });
+        sources.push(SourceDataset {
+            dataset,
+            schema: Arc::new(schema),
+            in_scope,
+            rank,
+        });
     }
     Ok(sources)
 }
 
-async fn source_files(meta: &MetaStore, tenant: &Tenant, datasets: &[SourceDataset]) -> Result<Vec<SourceFile>, EngineError> {
+async fn source_files(
+    meta: &MetaStore,
+    tenant: &Tenant,
+    datasets: &[SourceDataset],
+) -> Result<Vec<SourceFile>, EngineError> {
     let mut files = Vec::new();
     for (index, source) in datasets.iter().enumerate() {
         for (batch, batch_seq) in meta.committed_batches_in_order(tenant, &source.dataset.id).await? {
             let ingested = batch.completed.unwrap_or(batch.updated);
             for file in meta.batch_files(tenant, &batch.id, FileKind::Data).await? {
-                files.push(SourceFile { dataset: index, location: ObjectPath::from(file.path), ingested, batch_seq });
+                files.push(SourceFile {
+                    dataset: index,
+                    location: ObjectPath::from(file.path),
+                    ingested,
+                    batch_seq,
+                });
             }
         }
     }
@@ -104,12 +126,22 @@ async fn source_files(meta: &MetaStore, tenant: &Tenant, datasets: &[SourceDatas
 }
 
 /// Reads the identity columns and row ids of one file.
-async fn read_identities(lake: &Lake, file: &SourceFile, schema: &XdmSchema) -> Result<(Vec<FragmentIdentities>, Vec<i64>), EngineError> {
+async fn read_identities(
+    lake: &Lake,
+    file: &SourceFile,
+    schema: &XdmSchema,
+) -> Result<(Vec<FragmentIdentities>, Vec<i64>), EngineError> {
     let builder = LakeFileReader::new(lake, file.location.clone()).builder().await?;
     let mut roots: Vec<&str> = vec!["identityMap", SYSTEM_METADATA];
     roots.extend(schema.identities.iter().filter_map(|i| i.path.split('.').next()));
-    let indices: Vec<usize> =
-        builder.schema().fields().iter().enumerate().filter(|(_, f)| roots.contains(&f.name().as_str())).map(|(i, _)| i).collect();
+    let indices: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| roots.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
     let batches: Vec<RecordBatch> = builder.with_projection(mask).build()?.try_collect().await?;
     let mut identities = Vec::new();
@@ -131,7 +163,12 @@ async fn read_identities(lake: &Lake, file: &SourceFile, schema: &XdmSchema) -> 
 
 impl KeyedSources {
     /// Reads every fragment's identities and assigns fragments to profiles under `policy`.
-    pub async fn load(meta: &MetaStore, lake: &Lake, tenant: &Tenant, policy: &MergePolicy) -> Result<Self, EngineError> {
+    pub async fn load(
+        meta: &MetaStore,
+        lake: &Lake,
+        tenant: &Tenant,
+        policy: &MergePolicy,
+    ) -> Result<Self, EngineError> {
         let datasets = source_datasets(meta, tenant, policy).await?;
         let files = source_files(meta, tenant, &datasets).await?;
         let mut graph = IdentityGraph::new();
@@ -149,7 +186,13 @@ impl KeyedSources {
         let components: Option<HashMap<Identity, Identity>> =
             (policy.identity_graph == IdentityGraphType::Pdg).then(|| graph.components().into_iter().collect());
 
-        let mut sources = Self { datasets, records: Vec::new(), events: Vec::new(), profiles: Vec::new(), facts: Vec::new() };
+        let mut sources = Self {
+            datasets,
+            records: Vec::new(),
+            events: Vec::new(),
+            profiles: Vec::new(),
+            facts: Vec::new(),
+        };
         let mut interned: HashMap<Identity, u32> = HashMap::new();
         for (file, identities, row_ids) in read {
             let source = &sources.datasets[file.dataset];
@@ -183,8 +226,16 @@ impl KeyedSources {
                     facts.primary_namespace = fragment.primary().map(|p| Arc::from(p.namespace.as_str()));
                 }
             }
-            let keyed = KeyedFile { file, profiles, row_ids };
-            if is_record { sources.records.push(keyed) } else { sources.events.push(keyed) }
+            let keyed = KeyedFile {
+                file,
+                profiles,
+                row_ids,
+            };
+            if is_record {
+                sources.records.push(keyed)
+            } else {
+                sources.events.push(keyed)
+            }
         }
         Ok(sources)
     }

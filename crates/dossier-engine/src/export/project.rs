@@ -16,7 +16,11 @@ fn project_type(data_type: &DataType, rest: &[&str]) -> Option<DataType> {
         DataType::Struct(fields) => {
             let child = fields.iter().find(|f| f.name() == rest[0])?;
             let projected = project_type(child.data_type(), &rest[1..])?;
-            Some(DataType::Struct(Fields::from(vec![Field::new(child.name(), projected, true)])))
+            Some(DataType::Struct(Fields::from(vec![Field::new(
+                child.name(),
+                projected,
+                true,
+            )])))
         }
         DataType::List(item) => {
             let projected = project_type(item.data_type(), rest)?;
@@ -45,9 +49,11 @@ fn merge_types(original: &DataType, a: &DataType, b: &DataType) -> DataType {
                 .collect();
             DataType::Struct(Fields::from(kept))
         }
-        (DataType::List(item), DataType::List(l), DataType::List(r)) => {
-            DataType::List(Arc::new(Field::new(item.name(), merge_types(item.data_type(), l.data_type(), r.data_type()), true)))
-        }
+        (DataType::List(item), DataType::List(l), DataType::List(r)) => DataType::List(Arc::new(Field::new(
+            item.name(),
+            merge_types(item.data_type(), l.data_type(), r.data_type()),
+            true,
+        ))),
         _ => original.clone(),
     }
 }
@@ -94,11 +100,21 @@ mod tests {
     use super::*;
 
     fn schema() -> Schema {
-        let identity = DataType::Struct(Fields::from(vec![Field::new("id", DataType::Utf8, true), Field::new("primary", DataType::Boolean, true)]));
-        let email = DataType::Struct(Fields::from(vec![Field::new("address", DataType::Utf8, true), Field::new("type", DataType::Utf8, true)]));
+        let identity = DataType::Struct(Fields::from(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("primary", DataType::Boolean, true),
+        ]));
+        let email = DataType::Struct(Fields::from(vec![
+            Field::new("address", DataType::Utf8, true),
+            Field::new("type", DataType::Utf8, true),
+        ]));
         Schema::new(vec![
             Field::new("_id", DataType::Utf8, true),
-            Field::new("identities", DataType::List(Arc::new(Field::new("item", identity, true))), true),
+            Field::new(
+                "identities",
+                DataType::List(Arc::new(Field::new("item", identity, true))),
+                true,
+            ),
             Field::new("personalEmail", email, true),
             Field::new("identityMap", DataType::Utf8, true),
         ])
@@ -106,19 +122,33 @@ mod tests {
 
     #[test]
     fn the_tutorials_fields_keep_paths_through_arrays_and_identity_map() {
-        let projected = project_schema(&schema(), &["identities.id".into(), "personalEmail.address".into()], &["identityMap"]).unwrap();
+        let projected = project_schema(
+            &schema(),
+            &["identities.id".into(), "personalEmail.address".into()],
+            &["identityMap"],
+        )
+        .unwrap();
         let names: Vec<&String> = projected.fields().iter().map(|f| f.name()).collect();
         assert_eq!(names, ["identities", "personalEmail", "identityMap"]);
-        let DataType::List(item) = projected.field(0).data_type() else { panic!() };
-        let DataType::Struct(inner) = item.data_type() else { panic!() };
+        let DataType::List(item) = projected.field(0).data_type() else {
+            panic!()
+        };
+        let DataType::Struct(inner) = item.data_type() else {
+            panic!()
+        };
         assert_eq!(inner.iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["id"]);
     }
 
     #[test]
     fn an_object_path_keeps_the_object_and_paths_combine() {
         let projected = project_schema(&schema(), &["personalEmail.type".into(), "personalEmail".into()], &[]).unwrap();
-        let DataType::Struct(inner) = projected.field(0).data_type() else { panic!() };
+        let DataType::Struct(inner) = projected.field(0).data_type() else {
+            panic!()
+        };
         assert_eq!(inner.len(), 2);
-        assert_eq!(project_schema(&schema(), &["personalEmail.nope".into(), "nothing".into()], &[]).unwrap_err(), ["personalEmail.nope", "nothing"]);
+        assert_eq!(
+            project_schema(&schema(), &["personalEmail.nope".into(), "nothing".into()], &[]).unwrap_err(),
+            ["personalEmail.nope", "nothing"]
+        );
     }
 }

@@ -41,7 +41,11 @@ pub const MAX_IDENTITIES: usize = 50;
 const GUARDRAIL_REASON: &str = "identityGraphTooLarge";
 
 fn failed(stage: &'static str, code: &'static str) -> impl Fn(EngineError) -> ExportError {
-    move |error| ExportError::Failed { code, message: error.to_string(), stage }
+    move |error| ExportError::Failed {
+        code,
+        message: error.to_string(),
+        stage,
+    }
 }
 
 /// Everything fixed before the first partition.
@@ -68,29 +72,44 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
             ),
             stage: "planning",
         })?;
-    let union = meta.profile_union(&request.tenant).await.map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?;
+    let union = meta
+        .profile_union(&request.tenant)
+        .await
+        .map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?;
     let union_schema = union.arrow_schema();
     let output_schema = match &spec.fields {
         None => union_schema.clone(),
-        Some(paths) => project_schema(&union_schema, paths, &["identityMap"]).map_err(|unknown| ExportError::Failed {
-            code: "EXPORT-FIELDS-400",
-            message: format!("fields {} are not in the profile union schema any more", unknown.join(", ")),
-            stage: "planning",
-        })?,
+        Some(paths) => {
+            project_schema(&union_schema, paths, &["identityMap"]).map_err(|unknown| ExportError::Failed {
+                code: "EXPORT-FIELDS-400",
+                message: format!(
+                    "fields {} are not in the profile union schema any more",
+                    unknown.join(", ")
+                ),
+                stage: "planning",
+            })?
+        }
     };
     let event_schema = match &spec.event_list {
         None => None,
         Some(events) => {
-            let event_union =
-                meta.event_union(&request.tenant).await.map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?;
+            let event_union = meta
+                .event_union(&request.tenant)
+                .await
+                .map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?;
             let full = event_union.arrow_schema();
             Some(match &events.fields {
                 None => full,
-                Some(paths) => project_schema(&full, paths, &["_id", "timestamp"]).map_err(|unknown| ExportError::Failed {
-                    code: "EXPORT-FIELDS-400",
-                    message: format!("eventList fields {} are not in the event union schema any more", unknown.join(", ")),
-                    stage: "planning",
-                })?,
+                Some(paths) => {
+                    project_schema(&full, paths, &["_id", "timestamp"]).map_err(|unknown| ExportError::Failed {
+                        code: "EXPORT-FIELDS-400",
+                        message: format!(
+                            "eventList fields {} are not in the event union schema any more",
+                            unknown.join(", ")
+                        ),
+                        stage: "planning",
+                    })?
+                }
             })
         }
     };
@@ -103,30 +122,49 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
             Arc::new(Schema::new(fields))
         }
     };
-    let sources = KeyedSources::load(meta, lake, &request.tenant, &policy).await.map_err(failed("reading", "EXPORT-READ-500"))?;
+    let sources = KeyedSources::load(meta, lake, &request.tenant, &policy)
+        .await
+        .map_err(failed("reading", "EXPORT-READ-500"))?;
     let candidates = (0..sources.profiles.len() as u32)
         .filter(|&p| {
             let facts = &sources.facts[p as usize];
             (facts.has_record || spec.empty_profiles) && spec.from_ingest.is_none_or(|from| facts.last_update > from)
         })
         .collect();
-    Ok(Plan { spec, union_schema, output_schema, event_schema, sources, candidates })
+    Ok(Plan {
+        spec,
+        union_schema,
+        output_schema,
+        event_schema,
+        sources,
+        candidates,
+    })
 }
 
 /// Reads the rows of `files` that belong to `wanted` profiles.
-async fn read_rows(lake: &Lake, files: &[KeyedFile], wanted: &[bool]) -> Result<Vec<(usize, RecordBatch, Vec<usize>)>, EngineError> {
+async fn read_rows(
+    lake: &Lake,
+    files: &[KeyedFile],
+    wanted: &[bool],
+) -> Result<Vec<(usize, RecordBatch, Vec<usize>)>, EngineError> {
     let mut out = Vec::new();
     for (index, keyed) in files.iter().enumerate() {
-        let picked: Vec<usize> =
-            (0..keyed.profiles.len()).filter(|&r| keyed.profiles[r] != NO_PROFILE && wanted[keyed.profiles[r] as usize]).collect();
+        let picked: Vec<usize> = (0..keyed.profiles.len())
+            .filter(|&r| keyed.profiles[r] != NO_PROFILE && wanted[keyed.profiles[r] as usize])
+            .collect();
         if picked.is_empty() {
             continue;
         }
-        let stream = LakeFileReader::new(lake, keyed.file.location.clone()).builder().await?.build()?;
+        let stream = LakeFileReader::new(lake, keyed.file.location.clone())
+            .builder()
+            .await?
+            .build()?;
         let batches: Vec<RecordBatch> = stream.try_collect().await?;
         let Some(first) = batches.first() else { continue };
         let rows = concat_batches(&first.schema(), &batches)?;
-        let mask: BooleanArray = (0..rows.num_rows()).map(|r| Some(picked.binary_search(&r).is_ok())).collect();
+        let mask: BooleanArray = (0..rows.num_rows())
+            .map(|r| Some(picked.binary_search(&r).is_ok()))
+            .collect();
         out.push((index, filter_record_batch(&rows, &mask)?, picked));
     }
     Ok(out)
@@ -140,7 +178,12 @@ struct PartitionRecords {
     groups: Groups,
 }
 
-async fn partition_records(lake: &Lake, plan: &Plan, profiles: &[u32], wanted: &[bool]) -> Result<PartitionRecords, EngineError> {
+async fn partition_records(
+    lake: &Lake,
+    plan: &Plan,
+    profiles: &[u32],
+    wanted: &[bool],
+) -> Result<PartitionRecords, EngineError> {
     let sources = &plan.sources;
     let mut aligned = Vec::new();
     let mut keys = Vec::new();
@@ -150,7 +193,13 @@ async fn partition_records(lake: &Lake, plan: &Plan, profiles: &[u32], wanted: &
         let dataset = &sources.datasets[keyed.file.dataset];
         identities.extend(fragment_identities(&rows, &dataset.schema.identities));
         for &r in &picked {
-            keys.push((keyed.profiles[r], dataset.rank, keyed.file.ingested, keyed.file.batch_seq, keyed.row_ids[r]));
+            keys.push((
+                keyed.profiles[r],
+                dataset.rank,
+                keyed.file.ingested,
+                keyed.file.batch_seq,
+                keyed.row_ids[r],
+            ));
         }
         aligned.push(align_batch(&rows, &plan.union_schema)?);
     }
@@ -166,7 +215,11 @@ async fn partition_records(lake: &Lake, plan: &Plan, profiles: &[u32], wanted: &
         }
         bounds.push(start..cursor);
     }
-    Ok(PartitionRecords { rows, identities, groups: Groups { order, bounds } })
+    Ok(PartitionRecords {
+        rows,
+        identities,
+        groups: Groups { order, bounds },
+    })
 }
 
 /// The events of one partition: rows aligned to the eventList schema, and per profile its
@@ -177,7 +230,12 @@ struct PartitionEvents {
     identities: Vec<Vec<FragmentIdentities>>,
 }
 
-async fn partition_events(lake: &Lake, plan: &Plan, profiles: &[u32], wanted: &[bool]) -> Result<PartitionEvents, EngineError> {
+async fn partition_events(
+    lake: &Lake,
+    plan: &Plan,
+    profiles: &[u32],
+    wanted: &[bool],
+) -> Result<PartitionEvents, EngineError> {
     let mut position = vec![usize::MAX; plan.sources.profiles.len()];
     for (i, &p) in profiles.iter().enumerate() {
         position[p as usize] = i;
@@ -194,18 +252,25 @@ async fn partition_events(lake: &Lake, plan: &Plan, profiles: &[u32], wanted: &[
         for (i, &r) in picked.iter().enumerate() {
             identities[position[keyed.profiles[r] as usize]].push(fragment_ids[i].clone());
         }
-        let (Some(schema), Some(window)) = (&plan.event_schema, window) else { continue };
+        let (Some(schema), Some(window)) = (&plan.event_schema, window) else {
+            continue;
+        };
         let ingested = keyed.file.ingested;
-        let in_window = window.from_ingest.is_none_or(|from| ingested > from) && window.to_ingest.is_none_or(|to| ingested <= to);
+        let in_window =
+            window.from_ingest.is_none_or(|from| ingested > from) && window.to_ingest.is_none_or(|to| ingested <= to);
         if !in_window {
             continue;
         }
         let events = align_batch(&rows, schema)?;
-        let times = events.column_by_name("timestamp").and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
+        let times = events
+            .column_by_name("timestamp")
+            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
         let ids = events.column_by_name("_id").and_then(|c| c.as_string_opt::<i32>());
         for (i, &r) in picked.iter().enumerate() {
             let time = times.filter(|t| t.is_valid(i)).map_or(i64::MIN, |t| t.value(i));
-            let id = ids.filter(|c| c.is_valid(i)).map_or(String::new(), |c| c.value(i).to_owned());
+            let id = ids
+                .filter(|c| c.is_valid(i))
+                .map_or(String::new(), |c| c.value(i).to_owned());
             listed_keys[position[keyed.profiles[r] as usize]].push((time, id, offset + i as u32));
         }
         offset += events.num_rows() as u32;
@@ -222,31 +287,45 @@ async fn partition_events(lake: &Lake, plan: &Plan, profiles: &[u32], wanted: &[
             events.into_iter().map(|(_, _, row)| row).collect()
         })
         .collect();
-    Ok(PartitionEvents { rows, listed, identities })
+    Ok(PartitionEvents {
+        rows,
+        listed,
+        identities,
+    })
 }
 
 fn membership_matches(memberships: &Value, filter: &SegmentFilter, spec: &ExportSpec) -> bool {
-    let Some(namespaces) = memberships.as_object() else { return false };
-    namespaces.iter().filter(|(ns, _)| ns.eq_ignore_ascii_case(&filter.segment_ns)).any(|(_, segments)| {
-        let Some(entry) = segments.get(&filter.segment_id) else { return false };
-        let status_ok = entry
-            .get("status")
-            .and_then(Value::as_str)
-            .is_some_and(|s| filter.statuses.iter().any(|wanted| wanted.as_str() == s));
-        let window = spec.qualification;
-        if !status_ok {
-            return false;
-        }
-        if window.start.is_none() && window.end.is_none() {
-            return true;
-        }
-        let Some(time) = entry.get("lastQualificationTime").and_then(Value::as_str).and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        else {
-            return false;
-        };
-        let millis = time.as_millisecond();
-        window.start.is_none_or(|s| millis >= s) && window.end.is_none_or(|e| millis <= e)
-    })
+    let Some(namespaces) = memberships.as_object() else {
+        return false;
+    };
+    namespaces
+        .iter()
+        .filter(|(ns, _)| ns.eq_ignore_ascii_case(&filter.segment_ns))
+        .any(|(_, segments)| {
+            let Some(entry) = segments.get(&filter.segment_id) else {
+                return false;
+            };
+            let status_ok = entry
+                .get("status")
+                .and_then(Value::as_str)
+                .is_some_and(|s| filter.statuses.iter().any(|wanted| wanted.as_str() == s));
+            let window = spec.qualification;
+            if !status_ok {
+                return false;
+            }
+            if window.start.is_none() && window.end.is_none() {
+                return true;
+            }
+            let Some(time) = entry
+                .get("lastQualificationTime")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            else {
+                return false;
+            };
+            let millis = time.as_millisecond();
+            window.start.is_none_or(|s| millis >= s) && window.end.is_none_or(|e| millis <= e)
+        })
 }
 
 /// Which of the request's batches a profile goes to; empty when it is filtered out.
@@ -268,7 +347,9 @@ fn targets_of(memberships: &Value, request: &ExportRequest) -> Vec<usize> {
 }
 
 fn event_list_column(events: &PartitionEvents, chosen: &[usize], field: &Field) -> Result<ArrayRef, EngineError> {
-    let DataType::List(item) = field.data_type() else { unreachable!("eventList is a list") };
+    let DataType::List(item) = field.data_type() else {
+        unreachable!("eventList is a list")
+    };
     let mut offsets = vec![0i32];
     let mut indices = Vec::new();
     for &group in chosen {
@@ -282,7 +363,12 @@ fn event_list_column(events: &PartitionEvents, chosen: &[usize], field: &Field) 
         }
         None => arrow::array::new_empty_array(item.data_type()),
     };
-    Ok(Arc::new(ListArray::try_new(item.clone(), OffsetBuffer::new(offsets.into()), values, None)?))
+    Ok(Arc::new(ListArray::try_new(
+        item.clone(),
+        OffsetBuffer::new(offsets.into()),
+        values,
+        None,
+    )?))
 }
 
 struct Totals {
@@ -306,23 +392,38 @@ async fn export_partition(
     for &p in profiles {
         wanted[p as usize] = true;
     }
-    let records = partition_records(lake, plan, profiles, &wanted).await.map_err(failed("reading", "EXPORT-READ-500"))?;
+    let records = partition_records(lake, plan, profiles, &wanted)
+        .await
+        .map_err(failed("reading", "EXPORT-READ-500"))?;
     let needs_events = plan.spec.event_list.is_some() || plan.spec.empty_profiles;
     let events = if needs_events {
-        partition_events(lake, plan, profiles, &wanted).await.map_err(failed("reading", "EXPORT-READ-500"))?
+        partition_events(lake, plan, profiles, &wanted)
+            .await
+            .map_err(failed("reading", "EXPORT-READ-500"))?
     } else {
-        PartitionEvents { rows: None, listed: vec![Vec::new(); profiles.len()], identities: vec![Vec::new(); profiles.len()] }
+        PartitionEvents {
+            rows: None,
+            listed: vec![Vec::new(); profiles.len()],
+            identities: vec![Vec::new(); profiles.len()],
+        }
     };
     if cancel.is_cancelled() {
         return Err(ExportError::Cancelled);
     }
-    let memberships_json = column_as_json(&records.rows, SEGMENT_MEMBERSHIP).map_err(failed("merging", "EXPORT-MERGE-500"))?;
+    let memberships_json =
+        column_as_json(&records.rows, SEGMENT_MEMBERSHIP).map_err(failed("merging", "EXPORT-MERGE-500"))?;
     let memberships = merged_memberships(&memberships_json, &records.groups);
 
     // The identityMap of a profile with records is the union of its records' identities; an
     // empty profile takes its events' identities.
     let extra: Vec<Vec<FragmentIdentities>> = (0..profiles.len())
-        .map(|g| if records.groups.bounds[g].is_empty() { events.identities[g].clone() } else { Vec::new() })
+        .map(|g| {
+            if records.groups.bounds[g].is_empty() {
+                events.identities[g].clone()
+            } else {
+                Vec::new()
+            }
+        })
         .collect();
     let mut chosen: Vec<(usize, Vec<usize>)> = Vec::new();
     for g in 0..profiles.len() {
@@ -344,41 +445,60 @@ async fn export_partition(
             chosen.push((g, targets));
         }
     }
-    progress.profiles_scanned.fetch_add(profiles.len() as u64, Ordering::Relaxed);
+    progress
+        .profiles_scanned
+        .fetch_add(profiles.len() as u64, Ordering::Relaxed);
 
     for chunk in chosen.chunks(PROFILES_PER_CHUNK) {
         if cancel.is_cancelled() {
             return Err(ExportError::Cancelled);
         }
         let groups: Vec<usize> = chunk.iter().map(|(g, _)| *g).collect();
-        let sub = Groups { order: records.groups.order.clone(), bounds: groups.iter().map(|&g| records.groups.bounds[g].clone()).collect() };
+        let sub = Groups {
+            order: records.groups.order.clone(),
+            bounds: groups.iter().map(|&g| records.groups.bounds[g].clone()).collect(),
+        };
         let sub_extra: Vec<Vec<FragmentIdentities>> = groups.iter().map(|&g| extra[g].clone()).collect();
         let merged = merge_groups(&records.rows, &plan.union_schema, &sub, &records.identities, &sub_extra)
             .map_err(failed("merging", "EXPORT-MERGE-500"))?;
         let mut columns: Vec<ArrayRef> = Vec::new();
         for field in plan.output_schema.fields() {
             if field.name() == "eventList" {
-                columns.push(event_list_column(&events, &groups, field).map_err(failed("merging", "EXPORT-MERGE-500"))?);
+                columns
+                    .push(event_list_column(&events, &groups, field).map_err(failed("merging", "EXPORT-MERGE-500"))?);
             } else {
                 let projected = align_batch(&merged, &Arc::new(Schema::new(vec![field.as_ref().clone()])))
                     .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?;
                 columns.push(projected.column(0).clone());
             }
         }
-        let rows = RecordBatch::try_new(plan.output_schema.clone(), columns).map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?;
+        let rows = RecordBatch::try_new(plan.output_schema.clone(), columns)
+            .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?;
         for (target, writer) in writers.iter_mut().enumerate() {
-            let mask: BooleanArray = chunk.iter().map(|(_, targets)| Some(targets.contains(&target))).collect();
-            let selected = filter_record_batch(&rows, &mask).map_err(|e| failed("writing", "EXPORT-WRITE-500")(e.into()))?;
+            let mask: BooleanArray = chunk
+                .iter()
+                .map(|(_, targets)| Some(targets.contains(&target)))
+                .collect();
+            let selected =
+                filter_record_batch(&rows, &mask).map_err(|e| failed("writing", "EXPORT-WRITE-500")(e.into()))?;
             if selected.num_rows() > 0 {
-                writer.write(&selected).await.map_err(failed("writing", "EXPORT-WRITE-500"))?;
+                writer
+                    .write(&selected)
+                    .await
+                    .map_err(failed("writing", "EXPORT-WRITE-500"))?;
             }
         }
         for &g in &groups {
-            let namespace = plan.sources.facts[profiles[g] as usize].primary_namespace.as_deref().unwrap_or("unknown");
+            let namespace = plan.sources.facts[profiles[g] as usize]
+                .primary_namespace
+                .as_deref()
+                .unwrap_or("unknown");
             *totals.by_namespace.entry(namespace.to_owned()).or_default() += 1;
         }
         totals.exported += chunk.len() as u64;
-        progress.profiles_exported.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        progress
+            .profiles_exported
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     Ok(())
 }
@@ -407,12 +527,28 @@ pub async fn run_export(
             )
         })
         .collect();
-    let mut totals = Totals { exported: 0, by_namespace: BTreeMap::new(), left_out: BTreeMap::new() };
+    let mut totals = Totals {
+        exported: 0,
+        by_namespace: BTreeMap::new(),
+        left_out: BTreeMap::new(),
+    };
     let partitions: Vec<&[u32]> = plan.candidates.chunks(PROFILES_PER_PARTITION).collect();
     let count = partitions.len().max(1) as u64;
     for (done, profiles) in partitions.into_iter().enumerate() {
-        export_partition(lake, &plan, request, profiles, &mut writers, &mut totals, progress, cancel).await?;
-        progress.percent.store(((done as u64 + 1) * 99) / count, Ordering::Relaxed);
+        export_partition(
+            lake,
+            &plan,
+            request,
+            profiles,
+            &mut writers,
+            &mut totals,
+            progress,
+            cancel,
+        )
+        .await?;
+        progress
+            .percent
+            .store(((done as u64 + 1) * 99) / count, Ordering::Relaxed);
     }
     let merged_at = now_millis();
     let mut batches = Vec::new();
@@ -421,7 +557,12 @@ pub async fn run_export(
         let records = files.iter().map(|f| f.records).sum();
         let size = files.iter().map(|f| f.size).sum();
         progress.bytes_written.fetch_add(size as u64, Ordering::Relaxed);
-        batches.push(StagedBatch { target: target.clone(), files, records, size });
+        batches.push(StagedBatch {
+            target: target.clone(),
+            files,
+            records,
+            size,
+        });
     }
     progress.percent.store(100, Ordering::Relaxed);
     let finished = now_millis();
@@ -430,8 +571,13 @@ pub async fn run_export(
         exported_profiles: totals.exported,
         by_namespace: totals.by_namespace,
         left_out: totals.left_out,
-        profile_export_time: Span { start: started, end: merged_at },
-        dataset_write_time: Span { start: started, end: finished },
+        profile_export_time: Span {
+            start: started,
+            end: merged_at,
+        },
+        dataset_write_time: Span {
+            start: started,
+            end: finished,
+        },
     })
 }
-

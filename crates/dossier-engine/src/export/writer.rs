@@ -27,7 +27,11 @@ pub struct SplitLimits {
 
 impl Default for SplitLimits {
     fn default() -> Self {
-        Self { max_rows: 1_000_000, max_bytes: 512 * 1024 * 1024, row_group_bytes: 128 * 1024 * 1024 }
+        Self {
+            max_rows: 1_000_000,
+            max_bytes: 512 * 1024 * 1024,
+            row_group_bytes: 128 * 1024 * 1024,
+        }
     }
 }
 
@@ -66,7 +70,16 @@ impl BatchWriter {
         schema: SchemaRef,
         limits: SplitLimits,
     ) -> Self {
-        Self { store, folder, batch_id, dataset_id, schema, limits, open: None, files: Vec::new() }
+        Self {
+            store,
+            folder,
+            batch_id,
+            dataset_id,
+            schema,
+            limits,
+            open: None,
+            files: Vec::new(),
+        }
     }
 
     /// Writes rows, cutting files at the row and size limits.
@@ -93,7 +106,12 @@ impl BatchWriter {
             let location = self.folder.clone().join(name.as_str());
             let sink = BufWriter::new(self.store.clone(), location.clone());
             let writer = AsyncArrowWriter::try_new(sink, self.schema.clone(), Some(properties(&self.limits)))?;
-            self.open = Some(OpenFile { writer, name, location, rows: 0 });
+            self.open = Some(OpenFile {
+                writer,
+                name,
+                location,
+                rows: 0,
+            });
         }
         Ok(self.open.as_mut().expect("just opened"))
     }
