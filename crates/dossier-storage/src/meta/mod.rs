@@ -3,6 +3,7 @@
 mod batch_files;
 mod catalog;
 mod clients;
+mod identity_graph;
 mod merge_policies;
 mod rows;
 mod sandboxes;
@@ -19,6 +20,7 @@ use crate::StorageError;
 pub use batch_files::{BatchFile, BatchOutcome, FileKind};
 pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
 pub use clients::{ApiClient, IssuedClient};
+pub use identity_graph::{IdentityGraphVersion, IdentityGraphWriteGuard};
 pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -27,6 +29,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct MetaStore {
     pool: SqlitePool,
+    graph_writers: std::sync::Arc<identity_graph::GraphWriterLocks>,
 }
 
 impl MetaStore {
@@ -46,7 +49,10 @@ impl MetaStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            graph_writers: Default::default(),
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.
