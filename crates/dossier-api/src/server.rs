@@ -111,6 +111,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     if resumed > 0 {
         tracing::warn!(batches = resumed, "resumed ingestion interrupted by the last stop");
     }
+    ingestion.spawn_graph_recovery();
     let state = AppState {
         meta: meta.clone(),
         lake,
