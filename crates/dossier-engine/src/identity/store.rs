@@ -33,6 +33,9 @@ use crate::schemas::fragment_datasets;
 /// before the last fold may still be opening.
 pub const KEPT_VERSIONS: usize = 2;
 
+/// How old a snapshot file no version names must be before it is collected.
+const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// How many times a reader retries when the version it pinned was collected before it could
 /// read the file.
 const PIN_ATTEMPTS: usize = 3;
@@ -111,7 +114,7 @@ async fn commit_version(
     graph: &mut IdentityGraph,
     folded: &[BatchId],
 ) -> Result<IdentityGraphVersion, EngineError> {
-    let location = Lake::identity_graph_snapshot(tenant, number);
+    let location = Lake::new_identity_graph_snapshot(tenant, number);
     let counts = write_snapshot(lake, &location, graph).await?;
     let version = IdentityGraphVersion {
         version: number,
@@ -129,28 +132,38 @@ async fn commit_version(
     Ok(version)
 }
 
-/// Drops the rows of versions older than the kept ones, and every snapshot file no remaining
-/// row names (including files of folds that crashed before their row committed). Runs under
-/// the writer lock, so no fold is writing a file meanwhile.
-async fn collect_garbage(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<u64, EngineError> {
-    meta.prune_identity_graph_versions(tenant, KEPT_VERSIONS).await?;
+/// Deletes one snapshot file; one already gone is fine.
+async fn delete_snapshot(lake: &Lake, location: &ObjectPath) -> Result<(), EngineError> {
+    match lake.store().delete(location).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Drops versions older than the kept ones (row, then file), and snapshot files no row names
+/// that are older than [`ORPHAN_AGE`]: left by folds that crashed or lost a race before their
+/// row committed. A younger unnamed file may be a fold of another process still in flight.
+async fn collect_garbage(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<usize, EngineError> {
+    let pruned = meta.prune_identity_graph_versions(tenant, KEPT_VERSIONS).await?;
+    for version in &pruned {
+        delete_snapshot(lake, &ObjectPath::from(version.path.as_str())).await?;
+    }
     let live: HashSet<String> = meta
         .identity_graph_versions(tenant)
         .await?
         .into_iter()
         .map(|v| v.path)
         .collect();
-    let mut deleted = 0;
+    let cutoff = jiff::Timestamp::now().as_millisecond() - ORPHAN_AGE.as_millis() as i64;
+    let mut orphans = 0;
     for object in lake.list(&Lake::identity_graph_prefix(tenant)).await? {
-        if live.contains(object.location.as_ref()) {
-            continue;
-        }
-        match lake.store().delete(&object.location).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-            Err(error) => return Err(error.into()),
+        let old_enough = object.last_modified.timestamp_millis() < cutoff;
+        if old_enough && !live.contains(object.location.as_ref()) {
+            delete_snapshot(lake, &object.location).await?;
+            orphans += 1;
         }
     }
-    Ok(deleted)
+    Ok(pruned.len() + orphans)
 }
 
 /// Folds every committed batch of the sandbox's fragment datasets that the graph does not
@@ -273,4 +286,79 @@ pub async fn current_graph(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Re
         tracing::error!(%error, org = %tenant.org, sandbox = %tenant.sandbox, "could not fold the identity graph; reading its last version");
     }
     pin_latest(meta, lake, tenant).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use object_store::memory::InMemory;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::identity::Identity;
+
+    fn as_identities(batch: &[Vec<u8>]) -> Vec<Vec<Identity>> {
+        let namespaces = ["Email", "CRMID", "ECID"];
+        batch
+            .iter()
+            .map(|fragment| {
+                fragment
+                    .iter()
+                    .map(|n| Identity::new(namespaces[*n as usize % 3], n.to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// What a fold does to the graph: the previous snapshot loaded, the batch linked, the next
+    /// snapshot written.
+    async fn fold_one(lake: &Lake, previous: Option<&ObjectPath>, next: &ObjectPath, batch: &[Vec<Identity>]) {
+        let mut graph = match previous {
+            Some(location) => load_graph(lake, location).await.unwrap(),
+            None => IdentityGraph::new(),
+        };
+        for fragment in batch {
+            graph.link(fragment);
+        }
+        write_snapshot(lake, next, &mut graph).await.unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn folding_batches_one_by_one_gives_the_components_of_linking_them_all_at_once(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(0u8..40, 1..4), 0..6),
+                1..8,
+            ),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let lake = Lake::with_store(Arc::new(InMemory::new()));
+            let folded = runtime.block_on(async {
+                let mut previous = None;
+                for (n, batch) in batches.iter().enumerate() {
+                    let next = ObjectPath::from(format!("graph/v{}.parquet", n + 1));
+                    fold_one(&lake, previous.as_ref(), &next, &as_identities(batch)).await;
+                    previous = Some(next);
+                }
+                let mut rows = Vec::new();
+                super::super::snapshot::read_snapshot(&lake, previous.as_ref().unwrap(), |identity, key| {
+                    rows.push((identity, key.clone()))
+                })
+                .await
+                .unwrap();
+                rows
+            });
+            let mut at_once = IdentityGraph::new();
+            for fragment in batches.iter().flat_map(|b| as_identities(b)) {
+                at_once.link(&fragment);
+            }
+            let expected: HashMap<Identity, Identity> = at_once.components().into_iter().collect();
+            prop_assert_eq!(folded.len(), expected.len());
+            let folded: HashMap<Identity, Identity> = folded.into_iter().collect();
+            prop_assert_eq!(folded, expected);
+        }
+    }
 }
