@@ -203,14 +203,19 @@ mod tests {
     type Fragment = (u8, u32, Option<i64>, Option<String>);
 
     fn schema() -> SchemaRef {
-        let inner = Fields::from(vec![Field::new("a", DataType::Int64, true), Field::new("b", DataType::Utf8, true)]);
+        let inner = Fields::from(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+        ]);
         Arc::new(Schema::new(vec![Field::new("obj", DataType::Struct(inner), true)]))
     }
 
     fn rows(fragments: &[Fragment]) -> RecordBatch {
         let a: ArrayRef = Arc::new(fragments.iter().map(|f| f.2).collect::<Int64Array>());
         let b: ArrayRef = Arc::new(fragments.iter().map(|f| f.3.clone()).collect::<StringArray>());
-        let DataType::Struct(fields) = schema().field(0).data_type().clone() else { unreachable!() };
+        let DataType::Struct(fields) = schema().field(0).data_type().clone() else {
+            unreachable!()
+        };
         let obj = StructArray::new(fields, vec![a, b], None);
         RecordBatch::try_new(schema(), vec![Arc::new(obj)]).unwrap()
     }
@@ -239,7 +244,11 @@ mod tests {
 
     #[test]
     fn each_leaf_comes_from_the_highest_ranked_fragment_that_has_it() {
-        let fragments = vec![(0, 2, None, Some("late".into())), (0, 1, Some(1), Some("early".into())), (0, 0, Some(9), None)];
+        let fragments = vec![
+            (0, 2, None, Some("late".into())),
+            (0, 1, Some(1), Some("early".into())),
+            (0, 0, Some(9), None),
+        ];
         let out = merged(&fragments);
         let obj = out.column(0).as_struct();
         assert_eq!(obj.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0), 1);

@@ -306,3 +306,82 @@ pub fn static_token(token: &str, client_id: &str, org: &str) -> StaticToken {
         sandboxes: None,
     }
 }
+
+/// `dossier serve` as a real child process on an ephemeral port, for tests that kill it.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    pub fn spawn(data_dir: &Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dossier"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("dossier serve starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines.next().expect("serve prints its address").unwrap();
+            if let Some(rest) = line.strip_prefix("dossier listening on ") {
+                break rest.to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, base }
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or an OOM kill.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// A caller of this process with `credentials`.
+    pub async fn caller(&self, credentials: &Credentials) -> Caller {
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{}/ims/token/v3", self.base))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &credentials.client_id),
+                ("client_secret", &credentials.secret),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let token = response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        Caller {
+            base: self.base.clone(),
+            http,
+            token,
+            credentials: credentials.clone(),
+            sandbox: "prod".into(),
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates an API client on a data dir without a server.
+pub fn create_client_in(data_dir: &Path, org: &str) -> Credentials {
+    let printed: Value =
+        serde_json::from_str(&dossier(data_dir, &["clients", "create", "--org", org, "--json"])).unwrap();
+    Credentials {
+        client_id: printed["clientId"].as_str().unwrap().to_owned(),
+        secret: printed["clientSecret"].as_str().unwrap().to_owned(),
+        org: printed["org"].as_str().unwrap().to_owned(),
+    }
+}
