@@ -256,4 +256,35 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
     );
     assert!(events.column_by_name("timestamp").is_some());
     assert_eq!(progress.snapshot().3, 100);
+
+    // Other readers see the same schema and rows: pyarrow and DuckDB, as a data engineer would.
+    let folder = server
+        .data_dir()
+        .join("lake")
+        .join(Lake::batch_prefix(&tenant, &DatasetId::from_string(target.as_str()), &ups_batch).as_ref());
+    let script = r#"
+import sys, pyarrow.parquet as pq, duckdb
+folder = sys.argv[1]
+table = pq.read_table(folder)
+assert table.num_rows == 2, table.num_rows
+import pyarrow as pa
+identity_map = table.schema.field("identityMap").type
+assert pa.types.is_map(identity_map) and pa.types.is_list(identity_map.item_type), identity_map
+assert pa.types.is_list(table.schema.field("eventList").type), table.schema.field("eventList").type
+rows = duckdb.sql(f"SELECT personalEmail.address AS email, len(eventList) AS events FROM read_parquet('{folder}/*.parquet') ORDER BY email").fetchall()
+assert rows == [("c1@example.com", 2), ("c3@example.com", 1)], rows
+print("ok")
+"#;
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&folder)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "pyarrow/duckdb check failed (CI installs them with .ci/run): {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
