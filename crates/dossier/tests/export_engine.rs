@@ -22,26 +22,6 @@ use support::*;
 const AAM_SEGMENT: &str = "4edc8488-2c35-4f6d-b4c6-9075c68d2df4";
 const UPS_SEGMENT: &str = "1rfe8422-334d-12f4-3sd4-12cf6g990g51";
 
-async fn dataset_with(caller: &Caller, title: &str, class: &str, groups: &[&str], properties: Value) -> String {
-    let mut all_of = vec![json!({"$ref": format!("https://ns.adobe.com/xdm/context/{class}")})];
-    all_of.extend(
-        groups
-            .iter()
-            .map(|g| json!({"$ref": format!("https://ns.adobe.com/xdm/context/{g}")})),
-    );
-    let body = json!({"title": title, "type": "object", "allOf": all_of, "properties": properties});
-    let (status, schema) = caller
-        .send_json(Method::POST, "/data/foundation/schemaregistry/tenant/schemas", &body)
-        .await;
-    assert_eq!(status, 201, "{schema}");
-    let body = json!({"name": title, "schemaRef": {"id": schema["$id"]}, "tags": {"unifiedProfile": ["enabled:true"]}});
-    let (status, created) = caller
-        .send_json(Method::POST, "/data/foundation/catalog/dataSets", &body)
-        .await;
-    assert_eq!(status, 201, "{created}");
-    dataset_id_of(&created)
-}
-
 fn customer(n: u32, memberships: Value) -> Value {
     json!({
         "_id": format!("crm-{n}"),
@@ -105,16 +85,14 @@ fn crm_ids(batches: &[RecordBatch]) -> Vec<String> {
 async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = dataset_with(
-        &caller,
+    let crm = caller.create_dataset_with_groups(
         "CRM",
         "profile",
         &["profile-personal-details", "profile-identities-deprecated"],
         json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}}),
     )
     .await;
-    let web = dataset_with(
-        &caller,
+    let web = caller.create_dataset_with_groups(
         "Web",
         "experienceevent",
         &["experienceevent-environment-details"],
