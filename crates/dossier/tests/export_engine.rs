@@ -85,20 +85,22 @@ fn crm_ids(batches: &[RecordBatch]) -> Vec<String> {
 async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = caller.create_dataset_with_groups(
-        "CRM",
-        "profile",
-        &["profile-personal-details", "profile-identities-deprecated"],
-        json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}}),
-    )
-    .await;
-    let web = caller.create_dataset_with_groups(
-        "Web",
-        "experienceevent",
-        &["experienceevent-environment-details"],
-        json!({}),
-    )
-    .await;
+    let crm = caller
+        .create_dataset_with_groups(
+            "CRM",
+            "profile",
+            &["profile-personal-details", "profile-identities-deprecated"],
+            json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}}),
+        )
+        .await;
+    let web = caller
+        .create_dataset_with_groups(
+            "Web",
+            "experienceevent",
+            &["experienceevent-environment-details"],
+            json!({}),
+        )
+        .await;
     let realized = |time: &str| json!({"status": "realized", "lastQualificationTime": time});
     let exited = |time: &str| json!({"status": "exited", "lastQualificationTime": time});
     caller

@@ -29,8 +29,22 @@ fn customer(n: u32, memberships: Value) -> Value {
 }
 
 async fn populate(caller: &Caller) {
-    let crm = caller.create_dataset_with_groups("CRM", "profile", &["profile-personal-details", "profile-identities-deprecated"], json!({})).await;
-    let web = caller.create_dataset_with_groups("Web", "experienceevent", &["experienceevent-environment-details"], json!({})).await;
+    let crm = caller
+        .create_dataset_with_groups(
+            "CRM",
+            "profile",
+            &["profile-personal-details", "profile-identities-deprecated"],
+            json!({}),
+        )
+        .await;
+    let web = caller
+        .create_dataset_with_groups(
+            "Web",
+            "experienceevent",
+            &["experienceevent-environment-details"],
+            json!({}),
+        )
+        .await;
     let q = |status: &str, time: &str| json!({"status": status, "lastQualificationTime": time});
     caller
         .ingest_json_lines(
@@ -49,24 +63,44 @@ async fn populate(caller: &Caller) {
                "environment": {"browserDetails": {"name": browser, "version": "118"}}})
     };
     caller
-        .ingest_json_lines(&web, &[event("e1", "c1", "2024-05-01T10:00:00Z", "Chrome"), event("e2", "c3", "2024-05-02T10:00:00Z", "Firefox")])
+        .ingest_json_lines(
+            &web,
+            &[
+                event("e1", "c1", "2024-05-01T10:00:00Z", "Chrome"),
+                event("e2", "c3", "2024-05-02T10:00:00Z", "Firefox"),
+            ],
+        )
         .await;
 }
 
 fn read_rows(bytes: bytes::Bytes) -> Vec<RecordBatch> {
-    ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap().map(Result::unwrap).collect()
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// The exported personalEmail.address values of a batch, downloaded through Data Access.
 async fn exported_emails(caller: &Caller, batch: &str) -> Vec<String> {
-    let (status, listing) = caller.get(&format!("/data/foundation/export/batches/{batch}/files")).await;
+    let (status, listing) = caller
+        .get(&format!("/data/foundation/export/batches/{batch}/files"))
+        .await;
     assert_eq!(status, 200, "{listing}");
     let mut emails = Vec::new();
     for file in listing["data"].as_array().unwrap() {
         let id = file["dataSetFileId"].as_str().unwrap();
         let (_, described) = caller.get(&format!("/data/foundation/export/files/{id}")).await;
         let name = described["data"][0]["name"].as_str().unwrap();
-        let bytes = caller.request(Method::GET, &format!("/data/foundation/export/files/{id}?path={name}")).send().await.unwrap().bytes().await.unwrap();
+        let bytes = caller
+            .request(Method::GET, &format!("/data/foundation/export/files/{id}?path={name}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         for rows in read_rows(bytes) {
             let email = rows.column_by_name("personalEmail").unwrap().as_struct();
             assert_eq!(email.num_columns(), 1, "fields keeps only personalEmail.address");
@@ -88,13 +122,21 @@ async fn adobes_export_tutorial_works_word_for_word() {
     populate(&caller).await;
 
     // Step 1: the target dataset, with the tutorial's body verbatim.
-    let (status, created) = caller.send_json(Method::POST, "/data/foundation/catalog/dataSets", &serde_json::from_str(TUTORIAL_DATASET).unwrap()).await;
+    let (status, created) = caller
+        .send_json(
+            Method::POST,
+            "/data/foundation/catalog/dataSets",
+            &serde_json::from_str(TUTORIAL_DATASET).unwrap(),
+        )
+        .await;
     assert_eq!(status, 201);
     let dataset = dataset_id_of(&created);
 
     // The tutorial names a merge policy of its own org; ours issues its own id.
     let policy_body = json!({"name": "tutorial", "schema": {"name": "_xdm.context.profile"}, "identityGraph": {"type": "pdg"}, "attributeMerge": {"type": "timestampOrdered"}});
-    let (_, policy) = caller.send_json(Method::POST, "/data/core/ups/config/mergePolicies", &policy_body).await;
+    let (_, policy) = caller
+        .send_json(Method::POST, "/data/core/ups/config/mergePolicies", &policy_body)
+        .await;
     let policy_id = policy["id"].as_str().unwrap().to_owned();
 
     // Step 2: the export job, as written, with only those two ids replaced.
@@ -146,8 +188,14 @@ async fn adobes_export_tutorial_works_word_for_word() {
     // The rows: AAM realized in the window → c1, c3; UPS (matched case-insensitively) exited → c2, c3.
     let aam = batches[0]["batchId"].as_str().unwrap();
     let ups = batches[1]["batchId"].as_str().unwrap();
-    assert_eq!(exported_emails(&caller, aam).await, ["c1@example.com", "c3@example.com"]);
-    assert_eq!(exported_emails(&caller, ups).await, ["c2@example.com", "c3@example.com"]);
+    assert_eq!(
+        exported_emails(&caller, aam).await,
+        ["c1@example.com", "c3@example.com"]
+    );
+    assert_eq!(
+        exported_emails(&caller, ups).await,
+        ["c2@example.com", "c3@example.com"]
+    );
     let (_, catalog_batch) = caller.get(&format!("/data/foundation/catalog/batches/{aam}")).await;
     assert_eq!(catalog_batch[aam]["status"], "success");
     assert_eq!(catalog_batch[aam]["recordCount"], 2);
@@ -164,7 +212,13 @@ async fn adobes_export_tutorial_works_word_for_word() {
 
     // DELETE of a finished job: marked, and nothing changes.
     let (status, answer) = caller.delete(&format!("{JOBS}/{id}")).await;
-    assert_eq!((status, answer), (200, json!({"status": true, "message": "Export job has been marked for cancelling"})));
+    assert_eq!(
+        (status, answer),
+        (
+            200,
+            json!({"status": true, "message": "Export job has been marked for cancelling"})
+        )
+    );
     let (_, after) = caller.get(&format!("{JOBS}/{id}")).await;
     assert_eq!(after["status"], "SUCCEEDED");
 }

@@ -236,14 +236,28 @@ impl Caller {
 
     /// A profile-enabled dataset on a new schema of `class` composed from standard field groups
     /// (`profile-personal-details`, `experienceevent-environment-details`, ...) plus `properties`.
-    pub async fn create_dataset_with_groups(&self, title: &str, class: &str, groups: &[&str], properties: Value) -> String {
+    pub async fn create_dataset_with_groups(
+        &self,
+        title: &str,
+        class: &str,
+        groups: &[&str],
+        properties: Value,
+    ) -> String {
         let mut all_of = vec![serde_json::json!({"$ref": format!("https://ns.adobe.com/xdm/context/{class}")})];
-        all_of.extend(groups.iter().map(|g| serde_json::json!({"$ref": format!("https://ns.adobe.com/xdm/context/{g}")})));
+        all_of.extend(
+            groups
+                .iter()
+                .map(|g| serde_json::json!({"$ref": format!("https://ns.adobe.com/xdm/context/{g}")})),
+        );
         let body = serde_json::json!({"title": title, "type": "object", "allOf": all_of, "properties": properties});
-        let (status, schema) = self.send_json(Method::POST, "/data/foundation/schemaregistry/tenant/schemas", &body).await;
+        let (status, schema) = self
+            .send_json(Method::POST, "/data/foundation/schemaregistry/tenant/schemas", &body)
+            .await;
         assert_eq!(status, 201, "{schema}");
         let body = serde_json::json!({"name": title, "schemaRef": {"id": schema["$id"]}, "tags": {"unifiedProfile": ["enabled:true"]}});
-        let (status, created) = self.send_json(Method::POST, "/data/foundation/catalog/dataSets", &body).await;
+        let (status, created) = self
+            .send_json(Method::POST, "/data/foundation/catalog/dataSets", &body)
+            .await;
         assert_eq!(status, 201, "{created}");
         dataset_id_of(&created)
     }
