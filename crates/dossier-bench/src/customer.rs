@@ -69,7 +69,11 @@ impl Customer {
             first_name,
             gender,
             last_name,
-            email: format!("{}.{}.{email_tag}@{domain}", mailbox_part(first_name), mailbox_part(last_name)),
+            email: format!(
+                "{}.{}.{email_tag}@{domain}",
+                mailbox_part(first_name),
+                mailbox_part(last_name)
+            ),
             country,
             place,
             crm_id: in_crm.then(|| format!("CRM-{:016x}", unique_u64(seed, id_kind::CRM_ID, index))),
@@ -154,7 +158,10 @@ mod tests {
     fn customers_are_the_same_for_the_same_seed_and_index() {
         let streams = Streams::new(9);
         assert_eq!(Customer::new(9, &streams, 12), Customer::new(9, &streams, 12));
-        assert_ne!(Customer::new(9, &streams, 12).email, Customer::new(9, &streams, 13).email);
+        assert_ne!(
+            Customer::new(9, &streams, 12).email,
+            Customer::new(9, &streams, 13).email
+        );
     }
 
     #[test]

@@ -85,7 +85,10 @@ pub fn customer_events(seed: u64, streams: &Streams, customer: &Customer) -> (Ve
             let known = signed_in_identity(&mut rng, customer);
             per_device[device].0 += 1;
             per_device[device].1 |= known.is_some();
-            let id = format!("{id_prefix:016x}{:016x}", unique_u64(seed, id_kind::EVENT_ORDINAL, ordinal));
+            let id = format!(
+                "{id_prefix:016x}{:016x}",
+                unique_u64(seed, id_kind::EVENT_ORDINAL, ordinal)
+            );
             event(&mut rng, seed, id, &customer.devices[device], known)
         })
         .collect();
@@ -210,7 +213,11 @@ fn page(rng: &mut impl Rng, kind: EventType, items: Option<&[ProductListItem]>) 
         }
         (EventType::ProductView | EventType::ProductListAdd, Some(items)) => {
             let sku = items[0].sku;
-            (items[0].name, format!("{SITE}/p/{}", sku.to_ascii_lowercase()), "product")
+            (
+                items[0].name,
+                format!("{SITE}/p/{}", sku.to_ascii_lowercase()),
+                "product",
+            )
         }
         (EventType::Checkout, Some(_)) => ("Checkout", format!("{SITE}/checkout"), "checkout"),
         (EventType::Purchase, Some(_)) => ("Order confirmation", format!("{SITE}/checkout/done"), "checkout"),

@@ -106,7 +106,10 @@ fn crm_details(rng: &mut impl Rng, crm_id: &str) -> CrmDetails {
         order_count,
         signup_date: date_time(signup),
         last_purchase_date: rng.random_bool(0.95).then(|| date_time(later_than(rng, signup))),
-        preferred_channel: *weighted(rng, &[("email", 55), ("sms", 20), ("phone", 10), ("mail", 5), ("none", 10)]),
+        preferred_channel: *weighted(
+            rng,
+            &[("email", 55), ("sms", 20), ("phone", 10), ("mail", 5), ("none", 10)],
+        ),
         preferences: preferences(rng),
         marketing_consent: MarketingConsent {
             email: rng.random_bool(0.7),
@@ -173,9 +176,17 @@ fn legacy_identities(crm_id: &str, email: &str) -> Vec<LegacyIdentity> {
 fn mobile_phone(rng: &mut impl Rng, customer: &Customer) -> MobilePhone {
     let country = customer.country;
     let number = if country.phone_prefix == "+1" {
-        format!("+1-{}-555-01{:02}", rng.random_range(201..990), rng.random_range(0..100))
+        format!(
+            "+1-{}-555-01{:02}",
+            rng.random_range(201..990),
+            rng.random_range(0..100)
+        )
     } else {
-        format!("{} {:09}", country.phone_prefix, rng.random_range(100_000_000..1_000_000_000u64))
+        format!(
+            "{} {:09}",
+            country.phone_prefix,
+            rng.random_range(100_000_000..1_000_000_000u64)
+        )
     };
     MobilePhone { number, primary: true }
 }
@@ -253,7 +264,10 @@ mod tests {
         for index in 0..500 {
             let customer = Customer::new(5, &streams, index);
             assert_eq!(crm_record(5, &streams, &customer).is_some(), customer.crm_id.is_some());
-            assert_eq!(loyalty_record(5, &streams, &customer).is_some(), customer.loyalty_id.is_some());
+            assert_eq!(
+                loyalty_record(5, &streams, &customer).is_some(),
+                customer.loyalty_id.is_some()
+            );
         }
     }
 
