@@ -31,6 +31,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Generate a demo population, load it, run Adobe's export tutorial over HTTP, and keep serving.
+    Demo(Box<crate::commands::demo::DemoArgs>),
     /// Run the HTTP server until SIGTERM or Ctrl-C.
     Serve {
         /// Address to listen on [default: 127.0.0.1:8080]
@@ -48,6 +50,8 @@ pub enum Command {
     Sandboxes(SandboxesCommand),
     /// Load files into a dataset through a running server's batch ingestion API.
     Ingest(Box<crate::commands::ingest::IngestArgs>),
+    /// Export profiles through a running server's export job API and download the files.
+    Export(Box<crate::commands::export::ExportArgs>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,26 +22,6 @@ use support::*;
 const AAM_SEGMENT: &str = "4edc8488-2c35-4f6d-b4c6-9075c68d2df4";
 const UPS_SEGMENT: &str = "1rfe8422-334d-12f4-3sd4-12cf6g990g51";
 
-async fn dataset_with(caller: &Caller, title: &str, class: &str, groups: &[&str], properties: Value) -> String {
-    let mut all_of = vec![json!({"$ref": format!("https://ns.adobe.com/xdm/context/{class}")})];
-    all_of.extend(
-        groups
-            .iter()
-            .map(|g| json!({"$ref": format!("https://ns.adobe.com/xdm/context/{g}")})),
-    );
-    let body = json!({"title": title, "type": "object", "allOf": all_of, "properties": properties});
-    let (status, schema) = caller
-        .send_json(Method::POST, "/data/foundation/schemaregistry/tenant/schemas", &body)
-        .await;
-    assert_eq!(status, 201, "{schema}");
-    let body = json!({"name": title, "schemaRef": {"id": schema["$id"]}, "tags": {"unifiedProfile": ["enabled:true"]}});
-    let (status, created) = caller
-        .send_json(Method::POST, "/data/foundation/catalog/dataSets", &body)
-        .await;
-    assert_eq!(status, 201, "{created}");
-    dataset_id_of(&created)
-}
-
 fn customer(n: u32, memberships: Value) -> Value {
     json!({
         "_id": format!("crm-{n}"),
@@ -105,22 +85,22 @@ fn crm_ids(batches: &[RecordBatch]) -> Vec<String> {
 async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = dataset_with(
-        &caller,
-        "CRM",
-        "profile",
-        &["profile-personal-details", "profile-identities-deprecated"],
-        json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}}),
-    )
-    .await;
-    let web = dataset_with(
-        &caller,
-        "Web",
-        "experienceevent",
-        &["experienceevent-environment-details"],
-        json!({}),
-    )
-    .await;
+    let crm = caller
+        .create_dataset_with_groups(
+            "CRM",
+            "profile",
+            &["profile-personal-details", "profile-identities-deprecated"],
+            json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}}),
+        )
+        .await;
+    let web = caller
+        .create_dataset_with_groups(
+            "Web",
+            "experienceevent",
+            &["experienceevent-environment-details"],
+            json!({}),
+        )
+        .await;
     let realized = |time: &str| json!({"status": "realized", "lastQualificationTime": time});
     let exited = |time: &str| json!({"status": "exited", "lastQualificationTime": time});
     caller
@@ -256,4 +236,35 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
     );
     assert!(events.column_by_name("timestamp").is_some());
     assert_eq!(progress.snapshot().3, 100);
+
+    // Other readers see the same schema and rows: pyarrow and DuckDB, as a data engineer would.
+    let folder = server
+        .data_dir()
+        .join("lake")
+        .join(Lake::batch_prefix(&tenant, &DatasetId::from_string(target.as_str()), &ups_batch).as_ref());
+    let script = r#"
+import sys, pyarrow.parquet as pq, duckdb
+folder = sys.argv[1]
+table = pq.read_table(folder)
+assert table.num_rows == 2, table.num_rows
+import pyarrow as pa
+identity_map = table.schema.field("identityMap").type
+assert pa.types.is_map(identity_map) and pa.types.is_list(identity_map.item_type), identity_map
+assert pa.types.is_list(table.schema.field("eventList").type), table.schema.field("eventList").type
+rows = duckdb.sql(f"SELECT personalEmail.address AS email, len(eventList) AS events FROM read_parquet('{folder}/*.parquet') ORDER BY email").fetchall()
+assert rows == [("c1@example.com", 2), ("c3@example.com", 1)], rows
+print("ok")
+"#;
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&folder)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "pyarrow/duckdb check failed (CI installs them with .ci/run): {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 mod clients;
+pub mod demo;
+pub mod export;
 pub mod ingest;
 mod sandboxes;
 mod serve;
@@ -14,5 +16,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Clients(command) => clients::run(command, &settings).await,
         Command::Sandboxes(command) => sandboxes::run(command, &settings).await,
         Command::Ingest(args) => ingest::run(*args).await,
+        Command::Export(args) => export::run(*args).await,
+        Command::Demo(args) => demo::run(*args, settings).await,
     }
 }
