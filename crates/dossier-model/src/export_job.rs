@@ -5,11 +5,21 @@
 //! job queue stores it. Times in a spec are epoch milliseconds, already converted from the
 //! RFC 3339 strings of the request (any offset, compared as instants).
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ValidationError;
 use crate::ids::{BatchId, DatasetId, MergePolicyId};
+use crate::tenancy::Tenant;
 use crate::time::EpochMillis;
 
 /// A membership status an export can filter on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MembershipStatus {
     Realized,
     Existing,
@@ -36,7 +46,8 @@ impl MembershipStatus {
 }
 
 /// One entry of `filter.segments`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SegmentFilter {
     pub segment_id: String,
     /// As the user wrote it (`UPS`, `AAM`); compared with memberships case-insensitively.
@@ -46,14 +57,15 @@ pub struct SegmentFilter {
 }
 
 /// `filter.segmentQualificationTime`: both ends inclusive, either optional.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QualificationWindow {
     pub start: Option<EpochMillis>,
     pub end: Option<EpochMillis>,
 }
 
 /// `additionalFields.eventList`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EventListSpec {
     /// Dot paths of the event to keep; `None`: every field. `_id` and `timestamp` are always kept.
     pub fields: Option<Vec<String>>,
@@ -64,7 +76,8 @@ pub struct EventListSpec {
 }
 
 /// Everything that decides which rows an export writes, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ExportSpec {
     /// Dot paths of profile attributes to keep; `None`: every attribute of the union schema.
     pub fields: Option<Vec<String>>,
@@ -85,9 +98,157 @@ pub struct ExportSpec {
 
 /// Where one batch of a job goes: the whole job's rows, or (with `segmentPerBatch`) the rows of
 /// one entry of `filter.segments`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ExportBatchTarget {
     pub batch_id: BatchId,
     /// Index into [`ExportSpec::segments`]; `None` for the single batch of a job.
     pub segment: Option<usize>,
+}
+
+/// Where a job is in its life: `NEW` → `PROCESSING` → `SUCCEEDED` | `FAILED` | `CANCELLED`.
+/// Terminal states never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExportJobStatus {
+    New,
+    Processing,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl ExportJobStatus {
+    pub const ALL: [Self; 5] = [
+        Self::New,
+        Self::Processing,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "NEW",
+            Self::Processing => "PROCESSING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl fmt::Display for ExportJobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses a status as the list's `status` parameter gives it; case does not matter, because
+/// clients write `status=succeeded` as often as `SUCCEEDED`.
+impl FromStr for ExportJobStatus {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                ValidationError::invalid("status", s, "use one of NEW, PROCESSING, SUCCEEDED, FAILED, CANCELLED")
+            })
+    }
+}
+
+/// One entry of a failed job's `errors`: a stable code, what a user can act on, and where it
+/// happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportJobError {
+    pub code: String,
+    pub msg: String,
+    #[serde(rename = "callStack")]
+    pub call_stack: String,
+}
+
+/// A span of a job's metrics; `end` is unknown while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSpan {
+    pub start: EpochMillis,
+    pub end: Option<EpochMillis>,
+}
+
+impl MetricSpan {
+    pub fn open(start: EpochMillis) -> Self {
+        Self { start, end: None }
+    }
+
+    pub fn closed(start: EpochMillis, end: EpochMillis) -> Self {
+        Self { start, end: Some(end) }
+    }
+}
+
+/// What a job measured. `total_time` starts when the job is created (as AEP's does) and ends
+/// when it reaches a terminal state; the rest fill in when an export finishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportJobMetrics {
+    pub total_time: MetricSpan,
+    pub profile_export_time: Option<MetricSpan>,
+    pub dataset_write_time: Option<MetricSpan>,
+    pub exported_profiles: Option<u64>,
+    /// Primary identity namespace → exported profiles.
+    pub exported_by_namespace: BTreeMap<String, u64>,
+    /// Guardrail reason → profiles left out of the export.
+    pub left_out_by_reason: BTreeMap<String, u64>,
+}
+
+impl ExportJobMetrics {
+    pub fn started_at(created: EpochMillis) -> Self {
+        Self {
+            total_time: MetricSpan::open(created),
+            profile_export_time: None,
+            dataset_write_time: None,
+            exported_profiles: None,
+            exported_by_namespace: BTreeMap::new(),
+            left_out_by_reason: BTreeMap::new(),
+        }
+    }
+}
+
+/// Counters of a running export, as `progress` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportJobProgress {
+    pub profiles_scanned: u64,
+    pub profiles_exported: u64,
+    pub bytes_written: u64,
+    /// 0 to 100.
+    pub percent: u64,
+}
+
+/// An export job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportJob {
+    /// Increasing within a sandbox.
+    pub id: i64,
+    pub tenant: Tenant,
+    pub status: ExportJobStatus,
+    /// The id of the request that created the job.
+    pub request_id: String,
+    /// The request's fields as the job object echoes them (`fields`, `filter`,
+    /// `additionalFields`, `schema`, `evaluationInfo`), defaults filled in.
+    pub request: Value,
+    pub spec: ExportSpec,
+    /// Assigned at creation: one batch, or one per segment with `segmentPerBatch`.
+    pub batches: Vec<ExportBatchTarget>,
+    pub metrics: ExportJobMetrics,
+    /// The last counters a worker recorded while the job ran.
+    pub progress: Option<ExportJobProgress>,
+    pub errors: Vec<ExportJobError>,
+    /// A DELETE arrived while the job was PROCESSING; the worker stops and ends it CANCELLED.
+    pub cancel_requested: bool,
+    pub created: EpochMillis,
+    pub updated: EpochMillis,
 }

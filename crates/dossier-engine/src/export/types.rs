@@ -95,5 +95,9 @@ pub enum ExportError {
     Cancelled,
     /// A failure with a stable code and a message a user can act on.
     #[error("{code}: {message}")]
-    Failed { code: &'static str, message: String, stage: &'static str },
+    Failed {
+        code: &'static str,
+        message: String,
+        stage: &'static str,
+    },
 }
