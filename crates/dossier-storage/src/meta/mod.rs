@@ -3,6 +3,7 @@
 mod batch_files;
 mod catalog;
 mod clients;
+mod export_jobs;
 mod merge_policies;
 mod rows;
 mod sandboxes;
@@ -17,8 +18,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::StorageError;
 
 pub use batch_files::{BatchFile, BatchOutcome, FileKind};
-pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
+pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
 pub use clients::{ApiClient, IssuedClient};
+pub use export_jobs::{ExportCancellation, ExportJobCreation, ExportJobListing, IdempotencyKey, NewExportJob};
 pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
