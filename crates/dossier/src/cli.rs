@@ -48,6 +48,8 @@ pub enum Command {
     Sandboxes(SandboxesCommand),
     /// Load files into a dataset through a running server's batch ingestion API.
     Ingest(Box<crate::commands::ingest::IngestArgs>),
+    /// Export profiles through a running server's export job API and download the files.
+    Export(Box<crate::commands::export::ExportArgs>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -156,3 +156,53 @@ fn a_config_file_with_an_unknown_key_is_refused_with_its_name() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("listn"));
 }
+
+#[tokio::test]
+async fn ingest_loads_files_through_the_api_and_reports_bad_rows() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let properties = serde_json::json!({"loyalty": {"type": "object", "properties": {"points": {"type": "integer"}}}});
+    let dataset = caller.create_ingest_dataset("Loyalty", "profile", properties).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("members.json");
+    let lines: Vec<String> = (0..3)
+        .map(|n| serde_json::json!({"_id": format!("r{n}"), "identityMap": {"CRMID": [{"id": format!("c{n}")}]}, "loyalty": {"points": n}}).to_string())
+        .collect();
+    std::fs::write(&good, lines.join("\n")).unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"_id\": \"x\", \"loyalty\": {\"points\": \"many\"}}\n").unwrap();
+
+    let run = |file: std::path::PathBuf| {
+        let mut command = dossier_cmd();
+        command
+            .args(["ingest", "--dataset", &dataset])
+            .env("DOSSIER_URL", &server.base)
+            .env("DOSSIER_CLIENT_ID", &caller.credentials.client_id)
+            .env("DOSSIER_CLIENT_SECRET", &caller.credentials.secret)
+            .env("DOSSIER_ORG", ORG)
+            .arg(file);
+        command
+    };
+    let mut command = run(good);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("success") && stdout.contains("3 records"), "{stdout}");
+
+    let mut command = run(bad);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("loyalty.points") && stderr.contains("row 1"),
+        "{stderr}"
+    );
+}

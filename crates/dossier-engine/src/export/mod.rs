@@ -1,6 +1,12 @@
 //! The export pipeline: merged profiles of a sandbox, filtered, projected and written as Parquet
 //! into the batches of an export job.
 
+mod keys;
+mod project;
+mod run;
 mod types;
+mod writer;
 
+pub use project::project_schema;
+pub use run::{MAX_IDENTITIES, run_export};
 pub use types::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span, StagedBatch};

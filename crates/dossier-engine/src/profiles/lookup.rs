@@ -152,7 +152,14 @@ pub async fn lookup_profile(
         bounds: vec![whole],
         order,
     };
-    let merged = merge_groups(&rows, &union_schema, &groups, &identities, &[event_identities])?;
+    // As in exports: a profile's identityMap is the union of its records' identities; a profile
+    // made only of events (an empty profile) shows its events' identities.
+    let extra = if identities.is_empty() {
+        event_identities
+    } else {
+        Vec::new()
+    };
+    let merged = merge_groups(&rows, &union_schema, &groups, &identities, &[extra])?;
     let entity = first_row_as_json(&merged)?;
     Ok(Some(MergedProfile {
         entity_id: render(&target),

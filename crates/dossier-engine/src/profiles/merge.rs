@@ -126,7 +126,7 @@ fn qualification_time(entry: &Value) -> Option<jiff::Timestamp> {
 
 /// Per namespace and segment, the entry with the latest `lastQualificationTime` (a later
 /// fragment wins a tie).
-fn merged_memberships(memberships: &[Value], groups: &Groups) -> Vec<Value> {
+pub fn merged_memberships(memberships: &[Value], groups: &Groups) -> Vec<Value> {
     (0..groups.len())
         .map(|g| {
             let mut merged: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
@@ -190,4 +190,88 @@ pub fn merge_groups(
     }
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(groups.len()));
     Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Fields, Schema};
+    use proptest::prelude::*;
+
+    /// A fragment: profile, merge rank, and two leaves of a struct (`None` = null).
+    type Fragment = (u8, u32, Option<i64>, Option<String>);
+
+    fn schema() -> SchemaRef {
+        let inner = Fields::from(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+        ]);
+        Arc::new(Schema::new(vec![Field::new("obj", DataType::Struct(inner), true)]))
+    }
+
+    fn rows(fragments: &[Fragment]) -> RecordBatch {
+        let a: ArrayRef = Arc::new(fragments.iter().map(|f| f.2).collect::<Int64Array>());
+        let b: ArrayRef = Arc::new(fragments.iter().map(|f| f.3.clone()).collect::<StringArray>());
+        let DataType::Struct(fields) = schema().field(0).data_type().clone() else {
+            unreachable!()
+        };
+        let obj = StructArray::new(fields, vec![a, b], None);
+        RecordBatch::try_new(schema(), vec![Arc::new(obj)]).unwrap()
+    }
+
+    /// Groups by profile, each in rank order, whatever order the rows are stored in.
+    fn groups(fragments: &[Fragment]) -> Groups {
+        let mut order: Vec<u32> = (0..fragments.len() as u32).collect();
+        order.sort_by_key(|&r| (fragments[r as usize].0, fragments[r as usize].1));
+        let mut bounds = Vec::new();
+        let mut start = 0;
+        for i in 1..=order.len() {
+            if i == order.len() || fragments[order[i] as usize].0 != fragments[order[start] as usize].0 {
+                bounds.push(start..i);
+                start = i;
+            }
+        }
+        Groups { order, bounds }
+    }
+
+    fn merged(fragments: &[Fragment]) -> RecordBatch {
+        let ids = vec![FragmentIdentities::default(); fragments.len()];
+        let groups = groups(fragments);
+        let extra = vec![Vec::new(); groups.len()];
+        merge_groups(&rows(fragments), &schema(), &groups, &ids, &extra).unwrap()
+    }
+
+    #[test]
+    fn each_leaf_comes_from_the_highest_ranked_fragment_that_has_it() {
+        let fragments = vec![
+            (0, 2, None, Some("late".into())),
+            (0, 1, Some(1), Some("early".into())),
+            (0, 0, Some(9), None),
+        ];
+        let out = merged(&fragments);
+        let obj = out.column(0).as_struct();
+        assert_eq!(obj.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0), 1);
+        assert_eq!(obj.column(1).as_string::<i32>().value(0), "late");
+    }
+
+    proptest! {
+        /// Merging depends on ranks only: storing the same fragments in another order changes nothing.
+        #[test]
+        fn merge_is_independent_of_storage_order(
+            mut fragments in proptest::collection::vec((0u8..4, any::<u32>(), proptest::option::of(0i64..100), proptest::option::of("[a-c]{1,2}")), 1..40),
+            seed in any::<u64>(),
+        ) {
+            // Ranks are distinct, as (ingestion time, batch, row) always is.
+            for (i, f) in fragments.iter_mut().enumerate() {
+                f.1 = f.1.wrapping_mul(64).wrapping_add(i as u32);
+            }
+            let mut shuffled = fragments.clone();
+            let n = shuffled.len();
+            for i in (1..n).rev() {
+                shuffled.swap(i, (seed.wrapping_mul(i as u64 + 7) % (i as u64 + 1)) as usize);
+            }
+            prop_assert_eq!(merged(&fragments), merged(&shuffled));
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 pub mod align;
 pub mod fragments;
-mod json_columns;
+pub(crate) mod json_columns;
 pub mod lookup;
 pub mod merge;
 

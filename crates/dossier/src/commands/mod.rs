@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod clients;
+pub mod export;
 pub mod ingest;
 mod sandboxes;
 mod serve;
@@ -14,5 +15,6 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Clients(command) => clients::run(command, &settings).await,
         Command::Sandboxes(command) => sandboxes::run(command, &settings).await,
         Command::Ingest(args) => ingest::run(*args).await,
+        Command::Export(args) => export::run(*args).await,
     }
 }

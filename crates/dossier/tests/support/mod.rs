@@ -234,6 +234,34 @@ impl Caller {
         dataset_id_of(&created)
     }
 
+    /// A profile-enabled dataset on a new schema of `class` composed from standard field groups
+    /// (`profile-personal-details`, `experienceevent-environment-details`, ...) plus `properties`.
+    pub async fn create_dataset_with_groups(
+        &self,
+        title: &str,
+        class: &str,
+        groups: &[&str],
+        properties: Value,
+    ) -> String {
+        let mut all_of = vec![serde_json::json!({"$ref": format!("https://ns.adobe.com/xdm/context/{class}")})];
+        all_of.extend(
+            groups
+                .iter()
+                .map(|g| serde_json::json!({"$ref": format!("https://ns.adobe.com/xdm/context/{g}")})),
+        );
+        let body = serde_json::json!({"title": title, "type": "object", "allOf": all_of, "properties": properties});
+        let (status, schema) = self
+            .send_json(Method::POST, "/data/foundation/schemaregistry/tenant/schemas", &body)
+            .await;
+        assert_eq!(status, 201, "{schema}");
+        let body = serde_json::json!({"name": title, "schemaRef": {"id": schema["$id"]}, "tags": {"unifiedProfile": ["enabled:true"]}});
+        let (status, created) = self
+            .send_json(Method::POST, "/data/foundation/catalog/dataSets", &body)
+            .await;
+        assert_eq!(status, 201, "{created}");
+        dataset_id_of(&created)
+    }
+
     /// Uploads `bytes` as `name` into an open batch.
     pub async fn upload(&self, batch: &str, dataset: &str, name: &str, bytes: Vec<u8>) -> (u16, Value) {
         let path = format!("/data/foundation/import/batches/{batch}/datasets/{dataset}/files/{name}");
@@ -304,5 +332,84 @@ pub fn static_token(token: &str, client_id: &str, org: &str) -> StaticToken {
         client_id: client_id.to_owned(),
         org: org.to_owned(),
         sandboxes: None,
+    }
+}
+
+/// `dossier serve` as a real child process on an ephemeral port, for tests that kill it.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    pub fn spawn(data_dir: &Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dossier"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("dossier serve starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines.next().expect("serve prints its address").unwrap();
+            if let Some(rest) = line.strip_prefix("dossier listening on ") {
+                break rest.to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, base }
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or an OOM kill.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// A caller of this process with `credentials`.
+    pub async fn caller(&self, credentials: &Credentials) -> Caller {
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{}/ims/token/v3", self.base))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &credentials.client_id),
+                ("client_secret", &credentials.secret),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let token = response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        Caller {
+            base: self.base.clone(),
+            http,
+            token,
+            credentials: credentials.clone(),
+            sandbox: "prod".into(),
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates an API client on a data dir without a server.
+pub fn create_client_in(data_dir: &Path, org: &str) -> Credentials {
+    let printed: Value =
+        serde_json::from_str(&dossier(data_dir, &["clients", "create", "--org", org, "--json"])).unwrap();
+    Credentials {
+        client_id: printed["clientId"].as_str().unwrap().to_owned(),
+        secret: printed["clientSecret"].as_str().unwrap().to_owned(),
+        org: printed["org"].as_str().unwrap().to_owned(),
     }
 }

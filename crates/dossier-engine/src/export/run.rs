@@ -1,0 +1,583 @@
+//! Running one export: pass one keys fragments to profiles (identity columns only), then each
+//! partition of profiles is read, merged, filtered, projected and written.
+//!
+//! Memory is bounded by the partition size, not by the population: profiles are split into
+//! partitions of at most `PROFILES_PER_PARTITION`, and only one partition's fragments are held
+//! at a time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, RecordBatch, StructArray, UInt32Array};
+use arrow::buffer::OffsetBuffer;
+use arrow::compute::{concat_batches, filter_record_batch, take};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use futures::TryStreamExt;
+use serde_json::Value;
+
+use dossier_model::export_job::{ExportSpec, SegmentFilter};
+use dossier_model::merge_policy::MergePolicy;
+use dossier_model::time::{EpochMillis, now_millis};
+use dossier_storage::{Lake, MetaStore};
+
+use super::keys::{KeyedFile, KeyedSources, NO_PROFILE};
+use super::project::project_schema;
+use super::types::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span, StagedBatch};
+use super::writer::{BatchWriter, SplitLimits};
+use crate::EngineError;
+use crate::identity::{FragmentIdentities, fragment_identities};
+use crate::parquet_io::LakeFileReader;
+use crate::profiles::align::align_batch;
+use crate::profiles::json_columns::column_as_json;
+use crate::profiles::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups, merged_memberships};
+
+/// Profiles held in memory at once.
+pub const PROFILES_PER_PARTITION: usize = 250_000;
+/// Profiles merged and written per Arrow batch.
+const PROFILES_PER_CHUNK: usize = 4096;
+/// A profile with more identities than this is left out (semantics.md "Identity graph").
+pub const MAX_IDENTITIES: usize = 50;
+const GUARDRAIL_REASON: &str = "identityGraphTooLarge";
+
+fn failed(stage: &'static str, code: &'static str) -> impl Fn(EngineError) -> ExportError {
+    move |error| ExportError::Failed {
+        code,
+        message: error.to_string(),
+        stage,
+    }
+}
+
+/// Everything fixed before the first partition.
+struct Plan {
+    spec: ExportSpec,
+    union_schema: SchemaRef,
+    output_schema: SchemaRef,
+    event_schema: Option<SchemaRef>,
+    sources: KeyedSources,
+    candidates: Vec<u32>,
+}
+
+async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<Plan, ExportError> {
+    let spec = request.spec.clone();
+    let policy: MergePolicy = meta
+        .merge_policy(&request.tenant, &spec.merge_policy_id, Some(spec.merge_policy_version))
+        .await
+        .map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?
+        .ok_or_else(|| ExportError::Failed {
+            code: "EXPORT-MERGEPOLICY-404",
+            message: format!(
+                "merge policy {} version {} no longer exists; create the job again with an existing policy",
+                spec.merge_policy_id, spec.merge_policy_version
+            ),
+            stage: "planning",
+        })?;
+    let union = meta
+        .profile_union(&request.tenant)
+        .await
+        .map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?;
+    let union_schema = union.arrow_schema();
+    let output_schema = match &spec.fields {
+        None => union_schema.clone(),
+        Some(paths) => {
+            project_schema(&union_schema, paths, &["identityMap"]).map_err(|unknown| ExportError::Failed {
+                code: "EXPORT-FIELDS-400",
+                message: format!(
+                    "fields {} are not in the profile union schema any more",
+                    unknown.join(", ")
+                ),
+                stage: "planning",
+            })?
+        }
+    };
+    let event_schema = match &spec.event_list {
+        None => None,
+        Some(events) => {
+            let event_union = meta
+                .event_union(&request.tenant)
+                .await
+                .map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?;
+            let full = event_union.arrow_schema();
+            Some(match &events.fields {
+                None => full,
+                Some(paths) => {
+                    project_schema(&full, paths, &["_id", "timestamp"]).map_err(|unknown| ExportError::Failed {
+                        code: "EXPORT-FIELDS-400",
+                        message: format!(
+                            "eventList fields {} are not in the event union schema any more",
+                            unknown.join(", ")
+                        ),
+                        stage: "planning",
+                    })?
+                }
+            })
+        }
+    };
+    let output_schema = match &event_schema {
+        None => output_schema,
+        Some(events) => {
+            let mut fields: Vec<Field> = output_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let item = Field::new_list_field(DataType::Struct(events.fields().clone()), true);
+            fields.push(Field::new("eventList", DataType::List(Arc::new(item)), true));
+            Arc::new(Schema::new(fields))
+        }
+    };
+    let sources = KeyedSources::load(meta, lake, &request.tenant, &policy)
+        .await
+        .map_err(failed("reading", "EXPORT-READ-500"))?;
+    let candidates = (0..sources.profiles.len() as u32)
+        .filter(|&p| {
+            let facts = &sources.facts[p as usize];
+            (facts.has_record || spec.empty_profiles) && spec.from_ingest.is_none_or(|from| facts.last_update > from)
+        })
+        .collect();
+    Ok(Plan {
+        spec,
+        union_schema,
+        output_schema,
+        event_schema,
+        sources,
+        candidates,
+    })
+}
+
+/// Reads the rows of `files` that belong to `wanted` profiles.
+async fn read_rows(
+    lake: &Lake,
+    files: &[KeyedFile],
+    wanted: &[bool],
+) -> Result<Vec<(usize, RecordBatch, Vec<usize>)>, EngineError> {
+    let mut out = Vec::new();
+    for (index, keyed) in files.iter().enumerate() {
+        let picked: Vec<usize> = (0..keyed.profiles.len())
+            .filter(|&r| keyed.profiles[r] != NO_PROFILE && wanted[keyed.profiles[r] as usize])
+            .collect();
+        if picked.is_empty() {
+            continue;
+        }
+        let stream = LakeFileReader::new(lake, keyed.file.location.clone())
+            .builder()
+            .await?
+            .build()?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        let Some(first) = batches.first() else { continue };
+        let rows = concat_batches(&first.schema(), &batches)?;
+        let mask: BooleanArray = (0..rows.num_rows())
+            .map(|r| Some(picked.binary_search(&r).is_ok()))
+            .collect();
+        out.push((index, filter_record_batch(&rows, &mask)?, picked));
+    }
+    Ok(out)
+}
+
+/// The record fragments of one partition, aligned to the union and ordered by profile and merge rank.
+struct PartitionRecords {
+    rows: RecordBatch,
+    identities: Vec<FragmentIdentities>,
+    /// Per profile (by position in the partition's profile list), its rows in merge order.
+    groups: Groups,
+}
+
+async fn partition_records(
+    lake: &Lake,
+    plan: &Plan,
+    profiles: &[u32],
+    wanted: &[bool],
+) -> Result<PartitionRecords, EngineError> {
+    let sources = &plan.sources;
+    let mut aligned = Vec::new();
+    let mut keys = Vec::new();
+    let mut identities = Vec::new();
+    for (index, rows, picked) in read_rows(lake, &sources.records, wanted).await? {
+        let keyed = &sources.records[index];
+        let dataset = &sources.datasets[keyed.file.dataset];
+        identities.extend(fragment_identities(&rows, &dataset.schema.identities));
+        for &r in &picked {
+            keys.push((
+                keyed.profiles[r],
+                dataset.rank,
+                keyed.file.ingested,
+                keyed.file.batch_seq,
+                keyed.row_ids[r],
+            ));
+        }
+        aligned.push(align_batch(&rows, &plan.union_schema)?);
+    }
+    let rows = concat_batches(&plan.union_schema, &aligned)?;
+    let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+    order.sort_unstable_by_key(|&r| keys[r as usize]);
+    let mut bounds = Vec::with_capacity(profiles.len());
+    let mut cursor = 0;
+    for &profile in profiles {
+        let start = cursor;
+        while cursor < order.len() && keys[order[cursor] as usize].0 == profile {
+            cursor += 1;
+        }
+        bounds.push(start..cursor);
+    }
+    Ok(PartitionRecords {
+        rows,
+        identities,
+        groups: Groups { order, bounds },
+    })
+}
+
+/// The events of one partition: rows aligned to the eventList schema, and per profile its
+/// events in the window, ordered by timestamp then `_id`; plus every event's identities.
+struct PartitionEvents {
+    rows: Option<RecordBatch>,
+    listed: Vec<Vec<u32>>,
+    identities: Vec<Vec<FragmentIdentities>>,
+}
+
+async fn partition_events(
+    lake: &Lake,
+    plan: &Plan,
+    profiles: &[u32],
+    wanted: &[bool],
+) -> Result<PartitionEvents, EngineError> {
+    let mut position = vec![usize::MAX; plan.sources.profiles.len()];
+    for (i, &p) in profiles.iter().enumerate() {
+        position[p as usize] = i;
+    }
+    let mut listed_keys: Vec<Vec<(i64, String, u32)>> = vec![Vec::new(); profiles.len()];
+    let mut identities: Vec<Vec<FragmentIdentities>> = vec![Vec::new(); profiles.len()];
+    let mut aligned = Vec::new();
+    let mut offset = 0u32;
+    let window = plan.spec.event_list.as_ref();
+    for (index, rows, picked) in read_rows(lake, &plan.sources.events, wanted).await? {
+        let keyed = &plan.sources.events[index];
+        let dataset = &plan.sources.datasets[keyed.file.dataset];
+        let fragment_ids = fragment_identities(&rows, &dataset.schema.identities);
+        for (i, &r) in picked.iter().enumerate() {
+            identities[position[keyed.profiles[r] as usize]].push(fragment_ids[i].clone());
+        }
+        let (Some(schema), Some(window)) = (&plan.event_schema, window) else {
+            continue;
+        };
+        let ingested = keyed.file.ingested;
+        let in_window =
+            window.from_ingest.is_none_or(|from| ingested > from) && window.to_ingest.is_none_or(|to| ingested <= to);
+        if !in_window {
+            continue;
+        }
+        let events = align_batch(&rows, schema)?;
+        let times = events
+            .column_by_name("timestamp")
+            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
+        let ids = events.column_by_name("_id").and_then(|c| c.as_string_opt::<i32>());
+        for (i, &r) in picked.iter().enumerate() {
+            let time = times.filter(|t| t.is_valid(i)).map_or(i64::MIN, |t| t.value(i));
+            let id = ids
+                .filter(|c| c.is_valid(i))
+                .map_or(String::new(), |c| c.value(i).to_owned());
+            listed_keys[position[keyed.profiles[r] as usize]].push((time, id, offset + i as u32));
+        }
+        offset += events.num_rows() as u32;
+        aligned.push(events);
+    }
+    let rows = match &plan.event_schema {
+        Some(schema) if window.is_some() => Some(concat_batches(schema, &aligned)?),
+        _ => None,
+    };
+    let listed = listed_keys
+        .into_iter()
+        .map(|mut events| {
+            events.sort();
+            events.into_iter().map(|(_, _, row)| row).collect()
+        })
+        .collect();
+    Ok(PartitionEvents {
+        rows,
+        listed,
+        identities,
+    })
+}
+
+fn membership_matches(memberships: &Value, filter: &SegmentFilter, spec: &ExportSpec) -> bool {
+    let Some(namespaces) = memberships.as_object() else {
+        return false;
+    };
+    namespaces
+        .iter()
+        .filter(|(ns, _)| ns.eq_ignore_ascii_case(&filter.segment_ns))
+        .any(|(_, segments)| {
+            let Some(entry) = segments.get(&filter.segment_id) else {
+                return false;
+            };
+            let status_ok = entry
+                .get("status")
+                .and_then(Value::as_str)
+                .is_some_and(|s| filter.statuses.iter().any(|wanted| wanted.as_str() == s));
+            let window = spec.qualification;
+            if !status_ok {
+                return false;
+            }
+            if window.start.is_none() && window.end.is_none() {
+                return true;
+            }
+            let Some(time) = entry
+                .get("lastQualificationTime")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            else {
+                return false;
+            };
+            let millis = time.as_millisecond();
+            window.start.is_none_or(|s| millis >= s) && window.end.is_none_or(|e| millis <= e)
+        })
+}
+
+/// Which of the request's batches a profile goes to; empty when it is filtered out.
+fn targets_of(memberships: &Value, request: &ExportRequest) -> Vec<usize> {
+    let spec = &request.spec;
+    if spec.segments.is_empty() {
+        return (0..request.batches.len()).collect();
+    }
+    request
+        .batches
+        .iter()
+        .enumerate()
+        .filter(|(_, target)| match target.segment {
+            Some(index) => membership_matches(memberships, &spec.segments[index], spec),
+            None => spec.segments.iter().any(|f| membership_matches(memberships, f, spec)),
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn event_list_column(events: &PartitionEvents, chosen: &[usize], field: &Field) -> Result<ArrayRef, EngineError> {
+    let DataType::List(item) = field.data_type() else {
+        unreachable!("eventList is a list")
+    };
+    let mut offsets = vec![0i32];
+    let mut indices = Vec::new();
+    for &group in chosen {
+        indices.extend_from_slice(&events.listed[group]);
+        offsets.push(indices.len() as i32);
+    }
+    let values: ArrayRef = match &events.rows {
+        Some(rows) => {
+            let structs: ArrayRef = Arc::new(StructArray::from(rows.clone()));
+            take(structs.as_ref(), &UInt32Array::from(indices), None)?
+        }
+        None => arrow::array::new_empty_array(item.data_type()),
+    };
+    Ok(Arc::new(ListArray::try_new(
+        item.clone(),
+        OffsetBuffer::new(offsets.into()),
+        values,
+        None,
+    )?))
+}
+
+struct Totals {
+    exported: u64,
+    by_namespace: BTreeMap<String, u64>,
+    left_out: BTreeMap<String, u64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn export_partition(
+    lake: &Lake,
+    plan: &Plan,
+    request: &ExportRequest,
+    profiles: &[u32],
+    writers: &mut [BatchWriter],
+    totals: &mut Totals,
+    progress: &ExportProgress,
+    cancel: &CancelFlag,
+) -> Result<(), ExportError> {
+    let mut wanted = vec![false; plan.sources.profiles.len()];
+    for &p in profiles {
+        wanted[p as usize] = true;
+    }
+    let records = partition_records(lake, plan, profiles, &wanted)
+        .await
+        .map_err(failed("reading", "EXPORT-READ-500"))?;
+    let needs_events = plan.spec.event_list.is_some() || plan.spec.empty_profiles;
+    let events = if needs_events {
+        partition_events(lake, plan, profiles, &wanted)
+            .await
+            .map_err(failed("reading", "EXPORT-READ-500"))?
+    } else {
+        PartitionEvents {
+            rows: None,
+            listed: vec![Vec::new(); profiles.len()],
+            identities: vec![Vec::new(); profiles.len()],
+        }
+    };
+    if cancel.is_cancelled() {
+        return Err(ExportError::Cancelled);
+    }
+    let memberships_json =
+        column_as_json(&records.rows, SEGMENT_MEMBERSHIP).map_err(failed("merging", "EXPORT-MERGE-500"))?;
+    let memberships = merged_memberships(&memberships_json, &records.groups);
+
+    // The identityMap of a profile with records is the union of its records' identities; an
+    // empty profile takes its events' identities.
+    let extra: Vec<Vec<FragmentIdentities>> = (0..profiles.len())
+        .map(|g| {
+            if records.groups.bounds[g].is_empty() {
+                events.identities[g].clone()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    let mut chosen: Vec<(usize, Vec<usize>)> = Vec::new();
+    for g in 0..profiles.len() {
+        let mut distinct: Vec<&crate::identity::Identity> = Vec::new();
+        let rows = &records.groups.order[records.groups.bounds[g].clone()];
+        for fragment in rows.iter().map(|&r| &records.identities[r as usize]).chain(&extra[g]) {
+            for identity in &fragment.all {
+                if !distinct.contains(&identity) {
+                    distinct.push(identity);
+                }
+            }
+        }
+        if distinct.len() > MAX_IDENTITIES {
+            *totals.left_out.entry(GUARDRAIL_REASON.to_owned()).or_default() += 1;
+            continue;
+        }
+        let targets = targets_of(&memberships[g], request);
+        if !targets.is_empty() {
+            chosen.push((g, targets));
+        }
+    }
+    progress
+        .profiles_scanned
+        .fetch_add(profiles.len() as u64, Ordering::Relaxed);
+
+    for chunk in chosen.chunks(PROFILES_PER_CHUNK) {
+        if cancel.is_cancelled() {
+            return Err(ExportError::Cancelled);
+        }
+        let groups: Vec<usize> = chunk.iter().map(|(g, _)| *g).collect();
+        let sub = Groups {
+            order: records.groups.order.clone(),
+            bounds: groups.iter().map(|&g| records.groups.bounds[g].clone()).collect(),
+        };
+        let sub_extra: Vec<Vec<FragmentIdentities>> = groups.iter().map(|&g| extra[g].clone()).collect();
+        let merged = merge_groups(&records.rows, &plan.union_schema, &sub, &records.identities, &sub_extra)
+            .map_err(failed("merging", "EXPORT-MERGE-500"))?;
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for field in plan.output_schema.fields() {
+            if field.name() == "eventList" {
+                columns
+                    .push(event_list_column(&events, &groups, field).map_err(failed("merging", "EXPORT-MERGE-500"))?);
+            } else {
+                let projected = align_batch(&merged, &Arc::new(Schema::new(vec![field.as_ref().clone()])))
+                    .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?;
+                columns.push(projected.column(0).clone());
+            }
+        }
+        let rows = RecordBatch::try_new(plan.output_schema.clone(), columns)
+            .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?;
+        for (target, writer) in writers.iter_mut().enumerate() {
+            let mask: BooleanArray = chunk
+                .iter()
+                .map(|(_, targets)| Some(targets.contains(&target)))
+                .collect();
+            let selected =
+                filter_record_batch(&rows, &mask).map_err(|e| failed("writing", "EXPORT-WRITE-500")(e.into()))?;
+            if selected.num_rows() > 0 {
+                writer
+                    .write(&selected)
+                    .await
+                    .map_err(failed("writing", "EXPORT-WRITE-500"))?;
+            }
+        }
+        for &g in &groups {
+            let namespace = plan.sources.facts[profiles[g] as usize]
+                .primary_namespace
+                .as_deref()
+                .unwrap_or("unknown");
+            *totals.by_namespace.entry(namespace.to_owned()).or_default() += 1;
+        }
+        totals.exported += chunk.len() as u64;
+        progress
+            .profiles_exported
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Runs an export to the point where every batch's files are written and ready to commit.
+pub async fn run_export(
+    meta: &MetaStore,
+    lake: &Lake,
+    request: &ExportRequest,
+    progress: &ExportProgress,
+    cancel: &CancelFlag,
+) -> Result<ExportOutcome, ExportError> {
+    let started: EpochMillis = now_millis();
+    let plan = plan(meta, lake, request).await?;
+    let mut writers: Vec<BatchWriter> = request
+        .batches
+        .iter()
+        .map(|target| {
+            BatchWriter::new(
+                lake.store().clone(),
+                Lake::batch_prefix(&request.tenant, &request.spec.dataset_id, &target.batch_id),
+                target.batch_id.clone(),
+                request.spec.dataset_id.clone(),
+                plan.output_schema.clone(),
+                SplitLimits::default(),
+            )
+        })
+        .collect();
+    let mut totals = Totals {
+        exported: 0,
+        by_namespace: BTreeMap::new(),
+        left_out: BTreeMap::new(),
+    };
+    let partitions: Vec<&[u32]> = plan.candidates.chunks(PROFILES_PER_PARTITION).collect();
+    let count = partitions.len().max(1) as u64;
+    for (done, profiles) in partitions.into_iter().enumerate() {
+        export_partition(
+            lake,
+            &plan,
+            request,
+            profiles,
+            &mut writers,
+            &mut totals,
+            progress,
+            cancel,
+        )
+        .await?;
+        progress
+            .percent
+            .store(((done as u64 + 1) * 99) / count, Ordering::Relaxed);
+    }
+    let merged_at = now_millis();
+    let mut batches = Vec::new();
+    for (target, writer) in request.batches.iter().zip(writers) {
+        let files = writer.finish().await.map_err(failed("writing", "EXPORT-WRITE-500"))?;
+        let records = files.iter().map(|f| f.records).sum();
+        let size = files.iter().map(|f| f.size).sum();
+        progress.bytes_written.fetch_add(size as u64, Ordering::Relaxed);
+        batches.push(StagedBatch {
+            target: target.clone(),
+            files,
+            records,
+            size,
+        });
+    }
+    progress.percent.store(100, Ordering::Relaxed);
+    let finished = now_millis();
+    Ok(ExportOutcome {
+        batches,
+        exported_profiles: totals.exported,
+        by_namespace: totals.by_namespace,
+        left_out: totals.left_out,
+        profile_export_time: Span {
+            start: started,
+            end: merged_at,
+        },
+        dataset_write_time: Span {
+            start: started,
+            end: finished,
+        },
+    })
+}
