@@ -5,6 +5,7 @@
 
 mod error;
 pub mod export;
+pub mod export_queue;
 pub mod fragments;
 pub mod identity;
 pub mod ingest;

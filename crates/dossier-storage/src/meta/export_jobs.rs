@@ -411,6 +411,13 @@ impl MetaStore {
     /// Claims the oldest NEW job of any tenant for a worker: PROCESSING, its batches
     /// `processing`. The write lock makes the claim exclusive.
     pub async fn claim_next_export_job(&self, now: EpochMillis) -> Result<Option<ExportJob>, StorageError> {
+        // Idle workers poll; a plain read keeps them from taking the write lock for nothing.
+        let any_queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM export_jobs WHERE status = 'NEW')")
+            .fetch_one(&self.pool)
+            .await?;
+        if !any_queued {
+            return Ok(None);
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query("SELECT * FROM export_jobs WHERE status = 'NEW' ORDER BY created, rowid LIMIT 1")
             .fetch_optional(&mut *tx)
