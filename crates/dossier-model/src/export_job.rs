@@ -252,3 +252,177 @@ pub struct ExportJob {
     pub created: EpochMillis,
     pub updated: EpochMillis,
 }
+
+/// The page size of the job listing when `limit` is absent.
+pub const DEFAULT_EXPORT_JOB_LIMIT: u32 = 100;
+/// The largest page of the job listing; larger `limit`s are lowered to it.
+pub const MAX_EXPORT_JOB_LIMIT: u32 = 1000;
+
+/// Where a page of the job listing starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportJobOffset {
+    /// The first page.
+    Start,
+    /// After the job with this `(creationTime, id)` (`offset=<creationTime>_<id>`, the form the
+    /// listing's `link.next` uses).
+    After(EpochMillis, i64),
+    /// After skipping this many jobs (`offset=2`, the form Adobe's tutorial shows).
+    Skip(u64),
+}
+
+/// A `GET /export/jobs` query: `limit`, `offset`, `status`; `start`, `page` and `sort` are
+/// tolerated and ignored, as every unknown parameter is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportJobListQuery {
+    pub limit: u32,
+    pub offset: ExportJobOffset,
+    pub status: Option<ExportJobStatus>,
+}
+
+/// `<creationTime>_<id>`: the listing's cursor, made of digits and `_` so it needs no escaping.
+pub fn export_job_cursor(created: EpochMillis, id: i64) -> String {
+    format!("{created}_{id}")
+}
+
+fn parse_export_job_limit(raw: Option<&String>) -> Result<u32, ValidationError> {
+    let Some(raw) = raw.map(|r| r.trim()).filter(|r| !r.is_empty()) else {
+        return Ok(DEFAULT_EXPORT_JOB_LIMIT);
+    };
+    match raw.parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(n.min(i64::from(MAX_EXPORT_JOB_LIMIT)) as u32),
+        _ => Err(ValidationError::invalid(
+            "limit",
+            raw,
+            format!("limit is a whole number from 1 to {MAX_EXPORT_JOB_LIMIT} (default {DEFAULT_EXPORT_JOB_LIMIT})"),
+        )),
+    }
+}
+
+fn parse_export_job_offset(raw: Option<&String>) -> Result<ExportJobOffset, ValidationError> {
+    let Some(raw) = raw.map(|r| r.trim()).filter(|r| !r.is_empty()) else {
+        return Ok(ExportJobOffset::Start);
+    };
+    let invalid = || {
+        ValidationError::invalid(
+            "offset",
+            raw,
+            "use the page.pageOffset of the previous page (<creationTime>_<id>, as in link.next), or a number of jobs to skip",
+        )
+    };
+    match raw.split_once('_') {
+        Some((created, id)) => Ok(ExportJobOffset::After(
+            created.parse().map_err(|_| invalid())?,
+            id.parse().map_err(|_| invalid())?,
+        )),
+        None => raw.parse().map(ExportJobOffset::Skip).map_err(|_| invalid()),
+    }
+}
+
+impl ExportJobListQuery {
+    pub fn from_params(params: &std::collections::HashMap<String, String>) -> Result<Self, ValidationError> {
+        let status = params
+            .get("status")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(str::parse)
+            .transpose()?;
+        Ok(Self {
+            limit: parse_export_job_limit(params.get("limit"))?,
+            offset: parse_export_job_offset(params.get("offset"))?,
+            status,
+        })
+    }
+
+    /// The path of the page after the one that ended with the job `(created, id)`, as
+    /// `link.next` gives it (relative to `/data/core/ups`, as AEP writes it).
+    pub fn next_link(&self, created: EpochMillis, id: i64) -> String {
+        let mut link = format!(
+            "/export/jobs/?limit={}&offset={}",
+            self.limit,
+            export_job_cursor(created, id)
+        );
+        if let Some(status) = self.status {
+            link.push_str(&format!("&status={status}"));
+        }
+        link
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_listing_query_has_defaults_a_cursor_a_skip_and_a_status() {
+        let q = ExportJobListQuery::from_params(&params(&[("start", "3"), ("sort", "x"), ("page", "2")])).unwrap();
+        assert_eq!(
+            q,
+            ExportJobListQuery {
+                limit: 100,
+                offset: ExportJobOffset::Start,
+                status: None
+            }
+        );
+        let q = ExportJobListQuery::from_params(&params(&[
+            ("limit", "5000"),
+            ("offset", "1538573416687_722"),
+            ("status", "succeeded"),
+        ]))
+        .unwrap();
+        assert_eq!(q.limit, 1000);
+        assert_eq!(q.offset, ExportJobOffset::After(1_538_573_416_687, 722));
+        assert_eq!(q.status, Some(ExportJobStatus::Succeeded));
+        assert_eq!(
+            q.next_link(1, 2),
+            "/export/jobs/?limit=1000&offset=1_2&status=SUCCEEDED"
+        );
+        let q = ExportJobListQuery::from_params(&params(&[("offset", "2")])).unwrap();
+        assert_eq!(q.offset, ExportJobOffset::Skip(2));
+    }
+
+    #[test]
+    fn bad_listing_parameters_name_themselves() {
+        for (key, value) in [
+            ("limit", "0"),
+            ("limit", "ten"),
+            ("offset", "x_1"),
+            ("offset", "-1"),
+            ("status", "DONE"),
+        ] {
+            let error = ExportJobListQuery::from_params(&params(&[(key, value)])).unwrap_err();
+            assert_eq!(error.field, key);
+        }
+    }
+
+    #[test]
+    fn the_stored_spec_reads_back_unchanged() {
+        let spec = ExportSpec {
+            fields: Some(vec!["identities.id".into()]),
+            segments: vec![SegmentFilter {
+                segment_id: "s".into(),
+                segment_ns: "AAM".into(),
+                statuses: vec![MembershipStatus::Exited],
+            }],
+            qualification: QualificationWindow {
+                start: Some(1),
+                end: None,
+            },
+            from_ingest: Some(2),
+            empty_profiles: true,
+            event_list: Some(EventListSpec::default()),
+            dataset_id: DatasetId::from_string("d"),
+            segment_per_batch: true,
+            merge_policy_id: MergePolicyId::from_string("m"),
+            merge_policy_version: 3,
+            evaluate_segments: false,
+        };
+        let text = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<ExportSpec>(&text).unwrap(), spec);
+    }
+}
