@@ -80,7 +80,9 @@ pub enum ExportRule {
     SegmentPerBatch,
     /// `segmentPerBatch: true` without any `filter.segments`.
     SegmentPerBatchWithoutSegments,
-    /// `schema.name` is missing or not `_xdm.context.profile`.
+    /// `schema` or `schema.name` is missing.
+    MissingSchemaName,
+    /// `schema.name` is not `_xdm.context.profile`.
     SchemaName,
     /// `evaluationInfo` is not `{segmentation: bool}`.
     EvaluationInfo,
@@ -609,7 +611,13 @@ fn parse_schema_name(body: &Value) -> Result<(), ExportRequestError> {
     let fix =
         format!("exports write XDM Individual Profiles: send \"schema\": {{\"name\": \"{PROFILE_SCHEMA_NAME}\"}}");
     let name = match present(body, "schema") {
-        None => return Err(ExportRequestError::missing(ExportRule::SchemaName, "schema.name", fix)),
+        None => {
+            return Err(ExportRequestError::missing(
+                ExportRule::MissingSchemaName,
+                "schema.name",
+                fix,
+            ));
+        }
         Some(schema) if schema.is_object() => present(schema, "name"),
         Some(other) => {
             return Err(ExportRequestError::invalid(
@@ -628,7 +636,11 @@ fn parse_schema_name(body: &Value) -> Result<(), ExportRequestError> {
             shown(other),
             fix,
         )),
-        None => Err(ExportRequestError::missing(ExportRule::SchemaName, "schema.name", fix)),
+        None => Err(ExportRequestError::missing(
+            ExportRule::MissingSchemaName,
+            "schema.name",
+            fix,
+        )),
     }
 }
 
@@ -1154,7 +1166,7 @@ mod tests {
         let mut body = minimal();
         body.as_object_mut().unwrap().remove("schema");
         let error = refused(&body);
-        assert_eq!((error.rule, error.error.value), (ExportRule::SchemaName, None));
+        assert_eq!((error.rule, error.error.value), (ExportRule::MissingSchemaName, None));
     }
 
     #[test]

@@ -64,6 +64,7 @@ fn rule_code(rule: ExportRule) -> &'static str {
         ExportRule::DatasetNotOnProfileUnion => "DOSSIER-EXPORTJOB-DATASET-SCHEMA-400",
         ExportRule::SegmentPerBatch => "DOSSIER-EXPORTJOB-SEGMENTPERBATCH-400",
         ExportRule::SegmentPerBatchWithoutSegments => "DOSSIER-EXPORTJOB-SEGMENTPERBATCH-NOSEGMENTS-400",
+        ExportRule::MissingSchemaName => "DOSSIER-EXPORTJOB-SCHEMA-MISSING-400",
         ExportRule::SchemaName => "DOSSIER-EXPORTJOB-SCHEMA-NAME-400",
         ExportRule::EvaluationInfo => "DOSSIER-EXPORTJOB-EVALUATIONINFO-400",
     }

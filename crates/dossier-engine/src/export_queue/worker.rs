@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use dossier_model::catalog::BatchStatus;
 use dossier_model::export_job::{ExportJob, ExportJobError, ExportJobStatus, MetricSpan};
@@ -42,9 +41,13 @@ impl Default for WorkerSettings {
 }
 
 /// The running workers, until [`ExportWorkers::shutdown`].
+///
+/// Each worker is an OS thread with a runtime of its own. An export is CPU-bound between its
+/// awaits; on the server's runtime it would hold a thread that HTTP requests need (with a
+/// current-thread runtime, all of them), and a DELETE meant to cancel it would wait for it.
 pub struct ExportWorkers {
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 struct Worker<E> {
@@ -70,29 +73,44 @@ impl ExportWorkers {
             exporter,
             settings,
         });
-        let tasks = (0..settings.workers)
-            .map(|_| {
+        let threads = (0..settings.workers)
+            .map(|n| {
                 let worker = worker.clone();
                 let stopped = stopped.clone();
-                tokio::spawn(async move { worker.work(stopped).await })
+                std::thread::Builder::new()
+                    .name(format!("dossier-export-{n}"))
+                    .spawn(move || worker.run_thread(stopped))
+                    .expect("the operating system starts a thread")
             })
             .collect();
-        Self { stop, tasks }
+        Self { stop, threads }
     }
 
     /// Stops claiming jobs and stops the running exports (they end FAILED, saying the server
     /// stopped). Waits up to `grace` for the workers; a worker still busy then is abandoned, and
     /// its job is failed by the next start's recovery.
     pub async fn shutdown(self, grace: Duration) {
-        let _ = self.stop.send(true);
-        let all = futures::future::join_all(self.tasks);
-        if tokio::time::timeout(grace, all).await.is_err() {
+        let Self { stop, threads } = self;
+        let _ = stop.send(true);
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        if tokio::time::timeout(grace, joined).await.is_err() {
             tracing::warn!("export workers did not stop in time; the next start fails their jobs");
         }
     }
 }
 
 impl<E: Exporter> Worker<E> {
+    fn run_thread(&self, stopped: watch::Receiver<bool>) {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(self.work(stopped)),
+            Err(error) => tracing::error!(%error, "an export worker could not start its runtime"),
+        }
+    }
+
     async fn work(&self, mut stopped: watch::Receiver<bool>) {
         // `has_changed` fails once the sender is gone: workers dropped without a shutdown stop too.
         while !*stopped.borrow() && stopped.has_changed().is_ok() {
