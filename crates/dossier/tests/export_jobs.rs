@@ -86,7 +86,7 @@ fn customer(n: usize) -> Value {
     json!({
         "_id": format!("r{n}"),
         "identityMap": {"CRMID": [{"id": format!("c{n}"), "primary": true}]},
-        "crm": {"tier": if n % 2 == 0 { "gold" } else { "silver" }},
+        "crm": {"tier": if n.is_multiple_of(2) { "gold" } else { "silver" }},
     })
 }
 
@@ -481,7 +481,7 @@ async fn the_listing_pages_newest_first_to_an_empty_link() {
     assert!(pages.iter().all(|p| !p.is_empty()), "never an empty page: {pages:?}");
     assert_eq!(pages.concat(), newest_first);
     // Exactly a page's worth: the last full page has no next link (no empty page after it).
-    assert_eq!(walk_pages(&caller, "limit=5").await, [newest_first.clone()]);
+    assert_eq!(walk_pages(&caller, "limit=5").await, std::slice::from_ref(&newest_first));
     // The tutorial's numeric offset skips that many jobs.
     assert_eq!(
         walk_pages(&caller, "offset=2&limit=10").await,
