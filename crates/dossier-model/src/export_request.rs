@@ -86,6 +86,9 @@ pub enum ExportRule {
     SchemaName,
     /// `evaluationInfo` is not `{segmentation: bool}`.
     EvaluationInfo,
+    /// `evaluationInfo.segmentation: true`: segment evaluation does not exist yet, and exporting
+    /// memberships as they stand while the user asked for fresh ones would be silently wrong.
+    SegmentEvaluationUnavailable,
 }
 
 /// A refused create request: the rule that was broken and what to do about it.
@@ -650,20 +653,28 @@ fn parse_evaluation_info(body: &Value) -> Result<Option<bool>, ExportRequestErro
         "evaluationInfo",
         "evaluationInfo",
         ExportRule::EvaluationInfo,
-        "{\"segmentation\": true}",
+        "{\"segmentation\": false}",
     )?
     else {
         return Ok(None);
     };
-    Ok(Some(
-        optional_bool(
-            info,
-            "segmentation",
+    let segmentation = optional_bool(
+        info,
+        "segmentation",
+        "evaluationInfo.segmentation",
+        ExportRule::EvaluationInfo,
+    )?
+    .unwrap_or(false);
+    if segmentation {
+        return Err(ExportRequestError::invalid(
+            ExportRule::SegmentEvaluationUnavailable,
             "evaluationInfo.segmentation",
-            ExportRule::EvaluationInfo,
-        )?
-        .unwrap_or(false),
-    ))
+            true,
+            "this server cannot evaluate segments inside an export job yet; leave evaluationInfo out (or set segmentation \
+             to false) to export the memberships the profiles hold now",
+        ));
+    }
+    Ok(Some(segmentation))
 }
 
 /// Every path of `list` that `schema` has, or the first it lacks as an error.
@@ -1151,6 +1162,11 @@ mod tests {
             (
                 with(minimal(), "/evaluationInfo", json!({"segmentation": "maybe"})),
                 ExportRule::EvaluationInfo,
+                "evaluationInfo.segmentation",
+            ),
+            (
+                with(minimal(), "/evaluationInfo", json!({"segmentation": true})),
+                ExportRule::SegmentEvaluationUnavailable,
                 "evaluationInfo.segmentation",
             ),
         ];

@@ -256,6 +256,11 @@ async fn every_invalid_request_answers_400_with_its_own_code_and_queues_nothing(
             "evaluationInfo.segmentation",
             "1",
         ),
+        (
+            with(base.clone(), "/evaluationInfo", json!({"segmentation": true})),
+            "evaluationInfo.segmentation",
+            "true",
+        ),
     ];
     let mut codes = HashSet::new();
     for (body, field, value) in &cases {
@@ -481,7 +486,10 @@ async fn the_listing_pages_newest_first_to_an_empty_link() {
     assert!(pages.iter().all(|p| !p.is_empty()), "never an empty page: {pages:?}");
     assert_eq!(pages.concat(), newest_first);
     // Exactly a page's worth: the last full page has no next link (no empty page after it).
-    assert_eq!(walk_pages(&caller, "limit=5").await, std::slice::from_ref(&newest_first));
+    assert_eq!(
+        walk_pages(&caller, "limit=5").await,
+        std::slice::from_ref(&newest_first)
+    );
     // The tutorial's numeric offset skips that many jobs.
     assert_eq!(
         walk_pages(&caller, "offset=2&limit=10").await,
