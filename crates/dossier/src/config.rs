@@ -102,3 +102,31 @@ pub fn init_logging(command: &Command, settings: &Settings) {
         builder.init();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_from(toml: &str) -> Settings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dossier.toml");
+        std::fs::write(&path, toml).unwrap();
+        let args = GlobalArgs {
+            data_dir: None,
+            config: Some(path),
+        };
+        Settings::resolve(&args).unwrap()
+    }
+
+    #[test]
+    fn export_limits_come_from_the_config_file_or_default() {
+        let set = settings_from("export_workers = 0\nmax_queued_export_jobs = 7\n");
+        assert_eq!((set.limits.export_workers, set.limits.max_queued_export_jobs), (0, 7));
+        let defaults = settings_from("");
+        assert_eq!(
+            (defaults.limits.export_workers, defaults.limits.max_queued_export_jobs),
+            (2, 100)
+        );
+        assert_eq!(defaults.limits.max_upload_bytes, Limits::default().max_upload_bytes);
+    }
+}
