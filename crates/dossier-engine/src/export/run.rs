@@ -13,7 +13,7 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, RecordBatc
 use arrow::buffer::OffsetBuffer;
 use arrow::compute::{concat_batches, filter_record_batch, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use dossier_model::export_job::{ExportSpec, SegmentFilter};
@@ -371,6 +371,44 @@ fn event_list_column(events: &PartitionEvents, chosen: &[usize], field: &Field) 
     )?))
 }
 
+/// One partition's merged inputs, shared by the threads that build chunks.
+struct PartitionWork {
+    records: PartitionRecords,
+    events: PartitionEvents,
+    extra: Vec<Vec<FragmentIdentities>>,
+}
+
+/// Merges, projects and assembles the output rows of one chunk of profiles.
+fn build_chunk(plan: &Plan, work: &PartitionWork, chunk: &[(usize, Vec<usize>)]) -> Result<RecordBatch, EngineError> {
+    let groups: Vec<usize> = chunk.iter().map(|(g, _)| *g).collect();
+    let mut order = Vec::new();
+    let mut bounds = Vec::with_capacity(groups.len());
+    for &g in &groups {
+        let start = order.len();
+        order.extend_from_slice(&work.records.groups.order[work.records.groups.bounds[g].clone()]);
+        bounds.push(start..order.len());
+    }
+    let sub = Groups { order, bounds };
+    let sub_extra: Vec<Vec<FragmentIdentities>> = groups.iter().map(|&g| work.extra[g].clone()).collect();
+    let merged = merge_groups(
+        &work.records.rows,
+        &plan.union_schema,
+        &sub,
+        &work.records.identities,
+        &sub_extra,
+    )?;
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for field in plan.output_schema.fields() {
+        if field.name() == "eventList" {
+            columns.push(event_list_column(&work.events, &groups, field)?);
+        } else {
+            let projected = align_batch(&merged, &Arc::new(Schema::new(vec![field.as_ref().clone()])))?;
+            columns.push(projected.column(0).clone());
+        }
+    }
+    Ok(RecordBatch::try_new(plan.output_schema.clone(), columns)?)
+}
+
 struct Totals {
     exported: u64,
     by_namespace: BTreeMap<String, u64>,
@@ -380,7 +418,7 @@ struct Totals {
 #[allow(clippy::too_many_arguments)]
 async fn export_partition(
     lake: &Lake,
-    plan: &Plan,
+    plan: &Arc<Plan>,
     request: &ExportRequest,
     profiles: &[u32],
     writers: &mut [BatchWriter],
@@ -449,31 +487,25 @@ async fn export_partition(
         .profiles_scanned
         .fetch_add(profiles.len() as u64, Ordering::Relaxed);
 
-    for chunk in chosen.chunks(PROFILES_PER_CHUNK) {
+    let work = Arc::new(PartitionWork { records, events, extra });
+    let chunks: Vec<Vec<(usize, Vec<usize>)>> = chosen.chunks(PROFILES_PER_CHUNK).map(<[_]>::to_vec).collect();
+    // Merging is CPU work: it runs on blocking threads, two chunks at a time (both cores), while
+    // this task writes finished chunks in order.
+    let mut built =
+        futures::stream::iter(chunks.into_iter().map(|chunk| {
+            let (plan, work) = (plan.clone(), work.clone());
+            async move {
+                tokio::task::spawn_blocking(move || build_chunk(&plan, &work, &chunk).map(|rows| (chunk, rows))).await
+            }
+        }))
+        .buffered(2);
+    while let Some(result) = built.next().await {
         if cancel.is_cancelled() {
             return Err(ExportError::Cancelled);
         }
-        let groups: Vec<usize> = chunk.iter().map(|(g, _)| *g).collect();
-        let sub = Groups {
-            order: records.groups.order.clone(),
-            bounds: groups.iter().map(|&g| records.groups.bounds[g].clone()).collect(),
-        };
-        let sub_extra: Vec<Vec<FragmentIdentities>> = groups.iter().map(|&g| extra[g].clone()).collect();
-        let merged = merge_groups(&records.rows, &plan.union_schema, &sub, &records.identities, &sub_extra)
+        let (chunk, rows) = result
+            .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?
             .map_err(failed("merging", "EXPORT-MERGE-500"))?;
-        let mut columns: Vec<ArrayRef> = Vec::new();
-        for field in plan.output_schema.fields() {
-            if field.name() == "eventList" {
-                columns
-                    .push(event_list_column(&events, &groups, field).map_err(failed("merging", "EXPORT-MERGE-500"))?);
-            } else {
-                let projected = align_batch(&merged, &Arc::new(Schema::new(vec![field.as_ref().clone()])))
-                    .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?;
-                columns.push(projected.column(0).clone());
-            }
-        }
-        let rows = RecordBatch::try_new(plan.output_schema.clone(), columns)
-            .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?;
         for (target, writer) in writers.iter_mut().enumerate() {
             let mask: BooleanArray = chunk
                 .iter()
@@ -488,8 +520,8 @@ async fn export_partition(
                     .map_err(failed("writing", "EXPORT-WRITE-500"))?;
             }
         }
-        for &g in &groups {
-            let namespace = plan.sources.facts[profiles[g] as usize]
+        for (g, _) in &chunk {
+            let namespace = plan.sources.facts[profiles[*g] as usize]
                 .primary_namespace
                 .as_deref()
                 .unwrap_or("unknown");
@@ -512,7 +544,7 @@ pub async fn run_export(
     cancel: &CancelFlag,
 ) -> Result<ExportOutcome, ExportError> {
     let started: EpochMillis = now_millis();
-    let plan = plan(meta, lake, request).await?;
+    let plan = Arc::new(plan(meta, lake, request).await?);
     let mut writers: Vec<BatchWriter> = request
         .batches
         .iter()
