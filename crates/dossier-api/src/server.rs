@@ -126,6 +126,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     }
     let exports = ExportQueue::new(meta.clone());
     let export_workers = start_export_workers(&exports, &meta, &lake, &config.limits);
+    ingestion.spawn_graph_recovery();
     let state = AppState {
         meta: meta.clone(),
         lake,

@@ -94,6 +94,7 @@ impl FakeExporter {
             left_out: BTreeMap::new(),
             profile_export_time: span,
             dataset_write_time: span,
+            identity_graph_version: None,
         })
     }
 }

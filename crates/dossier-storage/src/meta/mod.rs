@@ -4,6 +4,7 @@ mod batch_files;
 mod catalog;
 mod clients;
 mod export_jobs;
+mod identity_graph;
 mod merge_policies;
 mod rows;
 mod sandboxes;
@@ -21,6 +22,7 @@ pub use batch_files::{BatchFile, BatchOutcome, FileKind};
 pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
 pub use clients::{ApiClient, IssuedClient};
 pub use export_jobs::{ExportCancellation, ExportJobCreation, ExportJobListing, IdempotencyKey, NewExportJob};
+pub use identity_graph::{IdentityGraphVersion, IdentityGraphWriteGuard};
 pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -29,6 +31,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct MetaStore {
     pool: SqlitePool,
+    graph_writers: std::sync::Arc<identity_graph::GraphWriterLocks>,
 }
 
 impl MetaStore {
@@ -48,7 +51,10 @@ impl MetaStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            graph_writers: Default::default(),
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.
