@@ -53,7 +53,9 @@ async fn write_initial_snapshot(lake: &Lake, location: &ObjectPath, profiles: us
             Identity::new("Email", format!("customer{n}@example.com")),
         ]);
     }
-    write_snapshot(lake, location, &mut graph).await.expect("initial snapshot");
+    write_snapshot(lake, location, &mut graph)
+        .await
+        .expect("initial snapshot");
 }
 
 async fn write_batch(lake: &Lake, schema: &XdmSchema, profiles: usize, records: usize) -> ObjectPath {
@@ -103,7 +105,9 @@ async fn main() {
     let started = Instant::now();
     let mut graph = load_graph(&lake, &previous).await.expect("load");
     let loaded = started.elapsed();
-    let (fragments, _) = read_file_identities(&lake, &batch, &schema).await.expect("batch identities");
+    let (fragments, _) = read_file_identities(&lake, &batch, &schema)
+        .await
+        .expect("batch identities");
     let read = started.elapsed();
     for fragment in &fragments {
         graph.link(&fragment.all);
@@ -119,11 +123,23 @@ async fn main() {
     let reader = reading.elapsed();
     let snapshot_bytes = std::fs::metadata(dir.path().join("graph/v2.parquet")).map_or(0, |m| m.len());
 
-    println!("identity graph fold: {profiles} profiles ({} identities) + a batch of {batch_records} records", profiles * 2);
+    println!(
+        "identity graph fold: {profiles} profiles ({} identities) + a batch of {batch_records} records",
+        profiles * 2
+    );
     println!("  load snapshot v1        {:>8.0} ms", loaded.as_secs_f64() * 1e3);
-    println!("  read batch identities   {:>8.0} ms", (read - loaded).as_secs_f64() * 1e3);
-    println!("  link                    {:>8.0} ms", (linked - read).as_secs_f64() * 1e3);
-    println!("  write snapshot v2       {:>8.0} ms", (written - linked).as_secs_f64() * 1e3);
+    println!(
+        "  read batch identities   {:>8.0} ms",
+        (read - loaded).as_secs_f64() * 1e3
+    );
+    println!(
+        "  link                    {:>8.0} ms",
+        (linked - read).as_secs_f64() * 1e3
+    );
+    println!(
+        "  write snapshot v2       {:>8.0} ms",
+        (written - linked).as_secs_f64() * 1e3
+    );
     println!("  fold total              {:>8.0} ms", written.as_secs_f64() * 1e3);
     println!("  fold peak RSS           {fold_peak:>8.0} MiB (RSS before the fold {rss_before:.0} MiB)");
     println!(
