@@ -1,4 +1,4 @@
-//! Dossier's engine: the data work, on Arrow and DataFusion, with no HTTP.
+//! Dossier's engine: the data work, on Arrow and Parquet, with no HTTP.
 //!
 //! This crate owns turning uploaded files into Parquet fragments, the identity graph, building
 //! merged profiles, the export pipeline, and the workers that run export jobs. It reads and
