@@ -3,6 +3,7 @@
 mod batch_files;
 mod catalog;
 mod clients;
+mod export_jobs;
 mod identity_graph;
 mod merge_policies;
 mod rows;
@@ -18,8 +19,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::StorageError;
 
 pub use batch_files::{BatchFile, BatchOutcome, FileKind};
-pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
+pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
 pub use clients::{ApiClient, IssuedClient};
+pub use export_jobs::{ExportCancellation, ExportJobCreation, ExportJobListing, IdempotencyKey, NewExportJob};
 pub use identity_graph::{IdentityGraphVersion, IdentityGraphWriteGuard};
 pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
 
