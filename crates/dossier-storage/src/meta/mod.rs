@@ -7,6 +7,7 @@ mod merge_policies;
 mod rows;
 mod sandboxes;
 mod schemas;
+mod segment_definitions;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -20,6 +21,7 @@ pub use batch_files::{BatchFile, BatchOutcome, FileKind};
 pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
 pub use clients::{ApiClient, IssuedClient};
 pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
+pub use segment_definitions::{SegmentDefinitionPage, SegmentDefinitionWriteError};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
