@@ -31,6 +31,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Generate a demo population, load it, run Adobe's export tutorial over HTTP, and keep serving.
+    Demo(Box<crate::commands::demo::DemoArgs>),
     /// Run the HTTP server until SIGTERM or Ctrl-C.
     Serve {
         /// Address to listen on [default: 127.0.0.1:8080]

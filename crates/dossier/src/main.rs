@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod config;
 mod remote;
+mod workload;
 
 use clap::Parser;
 

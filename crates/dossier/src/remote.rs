@@ -80,6 +80,10 @@ impl Remote {
         })
     }
 
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.args.url))

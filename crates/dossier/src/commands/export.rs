@@ -155,7 +155,7 @@ async fn download(remote: &Remote, href_path: &str, target: &Path) -> anyhow::Re
 }
 
 /// Downloads every file of a committed batch into `folder`; returns (files, bytes).
-async fn download_batch(remote: &Remote, batch: &str, folder: &Path) -> anyhow::Result<(usize, u64)> {
+pub(crate) async fn download_batch(remote: &Remote, batch: &str, folder: &Path) -> anyhow::Result<(usize, u64)> {
     tokio::fs::create_dir_all(folder).await?;
     let listing = remote
         .get_json(&format!("/data/foundation/export/batches/{batch}/files?limit=100"))

@@ -67,7 +67,7 @@ fn bar(len: u64, name: &str) -> ProgressBar {
     bar
 }
 
-async fn upload(remote: &Remote, batch: &str, dataset: &str, path: &Path) -> anyhow::Result<u64> {
+pub(crate) async fn upload(remote: &Remote, batch: &str, dataset: &str, path: &Path) -> anyhow::Result<u64> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -100,7 +100,7 @@ async fn upload(remote: &Remote, batch: &str, dataset: &str, path: &Path) -> any
     Ok(size)
 }
 
-async fn wait_for(remote: &Remote, batch: &str) -> anyhow::Result<Value> {
+pub(crate) async fn wait_for(remote: &Remote, batch: &str) -> anyhow::Result<Value> {
     let spinner = ProgressBar::new_spinner();
     spinner.set_message("loading: validating and converting to Parquet");
     spinner.enable_steady_tick(Duration::from_millis(120));

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod clients;
+pub mod demo;
 pub mod export;
 pub mod ingest;
 mod sandboxes;
@@ -16,5 +17,6 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Sandboxes(command) => sandboxes::run(command, &settings).await,
         Command::Ingest(args) => ingest::run(*args).await,
         Command::Export(args) => export::run(*args).await,
+        Command::Demo(args) => demo::run(*args, settings).await,
     }
 }
