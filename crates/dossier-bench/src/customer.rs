@@ -104,6 +104,8 @@ fn sources(rng: &mut impl Rng) -> (bool, bool) {
     }
 }
 
+// Without the `*`, inference would pick `str` for the slice's items; the lint's fix does not compile.
+#[allow(clippy::explicit_auto_deref)]
 fn new_device(rng: &mut impl Rng, seed: u64, device_index: u64) -> Device {
     let browser = weighted(rng, BROWSERS);
     // ECIDs are 38 digits: 20 from a value unique to the device, 18 random.

@@ -94,6 +94,8 @@ pub fn crm_record(seed: u64, streams: &Streams, customer: &Customer) -> Option<C
     })
 }
 
+// Without the `*`, inference would pick `str` for the slice's items; the lint's fix does not compile.
+#[allow(clippy::explicit_auto_deref)]
 fn crm_details(rng: &mut impl Rng, crm_id: &str) -> CrmDetails {
     let &(tier, mean_value) = weighted(rng, CRM_TIERS);
     let lifetime_value = cents(log_normal_with_mean(rng, mean_value, 0.6));
@@ -228,6 +230,8 @@ pub fn loyalty_record(seed: u64, streams: &Streams, customer: &Customer) -> Opti
     })
 }
 
+// Without the `*`, inference would pick `str` for the slice's items; the lint's fix does not compile.
+#[allow(clippy::explicit_auto_deref)]
 fn loyalty_details(rng: &mut impl Rng, member_id: &str) -> LoyaltyDetails {
     let lifetime_points = log_normal_with_mean(rng, 8_000.0, 1.0).round() as i64;
     let points = (lifetime_points as f64 * rng.random_range(0.05..0.9)).round() as i64;

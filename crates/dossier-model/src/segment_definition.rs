@@ -305,7 +305,11 @@ fn evaluation_flag(info: &Value, mode: &str) -> Result<Option<bool>, ValidationE
     };
     let field = format!("evaluationInfo.{mode}");
     if !entry.is_object() {
-        return Err(ValidationError::invalid(field, shown(entry), "expected {\"enabled\": true|false}"));
+        return Err(ValidationError::invalid(
+            field,
+            shown(entry),
+            "expected {\"enabled\": true|false}",
+        ));
     }
     present(entry, "enabled")
         .map(|value| lenient_bool(&format!("{field}.enabled"), value))
@@ -824,7 +828,10 @@ mod tests {
         let minimal = json!({"name": "n", "expression": {"value": "a = 1"}, "ttlInDays": 30, "mergePolicyId": " mp "});
         let spec = SegmentDefinitionSpec::from_json(&minimal).unwrap();
         assert_eq!(spec.schema_name, PROFILE_SCHEMA_NAME);
-        assert_eq!((spec.ttl_in_days, spec.merge_policy_id.unwrap().as_str()), (Some(30), "mp"));
+        assert_eq!(
+            (spec.ttl_in_days, spec.merge_policy_id.unwrap().as_str()),
+            (Some(30), "mp")
+        );
     }
 
     #[test]
@@ -838,17 +845,35 @@ mod tests {
         with(&|b| drop(b.as_object_mut().unwrap().remove("name")), "name");
         with(&|b| b["name"] = json!(" "), "name");
         with(&|b| b["description"] = json!(3), "description");
-        with(&|b| b["schema"]["name"] = json!("_xdm.context.experienceevent"), "schema.name");
-        with(&|b| b["schema"] = json!({"id": "https://ns.adobe.com/xdm/context/experienceevent"}), "schema.id");
+        with(
+            &|b| b["schema"]["name"] = json!("_xdm.context.experienceevent"),
+            "schema.name",
+        );
+        with(
+            &|b| b["schema"] = json!({"id": "https://ns.adobe.com/xdm/context/experienceevent"}),
+            "schema.id",
+        );
         with(&|b| drop(b.as_object_mut().unwrap().remove("expression")), "expression");
         with(&|b| b["expression"]["type"] = json!("SQL"), "expression.type");
         with(&|b| b["expression"]["format"] = json!("pql/json"), "expression.format");
         with(&|b| b["expression"]["value"] = json!(""), "expression.value");
-        with(&|b| b["expression"]["value"] = json!("x".repeat(MAX_EXPRESSION_BYTES + 1)), "expression.value");
+        with(
+            &|b| b["expression"]["value"] = json!("x".repeat(MAX_EXPRESSION_BYTES + 1)),
+            "expression.value",
+        );
         with(&|b| b["mergePolicyId"] = json!(7), "mergePolicyId");
-        with(&|b| b["evaluationInfo"]["continuous"]["enabled"] = json!(true), "evaluationInfo.continuous.enabled");
-        with(&|b| b["evaluationInfo"]["synchronous"] = json!({"enabled": "true"}), "evaluationInfo.synchronous.enabled");
-        with(&|b| b["evaluationInfo"]["batch"] = json!({"enabled": "maybe"}), "evaluationInfo.batch.enabled");
+        with(
+            &|b| b["evaluationInfo"]["continuous"]["enabled"] = json!(true),
+            "evaluationInfo.continuous.enabled",
+        );
+        with(
+            &|b| b["evaluationInfo"]["synchronous"] = json!({"enabled": "true"}),
+            "evaluationInfo.synchronous.enabled",
+        );
+        with(
+            &|b| b["evaluationInfo"]["batch"] = json!({"enabled": "maybe"}),
+            "evaluationInfo.batch.enabled",
+        );
         with(&|b| b["ttlInDays"] = json!(0), "ttlInDays");
         with(&|b| *b = json!([1]), "body");
         for (body, field) in cases {
@@ -868,7 +893,10 @@ mod tests {
         aep_style["expression"]["value"] = json!("workAddress.country = \"CA\"");
         aep_style["updateTime"] = json!(0);
         aep_style["id"] = json!("ignored");
-        let patched = SegmentDefinitionPatch::from_json(&aep_style).unwrap().apply(&current).unwrap();
+        let patched = SegmentDefinitionPatch::from_json(&aep_style)
+            .unwrap()
+            .apply(&current)
+            .unwrap();
         assert_eq!(patched.expression, "workAddress.country = \"CA\"");
         assert_eq!(patched.name, current.name);
 
@@ -917,12 +945,17 @@ mod tests {
         assert_eq!((definition.creation_time, definition.update_epoch()), (5_000, 5));
         assert!(definition.is_same(&checked));
         let changed = definition.changed(checked, 4_000);
-        assert_eq!((changed.creation_time, changed.update_time), (5_000, 5_001), "update time only grows");
+        assert_eq!(
+            (changed.creation_time, changed.update_time),
+            (5_000, 5_001),
+            "update time only grows"
+        );
 
         spec.expression = "homeAddress.nope = 1".into();
         let error = CheckedSpec::check(spec, schemas, MergePolicyId::from_string("mp")).unwrap_err();
         assert!(
-            pql_error_message(&error).starts_with("Invalid PQL in expression.value at line 1, column 13: there is no field 'nope'"),
+            pql_error_message(&error)
+                .starts_with("Invalid PQL in expression.value at line 1, column 13: there is no field 'nope'"),
             "{}",
             pql_error_message(&error)
         );
@@ -941,8 +974,14 @@ mod tests {
             dependency_cycle(&a, &["b".to_owned()], &graph),
             Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
         );
-        assert_eq!(dependency_cycle(&a, &["a".to_owned()], &graph), Some(vec!["a".into(), "a".into()]));
-        assert_eq!(dependency_cycle(&a, &["d".to_owned(), "external".to_owned()], &graph), None);
+        assert_eq!(
+            dependency_cycle(&a, &["a".to_owned()], &graph),
+            Some(vec!["a".into(), "a".into()])
+        );
+        assert_eq!(
+            dependency_cycle(&a, &["d".to_owned(), "external".to_owned()], &graph),
+            None
+        );
     }
 
     fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -987,9 +1026,18 @@ mod tests {
     #[test]
     fn bulk_get_bodies() {
         let ids = bulk_get_ids(&json!({"ids": [{"id": "a"}, "b", {"id": "a"}]})).unwrap();
-        assert_eq!(ids, [SegmentDefinitionId::from_string("a"), SegmentDefinitionId::from_string("b")]);
+        assert_eq!(
+            ids,
+            [
+                SegmentDefinitionId::from_string("a"),
+                SegmentDefinitionId::from_string("b")
+            ]
+        );
         assert_eq!(bulk_get_ids(&json!({})).unwrap_err().field, "ids");
-        assert_eq!(bulk_get_ids(&json!({"ids": [{"name": "b"}]})).unwrap_err().field, "ids[0]");
+        assert_eq!(
+            bulk_get_ids(&json!({"ids": [{"name": "b"}]})).unwrap_err().field,
+            "ids[0]"
+        );
         assert_eq!(bulk_get_ids(&json!({"ids": [""]})).unwrap_err().field, "ids[0]");
     }
 }

@@ -54,7 +54,10 @@ async fn create_get_list_patch_and_delete() {
 
     let created = create(
         &caller,
-        &definition_body("Ordered lately", "homeAddress.countryCode = \"US\" and xEvent[eventType = \"commerce.purchases\"].count() > 0"),
+        &definition_body(
+            "Ordered lately",
+            "homeAddress.countryCode = \"US\" and xEvent[eventType = \"commerce.purchases\"].count() > 0",
+        ),
     )
     .await;
     let id = id_of(&created);
@@ -96,11 +99,16 @@ async fn create_get_list_patch_and_delete() {
         {"op": "remove", "path": "/description"},
         {"op": "add", "path": "/ttlInDays", "value": 30}
     ]);
-    let (status, patched) = caller.send_json(Method::PATCH, &definition_path(&id), &operations).await;
+    let (status, patched) = caller
+        .send_json(Method::PATCH, &definition_path(&id), &operations)
+        .await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["name"], "Canadians");
     assert_eq!(patched["evaluationInfo"]["batch"]["enabled"], false);
-    assert_eq!((patched.get("description"), patched["ttlInDays"].clone()), (None, json!(30)));
+    assert_eq!(
+        (patched.get("description"), patched["ttlInDays"].clone()),
+        (None, json!(30))
+    );
 
     // aepp's updateSegment POSTs to the definition.
     let (status, posted) = caller
@@ -111,9 +119,16 @@ async fn create_get_list_patch_and_delete() {
     let (_, again) = caller
         .send_json(Method::PATCH, &definition_path(&id), &json!({"description": "by POST"}))
         .await;
-    assert_eq!(again["updateTime"], unchanged, "a change to nothing keeps the update time");
+    assert_eq!(
+        again["updateTime"], unchanged,
+        "a change to nothing keeps the update time"
+    );
 
-    let second = create(&caller, &definition_body("Second", "person.name.firstName.startsWith(\"Jo\")")).await;
+    let second = create(
+        &caller,
+        &definition_body("Second", "person.name.firstName.startsWith(\"Jo\")"),
+    )
+    .await;
     let (status, listed) = caller.get(&format!("{DEFINITIONS}?limit=1")).await;
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed["segments"][0]["id"], second["id"], "newest first by default");
@@ -127,16 +142,26 @@ async fn create_get_list_patch_and_delete() {
     assert_eq!(rest["link"], json!({}));
     let (_, page_two) = caller.get(&format!("{DEFINITIONS}?limit=1&page=2")).await;
     assert_eq!(page_two["segments"][0]["id"], json!(id));
-    let (_, batch_only) = caller.get(&format!("{DEFINITIONS}?evaluationInfo.batch.enabled=true")).await;
+    let (_, batch_only) = caller
+        .get(&format!("{DEFINITIONS}?evaluationInfo.batch.enabled=true"))
+        .await;
     assert_eq!(batch_only["page"]["totalCount"], 1);
-    let (_, streaming) = caller.get(&format!("{DEFINITIONS}?evaluationInfo.continuous.enabled=true")).await;
-    assert_eq!((streaming["segments"].clone(), streaming["page"]["totalCount"].clone()), (json!([]), json!(0)));
+    let (_, streaming) = caller
+        .get(&format!("{DEFINITIONS}?evaluationInfo.continuous.enabled=true"))
+        .await;
+    assert_eq!(
+        (streaming["segments"].clone(), streaming["page"]["totalCount"].clone()),
+        (json!([]), json!(0))
+    );
 
     assert_eq!(caller.delete(&definition_path(&id)).await, (200, Value::Null));
     let (status, body) = caller.get(&definition_path(&id)).await;
     assert_eq!(ups_error(404, &body).0, "DOSSIER-SEGMENT-404", "{status}");
     let (status, body) = caller.delete(&definition_path(&id)).await;
-    assert_eq!((status, ups_error(404, &body).0), (404, "DOSSIER-SEGMENT-404".to_owned()));
+    assert_eq!(
+        (status, ups_error(404, &body).0),
+        (404, "DOSSIER-SEGMENT-404".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -169,7 +194,9 @@ async fn pql_refusals_say_where_and_what() {
             "at line 1, column 49: there is no field 'nope' in 'web.webPageDetails' of the experience event union schema",
         ),
     ] {
-        let (status, body) = caller.send_json(Method::POST, DEFINITIONS, &definition_body("refused", pql)).await;
+        let (status, body) = caller
+            .send_json(Method::POST, DEFINITIONS, &definition_body("refused", pql))
+            .await;
         assert_eq!(status, 400, "{pql}: {body}");
         let (code, text) = ups_error(400, &body);
         assert_eq!(code, "DOSSIER-SEGMENT-PQL-400");
@@ -184,8 +211,13 @@ async fn fields_of_new_schemas_become_usable() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
     let pql = "loyalty.tier = \"gold\"";
-    let (status, body) = caller.send_json(Method::POST, DEFINITIONS, &definition_body("Gold", pql)).await;
-    assert_eq!((status, ups_error(400, &body).0), (400, "DOSSIER-SEGMENT-PQL-400".to_owned()));
+    let (status, body) = caller
+        .send_json(Method::POST, DEFINITIONS, &definition_body("Gold", pql))
+        .await;
+    assert_eq!(
+        (status, ups_error(400, &body).0),
+        (400, "DOSSIER-SEGMENT-PQL-400".to_owned())
+    );
     caller
         .create_ingest_dataset(
             "crm",
@@ -202,8 +234,16 @@ async fn every_invalid_answeris_a_400_naming_the_field() {
     let caller = server.caller(ORG, "prod").await;
     let valid = definition_body("valid", "homeAddress.countryCode = \"US\"");
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"expression": valid["expression"]}), "DOSSIER-SEGMENT-400", "Field 'name' is required"),
-        (json!({"name": "n"}), "DOSSIER-SEGMENT-400", "Field 'expression' is required"),
+        (
+            json!({"expression": valid["expression"]}),
+            "DOSSIER-SEGMENT-400",
+            "Field 'name' is required",
+        ),
+        (
+            json!({"name": "n"}),
+            "DOSSIER-SEGMENT-400",
+            "Field 'expression' is required",
+        ),
         (
             json!({"name": "n", "expression": {"type": "PQL", "format": "pql/json", "value": "{}"}}),
             "DOSSIER-SEGMENT-400",
@@ -252,11 +292,27 @@ async fn every_invalid_answeris_a_400_naming_the_field() {
     let created = create(&caller, &valid).await;
     let path = definition_path(&id_of(&created));
     for (patch, code, message) in [
-        (json!({"op": "remove", "path": "/name"}), "DOSSIER-SEGMENT-PATCH-400", "Field 'op'"),
-        (json!({"op": "replace", "path": "/id", "value": "x"}), "DOSSIER-SEGMENT-PATCH-400", "Field 'path'"),
-        (json!({"updateTime": 1}), "DOSSIER-SEGMENT-PATCH-400", "send at least one of name"),
+        (
+            json!({"op": "remove", "path": "/name"}),
+            "DOSSIER-SEGMENT-PATCH-400",
+            "Field 'op'",
+        ),
+        (
+            json!({"op": "replace", "path": "/id", "value": "x"}),
+            "DOSSIER-SEGMENT-PATCH-400",
+            "Field 'path'",
+        ),
+        (
+            json!({"updateTime": 1}),
+            "DOSSIER-SEGMENT-PATCH-400",
+            "send at least one of name",
+        ),
         (json!({"name": ""}), "DOSSIER-SEGMENT-400", "Field 'name'"),
-        (json!({"expression": {"value": "homeAddress.countryCode ="}}), "DOSSIER-SEGMENT-PQL-400", "at line 1, column 26"),
+        (
+            json!({"expression": {"value": "homeAddress.countryCode ="}}),
+            "DOSSIER-SEGMENT-PQL-400",
+            "at line 1, column 26",
+        ),
     ] {
         let (status, body) = caller.send_json(Method::PATCH, &path, &patch).await;
         assert_eq!(status, 400, "{patch}: {body}");
@@ -266,7 +322,11 @@ async fn every_invalid_answeris_a_400_naming_the_field() {
     }
     assert_eq!(caller.get(&path).await.1, created, "refused patches change nothing");
 
-    for (query, field) in [("limit=0", "limit"), ("sort=size:desc", "sort"), ("start=1&page=2", "page")] {
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("sort=size:desc", "sort"),
+        ("start=1&page=2", "page"),
+    ] {
         let (status, body) = caller.get(&format!("{DEFINITIONS}?{query}")).await;
         assert_eq!(status, 400, "{query}");
         let (code, text) = ups_error(400, &body);
@@ -276,7 +336,10 @@ async fn every_invalid_answeris_a_400_naming_the_field() {
     let (status, body) = caller
         .send_json(Method::POST, &format!("{DEFINITIONS}/bulk-get"), &json!({"ids": "x"}))
         .await;
-    assert_eq!((status, ups_error(400, &body).0), (400, "DOSSIER-SEGMENT-BULK-400".to_owned()));
+    assert_eq!(
+        (status, ups_error(400, &body).0),
+        (400, "DOSSIER-SEGMENT-BULK-400".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -287,7 +350,11 @@ async fn names_are_unique_and_in_segment_references_are_tracked() {
     let base_id = id_of(&base);
 
     let (status, answer) = caller
-        .send_json(Method::POST, DEFINITIONS, &definition_body("Base", "homeAddress.countryCode = \"CA\""))
+        .send_json(
+            Method::POST,
+            DEFINITIONS,
+            &definition_body("Base", "homeAddress.countryCode = \"CA\""),
+        )
         .await;
     let (code, message) = ups_error(409, &answer);
     assert_eq!((status, code.as_str()), (409, "DOSSIER-SEGMENT-NAME-409"));
@@ -295,18 +362,29 @@ async fn names_are_unique_and_in_segment_references_are_tracked() {
 
     let derived = create(
         &caller,
-        &definition_body("Derived", &format!("inSegment(\"{base_id}\") and inSegment(\"aam-123\")")),
+        &definition_body(
+            "Derived",
+            &format!("inSegment(\"{base_id}\") and inSegment(\"aam-123\")"),
+        ),
     )
     .await;
     let derived_id = id_of(&derived);
     assert_eq!(derived["dependencies"], json!([base_id, "aam-123"]));
-    assert_eq!(caller.get(&definition_path(&base_id)).await.1["dependents"], json!([derived_id]));
+    assert_eq!(
+        caller.get(&definition_path(&base_id)).await.1["dependents"],
+        json!([derived_id])
+    );
 
     let closing = json!({"expression": {"value": format!("inSegment(\"{derived_id}\")")}});
-    let (status, answer) = caller.send_json(Method::PATCH, &definition_path(&base_id), &closing).await;
+    let (status, answer) = caller
+        .send_json(Method::PATCH, &definition_path(&base_id), &closing)
+        .await;
     let (code, message) = ups_error(400, &answer);
     assert_eq!((status, code.as_str()), (400, "DOSSIER-SEGMENT-CYCLE-400"));
-    assert!(message.contains(&format!("{base_id} -> {derived_id} -> {base_id}")), "{message}");
+    assert!(
+        message.contains(&format!("{base_id} -> {derived_id} -> {base_id}")),
+        "{message}"
+    );
 
     let (status, answer) = caller.delete(&definition_path(&base_id)).await;
     let (code, message) = ups_error(409, &answer);
@@ -345,7 +423,10 @@ async fn definitions_of_another_sandbox_or_org_are_404() {
 
     for caller in [&dev, &other_org] {
         let (status, body) = caller.get(&path).await;
-        assert_eq!((status, ups_error(404, &body).0), (404, "DOSSIER-SEGMENT-404".to_owned()));
+        assert_eq!(
+            (status, ups_error(404, &body).0),
+            (404, "DOSSIER-SEGMENT-404".to_owned())
+        );
         let (status, _) = caller
             .send_json(Method::PATCH, &path, &json!({"name": "taken over"}))
             .await;
@@ -354,11 +435,19 @@ async fn definitions_of_another_sandbox_or_org_are_404() {
         let (_, listed) = caller.get(DEFINITIONS).await;
         assert_eq!(listed["page"]["totalCount"], 0);
         let (_, bulk) = caller
-            .send_json(Method::POST, &format!("{DEFINITIONS}/bulk-get"), &json!({"ids": [id_of(&created)]}))
+            .send_json(
+                Method::POST,
+                &format!("{DEFINITIONS}/bulk-get"),
+                &json!({"ids": [id_of(&created)]}),
+            )
             .await;
         assert_eq!(bulk["results"], json!({}));
         // The same name is free in another sandbox.
-        create(caller, &definition_body("Prod only", "homeAddress.countryCode = \"US\"")).await;
+        create(
+            caller,
+            &definition_body("Prod only", "homeAddress.countryCode = \"US\""),
+        )
+        .await;
     }
     assert_eq!(prod.get(&path).await.1["name"], "Prod only");
 }

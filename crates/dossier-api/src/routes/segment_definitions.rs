@@ -73,9 +73,7 @@ fn write_error(error: SegmentDefinitionWriteError, tenant: &Tenant) -> ApiError 
     match error {
         SegmentDefinitionWriteError::NotFound(id) => not_found(&id, tenant),
         SegmentDefinitionWriteError::Invalid(error) => invalid(INVALID_BODY, error),
-        SegmentDefinitionWriteError::Pql(error) => {
-            ups(StatusCode::BAD_REQUEST, INVALID_PQL, pql_error_message(&error))
-        }
+        SegmentDefinitionWriteError::Pql(error) => ups(StatusCode::BAD_REQUEST, INVALID_PQL, pql_error_message(&error)),
         SegmentDefinitionWriteError::UnknownMergePolicy(id) => invalid(
             UNKNOWN_MERGE_POLICY,
             ValidationError::invalid(
@@ -375,8 +373,7 @@ pub async fn bulk_get_segment_definitions(
         .await
         .map_err(storage_failure)?;
     let shown_found = shown(&state, &caller.tenant, &found).await?;
-    let by_id: HashMap<&SegmentDefinitionId, Value> =
-        found.iter().map(|d| &d.id).zip(shown_found).collect();
+    let by_id: HashMap<&SegmentDefinitionId, Value> = found.iter().map(|d| &d.id).zip(shown_found).collect();
     let mut results = Map::new();
     let mut errors = Map::new();
     for id in &ids {
@@ -396,5 +393,9 @@ pub async fn bulk_get_segment_definitions(
             }
         }
     }
-    Ok((StatusCode::MULTI_STATUS, Json(json!({ "results": results, "errors": errors }))).into_response())
+    Ok((
+        StatusCode::MULTI_STATUS,
+        Json(json!({ "results": results, "errors": errors })),
+    )
+        .into_response())
 }

@@ -47,7 +47,11 @@ pub enum Expr {
         span: Span,
     },
     /// `field occurs ...`: a date or date-time field inside a time window.
-    Occurs { field: FieldRef, window: TimeWindow, span: Span },
+    Occurs {
+        field: FieldRef,
+        window: TimeWindow,
+        span: Span,
+    },
     /// The profile has at least one event that passes the filter:
     /// `select X from xEvent where ...`, `exists X from xEvent where ...`, `xEvent[...]`.
     EventExists { events: EventSelection, span: Span },

@@ -116,7 +116,10 @@ pub fn problem_message(problem: &PathProblem, segments: &[&str], scope: FieldSco
             if siblings.is_empty() {
                 format!("there is no field '{name}' in {place}")
             } else {
-                format!("there is no field '{name}' in {place}; its fields are {}", name_list(siblings))
+                format!(
+                    "there is no field '{name}' in {place}; its fields are {}",
+                    name_list(siblings)
+                )
             }
         }
         PathProblem::InsideScalar { segment, parent_type } => format!(

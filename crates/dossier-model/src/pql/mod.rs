@@ -39,8 +39,8 @@ mod parser;
 mod span;
 
 pub use ast::{
-    CompareOp, EventSelection, Expr, FieldRef, FieldScope, FieldType, Literal, LiteralValue, Operand,
-    RelativePeriod, TextFunction, TimeAnchor, TimeDirection, TimeUnit, TimeWindow,
+    CompareOp, EventSelection, Expr, FieldRef, FieldScope, FieldType, Literal, LiteralValue, Operand, RelativePeriod,
+    TextFunction, TimeAnchor, TimeDirection, TimeUnit, TimeWindow,
 };
 pub use error::PqlError;
 pub use fields::PqlSchemas;

@@ -29,8 +29,8 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use super::ast::{
-    CompareOp, EventSelection, Expr, FieldRef, FieldScope, FieldType, Literal, LiteralValue, Operand,
-    RelativePeriod, TextFunction, TimeAnchor, TimeDirection, TimeUnit, TimeWindow,
+    CompareOp, EventSelection, Expr, FieldRef, FieldScope, FieldType, Literal, LiteralValue, Operand, RelativePeriod,
+    TextFunction, TimeAnchor, TimeDirection, TimeUnit, TimeWindow,
 };
 use super::error::PqlError;
 use super::fields::{PathProblem, PqlSchemas, problem_message, resolve};
@@ -47,8 +47,24 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Words that begin or join constructs and so never start a field path.
 const RESERVED: &[&str] = &[
-    "and", "or", "not", "in", "notIn", "like", "occurs", "select", "exists", "from", "where", "xEvent", "forall",
-    "let", "between", "before", "after", "inSegment",
+    "and",
+    "or",
+    "not",
+    "in",
+    "notIn",
+    "like",
+    "occurs",
+    "select",
+    "exists",
+    "from",
+    "where",
+    "xEvent",
+    "forall",
+    "let",
+    "between",
+    "before",
+    "after",
+    "inSegment",
 ];
 
 const FUNCTIONS_HINT: &str = "the functions of this subset are inSegment(\"<segment id>\") and date(...), and on a \
@@ -310,7 +326,11 @@ impl Parser<'_> {
                 self.advance();
                 name
             }
-            _ => return Err(self.unexpected(&format!("a variable name after '{keyword}', e.g. {keyword} X from xEvent"))),
+            _ => {
+                return Err(self.unexpected(&format!(
+                    "a variable name after '{keyword}', e.g. {keyword} X from xEvent"
+                )));
+            }
         };
         self.expect_word("from", &format!("'from' in {keyword} {variable} from xEvent"))?;
         if !self.at_word("xEvent") {
@@ -606,10 +626,16 @@ impl Parser<'_> {
 
     fn parse_in_list(&mut self, field: FieldRef, negated: bool) -> Result<Expr, PqlError> {
         self.advance();
-        self.expect(TokenKind::LBracket, "'[' to start the list of values, e.g. in [\"US\", \"CA\"]")?;
+        self.expect(
+            TokenKind::LBracket,
+            "'[' to start the list of values, e.g. in [\"US\", \"CA\"]",
+        )?;
         let mut values = Vec::new();
         if self.peek().kind == TokenKind::RBracket {
-            return Err(PqlError::at(self.peek().span.start, "the list is empty; give at least one value"));
+            return Err(PqlError::at(
+                self.peek().span.start,
+                "the list is empty; give at least one value",
+            ));
         }
         loop {
             let literal = self.parse_literal_operand()?;
@@ -674,7 +700,8 @@ impl Parser<'_> {
         self.advance();
         require_string_field(&field, token.span.start, function.name())?;
         self.expect(TokenKind::LParen, &format!("'(' after {}", function.name()))?;
-        let (pattern, pattern_span) = self.parse_string_argument(&format!("a string argument to {}", function.name()))?;
+        let (pattern, pattern_span) =
+            self.parse_string_argument(&format!("a string argument to {}", function.name()))?;
         if function == TextFunction::Matches {
             check_regex(&pattern, pattern_span.start)?;
         }
@@ -760,7 +787,11 @@ fn require_string_field(field: &FieldRef, at: Position, function: &str) -> Resul
 }
 
 fn with_article(word: &str) -> String {
-    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     format!("{article} {word}")
 }
 
@@ -779,7 +810,9 @@ fn check_regex(pattern: &str, at: Position) -> Result<(), PqlError> {
                 .to_owned();
             Err(PqlError::at(
                 at,
-                format!("this regular expression cannot be used: {reason} (look-around and back-references are not supported)"),
+                format!(
+                    "this regular expression cannot be used: {reason} (look-around and back-references are not supported)"
+                ),
             ))
         }
     }
@@ -1003,7 +1036,9 @@ impl Parser<'_> {
                 format!("write '{variable}.{path}' to read the field of the event"),
             ));
         }
-        let error = self.resolve_in(FieldScope::Event, segments, 0).expect_err("checked above");
+        let error = self
+            .resolve_in(FieldScope::Event, segments, 0)
+            .expect_err("checked above");
         Err(PqlError::at(
             error.position,
             format!("{}; event fields are written {variable}.<path>", error.message),
@@ -1126,7 +1161,11 @@ fn require_orderable(field: &FieldRef, op: CompareOp) -> Result<(), PqlError> {
     if op.is_ordering() && field.ty == FieldType::Boolean {
         return Err(PqlError::at(
             field.span.start,
-            format!("'{}' is a boolean: compare it with = or !=, not '{}'", field.path, op.as_str()),
+            format!(
+                "'{}' is a boolean: compare it with = or !=, not '{}'",
+                field.path,
+                op.as_str()
+            ),
         ));
     }
     Ok(())
@@ -1284,7 +1323,10 @@ impl Parser<'_> {
     fn parse_between(&mut self) -> Result<TimeWindow, PqlError> {
         self.advance();
         let (start, start_span) = self.parse_literal_anchor()?;
-        self.expect_word("and", "'and' between the two ends: occurs between date(...) and date(...)")?;
+        self.expect_word(
+            "and",
+            "'and' between the two ends: occurs between date(...) and date(...)",
+        )?;
         let (end, _) = self.parse_literal_anchor()?;
         if anchor_instant(start, false) > anchor_instant(end, true) {
             return Err(PqlError::at(

@@ -167,10 +167,7 @@ fn comparisons_of_every_operator_and_type() {
             "(= p.homeAddress.stateProvince:string p.workAddress.stateProvince:string)",
         ),
         ("3 < loyalty.points", "(> p.loyalty.points:integer 3)"),
-        (
-            "\"gold\" = loyalty.tier",
-            "(= p.loyalty.tier:string \"gold\")",
-        ),
+        ("\"gold\" = loyalty.tier", "(= p.loyalty.tier:string \"gold\")"),
     ]);
 }
 
@@ -193,10 +190,7 @@ fn boolean_structure_is_flat_and_binds_as_usual() {
             "not (homeAddress.countryCode = \"CA\")",
             "(not (= p.homeAddress.countryCode:string \"CA\"))",
         ),
-        (
-            "!(loyalty.member = false)",
-            "(not (= p.loyalty.member:boolean false))",
-        ),
+        ("!(loyalty.member = false)", "(not (= p.loyalty.member:boolean false))"),
     ]);
 }
 
@@ -250,13 +244,22 @@ fn string_functions() {
 #[test]
 fn occurs_windows() {
     assert_parses(&[
-        ("loyalty.joined occurs before now", "(occurs p.loyalty.joined:date-time Before(Now))"),
-        ("loyalty.joined occurs after today", "(occurs p.loyalty.joined:date-time After(Today))"),
+        (
+            "loyalty.joined occurs before now",
+            "(occurs p.loyalty.joined:date-time Before(Now))",
+        ),
+        (
+            "loyalty.joined occurs after today",
+            "(occurs p.loyalty.joined:date-time After(Today))",
+        ),
         (
             "person.birthDate occurs on date(2019, 12, 31)",
             "(occurs p.person.birthDate:date On(Date(2019-12-31)))",
         ),
-        ("loyalty.joined occurs yesterday", "(occurs p.loyalty.joined:date-time On(Yesterday))"),
+        (
+            "loyalty.joined occurs yesterday",
+            "(occurs p.loyalty.joined:date-time On(Yesterday))",
+        ),
         (
             "loyalty.joined occurs <= 7 days before now",
             "(occurs p.loyalty.joined:date-time Distance { op: LtEq, amount: 7, unit: Day, direction: Before, anchor: Now })",
@@ -330,9 +333,8 @@ fn event_conditions() {
 
 #[test]
 fn in_segment_and_dependencies() {
-    let expr = parse_ok(
-        "inSegment(\"b1\") and (inSegment(\"a2\") or not inSegment(\"b1\")) and xEvent[eventType = \"x\"]",
-    );
+    let expr =
+        parse_ok("inSegment(\"b1\") and (inSegment(\"a2\") or not inSegment(\"b1\")) and xEvent[eventType = \"x\"]");
     assert_eq!(
         render(&expr),
         "(and (inSegment \"b1\") (or (inSegment \"a2\") (not (inSegment \"b1\"))) (exists xEvent[(= e.eventType:string \"x\")]))"
@@ -368,56 +370,211 @@ fn nodes_keep_their_lines_and_columns() {
 fn refusals_point_at_the_construct() {
     let cases: &[(&str, u32, u32, &str)] = &[
         ("", 1, 1, "the expression is empty"),
-        ("loyalty.points > 3 foo(1)", 1, 20, "unexpected 'foo' after a complete condition"),
-        ("loyalty.points > 3 and foo(1)", 1, 24, "'foo' is not supported; the functions of this subset"),
-        ("person.nmae.firstName = \"x\"", 1, 8, "there is no field 'nmae' in 'person' of the profile union schema; its fields are name, birthDate, gender"),
+        (
+            "loyalty.points > 3 foo(1)",
+            1,
+            20,
+            "unexpected 'foo' after a complete condition",
+        ),
+        (
+            "loyalty.points > 3 and foo(1)",
+            1,
+            24,
+            "'foo' is not supported; the functions of this subset",
+        ),
+        (
+            "person.nmae.firstName = \"x\"",
+            1,
+            8,
+            "there is no field 'nmae' in 'person' of the profile union schema; its fields are name, birthDate, gender",
+        ),
         ("nope = 1", 1, 1, "there is no field 'nope' in the profile union schema"),
         ("identities.id = \"x\"", 1, 12, "'identities' is an array"),
         ("identityMap.Email.isNull()", 1, 13, "'identityMap' is a map"),
-        ("loyalty.tier = 3", 1, 16, "'loyalty.tier' is a string but this value is an integer"),
-        ("loyalty.points = \"3\"", 1, 18, "'loyalty.points' is an integer but this value is a string"),
-        ("person.birthDate = date(\"2020-01-01T00:00:00Z\")", 1, 20, "'person.birthDate' is a date but this value is a date-time"),
-        ("loyalty.member > true", 1, 1, "'loyalty.member' is a boolean: compare it with = or !=, not '>'"),
-        ("person.name = \"x\"", 1, 1, "'person.name' is an object and cannot be compared"),
+        (
+            "loyalty.tier = 3",
+            1,
+            16,
+            "'loyalty.tier' is a string but this value is an integer",
+        ),
+        (
+            "loyalty.points = \"3\"",
+            1,
+            18,
+            "'loyalty.points' is an integer but this value is a string",
+        ),
+        (
+            "person.birthDate = date(\"2020-01-01T00:00:00Z\")",
+            1,
+            20,
+            "'person.birthDate' is a date but this value is a date-time",
+        ),
+        (
+            "loyalty.member > true",
+            1,
+            1,
+            "'loyalty.member' is a boolean: compare it with = or !=, not '>'",
+        ),
+        (
+            "person.name = \"x\"",
+            1,
+            1,
+            "'person.name' is an object and cannot be compared",
+        ),
         ("loyalty.tier = loyalty.points", 1, 16, "they cannot be compared"),
         ("3 = 4", 1, 1, "both sides of this comparison are values"),
-        ("loyalty.points.startsWith(\"1\")", 1, 16, "startsWith applies to strings"),
-        ("loyalty.tier.doesNotStartWith(\"g\")", 1, 14, "'doesNotStartWith' is not supported; write not (loyalty.tier.startsWith(\"...\"))"),
-        ("loyalty.tier.matches(\"(?<=a)b\")", 1, 22, "this regular expression cannot be used"),
-        ("loyalty.tier.matches(\"a\", false)", 1, 25, "matches takes one argument"),
+        (
+            "loyalty.points.startsWith(\"1\")",
+            1,
+            16,
+            "startsWith applies to strings",
+        ),
+        (
+            "loyalty.tier.doesNotStartWith(\"g\")",
+            1,
+            14,
+            "'doesNotStartWith' is not supported; write not (loyalty.tier.startsWith(\"...\"))",
+        ),
+        (
+            "loyalty.tier.matches(\"(?<=a)b\")",
+            1,
+            22,
+            "this regular expression cannot be used",
+        ),
+        (
+            "loyalty.tier.matches(\"a\", false)",
+            1,
+            25,
+            "matches takes one argument",
+        ),
         ("loyalty.tier in []", 1, 18, "the list is empty"),
-        ("loyalty.tier not in [\"a\"]", 1, 14, "'not in' is not supported; write notIn"),
+        (
+            "loyalty.tier not in [\"a\"]",
+            1,
+            14,
+            "'not in' is not supported; write notIn",
+        ),
         ("loyalty.tier = null", 1, 16, "'null' is not supported"),
-        ("loyalty.tier.occurs", 1, 14, "'loyalty.tier' is a string and has no field 'occurs'"),
-        ("loyalty.tier occurs before now", 1, 14, "occurs applies to dates and date-times"),
+        (
+            "loyalty.tier.occurs",
+            1,
+            14,
+            "'loyalty.tier' is a string and has no field 'occurs'",
+        ),
+        (
+            "loyalty.tier occurs before now",
+            1,
+            14,
+            "occurs applies to dates and date-times",
+        ),
         ("loyalty.joined occurs now", 1, 23, "'occurs now' names no window"),
-        ("loyalty.joined occurs 3 days before now", 1, 23, "say how the distance compares"),
+        (
+            "loyalty.joined occurs 3 days before now",
+            1,
+            23,
+            "say how the distance compares",
+        ),
         ("loyalty.joined occurs <= 3 fortnights before now", 1, 28, "a time unit"),
-        ("loyalty.joined occurs <= 3 days before X.timestamp", 1, 40, "'occurs relative to X' is not supported"),
+        (
+            "loyalty.joined occurs <= 3 days before X.timestamp",
+            1,
+            40,
+            "'occurs relative to X' is not supported",
+        ),
         ("loyalty.joined occurs last hour", 1, 28, "'last hour' is not supported"),
         ("loyalty.joined occurs on now", 1, 26, "occurs on names a day"),
-        ("loyalty.joined occurs between date(2020, 2, 1) and date(2020, 1, 1)", 1, 31, "this window is empty"),
-        ("loyalty.joined > date(2021, 2, 29)", 1, 23, "is not a day of the calendar"),
+        (
+            "loyalty.joined occurs between date(2020, 2, 1) and date(2020, 1, 1)",
+            1,
+            31,
+            "this window is empty",
+        ),
+        (
+            "loyalty.joined > date(2021, 2, 29)",
+            1,
+            23,
+            "is not a day of the calendar",
+        ),
         ("loyalty.joined > date(\"yesterday\")", 1, 23, "is not a date"),
         ("loyalty.joined < now", 1, 18, "'now as a value' is not supported"),
         ("xEvent > 3", 1, 8, "xEvent is a list of events and cannot be compared"),
         ("xEvent[eventType = \"a\"].count() > 1.5", 1, 35, "a whole number"),
         ("xEvent.sum() > 1", 1, 8, "'sum' is not supported"),
-        ("xEvent[homeAddress.city = \"x\"]", 1, 8, "'homeAddress.city (a profile field) inside an xEvent condition' is not supported"),
-        ("select X from xEvent where eventType = \"a\"", 1, 28, "write 'X.eventType'"),
-        ("select X from xEvent where homeAddress.city = \"a\"", 1, 28, "(a profile field) inside an xEvent condition"),
-        ("select X from xEvent where X.nope = 1", 1, 30, "there is no field 'nope' in the experience event union schema"),
+        (
+            "xEvent[homeAddress.city = \"x\"]",
+            1,
+            8,
+            "'homeAddress.city (a profile field) inside an xEvent condition' is not supported",
+        ),
+        (
+            "select X from xEvent where eventType = \"a\"",
+            1,
+            28,
+            "write 'X.eventType'",
+        ),
+        (
+            "select X from xEvent where homeAddress.city = \"a\"",
+            1,
+            28,
+            "(a profile field) inside an xEvent condition",
+        ),
+        (
+            "select X from xEvent where X.nope = 1",
+            1,
+            30,
+            "there is no field 'nope' in the experience event union schema",
+        ),
         ("select X from xEvent where X = 1", 1, 28, "'X' is the whole event"),
-        ("select X from xEvent where X.productListItems.SKU = \"a\"", 1, 47, "'productListItems' is an array"),
-        ("select X from person.orders where X.a = 1", 1, 15, "'select ... from person' is not supported"),
-        ("select X from xEvent where X.eventType = \"a\" and inSegment(\"s\")", 1, 50, "inSegment inside an xEvent condition"),
-        ("xEvent[xEvent[eventType = \"a\"]]", 1, 8, "'xEvent' is not supported; an xEvent condition cannot contain another one"),
-        ("exists E from xEvent where E.eventType = \"a\", I from E.productListItems", 1, 45, "a second from list"),
-        ("forall E from xEvent where E.eventType = \"a\"", 1, 1, "'forall' is not supported"),
-        ("chain(xEvent, timestamp, [A: WHAT(eventType = \"a\")])", 1, 1, "'chain' is not supported"),
+        (
+            "select X from xEvent where X.productListItems.SKU = \"a\"",
+            1,
+            47,
+            "'productListItems' is an array",
+        ),
+        (
+            "select X from person.orders where X.a = 1",
+            1,
+            15,
+            "'select ... from person' is not supported",
+        ),
+        (
+            "select X from xEvent where X.eventType = \"a\" and inSegment(\"s\")",
+            1,
+            50,
+            "inSegment inside an xEvent condition",
+        ),
+        (
+            "xEvent[xEvent[eventType = \"a\"]]",
+            1,
+            8,
+            "'xEvent' is not supported; an xEvent condition cannot contain another one",
+        ),
+        (
+            "exists E from xEvent where E.eventType = \"a\", I from E.productListItems",
+            1,
+            45,
+            "a second from list",
+        ),
+        (
+            "forall E from xEvent where E.eventType = \"a\"",
+            1,
+            1,
+            "'forall' is not supported",
+        ),
+        (
+            "chain(xEvent, timestamp, [A: WHAT(eventType = \"a\")])",
+            1,
+            1,
+            "'chain' is not supported",
+        ),
         ("let S = 1 in S > 2", 1, 1, "'let' is not supported"),
         ("$1.homeAddress.city = \"x\"", 1, 1, "'$1' is not supported"),
-        ("(Profile) => Profile.homeAddress.city = \"x\"", 1, 1, "'(Profile) =>' is not supported"),
+        (
+            "(Profile) => Profile.homeAddress.city = \"x\"",
+            1,
+            1,
+            "'(Profile) =>' is not supported",
+        ),
         ("loyalty.points + 1 > 2", 1, 16, "expected a comparison"),
         ("loyalty.points > 1 +", 1, 20, "unexpected '+'"),
         ("inSegment(\"\")", 1, 11, "the segment id is empty"),
@@ -426,7 +583,12 @@ fn refusals_point_at_the_construct() {
         ("(loyalty.points > 1", 1, 20, "')' to close"),
         ("loyalty.points > 1 and", 1, 23, "expected a condition"),
         ("loyalty.points > 99999999999999999999", 1, 18, "too large"),
-        ("loyalty.tier = \"a\"\n  and\n  loyalty.tier ~ \"b\"", 3, 16, "'~' has no meaning"),
+        (
+            "loyalty.tier = \"a\"\n  and\n  loyalty.tier ~ \"b\"",
+            3,
+            16,
+            "'~' has no meaning",
+        ),
     ];
     // Every mismatch is reported at once, so one run shows the whole table's state.
     let mut mismatches = Vec::new();
@@ -444,7 +606,9 @@ fn refusals_point_at_the_construct() {
 fn the_error_names_its_place_first() {
     let error = parse_err("loyalty.points > 3 and foo(1)");
     assert!(
-        error.to_string().starts_with("at line 1, column 24: 'foo' is not supported; "),
+        error
+            .to_string()
+            .starts_with("at line 1, column 24: 'foo' is not supported; "),
         "{error}"
     );
 }
@@ -453,7 +617,11 @@ fn the_error_names_its_place_first() {
 fn nesting_is_bounded() {
     let deep = format!("{}loyalty.points > 1{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
     parse_ok(&deep);
-    let too_deep = format!("{}loyalty.points > 1{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1));
+    let too_deep = format!(
+        "{}loyalty.points > 1{}",
+        "(".repeat(MAX_DEPTH + 1),
+        ")".repeat(MAX_DEPTH + 1)
+    );
     assert!(parse_err(&too_deep).message.contains("nests more than"));
     let nots = format!("{}loyalty.points > 1", "not ".repeat(10_000));
     assert!(parse_err(&nots).message.contains("nests more than"));
@@ -483,11 +651,70 @@ const VALID: &[&str] = &[
 /// Pieces of PQL to assemble at random: most random token strings are wrong in many ways, which
 /// is what reaches the error paths.
 const TOKENS: &[&str] = &[
-    "loyalty", "points", "tier", ".", "person", "name", "xEvent", "select", "X", "from", "where", "exists", "and",
-    "or", "not", "!", "(", ")", "[", "]", ",", ":", "=", "!=", "<", "<=", ">", ">=", "in", "notIn", "like", "occurs",
-    "before", "after", "between", "now", "today", "last", "month", "days", "7", "-", "3.5", "\"a\"", "\"%x\"",
-    "date", "inSegment", "count", "isNull", "startsWith", "matches", "true", "false", "$1", "=>", "\n", "é", "\"",
-    "\\", "#", "timestamp", "eventType", "on", "week",
+    "loyalty",
+    "points",
+    "tier",
+    ".",
+    "person",
+    "name",
+    "xEvent",
+    "select",
+    "X",
+    "from",
+    "where",
+    "exists",
+    "and",
+    "or",
+    "not",
+    "!",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ":",
+    "=",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "in",
+    "notIn",
+    "like",
+    "occurs",
+    "before",
+    "after",
+    "between",
+    "now",
+    "today",
+    "last",
+    "month",
+    "days",
+    "7",
+    "-",
+    "3.5",
+    "\"a\"",
+    "\"%x\"",
+    "date",
+    "inSegment",
+    "count",
+    "isNull",
+    "startsWith",
+    "matches",
+    "true",
+    "false",
+    "$1",
+    "=>",
+    "\n",
+    "é",
+    "\"",
+    "\\",
+    "#",
+    "timestamp",
+    "eventType",
+    "on",
+    "week",
 ];
 
 fn check_invariants(text: &str) {
@@ -496,7 +723,10 @@ fn check_invariants(text: &str) {
         Ok(expr) => check_spans(&expr, text),
         Err(error) => {
             let offset = error.position.offset;
-            assert!(offset <= text.len() && text.is_char_boundary(offset), "{text:?}: {error:?}");
+            assert!(
+                offset <= text.len() && text.is_char_boundary(offset),
+                "{text:?}: {error:?}"
+            );
             assert_eq!(Position::of_offset(text, offset), error.position, "{text:?}");
             assert!(!error.message.is_empty());
         }
@@ -505,7 +735,10 @@ fn check_invariants(text: &str) {
 
 fn check_spans(expr: &Expr, text: &str) {
     let span = expr.span();
-    assert!(span.start.offset <= span.end.offset && span.end.offset <= text.len(), "{text:?}");
+    assert!(
+        span.start.offset <= span.end.offset && span.end.offset <= text.len(),
+        "{text:?}"
+    );
     assert_eq!(Position::of_offset(text, span.start.offset), span.start, "{text:?}");
     for child in expr.children() {
         check_spans(child, text);

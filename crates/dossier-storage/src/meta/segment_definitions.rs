@@ -82,7 +82,9 @@ fn definition_from_row(row: &SqliteRow) -> Result<SegmentDefinition, StorageErro
         expression: row.try_get("expression")?,
         merge_policy_id: MergePolicyId::from_string(row.try_get::<String, _>("merge_policy_id")?),
         batch_enabled: row.try_get("batch_enabled")?,
-        ttl_in_days: ttl.map(|days| parsed_column(TABLE, "ttl_in_days", u32::try_from(days))).transpose()?,
+        ttl_in_days: ttl
+            .map(|days| parsed_column(TABLE, "ttl_in_days", u32::try_from(days)))
+            .transpose()?,
         dependencies: json_column(TABLE, "dependencies", &row.try_get::<String, _>("dependencies")?)?,
         creation_time: row.try_get("creation_time")?,
         update_time: row.try_get("update_time")?,
@@ -177,23 +179,27 @@ async fn resolve_merge_policy(
     spec: &SegmentDefinitionSpec,
 ) -> Result<MergePolicyId, SegmentDefinitionWriteError> {
     let found: Option<String> = match &spec.merge_policy_id {
-        Some(id) => sqlx::query_scalar(
-            "SELECT id FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ? AND is_latest = 1",
-        )
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?,
-        None => sqlx::query_scalar(
-            "SELECT id FROM merge_policies
+        Some(id) => {
+            sqlx::query_scalar(
+                "SELECT id FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ? AND is_latest = 1",
+            )
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(id.as_str())
+            .fetch_optional(conn)
+            .await?
+        }
+        None => {
+            sqlx::query_scalar(
+                "SELECT id FROM merge_policies
              WHERE org = ? AND sandbox = ? AND schema_name = ? AND is_latest = 1 AND is_default = 1",
-        )
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(&spec.schema_name)
-        .fetch_optional(conn)
-        .await?,
+            )
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(&spec.schema_name)
+            .fetch_optional(conn)
+            .await?
+        }
     };
     match (found, &spec.merge_policy_id) {
         (Some(id), _) => Ok(MergePolicyId::from_string(id)),
@@ -237,16 +243,16 @@ async fn check_no_cycle(
     if dependencies.is_empty() {
         return Ok(());
     }
-    let rows = sqlx::query("SELECT id, dependencies FROM segment_definitions WHERE org = ? AND sandbox = ? AND id <> ?")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id.as_str())
-        .fetch_all(conn)
-        .await?;
+    let rows =
+        sqlx::query("SELECT id, dependencies FROM segment_definitions WHERE org = ? AND sandbox = ? AND id <> ?")
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(id.as_str())
+            .fetch_all(conn)
+            .await?;
     let mut graph = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let dependencies: Vec<String> =
-            json_column(TABLE, "dependencies", &row.try_get::<String, _>("dependencies")?)?;
+        let dependencies: Vec<String> = json_column(TABLE, "dependencies", &row.try_get::<String, _>("dependencies")?)?;
         graph.insert(row.try_get::<String, _>("id")?, dependencies);
     }
     match dependency_cycle(id, dependencies, &graph) {
@@ -276,7 +282,9 @@ async fn dependents_of(
     let mut dependents: HashMap<SegmentDefinitionId, Vec<SegmentDefinitionId>> = HashMap::new();
     for row in &rows {
         dependents
-            .entry(SegmentDefinitionId::from_string(row.try_get::<String, _>("dependency")?))
+            .entry(SegmentDefinitionId::from_string(
+                row.try_get::<String, _>("dependency")?,
+            ))
             .or_default()
             .push(SegmentDefinitionId::from_string(row.try_get::<String, _>("dependent")?));
     }
@@ -421,7 +429,10 @@ impl MetaStore {
         if definition_in(&mut tx, tenant, id).await?.is_none() {
             return Err(SegmentDefinitionWriteError::NotFound(id.clone()));
         }
-        let dependents = dependents_of(&mut tx, tenant, &[id]).await?.remove(id).unwrap_or_default();
+        let dependents = dependents_of(&mut tx, tenant, &[id])
+            .await?
+            .remove(id)
+            .unwrap_or_default();
         if !dependents.is_empty() {
             return Err(SegmentDefinitionWriteError::HasDependents {
                 id: id.clone(),
@@ -473,17 +484,32 @@ mod tests {
         CheckedSpec::check(spec, schemas, merge_policy_id).map(|(checked, _)| checked)
     }
 
-    async fn create(meta: &MetaStore, name: &str, expression: &str) -> Result<SegmentDefinition, SegmentDefinitionWriteError> {
-        meta.create_segment_definition(&tenant("prod"), SegmentDefinitionId::generate(), spec(name, expression), 1_000, check)
-            .await
+    async fn create(
+        meta: &MetaStore,
+        name: &str,
+        expression: &str,
+    ) -> Result<SegmentDefinition, SegmentDefinitionWriteError> {
+        meta.create_segment_definition(
+            &tenant("prod"),
+            SegmentDefinitionId::generate(),
+            spec(name, expression),
+            1_000,
+            check,
+        )
+        .await
     }
 
     #[tokio::test]
     async fn definitions_get_the_default_merge_policy_and_unique_names() {
         let (_dir, meta) = store().await;
-        let first = create(&meta, "first", "homeAddress.countryCode = \"US\"").await.unwrap();
+        let first = create(&meta, "first", "homeAddress.countryCode = \"US\"")
+            .await
+            .unwrap();
         assert_eq!(first.merge_policy_id.as_str(), SEEDED_MERGE_POLICY_ID);
-        assert_eq!(meta.segment_definition(&tenant("prod"), &first.id).await.unwrap(), Some(first.clone()));
+        assert_eq!(
+            meta.segment_definition(&tenant("prod"), &first.id).await.unwrap(),
+            Some(first.clone())
+        );
         assert_eq!(meta.segment_definition(&tenant("dev"), &first.id).await.unwrap(), None);
 
         let taken = create(&meta, "first", "homeAddress.countryCode = \"CA\"").await;
@@ -493,9 +519,18 @@ mod tests {
         let mut unknown_policy = spec("third", "homeAddress.countryCode = \"US\"");
         unknown_policy.merge_policy_id = Some(MergePolicyId::from_string("nope"));
         let result = meta
-            .create_segment_definition(&tenant("prod"), SegmentDefinitionId::generate(), unknown_policy, 1, check)
+            .create_segment_definition(
+                &tenant("prod"),
+                SegmentDefinitionId::generate(),
+                unknown_policy,
+                1,
+                check,
+            )
             .await;
-        assert!(matches!(result, Err(SegmentDefinitionWriteError::UnknownMergePolicy(_))));
+        assert!(matches!(
+            result,
+            Err(SegmentDefinitionWriteError::UnknownMergePolicy(_))
+        ));
     }
 
     #[tokio::test]
@@ -508,12 +543,18 @@ mod tests {
 
         let closing = format!("inSegment(\"{}\") or inSegment(\"external\")", b.id);
         let result = meta
-            .update_segment_definition(&t, &a.id, 2_000, |current| {
-                Ok(SegmentDefinitionSpec {
-                    expression: closing.clone(),
-                    ..current.spec()
-                })
-            }, check)
+            .update_segment_definition(
+                &t,
+                &a.id,
+                2_000,
+                |current| {
+                    Ok(SegmentDefinitionSpec {
+                        expression: closing.clone(),
+                        ..current.spec()
+                    })
+                },
+                check,
+            )
             .await;
         assert!(
             matches!(&result, Err(SegmentDefinitionWriteError::Cycle(path)) if path == &[a.id.to_string(), b.id.to_string(), a.id.to_string()]),
@@ -524,7 +565,9 @@ mod tests {
         assert_eq!(dependents.get(&a.id), Some(&vec![b.id.clone()]));
         assert_eq!(dependents.get(&b.id), None);
         let refused = meta.delete_segment_definition(&t, &a.id).await;
-        assert!(matches!(refused, Err(SegmentDefinitionWriteError::HasDependents { dependents, .. }) if dependents == [b.id.clone()]));
+        assert!(
+            matches!(refused, Err(SegmentDefinitionWriteError::HasDependents { dependents, .. }) if dependents == [b.id.clone()])
+        );
         meta.delete_segment_definition(&t, &b.id).await.unwrap();
         meta.delete_segment_definition(&t, &a.id).await.unwrap();
         assert!(matches!(
@@ -544,12 +587,18 @@ mod tests {
             .unwrap();
         assert_eq!(same, created);
         let renamed = meta
-            .update_segment_definition(&t, &created.id, 900, |current| {
-                Ok(SegmentDefinitionSpec {
-                    name: "renamed".into(),
-                    ..current.spec()
-                })
-            }, check)
+            .update_segment_definition(
+                &t,
+                &created.id,
+                900,
+                |current| {
+                    Ok(SegmentDefinitionSpec {
+                        name: "renamed".into(),
+                        ..current.spec()
+                    })
+                },
+                check,
+            )
             .await
             .unwrap();
         assert_eq!((renamed.creation_time, renamed.update_time), (1_000, 1_001));
@@ -572,15 +621,36 @@ mod tests {
             SegmentDefinitionListQuery::from_params(&params).unwrap()
         };
         let names = |page: &SegmentDefinitionPage| page.definitions.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-        let newest_first = meta.list_segment_definitions(&t, &query(&[("limit", "2")])).await.unwrap();
-        assert_eq!((names(&newest_first), newest_first.total), (vec!["a".into(), "c".into()], 3));
-        let second = meta.list_segment_definitions(&t, &query(&[("limit", "2"), ("page", "2")])).await.unwrap();
+        let newest_first = meta
+            .list_segment_definitions(&t, &query(&[("limit", "2")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (names(&newest_first), newest_first.total),
+            (vec!["a".into(), "c".into()], 3)
+        );
+        let second = meta
+            .list_segment_definitions(&t, &query(&[("limit", "2"), ("page", "2")]))
+            .await
+            .unwrap();
         assert_eq!(names(&second), ["b"]);
-        let by_name = meta.list_segment_definitions(&t, &query(&[("sort", "name:asc"), ("evaluationInfo.batch.enabled", "true")])).await.unwrap();
+        let by_name = meta
+            .list_segment_definitions(
+                &t,
+                &query(&[("sort", "name:asc"), ("evaluationInfo.batch.enabled", "true")]),
+            )
+            .await
+            .unwrap();
         assert_eq!((names(&by_name), by_name.total), (vec!["a".into(), "b".into()], 2));
-        let streaming = meta.list_segment_definitions(&t, &query(&[("evaluationInfo.continuous.enabled", "true")])).await.unwrap();
+        let streaming = meta
+            .list_segment_definitions(&t, &query(&[("evaluationInfo.continuous.enabled", "true")]))
+            .await
+            .unwrap();
         assert_eq!(streaming.total, 0);
-        let elsewhere = meta.list_segment_definitions(&tenant("dev"), &query(&[])).await.unwrap();
+        let elsewhere = meta
+            .list_segment_definitions(&tenant("dev"), &query(&[]))
+            .await
+            .unwrap();
         assert_eq!(elsewhere.total, 0);
     }
 }
