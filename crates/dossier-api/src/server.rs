@@ -14,6 +14,9 @@ use tokio::task::JoinHandle;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
+use dossier_engine::export_queue::{
+    EngineExporter, ExportQueue, ExportWorkers, WorkerSettings, recover_interrupted_exports,
+};
 use dossier_engine::ingest::Ingestion;
 use dossier_model::catalog::BatchStatus;
 use dossier_model::tenancy::OrgId;
@@ -63,8 +66,12 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
+    export_workers: ExportWorkers,
     meta: MetaStore,
 }
+
+/// How long a stop waits for running exports to notice and record that they were stopped.
+const EXPORT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl RunningServer {
     /// The address actually bound (useful with port 0).
@@ -72,10 +79,12 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// Stops accepting connections, lets requests in flight finish, and closes storage.
+    /// Stops accepting connections, lets requests in flight finish, stops the export workers
+    /// (a running export ends FAILED, saying the server stopped), and closes storage.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await.context("server task panicked")??;
+        self.export_workers.shutdown(EXPORT_STOP_GRACE).await;
         self.meta.close().await;
         Ok(())
     }
@@ -111,11 +120,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     if resumed > 0 {
         tracing::warn!(batches = resumed, "resumed ingestion interrupted by the last stop");
     }
+    let recovered = recover_interrupted_exports(&meta, &lake).await?;
+    if recovered > 0 {
+        tracing::warn!(jobs = recovered, "failed export jobs interrupted by the last stop");
+    }
+    let exports = ExportQueue::new(meta.clone());
+    let export_workers = start_export_workers(&exports, &meta, &lake, &config.limits);
+    ingestion.spawn_graph_recovery();
     let state = AppState {
         meta: meta.clone(),
         lake,
         tokens,
         ingestion,
+        exports,
         limits: config.limits,
     };
 
@@ -140,6 +157,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         local_addr,
         stop,
         task,
+        export_workers,
         meta,
     })
+}
+
+fn start_export_workers(exports: &ExportQueue, meta: &MetaStore, lake: &Lake, limits: &Limits) -> ExportWorkers {
+    let exporter = Arc::new(EngineExporter {
+        meta: meta.clone(),
+        lake: lake.clone(),
+    });
+    let settings = WorkerSettings {
+        workers: limits.export_workers,
+        ..WorkerSettings::default()
+    };
+    ExportWorkers::start(exports.clone(), lake.clone(), exporter, settings)
 }

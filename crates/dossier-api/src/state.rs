@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use dossier_engine::export_queue::ExportQueue;
 use dossier_engine::ingest::Ingestion;
 use dossier_storage::{Lake, MetaStore};
 
@@ -13,20 +14,29 @@ pub struct AppState {
     pub lake: Lake,
     pub tokens: Arc<TokenService>,
     pub ingestion: Ingestion,
+    /// Export job workers: wake-up on a new job, cancel flags and live progress.
+    pub exports: ExportQueue,
     pub limits: Limits,
 }
 
-/// Sizes the server refuses to go beyond.
+/// Sizes and concurrency the server keeps to.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// The largest file one upload may carry.
     pub max_upload_bytes: u64,
+    /// Export jobs run at once (one worker each); 0 leaves every job queued.
+    pub export_workers: usize,
+    /// Export jobs that may wait (NEW) at once, across every sandbox; a create beyond it
+    /// answers 429.
+    pub max_queued_export_jobs: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_upload_bytes: 16 * 1024 * 1024 * 1024,
+            export_workers: 2,
+            max_queued_export_jobs: 100,
         }
     }
 }

@@ -3,8 +3,11 @@
 use serde_json::{Map, Value, json};
 
 use dossier_model::catalog::{Batch, Dataset};
+use dossier_model::export_job::{ExportJob, ExportJobMetrics, ExportJobProgress, ExportJobStatus, MetricSpan};
+use dossier_model::export_request::segment_echo;
 use dossier_model::ids::SegmentDefinitionId;
 use dossier_model::merge_policy::{AttributeMerge, MergePolicy};
+use dossier_model::schema::PROFILE_SCHEMA_NAME;
 use dossier_model::segment_definition::{EXPRESSION_FORMAT, EXPRESSION_TYPE, SegmentDefinition};
 use dossier_model::tenancy::{DEFAULT_SANDBOX, SandboxName};
 
@@ -149,4 +152,96 @@ pub fn segment_definition_json(definition: &SegmentDefinition, dependents: &[Seg
         object.insert("ttlInDays".to_owned(), json!(days));
     }
     value
+}
+
+/// A metric span as AEP shows it: `{startTimeInMs, endTimeInMs, totalTimeInMs}`, the last two
+/// once it ended.
+fn metric_span_json(span: &MetricSpan) -> Value {
+    match span.end {
+        None => json!({ "startTimeInMs": span.start }),
+        Some(end) => json!({ "startTimeInMs": span.start, "endTimeInMs": end, "totalTimeInMs": end - span.start }),
+    }
+}
+
+fn export_metrics_json(metrics: &ExportJobMetrics) -> Value {
+    let mut object = Map::new();
+    object.insert("totalTime".into(), metric_span_json(&metrics.total_time));
+    if let Some(span) = &metrics.profile_export_time {
+        object.insert("profileExportTime".into(), metric_span_json(span));
+    }
+    if let Some(span) = &metrics.dataset_write_time {
+        object.insert("aCPDatasetWriteTime".into(), metric_span_json(span));
+    }
+    // The counters are known once an export finished; before, they are left out rather than 0.
+    if let Some(exported) = metrics.exported_profiles {
+        object.insert("totalExportedProfileCounter".into(), json!(exported));
+        object.insert(
+            "exportedProfileByNamespaceCounter".into(),
+            json!(metrics.exported_by_namespace),
+        );
+        object.insert(
+            "leftOutProfileByReasonCounter".into(),
+            json!(metrics.left_out_by_reason),
+        );
+    }
+    Value::Object(object)
+}
+
+/// `destination`: the dataset and one `batchId`, or with `segmentPerBatch` one entry per segment
+/// under `batches`.
+fn export_destination_json(job: &ExportJob) -> Value {
+    let spec = &job.spec;
+    if !spec.segment_per_batch {
+        let batch_id = job.batches.first().map(|b| b.batch_id.as_str()).unwrap_or_default();
+        return json!({ "datasetId": spec.dataset_id, "segmentPerBatch": false, "batchId": batch_id });
+    }
+    let batches: Vec<Value> = job
+        .batches
+        .iter()
+        .map(|target| {
+            let mut entry = target
+                .segment
+                .and_then(|index| spec.segments.get(index))
+                .map(segment_echo)
+                .unwrap_or_else(|| json!({}));
+            entry["batchId"] = json!(target.batch_id);
+            entry
+        })
+        .collect();
+    json!({ "datasetId": spec.dataset_id, "segmentPerBatch": true, "batches": batches })
+}
+
+/// An export job as POST, GET and the listing show it. `live` is the progress of a job this
+/// process is running; otherwise the last progress a worker recorded is shown.
+pub fn export_job_json(job: &ExportJob, live: Option<ExportJobProgress>) -> Value {
+    let mut object = Map::new();
+    object.insert("id".into(), json!(job.id));
+    object.insert("jobType".into(), json!("BATCH"));
+    object.insert("status".into(), json!(job.status.as_str()));
+    object.insert("profileInstanceId".into(), json!("ups"));
+    object.insert("imsOrgId".into(), json!(job.tenant.org));
+    object.insert("requestId".into(), json!(job.request_id));
+    for name in ["fields", "filter", "additionalFields", "evaluationInfo"] {
+        if let Some(value) = job.request.get(name) {
+            object.insert(name.into(), value.clone());
+        }
+    }
+    object.insert(
+        "mergePolicy".into(),
+        json!({ "id": job.spec.merge_policy_id, "version": job.spec.merge_policy_version }),
+    );
+    object.insert("schema".into(), json!({ "name": PROFILE_SCHEMA_NAME }));
+    object.insert("destination".into(), export_destination_json(job));
+    object.insert("computeGatewayJobId".into(), json!({}));
+    object.insert("metrics".into(), export_metrics_json(&job.metrics));
+    if job.status == ExportJobStatus::Processing {
+        let progress = live.or(job.progress).unwrap_or_default();
+        object.insert("progress".into(), json!(progress));
+    }
+    if !job.errors.is_empty() {
+        object.insert("errors".into(), json!(job.errors));
+    }
+    object.insert("creationTime".into(), json!(job.created));
+    object.insert("updateTime".into(), json!(job.updated));
+    Value::Object(object)
 }

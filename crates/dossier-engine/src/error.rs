@@ -11,8 +11,6 @@ pub enum EngineError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("parquet error: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
-    #[error("query engine error: {0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("{0}")]
     Invalid(String),
     #[error("background task failed: {0}")]

@@ -23,3 +23,17 @@ pub async fn dataset_schema(meta: &MetaStore, tenant: &Tenant, dataset: &Dataset
             ))
         })
 }
+
+/// The datasets whose rows are profile fragments: profile-enabled ones whose schema still
+/// resolves, oldest first, each with its schema.
+pub async fn fragment_datasets(meta: &MetaStore, tenant: &Tenant) -> Result<Vec<(Dataset, XdmSchema)>, EngineError> {
+    let mut sources = Vec::new();
+    for dataset in meta.profile_enabled_datasets(tenant).await? {
+        // A dataset whose schema was deleted has no readable rows; skipping it is what every
+        // reader of fragments does.
+        if let Ok(schema) = dataset_schema(meta, tenant, &dataset).await {
+            sources.push((dataset, schema));
+        }
+    }
+    Ok(sources)
+}

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod export_job;
+pub mod export_request;
 pub mod ids;
 pub mod listing;
 pub mod merge_policy;

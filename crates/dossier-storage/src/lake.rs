@@ -3,6 +3,7 @@
 //! ```text
 //! <org>/<sandbox>/datasets/<datasetId>/batches/<batchId>/<file>
 //! <org>/<sandbox>/_staging/<batchId>/<file>
+//! <org>/<sandbox>/_profile/identity-graph/v<N>-<random>.parquet
 //! ```
 //!
 //! Writers put files under the staging prefix; a batch's files are moved into place just before
@@ -41,6 +42,7 @@ pub struct Lake {
 }
 
 const STAGING: &str = "_staging";
+const PROFILE_STORE: &str = "_profile";
 
 impl Lake {
     /// A lake on the local disk under `root`, created if missing.
@@ -88,6 +90,20 @@ impl Lake {
     /// Where a writer puts a batch's files before they are promoted into the batch folder.
     pub fn output_prefix(tenant: &Tenant, batch: &BatchId) -> ObjectPath {
         Self::staging_prefix(tenant, batch).join("out")
+    }
+
+    /// Where the snapshots of the sandbox's identity graph live, one file per version.
+    pub fn identity_graph_prefix(tenant: &Tenant) -> ObjectPath {
+        Self::tenant_prefix(tenant).join(PROFILE_STORE).join("identity-graph")
+    }
+
+    /// A new, unique path for the snapshot file of one version of the sandbox's identity graph.
+    /// The random part keeps two writers that race for the same version number (two processes
+    /// on one store) from overwriting each other's file: the loser's file is just never named
+    /// by a committed row.
+    pub fn new_identity_graph_snapshot(tenant: &Tenant, version: i64) -> ObjectPath {
+        let nonce: u64 = rand::random();
+        Self::identity_graph_prefix(tenant).join(format!("v{version}-{nonce:016x}.parquet"))
     }
 
     /// Streams `chunks` into the object at `location` without holding more than a part in memory;

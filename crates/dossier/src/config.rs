@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
-use dossier_api::StaticToken;
+use dossier_api::{Limits, StaticToken};
 
 use crate::cli::{Command, GlobalArgs};
 
@@ -23,6 +23,10 @@ struct ConfigFile {
     listen: Option<SocketAddr>,
     token_ttl_secs: Option<u64>,
     log_format: Option<LogFormat>,
+    /// Export jobs run at once.
+    export_workers: Option<usize>,
+    /// Export jobs that may wait at once; beyond it a create answers 429.
+    max_queued_export_jobs: Option<u64>,
     #[serde(default)]
     static_tokens: Vec<StaticToken>,
 }
@@ -43,6 +47,17 @@ pub struct Settings {
     pub token_ttl: Duration,
     pub log_format: LogFormat,
     pub static_tokens: Vec<StaticToken>,
+    pub limits: Limits,
+}
+
+/// The server's limits: the defaults, with what the config file sets.
+fn limits(export_workers: Option<usize>, max_queued_export_jobs: Option<u64>) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        export_workers: export_workers.unwrap_or(defaults.export_workers),
+        max_queued_export_jobs: max_queued_export_jobs.unwrap_or(defaults.max_queued_export_jobs),
+        ..defaults
+    }
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -65,6 +80,7 @@ impl Settings {
             token_ttl: Duration::from_secs(file.token_ttl_secs.unwrap_or(86_400)),
             log_format: file.log_format.unwrap_or_default(),
             static_tokens: file.static_tokens,
+            limits: limits(file.export_workers, file.max_queued_export_jobs),
         })
     }
 }
@@ -84,5 +100,33 @@ pub fn init_logging(command: &Command, settings: &Settings) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_from(toml: &str) -> Settings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dossier.toml");
+        std::fs::write(&path, toml).unwrap();
+        let args = GlobalArgs {
+            data_dir: None,
+            config: Some(path),
+        };
+        Settings::resolve(&args).unwrap()
+    }
+
+    #[test]
+    fn export_limits_come_from_the_config_file_or_default() {
+        let set = settings_from("export_workers = 0\nmax_queued_export_jobs = 7\n");
+        assert_eq!((set.limits.export_workers, set.limits.max_queued_export_jobs), (0, 7));
+        let defaults = settings_from("");
+        assert_eq!(
+            (defaults.limits.export_workers, defaults.limits.max_queued_export_jobs),
+            (2, 100)
+        );
+        assert_eq!(defaults.limits.max_upload_bytes, Limits::default().max_upload_bytes);
     }
 }

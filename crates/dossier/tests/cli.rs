@@ -206,3 +206,41 @@ async fn ingest_loads_files_through_the_api_and_reports_bad_rows() {
         "{stderr}"
     );
 }
+
+#[test]
+fn demo_runs_the_tutorial_on_a_generated_population_and_matches_the_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        dossier_cmd()
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["demo", "--profiles", "1500", "--listen", "127.0.0.1:0", "--exit"])
+            .output()
+            .unwrap()
+    };
+    let output = run();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("SUCCEEDED"), "{stdout}");
+    assert_eq!(
+        stdout.matches("(as generated)").count(),
+        2,
+        "both batches hold the rows the generator expects: {stdout}"
+    );
+    assert!(
+        stdout.contains("export TOKEN='") && stdout.contains("curl -s"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("demo-export").read_dir().unwrap().count() == 2);
+
+    // A second run reuses the population and exports again.
+    let output = run();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("reusing the demo population"));
+    assert!(stdout.contains("job 2 SUCCEEDED"), "{stdout}");
+}

@@ -14,7 +14,7 @@ use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
 use dossier_model::xdm::UnionConflict;
-use dossier_storage::meta::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
+use dossier_storage::meta::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
 use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::Caller;
@@ -211,15 +211,27 @@ pub async fn patch_dataset(
 
 /// Deletes a dataset with its batches and files.
 #[utoipa::path(delete, path = "/dataSets/{id}", tag = "catalog", params(("id" = String, Path, description = "Dataset id")),
-    responses((status = 200, description = "[\"@/dataSets/<id>\"]"), (status = 404, description = "No such dataset in this sandbox")))]
+    responses((status = 200, description = "[\"@/dataSets/<id>\"]"), (status = 404, description = "No such dataset in this sandbox"),
+              (status = 409, description = "An export job that is NEW or PROCESSING writes into the dataset")))]
 pub async fn delete_dataset(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = DatasetId::from_string(id);
-    if !state.meta.delete_dataset(&caller.tenant, &id).await? {
-        return Err(dataset_not_found(&id));
+    match state.meta.delete_dataset(&caller.tenant, &id).await? {
+        DatasetDeletion::Deleted => {}
+        DatasetDeletion::NotFound => return Err(dataset_not_found(&id)),
+        DatasetDeletion::ExportInProgress { job_id } => {
+            return Err(ApiError::platform(
+                StatusCode::CONFLICT,
+                "CAT-DATASET-EXPORT-409",
+                format!(
+                    "Dataset '{id}' cannot be deleted while export job {job_id} writes into it. Wait until the job \
+                     ends (GET /data/core/ups/export/jobs/{job_id}) or cancel it (DELETE on the same path), then retry."
+                ),
+            ));
+        }
     }
     // The metadata is gone, so no reader can reach these files any more; removing them is
     // cleanup, and a failure here leaves unreachable files rather than a half-deleted dataset.

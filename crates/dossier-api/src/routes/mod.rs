@@ -2,6 +2,7 @@
 
 mod catalog;
 mod data_access;
+mod export_jobs;
 mod health;
 mod import;
 mod ims;
@@ -32,6 +33,7 @@ use crate::{json_errors, request_context};
         (name = "ingestion", description = "Batch ingestion"),
         (name = "data access", description = "Listing and downloading the files of committed batches"),
         (name = "merge policies", description = "Real-Time Customer Profile merge policies"),
+        (name = "export jobs", description = "Exports of merged profiles into a dataset, queued and run by workers"),
         (name = "profile access", description = "The merged profile of one identity"),
         (name = "segment definitions", description = "Segment definitions: named PQL conditions over profiles"),
         (name = "schemaregistry", description = "Schema Registry (subset): tenant schemas, union schemas, identity descriptors"),
@@ -88,6 +90,8 @@ fn ups_routes() -> OpenApiRouter<AppState> {
             merge_policies::create_merge_policy
         ))
         .routes(routes!(profile_access::get_entity))
+        .routes(routes!(export_jobs::list_export_jobs, export_jobs::create_export_job))
+        .routes(routes!(export_jobs::get_export_job, export_jobs::cancel_export_job))
         // A static segment wins over `{id}`, so `bulk-get` is never read as a policy id.
         .routes(routes!(merge_policies::bulk_get_merge_policies))
         .routes(routes!(

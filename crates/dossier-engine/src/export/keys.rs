@@ -7,11 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::Int64Type;
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use parquet::arrow::ProjectionMask;
 
 use dossier_model::catalog::Dataset;
 use dossier_model::merge_policy::{AttributeMerge, IdentityGraphType, MergePolicy};
@@ -22,9 +18,7 @@ use dossier_storage::meta::FileKind;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::EngineError;
-use crate::fragments::SYSTEM_METADATA;
-use crate::identity::{FragmentIdentities, Identity, IdentityGraph, fragment_identities};
-use crate::parquet_io::LakeFileReader;
+use crate::identity::{Identity, PinnedGraph, current_graph, read_file_identities};
 use crate::schemas::dataset_schema;
 
 /// Marks a fragment that belongs to no profile (it has no identity).
@@ -72,6 +66,8 @@ pub struct KeyedSources {
     pub events: Vec<KeyedFile>,
     pub profiles: Vec<Identity>,
     pub facts: Vec<ProfileFacts>,
+    /// The identity graph version profiles were keyed with (`pdg`); `None` under `none`.
+    pub graph_version: Option<i64>,
 }
 
 async fn source_datasets(
@@ -103,14 +99,19 @@ async fn source_datasets(
     Ok(sources)
 }
 
+/// The data files of the committed batches `graph` covers (every committed batch without one).
 async fn source_files(
     meta: &MetaStore,
     tenant: &Tenant,
     datasets: &[SourceDataset],
+    graph: Option<&PinnedGraph>,
 ) -> Result<Vec<SourceFile>, EngineError> {
     let mut files = Vec::new();
     for (index, source) in datasets.iter().enumerate() {
         for (batch, batch_seq) in meta.committed_batches_in_order(tenant, &source.dataset.id).await? {
+            if graph.is_some_and(|g| !g.covers(&batch.id)) {
+                continue;
+            }
             let ingested = batch.completed.unwrap_or(batch.updated);
             for file in meta.batch_files(tenant, &batch.id, FileKind::Data).await? {
                 files.push(SourceFile {
@@ -125,88 +126,50 @@ async fn source_files(
     Ok(files)
 }
 
-/// Reads the identity columns and row ids of one file.
-async fn read_identities(
-    lake: &Lake,
-    file: &SourceFile,
-    schema: &XdmSchema,
-) -> Result<(Vec<FragmentIdentities>, Vec<i64>), EngineError> {
-    let builder = LakeFileReader::new(lake, file.location.clone()).builder().await?;
-    let mut roots: Vec<&str> = vec!["identityMap", SYSTEM_METADATA];
-    roots.extend(schema.identities.iter().filter_map(|i| i.path.split('.').next()));
-    let indices: Vec<usize> = builder
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| roots.contains(&f.name().as_str()))
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-    let batches: Vec<RecordBatch> = builder.with_projection(mask).build()?.try_collect().await?;
-    let mut identities = Vec::new();
-    let mut row_ids = Vec::new();
-    for rows in &batches {
-        identities.extend(fragment_identities(rows, &schema.identities));
-        let ids = rows
-            .column_by_name(SYSTEM_METADATA)
-            .and_then(|c| c.as_struct_opt())
-            .and_then(|s| s.column_by_name("rowId"))
-            .and_then(|c| c.as_primitive_opt::<Int64Type>());
-        match ids {
-            Some(ids) => row_ids.extend(ids.values().iter().copied()),
-            None => row_ids.extend((row_ids.len() as i64)..(row_ids.len() + rows.num_rows()) as i64),
-        }
+/// The profile a fragment with `primary` identity belongs to: its component's key under `pdg`,
+/// the identity itself under `none`.
+fn profile_key(graph: Option<&PinnedGraph>, primary: &Identity) -> Option<Identity> {
+    match graph {
+        Some(graph) => graph.components.key_of(primary).cloned(),
+        None => Some(primary.clone()),
     }
-    Ok((identities, row_ids))
 }
 
 impl KeyedSources {
     /// Reads every fragment's identities and assigns fragments to profiles under `policy`.
+    /// Under `pdg` the sandbox's identity graph is pinned first, and only fragments of the
+    /// batches that version covers are read: the export sees one consistent state.
     pub async fn load(
         meta: &MetaStore,
         lake: &Lake,
         tenant: &Tenant,
         policy: &MergePolicy,
     ) -> Result<Self, EngineError> {
+        let graph = match policy.identity_graph {
+            IdentityGraphType::None => None,
+            IdentityGraphType::Pdg => Some(current_graph(meta, lake, tenant).await?),
+        };
         let datasets = source_datasets(meta, tenant, policy).await?;
-        let files = source_files(meta, tenant, &datasets).await?;
-        let mut graph = IdentityGraph::new();
-        let mut read = Vec::with_capacity(files.len());
-        for file in files {
-            let (identities, row_ids) = read_identities(lake, &file, &datasets[file.dataset].schema).await?;
-            if policy.identity_graph == IdentityGraphType::Pdg {
-                // The graph links identities of every profile-enabled dataset, whatever the policy.
-                for fragment in &identities {
-                    graph.link(&fragment.all);
-                }
-            }
-            read.push((file, identities, row_ids));
-        }
-        let components: Option<HashMap<Identity, Identity>> =
-            (policy.identity_graph == IdentityGraphType::Pdg).then(|| graph.components().into_iter().collect());
-
+        let files = source_files(meta, tenant, &datasets, graph.as_ref()).await?;
         let mut sources = Self {
             datasets,
             records: Vec::new(),
             events: Vec::new(),
             profiles: Vec::new(),
             facts: Vec::new(),
+            graph_version: graph.as_ref().and_then(PinnedGraph::version_number),
         };
         let mut interned: HashMap<Identity, u32> = HashMap::new();
-        for (file, identities, row_ids) in read {
+        for file in files {
             let source = &sources.datasets[file.dataset];
             let is_record = source.schema.class == SchemaClass::Profile;
             if is_record && !source.in_scope {
                 continue;
             }
+            let (identities, row_ids) = read_file_identities(lake, &file.location, &source.schema).await?;
             let mut profiles = Vec::with_capacity(identities.len());
             for (fragment, row_id) in identities.iter().zip(&row_ids) {
-                let key = fragment.primary().and_then(|primary| match &components {
-                    Some(components) => components.get(primary).cloned(),
-                    None => Some(primary.clone()),
-                });
-                let Some(key) = key else {
+                let Some(key) = fragment.primary().and_then(|p| profile_key(graph.as_ref(), p)) else {
                     profiles.push(NO_PROFILE);
                     continue;
                 };

@@ -125,6 +125,11 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
     let sources = KeyedSources::load(meta, lake, &request.tenant, &policy)
         .await
         .map_err(failed("reading", "EXPORT-READ-500"))?;
+    tracing::info!(
+        job_id = request.job_id, org = %request.tenant.org, sandbox = %request.tenant.sandbox,
+        identity_graph_version = ?sources.graph_version, profiles = sources.profiles.len(),
+        "export keyed its fragments"
+    );
     let candidates = (0..sources.profiles.len() as u32)
         .filter(|&p| {
             let facts = &sources.facts[p as usize];
@@ -600,6 +605,7 @@ pub async fn run_export(
     let finished = now_millis();
     Ok(ExportOutcome {
         batches,
+        identity_graph_version: plan.sources.graph_version,
         exported_profiles: totals.exported,
         by_namespace: totals.by_namespace,
         left_out: totals.left_out,

@@ -76,6 +76,9 @@ pub struct StagedBatch {
 #[derive(Debug, Clone)]
 pub struct ExportOutcome {
     pub batches: Vec<StagedBatch>,
+    /// The version of the sandbox's identity graph the export read (`pdg` policies); it saw
+    /// exactly the batches that version covers. `None` under `none`.
+    pub identity_graph_version: Option<i64>,
     /// Distinct profiles exported.
     pub exported_profiles: u64,
     /// Primary identity namespace → exported profiles.

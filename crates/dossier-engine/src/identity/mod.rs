@@ -1,8 +1,18 @@
 //! The identity graph: identities that appear together in a fragment are linked; the linked
 //! identities form components, and under the `pdg` merge policy a component is one profile.
+//!
+//! `union_find` is the graph in memory, `snapshot` one version of it as a Parquet file, and
+//! `store` the versioned graph of a sandbox: folds that add committed batches, and readers that
+//! pin one version.
 
 pub mod extract;
+pub mod read;
+pub mod snapshot;
+pub mod store;
 pub mod union_find;
 
 pub use extract::{FragmentIdentities, fragment_identities};
+pub use read::read_file_identities;
+pub use snapshot::ComponentIndex;
+pub use store::{FoldOutcome, PinnedGraph, current_graph, fold_every_sandbox, fold_pending, pin_latest};
 pub use union_find::{Identity, IdentityGraph};

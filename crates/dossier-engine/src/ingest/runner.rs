@@ -1,4 +1,5 @@
-//! Runs COMPLETE in the background and resumes it after a restart.
+//! Runs COMPLETE in the background and resumes it after a restart; a committed batch of a
+//! profile-enabled dataset is then folded into its sandbox's identity graph.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use dossier_storage::{Lake, MetaStore};
 
 use super::complete::{IngestTarget, complete_batch};
 use crate::EngineError;
+use crate::identity::{fold_every_sandbox, fold_pending};
 use crate::schemas::dataset_schema;
 
 /// Starts and resumes ingestion of completed batches.
@@ -50,14 +52,41 @@ impl Ingestion {
         Ok(resumed)
     }
 
+    /// Folds, in the background, every committed batch some sandbox's identity graph does not
+    /// cover: the batches whose commit the last stop separated from their fold.
+    pub fn spawn_graph_recovery(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            match fold_every_sandbox(&this.meta, &this.lake).await {
+                Ok(0) => {}
+                Ok(folded) => tracing::warn!(batches = folded, "folded committed batches the identity graph missed"),
+                Err(error) => tracing::error!(%error, "could not list sandboxes to recover identity graphs"),
+            }
+        })
+    }
+
     async fn run(&self, tenant: Tenant, batch_id: BatchId) {
         let outcome = match self.target(&tenant, &batch_id).await {
-            Ok(target) => complete_batch(&self.meta, &self.lake, &target).await,
+            Ok(target) => complete_batch(&self.meta, &self.lake, &target)
+                .await
+                .map(|status| (status, target.dataset.is_profile_enabled())),
             Err(error) => Err(error),
         };
-        if let Err(error) = outcome {
-            tracing::error!(%error, batch_id = %batch_id, "ingestion failed");
-            self.fail(&tenant, &batch_id, &error).await;
+        match outcome {
+            Ok((Some(BatchStatus::Success), true)) => self.fold_identity_graph(&tenant, &batch_id).await,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, batch_id = %batch_id, "ingestion failed");
+                self.fail(&tenant, &batch_id, &error).await;
+            }
+        }
+    }
+
+    /// Adds a committed profile batch's identities to the sandbox's graph. The batch stays
+    /// committed if this fails: it is folded by the next fold (next commit, read or start).
+    async fn fold_identity_graph(&self, tenant: &Tenant, batch_id: &BatchId) {
+        if let Err(error) = fold_pending(&self.meta, &self.lake, tenant).await {
+            tracing::error!(%error, batch_id = %batch_id, "could not fold the batch into the identity graph");
         }
     }
 

@@ -1,5 +1,6 @@
-//! Loading a sandbox's fragments: every row of every committed batch of every profile-enabled
-//! dataset, with what merging needs to know about it.
+//! Loading a sandbox's fragments: every row of the committed batches of every profile-enabled
+//! dataset (all of them, or those a pinned identity graph covers), with what merging needs to
+//! know about it.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use dossier_storage::{Lake, MetaStore};
 
 use crate::EngineError;
 use crate::fragments::SYSTEM_METADATA;
-use crate::identity::{FragmentIdentities, fragment_identities};
+use crate::identity::{FragmentIdentities, PinnedGraph, fragment_identities};
 use crate::parquet_io::LakeFileReader;
 use crate::schemas::dataset_schema;
 
@@ -67,8 +68,14 @@ fn row_ids(rows: &RecordBatch) -> Vec<i64> {
 }
 
 impl SandboxFragments {
-    /// Reads every fragment of the tenant's profile-enabled datasets.
-    pub async fn load(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<Self, EngineError> {
+    /// Reads the fragments of the tenant's profile-enabled datasets: those of the batches
+    /// `graph` covers, or of every committed batch without a graph (the `none` policy).
+    pub async fn load(
+        meta: &MetaStore,
+        lake: &Lake,
+        tenant: &Tenant,
+        graph: Option<&PinnedGraph>,
+    ) -> Result<Self, EngineError> {
         let mut datasets = Vec::new();
         for (index, dataset) in meta.profile_enabled_datasets(tenant).await?.into_iter().enumerate() {
             let schema = match dataset_schema(meta, tenant, &dataset).await {
@@ -84,6 +91,9 @@ impl SandboxFragments {
                 identities: Vec::new(),
             };
             for (batch, seq) in meta.committed_batches_in_order(tenant, &loaded.dataset.id).await? {
+                if graph.is_some_and(|g| !g.covers(&batch.id)) {
+                    continue;
+                }
                 let ingested = batch.completed.unwrap_or(batch.updated);
                 for file in meta.batch_files(tenant, &batch.id, FileKind::Data).await? {
                     for rows in read_file(lake, ObjectPath::from(file.path)).await? {

@@ -1,8 +1,6 @@
 //! Building the merged profile of one identity: what `GET /access/entities` answers, and what
 //! an export would write for that customer.
 
-use std::collections::HashMap;
-
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use serde_json::{Map, Value};
@@ -18,7 +16,7 @@ use super::align::align_batch;
 use super::fragments::{FragmentOrigin, SandboxFragments};
 use super::merge::{Groups, merge_groups};
 use crate::EngineError;
-use crate::identity::{FragmentIdentities, Identity, IdentityGraph};
+use crate::identity::{ComponentIndex, FragmentIdentities, Identity, current_graph};
 
 /// A merged profile as profile access shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,32 +33,16 @@ pub struct MergedProfile {
 }
 
 /// Which profile a fragment belongs to under a policy's `identityGraph`.
-enum ProfileKeys {
+enum ProfileKeys<'a> {
     Primary,
-    Components(HashMap<Identity, Identity>),
+    Components(&'a ComponentIndex),
 }
 
-impl ProfileKeys {
-    fn build(policy: &MergePolicy, fragments: &SandboxFragments) -> Self {
-        match policy.identity_graph {
-            IdentityGraphType::None => Self::Primary,
-            IdentityGraphType::Pdg => {
-                // The graph is built from every profile-enabled dataset, whatever the policy.
-                let mut graph = IdentityGraph::new();
-                for dataset in &fragments.datasets {
-                    for identities in dataset.identities.iter().flatten() {
-                        graph.link(&identities.all);
-                    }
-                }
-                Self::Components(graph.components().into_iter().collect())
-            }
-        }
-    }
-
+impl ProfileKeys<'_> {
     fn key_of(&self, identity: &Identity) -> Option<Identity> {
         match self {
             Self::Primary => Some(identity.clone()),
-            Self::Components(components) => components.get(identity).cloned(),
+            Self::Components(components) => components.key_of(identity).cloned(),
         }
     }
 }
@@ -90,8 +72,17 @@ pub async fn lookup_profile(
     policy: &MergePolicy,
     identity: &Identity,
 ) -> Result<Option<MergedProfile>, EngineError> {
-    let fragments = SandboxFragments::load(meta, lake, tenant).await?;
-    let keys = ProfileKeys::build(policy, &fragments);
+    // Under `pdg` the lookup reads one version of the graph and only the batches it covers, so
+    // a batch committing meanwhile is either wholly in the profile or not at all.
+    let graph = match policy.identity_graph {
+        IdentityGraphType::None => None,
+        IdentityGraphType::Pdg => Some(current_graph(meta, lake, tenant).await?),
+    };
+    let fragments = SandboxFragments::load(meta, lake, tenant, graph.as_ref()).await?;
+    let keys = match &graph {
+        None => ProfileKeys::Primary,
+        Some(graph) => ProfileKeys::Components(&graph.components),
+    };
     let Some(target) = keys.key_of(identity) else {
         return Ok(None);
     };

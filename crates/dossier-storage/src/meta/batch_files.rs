@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use dossier_model::catalog::{Batch, BatchError, BatchStatus};
 use dossier_model::ids::{BatchId, DatasetId};
@@ -101,6 +101,65 @@ fn file_from_row(row: &SqliteRow) -> Result<BatchFile, StorageError> {
     })
 }
 
+/// The SQL of [`MetaStore::commit_batch`], inside the caller's transaction, so that a writer
+/// can commit a batch together with its own state (an export job commits all its batches and
+/// its SUCCEEDED status at once). Returns `false` when the batch is not `processing`; the caller
+/// then rolls back.
+pub(super) async fn commit_batch_in(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    id: &BatchId,
+    outcome: &BatchOutcome,
+) -> Result<bool, StorageError> {
+    let updated = sqlx::query(
+        "UPDATE batches SET status = ?, updated = ?, completed = ?, records_read = ?, record_count = ?, size = ?,
+                            errors = ?
+         WHERE id = ? AND org = ? AND sandbox = ? AND status = 'processing'",
+    )
+    .bind(outcome.status.as_str())
+    .bind(outcome.completed)
+    .bind(outcome.completed)
+    .bind(outcome.records_read)
+    .bind(outcome.record_count)
+    .bind(outcome.size)
+    .bind(to_json(&outcome.errors))
+    .bind(id.as_str())
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
+    for file in &outcome.files {
+        sqlx::query(
+            "INSERT INTO batch_files (file_id, batch_id, org, sandbox, dataset_id, kind, name, path, size, records, created)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&file.file_id)
+        .bind(file.batch_id.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(file.dataset_id.as_str())
+        .bind(file.kind.as_str())
+        .bind(&file.name)
+        .bind(&file.path)
+        .bind(file.size)
+        .bind(file.records)
+        .bind(file.created)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("UPDATE datasets SET last_batch_status = ? WHERE last_batch_id = ? AND org = ? AND sandbox = ?")
+        .bind(outcome.status.as_str())
+        .bind(id.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
+}
+
 impl MetaStore {
     /// Moves a batch to `to` if it is currently in one of `from` (a compare-and-set, so two
     /// callers racing on one batch cannot both win). Returns the batch as it is afterwards, or
@@ -160,52 +219,9 @@ impl MetaStore {
         outcome: &BatchOutcome,
     ) -> Result<bool, StorageError> {
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE batches SET status = ?, updated = ?, completed = ?, records_read = ?, record_count = ?, size = ?,
-                                errors = ?
-             WHERE id = ? AND org = ? AND sandbox = ? AND status = 'processing'",
-        )
-        .bind(outcome.status.as_str())
-        .bind(outcome.completed)
-        .bind(outcome.completed)
-        .bind(outcome.records_read)
-        .bind(outcome.record_count)
-        .bind(outcome.size)
-        .bind(to_json(&outcome.errors))
-        .bind(id.as_str())
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
+        if !commit_batch_in(&mut tx, tenant, id, outcome).await? {
             return Ok(false);
         }
-        for file in &outcome.files {
-            sqlx::query(
-                "INSERT INTO batch_files (file_id, batch_id, org, sandbox, dataset_id, kind, name, path, size, records, created)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&file.file_id)
-            .bind(file.batch_id.as_str())
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .bind(file.dataset_id.as_str())
-            .bind(file.kind.as_str())
-            .bind(&file.name)
-            .bind(&file.path)
-            .bind(file.size)
-            .bind(file.records)
-            .bind(file.created)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("UPDATE datasets SET last_batch_status = ? WHERE last_batch_id = ? AND org = ? AND sandbox = ?")
-            .bind(outcome.status.as_str())
-            .bind(id.as_str())
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -1,7 +1,7 @@
 //! Datasets and batches.
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteExecutor, SqliteRow};
+use sqlx::sqlite::{SqliteConnection, SqliteExecutor, SqliteRow};
 
 use dossier_model::catalog::{
     Batch, BatchError, BatchStatus, DataBehavior, Dataset, DatasetPatch, FileDescription, SchemaRef, Tags,
@@ -19,6 +19,17 @@ use crate::StorageError;
 #[derive(Debug, Clone, Default)]
 pub struct DatasetFilter {
     pub name: Option<String>,
+}
+
+/// What [`MetaStore::delete_dataset`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetDeletion {
+    Deleted,
+    NotFound,
+    /// Refused: this export job (NEW or PROCESSING) writes into the dataset.
+    ExportInProgress {
+        job_id: i64,
+    },
 }
 
 /// Equality filters of `GET /batches`.
@@ -190,6 +201,46 @@ pub(super) async fn update_dataset_row(
     Ok(updated.rows_affected() > 0)
 }
 
+/// The SQL of [`MetaStore::insert_batch`], inside the caller's transaction (an export job
+/// creates its batches together with itself).
+pub(super) async fn insert_batch_in(conn: &mut SqliteConnection, batch: &Batch) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO batches (id, org, sandbox, dataset_id, status, created, updated, started, completed,
+                              record_count, size, records_read, errors, input_format, created_client,
+                              partial_ingestion)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(batch.id.as_str())
+    .bind(batch.org.as_str())
+    .bind(batch.sandbox.as_str())
+    .bind(batch.dataset_id.as_str())
+    .bind(batch.status.as_str())
+    .bind(batch.created)
+    .bind(batch.updated)
+    .bind(batch.started)
+    .bind(batch.completed)
+    .bind(batch.record_count)
+    .bind(batch.size)
+    .bind(batch.records_read)
+    .bind(to_json(&batch.errors))
+    .bind(batch.input_format.as_ref().map(to_json))
+    .bind(batch.created_client.as_str())
+    .bind(batch.partial_ingestion)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE datasets SET last_batch_id = ?, last_batch_status = ? WHERE id = ? AND org = ? AND sandbox = ?",
+    )
+    .bind(batch.id.as_str())
+    .bind(batch.status.as_str())
+    .bind(batch.dataset_id.as_str())
+    .bind(batch.org.as_str())
+    .bind(batch.sandbox.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl MetaStore {
     pub async fn insert_dataset(&self, dataset: &Dataset) -> Result<(), StorageError> {
         insert_dataset_row(&self.pool, dataset).await
@@ -235,10 +286,25 @@ impl MetaStore {
         self.get_dataset(tenant, id).await
     }
 
-    /// Deletes a dataset and its batches' metadata in one transaction; `false` when it does not
-    /// exist in this tenant. The caller removes the files afterwards.
-    pub async fn delete_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<bool, StorageError> {
-        let mut tx = self.pool.begin().await?;
+    /// Deletes a dataset and its batches' metadata in one transaction, unless an export job
+    /// that is NEW or PROCESSING writes into it (its batches would vanish under it). The caller
+    /// removes the files afterwards.
+    pub async fn delete_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<DatasetDeletion, StorageError> {
+        // A write transaction from the start, so no export job can be created for the dataset
+        // between the check and the delete.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let writer: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM export_jobs WHERE dataset_id = ? AND org = ? AND sandbox = ?
+               AND status IN ('NEW', 'PROCESSING') ORDER BY id LIMIT 1",
+        )
+        .bind(id.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(job_id) = writer {
+            return Ok(DatasetDeletion::ExportInProgress { job_id });
+        }
         sqlx::query("DELETE FROM batches WHERE dataset_id = ? AND org = ? AND sandbox = ?")
             .bind(id.as_str())
             .bind(tenant.org.as_str())
@@ -252,46 +318,17 @@ impl MetaStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(deleted.rows_affected() > 0)
+        Ok(if deleted.rows_affected() > 0 {
+            DatasetDeletion::Deleted
+        } else {
+            DatasetDeletion::NotFound
+        })
     }
 
     /// Records a new batch and makes it its dataset's last batch, in one transaction.
     pub async fn insert_batch(&self, batch: &Batch) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO batches (id, org, sandbox, dataset_id, status, created, updated, started, completed,
-                                  record_count, size, records_read, errors, input_format, created_client,
-                                  partial_ingestion)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(batch.id.as_str())
-        .bind(batch.org.as_str())
-        .bind(batch.sandbox.as_str())
-        .bind(batch.dataset_id.as_str())
-        .bind(batch.status.as_str())
-        .bind(batch.created)
-        .bind(batch.updated)
-        .bind(batch.started)
-        .bind(batch.completed)
-        .bind(batch.record_count)
-        .bind(batch.size)
-        .bind(batch.records_read)
-        .bind(to_json(&batch.errors))
-        .bind(batch.input_format.as_ref().map(to_json))
-        .bind(batch.created_client.as_str())
-        .bind(batch.partial_ingestion)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE datasets SET last_batch_id = ?, last_batch_status = ? WHERE id = ? AND org = ? AND sandbox = ?",
-        )
-        .bind(batch.id.as_str())
-        .bind(batch.status.as_str())
-        .bind(batch.dataset_id.as_str())
-        .bind(batch.org.as_str())
-        .bind(batch.sandbox.as_str())
-        .execute(&mut *tx)
-        .await?;
+        insert_batch_in(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -3,6 +3,8 @@
 mod batch_files;
 mod catalog;
 mod clients;
+mod export_jobs;
+mod identity_graph;
 mod merge_policies;
 mod rows;
 mod sandboxes;
@@ -18,8 +20,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::StorageError;
 
 pub use batch_files::{BatchFile, BatchOutcome, FileKind};
-pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetFilter};
+pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
 pub use clients::{ApiClient, IssuedClient};
+pub use export_jobs::{ExportCancellation, ExportJobCreation, ExportJobListing, IdempotencyKey, NewExportJob};
+pub use identity_graph::{IdentityGraphVersion, IdentityGraphWriteGuard};
 pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
 pub use segment_definitions::{SegmentDefinitionPage, SegmentDefinitionWriteError};
 
@@ -29,6 +33,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct MetaStore {
     pool: SqlitePool,
+    graph_writers: std::sync::Arc<identity_graph::GraphWriterLocks>,
 }
 
 impl MetaStore {
@@ -48,7 +53,10 @@ impl MetaStore {
             .connect_with(options)
             .await?;
         MIGRATIONS.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            graph_writers: Default::default(),
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.

@@ -91,6 +91,11 @@ async fn prepare(args: &DemoArgs, data_dir: &Path, remote: &Remote, state: &mut 
     Ok(())
 }
 
+/// Where the demo keeps the job body it sent, for the curl command that sends it again.
+fn job_body_path() -> PathBuf {
+    std::env::temp_dir().join("dossier-demo-create-export-job.json")
+}
+
 /// Runs the tutorial's two requests and follows the job; returns (dataset id, job).
 async fn run_tutorial(remote: &Remote) -> anyhow::Result<(String, Value)> {
     let created = remote
@@ -114,6 +119,7 @@ async fn run_tutorial(remote: &Remote) -> anyhow::Result<(String, Value)> {
     let mut job: Value = serde_json::from_str(TUTORIAL_JOB)?;
     job["destination"]["datasetId"] = json!(dataset);
     job["mergePolicy"]["id"] = policy["id"].clone();
+    std::fs::write(job_body_path(), serde_json::to_string_pretty(&job)?)?;
     let created = remote.post_json("/data/core/ups/export/jobs", &job).await?;
     let id = created["id"].as_i64().context("no job id")?;
     let bar = spinner(&format!("export job {id}"));
@@ -163,7 +169,8 @@ fn print_curl(base: &str, token: &str, client_id: &str, job: &Value, summary: &[
         );
     }
     println!(
-        "curl -s {headers} -H 'Content-Type: application/json' -X POST '{base}/data/core/ups/export/jobs' -d @create-export-job.json"
+        "curl -s {headers} -H 'Content-Type: application/json' -X POST '{base}/data/core/ups/export/jobs' -d @{}",
+        job_body_path().display()
     );
 }
 

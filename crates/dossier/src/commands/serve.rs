@@ -10,6 +10,7 @@ pub async fn run(listen: Option<SocketAddr>, settings: Settings) -> anyhow::Resu
     let mut config = ServerConfig::new(settings.data_dir, listen.unwrap_or(settings.listen));
     config.token_ttl = settings.token_ttl;
     config.static_tokens = settings.static_tokens;
+    config.limits = settings.limits;
     let server = dossier_api::start(config).await?;
     eprintln!("dossier listening on http://{}", server.local_addr());
     shutdown_signal().await;

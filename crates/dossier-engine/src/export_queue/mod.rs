@@ -1,0 +1,144 @@
+//! The export job queue: workers that claim NEW jobs from the metadata store, run the export
+//! pipeline on them, and commit or undo what it wrote; cancellation; recovery after a stop.
+//!
+//! The queue itself is the `export_jobs` table (see `dossier_storage::meta`). This module adds
+//! what only a running process has: the workers, and the cancel flag and live counters of each
+//! export it is running, so that a DELETE stops an export at once and a GET shows its progress.
+
+mod recovery;
+#[cfg(test)]
+mod tests;
+mod worker;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use dossier_model::export_job::{ExportJobError, ExportJobProgress};
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::now_millis;
+use dossier_storage::meta::ExportCancellation;
+use dossier_storage::{Lake, MetaStore, StorageError};
+
+use crate::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, run_export};
+
+pub use recovery::recover_interrupted_exports;
+pub use worker::{ExportWorkers, WorkerSettings};
+
+/// Runs one export. The server uses [`EngineExporter`]; tests of the queue substitute exports
+/// whose timing and outcome they control.
+pub trait Exporter: Send + Sync + 'static {
+    fn export<'a>(
+        &'a self,
+        request: &'a ExportRequest,
+        progress: &'a ExportProgress,
+        cancel: &'a CancelFlag,
+    ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send + 'a;
+}
+
+/// The export pipeline of this crate ([`run_export`]).
+pub struct EngineExporter {
+    pub meta: MetaStore,
+    pub lake: Lake,
+}
+
+impl Exporter for EngineExporter {
+    fn export<'a>(
+        &'a self,
+        request: &'a ExportRequest,
+        progress: &'a ExportProgress,
+        cancel: &'a CancelFlag,
+    ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send + 'a {
+        run_export(&self.meta, &self.lake, request, progress, cancel)
+    }
+}
+
+/// The cancel flag and counters of one export this process runs.
+#[derive(Clone)]
+struct RunningExport {
+    cancel: CancelFlag,
+    progress: Arc<ExportProgress>,
+}
+
+type JobKey = (Tenant, i64);
+
+/// What the API needs of the queue: waking a worker when a job is queued, cancelling, and the
+/// live progress of running jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct ExportQueue {
+    meta: MetaStore,
+    running: Arc<Mutex<HashMap<JobKey, RunningExport>>>,
+    wake: Arc<Notify>,
+}
+
+impl ExportQueue {
+    pub fn new(meta: MetaStore) -> Self {
+        Self {
+            meta,
+            running: Arc::default(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Tells an idle worker that a job was queued, so it starts now rather than at its next poll.
+    pub fn job_queued(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Cancels a job (see [`MetaStore::cancel_export_job`]); a PROCESSING job run by this process
+    /// is told at once, one run elsewhere at its worker's next heartbeat.
+    pub async fn cancel(&self, tenant: &Tenant, id: i64) -> Result<Option<ExportCancellation>, StorageError> {
+        let outcome = self.meta.cancel_export_job(tenant, id, now_millis()).await?;
+        if let Some(ExportCancellation::Requested(_)) = &outcome
+            && let Some(running) = self.running_export(tenant, id)
+        {
+            running.cancel.cancel();
+        }
+        Ok(outcome)
+    }
+
+    /// The counters of a job this process is running now.
+    pub fn live_progress(&self, tenant: &Tenant, id: i64) -> Option<ExportJobProgress> {
+        self.running_export(tenant, id)
+            .map(|running| progress_snapshot(&running.progress))
+    }
+
+    fn running_export(&self, tenant: &Tenant, id: i64) -> Option<RunningExport> {
+        let running = self.running.lock().expect("the registry lock is never poisoned");
+        running.get(&(tenant.clone(), id)).cloned()
+    }
+
+    fn register(&self, key: JobKey, export: RunningExport) {
+        let mut running = self.running.lock().expect("the registry lock is never poisoned");
+        running.insert(key, export);
+    }
+
+    fn unregister(&self, key: &JobKey) {
+        let mut running = self.running.lock().expect("the registry lock is never poisoned");
+        running.remove(key);
+    }
+}
+
+fn progress_snapshot(progress: &ExportProgress) -> ExportJobProgress {
+    ExportJobProgress {
+        profiles_scanned: progress.profiles_scanned.load(Ordering::Relaxed),
+        profiles_exported: progress.profiles_exported.load(Ordering::Relaxed),
+        bytes_written: progress.bytes_written.load(Ordering::Relaxed),
+        percent: progress.percent.load(Ordering::Relaxed).min(100),
+    }
+}
+
+/// The error of a job whose export the server's stop interrupted.
+fn server_stopped(where_: &str, detail: &str) -> ExportJobError {
+    ExportJobError {
+        code: "EXPORT-SERVER-STOPPED".into(),
+        msg: format!(
+            "The server stopped during the export ({detail}). Nothing of this job was kept: its files were removed \
+             and its batches marked failed. Create the job again."
+        ),
+        call_stack: where_.into(),
+    }
+}

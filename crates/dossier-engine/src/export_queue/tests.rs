@@ -1,0 +1,373 @@
+//! The queue with exports whose timing and outcome the tests decide: success, failure, panic,
+//! cancel while running, shutdown, and recovery after a stop.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use dossier_model::catalog::{BatchStatus, DataBehavior, Dataset, FileDescription, SchemaRef};
+use dossier_model::export_job::{ExportBatchTarget, ExportJob, ExportJobStatus, ExportSpec, QualificationWindow};
+use dossier_model::ids::{BatchId, ClientId, DatasetId, MergePolicyId};
+use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
+use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::time::now_millis;
+use dossier_storage::meta::{BatchFile, ExportJobCreation, FileKind, NewExportJob};
+use dossier_storage::{Lake, MetaStore};
+
+use super::*;
+use crate::export::{Span, StagedBatch};
+
+const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+
+/// What the fake export does after writing one file into each batch folder.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Succeed,
+    Fail,
+    Panic,
+    /// Runs until its cancel flag is set.
+    RunUntilCancelled,
+}
+
+struct FakeExporter {
+    lake: Lake,
+    behaviour: Behaviour,
+}
+
+impl FakeExporter {
+    async fn write_files(&self, request: &ExportRequest) -> Vec<StagedBatch> {
+        let mut staged = Vec::new();
+        for target in &request.batches {
+            let folder = Lake::batch_prefix(&request.tenant, &request.spec.dataset_id, &target.batch_id);
+            let location = folder.join("part-00000.parquet");
+            self.lake.put(&location, Bytes::from_static(b"rows")).await.unwrap();
+            staged.push(StagedBatch {
+                target: target.clone(),
+                files: vec![BatchFile {
+                    file_id: format!("{}-0", target.batch_id),
+                    batch_id: target.batch_id.clone(),
+                    dataset_id: request.spec.dataset_id.clone(),
+                    kind: FileKind::Data,
+                    name: "part-00000.parquet".into(),
+                    path: location.to_string(),
+                    size: 4,
+                    records: 2,
+                    created: now_millis(),
+                }],
+                records: 2,
+                size: 4,
+            });
+        }
+        staged
+    }
+
+    async fn run(&self, request: &ExportRequest, cancel: &CancelFlag) -> Result<ExportOutcome, ExportError> {
+        let batches = self.write_files(request).await;
+        match self.behaviour {
+            Behaviour::Succeed => {}
+            Behaviour::Fail => {
+                return Err(ExportError::Failed {
+                    code: "EXPORT-TEST-500",
+                    message: "the test said so".into(),
+                    stage: "writing",
+                });
+            }
+            Behaviour::Panic => panic!("the test panics"),
+            Behaviour::RunUntilCancelled => loop {
+                if cancel.is_cancelled() {
+                    return Err(ExportError::Cancelled);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            },
+        }
+        let span = Span {
+            start: now_millis(),
+            end: now_millis(),
+        };
+        Ok(ExportOutcome {
+            batches,
+            exported_profiles: 2,
+            by_namespace: BTreeMap::from([("CRMID".to_owned(), 2)]),
+            left_out: BTreeMap::new(),
+            profile_export_time: span,
+            dataset_write_time: span,
+            identity_graph_version: None,
+        })
+    }
+}
+
+impl Exporter for FakeExporter {
+    fn export<'a>(
+        &'a self,
+        request: &'a ExportRequest,
+        _progress: &'a ExportProgress,
+        cancel: &'a CancelFlag,
+    ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send + 'a {
+        self.run(request, cancel)
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    meta: MetaStore,
+    lake: Lake,
+    tenant: Tenant,
+    dataset: DatasetId,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+    let lake = Lake::local(&dir.path().join("lake")).unwrap();
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    meta.ensure_org(&tenant.org).await.unwrap();
+    let dataset = Dataset {
+        id: DatasetId::generate(),
+        org: tenant.org.clone(),
+        sandbox: tenant.sandbox.clone(),
+        name: "target".into(),
+        description: None,
+        schema_ref: SchemaRef {
+            id: PROFILE_UNION_SCHEMA_ID.into(),
+            content_type: "application/vnd.adobe.xed+json;version=1".into(),
+        },
+        file_description: FileDescription::default(),
+        tags: Default::default(),
+        aspect: None,
+        data_behavior: DataBehavior::Record,
+        created: 1,
+        updated: 1,
+        created_client: ClientId::from_string("client"),
+        last_batch_id: None,
+        last_batch_status: None,
+    };
+    meta.insert_dataset(&dataset).await.unwrap();
+    Setup {
+        _dir: dir,
+        meta,
+        lake,
+        tenant,
+        dataset: dataset.id,
+    }
+}
+
+impl Setup {
+    async fn queue_job(&self) -> ExportJob {
+        let new = NewExportJob {
+            tenant: self.tenant.clone(),
+            request_id: "req".into(),
+            request: json!({}),
+            spec: ExportSpec {
+                fields: None,
+                segments: Vec::new(),
+                qualification: QualificationWindow::default(),
+                from_ingest: None,
+                empty_profiles: false,
+                event_list: None,
+                dataset_id: self.dataset.clone(),
+                segment_per_batch: false,
+                merge_policy_id: MergePolicyId::from_string("timestampOrdered-none-mp"),
+                merge_policy_version: 1,
+                evaluate_segments: false,
+            },
+            batches: vec![ExportBatchTarget {
+                batch_id: BatchId::generate(),
+                segment: None,
+            }],
+            created_client: ClientId::from_string("client"),
+            created: now_millis(),
+            idempotency: None,
+        };
+        match self.meta.create_export_job(&new, 100).await.unwrap() {
+            ExportJobCreation::Created(job) => job,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn start(&self, behaviour: Behaviour) -> (ExportQueue, ExportWorkers) {
+        let queue = ExportQueue::new(self.meta.clone());
+        let exporter = Arc::new(FakeExporter {
+            lake: self.lake.clone(),
+            behaviour,
+        });
+        let settings = WorkerSettings {
+            workers: 1,
+            heartbeat: Duration::from_millis(50),
+            idle_poll: Duration::from_millis(50),
+        };
+        let workers = ExportWorkers::start(queue.clone(), self.lake.clone(), exporter, settings);
+        (queue, workers)
+    }
+
+    async fn wait_for(&self, id: i64, until: impl Fn(&ExportJob) -> bool) -> ExportJob {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let job = self.meta.export_job(&self.tenant, id).await.unwrap().unwrap();
+            if until(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} stays {}", job.status);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn wait_for_end(&self, id: i64) -> ExportJob {
+        self.wait_for(id, |job| job.status.is_terminal()).await
+    }
+
+    async fn batch_status(&self, job: &ExportJob) -> BatchStatus {
+        let batch = &job.batches[0].batch_id;
+        self.meta.get_batch(&self.tenant, batch).await.unwrap().unwrap().status
+    }
+
+    async fn files_in_lake(&self, job: &ExportJob) -> usize {
+        let folder = Lake::batch_prefix(&self.tenant, &self.dataset, &job.batches[0].batch_id);
+        self.lake.list(&folder).await.unwrap().len()
+    }
+}
+
+#[tokio::test]
+async fn a_successful_export_commits_its_batches_files_and_metrics() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    let (queue, workers) = setup.start(Behaviour::Succeed);
+    queue.job_queued();
+    let done = setup.wait_for_end(job.id).await;
+    assert_eq!(done.status, ExportJobStatus::Succeeded);
+    assert_eq!(done.metrics.exported_profiles, Some(2));
+    assert_eq!(done.metrics.exported_by_namespace["CRMID"], 2);
+    assert!(done.metrics.total_time.end.is_some() && done.metrics.dataset_write_time.is_some());
+    assert_eq!(setup.batch_status(&done).await, BatchStatus::Success);
+    let files = setup
+        .meta
+        .batch_files(&setup.tenant, &done.batches[0].batch_id, FileKind::Data)
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 1);
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_failed_export_records_its_error_and_removes_its_files() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    let (_queue, workers) = setup.start(Behaviour::Fail);
+    let done = setup.wait_for_end(job.id).await;
+    assert_eq!(done.status, ExportJobStatus::Failed);
+    assert_eq!(done.errors[0].code, "EXPORT-TEST-500");
+    assert!(done.errors[0].call_stack.contains("writing"));
+    assert_eq!(setup.batch_status(&done).await, BatchStatus::Failed);
+    assert_eq!(setup.files_in_lake(&done).await, 0);
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_panicking_export_fails_its_job_instead_of_leaving_it_processing() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    let (_queue, workers) = setup.start(Behaviour::Panic);
+    let done = setup.wait_for_end(job.id).await;
+    assert_eq!(done.status, ExportJobStatus::Failed);
+    assert_eq!(done.errors[0].code, "EXPORT-INTERNAL-500");
+    assert!(done.errors[0].msg.contains("the test panics"));
+    assert_eq!(setup.files_in_lake(&done).await, 0);
+    // The worker survives and takes the next job.
+    let next = setup.queue_job().await;
+    assert_eq!(setup.wait_for_end(next.id).await.status, ExportJobStatus::Failed);
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn cancelling_a_running_export_stops_it_within_a_second() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    let (queue, workers) = setup.start(Behaviour::RunUntilCancelled);
+    let running = setup
+        .wait_for(job.id, |j| j.status == ExportJobStatus::Processing)
+        .await;
+    assert_eq!(setup.batch_status(&running).await, BatchStatus::Processing);
+    // Wait until the export has written its file, so the cancel has something to remove.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while setup.files_in_lake(&running).await == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(queue.live_progress(&setup.tenant, job.id).is_some());
+    let asked = Instant::now();
+    assert!(matches!(
+        queue.cancel(&setup.tenant, job.id).await.unwrap(),
+        Some(ExportCancellation::Requested(_))
+    ));
+    let done = setup.wait_for_end(job.id).await;
+    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    assert_eq!(done.status, ExportJobStatus::Cancelled);
+    assert_eq!(setup.batch_status(&done).await, BatchStatus::Failed);
+    assert_eq!(setup.files_in_lake(&done).await, 0);
+    assert!(queue.live_progress(&setup.tenant, job.id).is_none());
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_cancel_through_the_store_alone_reaches_the_worker_at_its_heartbeat() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    let (_queue, workers) = setup.start(Behaviour::RunUntilCancelled);
+    setup
+        .wait_for(job.id, |j| j.status == ExportJobStatus::Processing)
+        .await;
+    // As another process would: only the row is marked; this process's flag is not touched.
+    setup
+        .meta
+        .cancel_export_job(&setup.tenant, job.id, now_millis())
+        .await
+        .unwrap();
+    assert_eq!(setup.wait_for_end(job.id).await.status, ExportJobStatus::Cancelled);
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn shutting_down_fails_the_running_export_with_the_reason() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    let (_queue, workers) = setup.start(Behaviour::RunUntilCancelled);
+    setup
+        .wait_for(job.id, |j| j.status == ExportJobStatus::Processing)
+        .await;
+    workers.shutdown(Duration::from_secs(5)).await;
+    let done = setup.meta.export_job(&setup.tenant, job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, ExportJobStatus::Failed);
+    assert_eq!(done.errors[0].code, "EXPORT-SERVER-STOPPED");
+    assert_eq!(setup.files_in_lake(&done).await, 0);
+}
+
+#[tokio::test]
+async fn recovery_fails_jobs_a_dead_process_left_processing() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    // A process claims the job, writes a file, and dies.
+    let claimed = setup.meta.claim_next_export_job(now_millis()).await.unwrap().unwrap();
+    FakeExporter {
+        lake: setup.lake.clone(),
+        behaviour: Behaviour::Succeed,
+    }
+    .write_files(&ExportRequest {
+        tenant: claimed.tenant.clone(),
+        job_id: claimed.id,
+        spec: claimed.spec.clone(),
+        batches: claimed.batches.clone(),
+    })
+    .await;
+    assert_eq!(recover_interrupted_exports(&setup.meta, &setup.lake).await.unwrap(), 1);
+    let done = setup.meta.export_job(&setup.tenant, job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, ExportJobStatus::Failed);
+    assert_eq!(done.errors[0].code, "EXPORT-SERVER-STOPPED");
+    assert!(done.errors[0].msg.contains("server stopped"));
+    assert_eq!(setup.batch_status(&done).await, BatchStatus::Failed);
+    assert_eq!(setup.files_in_lake(&done).await, 0);
+}

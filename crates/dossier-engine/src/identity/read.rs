@@ -1,0 +1,53 @@
+//! Reading the identities of a fragment file without its attributes: only the identity columns
+//! and the system column are fetched, which is what the graph fold and an export's first pass
+//! need.
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use parquet::arrow::ProjectionMask;
+
+use dossier_model::xdm::XdmSchema;
+use dossier_storage::Lake;
+
+use super::extract::{FragmentIdentities, fragment_identities};
+use crate::EngineError;
+use crate::fragments::SYSTEM_METADATA;
+use crate::parquet_io::LakeFileReader;
+
+/// Each row's identities and row id (its position in its batch), in file order.
+pub async fn read_file_identities(
+    lake: &Lake,
+    location: &ObjectPath,
+    schema: &XdmSchema,
+) -> Result<(Vec<FragmentIdentities>, Vec<i64>), EngineError> {
+    let builder = LakeFileReader::new(lake, location.clone()).builder().await?;
+    let mut roots: Vec<&str> = vec!["identityMap", SYSTEM_METADATA];
+    roots.extend(schema.identities.iter().filter_map(|i| i.path.split('.').next()));
+    let indices: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| roots.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let batches: Vec<RecordBatch> = builder.with_projection(mask).build()?.try_collect().await?;
+    let mut identities = Vec::new();
+    let mut row_ids = Vec::new();
+    for rows in &batches {
+        identities.extend(fragment_identities(rows, &schema.identities));
+        let ids = rows
+            .column_by_name(SYSTEM_METADATA)
+            .and_then(|c| c.as_struct_opt())
+            .and_then(|s| s.column_by_name("rowId"))
+            .and_then(|c| c.as_primitive_opt::<Int64Type>());
+        match ids {
+            Some(ids) => row_ids.extend(ids.values().iter().copied()),
+            None => row_ids.extend((row_ids.len() as i64)..(row_ids.len() + rows.num_rows()) as i64),
+        }
+    }
+    Ok((identities, row_ids))
+}

@@ -1,0 +1,251 @@
+//! One version of a sandbox's identity graph as a Parquet file: a row per identity with the key
+//! of its component.
+//!
+//! Columns `namespace`, `id`, `component_namespace`, `component_id`; the component key is the
+//! smallest identity of the component, as [`IdentityGraph::components`] gives it, so the file
+//! does not depend on the order links arrived in. Rows are sorted by component then identity:
+//! a component's identities are contiguous, and the same graph always gives the same file.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use dossier_storage::Lake;
+
+use super::union_find::{Identity, IdentityGraph};
+use crate::EngineError;
+use crate::parquet_io::LakeFileReader;
+
+/// Rows per Arrow batch (and so per write) of a snapshot.
+const ROWS_PER_BATCH: usize = 64 * 1024;
+
+fn snapshot_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("namespace", DataType::Utf8, false),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("component_namespace", DataType::Utf8, false),
+        Field::new("component_id", DataType::Utf8, false),
+    ]))
+}
+
+fn writer_properties() -> WriterProperties {
+    // Component keys repeat along each component's run of rows: dictionary encoding (on by
+    // default) plus zstd keeps the file near the size of the distinct identities.
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3 is valid")))
+        .build()
+}
+
+/// What a written snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotCounts {
+    pub nodes: i64,
+    pub components: i64,
+}
+
+fn rows_batch(schema: &SchemaRef, rows: &[(Identity, Identity)]) -> Result<RecordBatch, EngineError> {
+    let column = |pick: fn(&(Identity, Identity)) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(pick)))
+    };
+    let columns = vec![
+        column(|(identity, _)| identity.namespace.as_str()),
+        column(|(identity, _)| identity.id.as_str()),
+        column(|(_, key)| key.namespace.as_str()),
+        column(|(_, key)| key.id.as_str()),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Writes the components of `graph` as a snapshot at `location` (replacing any file there).
+pub async fn write_snapshot(
+    lake: &Lake,
+    location: &ObjectPath,
+    graph: &mut IdentityGraph,
+) -> Result<SnapshotCounts, EngineError> {
+    let mut rows: Vec<(Identity, Identity)> = graph.components();
+    rows.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let components = rows.iter().filter(|(identity, key)| identity == key).count() as i64;
+    let schema = snapshot_schema();
+    let sink = BufWriter::new(lake.store().clone(), location.clone());
+    let mut writer = AsyncArrowWriter::try_new(sink, schema.clone(), Some(writer_properties()))?;
+    for chunk in rows.chunks(ROWS_PER_BATCH) {
+        writer.write(&rows_batch(&schema, chunk)?).await?;
+    }
+    writer.close().await?;
+    Ok(SnapshotCounts {
+        nodes: rows.len() as i64,
+        components,
+    })
+}
+
+fn string_column<'a>(rows: &'a RecordBatch, name: &str) -> Result<&'a StringArray, EngineError> {
+    rows.column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .filter(|c| c.null_count() == 0)
+        .ok_or_else(|| EngineError::Invalid(format!("identity graph snapshot has no valid '{name}' column")))
+}
+
+/// Calls `visit(identity, component key)` for every row of the snapshot at `location`, in file
+/// order (grouped by component).
+pub async fn read_snapshot(
+    lake: &Lake,
+    location: &ObjectPath,
+    mut visit: impl FnMut(Identity, &Identity),
+) -> Result<(), EngineError> {
+    let mut stream = LakeFileReader::new(lake, location.clone())
+        .builder()
+        .await?
+        .with_batch_size(ROWS_PER_BATCH)
+        .build()?;
+    let mut key = Identity::new("", "");
+    while let Some(rows) = stream.next().await {
+        let rows = rows?;
+        let columns = ["namespace", "id", "component_namespace", "component_id"];
+        let [namespace, id, key_namespace, key_id] = columns.map(|name| string_column(&rows, name));
+        let (namespace, id, key_namespace, key_id) = (namespace?, id?, key_namespace?, key_id?);
+        for row in 0..rows.num_rows() {
+            // Rows of one component share the key: rebuild it only when it changes.
+            if key.namespace != key_namespace.value(row) || key.id != key_id.value(row) {
+                key = Identity::new(key_namespace.value(row), key_id.value(row));
+            }
+            visit(Identity::new(namespace.value(row), id.value(row)), &key);
+        }
+    }
+    Ok(())
+}
+
+/// The graph of a snapshot, ready to link more fragments into.
+pub async fn load_graph(lake: &Lake, location: &ObjectPath) -> Result<IdentityGraph, EngineError> {
+    let mut graph = IdentityGraph::new();
+    read_snapshot(lake, location, |identity, key| graph.link([key, &identity])).await?;
+    Ok(graph)
+}
+
+/// Which component each identity of a snapshot is in: what readers key profiles by.
+#[derive(Debug, Default, Clone)]
+pub struct ComponentIndex {
+    keys: Vec<Identity>,
+    component_of: HashMap<Identity, u32>,
+}
+
+impl ComponentIndex {
+    /// Reads the snapshot at `location`.
+    pub async fn load(lake: &Lake, location: &ObjectPath) -> Result<Self, EngineError> {
+        let mut index = Self::default();
+        read_snapshot(lake, location, |identity, key| index.insert(identity, key)).await?;
+        Ok(index)
+    }
+
+    /// The components of an in-memory graph.
+    pub fn of_graph(graph: &mut IdentityGraph) -> Self {
+        let mut index = Self::default();
+        for (identity, key) in graph.components() {
+            index.insert(identity, &key);
+        }
+        index
+    }
+
+    fn insert(&mut self, identity: Identity, key: &Identity) {
+        if self.keys.last() != Some(key) {
+            self.keys.push(key.clone());
+        }
+        self.component_of.insert(identity, (self.keys.len() - 1) as u32);
+    }
+
+    /// The key of the component `identity` is in; `None` when the graph has never seen it.
+    pub fn key_of(&self, identity: &Identity) -> Option<&Identity> {
+        self.component_of.get(identity).map(|&k| &self.keys[k as usize])
+    }
+
+    /// Identities in the graph.
+    pub fn len(&self) -> usize {
+        self.component_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.component_of.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    fn id(ns: &str, v: &str) -> Identity {
+        Identity::new(ns, v)
+    }
+
+    fn memory_lake() -> Lake {
+        Lake::with_store(Arc::new(InMemory::new()))
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_reads_back_as_the_components_it_was_written_from() {
+        let lake = memory_lake();
+        let mut graph = IdentityGraph::new();
+        graph.link(&[id("Email", "ana@x"), id("CRMID", "c1")]);
+        graph.link(&[id("ECID", "e9"), id("Email", "ana@x")]);
+        graph.link(&[id("CRMID", "c2")]);
+        let location = ObjectPath::from("graph/v1.parquet");
+        let counts = write_snapshot(&lake, &location, &mut graph).await.unwrap();
+        assert_eq!(
+            counts,
+            SnapshotCounts {
+                nodes: 4,
+                components: 2
+            }
+        );
+
+        let index = ComponentIndex::load(&lake, &location).await.unwrap();
+        assert_eq!(index.len(), 4);
+        assert_eq!(index.key_of(&id("ECID", "e9")), Some(&id("CRMID", "c1")));
+        assert_eq!(index.key_of(&id("Email", "ana@x")), Some(&id("CRMID", "c1")));
+        assert_eq!(index.key_of(&id("CRMID", "c2")), Some(&id("CRMID", "c2")));
+        assert_eq!(index.key_of(&id("CRMID", "c3")), None);
+
+        let mut rows = Vec::new();
+        read_snapshot(&lake, &location, |identity, key| rows.push((identity, key.clone())))
+            .await
+            .unwrap();
+        let mut expected = graph.components();
+        expected.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+        assert_eq!(rows, expected, "rows sorted by component, then identity");
+    }
+
+    #[tokio::test]
+    async fn a_loaded_graph_keeps_linking_where_the_snapshot_left_off() {
+        let lake = memory_lake();
+        let mut graph = IdentityGraph::new();
+        graph.link(&[id("Email", "b@x"), id("CRMID", "c2")]);
+        graph.link(&[id("ECID", "e1")]);
+        let location = ObjectPath::from("graph/v1.parquet");
+        write_snapshot(&lake, &location, &mut graph).await.unwrap();
+
+        let mut loaded = load_graph(&lake, &location).await.unwrap();
+        loaded.link(&[id("ECID", "e1"), id("Email", "b@x")]);
+        let index = ComponentIndex::of_graph(&mut loaded);
+        assert_eq!(index.key_of(&id("ECID", "e1")), Some(&id("CRMID", "c2")));
+        assert_eq!(index.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_empty_graph_is_an_empty_snapshot() {
+        let lake = memory_lake();
+        let location = ObjectPath::from("graph/v1.parquet");
+        let counts = write_snapshot(&lake, &location, &mut IdentityGraph::new())
+            .await
+            .unwrap();
+        assert_eq!(counts.nodes, 0);
+        assert!(ComponentIndex::load(&lake, &location).await.unwrap().is_empty());
+    }
+}

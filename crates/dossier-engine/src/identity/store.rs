@@ -1,0 +1,364 @@
+//! The persisted, versioned identity graph of each sandbox.
+//!
+//! Writers fold: under the sandbox's writer lock, the latest snapshot is loaded into an
+//! [`IdentityGraph`], the identities of every committed batch it does not cover yet are linked
+//! in, and version N+1 is written — the file first, then its row together with the batches it
+//! covers in one transaction. A crash before that transaction leaves version N current and the
+//! batches uncovered, so the next fold (after the next commit, at startup, or before a read)
+//! takes them again.
+//!
+//! Readers pin: they take the latest committed version and read only fragments of the batches
+//! it covers, so a profile lookup or an export sees one consistent state while ingestion goes on.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+
+use dossier_model::ids::BatchId;
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::now_millis;
+use dossier_model::xdm::XdmSchema;
+use dossier_storage::meta::{FileKind, IdentityGraphVersion};
+use dossier_storage::{Lake, MetaStore};
+
+use super::read::read_file_identities;
+use super::snapshot::{ComponentIndex, load_graph, write_snapshot};
+use super::union_find::IdentityGraph;
+use crate::EngineError;
+use crate::schemas::fragment_datasets;
+
+/// Snapshot files kept per sandbox: the current one, and the one a reader that pinned just
+/// before the last fold may still be opening.
+pub const KEPT_VERSIONS: usize = 2;
+
+/// How old a snapshot file no version names must be before it is collected.
+const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// How many times a reader retries when the version it pinned was collected before it could
+/// read the file.
+const PIN_ATTEMPTS: usize = 3;
+
+/// A committed batch the graph does not cover yet, with what reading its identities needs.
+struct PendingBatch {
+    id: BatchId,
+    files: Vec<ObjectPath>,
+    schema: Arc<XdmSchema>,
+}
+
+/// What one fold did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoldOutcome {
+    /// The version current after the fold; `None` while the sandbox has never had a batch.
+    pub version: Option<IdentityGraphVersion>,
+    /// Batches folded in by this call (0 when the graph already covered everything).
+    pub folded_batches: usize,
+}
+
+async fn covered_batches(
+    meta: &MetaStore,
+    tenant: &Tenant,
+    version: Option<&IdentityGraphVersion>,
+) -> Result<HashSet<BatchId>, EngineError> {
+    let Some(version) = version else {
+        return Ok(HashSet::new());
+    };
+    Ok(meta
+        .identity_graph_covered_batches(tenant, version.version)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+async fn pending_batches(
+    meta: &MetaStore,
+    tenant: &Tenant,
+    covered: &HashSet<BatchId>,
+) -> Result<Vec<PendingBatch>, EngineError> {
+    let mut pending = Vec::new();
+    for (dataset, schema) in fragment_datasets(meta, tenant).await? {
+        let schema = Arc::new(schema);
+        for batch in meta.committed_batches(tenant, &dataset.id).await? {
+            if covered.contains(&batch.id) {
+                continue;
+            }
+            let files = meta.batch_files(tenant, &batch.id, FileKind::Data).await?;
+            pending.push(PendingBatch {
+                id: batch.id,
+                files: files.into_iter().map(|f| ObjectPath::from(f.path)).collect(),
+                schema: schema.clone(),
+            });
+        }
+    }
+    Ok(pending)
+}
+
+/// Links the identities of every fragment of `batch` into `graph`.
+async fn link_batch(lake: &Lake, graph: &mut IdentityGraph, batch: &PendingBatch) -> Result<(), EngineError> {
+    for location in &batch.files {
+        let (fragments, _) = read_file_identities(lake, location, &batch.schema).await?;
+        for fragment in &fragments {
+            graph.link(&fragment.all);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `graph` as version `number` and makes it current, covering `folded`.
+async fn commit_version(
+    meta: &MetaStore,
+    lake: &Lake,
+    tenant: &Tenant,
+    number: i64,
+    graph: &mut IdentityGraph,
+    folded: &[BatchId],
+) -> Result<IdentityGraphVersion, EngineError> {
+    let location = Lake::new_identity_graph_snapshot(tenant, number);
+    let counts = write_snapshot(lake, &location, graph).await?;
+    let version = IdentityGraphVersion {
+        version: number,
+        path: location.to_string(),
+        created: now_millis(),
+        nodes: counts.nodes,
+        components: counts.components,
+    };
+    if !meta.record_identity_graph_version(tenant, &version, folded).await? {
+        return Err(EngineError::Invalid(format!(
+            "identity graph version {number} of {}/{} was committed by another writer; fold again",
+            tenant.org, tenant.sandbox
+        )));
+    }
+    Ok(version)
+}
+
+/// Deletes one snapshot file; one already gone is fine.
+async fn delete_snapshot(lake: &Lake, location: &ObjectPath) -> Result<(), EngineError> {
+    match lake.store().delete(location).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Drops versions older than the kept ones (row, then file), and snapshot files no row names
+/// that are older than [`ORPHAN_AGE`]: left by folds that crashed or lost a race before their
+/// row committed. A younger unnamed file may be a fold of another process still in flight.
+async fn collect_garbage(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<usize, EngineError> {
+    let pruned = meta.prune_identity_graph_versions(tenant, KEPT_VERSIONS).await?;
+    for version in &pruned {
+        delete_snapshot(lake, &ObjectPath::from(version.path.as_str())).await?;
+    }
+    let live: HashSet<String> = meta
+        .identity_graph_versions(tenant)
+        .await?
+        .into_iter()
+        .map(|v| v.path)
+        .collect();
+    let cutoff = jiff::Timestamp::now().as_millisecond() - ORPHAN_AGE.as_millis() as i64;
+    let mut orphans = 0;
+    for object in lake.list(&Lake::identity_graph_prefix(tenant)).await? {
+        let old_enough = object.last_modified.timestamp_millis() < cutoff;
+        if old_enough && !live.contains(object.location.as_ref()) {
+            delete_snapshot(lake, &object.location).await?;
+            orphans += 1;
+        }
+    }
+    Ok(pruned.len() + orphans)
+}
+
+/// Folds every committed batch of the sandbox's fragment datasets that the graph does not
+/// cover yet into a new version. One fold per sandbox runs at a time; a caller that waited for
+/// another's fold usually finds nothing left to do.
+pub async fn fold_pending(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<FoldOutcome, EngineError> {
+    let _writer = meta.lock_identity_graph(tenant).await;
+    let latest = meta.latest_identity_graph_version(tenant).await?;
+    let covered = covered_batches(meta, tenant, latest.as_ref()).await?;
+    let pending = pending_batches(meta, tenant, &covered).await?;
+    if pending.is_empty() {
+        return Ok(FoldOutcome {
+            version: latest,
+            folded_batches: 0,
+        });
+    }
+    let mut graph = match &latest {
+        Some(version) => load_graph(lake, &ObjectPath::from(version.path.as_str())).await?,
+        None => IdentityGraph::new(),
+    };
+    for batch in &pending {
+        link_batch(lake, &mut graph, batch).await?;
+    }
+    let number = latest.as_ref().map_or(1, |v| v.version + 1);
+    let folded: Vec<BatchId> = pending.into_iter().map(|b| b.id).collect();
+    let version = commit_version(meta, lake, tenant, number, &mut graph, &folded).await?;
+    tracing::info!(
+        org = %tenant.org, sandbox = %tenant.sandbox, version = version.version, batches = folded.len(),
+        identities = version.nodes, components = version.components, "identity graph folded"
+    );
+    // The new version is committed whatever happens here; leftovers go at the next fold.
+    if let Err(error) = collect_garbage(meta, lake, tenant).await {
+        tracing::warn!(%error, org = %tenant.org, sandbox = %tenant.sandbox, "could not remove old identity graph snapshots");
+    }
+    Ok(FoldOutcome {
+        version: Some(version),
+        folded_batches: folded.len(),
+    })
+}
+
+/// Folds what every sandbox's graph is missing: at startup, batches whose commit a crash
+/// separated from their fold. Returns how many batches were folded; a sandbox that fails is
+/// logged and left for its next fold.
+pub async fn fold_every_sandbox(meta: &MetaStore, lake: &Lake) -> Result<usize, EngineError> {
+    let mut folded = 0;
+    for (tenant, _) in meta.list_sandboxes(None).await? {
+        match fold_pending(meta, lake, &tenant).await {
+            Ok(outcome) => folded += outcome.folded_batches,
+            Err(error) => {
+                tracing::error!(%error, org = %tenant.org, sandbox = %tenant.sandbox, "could not fold the identity graph");
+            }
+        }
+    }
+    Ok(folded)
+}
+
+/// One version of a sandbox's graph as a reader holds it.
+#[derive(Debug, Clone, Default)]
+pub struct PinnedGraph {
+    /// `None` when the sandbox has no graph yet (no committed batch).
+    pub version: Option<IdentityGraphVersion>,
+    covered: HashSet<BatchId>,
+    pub components: ComponentIndex,
+}
+
+impl PinnedGraph {
+    /// Whether fragments of `batch` are part of this version.
+    pub fn covers(&self, batch: &BatchId) -> bool {
+        self.covered.contains(batch)
+    }
+
+    pub fn version_number(&self) -> Option<i64> {
+        self.version.as_ref().map(|v| v.version)
+    }
+}
+
+async fn load_pinned(
+    meta: &MetaStore,
+    lake: &Lake,
+    tenant: &Tenant,
+    version: Option<IdentityGraphVersion>,
+) -> Result<PinnedGraph, EngineError> {
+    let Some(pinned) = version else {
+        return Ok(PinnedGraph::default());
+    };
+    let components = ComponentIndex::load(lake, &ObjectPath::from(pinned.path.as_str())).await?;
+    let covered = covered_batches(meta, tenant, Some(&pinned)).await?;
+    Ok(PinnedGraph {
+        version: Some(pinned),
+        covered,
+        components,
+    })
+}
+
+/// The latest committed version of the sandbox's graph.
+pub async fn pin_latest(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<PinnedGraph, EngineError> {
+    let mut attempt = 1;
+    loop {
+        let latest = meta.latest_identity_graph_version(tenant).await?;
+        let pinned_number = latest.as_ref().map(|v| v.version);
+        match load_pinned(meta, lake, tenant, latest).await {
+            Ok(pinned) => return Ok(pinned),
+            Err(error) => {
+                // Two folds since the pin collect its file; a newer version is then current.
+                let now = meta.latest_identity_graph_version(tenant).await?.map(|v| v.version);
+                if now == pinned_number || attempt >= PIN_ATTEMPTS {
+                    return Err(error);
+                }
+            }
+        }
+        attempt += 1;
+    }
+}
+
+/// What a reader should see: first every committed batch is folded in (so a batch the Catalog
+/// reports `success` is in the next lookup), then the latest version is pinned. A failing fold
+/// is logged and the reader goes on with the last good version.
+pub async fn current_graph(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<PinnedGraph, EngineError> {
+    if let Err(error) = fold_pending(meta, lake, tenant).await {
+        tracing::error!(%error, org = %tenant.org, sandbox = %tenant.sandbox, "could not fold the identity graph; reading its last version");
+    }
+    pin_latest(meta, lake, tenant).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use object_store::memory::InMemory;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::identity::Identity;
+
+    fn as_identities(batch: &[Vec<u8>]) -> Vec<Vec<Identity>> {
+        let namespaces = ["Email", "CRMID", "ECID"];
+        batch
+            .iter()
+            .map(|fragment| {
+                fragment
+                    .iter()
+                    .map(|n| Identity::new(namespaces[*n as usize % 3], n.to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// What a fold does to the graph: the previous snapshot loaded, the batch linked, the next
+    /// snapshot written.
+    async fn fold_one(lake: &Lake, previous: Option<&ObjectPath>, next: &ObjectPath, batch: &[Vec<Identity>]) {
+        let mut graph = match previous {
+            Some(location) => load_graph(lake, location).await.unwrap(),
+            None => IdentityGraph::new(),
+        };
+        for fragment in batch {
+            graph.link(fragment);
+        }
+        write_snapshot(lake, next, &mut graph).await.unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn folding_batches_one_by_one_gives_the_components_of_linking_them_all_at_once(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(0u8..40, 1..4), 0..6),
+                1..8,
+            ),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let lake = Lake::with_store(Arc::new(InMemory::new()));
+            let folded = runtime.block_on(async {
+                let mut previous = None;
+                for (n, batch) in batches.iter().enumerate() {
+                    let next = ObjectPath::from(format!("graph/v{}.parquet", n + 1));
+                    fold_one(&lake, previous.as_ref(), &next, &as_identities(batch)).await;
+                    previous = Some(next);
+                }
+                let mut rows = Vec::new();
+                super::super::snapshot::read_snapshot(&lake, previous.as_ref().unwrap(), |identity, key| {
+                    rows.push((identity, key.clone()))
+                })
+                .await
+                .unwrap();
+                rows
+            });
+            let mut at_once = IdentityGraph::new();
+            for fragment in batches.iter().flat_map(|b| as_identities(b)) {
+                at_once.link(&fragment);
+            }
+            let expected: HashMap<Identity, Identity> = at_once.components().into_iter().collect();
+            prop_assert_eq!(folded.len(), expected.len());
+            let folded: HashMap<Identity, Identity> = folded.into_iter().collect();
+            prop_assert_eq!(folded, expected);
+        }
+    }
+}
