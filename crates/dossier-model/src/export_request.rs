@@ -20,6 +20,7 @@ use crate::ids::{BatchId, DatasetId, MergePolicyId};
 use crate::merge_policy::MergePolicy;
 use crate::schema::{PROFILE_SCHEMA_NAME, PROFILE_UNION_SCHEMA_ID};
 use crate::time::EpochMillis;
+use crate::validation::{lenient_bool, present, shown};
 use crate::xdm::XdmSchema;
 
 /// The namespace of a segment entry that names none: memberships computed by segmentation.
@@ -171,15 +172,6 @@ pub struct ExportJobRequest {
     pub evaluate_segments: Option<bool>,
 }
 
-fn present<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
-    object.get(name).filter(|v| !v.is_null())
-}
-
-/// A value as the user wrote it, for messages: strings without their JSON quotes.
-fn shown(value: &Value) -> String {
-    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
-}
-
 /// An optional member that must be an object when present.
 fn optional_object<'a>(
     parent: &'a Value,
@@ -200,25 +192,16 @@ fn optional_object<'a>(
     }
 }
 
-/// A boolean; `"true"` and `"false"` as strings are accepted too, as merge policies accept them.
+/// A boolean, as merge policies accept them (`"true"` and `"false"` strings too).
 fn optional_bool(
     parent: &Value,
     name: &str,
     field: &str,
     rule: ExportRule,
 ) -> Result<Option<bool>, ExportRequestError> {
-    match present(parent, name) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(other) => Err(ExportRequestError::invalid(
-            rule,
-            field,
-            shown(other),
-            "expected true or false",
-        )),
-    }
+    present(parent, name)
+        .map(|value| lenient_bool(field, value).map_err(|error| ExportRequestError { rule, error }))
+        .transpose()
 }
 
 /// Whether `path` is a dot path: names separated by single dots, no spaces inside.

@@ -19,6 +19,7 @@ use crate::listing::Direction;
 use crate::schema::PROFILE_SCHEMA_NAME;
 use crate::tenancy::{OrgId, SandboxName, Tenant};
 use crate::time::EpochSeconds;
+use crate::validation::{lenient_bool, present, shown};
 
 /// The id of the merge policy every sandbox starts with.
 pub const SEEDED_MERGE_POLICY_ID: &str = "timestampOrdered-none-mp";
@@ -223,26 +224,6 @@ pub struct MergePolicyDefinition {
     pub attribute_merge: AttributeMerge,
     pub is_default: bool,
     pub is_active_on_edge: bool,
-}
-
-fn present<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
-    body.get(name).filter(|v| !v.is_null())
-}
-
-/// A value as the user wrote it, for error messages: strings without their JSON quotes.
-fn shown(value: &Value) -> String {
-    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
-}
-
-/// A boolean; `"true"` and `"false"` as strings are accepted too, because AEP's own PATCH
-/// example sends `"value": "true"`.
-fn lenient_bool(field: &str, value: &Value) -> Result<bool, ValidationError> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(ValidationError::invalid(field, shown(other), "expected true or false")),
-    }
 }
 
 fn optional_flag(body: &Value, field: &str) -> Result<Option<bool>, ValidationError> {

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde_json::Value;
+
 /// Input that does not fit the model: which field, which value, and how to fix it.
 ///
 /// Every 4xx the API answers for bad input is built from one of these, so the user always learns
@@ -44,3 +46,24 @@ impl fmt::Display for ValidationError {
 }
 
 impl std::error::Error for ValidationError {}
+
+/// A member of a JSON object, `None` when absent or `null` (both mean "not given").
+pub(crate) fn present<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
+    object.get(name).filter(|v| !v.is_null())
+}
+
+/// A value as the user wrote it, for error messages: strings without their JSON quotes.
+pub(crate) fn shown(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+}
+
+/// A boolean; `"true"` and `"false"` as strings are accepted too, because AEP's own PATCH
+/// example sends `"value": "true"`.
+pub(crate) fn lenient_bool(field: &str, value: &Value) -> Result<bool, ValidationError> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(ValidationError::invalid(field, shown(other), "expected true or false")),
+    }
+}

@@ -12,12 +12,11 @@ mod worker;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use dossier_model::export_job::{ExportJobError, ExportJobProgress};
+use dossier_model::export_job::{ExportJob, ExportJobError, ExportJobProgress};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
 use dossier_storage::meta::ExportCancellation;
@@ -123,12 +122,23 @@ impl ExportQueue {
 }
 
 fn progress_snapshot(progress: &ExportProgress) -> ExportJobProgress {
+    let (profiles_scanned, profiles_exported, bytes_written, percent) = progress.snapshot();
     ExportJobProgress {
-        profiles_scanned: progress.profiles_scanned.load(Ordering::Relaxed),
-        profiles_exported: progress.profiles_exported.load(Ordering::Relaxed),
-        bytes_written: progress.bytes_written.load(Ordering::Relaxed),
-        percent: progress.percent.load(Ordering::Relaxed).min(100),
+        profiles_scanned,
+        profiles_exported,
+        bytes_written,
+        percent: percent.min(100),
     }
+}
+
+/// Removes every file the job's export wrote into its batch folders. Nothing reads them (the
+/// batches never became `success`); this keeps the lake from collecting dead files.
+async fn remove_job_files(lake: &Lake, job: &ExportJob) -> Result<(), StorageError> {
+    for target in &job.batches {
+        lake.delete_prefix(&Lake::batch_prefix(&job.tenant, &job.spec.dataset_id, &target.batch_id))
+            .await?;
+    }
+    Ok(())
 }
 
 /// The error of a job whose export the server's stop interrupted.

@@ -4,7 +4,7 @@ use dossier_model::export_job::ExportJobStatus;
 use dossier_model::time::now_millis;
 use dossier_storage::{Lake, MetaStore};
 
-use super::server_stopped;
+use super::{remove_job_files, server_stopped};
 use crate::EngineError;
 
 /// Fails every job left PROCESSING — the process that ran it is gone, because the embedded
@@ -18,10 +18,7 @@ pub async fn recover_interrupted_exports(meta: &MetaStore, lake: &Lake) -> Resul
     for job in &interrupted {
         tracing::warn!(job_id = job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox,
             "failing an export job the last stop interrupted");
-        for target in &job.batches {
-            lake.delete_prefix(&Lake::batch_prefix(&job.tenant, &job.spec.dataset_id, &target.batch_id))
-                .await?;
-        }
+        remove_job_files(lake, job).await?;
         let error = server_stopped(
             "startup recovery",
             "the job was still PROCESSING when the server started again",

@@ -14,7 +14,7 @@ use dossier_model::time::now_millis;
 use dossier_storage::Lake;
 use dossier_storage::meta::BatchOutcome;
 
-use super::{ExportQueue, Exporter, RunningExport, progress_snapshot, server_stopped};
+use super::{ExportQueue, Exporter, RunningExport, progress_snapshot, remove_job_files, server_stopped};
 use crate::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span};
 
 /// How the workers pace themselves.
@@ -313,11 +313,8 @@ impl<E: Exporter> Worker<E> {
     }
 
     async fn remove_files(&self, job: &ExportJob) {
-        for target in &job.batches {
-            let folder = Lake::batch_prefix(&job.tenant, &job.spec.dataset_id, &target.batch_id);
-            if let Err(error) = self.lake.delete_prefix(&folder).await {
-                tracing::warn!(%error, job_id = job.id, batch_id = %target.batch_id, "could not remove an export's files");
-            }
+        if let Err(error) = remove_job_files(&self.lake, job).await {
+            tracing::warn!(%error, job_id = job.id, "could not remove an export's files");
         }
     }
 }

@@ -60,7 +60,7 @@ pub const DATASET_SORTABLE: &[&str] = &["created", "updated", "name"];
 /// Fields `orderBy` may name on batches.
 pub const BATCH_SORTABLE: &[&str] = &["created", "updated", "status"];
 
-fn tenant_of(table: &'static str, row: &SqliteRow) -> Result<(OrgId, SandboxName), StorageError> {
+pub(super) fn tenant_of(table: &'static str, row: &SqliteRow) -> Result<(OrgId, SandboxName), StorageError> {
     Ok((
         parsed_column(table, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
         parsed_column(

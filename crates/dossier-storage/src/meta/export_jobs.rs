@@ -14,12 +14,12 @@ use dossier_model::export_job::{
     ExportBatchTarget, ExportJob, ExportJobError, ExportJobMetrics, ExportJobProgress, ExportJobStatus, ExportSpec,
 };
 use dossier_model::ids::{BatchId, ClientId};
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::MetaStore;
 use super::batch_files::commit_batch_in;
-use super::catalog::{get_dataset_row, insert_batch_in};
+use super::catalog::{get_dataset_row, insert_batch_in, tenant_of};
 use super::rows::{json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
@@ -85,27 +85,18 @@ pub struct ExportJobListing {
     pub limit: u32,
 }
 
-fn status_from_str(text: &str) -> Result<ExportJobStatus, String> {
-    ExportJobStatus::ALL
-        .into_iter()
-        .find(|status| status.as_str() == text)
-        .ok_or_else(|| format!("unknown export job status {text}"))
-}
-
 fn job_from_row(row: &SqliteRow) -> Result<ExportJob, StorageError> {
     const TABLE: &str = "export_jobs";
     let progress: Option<String> = row.try_get("progress")?;
+    let (org, sandbox) = tenant_of(TABLE, row)?;
     Ok(ExportJob {
         id: row.try_get("id")?,
-        tenant: Tenant {
-            org: parsed_column(TABLE, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
-            sandbox: parsed_column(
-                TABLE,
-                "sandbox",
-                SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
-            )?,
-        },
-        status: parsed_column(TABLE, "status", status_from_str(&row.try_get::<String, _>("status")?))?,
+        tenant: Tenant { org, sandbox },
+        status: parsed_column(
+            TABLE,
+            "status",
+            row.try_get::<String, _>("status")?.parse::<ExportJobStatus>(),
+        )?,
         request_id: row.try_get("request_id")?,
         request: json_column(TABLE, "request", &row.try_get::<String, _>("request")?)?,
         spec: json_column(TABLE, "spec", &row.try_get::<String, _>("spec")?)?,
@@ -543,6 +534,8 @@ mod tests {
     use dossier_model::ids::{DatasetId, MergePolicyId};
     use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
     use serde_json::json;
+
+    use dossier_model::tenancy::{OrgId, SandboxName};
 
     use super::*;
     use crate::meta::{BatchFile, DatasetDeletion, FileKind};
