@@ -17,6 +17,7 @@ use crate::pql::{self, Expr, PqlError, PqlSchemas};
 use crate::schema::{PROFILE_CLASS_ID, PROFILE_SCHEMA_NAME};
 use crate::tenancy::{OrgId, SandboxName, Tenant};
 use crate::time::{EpochMillis, EpochSeconds};
+use crate::validation::{lenient_bool, present, shown};
 
 /// `expression.type`: the only language.
 pub const EXPRESSION_TYPE: &str = "PQL";
@@ -171,15 +172,6 @@ pub fn pql_error_message(error: &PqlError) -> String {
     format!("Invalid PQL in expression.value {error}")
 }
 
-fn present<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
-    body.get(name).filter(|v| !v.is_null())
-}
-
-/// A value as the user wrote it, for error messages: strings without their JSON quotes.
-fn shown(value: &Value) -> String {
-    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
-}
-
 fn parse_name(body: &Value) -> Result<String, ValidationError> {
     let example = "e.g. \"name\": \"People who ordered in the last 30 days\"";
     match present(body, "name") {
@@ -285,16 +277,6 @@ fn parse_merge_policy_id(body: &Value) -> Result<Option<MergePolicyId>, Validati
             shown(other),
             "give the id of a merge policy of this sandbox, or leave it out for the default one",
         )),
-    }
-}
-
-/// A boolean; `"true"` and `"false"` as strings are accepted too, as on merge policies.
-fn lenient_bool(field: &str, value: &Value) -> Result<bool, ValidationError> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(ValidationError::invalid(field, shown(other), "expected true or false")),
     }
 }
 

@@ -249,30 +249,58 @@ fn demo_runs_the_tutorial_on_a_generated_population_and_matches_the_generator() 
 async fn export_runs_a_job_and_downloads_its_files() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = caller.create_dataset_with_groups("CRM", "profile", &["profile-personal-details"], serde_json::json!({})).await;
+    let crm = caller
+        .create_dataset_with_groups("CRM", "profile", &["profile-personal-details"], serde_json::json!({}))
+        .await;
     let member = |n: u32, status: &str| {
         serde_json::json!({"_id": format!("r{n}"), "identityMap": {"CRMID": [{"id": format!("c{n}"), "primary": true}]},
             "personalEmail": {"address": format!("c{n}@example.com")},
             "segmentMembership": {"ups": {"vip": {"status": status, "lastQualificationTime": "2024-01-01T00:00:00Z"}}}})
     };
-    caller.ingest_json_lines(&crm, &[member(1, "realized"), member(2, "exited")]).await;
+    caller
+        .ingest_json_lines(&crm, &[member(1, "realized"), member(2, "exited")])
+        .await;
     let target = caller.create_dataset("Profile Data Export").await;
     let out = tempfile::tempdir().unwrap();
     let mut command = dossier_cmd();
     command
-        .args(["export", "--dataset", &target, "--segment", "ups:vip", "--fields", "personalEmail.address", "--out"])
+        .args([
+            "export",
+            "--dataset",
+            &target,
+            "--segment",
+            "ups:vip",
+            "--fields",
+            "personalEmail.address",
+            "--out",
+        ])
         .arg(out.path())
         .env("DOSSIER_URL", &server.base)
         .env("DOSSIER_CLIENT_ID", &caller.credentials.client_id)
         .env("DOSSIER_CLIENT_SECRET", &caller.credentials.secret)
         .env("DOSSIER_ORG", ORG);
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("SUCCEEDED") && stdout.contains("1 profiles"), "only the realized member: {stdout}");
-    let batches: Vec<_> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("SUCCEEDED") && stdout.contains("1 profiles"),
+        "only the realized member: {stdout}"
+    );
+    let batches: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(batches.len(), 1);
-    let files: Vec<_> = std::fs::read_dir(&batches[0]).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(&batches[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert!(files[0].extension().is_some_and(|e| e == "parquet"));
     let file = std::fs::File::open(&files[0]).unwrap();
     let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
