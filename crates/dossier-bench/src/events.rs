@@ -85,7 +85,8 @@ pub fn customer_events(seed: u64, streams: &Streams, customer: &Customer) -> (Ve
             let known = signed_in_identity(&mut rng, customer);
             per_device[device].0 += 1;
             per_device[device].1 |= known.is_some();
-            let id = format!("{id_prefix:016x}{:016x}", unique_u64(seed, id_kind::EVENT_ORDINAL, ordinal));
+            // Unique: the prefix is unique per customer, the suffix per event of the customer.
+            let id = format!("{id_prefix:016x}{:016x}", unique_u64(id_prefix, id_kind::EVENT_ORDINAL, ordinal));
             event(&mut rng, seed, id, &customer.devices[device], known)
         })
         .collect();

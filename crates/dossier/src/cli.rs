@@ -48,6 +48,9 @@ pub enum Command {
     Sandboxes(SandboxesCommand),
     /// Load files into a dataset through a running server's batch ingestion API.
     Ingest(Box<crate::commands::ingest::IngestArgs>),
+    /// Benchmark workloads: generate deterministic data sets.
+    #[command(subcommand)]
+    Bench(crate::commands::bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]

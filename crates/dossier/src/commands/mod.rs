@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 mod clients;
 pub mod ingest;
 mod sandboxes;
@@ -14,5 +15,6 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Clients(command) => clients::run(command, &settings).await,
         Command::Sandboxes(command) => sandboxes::run(command, &settings).await,
         Command::Ingest(args) => ingest::run(*args).await,
+        Command::Bench(command) => bench::run(command).await,
     }
 }
