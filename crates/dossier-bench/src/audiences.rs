@@ -87,7 +87,11 @@ pub const AUDIENCES: [Audience; 3] = [GOLD_AND_PLATINUM, OUTDOOR_ENTHUSIASTS, NE
 
 /// Picks `realized` with probability `realized`, else `existing`.
 fn current_member(rng: &mut impl Rng, realized: f64) -> &'static str {
-    if rng.random_bool(realized) { "realized" } else { "existing" }
+    if rng.random_bool(realized) {
+        "realized"
+    } else {
+        "existing"
+    }
 }
 
 impl Audience {

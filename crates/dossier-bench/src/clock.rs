@@ -30,7 +30,11 @@ pub const fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let shifted_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
     let year = year_of_era + era * 400 + if month <= 2 { 1 } else { 0 };
     (year, month, day)
 }
@@ -101,7 +105,10 @@ mod tests {
             let expected = jiff::Timestamp::from_millisecond(millis).unwrap();
             let parsed: jiff::Timestamp = date_time(millis).parse().unwrap();
             assert_eq!(parsed, expected, "{}", date_time(millis));
-            assert_eq!(date(millis), expected.to_zoned(jiff::tz::TimeZone::UTC).date().to_string());
+            assert_eq!(
+                date(millis),
+                expected.to_zoned(jiff::tz::TimeZone::UTC).date().to_string()
+            );
         }
         assert_eq!(date_time(millis_at(2019, 9, 1) + 1), "2019-09-01T00:00:00.001Z");
     }

@@ -90,9 +90,18 @@ struct Writers {
 
 impl Writers {
     fn new(options: &GenerateOptions) -> Result<Self, GenerateError> {
-        fn writer<R: Serialize>(options: &GenerateOptions, kind: DatasetKind) -> Result<DatasetWriter<R>, GenerateError> {
+        fn writer<R: Serialize>(
+            options: &GenerateOptions,
+            kind: DatasetKind,
+        ) -> Result<DatasetWriter<R>, GenerateError> {
             let schema = kind.xdm_schema().arrow_schema();
-            DatasetWriter::new(&options.out, kind.key(), options.format, options.records_per_file, schema)
+            DatasetWriter::new(
+                &options.out,
+                kind.key(),
+                options.format,
+                options.records_per_file,
+                schema,
+            )
         }
         Ok(Self {
             crm: writer(options, DatasetKind::Crm)?,
@@ -174,7 +183,10 @@ fn write_schemas(out: &Path) -> Result<SchemaFiles, GenerateError> {
         let schema = format!("{SCHEMA_FOLDER}/{}.schema.json", kind.key());
         let descriptors = format!("{SCHEMA_FOLDER}/{}.descriptors.json", kind.key());
         write_json(&out.join(&schema), &kind.schema_body())?;
-        write_json(&out.join(&descriptors), &kind.identity_descriptors(SCHEMA_ID_PLACEHOLDER))?;
+        write_json(
+            &out.join(&descriptors),
+            &kind.identity_descriptors(SCHEMA_ID_PLACEHOLDER),
+        )?;
         files.insert(kind, (schema, descriptors));
     }
     Ok(files)

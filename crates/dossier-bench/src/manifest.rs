@@ -165,11 +165,7 @@ impl Tally {
     }
 
     fn pdg_empty(&mut self, anonymous_devices: u64) {
-        self.expected
-            .profiles_by_identity_graph
-            .entry("pdg")
-            .or_default()
-            .empty += anonymous_devices;
+        self.expected.profiles_by_identity_graph.entry("pdg").or_default().empty += anonymous_devices;
     }
 
     fn add_memberships(&mut self, memberships: &SegmentMembership) {

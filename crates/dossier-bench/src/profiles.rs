@@ -95,7 +95,7 @@ pub fn crm_record(seed: u64, streams: &Streams, customer: &Customer) -> Option<C
 }
 
 fn crm_details(rng: &mut impl Rng, crm_id: &str) -> CrmDetails {
-    let &(tier, mean_value) = weighted(rng, CRM_TIERS);
+    let (tier, mean_value) = weighted(rng, CRM_TIERS);
     let lifetime_value = cents(log_normal_with_mean(rng, mean_value, 0.6));
     let order_count = poisson(rng, lifetime_value / AVERAGE_ORDER_VALUE).max(1) as i64;
     let signup = CRM_SIGNUPS.sample(rng);
@@ -106,21 +106,24 @@ fn crm_details(rng: &mut impl Rng, crm_id: &str) -> CrmDetails {
         order_count,
         signup_date: date_time(signup),
         last_purchase_date: rng.random_bool(0.95).then(|| date_time(later_than(rng, signup))),
-        preferred_channel: *weighted(rng, &[("email", 55), ("sms", 20), ("phone", 10), ("mail", 5), ("none", 10)]),
+        preferred_channel: weighted(
+            rng,
+            &[("email", 55), ("sms", 20), ("phone", 10), ("mail", 5), ("none", 10)],
+        ),
         preferences: preferences(rng),
         marketing_consent: MarketingConsent {
             email: rng.random_bool(0.7),
             sms: rng.random_bool(0.35),
             phone: rng.random_bool(0.2),
         },
-        home_store: *pick(rng, STORES),
-        account_status: *weighted(rng, &[("active", 92), ("inactive", 6), ("closed", 2)]),
+        home_store: pick(rng, STORES),
+        account_status: weighted(rng, &[("active", 92), ("inactive", 6), ("closed", 2)]),
     }
 }
 
 /// Zero to four distinct interests, in the vocabulary's order.
 fn preferences(rng: &mut impl Rng) -> Vec<&'static str> {
-    let wanted = *weighted(rng, &[(0usize, 15), (1, 30), (2, 30), (3, 15), (4, 10)]);
+    let wanted = weighted(rng, &[(0usize, 15), (1, 30), (2, 30), (3, 15), (4, 10)]);
     let mut chosen = [false; PREFERENCES.len()];
     let mut count = 0;
     while count < wanted {
@@ -173,9 +176,17 @@ fn legacy_identities(crm_id: &str, email: &str) -> Vec<LegacyIdentity> {
 fn mobile_phone(rng: &mut impl Rng, customer: &Customer) -> MobilePhone {
     let country = customer.country;
     let number = if country.phone_prefix == "+1" {
-        format!("+1-{}-555-01{:02}", rng.random_range(201..990), rng.random_range(0..100))
+        format!(
+            "+1-{}-555-01{:02}",
+            rng.random_range(201..990),
+            rng.random_range(0..100)
+        )
     } else {
-        format!("{} {:09}", country.phone_prefix, rng.random_range(100_000_000..1_000_000_000u64))
+        format!(
+            "{} {:09}",
+            country.phone_prefix,
+            rng.random_range(100_000_000..1_000_000_000u64)
+        )
     };
     MobilePhone { number, primary: true }
 }
@@ -228,8 +239,8 @@ fn loyalty_details(rng: &mut impl Rng, member_id: &str) -> LoyaltyDetails {
         tier: loyalty_tier(lifetime_points),
         enrolled: date_time(enrolled),
         last_activity: date_time(later_than(rng, enrolled)),
-        status: *weighted(rng, &[("active", 90), ("lapsed", 7), ("suspended", 3)]),
-        preferred_store: *pick(rng, STORES),
+        status: weighted(rng, &[("active", 90), ("lapsed", 7), ("suspended", 3)]),
+        preferred_store: pick(rng, STORES),
     }
 }
 
@@ -253,7 +264,10 @@ mod tests {
         for index in 0..500 {
             let customer = Customer::new(5, &streams, index);
             assert_eq!(crm_record(5, &streams, &customer).is_some(), customer.crm_id.is_some());
-            assert_eq!(loyalty_record(5, &streams, &customer).is_some(), customer.loyalty_id.is_some());
+            assert_eq!(
+                loyalty_record(5, &streams, &customer).is_some(),
+                customer.loyalty_id.is_some()
+            );
         }
     }
 

@@ -64,7 +64,10 @@ impl DatasetKind {
     /// for a reader that looks only at fields.
     fn identity_fields(self) -> &'static [(&'static str, &'static str, bool)] {
         match self {
-            Self::Crm => &[("/crm/crmId", "CRMID", true), ("/personalEmail/address", "Email", false)],
+            Self::Crm => &[
+                ("/crm/crmId", "CRMID", true),
+                ("/personalEmail/address", "Email", false),
+            ],
             Self::Loyalty => &[
                 ("/loyalty/memberId", "LoyaltyID", true),
                 ("/personalEmail/address", "Email", false),

@@ -49,7 +49,11 @@ fn json_records(dir: &Path, manifest: &Value, kind: DatasetKind) -> Vec<Value> {
         for line in reader.lines() {
             records.push(serde_json::from_str(&line.unwrap()).unwrap());
         }
-        assert_eq!((records.len() - before) as u64, file["records"].as_u64().unwrap(), "{file}");
+        assert_eq!(
+            (records.len() - before) as u64,
+            file["records"].as_u64().unwrap(),
+            "{file}"
+        );
     }
     records
 }
@@ -57,7 +61,11 @@ fn json_records(dir: &Path, manifest: &Value, kind: DatasetKind) -> Vec<Value> {
 #[test]
 fn the_same_seed_gives_byte_identical_files_in_both_formats() {
     for format in [OutputFormat::JsonLines, OutputFormat::Parquet] {
-        let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
         run(a.path(), 1_500, 42, format, 700);
         run(b.path(), 1_500, 42, format, 700);
         run(c.path(), 1_500, 43, format, 700);
@@ -123,13 +131,18 @@ fn overlap_and_event_volume_are_as_documented() {
     let events = json_records(dir.path(), &manifest, DatasetKind::Events);
     let mut per_customer: HashMap<String, u64> = HashMap::new();
     for event in &events {
-        *per_customer.entry(event["_id"].as_str().unwrap()[..16].to_owned()).or_default() += 1;
+        *per_customer
+            .entry(event["_id"].as_str().unwrap()[..16].to_owned())
+            .or_default() += 1;
     }
     let average = events.len() as f64 / profiles as f64;
     assert!((average - 5.0).abs() < 0.5, "average {average}");
     let at_most_two = profiles as usize - per_customer.len() + per_customer.values().filter(|&&n| n <= 2).count();
     let share_at_most_two = at_most_two as f64 / profiles as f64;
-    assert!(share_at_most_two > 0.4, "many customers have 0-2 events: {share_at_most_two}");
+    assert!(
+        share_at_most_two > 0.4,
+        "many customers have 0-2 events: {share_at_most_two}"
+    );
     let busiest = per_customer.values().max().copied().unwrap();
     assert!(busiest >= 50, "a long tail: the busiest customer has {busiest} events");
 }
@@ -142,7 +155,11 @@ struct Graph {
 
 impl Graph {
     fn root(&mut self, node: &str) -> String {
-        let parent = self.parent.entry(node.to_owned()).or_insert_with(|| node.to_owned()).clone();
+        let parent = self
+            .parent
+            .entry(node.to_owned())
+            .or_insert_with(|| node.to_owned())
+            .clone();
         if parent == node {
             return parent;
         }
@@ -195,13 +212,18 @@ fn manifest_counts_equal_what_the_files_hold() {
     ] {
         assert_eq!(manifest["datasets"][kind.key()]["records"], records.len() as u64);
         for file in manifest["datasets"][kind.key()]["files"].as_array().unwrap() {
-            let bytes = std::fs::metadata(dir.path().join(file["path"].as_str().unwrap())).unwrap().len();
+            let bytes = std::fs::metadata(dir.path().join(file["path"].as_str().unwrap()))
+                .unwrap()
+                .len();
             assert_eq!(file["bytes"], bytes);
         }
     }
     let expected = &manifest["expected"];
 
-    let crm_emails: HashSet<&str> = crm.iter().map(|r| r["personalEmail"]["address"].as_str().unwrap()).collect();
+    let crm_emails: HashSet<&str> = crm
+        .iter()
+        .map(|r| r["personalEmail"]["address"].as_str().unwrap())
+        .collect();
     let loyalty_emails: HashSet<&str> = loyalty
         .iter()
         .map(|r| r["personalEmail"]["address"].as_str().unwrap())
@@ -251,39 +273,64 @@ fn check_audience_counts(expected: &Value, crm: &[Value]) {
     let mut tutorial_batches = [0u64; 2];
     let mut tutorial_profiles = 0;
     for audience in expected["audiences"].as_array().unwrap() {
-        let (namespace, id) = (audience["namespace"].as_str().unwrap(), audience["segmentId"].as_str().unwrap());
+        let (namespace, id) = (
+            audience["namespace"].as_str().unwrap(),
+            audience["segmentId"].as_str().unwrap(),
+        );
         let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
         let mut window: BTreeMap<String, u64> = BTreeMap::new();
         for record in crm {
             let membership = &record["segmentMembership"][namespace][id];
-            let Some(status) = membership["status"].as_str() else { continue };
+            let Some(status) = membership["status"].as_str() else {
+                continue;
+            };
             *by_status.entry(status.to_owned()).or_default() += 1;
             if in_window(membership["lastQualificationTime"].as_str().unwrap()) {
                 *window.entry(status.to_owned()).or_default() += 1;
             }
         }
         for status in ["realized", "existing", "exited"] {
-            assert_eq!(audience["profiles"][status], by_status.get(status).copied().unwrap_or(0));
+            assert_eq!(
+                audience["profiles"][status],
+                by_status.get(status).copied().unwrap_or(0)
+            );
             assert_eq!(
                 audience["qualifiedInTutorialWindow"][status],
                 window.get(status).copied().unwrap_or(0)
             );
-            assert!(by_status.get(status).copied().unwrap_or(0) > 0, "{namespace} has {status} members");
+            assert!(
+                by_status.get(status).copied().unwrap_or(0) > 0,
+                "{namespace} has {status} members"
+            );
         }
     }
     for record in crm {
-        let matches = [("AAM", "4edc8488-2c35-4f6d-b4c6-9075c68d2df4", "realized"), ("ups", "1rfe8422-334d-12f4-3sd4-12cf6g990g51", "exited")]
-            .map(|(namespace, id, status)| {
-                let membership = &record["segmentMembership"][namespace][id];
-                membership["status"] == status && in_window(membership["lastQualificationTime"].as_str().unwrap_or("1970-01-01T00:00:00Z"))
-            });
+        let matches = [
+            ("AAM", "4edc8488-2c35-4f6d-b4c6-9075c68d2df4", "realized"),
+            ("ups", "1rfe8422-334d-12f4-3sd4-12cf6g990g51", "exited"),
+        ]
+        .map(|(namespace, id, status)| {
+            let membership = &record["segmentMembership"][namespace][id];
+            membership["status"] == status
+                && in_window(
+                    membership["lastQualificationTime"]
+                        .as_str()
+                        .unwrap_or("1970-01-01T00:00:00Z"),
+                )
+        });
         for (count, matched) in tutorial_batches.iter_mut().zip(matches) {
             *count += u64::from(matched);
         }
         tutorial_profiles += u64::from(matches.contains(&true));
     }
-    assert!(tutorial_batches.iter().all(|&n| n > 0), "the tutorial's job selects profiles: {tutorial_batches:?}");
-    assert_eq!(expected["tutorialExport"]["perSegment"], serde_json::json!(tutorial_batches));
+    assert!(
+        tutorial_batches.iter().all(|&n| n > 0),
+        "the tutorial's job selects profiles: {tutorial_batches:?}"
+    );
+    assert_eq!(
+        expected["tutorialExport"]["perSegment"],
+        serde_json::json!(tutorial_batches)
+    );
     assert_eq!(expected["tutorialExport"]["distinctProfiles"], tutorial_profiles);
 }
 
@@ -362,5 +409,8 @@ fn an_earlier_run_is_replaced_only_when_asked() {
     generate(&options, |_| {}).unwrap();
     let files = all_files(dir.path());
     assert!(files.contains_key("notes.txt"), "files of others are kept");
-    assert!(!files.keys().any(|name| name.contains("part-00001")), "no file of the earlier run is left");
+    assert!(
+        !files.keys().any(|name| name.contains("part-00001")),
+        "no file of the earlier run is left"
+    );
 }

@@ -53,7 +53,11 @@ async fn register(caller: &Caller, out: &Path, entry: &Value) -> String {
         assert_eq!(descriptor["xdm:sourceSchema"], "{SCHEMA_ID}");
         descriptor["xdm:sourceSchema"] = json!(schema_id);
         let (status, body) = caller
-            .send_json(Method::POST, "/data/foundation/schemaregistry/tenant/descriptors", &descriptor)
+            .send_json(
+                Method::POST,
+                "/data/foundation/schemaregistry/tenant/descriptors",
+                &descriptor,
+            )
             .await;
         assert_eq!(status, 201, "{body}");
     }
@@ -96,11 +100,16 @@ fn stitched_loyalty_id(out: &Path, manifest: &Value) -> String {
             .iter()
             .flat_map(|f| {
                 let text = std::fs::read_to_string(out.join(f["path"].as_str().unwrap())).unwrap();
-                text.lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<Value>>()
+                text.lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<Value>>()
             })
             .collect()
     };
-    let crm_emails: Vec<Value> = lines("crm").iter().map(|r| r["personalEmail"]["address"].clone()).collect();
+    let crm_emails: Vec<Value> = lines("crm")
+        .iter()
+        .map(|r| r["personalEmail"]["address"].clone())
+        .collect();
     let member = lines("loyalty")
         .into_iter()
         .find(|r| crm_emails.contains(&r["personalEmail"]["address"]))
@@ -130,7 +139,10 @@ async fn generated_data_registers_ingests_and_stitches_in_both_formats() {
         let manifest = generate(out.path(), format);
         for key in ["crm", "loyalty", "events"] {
             let entry = &manifest["datasets"][key];
-            assert!(entry["files"].as_array().unwrap().len() >= 2, "split at 150 records: {entry}");
+            assert!(
+                entry["files"].as_array().unwrap().len() >= 2,
+                "split at 150 records: {entry}"
+            );
             let dataset = register(&caller, out.path(), entry).await;
             ingest_files(&caller, out.path(), &dataset, entry, format).await;
         }

@@ -75,9 +75,10 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let bar = progress_bar(args.profiles);
     let shown = bar.clone();
     // Generation is CPU and disk work: keep it off the async runtime's threads.
-    let manifest = tokio::task::spawn_blocking(move || dossier_bench::generate(&options, |done| shown.set_position(done)))
-        .await
-        .context("the generator stopped unexpectedly")??;
+    let manifest =
+        tokio::task::spawn_blocking(move || dossier_bench::generate(&options, |done| shown.set_position(done)))
+            .await
+            .context("the generator stopped unexpectedly")??;
     bar.finish_and_clear();
     print_summary(&manifest, &args.out, started.elapsed());
     Ok(())
