@@ -40,10 +40,9 @@ const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// read the file.
 const PIN_ATTEMPTS: usize = 3;
 
-/// A committed batch the graph does not cover yet, with what reading its identities needs.
+/// A committed batch the graph does not cover yet, with the schema its rows follow.
 struct PendingBatch {
     id: BatchId,
-    files: Vec<ObjectPath>,
     schema: Arc<XdmSchema>,
 }
 
@@ -71,6 +70,7 @@ async fn covered_batches(
         .collect())
 }
 
+/// The committed batches of the sandbox's fragment datasets that `covered` lacks.
 async fn pending_batches(
     meta: &MetaStore,
     tenant: &Tenant,
@@ -80,24 +80,34 @@ async fn pending_batches(
     for (dataset, schema) in fragment_datasets(meta, tenant).await? {
         let schema = Arc::new(schema);
         for batch in meta.committed_batches(tenant, &dataset.id).await? {
-            if covered.contains(&batch.id) {
-                continue;
+            if !covered.contains(&batch.id) {
+                pending.push(PendingBatch {
+                    id: batch.id,
+                    schema: schema.clone(),
+                });
             }
-            let files = meta.batch_files(tenant, &batch.id, FileKind::Data).await?;
-            pending.push(PendingBatch {
-                id: batch.id,
-                files: files.into_iter().map(|f| ObjectPath::from(f.path)).collect(),
-                schema: schema.clone(),
-            });
         }
     }
     Ok(pending)
 }
 
+/// The batches the latest version misses, read without the writer lock.
+async fn uncovered_batches(meta: &MetaStore, tenant: &Tenant) -> Result<Vec<PendingBatch>, EngineError> {
+    let latest = meta.latest_identity_graph_version(tenant).await?;
+    let covered = covered_batches(meta, tenant, latest.as_ref()).await?;
+    pending_batches(meta, tenant, &covered).await
+}
+
 /// Links the identities of every fragment of `batch` into `graph`.
-async fn link_batch(lake: &Lake, graph: &mut IdentityGraph, batch: &PendingBatch) -> Result<(), EngineError> {
-    for location in &batch.files {
-        let (fragments, _) = read_file_identities(lake, location, &batch.schema).await?;
+async fn link_batch(
+    meta: &MetaStore,
+    lake: &Lake,
+    tenant: &Tenant,
+    graph: &mut IdentityGraph,
+    batch: &PendingBatch,
+) -> Result<(), EngineError> {
+    for file in meta.batch_files(tenant, &batch.id, FileKind::Data).await? {
+        let (fragments, _) = read_file_identities(lake, &ObjectPath::from(file.path), &batch.schema).await?;
         for fragment in &fragments {
             graph.link(&fragment.all);
         }
@@ -185,7 +195,7 @@ pub async fn fold_pending(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Res
         None => IdentityGraph::new(),
     };
     for batch in &pending {
-        link_batch(lake, &mut graph, batch).await?;
+        link_batch(meta, lake, tenant, &mut graph, batch).await?;
     }
     let number = latest.as_ref().map_or(1, |v| v.version + 1);
     let folded: Vec<BatchId> = pending.into_iter().map(|b| b.id).collect();
@@ -282,7 +292,13 @@ pub async fn pin_latest(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Resul
 /// reports `success` is in the next lookup), then the latest version is pinned. A failing fold
 /// is logged and the reader goes on with the last good version.
 pub async fn current_graph(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<PinnedGraph, EngineError> {
-    if let Err(error) = fold_pending(meta, lake, tenant).await {
+    // Checked without the lock first, so concurrent readers of an up-to-date graph do not queue.
+    let behind = uncovered_batches(meta, tenant).await.map(|p| !p.is_empty());
+    let caught_up = match behind {
+        Ok(false) => Ok(()),
+        Ok(true) | Err(_) => fold_pending(meta, lake, tenant).await.map(drop),
+    };
+    if let Err(error) = caught_up {
         tracing::error!(%error, org = %tenant.org, sandbox = %tenant.sandbox, "could not fold the identity graph; reading its last version");
     }
     pin_latest(meta, lake, tenant).await
