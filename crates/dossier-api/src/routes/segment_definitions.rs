@@ -45,20 +45,12 @@ const NAME_TAKEN: &str = "DOSSIER-SEGMENT-NAME-409";
 const HAS_DEPENDENTS: &str = "DOSSIER-SEGMENT-DEPENDENTS-409";
 const NO_DEFAULT_MERGE_POLICY: &str = "DOSSIER-SEGMENT-MERGEPOLICY-409";
 
-fn ups(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::for_service(Service::Ups, status, code, message)
-}
-
-fn invalid(code: &str, error: ValidationError) -> ApiError {
-    ups(StatusCode::BAD_REQUEST, code, error.to_string())
-}
-
 fn storage_failure(error: StorageError) -> ApiError {
     ApiError::storage(Service::Ups, error)
 }
 
 fn not_found(id: &SegmentDefinitionId, tenant: &Tenant) -> ApiError {
-    ups(
+    ApiError::ups(
         StatusCode::NOT_FOUND,
         NOT_FOUND,
         format!(
@@ -72,9 +64,11 @@ fn not_found(id: &SegmentDefinitionId, tenant: &Tenant) -> ApiError {
 fn write_error(error: SegmentDefinitionWriteError, tenant: &Tenant) -> ApiError {
     match error {
         SegmentDefinitionWriteError::NotFound(id) => not_found(&id, tenant),
-        SegmentDefinitionWriteError::Invalid(error) => invalid(INVALID_BODY, error),
-        SegmentDefinitionWriteError::Pql(error) => ups(StatusCode::BAD_REQUEST, INVALID_PQL, pql_error_message(&error)),
-        SegmentDefinitionWriteError::UnknownMergePolicy(id) => invalid(
+        SegmentDefinitionWriteError::Invalid(error) => ApiError::ups_invalid(INVALID_BODY, error),
+        SegmentDefinitionWriteError::Pql(error) => {
+            ApiError::ups(StatusCode::BAD_REQUEST, INVALID_PQL, pql_error_message(&error))
+        }
+        SegmentDefinitionWriteError::UnknownMergePolicy(id) => ApiError::ups_invalid(
             UNKNOWN_MERGE_POLICY,
             ValidationError::invalid(
                 "mergePolicyId",
@@ -86,12 +80,12 @@ fn write_error(error: SegmentDefinitionWriteError, tenant: &Tenant) -> ApiError 
                 ),
             ),
         ),
-        SegmentDefinitionWriteError::NoDefaultMergePolicy => ups(
+        SegmentDefinitionWriteError::NoDefaultMergePolicy => ApiError::ups(
             StatusCode::CONFLICT,
             NO_DEFAULT_MERGE_POLICY,
             "The sandbox has no default merge policy for profiles; name one with mergePolicyId.",
         ),
-        SegmentDefinitionWriteError::NameTaken { name, id } => ups(
+        SegmentDefinitionWriteError::NameTaken { name, id } => ApiError::ups(
             StatusCode::CONFLICT,
             NAME_TAKEN,
             format!(
@@ -99,7 +93,7 @@ fn write_error(error: SegmentDefinitionWriteError, tenant: &Tenant) -> ApiError 
                  Choose another name, or change that definition with PATCH {PATH}/{id}."
             ),
         ),
-        SegmentDefinitionWriteError::Cycle(path) => ups(
+        SegmentDefinitionWriteError::Cycle(path) => ApiError::ups(
             StatusCode::BAD_REQUEST,
             CYCLE,
             format!(
@@ -110,7 +104,7 @@ fn write_error(error: SegmentDefinitionWriteError, tenant: &Tenant) -> ApiError 
         ),
         SegmentDefinitionWriteError::HasDependents { id, dependents } => {
             let names: Vec<&str> = dependents.iter().map(|d| d.as_str()).collect();
-            ups(
+            ApiError::ups(
                 StatusCode::CONFLICT,
                 HAS_DEPENDENTS,
                 format!(
@@ -211,7 +205,8 @@ pub async fn list_segment_definitions(
     caller: Caller,
     QueryParams(params): QueryParams,
 ) -> Result<Json<Value>, ApiError> {
-    let query = SegmentDefinitionListQuery::from_params(&params).map_err(|e| invalid(INVALID_QUERY, e))?;
+    let query =
+        SegmentDefinitionListQuery::from_params(&params).map_err(|e| ApiError::ups_invalid(INVALID_QUERY, e))?;
     let page = state
         .meta
         .list_segment_definitions(&caller.tenant, &query)
@@ -235,7 +230,7 @@ pub async fn create_segment_definition(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let spec = SegmentDefinitionSpec::from_json(&body).map_err(|e| invalid(INVALID_BODY, e))?;
+    let spec = SegmentDefinitionSpec::from_json(&body).map_err(|e| ApiError::ups_invalid(INVALID_BODY, e))?;
     let schemas = union_schemas(&state, &caller.tenant).await?;
     let definition = state
         .meta
@@ -275,7 +270,7 @@ pub async fn get_segment_definition(
 
 async fn update(state: &AppState, caller: &Caller, id: String, body: &Value) -> Result<Json<Value>, ApiError> {
     let id = SegmentDefinitionId::from_string(id);
-    let patch = SegmentDefinitionPatch::from_json(body).map_err(|e| invalid(INVALID_PATCH, e))?;
+    let patch = SegmentDefinitionPatch::from_json(body).map_err(|e| ApiError::ups_invalid(INVALID_PATCH, e))?;
     let schemas = union_schemas(state, &caller.tenant).await?;
     let definition = state
         .meta
@@ -366,7 +361,7 @@ pub async fn bulk_get_segment_definitions(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let ids = bulk_get_ids(&body).map_err(|e| invalid(INVALID_BULK_GET, e))?;
+    let ids = bulk_get_ids(&body).map_err(|e| ApiError::ups_invalid(INVALID_BULK_GET, e))?;
     let found = state
         .meta
         .segment_definitions_by_id(&caller.tenant, &ids)
