@@ -95,6 +95,16 @@ impl ApiError {
         }
     }
 
+    /// A UPS (profile, segmentation, export jobs) error.
+    pub fn ups(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self::for_service(Service::Ups, status, code, message)
+    }
+
+    /// Invalid input to a UPS endpoint: names the field, the value and the fix.
+    pub fn ups_invalid(code: &str, error: ValidationError) -> Self {
+        Self::ups(StatusCode::BAD_REQUEST, code, error.to_string())
+    }
+
     /// A platform (Catalog, Data Access, Ingestion) error.
     pub fn platform(status: StatusCode, code: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::for_service(Service::Platform, status, code, detail)

@@ -5,8 +5,10 @@ use serde_json::{Map, Value, json};
 use dossier_model::catalog::{Batch, Dataset};
 use dossier_model::export_job::{ExportJob, ExportJobMetrics, ExportJobProgress, ExportJobStatus, MetricSpan};
 use dossier_model::export_request::segment_echo;
+use dossier_model::ids::SegmentDefinitionId;
 use dossier_model::merge_policy::{AttributeMerge, MergePolicy};
 use dossier_model::schema::PROFILE_SCHEMA_NAME;
+use dossier_model::segment_definition::{EXPRESSION_FORMAT, EXPRESSION_TYPE, SegmentDefinition};
 use dossier_model::tenancy::{DEFAULT_SANDBOX, SandboxName};
 
 /// A dataset as `GET /dataSets/{id}` shows it (the value under its id).
@@ -113,6 +115,43 @@ pub fn merge_policy_json(policy: &MergePolicy) -> Value {
         "default": policy.is_default,
         "updateEpoch": policy.update_epoch,
     })
+}
+
+/// A segment definition as UPS shows it, with the definitions that name it with `inSegment`.
+/// Streaming and edge evaluation are always off here (they are refused at creation).
+pub fn segment_definition_json(definition: &SegmentDefinition, dependents: &[SegmentDefinitionId]) -> Value {
+    let mut value = json!({
+        "id": definition.id,
+        "schema": { "name": definition.schema_name },
+        "profileInstanceId": "ups",
+        "imsOrgId": definition.org,
+        "sandbox": sandbox_json(&definition.sandbox),
+        "name": definition.name,
+        "expression": {
+            "type": EXPRESSION_TYPE,
+            "format": EXPRESSION_FORMAT,
+            "value": definition.expression,
+        },
+        "mergePolicyId": definition.merge_policy_id,
+        "evaluationInfo": {
+            "batch": { "enabled": definition.batch_enabled },
+            "continuous": { "enabled": false },
+            "synchronous": { "enabled": false },
+        },
+        "dependents": dependents,
+        "dependencies": definition.dependencies,
+        "creationTime": definition.creation_time,
+        "updateEpoch": definition.update_epoch(),
+        "updateTime": definition.update_time,
+    });
+    let object = value.as_object_mut().expect("json! built an object");
+    if let Some(description) = &definition.description {
+        object.insert("description".to_owned(), json!(description));
+    }
+    if let Some(days) = definition.ttl_in_days {
+        object.insert("ttlInDays".to_owned(), json!(days));
+    }
+    value
 }
 
 /// A metric span as AEP shows it: `{startTimeInMs, endTimeInMs, totalTimeInMs}`, the last two

@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use crate::random::{Purpose, Streams, pick, unique_u64, weighted};
+use crate::random::{Purpose, Streams, pick, pick_ref, unique_u64, weighted, weighted_ref};
 use crate::vocabulary::{BROWSERS, Browser, COUNTRIES, Country, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, Place};
 
 /// Share of customers known to both the CRM and the loyalty system (stitched by email).
@@ -54,12 +54,12 @@ impl Customer {
     pub fn new(seed: u64, streams: &Streams, index: u64) -> Self {
         let mut rng = streams.stream(index, Purpose::Persona);
         let (in_crm, in_loyalty) = sources(&mut rng);
-        let &(first_name, gender) = pick(&mut rng, FIRST_NAMES);
-        let last_name = *pick(&mut rng, LAST_NAMES);
+        let (first_name, gender) = pick(&mut rng, FIRST_NAMES);
+        let last_name = pick(&mut rng, LAST_NAMES);
         let domain = pick(&mut rng, EMAIL_DOMAINS);
-        let country = weighted(&mut rng, COUNTRIES);
-        let place = pick(&mut rng, country.places);
-        let device_count = *weighted(&mut rng, &[(1, 55), (2, 30), (3, 15)]);
+        let country = weighted_ref(&mut rng, COUNTRIES);
+        let place = pick_ref(&mut rng, country.places);
+        let device_count = weighted(&mut rng, &[(1, 55), (2, 30), (3, 15)]);
         let devices = (0..device_count)
             .map(|device| new_device(&mut rng, seed, index * 4 + device))
             .collect();
@@ -104,18 +104,16 @@ fn sources(rng: &mut impl Rng) -> (bool, bool) {
     }
 }
 
-// Without the `*`, inference would pick `str` for the slice's items; the lint's fix does not compile.
-#[allow(clippy::explicit_auto_deref)]
 fn new_device(rng: &mut impl Rng, seed: u64, device_index: u64) -> Device {
-    let browser = weighted(rng, BROWSERS);
+    let browser = weighted_ref(rng, BROWSERS);
     // ECIDs are 38 digits: 20 from a value unique to the device, 18 random.
     let unique = unique_u64(seed, id_kind::ECID, device_index);
     let tail = rng.random_range(0..1_000_000_000_000_000_000u64);
     Device {
         ecid: format!("{unique:020}{tail:018}"),
         browser,
-        version: *pick(rng, browser.versions),
-        operating_system: *pick(rng, browser.operating_systems),
+        version: pick(rng, browser.versions),
+        operating_system: pick(rng, browser.operating_systems),
     }
 }
 

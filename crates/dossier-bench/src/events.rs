@@ -14,7 +14,7 @@ use rand::Rng;
 use crate::clock::{Span, date_time};
 use crate::customer::{Customer, Device, id_kind};
 use crate::profiles::{cents, identity};
-use crate::random::{Purpose, Streams, log_normal_with_mean, pick, poisson, unique_u64, weighted};
+use crate::random::{Purpose, Streams, log_normal_with_mean, pick, pick_ref, poisson, unique_u64, weighted};
 use crate::records::{
     BrowserDetails, Commerce, Environment, ExperienceEvent, IdentityEntry, IdentityMap, Measure, Order, OrderedMap,
     ProductListItem, Web, WebPageDetails, WebReferrer,
@@ -85,9 +85,10 @@ pub fn customer_events(seed: u64, streams: &Streams, customer: &Customer) -> (Ve
             let known = signed_in_identity(&mut rng, customer);
             per_device[device].0 += 1;
             per_device[device].1 |= known.is_some();
+            // Unique: the prefix is unique per customer, the suffix per event of the customer.
             let id = format!(
                 "{id_prefix:016x}{:016x}",
-                unique_u64(seed, id_kind::EVENT_ORDINAL, ordinal)
+                unique_u64(id_prefix, id_kind::EVENT_ORDINAL, ordinal)
             );
             event(&mut rng, seed, id, &customer.devices[device], known)
         })
@@ -111,7 +112,7 @@ fn tally(per_device: &[(u64, bool)]) -> EventTally {
 
 /// The first device is the customer's main one; later ones are used less and less.
 fn pick_device(rng: &mut impl Rng, devices: usize) -> usize {
-    *weighted(rng, &[(0, 60), (1, 30), (2, 10)][..devices])
+    weighted(rng, &[(0, 60), (1, 30), (2, 10)][..devices])
 }
 
 /// The identity a signed-in visit adds: CRMID when the CRM knows the customer (most of the time
@@ -149,13 +150,13 @@ fn event(
     device: &Device,
     known: Option<(&'static str, String)>,
 ) -> ExperienceEvent {
-    let kind = *weighted(rng, EVENT_TYPES);
+    let kind = weighted(rng, EVENT_TYPES);
     let timestamp = date_time(EVENT_SPAN.sample(rng));
     let items = (kind != EventType::PageView).then(|| product_list(rng, kind));
     let web = Web {
         web_page_details: page(rng, kind, items.as_deref()),
         web_referrer: rng.random_bool(0.3).then(|| {
-            let &(url, kind) = weighted(rng, REFERRERS);
+            let (url, kind) = weighted(rng, REFERRERS);
             WebReferrer { url, kind }
         }),
     };
@@ -183,16 +184,16 @@ fn event(
 /// One product viewed or added; one to four in a checkout or purchase.
 fn product_list(rng: &mut impl Rng, kind: EventType) -> Vec<ProductListItem> {
     let lines = match kind {
-        EventType::Checkout | EventType::Purchase => *weighted(rng, &[(1, 50), (2, 30), (3, 12), (4, 8)]),
+        EventType::Checkout | EventType::Purchase => weighted(rng, &[(1, 50), (2, 30), (3, 12), (4, 8)]),
         _ => 1,
     };
     (0..lines)
         .map(|_| {
-            let product: &Product = pick(rng, PRODUCTS);
+            let product: &Product = pick_ref(rng, PRODUCTS);
             let quantity = if lines == 1 && kind != EventType::Purchase {
                 1
             } else {
-                *weighted(rng, &[(1i64, 80), (2, 15), (3, 5)])
+                weighted(rng, &[(1i64, 80), (2, 15), (3, 5)])
             };
             ProductListItem {
                 sku: product.sku,
@@ -208,7 +209,7 @@ fn product_list(rng: &mut impl Rng, kind: EventType) -> Vec<ProductListItem> {
 fn page(rng: &mut impl Rng, kind: EventType, items: Option<&[ProductListItem]>) -> WebPageDetails {
     let (name, url, section) = match (kind, items) {
         (EventType::PageView, _) | (_, None) => {
-            let &(name, path, section) = pick(rng, PAGES);
+            let (name, path, section) = pick(rng, PAGES);
             (name, format!("{SITE}{path}"), section)
         }
         (EventType::ProductView | EventType::ProductListAdd, Some(items)) => {

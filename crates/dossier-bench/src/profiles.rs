@@ -94,10 +94,8 @@ pub fn crm_record(seed: u64, streams: &Streams, customer: &Customer) -> Option<C
     })
 }
 
-// Without the `*`, inference would pick `str` for the slice's items; the lint's fix does not compile.
-#[allow(clippy::explicit_auto_deref)]
 fn crm_details(rng: &mut impl Rng, crm_id: &str) -> CrmDetails {
-    let &(tier, mean_value) = weighted(rng, CRM_TIERS);
+    let (tier, mean_value) = weighted(rng, CRM_TIERS);
     let lifetime_value = cents(log_normal_with_mean(rng, mean_value, 0.6));
     let order_count = poisson(rng, lifetime_value / AVERAGE_ORDER_VALUE).max(1) as i64;
     let signup = CRM_SIGNUPS.sample(rng);
@@ -108,7 +106,7 @@ fn crm_details(rng: &mut impl Rng, crm_id: &str) -> CrmDetails {
         order_count,
         signup_date: date_time(signup),
         last_purchase_date: rng.random_bool(0.95).then(|| date_time(later_than(rng, signup))),
-        preferred_channel: *weighted(
+        preferred_channel: weighted(
             rng,
             &[("email", 55), ("sms", 20), ("phone", 10), ("mail", 5), ("none", 10)],
         ),
@@ -118,14 +116,14 @@ fn crm_details(rng: &mut impl Rng, crm_id: &str) -> CrmDetails {
             sms: rng.random_bool(0.35),
             phone: rng.random_bool(0.2),
         },
-        home_store: *pick(rng, STORES),
-        account_status: *weighted(rng, &[("active", 92), ("inactive", 6), ("closed", 2)]),
+        home_store: pick(rng, STORES),
+        account_status: weighted(rng, &[("active", 92), ("inactive", 6), ("closed", 2)]),
     }
 }
 
 /// Zero to four distinct interests, in the vocabulary's order.
 fn preferences(rng: &mut impl Rng) -> Vec<&'static str> {
-    let wanted = *weighted(rng, &[(0usize, 15), (1, 30), (2, 30), (3, 15), (4, 10)]);
+    let wanted = weighted(rng, &[(0usize, 15), (1, 30), (2, 30), (3, 15), (4, 10)]);
     let mut chosen = [false; PREFERENCES.len()];
     let mut count = 0;
     while count < wanted {
@@ -230,8 +228,6 @@ pub fn loyalty_record(seed: u64, streams: &Streams, customer: &Customer) -> Opti
     })
 }
 
-// Without the `*`, inference would pick `str` for the slice's items; the lint's fix does not compile.
-#[allow(clippy::explicit_auto_deref)]
 fn loyalty_details(rng: &mut impl Rng, member_id: &str) -> LoyaltyDetails {
     let lifetime_points = log_normal_with_mean(rng, 8_000.0, 1.0).round() as i64;
     let points = (lifetime_points as f64 * rng.random_range(0.05..0.9)).round() as i64;
@@ -243,8 +239,8 @@ fn loyalty_details(rng: &mut impl Rng, member_id: &str) -> LoyaltyDetails {
         tier: loyalty_tier(lifetime_points),
         enrolled: date_time(enrolled),
         last_activity: date_time(later_than(rng, enrolled)),
-        status: *weighted(rng, &[("active", 90), ("lapsed", 7), ("suspended", 3)]),
-        preferred_store: *pick(rng, STORES),
+        status: weighted(rng, &[("active", 90), ("lapsed", 7), ("suspended", 3)]),
+        preferred_store: pick(rng, STORES),
     }
 }
 

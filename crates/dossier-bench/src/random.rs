@@ -64,8 +64,13 @@ pub fn unique_hex(seed: u64, kind: u64, index: u64) -> String {
     format!("{:016x}", unique_u64(seed, kind, index))
 }
 
-/// Picks an item with probability proportional to its weight.
-pub fn weighted<'a, T>(rng: &mut impl Rng, items: &'a [(T, u32)]) -> &'a T {
+/// Picks a value with probability proportional to its weight.
+pub fn weighted<T: Copy>(rng: &mut impl Rng, items: &[(T, u32)]) -> T {
+    *weighted_ref(rng, items)
+}
+
+/// Picks an item with probability proportional to its weight, by reference.
+pub fn weighted_ref<'a, T>(rng: &mut impl Rng, items: &'a [(T, u32)]) -> &'a T {
     let total: u32 = items.iter().map(|(_, weight)| weight).sum();
     let mut ticket = rng.random_range(0..total);
     for (item, weight) in items {
@@ -77,8 +82,13 @@ pub fn weighted<'a, T>(rng: &mut impl Rng, items: &'a [(T, u32)]) -> &'a T {
     unreachable!("the ticket is below the total weight")
 }
 
-/// Picks one item uniformly.
-pub fn pick<'a, T>(rng: &mut impl Rng, items: &'a [T]) -> &'a T {
+/// Picks one value uniformly.
+pub fn pick<T: Copy>(rng: &mut impl Rng, items: &[T]) -> T {
+    *pick_ref(rng, items)
+}
+
+/// Picks one item uniformly, by reference.
+pub fn pick_ref<'a, T>(rng: &mut impl Rng, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
 }
 
@@ -154,7 +164,7 @@ mod tests {
     fn weighted_picks_follow_weights() {
         let mut rng = Streams::new(1).stream(0, Purpose::Persona);
         let items = [("a", 3), ("b", 1)];
-        let a = (0..40_000).filter(|_| *weighted(&mut rng, &items) == "a").count();
+        let a = (0..40_000).filter(|_| weighted(&mut rng, &items) == "a").count();
         assert!((29_000..31_000).contains(&a), "{a}");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Datasets get 24 lower-case hex characters and batches 32, as AEP's do. Both start with the
 //! creation time so that ids sort roughly by age, and end with random bits so they never collide.
-//! Merge policies get UUIDs, as AEP's do (except each sandbox's seeded default, whose id is the
+//! Merge policies and segment definitions get UUIDs, as AEP's do (except each sandbox's seeded default, whose id is the
 //! readable `timestampOrdered-none-mp`).
 
 use std::fmt;
@@ -64,6 +64,10 @@ string_id!(
     /// A merge policy id: a lower-case hyphenated UUID, or the seeded `timestampOrdered-none-mp`.
     MergePolicyId
 );
+string_id!(
+    /// A segment definition id: a lower-case hyphenated UUID.
+    SegmentDefinitionId
+);
 
 impl DatasetId {
     pub fn generate() -> Self {
@@ -86,6 +90,12 @@ impl ClientId {
 }
 
 impl MergePolicyId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+}
+
+impl SegmentDefinitionId {
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().hyphenated().to_string())
     }

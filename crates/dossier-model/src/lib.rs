@@ -2,7 +2,7 @@
 //!
 //! This crate owns ids, tenancy (organizations and sandboxes), the Catalog's objects (datasets,
 //! batches), XDM schemas (their JSON Schema form, Arrow mapping, record validation and unions),
-//! merge policies, and the validation of what users send for them. It performs no I/O: storage,
+//! merge policies, segment definitions and their PQL expressions, and the validation of what users send for them. It performs no I/O: storage,
 //! engine and API crates build on it, never the other way round.
 
 pub mod catalog;
@@ -11,7 +11,9 @@ pub mod export_request;
 pub mod ids;
 pub mod listing;
 pub mod merge_policy;
+pub mod pql;
 pub mod schema;
+pub mod segment_definition;
 pub mod tenancy;
 pub mod time;
 pub mod validation;

@@ -52,6 +52,9 @@ pub enum Command {
     Ingest(Box<crate::commands::ingest::IngestArgs>),
     /// Export profiles through a running server's export job API and download the files.
     Export(Box<crate::commands::export::ExportArgs>),
+    /// Benchmark workloads: generate deterministic data sets.
+    #[command(subcommand)]
+    Bench(crate::commands::bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]

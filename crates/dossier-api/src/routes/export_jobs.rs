@@ -71,12 +71,8 @@ fn rule_code(rule: ExportRule) -> &'static str {
     }
 }
 
-fn ups(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::for_service(Service::Ups, status, code, message)
-}
-
 fn refused(error: ExportRequestError) -> ApiError {
-    ups(StatusCode::BAD_REQUEST, rule_code(error.rule), error.error.to_string())
+    ApiError::ups(StatusCode::BAD_REQUEST, rule_code(error.rule), error.error.to_string())
 }
 
 fn storage_failure(error: StorageError) -> ApiError {
@@ -84,7 +80,7 @@ fn storage_failure(error: StorageError) -> ApiError {
 }
 
 fn not_found(id: &str, tenant: &Tenant) -> ApiError {
-    ups(
+    ApiError::ups(
         StatusCode::NOT_FOUND,
         NOT_FOUND,
         format!(
@@ -123,7 +119,7 @@ fn idempotency_key(headers: &HeaderMap, body: &Value) -> Result<Option<Idempoten
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255)
         .ok_or_else(|| {
-            ups(
+            ApiError::ups(
                 StatusCode::BAD_REQUEST,
                 INVALID_IDEMPOTENCY_KEY,
                 ValidationError::invalid(
@@ -142,7 +138,7 @@ fn idempotency_key(headers: &HeaderMap, body: &Value) -> Result<Option<Idempoten
 }
 
 fn key_reused(key: &IdempotencyKey, job_id: i64) -> ApiError {
-    ups(
+    ApiError::ups(
         StatusCode::CONFLICT,
         IDEMPOTENCY_KEY_REUSED,
         format!(
@@ -187,7 +183,7 @@ async fn resolve_merge_policy(
         .await
         .map_err(storage_failure)?
         .ok_or_else(|| {
-            ups(
+            ApiError::ups(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 NO_DEFAULT_MERGE_POLICY,
                 format!(
@@ -280,7 +276,7 @@ pub async fn create_export_job(
             idempotency.as_ref().expect("only a keyed create is a reuse"),
             job_id,
         )),
-        ExportJobCreation::QueueFull { queued } => Err(ups(
+        ExportJobCreation::QueueFull { queued } => Err(ApiError::ups(
             StatusCode::TOO_MANY_REQUESTS,
             QUEUE_FULL,
             format!(
@@ -330,7 +326,7 @@ pub async fn list_export_jobs(
     QueryParams(params): QueryParams,
 ) -> Result<Json<Value>, ApiError> {
     let query = ExportJobListQuery::from_params(&params)
-        .map_err(|e| ups(StatusCode::BAD_REQUEST, INVALID_QUERY, e.to_string()))?;
+        .map_err(|e| ApiError::ups(StatusCode::BAD_REQUEST, INVALID_QUERY, e.to_string()))?;
     let (after, skip) = match query.offset {
         ExportJobOffset::Start => (None, 0),
         ExportJobOffset::After(created, id) => (Some((created, id)), 0),

@@ -38,20 +38,12 @@ const DEFAULT_NOT_DELETABLE: &str = "DOSSIER-MERGEPOLICY-DELETE-DEFAULT-409";
 const EDGE_TAKEN: &str = "DOSSIER-MERGEPOLICY-EDGE-409";
 const EDGE_NOT_DELETABLE: &str = "DOSSIER-MERGEPOLICY-DELETE-EDGE-409";
 
-fn ups(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::for_service(Service::Ups, status, code, message)
-}
-
-fn invalid(code: &str, error: ValidationError) -> ApiError {
-    ups(StatusCode::BAD_REQUEST, code, error.to_string())
-}
-
 fn storage_failure(error: StorageError) -> ApiError {
     ApiError::storage(Service::Ups, error)
 }
 
 fn not_found(id: &MergePolicyId, tenant: &Tenant) -> ApiError {
-    ups(
+    ApiError::ups(
         StatusCode::NOT_FOUND,
         NOT_FOUND,
         format!(
@@ -65,8 +57,8 @@ fn not_found(id: &MergePolicyId, tenant: &Tenant) -> ApiError {
 fn write_error(error: MergePolicyWriteError, tenant: &Tenant) -> ApiError {
     match error {
         MergePolicyWriteError::NotFound(id) => not_found(&id, tenant),
-        MergePolicyWriteError::Invalid(error) => invalid(INVALID_BODY, error),
-        MergePolicyWriteError::UnknownDataset(dataset) => invalid(
+        MergePolicyWriteError::Invalid(error) => ApiError::ups_invalid(INVALID_BODY, error),
+        MergePolicyWriteError::UnknownDataset(dataset) => ApiError::ups_invalid(
             UNKNOWN_DATASET,
             ValidationError::invalid(
                 "attributeMerge.order",
@@ -78,7 +70,7 @@ fn write_error(error: MergePolicyWriteError, tenant: &Tenant) -> ApiError {
                 ),
             ),
         ),
-        MergePolicyWriteError::DefaultCannotBeCleared { id, schema_name } => ups(
+        MergePolicyWriteError::DefaultCannotBeCleared { id, schema_name } => ApiError::ups(
             StatusCode::CONFLICT,
             DEFAULT_REQUIRED,
             format!(
@@ -87,7 +79,7 @@ fn write_error(error: MergePolicyWriteError, tenant: &Tenant) -> ApiError {
                  stops being the default by itself."
             ),
         ),
-        MergePolicyWriteError::DefaultCannotBeDeleted { id, schema_name } => ups(
+        MergePolicyWriteError::DefaultCannotBeDeleted { id, schema_name } => ApiError::ups(
             StatusCode::CONFLICT,
             DEFAULT_NOT_DELETABLE,
             format!(
@@ -96,7 +88,7 @@ fn write_error(error: MergePolicyWriteError, tenant: &Tenant) -> ApiError {
                  (PATCH it with {{\"op\": \"replace\", \"path\": \"/default\", \"value\": true}}), then delete this one."
             ),
         ),
-        MergePolicyWriteError::EdgeTaken { active } => ups(
+        MergePolicyWriteError::EdgeTaken { active } => ApiError::ups(
             StatusCode::CONFLICT,
             EDGE_TAKEN,
             format!(
@@ -104,7 +96,7 @@ fn write_error(error: MergePolicyWriteError, tenant: &Tenant) -> ApiError {
                  \"isActiveOnEdge\": false on it first."
             ),
         ),
-        MergePolicyWriteError::ActiveOnEdgeCannotBeDeleted(id) => ups(
+        MergePolicyWriteError::ActiveOnEdgeCannotBeDeleted(id) => ApiError::ups(
             StatusCode::CONFLICT,
             EDGE_NOT_DELETABLE,
             format!(
@@ -123,7 +115,7 @@ fn requested_version(params: &HashMap<String, String>) -> Result<Option<u32>, Ap
     };
     match raw.parse::<u32>() {
         Ok(version) if version >= 1 => Ok(Some(version)),
-        _ => Err(invalid(
+        _ => Err(ApiError::ups_invalid(
             INVALID_QUERY,
             ValidationError::invalid(
                 "version",
@@ -172,7 +164,7 @@ pub async fn list_merge_policies(
     caller: Caller,
     QueryParams(params): QueryParams,
 ) -> Result<Json<Value>, ApiError> {
-    let query = MergePolicyListQuery::from_params(&params).map_err(|e| invalid(INVALID_QUERY, e))?;
+    let query = MergePolicyListQuery::from_params(&params).map_err(|e| ApiError::ups_invalid(INVALID_QUERY, e))?;
     let page = state
         .meta
         .list_merge_policies(&caller.tenant, &query)
@@ -194,7 +186,7 @@ pub async fn create_merge_policy(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let definition = MergePolicyDefinition::from_json(&body).map_err(|e| invalid(INVALID_BODY, e))?;
+    let definition = MergePolicyDefinition::from_json(&body).map_err(|e| ApiError::ups_invalid(INVALID_BODY, e))?;
     let policy = MergePolicy::new(MergePolicyId::generate(), &caller.tenant, definition, now_seconds());
     state
         .meta
@@ -236,7 +228,7 @@ pub async fn get_merge_policy(
         None => None,
     };
     match (latest, version) {
-        (Some(latest), Some(version)) => Err(ups(
+        (Some(latest), Some(version)) => Err(ApiError::ups(
             StatusCode::NOT_FOUND,
             VERSION_NOT_FOUND,
             format!(
@@ -265,7 +257,7 @@ pub async fn put_merge_policy(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let id = MergePolicyId::from_string(id);
-    let definition = MergePolicyDefinition::from_json(&body).map_err(|e| invalid(INVALID_BODY, e))?;
+    let definition = MergePolicyDefinition::from_json(&body).map_err(|e| ApiError::ups_invalid(INVALID_BODY, e))?;
     let policy = state
         .meta
         .update_merge_policy(&caller.tenant, &id, now_seconds(), |_: &MergePolicy| Ok(definition))
@@ -291,7 +283,7 @@ pub async fn patch_merge_policy(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let id = MergePolicyId::from_string(id);
-    let patch = MergePolicyPatch::from_json(&body).map_err(|e| invalid(INVALID_PATCH, e))?;
+    let patch = MergePolicyPatch::from_json(&body).map_err(|e| ApiError::ups_invalid(INVALID_PATCH, e))?;
     let policy = state
         .meta
         .update_merge_policy(&caller.tenant, &id, now_seconds(), |current: &MergePolicy| {
@@ -339,7 +331,7 @@ pub async fn bulk_get_merge_policies(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let ids = bulk_get_ids(&body).map_err(|e| invalid(INVALID_BULK_GET, e))?;
+    let ids = bulk_get_ids(&body).map_err(|e| ApiError::ups_invalid(INVALID_BULK_GET, e))?;
     let found = state
         .meta
         .merge_policies_by_id(&caller.tenant, &ids)

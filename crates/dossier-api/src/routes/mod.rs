@@ -9,6 +9,7 @@ mod ims;
 mod merge_policies;
 mod profile_access;
 mod schemas;
+mod segment_definitions;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -34,6 +35,7 @@ use crate::{json_errors, request_context};
         (name = "merge policies", description = "Real-Time Customer Profile merge policies"),
         (name = "export jobs", description = "Exports of merged profiles into a dataset, queued and run by workers"),
         (name = "profile access", description = "The merged profile of one identity"),
+        (name = "segment definitions", description = "Segment definitions: named PQL conditions over profiles"),
         (name = "schemaregistry", description = "Schema Registry (subset): tenant schemas, union schemas, identity descriptors"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -97,6 +99,18 @@ fn ups_routes() -> OpenApiRouter<AppState> {
             merge_policies::put_merge_policy,
             merge_policies::patch_merge_policy,
             merge_policies::delete_merge_policy
+        ))
+        .routes(routes!(
+            segment_definitions::list_segment_definitions,
+            segment_definitions::create_segment_definition
+        ))
+        // As for merge policies, the static `bulk-get` wins over `{id}`.
+        .routes(routes!(segment_definitions::bulk_get_segment_definitions))
+        .routes(routes!(
+            segment_definitions::get_segment_definition,
+            segment_definitions::patch_segment_definition,
+            segment_definitions::post_segment_definition,
+            segment_definitions::delete_segment_definition
         ))
 }
 

@@ -272,7 +272,7 @@ async fn supersede_default(
 impl MetaStore {
     /// A write transaction that holds the write lock from its first statement, so what it reads
     /// stays true until it commits.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 

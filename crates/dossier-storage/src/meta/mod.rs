@@ -9,6 +9,7 @@ mod merge_policies;
 mod rows;
 mod sandboxes;
 mod schemas;
+mod segment_definitions;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -24,6 +25,7 @@ pub use clients::{ApiClient, IssuedClient};
 pub use export_jobs::{ExportCancellation, ExportJobCreation, ExportJobListing, IdempotencyKey, NewExportJob};
 pub use identity_graph::{IdentityGraphVersion, IdentityGraphWriteGuard};
 pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
+pub use segment_definitions::{SegmentDefinitionPage, SegmentDefinitionWriteError};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

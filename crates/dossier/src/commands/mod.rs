@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 mod clients;
 pub mod demo;
 pub mod export;
@@ -18,5 +19,6 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Ingest(args) => ingest::run(*args).await,
         Command::Export(args) => export::run(*args).await,
         Command::Demo(args) => demo::run(*args, settings).await,
+        Command::Bench(command) => bench::run(command).await,
     }
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use dossier_api::ServerConfig;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Settings;
 
@@ -11,32 +12,17 @@ pub async fn run(listen: Option<SocketAddr>, settings: Settings) -> anyhow::Resu
     config.token_ttl = settings.token_ttl;
     config.static_tokens = settings.static_tokens;
     config.limits = settings.limits;
+    // The handler is installed before the server announces itself: a SIGTERM sent as soon as
+    // "listening" is printed must shut down gracefully, not kill the process.
+    let mut terminate = signal(SignalKind::terminate())?;
     let server = dossier_api::start(config).await?;
     eprintln!("dossier listening on http://{}", server.local_addr());
-    shutdown_signal().await;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate.recv() => {},
+    }
     tracing::info!("shutting down: finishing requests in flight");
     server.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }

@@ -1,0 +1,656 @@
+//! Segment definitions: one row each, rewritten on change.
+//!
+//! Writes run in `BEGIN IMMEDIATE` transactions because they check what other rows say (the
+//! merge policy exists, the name is free, no `inSegment` chain leads back to the definition, no
+//! other definition depends on one being deleted) and nothing may change that in between.
+
+use std::collections::HashMap;
+
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
+
+use dossier_model::ValidationError;
+use dossier_model::ids::{MergePolicyId, SegmentDefinitionId};
+use dossier_model::listing::Direction;
+use dossier_model::pql::PqlError;
+use dossier_model::segment_definition::{
+    CheckedSpec, SegmentDefinition, SegmentDefinitionListQuery, SegmentDefinitionSpec, SegmentSortField,
+    dependency_cycle,
+};
+use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::time::EpochMillis;
+
+use super::MetaStore;
+use super::rows::{json_column, parsed_column, to_json};
+use crate::StorageError;
+
+const TABLE: &str = "segment_definitions";
+
+/// Why a segment definition could not be created, changed or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentDefinitionWriteError {
+    #[error("no segment definition '{0}' in this sandbox")]
+    NotFound(SegmentDefinitionId),
+    #[error("{0}")]
+    Invalid(ValidationError),
+    #[error("{0}")]
+    Pql(PqlError),
+    #[error("merge policy '{0}' does not exist in this sandbox")]
+    UnknownMergePolicy(MergePolicyId),
+    #[error("the sandbox has no default merge policy")]
+    NoDefaultMergePolicy,
+    #[error("segment definition '{id}' already has the name '{name}'")]
+    NameTaken { name: String, id: SegmentDefinitionId },
+    /// `[id, a, ..., id]`: the inSegment references that would lead back to the definition.
+    #[error("inSegment references would form a cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    #[error("segment definition '{id}' is used by inSegment in {}", dependents.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "))]
+    HasDependents {
+        id: SegmentDefinitionId,
+        dependents: Vec<SegmentDefinitionId>,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for SegmentDefinitionWriteError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(StorageError::Database(error))
+    }
+}
+
+/// One page of the listing and how many definitions match in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentDefinitionPage {
+    pub definitions: Vec<SegmentDefinition>,
+    pub total: u64,
+}
+
+fn definition_from_row(row: &SqliteRow) -> Result<SegmentDefinition, StorageError> {
+    let ttl: Option<i64> = row.try_get("ttl_in_days")?;
+    Ok(SegmentDefinition {
+        id: SegmentDefinitionId::from_string(row.try_get::<String, _>("id")?),
+        org: parsed_column(TABLE, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
+        sandbox: parsed_column(
+            TABLE,
+            "sandbox",
+            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
+        )?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        schema_name: row.try_get("schema_name")?,
+        expression: row.try_get("expression")?,
+        merge_policy_id: MergePolicyId::from_string(row.try_get::<String, _>("merge_policy_id")?),
+        batch_enabled: row.try_get("batch_enabled")?,
+        ttl_in_days: ttl
+            .map(|days| parsed_column(TABLE, "ttl_in_days", u32::try_from(days)))
+            .transpose()?,
+        dependencies: json_column(TABLE, "dependencies", &row.try_get::<String, _>("dependencies")?)?,
+        creation_time: row.try_get("creation_time")?,
+        update_time: row.try_get("update_time")?,
+    })
+}
+
+/// `ORDER BY` for the listing. The field is an enum, so the SQL text comes from this match only.
+fn order_clause((field, direction): (SegmentSortField, Direction)) -> String {
+    let column = match field {
+        SegmentSortField::CreationTime => "creation_time",
+        SegmentSortField::UpdateTime => "update_time",
+        SegmentSortField::Name => "name COLLATE NOCASE",
+        SegmentSortField::Id => "id",
+    };
+    let dir = match direction {
+        Direction::Asc => "ASC",
+        Direction::Desc => "DESC",
+    };
+    format!("ORDER BY {column} {dir}, id {dir}")
+}
+
+/// The filters of the listing: tenant, `batch_enabled`, and a switch that matches nothing (asking
+/// for streaming or edge definitions, which do not exist here).
+const FILTER_SQL: &str = "org = ? AND sandbox = ? AND (? IS NULL OR batch_enabled = ?) AND ? = 0";
+
+macro_rules! bind_filter {
+    ($query:expr, $tenant:expr, $filter:expr) => {{
+        let filter: &SegmentDefinitionListQuery = $filter;
+        $query
+            .bind($tenant.org.as_str())
+            .bind($tenant.sandbox.as_str())
+            .bind(filter.batch_enabled)
+            .bind(filter.batch_enabled)
+            .bind(filter.streaming_or_edge == Some(true))
+    }};
+}
+
+async fn insert(conn: &mut SqliteConnection, definition: &SegmentDefinition) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO segment_definitions (org, sandbox, id, name, description, schema_name, expression,
+                                          merge_policy_id, batch_enabled, ttl_in_days, dependencies,
+                                          creation_time, update_time)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(definition.org.as_str())
+    .bind(definition.sandbox.as_str())
+    .bind(definition.id.as_str())
+    .bind(&definition.name)
+    .bind(&definition.description)
+    .bind(&definition.schema_name)
+    .bind(&definition.expression)
+    .bind(definition.merge_policy_id.as_str())
+    .bind(definition.batch_enabled)
+    .bind(definition.ttl_in_days.map(i64::from))
+    .bind(to_json(&definition.dependencies))
+    .bind(definition.creation_time)
+    .bind(definition.update_time)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn delete_row(conn: &mut SqliteConnection, tenant: &Tenant, id: &SegmentDefinitionId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM segment_definitions WHERE org = ? AND sandbox = ? AND id = ?")
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn definition_in(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    id: &SegmentDefinitionId,
+) -> Result<Option<SegmentDefinition>, StorageError> {
+    let row = sqlx::query("SELECT * FROM segment_definitions WHERE org = ? AND sandbox = ? AND id = ?")
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(definition_from_row).transpose()
+}
+
+/// The merge policy a definition uses: the one named, if it exists in the sandbox, else the
+/// sandbox's default for profiles.
+async fn resolve_merge_policy(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    spec: &SegmentDefinitionSpec,
+) -> Result<MergePolicyId, SegmentDefinitionWriteError> {
+    let found: Option<String> = match &spec.merge_policy_id {
+        Some(id) => {
+            sqlx::query_scalar(
+                "SELECT id FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ? AND is_latest = 1",
+            )
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(id.as_str())
+            .fetch_optional(conn)
+            .await?
+        }
+        None => {
+            sqlx::query_scalar(
+                "SELECT id FROM merge_policies
+             WHERE org = ? AND sandbox = ? AND schema_name = ? AND is_latest = 1 AND is_default = 1",
+            )
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(&spec.schema_name)
+            .fetch_optional(conn)
+            .await?
+        }
+    };
+    match (found, &spec.merge_policy_id) {
+        (Some(id), _) => Ok(MergePolicyId::from_string(id)),
+        (None, Some(id)) => Err(SegmentDefinitionWriteError::UnknownMergePolicy(id.clone())),
+        (None, None) => Err(SegmentDefinitionWriteError::NoDefaultMergePolicy),
+    }
+}
+
+/// Refuses a name another definition of the sandbox has.
+async fn check_name_free(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    name: &str,
+    id: &SegmentDefinitionId,
+) -> Result<(), SegmentDefinitionWriteError> {
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT id FROM segment_definitions WHERE org = ? AND sandbox = ? AND name = ? AND id <> ?")
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(name)
+            .bind(id.as_str())
+            .fetch_optional(conn)
+            .await?;
+    match holder {
+        Some(holder) => Err(SegmentDefinitionWriteError::NameTaken {
+            name: name.to_owned(),
+            id: SegmentDefinitionId::from_string(holder),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses dependencies that would lead back to `id` through other definitions' `inSegment`s:
+/// such a definition could never be evaluated (each would wait for the other).
+async fn check_no_cycle(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    id: &SegmentDefinitionId,
+    dependencies: &[String],
+) -> Result<(), SegmentDefinitionWriteError> {
+    if dependencies.is_empty() {
+        return Ok(());
+    }
+    let rows =
+        sqlx::query("SELECT id, dependencies FROM segment_definitions WHERE org = ? AND sandbox = ? AND id <> ?")
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(id.as_str())
+            .fetch_all(conn)
+            .await?;
+    let mut graph = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let dependencies: Vec<String> = json_column(TABLE, "dependencies", &row.try_get::<String, _>("dependencies")?)?;
+        graph.insert(row.try_get::<String, _>("id")?, dependencies);
+    }
+    match dependency_cycle(id, dependencies, &graph) {
+        Some(cycle) => Err(SegmentDefinitionWriteError::Cycle(cycle)),
+        None => Ok(()),
+    }
+}
+
+/// For each of `ids`, the definitions of the tenant whose expression names it with inSegment.
+async fn dependents_of(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    ids: &[&SegmentDefinitionId],
+) -> Result<HashMap<SegmentDefinitionId, Vec<SegmentDefinitionId>>, StorageError> {
+    let wanted: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT d.id AS dependent, j.value AS dependency
+         FROM segment_definitions d, json_each(d.dependencies) j
+         WHERE d.org = ? AND d.sandbox = ? AND j.value IN (SELECT value FROM json_each(?))
+         ORDER BY d.id",
+    )
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .bind(to_json(&wanted))
+    .fetch_all(conn)
+    .await?;
+    let mut dependents: HashMap<SegmentDefinitionId, Vec<SegmentDefinitionId>> = HashMap::new();
+    for row in &rows {
+        dependents
+            .entry(SegmentDefinitionId::from_string(
+                row.try_get::<String, _>("dependency")?,
+            ))
+            .or_default()
+            .push(SegmentDefinitionId::from_string(row.try_get::<String, _>("dependent")?));
+    }
+    Ok(dependents)
+}
+
+/// Checks a spec for storing as `id`: resolves its merge policy, parses it (`check`), and
+/// refuses a taken name or a cycle.
+async fn checked_for(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: &Tenant,
+    id: &SegmentDefinitionId,
+    spec: SegmentDefinitionSpec,
+    check: impl FnOnce(SegmentDefinitionSpec, MergePolicyId) -> Result<CheckedSpec, PqlError>,
+) -> Result<CheckedSpec, SegmentDefinitionWriteError> {
+    let merge_policy_id = resolve_merge_policy(tx, tenant, &spec).await?;
+    let checked = check(spec, merge_policy_id).map_err(SegmentDefinitionWriteError::Pql)?;
+    check_name_free(tx, tenant, &checked.spec.name, id).await?;
+    check_no_cycle(tx, tenant, id, &checked.dependencies).await?;
+    Ok(checked)
+}
+
+impl MetaStore {
+    /// One definition, or `None` when it does not exist in this tenant.
+    pub async fn segment_definition(
+        &self,
+        tenant: &Tenant,
+        id: &SegmentDefinitionId,
+    ) -> Result<Option<SegmentDefinition>, StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        definition_in(&mut conn, tenant, id).await
+    }
+
+    /// The definitions with these ids that exist in this tenant, in no particular order.
+    pub async fn segment_definitions_by_id(
+        &self,
+        tenant: &Tenant,
+        ids: &[SegmentDefinitionId],
+    ) -> Result<Vec<SegmentDefinition>, StorageError> {
+        let wanted: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT * FROM segment_definitions WHERE org = ? AND sandbox = ?
+               AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(to_json(&wanted))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(definition_from_row).collect()
+    }
+
+    /// For each of `ids`, the definitions whose expression names it with `inSegment`.
+    pub async fn segment_dependents(
+        &self,
+        tenant: &Tenant,
+        ids: &[&SegmentDefinitionId],
+    ) -> Result<HashMap<SegmentDefinitionId, Vec<SegmentDefinitionId>>, StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        dependents_of(&mut conn, tenant, ids).await
+    }
+
+    /// One page of the sandbox's definitions.
+    pub async fn list_segment_definitions(
+        &self,
+        tenant: &Tenant,
+        query: &SegmentDefinitionListQuery,
+    ) -> Result<SegmentDefinitionPage, StorageError> {
+        // The only text put into the SQL is FILTER_SQL and order_clause's, both constant.
+        let sql = format!(
+            "SELECT * FROM segment_definitions WHERE {FILTER_SQL} {} LIMIT ? OFFSET ?",
+            order_clause(query.sort)
+        );
+        let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(sql)), tenant, query)
+            .bind(i64::from(query.limit))
+            .bind(i64::try_from(query.start).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        let count_sql = format!("SELECT COUNT(*) FROM segment_definitions WHERE {FILTER_SQL}");
+        let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)), tenant, query)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(SegmentDefinitionPage {
+            definitions: rows.iter().map(definition_from_row).collect::<Result<_, _>>()?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    /// Stores a new definition. `check` parses the spec's expression once its merge policy is
+    /// resolved (the sandbox's default when the spec names none).
+    pub async fn create_segment_definition(
+        &self,
+        tenant: &Tenant,
+        id: SegmentDefinitionId,
+        spec: SegmentDefinitionSpec,
+        now: EpochMillis,
+        check: impl FnOnce(SegmentDefinitionSpec, MergePolicyId) -> Result<CheckedSpec, PqlError> + Send,
+    ) -> Result<SegmentDefinition, SegmentDefinitionWriteError> {
+        let mut tx = self.begin_write().await?;
+        let checked = checked_for(&mut tx, tenant, &id, spec, check).await?;
+        let definition = SegmentDefinition::new(id, tenant, checked, now);
+        insert(&mut tx, &definition).await?;
+        tx.commit().await?;
+        Ok(definition)
+    }
+
+    /// Changes a definition: `edit` turns the current one into the new spec (a PATCH applied to
+    /// it) inside the transaction, so that two concurrent PATCHes never lose each other's
+    /// change; `check` parses it as on create. A change to nothing keeps the definition as it is.
+    pub async fn update_segment_definition(
+        &self,
+        tenant: &Tenant,
+        id: &SegmentDefinitionId,
+        now: EpochMillis,
+        edit: impl FnOnce(&SegmentDefinition) -> Result<SegmentDefinitionSpec, ValidationError> + Send,
+        check: impl FnOnce(SegmentDefinitionSpec, MergePolicyId) -> Result<CheckedSpec, PqlError> + Send,
+    ) -> Result<SegmentDefinition, SegmentDefinitionWriteError> {
+        let mut tx = self.begin_write().await?;
+        let current = definition_in(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| SegmentDefinitionWriteError::NotFound(id.clone()))?;
+        let spec = edit(&current).map_err(SegmentDefinitionWriteError::Invalid)?;
+        let checked = checked_for(&mut tx, tenant, id, spec, check).await?;
+        if current.is_same(&checked) {
+            return Ok(current);
+        }
+        let next = current.changed(checked, now);
+        delete_row(&mut tx, tenant, id).await?;
+        insert(&mut tx, &next).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    /// Deletes a definition. One that another definition names with `inSegment` is refused:
+    /// evaluating that one would then read memberships nothing updates any more.
+    pub async fn delete_segment_definition(
+        &self,
+        tenant: &Tenant,
+        id: &SegmentDefinitionId,
+    ) -> Result<(), SegmentDefinitionWriteError> {
+        let mut tx = self.begin_write().await?;
+        if definition_in(&mut tx, tenant, id).await?.is_none() {
+            return Err(SegmentDefinitionWriteError::NotFound(id.clone()));
+        }
+        let dependents = dependents_of(&mut tx, tenant, &[id])
+            .await?
+            .remove(id)
+            .unwrap_or_default();
+        if !dependents.is_empty() {
+            return Err(SegmentDefinitionWriteError::HasDependents {
+                id: id.clone(),
+                dependents,
+            });
+        }
+        delete_row(&mut tx, tenant, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dossier_model::merge_policy::SEEDED_MERGE_POLICY_ID;
+    use dossier_model::pql::PqlSchemas;
+    use dossier_model::xdm::XdmSchema;
+    use serde_json::json;
+
+    use super::*;
+
+    const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+
+    fn tenant(sandbox: &str) -> Tenant {
+        Tenant {
+            org: OrgId::parse(ORG).unwrap(),
+            sandbox: SandboxName::parse(sandbox).unwrap(),
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, MetaStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+        meta.ensure_org(&OrgId::parse(ORG).unwrap()).await.unwrap();
+        (dir, meta)
+    }
+
+    fn spec(name: &str, expression: &str) -> SegmentDefinitionSpec {
+        SegmentDefinitionSpec::from_json(&json!({"name": name, "expression": {"value": expression}})).unwrap()
+    }
+
+    fn check(spec: SegmentDefinitionSpec, merge_policy_id: MergePolicyId) -> Result<CheckedSpec, PqlError> {
+        let profile = XdmSchema::builtin_profile();
+        let event = XdmSchema::builtin_experience_event();
+        let schemas = PqlSchemas {
+            profile: &profile,
+            event: &event,
+        };
+        CheckedSpec::check(spec, schemas, merge_policy_id).map(|(checked, _)| checked)
+    }
+
+    async fn create(
+        meta: &MetaStore,
+        name: &str,
+        expression: &str,
+    ) -> Result<SegmentDefinition, SegmentDefinitionWriteError> {
+        meta.create_segment_definition(
+            &tenant("prod"),
+            SegmentDefinitionId::generate(),
+            spec(name, expression),
+            1_000,
+            check,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn definitions_get_the_default_merge_policy_and_unique_names() {
+        let (_dir, meta) = store().await;
+        let first = create(&meta, "first", "homeAddress.countryCode = \"US\"")
+            .await
+            .unwrap();
+        assert_eq!(first.merge_policy_id.as_str(), SEEDED_MERGE_POLICY_ID);
+        assert_eq!(
+            meta.segment_definition(&tenant("prod"), &first.id).await.unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(meta.segment_definition(&tenant("dev"), &first.id).await.unwrap(), None);
+
+        let taken = create(&meta, "first", "homeAddress.countryCode = \"CA\"").await;
+        assert!(matches!(taken, Err(SegmentDefinitionWriteError::NameTaken { id, .. }) if id == first.id));
+        let bad_pql = create(&meta, "second", "homeAddress.nope = 1").await;
+        assert!(matches!(bad_pql, Err(SegmentDefinitionWriteError::Pql(_))));
+        let mut unknown_policy = spec("third", "homeAddress.countryCode = \"US\"");
+        unknown_policy.merge_policy_id = Some(MergePolicyId::from_string("nope"));
+        let result = meta
+            .create_segment_definition(
+                &tenant("prod"),
+                SegmentDefinitionId::generate(),
+                unknown_policy,
+                1,
+                check,
+            )
+            .await;
+        assert!(matches!(
+            result,
+            Err(SegmentDefinitionWriteError::UnknownMergePolicy(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn cycles_are_refused_and_dependencies_protect_deletion() {
+        let (_dir, meta) = store().await;
+        let t = tenant("prod");
+        let a = create(&meta, "a", "homeAddress.countryCode = \"US\"").await.unwrap();
+        let b = create(&meta, "b", &format!("inSegment(\"{}\")", a.id)).await.unwrap();
+        assert_eq!(b.dependencies, [a.id.to_string()]);
+
+        let closing = format!("inSegment(\"{}\") or inSegment(\"external\")", b.id);
+        let result = meta
+            .update_segment_definition(
+                &t,
+                &a.id,
+                2_000,
+                |current| {
+                    Ok(SegmentDefinitionSpec {
+                        expression: closing.clone(),
+                        ..current.spec()
+                    })
+                },
+                check,
+            )
+            .await;
+        assert!(
+            matches!(&result, Err(SegmentDefinitionWriteError::Cycle(path)) if path == &[a.id.to_string(), b.id.to_string(), a.id.to_string()]),
+            "{result:?}"
+        );
+
+        let dependents = meta.segment_dependents(&t, &[&a.id, &b.id]).await.unwrap();
+        assert_eq!(dependents.get(&a.id), Some(&vec![b.id.clone()]));
+        assert_eq!(dependents.get(&b.id), None);
+        let refused = meta.delete_segment_definition(&t, &a.id).await;
+        assert!(
+            matches!(refused, Err(SegmentDefinitionWriteError::HasDependents { dependents, .. }) if dependents == [b.id.clone()])
+        );
+        meta.delete_segment_definition(&t, &b.id).await.unwrap();
+        meta.delete_segment_definition(&t, &a.id).await.unwrap();
+        assert!(matches!(
+            meta.delete_segment_definition(&t, &a.id).await,
+            Err(SegmentDefinitionWriteError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn updates_move_the_update_time_and_no_op_updates_do_not() {
+        let (_dir, meta) = store().await;
+        let t = tenant("prod");
+        let created = create(&meta, "a", "homeAddress.countryCode = \"US\"").await.unwrap();
+        let same = meta
+            .update_segment_definition(&t, &created.id, 9_000, |current| Ok(current.spec()), check)
+            .await
+            .unwrap();
+        assert_eq!(same, created);
+        let renamed = meta
+            .update_segment_definition(
+                &t,
+                &created.id,
+                900,
+                |current| {
+                    Ok(SegmentDefinitionSpec {
+                        name: "renamed".into(),
+                        ..current.spec()
+                    })
+                },
+                check,
+            )
+            .await
+            .unwrap();
+        assert_eq!((renamed.creation_time, renamed.update_time), (1_000, 1_001));
+        assert_eq!(meta.segment_definition(&t, &created.id).await.unwrap(), Some(renamed));
+    }
+
+    #[tokio::test]
+    async fn listing_pages_sorts_and_filters() {
+        let (_dir, meta) = store().await;
+        let t = tenant("prod");
+        for (index, name) in ["b", "c", "a"].iter().enumerate() {
+            let mut spec = spec(name, "homeAddress.countryCode = \"US\"");
+            spec.batch_enabled = index != 1;
+            meta.create_segment_definition(&t, SegmentDefinitionId::generate(), spec, 1_000 + index as i64, check)
+                .await
+                .unwrap();
+        }
+        let query = |pairs: &[(&str, &str)]| {
+            let params = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            SegmentDefinitionListQuery::from_params(&params).unwrap()
+        };
+        let names = |page: &SegmentDefinitionPage| page.definitions.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+        let newest_first = meta
+            .list_segment_definitions(&t, &query(&[("limit", "2")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (names(&newest_first), newest_first.total),
+            (vec!["a".into(), "c".into()], 3)
+        );
+        let second = meta
+            .list_segment_definitions(&t, &query(&[("limit", "2"), ("page", "2")]))
+            .await
+            .unwrap();
+        assert_eq!(names(&second), ["b"]);
+        let by_name = meta
+            .list_segment_definitions(
+                &t,
+                &query(&[("sort", "name:asc"), ("evaluationInfo.batch.enabled", "true")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!((names(&by_name), by_name.total), (vec!["a".into(), "b".into()], 2));
+        let streaming = meta
+            .list_segment_definitions(&t, &query(&[("evaluationInfo.continuous.enabled", "true")]))
+            .await
+            .unwrap();
+        assert_eq!(streaming.total, 0);
+        let elsewhere = meta
+            .list_segment_definitions(&tenant("dev"), &query(&[]))
+            .await
+            .unwrap();
+        assert_eq!(elsewhere.total, 0);
+    }
+}

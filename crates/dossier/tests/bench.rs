@@ -1,0 +1,163 @@
+//! `dossier bench generate` end to end: the generated schemas register, their descriptors are
+//! accepted, every generated file ingests without a row error in both formats, and the identity
+//! graph stitches a customer's CRM and loyalty records.
+
+mod support;
+
+use std::path::Path;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::*;
+
+fn generate(out: &Path, format: &str) -> Value {
+    let printed = dossier(
+        out,
+        &[
+            "bench",
+            "generate",
+            "--profiles",
+            "200",
+            "--seed",
+            "9",
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            format,
+            "--records-per-file",
+            "150",
+        ],
+    );
+    assert!(printed.contains("Generated 200 profiles"), "{printed}");
+    serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Registers the dataset's schema and descriptors as docs/generator.md says, and creates a
+/// profile-enabled dataset on it; returns the dataset id.
+async fn register(caller: &Caller, out: &Path, entry: &Value) -> String {
+    let schema = read_json(&out.join(entry["schema"].as_str().unwrap()));
+    let (status, created) = caller
+        .send_json(Method::POST, "/data/foundation/schemaregistry/tenant/schemas", &schema)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let schema_id = created["$id"].as_str().unwrap();
+    for mut descriptor in read_json(&out.join(entry["descriptors"].as_str().unwrap()))
+        .as_array()
+        .unwrap()
+        .clone()
+    {
+        assert_eq!(descriptor["xdm:sourceSchema"], "{SCHEMA_ID}");
+        descriptor["xdm:sourceSchema"] = json!(schema_id);
+        let (status, body) = caller
+            .send_json(
+                Method::POST,
+                "/data/foundation/schemaregistry/tenant/descriptors",
+                &descriptor,
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let body = json!({
+        "name": entry["name"],
+        "schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed+json;version=1"},
+        "tags": {"unifiedProfile": ["enabled:true"]},
+    });
+    let (status, created) = caller
+        .send_json(Method::POST, "/data/foundation/catalog/dataSets", &body)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    dataset_id_of(&created)
+}
+
+async fn ingest_files(caller: &Caller, out: &Path, dataset: &str, entry: &Value, format: &str) {
+    let batch = caller
+        .create_batch_with(dataset, json!({"format": format}), false)
+        .await;
+    for file in entry["files"].as_array().unwrap() {
+        let path = file["path"].as_str().unwrap();
+        let name = path.replace('/', "-");
+        let (status, body) = caller
+            .upload(&batch, dataset, &name, std::fs::read(out.join(path)).unwrap())
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&batch).await;
+    assert_eq!(done["status"], "success", "{} {done}", entry["name"]);
+    assert_eq!(done["recordCount"], entry["records"], "{}", entry["name"]);
+}
+
+/// A loyalty member id whose email is also in a CRM record.
+fn stitched_loyalty_id(out: &Path, manifest: &Value) -> String {
+    let lines = |dataset: &str| -> Vec<Value> {
+        manifest["datasets"][dataset]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(out.join(f["path"].as_str().unwrap())).unwrap();
+                text.lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<Value>>()
+            })
+            .collect()
+    };
+    let crm_emails: Vec<Value> = lines("crm")
+        .iter()
+        .map(|r| r["personalEmail"]["address"].clone())
+        .collect();
+    let member = lines("loyalty")
+        .into_iter()
+        .find(|r| crm_emails.contains(&r["personalEmail"]["address"]))
+        .expect("some customer is in both sources");
+    member["loyalty"]["memberId"].as_str().unwrap().to_owned()
+}
+
+async fn pdg_policy(caller: &Caller) -> String {
+    let body = json!({"name": "graph", "schema": {"name": "_xdm.context.profile"},
+                      "identityGraph": {"type": "pdg"}, "attributeMerge": {"type": "timestampOrdered"}});
+    let (status, created) = caller
+        .send_json(Method::POST, "/data/core/ups/config/mergePolicies", &body)
+        .await;
+    assert_eq!(status, 200, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn generated_data_registers_ingests_and_stitches_in_both_formats() {
+    let server = TestServer::start().await;
+    for (sandbox, format) in [("prod", "json"), ("parquet", "parquet")] {
+        if sandbox != "prod" {
+            server.create_sandbox(ORG, sandbox);
+        }
+        let caller = server.caller(ORG, sandbox).await;
+        let out = tempfile::tempdir().unwrap();
+        let manifest = generate(out.path(), format);
+        for key in ["crm", "loyalty", "events"] {
+            let entry = &manifest["datasets"][key];
+            assert!(
+                entry["files"].as_array().unwrap().len() >= 2,
+                "split at 150 records: {entry}"
+            );
+            let dataset = register(&caller, out.path(), entry).await;
+            ingest_files(&caller, out.path(), &dataset, entry, format).await;
+        }
+        if format == "json" {
+            let member = stitched_loyalty_id(out.path(), &manifest);
+            let policy = pdg_policy(&caller).await;
+            let path = format!(
+                "/data/core/ups/access/entities?schema.name=_xdm.context.profile&entityIdNS=LoyaltyID&entityId={member}&mergePolicyId={policy}"
+            );
+            let (status, body) = caller.get(&path).await;
+            assert_eq!(status, 200, "{body}");
+            let (_, profile) = body.as_object().unwrap().iter().next().unwrap();
+            let entity = &profile["entity"];
+            assert!(entity["crm"]["crmId"].is_string(), "{entity}");
+            assert!(entity["loyalty"]["points"].is_i64(), "{entity}");
+        }
+    }
+}
