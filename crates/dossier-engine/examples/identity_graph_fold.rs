@@ -96,7 +96,9 @@ async fn main() {
     // Only the columns a fold reads: the profile class's timestamp columns would need Arrow's
     // chrono-tz feature, which this crate alone does not enable.
     let mut schema = XdmSchema::builtin_profile();
-    schema.fields.retain(|field| field.name == "_id" || field.name == "identityMap");
+    schema
+        .fields
+        .retain(|field| field.name == "_id" || field.name == "identityMap");
     let previous = ObjectPath::from("graph/v1.parquet");
     let next = ObjectPath::from("graph/v2.parquet");
 
