@@ -93,8 +93,7 @@ async fn main() {
     let batch_records = arg(2, 100_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let lake = Lake::with_store(Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("lake")));
-    // Only the columns a fold reads: the profile class's timestamp columns would need Arrow's
-    // chrono-tz feature, which this crate alone does not enable.
+    // The batch carries only what a fold reads: its records' ids and identities.
     let mut schema = XdmSchema::builtin_profile();
     schema
         .fields
