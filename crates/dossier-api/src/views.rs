@@ -245,3 +245,31 @@ pub fn export_job_json(job: &ExportJob, live: Option<ExportJobProgress>) -> Valu
     object.insert("updateTime".into(), json!(job.updated));
     Value::Object(object)
 }
+
+/// The 207 answer of a bulk-get: each asked id under `results` with its object, or under
+/// `errors` with a 404 entry when it is not in the sandbox.
+pub fn bulk_get_response<Id: std::fmt::Display>(
+    ids: &[Id],
+    object_of: impl Fn(&Id) -> Option<Value>,
+    not_found: impl Fn(&Id) -> (&'static str, String),
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut results = Map::new();
+    let mut errors = Map::new();
+    for id in ids {
+        match object_of(id) {
+            Some(object) => {
+                results.insert(id.to_string(), object);
+            }
+            None => {
+                let (code, message) = not_found(id);
+                errors.insert(
+                    id.to_string(),
+                    json!({ "status": 404, "code": code, "message": message }),
+                );
+            }
+        }
+    }
+    let body = json!({ "results": results, "errors": errors });
+    (axum::http::StatusCode::MULTI_STATUS, axum::Json(body)).into_response()
+}

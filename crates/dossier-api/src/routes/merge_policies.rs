@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::MergePolicyId;
@@ -23,7 +23,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Service};
 use crate::extract::{JsonBody, QueryParams};
 use crate::state::AppState;
-use crate::views::merge_policy_json;
+use crate::views::{bulk_get_response, merge_policy_json};
 
 /// AEP's code for "merge policy not found".
 const NOT_FOUND: &str = "UPLIB-101221-404";
@@ -337,25 +337,15 @@ pub async fn bulk_get_merge_policies(
         .merge_policies_by_id(&caller.tenant, &ids)
         .await
         .map_err(storage_failure)?;
-    let mut results = Map::new();
-    let mut errors = Map::new();
-    for id in &ids {
-        match found.iter().find(|policy| &policy.id == id) {
-            Some(policy) => {
-                results.insert(id.to_string(), merge_policy_json(policy));
-            }
-            None => {
-                let message = format!(
-                    "Merge policy not found: no merge policy '{id}' in sandbox '{}'.",
-                    caller.tenant.sandbox
-                );
-                errors.insert(
-                    id.to_string(),
-                    json!({ "status": 404, "code": NOT_FOUND, "message": message }),
-                );
-            }
-        }
-    }
-    let body = json!({ "results": results, "errors": errors });
-    Ok((StatusCode::MULTI_STATUS, Json(body)).into_response())
+    let sandbox = &caller.tenant.sandbox;
+    Ok(bulk_get_response(
+        &ids,
+        |id| found.iter().find(|policy| &policy.id == id).map(merge_policy_json),
+        |id| {
+            (
+                NOT_FOUND,
+                format!("Merge policy not found: no merge policy '{id}' in sandbox '{sandbox}'."),
+            )
+        },
+    ))
 }

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::{MergePolicyId, SegmentDefinitionId};
@@ -29,7 +29,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Service};
 use crate::extract::{JsonBody, QueryParams};
 use crate::state::AppState;
-use crate::views::segment_definition_json;
+use crate::views::{bulk_get_response, segment_definition_json};
 
 const PATH: &str = "/data/core/ups/segment/definitions";
 
@@ -369,28 +369,15 @@ pub async fn bulk_get_segment_definitions(
         .map_err(storage_failure)?;
     let shown_found = shown(&state, &caller.tenant, &found).await?;
     let by_id: HashMap<&SegmentDefinitionId, Value> = found.iter().map(|d| &d.id).zip(shown_found).collect();
-    let mut results = Map::new();
-    let mut errors = Map::new();
-    for id in &ids {
-        match by_id.get(id) {
-            Some(definition) => {
-                results.insert(id.to_string(), definition.clone());
-            }
-            None => {
-                let message = format!(
-                    "Segment definition not found: no segment definition '{id}' in sandbox '{}'.",
-                    caller.tenant.sandbox
-                );
-                errors.insert(
-                    id.to_string(),
-                    json!({ "status": 404, "code": NOT_FOUND, "message": message }),
-                );
-            }
-        }
-    }
-    Ok((
-        StatusCode::MULTI_STATUS,
-        Json(json!({ "results": results, "errors": errors })),
-    )
-        .into_response())
+    let sandbox = &caller.tenant.sandbox;
+    Ok(bulk_get_response(
+        &ids,
+        |id| by_id.get(id).cloned(),
+        |id| {
+            (
+                NOT_FOUND,
+                format!("Segment definition not found: no segment definition '{id}' in sandbox '{sandbox}'."),
+            )
+        },
+    ))
 }
