@@ -17,6 +17,10 @@ pub struct LoadedDataset {
     pub key: String,
     pub dataset_id: String,
     pub records: i64,
+    /// When the batch was committed (its Catalog `completed`, epoch ms): its fragments' ingestion time.
+    pub completed_ms: i64,
+    /// From creating the batch to seeing it `success`: upload, validation, conversion, commit.
+    pub seconds: f64,
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Value> {
@@ -54,7 +58,7 @@ async fn ingest_files(
     dataset: &str,
     format: &str,
     files: &[Value],
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<Value> {
     let batch = remote
         .post_json(
             "/data/foundation/import/batches",
@@ -78,7 +82,7 @@ async fn ingest_files(
     if done["status"] != "success" {
         bail!("loading dataset {dataset} failed: {}", done["errors"]);
     }
-    Ok(done["recordCount"].as_i64().unwrap_or(0))
+    Ok(done)
 }
 
 /// Registers, creates and ingests every dataset of the workload in `dir`.
@@ -97,11 +101,14 @@ pub async fn load_generated(remote: &Remote, dir: &Path) -> anyhow::Result<Vec<L
         let reference = created[0].as_str().context("the dataset answer has no reference")?;
         let dataset_id = reference.trim_start_matches("@/dataSets/").to_owned();
         let files = entry["files"].as_array().cloned().unwrap_or_default();
-        let records = ingest_files(remote, dir, &dataset_id, &format, &files).await?;
+        let started = std::time::Instant::now();
+        let done = ingest_files(remote, dir, &dataset_id, &format, &files).await?;
         loaded.push(LoadedDataset {
             key: key.clone(),
             dataset_id,
-            records,
+            records: done["recordCount"].as_i64().unwrap_or(0),
+            completed_ms: done["completed"].as_i64().unwrap_or(0),
+            seconds: started.elapsed().as_secs_f64(),
         });
     }
     Ok(loaded)

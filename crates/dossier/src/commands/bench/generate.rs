@@ -8,14 +8,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use dossier_bench::{DEFAULT_RECORDS_PER_FILE, DatasetKind, GenerateOptions, Manifest, OutputFormat};
 
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
-    /// Write CRM and loyalty profile records, experience events and audience memberships for N
-    /// customers, with their schemas and a manifest of expected export counts. The same N and seed
-    /// always give byte-identical files.
-    Generate(GenerateArgs),
-}
-
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum FormatArg {
     /// JSON lines (.jsonl), AEP's `json` input format
@@ -45,12 +37,6 @@ pub struct GenerateArgs {
     pub overwrite: bool,
 }
 
-pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
-    match command {
-        BenchCommand::Generate(args) => generate(args).await,
-    }
-}
-
 fn progress_bar(profiles: u64) -> ProgressBar {
     let bar = ProgressBar::new(profiles);
     let style = ProgressStyle::with_template("generating [{bar:30}] {human_pos}/{human_len} profiles {per_sec} {eta}")
@@ -61,7 +47,7 @@ fn progress_bar(profiles: u64) -> ProgressBar {
     bar
 }
 
-async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let options = GenerateOptions {
         format: match args.format {
             FormatArg::Json => OutputFormat::JsonLines,

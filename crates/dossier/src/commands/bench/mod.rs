@@ -1,0 +1,30 @@
+//! `dossier bench`: the benchmark workload (generate) and the side-by-side benchmark (run).
+
+mod generate;
+mod peer;
+mod plan;
+mod report;
+mod run;
+mod server;
+
+pub use generate::GenerateArgs;
+pub use run::RunArgs;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Write CRM and loyalty profile records, experience events and audience memberships for N
+    /// customers, with their schemas and a manifest of expected export counts. The same N and seed
+    /// always give byte-identical files.
+    Generate(GenerateArgs),
+    /// Generate (or reuse) a workload, load it into a fresh server, run the fixed set of export
+    /// jobs, run the same selections in DuckDB over the same files, check both exported the same
+    /// rows, and print one table (see BENCHMARKS.md).
+    Run(RunArgs),
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Generate(args) => generate::generate(args).await,
+        BenchCommand::Run(args) => run::run(args).await,
+    }
+}

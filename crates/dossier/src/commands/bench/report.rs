@@ -1,0 +1,69 @@
+//! The benchmark's output: one table for people, one JSON object per job with `--json`.
+
+use serde::Serialize;
+
+/// One job's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobReport {
+    pub job: String,
+    pub rows: u64,
+    pub ours_s: f64,
+    /// `None` with `--no-peer`.
+    pub peer_s: Option<f64>,
+    pub ratio: Option<f64>,
+    pub peak_rss_bytes: u64,
+    /// Same row count and checksum as the peer; `None` with `--no-peer`.
+    pub rows_match: Option<bool>,
+    /// Every run's time, for the medians' spread.
+    pub ours_runs_s: Vec<f64>,
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+pub fn print_table(reports: &[JobReport]) {
+    println!(
+        "{:<26} {:>10} {:>9} {:>9} {:>7} {:>10} {:>6}",
+        "job", "rows", "ours s", "duckdb s", "ratio", "peak MiB", "match"
+    );
+    for r in reports {
+        let peer = r.peer_s.map_or("-".to_owned(), |s| format!("{s:.2}"));
+        let ratio = r.ratio.map_or("-".to_owned(), |x| format!("{x:.2}"));
+        let matched = match r.rows_match {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        println!(
+            "{:<26} {:>10} {:>9.2} {:>9} {:>7} {:>10.0} {:>6}",
+            r.job,
+            r.rows,
+            r.ours_s,
+            peer,
+            ratio,
+            mib(r.peak_rss_bytes),
+            matched
+        );
+    }
+}
+
+pub fn print_json(reports: &[JobReport]) -> anyhow::Result<()> {
+    for r in reports {
+        println!("{}", serde_json::to_string(r)?);
+    }
+    Ok(())
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}

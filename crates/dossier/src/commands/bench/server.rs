@@ -1,0 +1,66 @@
+//! The server under test: `dossier serve` as a child process, so that its memory is its own and
+//! can be measured per job (the benchmark's client and DuckDB run in other processes).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+
+pub struct ChildServer {
+    child: Child,
+    pub base: String,
+}
+
+impl ChildServer {
+    /// Starts `dossier serve` on an ephemeral port over `data_dir` and waits until it listens.
+    pub fn spawn(data_dir: &Path) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the dossier executable")?;
+        let mut child = Command::new(exe)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start dossier serve")?;
+        let mut lines = BufReader::new(child.stderr.take().context("no stderr")?).lines();
+        let base = loop {
+            match lines.next() {
+                Some(line) => {
+                    if let Some(rest) = line?.strip_prefix("dossier listening on ") {
+                        break rest.to_owned();
+                    }
+                }
+                None => bail!("dossier serve stopped before listening"),
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self { child, base })
+    }
+
+    /// Starts a new peak-memory measurement (Linux: writing 5 to `clear_refs` resets VmHWM).
+    pub fn reset_peak(&self) -> anyhow::Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .context("cannot reset the server's peak memory (needs Linux /proc)")
+    }
+
+    /// The server's peak resident memory since the last reset, in bytes.
+    pub fn peak_rss_bytes(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .context("no VmHWM in /proc status")?;
+        Ok(kib * 1024)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
