@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, RecordBatch, StructArray, UInt32Array};
 use arrow::buffer::OffsetBuffer;
-use arrow::compute::{concat_batches, filter_record_batch, take};
+use arrow::compute::{concat_batches, filter_record_batch, take, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
@@ -52,6 +52,8 @@ fn failed(stage: &'static str, code: &'static str) -> impl Fn(EngineError) -> Ex
 struct Plan {
     spec: ExportSpec,
     union_schema: SchemaRef,
+    /// The union's top-level columns the output needs: only these are merged.
+    merge_schema: SchemaRef,
     output_schema: SchemaRef,
     event_schema: Option<SchemaRef>,
     sources: KeyedSources,
@@ -122,6 +124,14 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
             Arc::new(Schema::new(fields))
         }
     };
+    let merge_schema = Arc::new(Schema::new(
+        union_schema
+            .fields()
+            .iter()
+            .filter(|f| output_schema.field_with_name(f.name()).is_ok())
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
     let sources = KeyedSources::load(meta, lake, &request.tenant, &policy)
         .await
         .map_err(failed("reading", "EXPORT-READ-500"))?;
@@ -139,6 +149,7 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
     Ok(Plan {
         spec,
         union_schema,
+        merge_schema,
         output_schema,
         event_schema,
         sources,
@@ -379,6 +390,8 @@ fn event_list_column(events: &PartitionEvents, chosen: &[usize], field: &Field) 
 /// One partition's merged inputs, shared by the threads that build chunks.
 struct PartitionWork {
     records: PartitionRecords,
+    /// `records.rows` with only the columns of [`Plan::merge_schema`].
+    merge_rows: RecordBatch,
     events: PartitionEvents,
     extra: Vec<Vec<FragmentIdentities>>,
 }
@@ -393,15 +406,19 @@ fn build_chunk(plan: &Plan, work: &PartitionWork, chunk: &[(usize, Vec<usize>)])
         order.extend_from_slice(&work.records.groups.order[work.records.groups.bounds[g].clone()]);
         bounds.push(start..order.len());
     }
-    let sub = Groups { order, bounds };
+    // The chunk's fragments are taken out of the partition first, so merging costs what the
+    // chunk holds, not what the partition holds.
+    let rows = take_record_batch(&work.merge_rows, &UInt32Array::from(order.clone()))?;
+    let identities: Vec<FragmentIdentities> = order
+        .iter()
+        .map(|&r| work.records.identities[r as usize].clone())
+        .collect();
+    let sub = Groups {
+        order: (0..order.len() as u32).collect(),
+        bounds,
+    };
     let sub_extra: Vec<Vec<FragmentIdentities>> = groups.iter().map(|&g| work.extra[g].clone()).collect();
-    let merged = merge_groups(
-        &work.records.rows,
-        &plan.union_schema,
-        &sub,
-        &work.records.identities,
-        &sub_extra,
-    )?;
+    let merged = merge_groups(&rows, &plan.merge_schema, &sub, &identities, &sub_extra)?;
     let mut columns: Vec<ArrayRef> = Vec::new();
     for field in plan.output_schema.fields() {
         if field.name() == "eventList" {
@@ -492,7 +509,22 @@ async fn export_partition(
         .profiles_scanned
         .fetch_add(profiles.len() as u64, Ordering::Relaxed);
 
-    let work = Arc::new(PartitionWork { records, events, extra });
+    let merge_columns: Vec<usize> = plan
+        .merge_schema
+        .fields()
+        .iter()
+        .filter_map(|f| records.rows.schema().index_of(f.name()).ok())
+        .collect();
+    let merge_rows = records
+        .rows
+        .project(&merge_columns)
+        .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?;
+    let work = Arc::new(PartitionWork {
+        records,
+        merge_rows,
+        events,
+        extra,
+    });
     let chunks: Vec<Vec<(usize, Vec<usize>)>> = chosen.chunks(PROFILES_PER_CHUNK).map(<[_]>::to_vec).collect();
     // Merging is CPU work: it runs on blocking threads, two chunks at a time (both cores), while
     // this task writes finished chunks in order.

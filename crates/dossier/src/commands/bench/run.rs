@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// The Python that has the duckdb and pyarrow packages
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// The format Dossier ingests: the Parquet files DuckDB reads, or the same records as JSON
+    /// lines (AEP's usual input; measures parsing too)
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub ingest: super::generate::FormatArg,
     /// Threads DuckDB may use (default: the machine's cores, like Dossier)
     #[arg(long)]
     pub peer_threads: Option<usize>,
@@ -67,20 +71,24 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&text)?)
 }
 
-/// Generates the workload unless `dir` already holds this one (same size, seed, Parquet).
-async fn ensure_workload(args: &RunArgs, dir: &Path) -> anyhow::Result<Value> {
+/// Generates the workload unless `dir` already holds this one (same size, seed and format).
+async fn ensure_workload(args: &RunArgs, dir: &Path, format: dossier_bench::OutputFormat) -> anyhow::Result<Value> {
     let manifest_path = dir.join(dossier_bench::MANIFEST_FILE);
+    let format_name = match format {
+        dossier_bench::OutputFormat::Parquet => "parquet",
+        dossier_bench::OutputFormat::JsonLines => "json",
+    };
     if let Ok(manifest) = read_json(&manifest_path)
         && manifest["profiles"] == json!(args.profiles)
         && manifest["seed"] == json!(args.seed)
-        && manifest["format"] == "parquet"
+        && manifest["format"] == format_name
     {
         eprintln!("reusing the workload in {}", dir.display());
         return Ok(manifest);
     }
     eprintln!("generating {} profiles into {}", args.profiles, dir.display());
     let mut options = dossier_bench::GenerateOptions::new(args.profiles, args.seed, dir);
-    options.format = dossier_bench::OutputFormat::Parquet;
+    options.format = format;
     options.overwrite = true;
     let started = Instant::now();
     tokio::task::spawn_blocking(move || dossier_bench::generate(&options, |_| {})).await??;
@@ -269,12 +277,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.work)?;
     let work = std::fs::canonicalize(&args.work)?;
     let data = work.join(format!("data-{}-seed{}", args.profiles, args.seed));
-    let manifest = ensure_workload(&args, &data).await?;
+    let manifest = ensure_workload(&args, &data, dossier_bench::OutputFormat::Parquet).await?;
+    // The same seed gives the same records in either format, so DuckDB can read the Parquet
+    // files while Dossier ingests JSON lines.
+    let ingested = match args.ingest {
+        super::generate::FormatArg::Parquet => data.clone(),
+        super::generate::FormatArg::Json => {
+            let dir = work.join(format!("data-{}-seed{}-json", args.profiles, args.seed));
+            ensure_workload(&args, &dir, dossier_bench::OutputFormat::JsonLines).await?;
+            dir
+        }
+    };
     let server_dir = work.join(format!("server-{}", args.profiles));
     let (server, remote) = start_server(&server_dir).await?;
 
     server.reset_peak()?;
-    let loaded = load_generated(&remote, &data).await?;
+    let loaded = load_generated(&remote, &ingested).await?;
     print_ingestion(&loaded, server.peak_rss_bytes()?);
 
     let policy = remote
