@@ -67,7 +67,6 @@ fn rule_code(rule: ExportRule) -> &'static str {
         ExportRule::MissingSchemaName => "DOSSIER-EXPORTJOB-SCHEMA-MISSING-400",
         ExportRule::SchemaName => "DOSSIER-EXPORTJOB-SCHEMA-NAME-400",
         ExportRule::EvaluationInfo => "DOSSIER-EXPORTJOB-EVALUATIONINFO-400",
-        ExportRule::SegmentEvaluationUnavailable => "DOSSIER-EXPORTJOB-SEGMENTATION-UNAVAILABLE-400",
     }
 }
 
