@@ -105,7 +105,9 @@ impl ExportSpec {
             return ids;
         }
         for filter in &self.segments {
-            if filter.segment_ns.eq_ignore_ascii_case(crate::export_request::DEFAULT_SEGMENT_NS)
+            if filter
+                .segment_ns
+                .eq_ignore_ascii_case(crate::export_request::DEFAULT_SEGMENT_NS)
                 && !ids.contains(&filter.segment_id)
             {
                 ids.push(filter.segment_id.clone());

@@ -124,7 +124,8 @@ pub struct SegmentJob {
 /// The segment ids a create body names: AEP's array of `{"segmentId": "..."}` (a single object
 /// is accepted too). Each id once, in the order written.
 pub fn segment_job_request(body: &Value) -> Result<Vec<String>, ValidationError> {
-    const FIX: &str = "send an array of objects naming segment definitions, e.g. [{\"segmentId\": \"<definition id>\"}]";
+    const FIX: &str =
+        "send an array of objects naming segment definitions, e.g. [{\"segmentId\": \"<definition id>\"}]";
     let items: Vec<&Value> = match body {
         Value::Array(items) => items.iter().collect(),
         Value::Object(_) => vec![body],
@@ -218,9 +219,14 @@ mod tests {
     #[test]
     fn a_bad_request_names_the_field() {
         assert_eq!(segment_job_request(&json!([])).unwrap_err().field, "body");
-        assert_eq!(segment_job_request(&json!([{"id": "a"}])).unwrap_err().field, "[0].segmentId");
         assert_eq!(
-            segment_job_request(&json!([{"segmentId": "a"}, {"segmentId": 3}])).unwrap_err().field,
+            segment_job_request(&json!([{"id": "a"}])).unwrap_err().field,
+            "[0].segmentId"
+        );
+        assert_eq!(
+            segment_job_request(&json!([{"segmentId": "a"}, {"segmentId": 3}]))
+                .unwrap_err()
+                .field,
             "[1].segmentId"
         );
         assert_eq!(segment_job_request(&json!("a")).unwrap_err().field, "body");

@@ -100,7 +100,10 @@ async fn statuses_go_realized_existing_exited_and_an_exit_keeps_its_time_until_r
     let segment = define(&caller, "High score", "crm.score >= 10").await;
 
     caller
-        .ingest_json_lines(&crm, &[record("c1", json!({"score": 20})), record("c2", json!({"score": 5}))])
+        .ingest_json_lines(
+            &crm,
+            &[record("c1", json!({"score": 20})), record("c2", json!({"score": 5}))],
+        )
         .await;
     let first = evaluate(&caller, &[&segment]).await;
     let c1 = membership(&caller, "c1", &segment).await;
@@ -112,19 +115,32 @@ async fn statuses_go_realized_existing_exited_and_an_exit_keeps_its_time_until_r
         json!({"realized": 1, "existing": 0, "exited": 0})
     );
     assert_eq!(first["metrics"]["segmentedProfileCounter"][&segment], 1);
-    assert_eq!(first["metrics"]["segmentedProfileByNamespaceCounter"][&segment], json!({"CRMID": 1}));
+    assert_eq!(
+        first["metrics"]["segmentedProfileByNamespaceCounter"][&segment],
+        json!({"CRMID": 1})
+    );
     assert_eq!(first["metrics"]["totalProfiles"], 2);
 
-    caller.ingest_json_lines(&crm, &[record("c2", json!({"score": 15}))]).await;
+    caller
+        .ingest_json_lines(&crm, &[record("c2", json!({"score": 15}))])
+        .await;
     let second = evaluate(&caller, &[&segment]).await;
     let c1 = membership(&caller, "c1", &segment).await;
-    assert_eq!((c1["status"].as_str(), time_of(&c1)), (Some("existing"), evaluation_time(&second)));
+    assert_eq!(
+        (c1["status"].as_str(), time_of(&c1)),
+        (Some("existing"), evaluation_time(&second))
+    );
     assert_eq!(membership(&caller, "c2", &segment).await["status"], "realized");
 
-    caller.ingest_json_lines(&crm, &[record("c1", json!({"score": 1}))]).await;
+    caller
+        .ingest_json_lines(&crm, &[record("c1", json!({"score": 1}))])
+        .await;
     let third = evaluate(&caller, &[&segment]).await;
     let exited = membership(&caller, "c1", &segment).await;
-    assert_eq!((exited["status"].as_str(), time_of(&exited)), (Some("exited"), evaluation_time(&third)));
+    assert_eq!(
+        (exited["status"].as_str(), time_of(&exited)),
+        (Some("exited"), evaluation_time(&third))
+    );
     assert_eq!(membership(&caller, "c2", &segment).await["status"], "existing");
     assert_eq!(
         third["metrics"]["segmentedProfileByStatusCounter"][&segment],
@@ -135,10 +151,15 @@ async fn statuses_go_realized_existing_exited_and_an_exit_keeps_its_time_until_r
     evaluate(&caller, &[&segment]).await;
     assert_eq!(membership(&caller, "c1", &segment).await, exited);
 
-    caller.ingest_json_lines(&crm, &[record("c1", json!({"score": 99}))]).await;
+    caller
+        .ingest_json_lines(&crm, &[record("c1", json!({"score": 99}))])
+        .await;
     let fifth = evaluate(&caller, &[&segment]).await;
     let back = membership(&caller, "c1", &segment).await;
-    assert_eq!((back["status"].as_str(), time_of(&back)), (Some("realized"), evaluation_time(&fifth)));
+    assert_eq!(
+        (back["status"].as_str(), time_of(&back)),
+        (Some("realized"), evaluation_time(&fifth))
+    );
 }
 
 #[tokio::test]
@@ -147,7 +168,12 @@ async fn every_supported_construct_selects_the_hand_computed_profiles() {
     let caller = server.caller(ORG, "prod").await;
     let crm = crm_dataset(&caller).await;
     let web = caller
-        .create_dataset_with_groups("Web", "experienceevent", &["experienceevent-environment-details"], json!({}))
+        .create_dataset_with_groups(
+            "Web",
+            "experienceevent",
+            &["experienceevent-environment-details"],
+            json!({}),
+        )
         .await;
     let now = jiff::Timestamp::now();
     let days_ago = |n: i64| (now - jiff::SignedDuration::from_hours(24 * n)).to_string();
@@ -200,7 +226,10 @@ async fn every_supported_construct_selects_the_hand_computed_profiles() {
         ("crm.tier.matches(\"^(b|s)\")", &["c2", "c3"]),
         ("crm.joined occurs <= 7 days before now", &["c1"]),
         ("crm.joined occurs before date(2020, 1, 1)", &["c4"]),
-        ("crm.joined occurs between date(2015, 1, 1) and date(\"2015-06-01\")", &["c4"]),
+        (
+            "crm.joined occurs between date(2015, 1, 1) and date(\"2015-06-01\")",
+            &["c4"],
+        ),
         ("crm.joined occurs after date(2020, 1, 1)", &["c1", "c2"]),
         ("xEvent[eventType = \"commerce.purchases\"]", &["c1", "c2"]),
         ("xEvent[eventType = \"commerce.purchases\"].count() > 1", &["c1"]),
@@ -209,7 +238,10 @@ async fn every_supported_construct_selects_the_hand_computed_profiles() {
             &["c1"],
         ),
         ("xEvent.count() = 0", &["c4"]),
-        ("exists E from xEvent where E.environment.browserDetails.name = \"Firefox\"", &["c1", "c3"]),
+        (
+            "exists E from xEvent where E.environment.browserDetails.name = \"Firefox\"",
+            &["c1", "c3"],
+        ),
         (
             "crm.score > 1 and (select X from xEvent where X.eventType = \"commerce.purchases\")",
             &["c1", "c2"],
@@ -249,16 +281,26 @@ async fn in_segment_reads_a_definition_evaluated_first_in_the_same_job() {
         )
         .await;
     let gold = define(&caller, "Gold", "crm.tier = \"gold\"").await;
-    let engaged = define(&caller, "Engaged gold", &format!("inSegment(\"{gold}\") and crm.score > 5")).await;
+    let engaged = define(
+        &caller,
+        "Engaged gold",
+        &format!("inSegment(\"{gold}\") and crm.score > 5"),
+    )
+    .await;
     // The dependent is named first; the job evaluates its dependency before it.
     let job = evaluate(&caller, &[&engaged, &gold]).await;
-    assert_eq!(job["metrics"]["segmentedProfileCounter"], json!({gold.clone(): 2, engaged.clone(): 1}));
+    assert_eq!(
+        job["metrics"]["segmentedProfileCounter"],
+        json!({gold.clone(): 2, engaged.clone(): 1})
+    );
     assert_eq!(membership(&caller, "c1", &engaged).await["status"], "realized");
     assert_eq!(membership(&caller, "c2", &engaged).await, Value::Null);
     assert_eq!(membership(&caller, "c3", &engaged).await, Value::Null);
 
     // Alone, the dependent reads the stored memberships of its dependency.
-    caller.ingest_json_lines(&crm, &[record("c2", json!({"score": 7}))]).await;
+    caller
+        .ingest_json_lines(&crm, &[record("c2", json!({"score": 7}))])
+        .await;
     evaluate(&caller, &[&engaged]).await;
     assert_eq!(membership(&caller, "c2", &engaged).await["status"], "realized");
     assert_eq!(membership(&caller, "c1", &engaged).await["status"], "existing");
@@ -333,11 +375,7 @@ fn exported_ids(server: &TestServer, dataset: &str, batch: &str) -> BTreeSet<Str
         org: OrgId::parse(ORG).unwrap(),
         sandbox: SandboxName::prod(),
     };
-    let prefix = Lake::batch_prefix(
-        &tenant,
-        &DatasetId::from_string(dataset),
-        &BatchId::from_string(batch),
-    );
+    let prefix = Lake::batch_prefix(&tenant, &DatasetId::from_string(dataset), &BatchId::from_string(batch));
     let folder = server.data_dir().join("lake").join(prefix.as_ref());
     let mut ids = BTreeSet::new();
     for entry in std::fs::read_dir(&folder).unwrap() {
@@ -349,7 +387,13 @@ fn exported_ids(server: &TestServer, dataset: &str, batch: &str) -> BTreeSet<Str
                 let entries = maps.value(row);
                 let lists = entries.column(1).as_list::<i32>();
                 let first = lists.value(0);
-                let id = first.as_struct().column_by_name("id").unwrap().as_string::<i32>().value(0).to_owned();
+                let id = first
+                    .as_struct()
+                    .column_by_name("id")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .value(0)
+                    .to_owned();
                 ids.insert(id);
             }
         }
@@ -402,7 +446,10 @@ async fn exports_filter_by_evaluated_segments_fresh_or_from_a_prior_job() {
     };
     let job = export(&caller, body(&high, false)).await;
     let batch = job["destination"]["batchId"].as_str().unwrap();
-    assert_eq!(exported_ids(&server, &target, batch), BTreeSet::from(["c1".into(), "c3".into()]));
+    assert_eq!(
+        exported_ids(&server, &target, batch),
+        BTreeSet::from(["c1".into(), "c3".into()])
+    );
 
     // `Low` was never evaluated: without segmentation the export finds no member...
     let job = export(&caller, body(&low, false)).await;
@@ -415,7 +462,11 @@ async fn exports_filter_by_evaluated_segments_fresh_or_from_a_prior_job() {
 
     // A ups segment that is no definition cannot be evaluated.
     let (status, answer) = caller
-        .send_json(Method::POST, "/data/core/ups/export/jobs", &body("no-such-segment", true))
+        .send_json(
+            Method::POST,
+            "/data/core/ups/export/jobs",
+            &body("no-such-segment", true),
+        )
         .await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer.to_string().contains("no-such-segment"), "{answer}");

@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use dossier_engine::export_queue::segments_of;
 use dossier_model::ValidationError;
 use dossier_model::export_job::{ExportJob, ExportJobListQuery, ExportJobOffset, export_job_cursor};
-use dossier_engine::export_queue::segments_of;
 use dossier_model::export_request::{DEFAULT_SEGMENT_NS, ExportJobRequest, ExportRequestError, ExportRule};
 use dossier_model::ids::BatchId;
 use dossier_model::merge_policy::MergePolicy;
@@ -221,7 +221,11 @@ async fn check_against_sandbox(
 
 /// With `evaluationInfo.segmentation: true` every `ups` segment of `filter.segments` is
 /// evaluated first, so each must be a definition of the sandbox.
-async fn check_segments_to_evaluate(meta: &MetaStore, tenant: &Tenant, request: &ExportJobRequest) -> Result<(), ApiError> {
+async fn check_segments_to_evaluate(
+    meta: &MetaStore,
+    tenant: &Tenant,
+    request: &ExportJobRequest,
+) -> Result<(), ApiError> {
     if request.evaluate_segments != Some(true) {
         return Ok(());
     }
@@ -231,9 +235,13 @@ async fn check_segments_to_evaluate(meta: &MetaStore, tenant: &Tenant, request: 
             ids.push(filter.segment_id.clone());
         }
     }
-    let found = segments_of(meta, tenant, &ids)
-        .await
-        .map_err(|e| ApiError::ups(StatusCode::INTERNAL_SERVER_ERROR, "DOSSIER-EXPORTJOB-500", e.to_string()))?;
+    let found = segments_of(meta, tenant, &ids).await.map_err(|e| {
+        ApiError::ups(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "DOSSIER-EXPORTJOB-500",
+            e.to_string(),
+        )
+    })?;
     if let Err(id) = found {
         return Err(ApiError::ups(
             StatusCode::BAD_REQUEST,

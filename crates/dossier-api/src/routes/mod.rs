@@ -106,7 +106,10 @@ fn ups_routes() -> OpenApiRouter<AppState> {
             segment_definitions::list_segment_definitions,
             segment_definitions::create_segment_definition
         ))
-        .routes(routes!(segment_jobs::list_segment_jobs, segment_jobs::create_segment_job))
+        .routes(routes!(
+            segment_jobs::list_segment_jobs,
+            segment_jobs::create_segment_job
+        ))
         .routes(routes!(segment_jobs::get_segment_job, segment_jobs::cancel_segment_job))
         // As for merge policies, the static `bulk-get` wins over `{id}`.
         .routes(routes!(segment_definitions::bulk_get_segment_definitions))

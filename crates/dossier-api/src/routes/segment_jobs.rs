@@ -129,7 +129,13 @@ pub async fn create_segment_job(
     let ids = segment_job_request(&body).map_err(|e| ApiError::ups_invalid(INVALID_BODY, e))?;
     let segments = segments_of(&state.meta, &caller.tenant, &ids)
         .await
-        .map_err(|e| ApiError::ups(StatusCode::INTERNAL_SERVER_ERROR, "DOSSIER-SEGMENTJOB-500", e.to_string()))?
+        .map_err(|e| {
+            ApiError::ups(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "DOSSIER-SEGMENTJOB-500",
+                e.to_string(),
+            )
+        })?
         .map_err(|id| {
             let error = ValidationError::invalid(
                 "segmentId",
@@ -208,7 +214,11 @@ pub async fn list_segment_jobs(
         Value::Null
     };
     let children: Vec<Value> = jobs.iter().map(segment_job_json).collect();
-    let links = if more { json!({"next": {"href": next}}) } else { json!({}) };
+    let links = if more {
+        json!({"next": {"href": next}})
+    } else {
+        json!({})
+    };
     Ok(Json(json!({
         "_page": {"totalCount": total, "pageSize": children.len(), "start": query.start, "next": next},
         "children": children,

@@ -133,9 +133,15 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
         identity_graph_version = ?sources.graph_version, profiles = sources.profiles.len(),
         "export keyed its fragments"
     );
-    let overlay = MembershipOverlay::load(meta, lake, &request.tenant, &sources.profiles, sources.components.as_ref())
-        .await
-        .map_err(failed("reading", "EXPORT-READ-500"))?;
+    let overlay = MembershipOverlay::load(
+        meta,
+        lake,
+        &request.tenant,
+        &sources.profiles,
+        sources.components.as_ref(),
+    )
+    .await
+    .map_err(failed("reading", "EXPORT-READ-500"))?;
     let candidates = (0..sources.profiles.len() as u32)
         .filter(|&p| {
             let facts = &sources.facts[p as usize];

@@ -48,21 +48,19 @@ pub struct EngineExporter {
 }
 
 impl Exporter for EngineExporter {
-    fn export<'a>(
-        &'a self,
-        request: &'a ExportRequest,
-        progress: &'a ExportProgress,
-        cancel: &'a CancelFlag,
-    ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send + 'a {
-        async move {
-            // `evaluationInfo.segmentation: true`: fresh memberships first, then the export.
-            let ids = request.spec.segments_to_evaluate();
-            if !ids.is_empty() {
-                segment_jobs::evaluate_for_export(&self.meta, &self.lake, &request.tenant, request.job_id, &ids, cancel)
-                    .await?;
-            }
-            run_export(&self.meta, &self.lake, request, progress, cancel).await
+    async fn export(
+        &self,
+        request: &ExportRequest,
+        progress: &ExportProgress,
+        cancel: &CancelFlag,
+    ) -> Result<ExportOutcome, ExportError> {
+        // `evaluationInfo.segmentation: true`: fresh memberships first, then the export.
+        let ids = request.spec.segments_to_evaluate();
+        if !ids.is_empty() {
+            segment_jobs::evaluate_for_export(&self.meta, &self.lake, &request.tenant, request.job_id, &ids, cancel)
+                .await?;
         }
+        run_export(&self.meta, &self.lake, request, progress, cancel).await
     }
 }
 
@@ -124,7 +122,10 @@ impl ExportQueue {
     pub async fn cancel_segment_job(&self, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
         let job = self.meta.cancel_segment_job(tenant, id, now_millis()).await?;
         if job.as_ref().is_some_and(|j| j.status == SegmentJobStatus::Cancelling) {
-            let running = self.segments_running.lock().expect("the registry lock is never poisoned");
+            let running = self
+                .segments_running
+                .lock()
+                .expect("the registry lock is never poisoned");
             if let Some(cancel) = running.get(&(tenant.clone(), id.to_owned())) {
                 cancel.cancel();
             }
@@ -133,12 +134,18 @@ impl ExportQueue {
     }
 
     fn register_segment_job(&self, key: (Tenant, String), cancel: CancelFlag) {
-        let mut running = self.segments_running.lock().expect("the registry lock is never poisoned");
+        let mut running = self
+            .segments_running
+            .lock()
+            .expect("the registry lock is never poisoned");
         running.insert(key, cancel);
     }
 
     fn unregister_segment_job(&self, key: &(Tenant, String)) {
-        let mut running = self.segments_running.lock().expect("the registry lock is never poisoned");
+        let mut running = self
+            .segments_running
+            .lock()
+            .expect("the registry lock is never poisoned");
         running.remove(key);
     }
 

@@ -114,7 +114,13 @@ pub(super) async fn run_segment_job(
         Ok(Err(SegmentError::Cancelled)) => {
             remove_job_files(lake, &job).await;
             if server_stopping && !cancel_requested(meta, &job).await {
-                end_job(meta, &job, SegmentJobStatus::Failed, vec![server_stopped("segment worker shutdown")]).await;
+                end_job(
+                    meta,
+                    &job,
+                    SegmentJobStatus::Failed,
+                    vec![server_stopped("segment worker shutdown")],
+                )
+                .await;
             } else {
                 end_job(meta, &job, SegmentJobStatus::Cancelled, Vec::new()).await;
             }
@@ -230,7 +236,10 @@ pub async fn segments_of(
     tenant: &Tenant,
     ids: &[String],
 ) -> Result<Result<Vec<SegmentJobSegment>, String>, EngineError> {
-    let wanted: Vec<SegmentDefinitionId> = ids.iter().map(|id| SegmentDefinitionId::from_string(id.clone())).collect();
+    let wanted: Vec<SegmentDefinitionId> = ids
+        .iter()
+        .map(|id| SegmentDefinitionId::from_string(id.clone()))
+        .collect();
     let found = meta.segment_definitions_by_id(tenant, &wanted).await?;
     let mut segments = Vec::new();
     for id in ids {

@@ -15,9 +15,9 @@ use dossier_storage::{Lake, MetaStore};
 use super::align::align_batch;
 use super::fragments::{FragmentOrigin, SandboxFragments};
 use super::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
-use crate::segments::{entries_of_profile, overlay_entries};
 use crate::EngineError;
 use crate::identity::{ComponentIndex, FragmentIdentities, Identity, current_graph};
+use crate::segments::{entries_of_profile, overlay_entries};
 
 /// A merged profile as profile access shows it.
 #[derive(Debug, Clone, PartialEq)]

@@ -95,7 +95,14 @@ fn column_at(batch: &RecordBatch, path: &str) -> ArrayRef {
             return new_null_array(&DataType::Null, batch.num_rows());
         };
         let nulls = NullBuffer::union(structs.nulls(), child.nulls());
-        column = arrow::array::make_array(child.to_data().into_builder().nulls(nulls).build().expect("same length"));
+        column = arrow::array::make_array(
+            child
+                .to_data()
+                .into_builder()
+                .nulls(nulls)
+                .build()
+                .expect("same length"),
+        );
     }
     column
 }
@@ -128,7 +135,10 @@ fn micros(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
         ),
         DataType::Null => new_null_array(&DataType::Int64, array.len()),
         _ => {
-            let as_micros = cast(array, &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None))?;
+            let as_micros = cast(
+                array,
+                &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            )?;
             cast(&as_micros, &DataType::Int64)?
         }
     })

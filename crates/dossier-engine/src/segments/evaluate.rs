@@ -224,9 +224,7 @@ struct Context<'a> {
 
 /// The union's top-level fields that `paths` start with (plus `extra`).
 fn projected(schema: &SchemaRef, paths: &[&str], extra: &[&str]) -> SchemaRef {
-    let wanted = |name: &str| {
-        extra.contains(&name) || paths.iter().any(|p| p.split('.').next() == Some(name))
-    };
+    let wanted = |name: &str| extra.contains(&name) || paths.iter().any(|p| p.split('.').next() == Some(name));
     Arc::new(Schema::new(
         schema
             .fields()
@@ -326,7 +324,11 @@ impl Context<'_> {
         // that this group does not compute.
         let mut previous = Vec::new();
         for definition in group {
-            previous.push(entries_by_profile(&self.stored_rows(&definition.id).await?, &index, total));
+            previous.push(entries_by_profile(
+                &self.stored_rows(&definition.id).await?,
+                &index,
+                total,
+            ));
         }
         let mut external: HashMap<String, Vec<bool>> = HashMap::new();
         let mut reads_memberships = false;
@@ -373,10 +375,13 @@ impl Context<'_> {
             for &p in partition {
                 wanted[p as usize] = true;
             }
-            let (merged, fragment_ids) = self.merge_partition(&sources, partition, &wanted, &profile_schema).await?;
+            let (merged, fragment_ids) = self
+                .merge_partition(&sources, partition, &wanted, &profile_schema)
+                .await?;
             self.check_cancel()?;
             let counts = if reads_events {
-                self.count_events(&sources, group, partition, &wanted, &event_schema).await?
+                self.count_events(&sources, group, partition, &wanted, &event_schema)
+                    .await?
             } else {
                 vec![Vec::new(); group.len()]
             };
@@ -414,8 +419,7 @@ impl Context<'_> {
             }
             // The identities of every profile that will have an entry, for the new files.
             for (g, &p) in partition.iter().enumerate() {
-                let has_entry =
-                    (0..group.len()).any(|d| qualifies[d][p as usize] || previous[d][p as usize].is_some());
+                let has_entry = (0..group.len()).any(|d| qualifies[d][p as usize] || previous[d][p as usize].is_some());
                 if has_entry {
                     let mut ids: Vec<Identity> = vec![sources.profiles[p as usize].clone()];
                     for fragment in &fragment_ids[g] {
@@ -456,7 +460,9 @@ impl Context<'_> {
             metrics
                 .segmented_profiles
                 .insert(definition.id.clone(), counts.realized + counts.existing);
-            metrics.segmented_by_namespace.insert(definition.id.clone(), by_namespace);
+            metrics
+                .segmented_by_namespace
+                .insert(definition.id.clone(), by_namespace);
             metrics.segmented_by_status.insert(definition.id.clone(), counts);
             out.push((definition.id.clone(), rows));
         }
@@ -605,11 +611,23 @@ mod tests {
     fn statuses_follow_entering_staying_and_leaving() {
         let entry = |status, time| Some(Entry { status, time });
         assert_eq!(next_entry(true, None, 1), entry(Status::Realized, 1));
-        assert_eq!(next_entry(true, entry(Status::Realized, 1), 2), entry(Status::Existing, 2));
-        assert_eq!(next_entry(true, entry(Status::Existing, 2), 3), entry(Status::Existing, 3));
-        assert_eq!(next_entry(false, entry(Status::Existing, 3), 4), entry(Status::Exited, 4));
+        assert_eq!(
+            next_entry(true, entry(Status::Realized, 1), 2),
+            entry(Status::Existing, 2)
+        );
+        assert_eq!(
+            next_entry(true, entry(Status::Existing, 2), 3),
+            entry(Status::Existing, 3)
+        );
+        assert_eq!(
+            next_entry(false, entry(Status::Existing, 3), 4),
+            entry(Status::Exited, 4)
+        );
         assert_eq!(next_entry(false, entry(Status::Exited, 4), 5), entry(Status::Exited, 4));
-        assert_eq!(next_entry(true, entry(Status::Exited, 4), 6), entry(Status::Realized, 6));
+        assert_eq!(
+            next_entry(true, entry(Status::Exited, 4), 6),
+            entry(Status::Realized, 6)
+        );
         assert_eq!(next_entry(false, None, 7), None);
     }
 }

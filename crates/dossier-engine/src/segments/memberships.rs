@@ -272,7 +272,10 @@ impl MembershipOverlay {
         let index = ProfileIndex::new(profiles, components);
         for (segment, rows) in segments {
             let segment: Arc<str> = Arc::from(segment.as_str());
-            for (p, entry) in entries_by_profile(&rows, &index, profiles.len()).into_iter().enumerate() {
+            for (p, entry) in entries_by_profile(&rows, &index, profiles.len())
+                .into_iter()
+                .enumerate()
+            {
                 if let Some(entry) = entry {
                     overlay
                         .by_profile
@@ -319,9 +322,7 @@ pub fn overlay_entries<'a>(memberships: &mut Value, entries: impl IntoIterator<I
             *memberships = Value::Object(Map::new());
         }
         let namespaces = memberships.as_object_mut().expect("made an object above");
-        let ups = namespaces
-            .entry(UPS)
-            .or_insert_with(|| Value::Object(Map::new()));
+        let ups = namespaces.entry(UPS).or_insert_with(|| Value::Object(Map::new()));
         if !ups.is_object() {
             *ups = Value::Object(Map::new());
         }

@@ -203,6 +203,9 @@ mod tests {
             unit: TimeUnit::Week,
         };
         // 2024-03-14 is a Thursday; the week starts on Monday the 11th.
-        assert_eq!(window_ranges(&this_week, now)[0].lo, Some((at("2024-03-11T00:00:00Z"), true)));
+        assert_eq!(
+            window_ranges(&this_week, now)[0].lo,
+            Some((at("2024-03-11T00:00:00Z"), true))
+        );
     }
 }

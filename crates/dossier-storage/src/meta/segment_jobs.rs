@@ -32,9 +32,11 @@ pub struct NewSegmentJob {
 /// What [`MetaStore::create_segment_job`] did.
 #[derive(Debug, Clone)]
 pub enum SegmentJobCreation {
-    Created(SegmentJob),
+    Created(Box<SegmentJob>),
     /// As many segment jobs as allowed are waiting for a worker.
-    QueueFull { queued: u64 },
+    QueueFull {
+        queued: u64,
+    },
 }
 
 /// The membership file of one segment that evaluation wrote.
@@ -155,7 +157,7 @@ impl MetaStore {
             .await?
             .expect("inserted in this transaction");
         tx.commit().await?;
-        Ok(SegmentJobCreation::Created(job))
+        Ok(SegmentJobCreation::Created(Box::new(job)))
     }
 
     pub async fn segment_job(&self, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
