@@ -16,6 +16,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use dossier_engine::export_queue::{
     EngineExporter, ExportQueue, ExportWorkers, WorkerSettings, recover_interrupted_exports,
+    recover_interrupted_segment_jobs,
 };
 use dossier_engine::ingest::Ingestion;
 use dossier_model::catalog::BatchStatus;
@@ -123,6 +124,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let recovered = recover_interrupted_exports(&meta, &lake).await?;
     if recovered > 0 {
         tracing::warn!(jobs = recovered, "failed export jobs interrupted by the last stop");
+    }
+    let recovered = recover_interrupted_segment_jobs(&meta, &lake).await?;
+    if recovered > 0 {
+        tracing::warn!(jobs = recovered, "failed segment jobs interrupted by the last stop");
     }
     let exports = ExportQueue::new(meta.clone());
     let export_workers = start_export_workers(&exports, &meta, &lake, &config.limits);

@@ -14,5 +14,6 @@ pub mod parquet_io;
 pub mod preview;
 pub mod profiles;
 pub mod schemas;
+pub mod segments;
 
 pub use error::EngineError;

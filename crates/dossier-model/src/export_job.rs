@@ -96,6 +96,27 @@ pub struct ExportSpec {
     pub evaluate_segments: bool,
 }
 
+impl ExportSpec {
+    /// The `ups` segments (namespace compared case-insensitively) a job with
+    /// `evaluationInfo.segmentation: true` evaluates before exporting, each once, in filter order.
+    pub fn segments_to_evaluate(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        if !self.evaluate_segments {
+            return ids;
+        }
+        for filter in &self.segments {
+            if filter
+                .segment_ns
+                .eq_ignore_ascii_case(crate::export_request::DEFAULT_SEGMENT_NS)
+                && !ids.contains(&filter.segment_id)
+            {
+                ids.push(filter.segment_id.clone());
+            }
+        }
+        ids
+    }
+}
+
 /// Where one batch of a job goes: the whole job's rows, or (with `segmentPerBatch`) the rows of
 /// one entry of `filter.segments`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

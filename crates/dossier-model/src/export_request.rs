@@ -87,9 +87,6 @@ pub enum ExportRule {
     SchemaName,
     /// `evaluationInfo` is not `{segmentation: bool}`.
     EvaluationInfo,
-    /// `evaluationInfo.segmentation: true`: segment evaluation does not exist yet, and exporting
-    /// memberships as they stand while the user asked for fresh ones would be silently wrong.
-    SegmentEvaluationUnavailable,
 }
 
 /// A refused create request: the rule that was broken and what to do about it.
@@ -648,15 +645,6 @@ fn parse_evaluation_info(body: &Value) -> Result<Option<bool>, ExportRequestErro
         ExportRule::EvaluationInfo,
     )?
     .unwrap_or(false);
-    if segmentation {
-        return Err(ExportRequestError::invalid(
-            ExportRule::SegmentEvaluationUnavailable,
-            "evaluationInfo.segmentation",
-            true,
-            "this server cannot evaluate segments inside an export job yet; leave evaluationInfo out (or set segmentation \
-             to false) to export the memberships the profiles hold now",
-        ));
-    }
     Ok(Some(segmentation))
 }
 
@@ -1145,11 +1133,6 @@ mod tests {
             (
                 with(minimal(), "/evaluationInfo", json!({"segmentation": "maybe"})),
                 ExportRule::EvaluationInfo,
-                "evaluationInfo.segmentation",
-            ),
-            (
-                with(minimal(), "/evaluationInfo", json!({"segmentation": true})),
-                ExportRule::SegmentEvaluationUnavailable,
                 "evaluationInfo.segmentation",
             ),
         ];

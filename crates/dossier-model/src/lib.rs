@@ -14,6 +14,7 @@ pub mod merge_policy;
 pub mod pql;
 pub mod schema;
 pub mod segment_definition;
+pub mod segment_job;
 pub mod tenancy;
 pub mod time;
 pub mod validation;

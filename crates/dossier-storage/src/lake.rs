@@ -106,6 +106,20 @@ impl Lake {
         Self::identity_graph_prefix(tenant).join(format!("v{version}-{nonce:016x}.parquet"))
     }
 
+    /// Where the membership files of one segment live (`ups` memberships written by evaluation).
+    pub fn segment_memberships_prefix(tenant: &Tenant, segment_id: &str) -> ObjectPath {
+        Self::tenant_prefix(tenant)
+            .join(PROFILE_STORE)
+            .join("segment-memberships")
+            .join(segment_id)
+    }
+
+    /// The membership file one job writes for one segment; the job id keeps files of two jobs
+    /// apart, so the current file is never overwritten.
+    pub fn segment_membership_file(tenant: &Tenant, segment_id: &str, job_id: &str) -> ObjectPath {
+        Self::segment_memberships_prefix(tenant, segment_id).join(format!("{job_id}.parquet"))
+    }
+
     /// Streams `chunks` into the object at `location` without holding more than a part in memory;
     /// gives up (removing what was written) once more than `max_bytes` arrive.
     pub async fn write_stream<E: std::fmt::Display>(

@@ -9,9 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use dossier_engine::export_queue::segments_of;
 use dossier_model::ValidationError;
 use dossier_model::export_job::{ExportJob, ExportJobListQuery, ExportJobOffset, export_job_cursor};
-use dossier_model::export_request::{ExportJobRequest, ExportRequestError, ExportRule};
+use dossier_model::export_request::{DEFAULT_SEGMENT_NS, ExportJobRequest, ExportRequestError, ExportRule};
 use dossier_model::ids::BatchId;
 use dossier_model::merge_policy::MergePolicy;
 use dossier_model::schema::PROFILE_SCHEMA_NAME;
@@ -28,6 +29,7 @@ use crate::state::AppState;
 use crate::views::export_job_json;
 
 const NOT_FOUND: &str = "DOSSIER-EXPORTJOB-404";
+const UNKNOWN_SEGMENT_DEFINITION: &str = "DOSSIER-EXPORTJOB-SEGMENT-DEFINITION-400";
 const INVALID_QUERY: &str = "DOSSIER-EXPORTJOB-QUERY-400";
 const INVALID_IDEMPOTENCY_KEY: &str = "DOSSIER-EXPORTJOB-IDEMPOTENCY-KEY-400";
 const IDEMPOTENCY_KEY_REUSED: &str = "DOSSIER-EXPORTJOB-IDEMPOTENCY-409";
@@ -67,7 +69,6 @@ fn rule_code(rule: ExportRule) -> &'static str {
         ExportRule::MissingSchemaName => "DOSSIER-EXPORTJOB-SCHEMA-MISSING-400",
         ExportRule::SchemaName => "DOSSIER-EXPORTJOB-SCHEMA-NAME-400",
         ExportRule::EvaluationInfo => "DOSSIER-EXPORTJOB-EVALUATIONINFO-400",
-        ExportRule::SegmentEvaluationUnavailable => "DOSSIER-EXPORTJOB-SEGMENTATION-UNAVAILABLE-400",
     }
 }
 
@@ -214,7 +215,51 @@ async fn check_against_sandbox(
         let union = meta.event_union(tenant).await.map_err(storage_failure)?;
         request.check_event_fields(&union).map_err(refused)?;
     }
+    check_segments_to_evaluate(meta, tenant, request).await?;
     resolve_merge_policy(meta, tenant, request).await
+}
+
+/// With `evaluationInfo.segmentation: true` every `ups` segment of `filter.segments` is
+/// evaluated first, so each must be a definition of the sandbox.
+async fn check_segments_to_evaluate(
+    meta: &MetaStore,
+    tenant: &Tenant,
+    request: &ExportJobRequest,
+) -> Result<(), ApiError> {
+    if request.evaluate_segments != Some(true) {
+        return Ok(());
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for filter in &request.segments {
+        if filter.segment_ns.eq_ignore_ascii_case(DEFAULT_SEGMENT_NS) && !ids.contains(&filter.segment_id) {
+            ids.push(filter.segment_id.clone());
+        }
+    }
+    let found = segments_of(meta, tenant, &ids).await.map_err(|e| {
+        ApiError::ups(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "DOSSIER-EXPORTJOB-500",
+            e.to_string(),
+        )
+    })?;
+    if let Err(id) = found {
+        return Err(ApiError::ups(
+            StatusCode::BAD_REQUEST,
+            UNKNOWN_SEGMENT_DEFINITION,
+            ValidationError::invalid(
+                "filter.segments.segmentId",
+                &id,
+                format!(
+                    "evaluationInfo.segmentation is true, so every ups segment is evaluated first, and there is no \
+                     segment definition '{id}' in sandbox '{}'; create it, name an existing definition, or set \
+                     evaluationInfo.segmentation to false to export the memberships as they stand",
+                    tenant.sandbox
+                ),
+            )
+            .to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Creates an export job: validated against the sandbox, then queued with its batches.

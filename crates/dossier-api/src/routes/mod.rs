@@ -10,6 +10,7 @@ mod merge_policies;
 mod profile_access;
 mod schemas;
 mod segment_definitions;
+mod segment_jobs;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -36,6 +37,7 @@ use crate::{json_errors, request_context};
         (name = "export jobs", description = "Exports of merged profiles into a dataset, queued and run by workers"),
         (name = "profile access", description = "The merged profile of one identity"),
         (name = "segment definitions", description = "Segment definitions: named PQL conditions over profiles"),
+        (name = "segment jobs", description = "Evaluations of segment definitions into ups memberships, run by the export workers"),
         (name = "schemaregistry", description = "Schema Registry (subset): tenant schemas, union schemas, identity descriptors"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -104,6 +106,11 @@ fn ups_routes() -> OpenApiRouter<AppState> {
             segment_definitions::list_segment_definitions,
             segment_definitions::create_segment_definition
         ))
+        .routes(routes!(
+            segment_jobs::list_segment_jobs,
+            segment_jobs::create_segment_job
+        ))
+        .routes(routes!(segment_jobs::get_segment_job, segment_jobs::cancel_segment_job))
         // As for merge policies, the static `bulk-get` wins over `{id}`.
         .routes(routes!(segment_definitions::bulk_get_segment_definitions))
         .routes(routes!(

@@ -18,7 +18,7 @@ use dossier_storage::meta::FileKind;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::EngineError;
-use crate::identity::{Identity, PinnedGraph, current_graph, read_file_identities};
+use crate::identity::{ComponentIndex, Identity, PinnedGraph, current_graph, read_file_identities};
 use crate::schemas::dataset_schema;
 
 /// Marks a fragment that belongs to no profile (it has no identity).
@@ -68,6 +68,8 @@ pub struct KeyedSources {
     pub facts: Vec<ProfileFacts>,
     /// The identity graph version profiles were keyed with (`pdg`); `None` under `none`.
     pub graph_version: Option<i64>,
+    /// The components of that version: where a stored identity's profile is found (`pdg`).
+    pub components: Option<ComponentIndex>,
 }
 
 async fn source_datasets(
@@ -158,6 +160,7 @@ impl KeyedSources {
             profiles: Vec::new(),
             facts: Vec::new(),
             graph_version: graph.as_ref().and_then(PinnedGraph::version_number),
+            components: None,
         };
         let mut interned: HashMap<Identity, u32> = HashMap::new();
         for file in files {
@@ -200,6 +203,7 @@ impl KeyedSources {
                 sources.events.push(keyed)
             }
         }
+        sources.components = graph.map(|g| g.components);
         Ok(sources)
     }
 }

@@ -1,7 +1,7 @@
 //! The export pipeline: merged profiles of a sandbox, filtered, projected and written as Parquet
 //! into the batches of an export job.
 
-mod keys;
+pub(crate) mod keys;
 mod project;
 mod run;
 mod types;

@@ -31,6 +31,7 @@ use crate::parquet_io::LakeFileReader;
 use crate::profiles::align::align_batch;
 use crate::profiles::json_columns::column_as_json;
 use crate::profiles::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups, merged_memberships};
+use crate::segments::memberships::{MembershipOverlay, with_memberships};
 
 /// Profiles held in memory at once.
 pub const PROFILES_PER_PARTITION: usize = 250_000;
@@ -58,6 +59,8 @@ struct Plan {
     event_schema: Option<SchemaRef>,
     sources: KeyedSources,
     candidates: Vec<u32>,
+    /// Evaluated (`ups`) memberships laid over the profiles' own.
+    overlay: MembershipOverlay,
 }
 
 async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<Plan, ExportError> {
@@ -140,6 +143,15 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
         identity_graph_version = ?sources.graph_version, profiles = sources.profiles.len(),
         "export keyed its fragments"
     );
+    let overlay = MembershipOverlay::load(
+        meta,
+        lake,
+        &request.tenant,
+        &sources.profiles,
+        sources.components.as_ref(),
+    )
+    .await
+    .map_err(failed("reading", "EXPORT-READ-500"))?;
     let candidates = (0..sources.profiles.len() as u32)
         .filter(|&p| {
             let facts = &sources.facts[p as usize];
@@ -154,6 +166,7 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
         event_schema,
         sources,
         candidates,
+        overlay,
     })
 }
 
@@ -394,6 +407,7 @@ struct PartitionWork {
     merge_rows: RecordBatch,
     events: PartitionEvents,
     extra: Vec<Vec<FragmentIdentities>>,
+    memberships: Vec<Value>,
 }
 
 /// Merges, projects and assembles the output rows of one chunk of profiles.
@@ -419,6 +433,11 @@ fn build_chunk(plan: &Plan, work: &PartitionWork, chunk: &[(usize, Vec<usize>)])
     };
     let sub_extra: Vec<Vec<FragmentIdentities>> = groups.iter().map(|&g| work.extra[g].clone()).collect();
     let merged = merge_groups(&rows, &plan.merge_schema, &sub, &identities, &sub_extra)?;
+    let merged = if plan.overlay.is_empty() {
+        merged
+    } else {
+        with_memberships(merged, groups.iter().map(|&g| work.memberships[g].clone()).collect())?
+    };
     let mut columns: Vec<ArrayRef> = Vec::new();
     for field in plan.output_schema.fields() {
         if field.name() == "eventList" {
@@ -472,7 +491,8 @@ async fn export_partition(
     }
     let memberships_json =
         column_as_json(&records.rows, SEGMENT_MEMBERSHIP).map_err(failed("merging", "EXPORT-MERGE-500"))?;
-    let memberships = merged_memberships(&memberships_json, &records.groups);
+    let mut memberships = merged_memberships(&memberships_json, &records.groups);
+    plan.overlay.apply(&mut memberships, profiles);
 
     // The identityMap of a profile with records is the union of its records' identities; an
     // empty profile takes its events' identities.
@@ -524,6 +544,7 @@ async fn export_partition(
         merge_rows,
         events,
         extra,
+        memberships,
     });
     let chunks: Vec<Vec<(usize, Vec<usize>)>> = chosen.chunks(PROFILES_PER_CHUNK).map(<[_]>::to_vec).collect();
     // Merging is CPU work: it runs on blocking threads, two chunks at a time (both cores), while

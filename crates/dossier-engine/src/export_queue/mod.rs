@@ -6,6 +6,7 @@
 //! export it is running, so that a DELETE stops an export at once and a GET shows its progress.
 
 mod recovery;
+mod segment_jobs;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use dossier_model::export_job::{ExportJob, ExportJobError, ExportJobProgress};
+use dossier_model::segment_job::{SegmentJob, SegmentJobStatus};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
 use dossier_storage::meta::ExportCancellation;
@@ -25,6 +27,7 @@ use dossier_storage::{Lake, MetaStore, StorageError};
 use crate::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, run_export};
 
 pub use recovery::recover_interrupted_exports;
+pub use segment_jobs::{recover_interrupted_segment_jobs, segments_of};
 pub use worker::{ExportWorkers, WorkerSettings};
 
 /// Runs one export. The server uses [`EngineExporter`]; tests of the queue substitute exports
@@ -45,13 +48,19 @@ pub struct EngineExporter {
 }
 
 impl Exporter for EngineExporter {
-    fn export<'a>(
-        &'a self,
-        request: &'a ExportRequest,
-        progress: &'a ExportProgress,
-        cancel: &'a CancelFlag,
-    ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send + 'a {
-        run_export(&self.meta, &self.lake, request, progress, cancel)
+    async fn export(
+        &self,
+        request: &ExportRequest,
+        progress: &ExportProgress,
+        cancel: &CancelFlag,
+    ) -> Result<ExportOutcome, ExportError> {
+        // `evaluationInfo.segmentation: true`: fresh memberships first, then the export.
+        let ids = request.spec.segments_to_evaluate();
+        if !ids.is_empty() {
+            segment_jobs::evaluate_for_export(&self.meta, &self.lake, &request.tenant, request.job_id, &ids, cancel)
+                .await?;
+        }
+        run_export(&self.meta, &self.lake, request, progress, cancel).await
     }
 }
 
@@ -70,6 +79,8 @@ type JobKey = (Tenant, i64);
 pub struct ExportQueue {
     meta: MetaStore,
     running: Arc<Mutex<HashMap<JobKey, RunningExport>>>,
+    /// The cancel flags of the segment jobs this process runs.
+    segments_running: Arc<Mutex<HashMap<(Tenant, String), CancelFlag>>>,
     wake: Arc<Notify>,
 }
 
@@ -78,6 +89,7 @@ impl ExportQueue {
         Self {
             meta,
             running: Arc::default(),
+            segments_running: Arc::default(),
             wake: Arc::new(Notify::new()),
         }
     }
@@ -103,6 +115,38 @@ impl ExportQueue {
     pub fn live_progress(&self, tenant: &Tenant, id: i64) -> Option<ExportJobProgress> {
         self.running_export(tenant, id)
             .map(|running| progress_snapshot(&running.progress))
+    }
+
+    /// Cancels a segment job: a NEW one at once, a PROCESSING one (CANCELLING) within about a
+    /// second when this process runs it, at its worker's next heartbeat otherwise.
+    pub async fn cancel_segment_job(&self, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
+        let job = self.meta.cancel_segment_job(tenant, id, now_millis()).await?;
+        if job.as_ref().is_some_and(|j| j.status == SegmentJobStatus::Cancelling) {
+            let running = self
+                .segments_running
+                .lock()
+                .expect("the registry lock is never poisoned");
+            if let Some(cancel) = running.get(&(tenant.clone(), id.to_owned())) {
+                cancel.cancel();
+            }
+        }
+        Ok(job)
+    }
+
+    fn register_segment_job(&self, key: (Tenant, String), cancel: CancelFlag) {
+        let mut running = self
+            .segments_running
+            .lock()
+            .expect("the registry lock is never poisoned");
+        running.insert(key, cancel);
+    }
+
+    fn unregister_segment_job(&self, key: &(Tenant, String)) {
+        let mut running = self
+            .segments_running
+            .lock()
+            .expect("the registry lock is never poisoned");
+        running.remove(key);
     }
 
     fn running_export(&self, tenant: &Tenant, id: i64) -> Option<RunningExport> {

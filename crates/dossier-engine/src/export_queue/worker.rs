@@ -14,6 +14,7 @@ use dossier_model::time::now_millis;
 use dossier_storage::Lake;
 use dossier_storage::meta::BatchOutcome;
 
+use super::segment_jobs::run_segment_job;
 use super::{ExportQueue, Exporter, RunningExport, progress_snapshot, remove_job_files, server_stopped};
 use crate::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span};
 
@@ -116,7 +117,17 @@ impl<E: Exporter> Worker<E> {
         while !*stopped.borrow() && stopped.has_changed().is_ok() {
             match self.queue.meta.claim_next_export_job(now_millis()).await {
                 Ok(Some(job)) => self.run(job, &mut stopped).await,
-                Ok(None) => self.idle(&mut stopped).await,
+                // Segment jobs share the workers; exports are claimed first.
+                Ok(None) => match self.queue.meta.claim_next_segment_job(now_millis()).await {
+                    Ok(Some(job)) => {
+                        run_segment_job(&self.queue, &self.lake, self.settings.heartbeat, job, &mut stopped).await
+                    }
+                    Ok(None) => self.idle(&mut stopped).await,
+                    Err(error) => {
+                        tracing::error!(%error, "export worker cannot read the segment job queue");
+                        self.idle(&mut stopped).await;
+                    }
+                },
                 Err(error) => {
                     tracing::error!(%error, "export worker cannot read the job queue");
                     self.idle(&mut stopped).await;

@@ -14,9 +14,10 @@ use dossier_storage::{Lake, MetaStore};
 
 use super::align::align_batch;
 use super::fragments::{FragmentOrigin, SandboxFragments};
-use super::merge::{Groups, merge_groups};
+use super::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
 use crate::EngineError;
 use crate::identity::{ComponentIndex, FragmentIdentities, Identity, current_graph};
+use crate::segments::{entries_of_profile, overlay_entries};
 
 /// A merged profile as profile access shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,7 +152,14 @@ pub async fn lookup_profile(
         Vec::new()
     };
     let merged = merge_groups(&rows, &union_schema, &groups, &identities, &[extra])?;
-    let entity = first_row_as_json(&merged)?;
+    let mut entity = first_row_as_json(&merged)?;
+    let evaluated = entries_of_profile(meta, lake, tenant, &target, graph.as_ref().map(|g| &g.components)).await?;
+    if !evaluated.is_empty()
+        && let Some(object) = entity.as_object_mut()
+    {
+        let memberships = object.entry(SEGMENT_MEMBERSHIP).or_insert(Value::Null);
+        overlay_entries(memberships, evaluated.iter().map(|(s, e)| (s.as_str(), *e)));
+    }
     Ok(Some(MergedProfile {
         entity_id: render(&target),
         entity,

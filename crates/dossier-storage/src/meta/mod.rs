@@ -10,6 +10,7 @@ mod rows;
 mod sandboxes;
 mod schemas;
 mod segment_definitions;
+mod segment_jobs;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub use export_jobs::{ExportCancellation, ExportJobCreation, ExportJobListing, I
 pub use identity_graph::{IdentityGraphVersion, IdentityGraphWriteGuard};
 pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
 pub use segment_definitions::{SegmentDefinitionPage, SegmentDefinitionWriteError};
+pub use segment_jobs::{MembershipFile, NewSegmentJob, SegmentJobCreation};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

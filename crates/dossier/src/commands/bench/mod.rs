@@ -5,10 +5,12 @@ mod peer;
 mod plan;
 mod report;
 mod run;
+mod segments;
 mod server;
 
 pub use generate::GenerateArgs;
 pub use run::RunArgs;
+pub use segments::SegmentsArgs;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -20,11 +22,16 @@ pub enum BenchCommand {
     /// jobs, run the same selections in DuckDB over the same files, check both exported the same
     /// rows, and print one table (see BENCHMARKS.md).
     Run(RunArgs),
+    /// Load a generated workload into a fresh server, create three segment definitions
+    /// (attribute-only, event count, occurs window) and time one segment job evaluating them,
+    /// with the server's peak memory.
+    Segments(SegmentsArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Generate(args) => generate::generate(args).await,
         BenchCommand::Run(args) => run::run(args).await,
+        BenchCommand::Segments(args) => segments::run(args).await,
     }
 }

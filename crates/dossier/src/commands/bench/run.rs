@@ -72,22 +72,27 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
 }
 
 /// Generates the workload unless `dir` already holds this one (same size, seed and format).
-async fn ensure_workload(args: &RunArgs, dir: &Path, format: dossier_bench::OutputFormat) -> anyhow::Result<Value> {
+pub(super) async fn ensure_workload(
+    profiles: u64,
+    seed: u64,
+    dir: &Path,
+    format: dossier_bench::OutputFormat,
+) -> anyhow::Result<Value> {
     let manifest_path = dir.join(dossier_bench::MANIFEST_FILE);
     let format_name = match format {
         dossier_bench::OutputFormat::Parquet => "parquet",
         dossier_bench::OutputFormat::JsonLines => "json",
     };
     if let Ok(manifest) = read_json(&manifest_path)
-        && manifest["profiles"] == json!(args.profiles)
-        && manifest["seed"] == json!(args.seed)
+        && manifest["profiles"] == json!(profiles)
+        && manifest["seed"] == json!(seed)
         && manifest["format"] == format_name
     {
         eprintln!("reusing the workload in {}", dir.display());
         return Ok(manifest);
     }
-    eprintln!("generating {} profiles into {}", args.profiles, dir.display());
-    let mut options = dossier_bench::GenerateOptions::new(args.profiles, args.seed, dir);
+    eprintln!("generating {profiles} profiles into {}", dir.display());
+    let mut options = dossier_bench::GenerateOptions::new(profiles, seed, dir);
     options.format = format;
     options.overwrite = true;
     let started = Instant::now();
@@ -96,7 +101,7 @@ async fn ensure_workload(args: &RunArgs, dir: &Path, format: dossier_bench::Outp
     read_json(&manifest_path)
 }
 
-async fn start_server(dir: &Path) -> anyhow::Result<(ChildServer, Remote)> {
+pub(super) async fn start_server(dir: &Path) -> anyhow::Result<(ChildServer, Remote)> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
@@ -277,14 +282,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.work)?;
     let work = std::fs::canonicalize(&args.work)?;
     let data = work.join(format!("data-{}-seed{}", args.profiles, args.seed));
-    let manifest = ensure_workload(&args, &data, dossier_bench::OutputFormat::Parquet).await?;
+    let manifest = ensure_workload(args.profiles, args.seed, &data, dossier_bench::OutputFormat::Parquet).await?;
     // The same seed gives the same records in either format, so DuckDB can read the Parquet
     // files while Dossier ingests JSON lines.
     let ingested = match args.ingest {
         super::generate::FormatArg::Parquet => data.clone(),
         super::generate::FormatArg::Json => {
             let dir = work.join(format!("data-{}-seed{}-json", args.profiles, args.seed));
-            ensure_workload(&args, &dir, dossier_bench::OutputFormat::JsonLines).await?;
+            ensure_workload(args.profiles, args.seed, &dir, dossier_bench::OutputFormat::JsonLines).await?;
             dir
         }
     };

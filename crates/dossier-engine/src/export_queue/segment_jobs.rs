@@ -1,0 +1,302 @@
+//! Segment jobs on the export workers: a worker with no export to run claims the oldest NEW
+//! segment job, evaluates it with a heartbeat beside it, and ends it SUCCEEDED (switching the
+//! membership files in the same transaction), FAILED or CANCELLED. Also the first step of an
+//! export with `evaluationInfo.segmentation: true`, and recovery after a stop.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+use tokio::sync::watch;
+
+use dossier_model::export_job::ExportJobError;
+use dossier_model::ids::SegmentDefinitionId;
+use dossier_model::segment_job::{SegmentJob, SegmentJobSegment, SegmentJobStatus};
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::now_millis;
+use dossier_storage::{Lake, MetaStore};
+
+use super::ExportQueue;
+use crate::EngineError;
+use crate::export::{CancelFlag, ExportError};
+use crate::segments::{Evaluation, SegmentError, evaluate_segments, remove_files};
+
+fn job_error(code: &str, msg: String, where_: &str) -> ExportJobError {
+    ExportJobError {
+        code: code.into(),
+        msg,
+        call_stack: where_.into(),
+    }
+}
+
+/// Deletes files a superseding switch left behind; a failure only leaks a file.
+async fn delete_paths(lake: &Lake, paths: &[String]) {
+    for path in paths {
+        if let Err(error) = lake.store().delete(&ObjectPath::from(path.as_str())).await {
+            tracing::warn!(%error, %path, "could not remove a superseded membership file");
+        }
+    }
+}
+
+/// Runs one claimed segment job to its end.
+pub(super) async fn run_segment_job(
+    queue: &ExportQueue,
+    lake: &Lake,
+    heartbeat: Duration,
+    job: SegmentJob,
+    stopped: &mut watch::Receiver<bool>,
+) {
+    tracing::info!(job_id = %job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox, "segment job started");
+    let cancel = CancelFlag::default();
+    let key = (job.tenant.clone(), job.id.clone());
+    queue.register_segment_job(key.clone(), cancel.clone());
+    let meta = &queue.meta;
+    let now = job.metrics.start.unwrap_or_else(now_millis);
+    let evaluation = AssertUnwindSafe(evaluate_segments(
+        meta,
+        lake,
+        &job.tenant,
+        &job.segments,
+        &job.id,
+        now,
+        &cancel,
+    ))
+    .catch_unwind();
+    tokio::pin!(evaluation);
+    let mut beat = tokio::time::interval(heartbeat);
+    let mut server_stopping = *stopped.borrow();
+    if server_stopping {
+        cancel.cancel();
+    }
+    let ended = loop {
+        tokio::select! {
+            result = &mut evaluation => break result,
+            _ = beat.tick() => match meta.segment_job_heartbeat(&job.tenant, &job.id, now_millis()).await {
+                Ok(true) => {}
+                Ok(false) => cancel.cancel(),
+                Err(error) => tracing::warn!(%error, job_id = %job.id, "could not record a segment job heartbeat"),
+            },
+            _ = stopped.changed(), if !server_stopping => {
+                server_stopping = true;
+                cancel.cancel();
+            }
+        }
+    };
+    queue.unregister_segment_job(&key);
+    match ended {
+        Ok(Ok(Evaluation { files, mut metrics })) => {
+            metrics.end = Some(now_millis());
+            match meta.succeed_segment_job(&job, &metrics, &files, now_millis()).await {
+                Ok(Some(superseded)) => {
+                    delete_paths(lake, &superseded).await;
+                    tracing::info!(job_id = %job.id, "segment job succeeded");
+                }
+                Ok(None) => {
+                    // A cancel arrived after the last check: nothing of this job is kept.
+                    remove_files(lake, &files).await;
+                    end_job(meta, &job, SegmentJobStatus::Cancelled, Vec::new()).await;
+                }
+                Err(error) => {
+                    remove_files(lake, &files).await;
+                    let msg = format!("The evaluation's result could not be recorded in the metadata store: {error}");
+                    end_job(
+                        meta,
+                        &job,
+                        SegmentJobStatus::Failed,
+                        vec![job_error("SEGMENT-STORAGE-500", msg, "segment worker, commit")],
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(Err(SegmentError::Cancelled)) => {
+            remove_job_files(lake, &job).await;
+            if server_stopping && !cancel_requested(meta, &job).await {
+                end_job(
+                    meta,
+                    &job,
+                    SegmentJobStatus::Failed,
+                    vec![server_stopped("segment worker shutdown")],
+                )
+                .await;
+            } else {
+                end_job(meta, &job, SegmentJobStatus::Cancelled, Vec::new()).await;
+            }
+        }
+        Ok(Err(SegmentError::Failed { code, message })) => {
+            remove_job_files(lake, &job).await;
+            end_job(
+                meta,
+                &job,
+                SegmentJobStatus::Failed,
+                vec![job_error(code, message, "segment evaluation")],
+            )
+            .await;
+        }
+        Err(panic) => {
+            remove_job_files(lake, &job).await;
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            let msg = format!("The evaluation stopped on an internal error: {message}. Please report it.");
+            end_job(
+                meta,
+                &job,
+                SegmentJobStatus::Failed,
+                vec![job_error("SEGMENT-INTERNAL-500", msg, "segment worker")],
+            )
+            .await;
+        }
+    }
+}
+
+async fn end_job(meta: &MetaStore, job: &SegmentJob, status: SegmentJobStatus, errors: Vec<ExportJobError>) {
+    let mut metrics = job.metrics.clone();
+    metrics.end = Some(now_millis());
+    if let Err(error) = meta
+        .end_segment_job(&job.tenant, &job.id, status, &errors, Some(&metrics), now_millis())
+        .await
+    {
+        tracing::error!(%error, job_id = %job.id, "could not record the end of a segment job");
+    }
+    tracing::info!(job_id = %job.id, %status, "segment job ended");
+}
+
+async fn cancel_requested(meta: &MetaStore, job: &SegmentJob) -> bool {
+    meta.segment_job(&job.tenant, &job.id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|j| j.status == SegmentJobStatus::Cancelling)
+}
+
+fn server_stopped(where_: &str) -> ExportJobError {
+    job_error(
+        "SEGMENT-SERVER-STOPPED",
+        "The server stopped while the segment job was PROCESSING. Nothing of it was kept: the memberships \
+         evaluated before it stay current. Create the job again."
+            .into(),
+        where_,
+    )
+}
+
+/// Removes the membership files a job may have written (never a current one: a job's files
+/// become current only with its success).
+async fn remove_job_files(lake: &Lake, job: &SegmentJob) {
+    for segment in &job.segments {
+        let location = Lake::segment_membership_file(&job.tenant, &segment.segment_id, &job.id);
+        match lake.store().delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => tracing::warn!(%error, %location, "could not remove a membership file"),
+        }
+    }
+}
+
+/// Fails every segment job left PROCESSING or CANCELLING by a process that stopped, after
+/// removing what it wrote; the previous membership files stay current. Run at startup.
+pub async fn recover_interrupted_segment_jobs(meta: &MetaStore, lake: &Lake) -> Result<usize, EngineError> {
+    let mut count = 0;
+    for status in [SegmentJobStatus::Processing, SegmentJobStatus::Cancelling] {
+        for job in meta.segment_jobs_in_status(status).await? {
+            tracing::warn!(job_id = %job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox,
+                "failing a segment job the last stop interrupted");
+            remove_job_files(lake, &job).await;
+            let (status, errors) = if status == SegmentJobStatus::Cancelling {
+                (SegmentJobStatus::Cancelled, Vec::new())
+            } else {
+                (
+                    SegmentJobStatus::Failed,
+                    vec![job_error(
+                        "SEGMENT-SERVER-STOPPED",
+                        "The server stopped while the segment job was PROCESSING (found at startup). Nothing of \
+                         it was kept: the memberships evaluated before it stay current. Create the job again."
+                            .into(),
+                        "startup recovery",
+                    )],
+                )
+            };
+            let mut metrics = job.metrics.clone();
+            metrics.end = Some(now_millis());
+            meta.end_segment_job(&job.tenant, &job.id, status, &errors, Some(&metrics), now_millis())
+                .await?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// The definitions `ids` name, as a job evaluates them; `Err` names the first id that is not
+/// a definition of the tenant.
+pub async fn segments_of(
+    meta: &MetaStore,
+    tenant: &Tenant,
+    ids: &[String],
+) -> Result<Result<Vec<SegmentJobSegment>, String>, EngineError> {
+    let wanted: Vec<SegmentDefinitionId> = ids
+        .iter()
+        .map(|id| SegmentDefinitionId::from_string(id.clone()))
+        .collect();
+    let found = meta.segment_definitions_by_id(tenant, &wanted).await?;
+    let mut segments = Vec::new();
+    for id in ids {
+        let Some(definition) = found.iter().find(|d| d.id.as_str() == id) else {
+            return Ok(Err(id.clone()));
+        };
+        let Some(policy) = meta.merge_policy(tenant, &definition.merge_policy_id, None).await? else {
+            return Ok(Err(id.clone()));
+        };
+        segments.push(SegmentJobSegment {
+            segment_id: id.clone(),
+            expression: definition.expression.clone(),
+            merge_policy_id: definition.merge_policy_id.to_string(),
+            merge_policy_version: policy.version,
+        });
+    }
+    Ok(Ok(segments))
+}
+
+/// The first step of an export with `evaluationInfo.segmentation: true`: its `ups` segments
+/// are evaluated as a segment job would, and the new memberships made current.
+pub(super) async fn evaluate_for_export(
+    meta: &MetaStore,
+    lake: &Lake,
+    tenant: &Tenant,
+    job_id: i64,
+    ids: &[String],
+    cancel: &CancelFlag,
+) -> Result<(), ExportError> {
+    let failed = |code: &'static str, message: String| ExportError::Failed {
+        code,
+        message,
+        stage: "segmentation",
+    };
+    let segments = match segments_of(meta, tenant, ids).await {
+        Ok(Ok(segments)) => segments,
+        Ok(Err(id)) => {
+            return Err(failed(
+                "EXPORT-SEGMENT-404",
+                format!("segment definition {id} no longer exists; create the job again without it"),
+            ));
+        }
+        Err(error) => return Err(failed("EXPORT-STORAGE-500", error.to_string())),
+    };
+    let run_id = format!("export-{job_id}-{}", now_millis());
+    match evaluate_segments(meta, lake, tenant, &segments, &run_id, now_millis(), cancel).await {
+        Ok(evaluation) => match meta.switch_membership_files(tenant, &evaluation.files).await {
+            Ok(superseded) => {
+                delete_paths(lake, &superseded).await;
+                Ok(())
+            }
+            Err(error) => {
+                remove_files(lake, &evaluation.files).await;
+                Err(failed("EXPORT-STORAGE-500", error.to_string()))
+            }
+        },
+        Err(SegmentError::Cancelled) => Err(ExportError::Cancelled),
+        Err(SegmentError::Failed { code, message }) => Err(failed(code, message)),
+    }
+}

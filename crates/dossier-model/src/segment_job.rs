@@ -1,0 +1,234 @@
+//! Segment jobs (`/data/core/ups/segment/jobs`): one evaluation of named segment definitions,
+//! queued and run by the same workers as export jobs. What a request may contain, the job as
+//! stored, and its metrics in AEP's shape.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ValidationError;
+use crate::export_job::ExportJobError;
+use crate::tenancy::Tenant;
+use crate::time::EpochMillis;
+
+/// Where a job is in its life: `NEW` → `PROCESSING` → `SUCCEEDED` | `FAILED` | `CANCELLED`; a
+/// cancel of a PROCESSING job passes through `CANCELLING` until its worker stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SegmentJobStatus {
+    New,
+    Processing,
+    Succeeded,
+    Failed,
+    Cancelling,
+    Cancelled,
+}
+
+impl SegmentJobStatus {
+    pub const ALL: [Self; 6] = [
+        Self::New,
+        Self::Processing,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelling,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "NEW",
+            Self::Processing => "PROCESSING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Cancelling => "CANCELLING",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Whether the job has ended and never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl fmt::Display for SegmentJobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SegmentJobStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown segment job status '{s}'"))
+    }
+}
+
+/// One definition a job evaluates, as it was when the job was created (AEP echoes the
+/// definition's expression and merge policy on the job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentJobSegment {
+    pub segment_id: String,
+    pub expression: String,
+    pub merge_policy_id: String,
+    pub merge_policy_version: u32,
+}
+
+/// Counts by status of one segment after evaluation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCounts {
+    pub realized: u64,
+    pub existing: u64,
+    pub exited: u64,
+}
+
+/// A job's metrics; times in epoch milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentJobMetrics {
+    pub start: Option<EpochMillis>,
+    pub end: Option<EpochMillis>,
+    /// When evaluation (reading, merging, evaluating) started and ended.
+    pub segmentation_start: Option<EpochMillis>,
+    pub segmentation_end: Option<EpochMillis>,
+    /// Segment → current members (realized + existing).
+    pub segmented_profiles: BTreeMap<String, u64>,
+    /// Segment → primary identity namespace → current members.
+    pub segmented_by_namespace: BTreeMap<String, BTreeMap<String, u64>>,
+    pub segmented_by_status: BTreeMap<String, StatusCounts>,
+    pub total_profiles: u64,
+    pub total_profiles_by_merge_policy: BTreeMap<String, u64>,
+}
+
+/// A segment job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentJob {
+    pub id: String,
+    pub tenant: Tenant,
+    pub status: SegmentJobStatus,
+    pub request_id: String,
+    pub segments: Vec<SegmentJobSegment>,
+    pub metrics: SegmentJobMetrics,
+    pub errors: Vec<ExportJobError>,
+    pub created: EpochMillis,
+    pub updated: EpochMillis,
+}
+
+/// The segment ids a create body names: AEP's array of `{"segmentId": "..."}` (a single object
+/// is accepted too). Each id once, in the order written.
+pub fn segment_job_request(body: &Value) -> Result<Vec<String>, ValidationError> {
+    const FIX: &str =
+        "send an array of objects naming segment definitions, e.g. [{\"segmentId\": \"<definition id>\"}]";
+    let items: Vec<&Value> = match body {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(_) => vec![body],
+        other => return Err(ValidationError::invalid("body", other, FIX)),
+    };
+    if items.is_empty() {
+        return Err(ValidationError::invalid("body", "[]", FIX));
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let field = format!("[{index}].segmentId");
+        let id = match item.get("segmentId") {
+            None => return Err(ValidationError::missing(field, FIX)),
+            Some(Value::String(id)) if !id.trim().is_empty() => id.trim().to_owned(),
+            Some(other) => return Err(ValidationError::invalid(field, other, FIX)),
+        };
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// `GET /segment/jobs?start=&limit=&status=&sort=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentJobListQuery {
+    pub start: u64,
+    pub limit: u32,
+    pub status: Option<SegmentJobStatus>,
+    pub ascending: bool,
+}
+
+impl SegmentJobListQuery {
+    pub fn from_params(params: &HashMap<String, String>) -> Result<Self, ValidationError> {
+        let start = match params.get("start") {
+            None => 0,
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| ValidationError::invalid("start", raw, "use a whole number from 0"))?,
+        };
+        let limit = match params.get("limit") {
+            None => 100,
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|l| (1..=1000).contains(l))
+                .ok_or_else(|| ValidationError::invalid("limit", raw, "use a whole number from 1 to 1000"))?,
+        };
+        let status = match params.get("status") {
+            None => None,
+            Some(raw) => Some(raw.parse().map_err(|_| {
+                ValidationError::invalid(
+                    "status",
+                    raw,
+                    "use NEW, PROCESSING, SUCCEEDED, FAILED, CANCELLING or CANCELLED",
+                )
+            })?),
+        };
+        let ascending = match params.get("sort").map(String::as_str) {
+            None | Some("creationTime:desc") | Some("-creationTime") => false,
+            Some("creationTime:asc") | Some("creationTime") => true,
+            Some(other) => {
+                return Err(ValidationError::invalid(
+                    "sort",
+                    other,
+                    "use creationTime:desc (newest first) or creationTime:asc",
+                ));
+            }
+        };
+        Ok(Self {
+            start,
+            limit,
+            status,
+            ascending,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_request_names_each_segment_once() {
+        let ids = segment_job_request(&json!([{"segmentId": "a"}, {"segmentId": "b"}, {"segmentId": "a"}])).unwrap();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(segment_job_request(&json!({"segmentId": "x"})).unwrap(), ["x"]);
+    }
+
+    #[test]
+    fn a_bad_request_names_the_field() {
+        assert_eq!(segment_job_request(&json!([])).unwrap_err().field, "body");
+        assert_eq!(
+            segment_job_request(&json!([{"id": "a"}])).unwrap_err().field,
+            "[0].segmentId"
+        );
+        assert_eq!(
+            segment_job_request(&json!([{"segmentId": "a"}, {"segmentId": 3}]))
+                .unwrap_err()
+                .field,
+            "[1].segmentId"
+        );
+        assert_eq!(segment_job_request(&json!("a")).unwrap_err().field, "body");
+    }
+}

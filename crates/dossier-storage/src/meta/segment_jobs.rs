@@ -1,0 +1,385 @@
+//! Segment jobs, their queue, and the current membership file of each segment.
+//!
+//! As with export jobs, writes that decide on what they read (create, claim, cancel, succeed)
+//! take SQLite's write lock first (`BEGIN IMMEDIATE`). A job's success and the switch of its
+//! segments' membership files are one transaction: a reader sees the old files or the new ones.
+
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+
+use dossier_model::export_job::ExportJobError;
+use dossier_model::ids::ClientId;
+use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobSegment, SegmentJobStatus};
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::EpochMillis;
+
+use super::MetaStore;
+use super::catalog::tenant_of;
+use super::rows::{json_column, parsed_column, to_json};
+use crate::StorageError;
+
+/// A validated segment job, ready to be queued.
+#[derive(Debug, Clone)]
+pub struct NewSegmentJob {
+    pub tenant: Tenant,
+    pub id: String,
+    pub request_id: String,
+    pub segments: Vec<SegmentJobSegment>,
+    pub created_client: ClientId,
+    pub created: EpochMillis,
+}
+
+/// What [`MetaStore::create_segment_job`] did.
+#[derive(Debug, Clone)]
+pub enum SegmentJobCreation {
+    Created(Box<SegmentJob>),
+    /// As many segment jobs as allowed are waiting for a worker.
+    QueueFull {
+        queued: u64,
+    },
+}
+
+/// The membership file of one segment that evaluation wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipFile {
+    pub segment_id: String,
+    pub path: String,
+    pub job_id: String,
+    pub evaluated: EpochMillis,
+    pub rows: i64,
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<SegmentJob, StorageError> {
+    const TABLE: &str = "segment_jobs";
+    let (org, sandbox) = tenant_of(TABLE, row)?;
+    Ok(SegmentJob {
+        id: row.try_get("id")?,
+        tenant: Tenant { org, sandbox },
+        status: parsed_column(
+            TABLE,
+            "status",
+            row.try_get::<String, _>("status")?.parse::<SegmentJobStatus>(),
+        )?,
+        request_id: row.try_get("request_id")?,
+        segments: json_column(TABLE, "segments", &row.try_get::<String, _>("segments")?)?,
+        metrics: json_column(TABLE, "metrics", &row.try_get::<String, _>("metrics")?)?,
+        errors: json_column(TABLE, "errors", &row.try_get::<String, _>("errors")?)?,
+        created: row.try_get("created")?,
+        updated: row.try_get("updated")?,
+    })
+}
+
+async fn job_in(conn: &mut SqliteConnection, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
+    let row = sqlx::query("SELECT * FROM segment_jobs WHERE org = ? AND sandbox = ? AND id = ?")
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
+fn file_from_row(row: &SqliteRow) -> Result<MembershipFile, StorageError> {
+    Ok(MembershipFile {
+        segment_id: row.try_get("segment_id")?,
+        path: row.try_get("path")?,
+        job_id: row.try_get("job_id")?,
+        evaluated: row.try_get("evaluated")?,
+        rows: row.try_get("rows")?,
+    })
+}
+
+/// Makes `files` current, returning the files they supersede (for the caller to delete).
+async fn switch_files_in(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    files: &[MembershipFile],
+) -> Result<Vec<String>, StorageError> {
+    let mut superseded = Vec::new();
+    for file in files {
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT path FROM segment_memberships WHERE org = ? AND sandbox = ? AND segment_id = ?")
+                .bind(tenant.org.as_str())
+                .bind(tenant.sandbox.as_str())
+                .bind(&file.segment_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        sqlx::query(
+            "INSERT INTO segment_memberships (org, sandbox, segment_id, path, job_id, evaluated, rows)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (org, sandbox, segment_id) DO UPDATE SET
+               path = excluded.path, job_id = excluded.job_id, evaluated = excluded.evaluated, rows = excluded.rows",
+        )
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(&file.segment_id)
+        .bind(&file.path)
+        .bind(&file.job_id)
+        .bind(file.evaluated)
+        .bind(file.rows)
+        .execute(&mut *conn)
+        .await?;
+        superseded.extend(old.filter(|old| *old != file.path));
+    }
+    Ok(superseded)
+}
+
+impl MetaStore {
+    /// Queues a job, refusing when `max_queued` segment jobs (of every tenant) are NEW.
+    pub async fn create_segment_job(
+        &self,
+        new: &NewSegmentJob,
+        max_queued: u64,
+    ) -> Result<SegmentJobCreation, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM segment_jobs WHERE status = 'NEW'")
+            .fetch_one(&mut *tx)
+            .await?;
+        if queued as u64 >= max_queued {
+            return Ok(SegmentJobCreation::QueueFull { queued: queued as u64 });
+        }
+        sqlx::query(
+            "INSERT INTO segment_jobs (org, sandbox, id, status, request_id, segments, metrics, created_client, created, updated)
+             VALUES (?, ?, ?, 'NEW', ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(new.tenant.org.as_str())
+        .bind(new.tenant.sandbox.as_str())
+        .bind(&new.id)
+        .bind(&new.request_id)
+        .bind(to_json(&new.segments))
+        .bind(to_json(&SegmentJobMetrics::default()))
+        .bind(new.created_client.as_str())
+        .bind(new.created)
+        .bind(new.created)
+        .execute(&mut *tx)
+        .await?;
+        let job = job_in(&mut tx, &new.tenant, &new.id)
+            .await?
+            .expect("inserted in this transaction");
+        tx.commit().await?;
+        Ok(SegmentJobCreation::Created(Box::new(job)))
+    }
+
+    pub async fn segment_job(&self, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        job_in(&mut conn, tenant, id).await
+    }
+
+    /// One page of the tenant's jobs by creation time, and how many there are in all.
+    pub async fn list_segment_jobs(
+        &self,
+        tenant: &Tenant,
+        status: Option<SegmentJobStatus>,
+        ascending: bool,
+        start: u64,
+        limit: u32,
+    ) -> Result<(Vec<SegmentJob>, u64), StorageError> {
+        let status = status.map(SegmentJobStatus::as_str);
+        let rows = sqlx::query(if ascending {
+            "SELECT * FROM segment_jobs WHERE org = ? AND sandbox = ? AND (? IS NULL OR status = ?)
+             ORDER BY created ASC, rowid ASC LIMIT ? OFFSET ?"
+        } else {
+            "SELECT * FROM segment_jobs WHERE org = ? AND sandbox = ? AND (? IS NULL OR status = ?)
+             ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?"
+        })
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(status)
+        .bind(status)
+        .bind(i64::from(limit))
+        .bind(start as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM segment_jobs WHERE org = ? AND sandbox = ? AND (? IS NULL OR status = ?)",
+        )
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(status)
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((rows.iter().map(job_from_row).collect::<Result<_, _>>()?, total as u64))
+    }
+
+    /// Cancels a job: a NEW one becomes CANCELLED at once, a PROCESSING one CANCELLING (its
+    /// worker stops it); an ended job is left as it is. `None` when it does not exist here.
+    pub async fn cancel_segment_job(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        now: EpochMillis,
+    ) -> Result<Option<SegmentJob>, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(job) = job_in(&mut tx, tenant, id).await? else {
+            return Ok(None);
+        };
+        let next = match job.status {
+            SegmentJobStatus::New => Some(SegmentJobStatus::Cancelled),
+            SegmentJobStatus::Processing => Some(SegmentJobStatus::Cancelling),
+            _ => None,
+        };
+        if let Some(next) = next {
+            sqlx::query("UPDATE segment_jobs SET status = ?, updated = ? WHERE org = ? AND sandbox = ? AND id = ?")
+                .bind(next.as_str())
+                .bind(now)
+                .bind(tenant.org.as_str())
+                .bind(tenant.sandbox.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let job = job_in(&mut tx, tenant, id).await?.expect("read in this transaction");
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    /// Claims the oldest NEW segment job of any tenant: PROCESSING, with its start time.
+    pub async fn claim_next_segment_job(&self, now: EpochMillis) -> Result<Option<SegmentJob>, StorageError> {
+        let any_queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM segment_jobs WHERE status = 'NEW')")
+            .fetch_one(&self.pool)
+            .await?;
+        if !any_queued {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT * FROM segment_jobs WHERE status = 'NEW' ORDER BY created, rowid LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(job) = row.as_ref().map(job_from_row).transpose()? else {
+            return Ok(None);
+        };
+        let metrics = SegmentJobMetrics {
+            start: Some(now),
+            ..SegmentJobMetrics::default()
+        };
+        sqlx::query(
+            "UPDATE segment_jobs SET status = 'PROCESSING', heartbeat = ?, updated = ?, metrics = ?
+             WHERE org = ? AND sandbox = ? AND id = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(to_json(&metrics))
+        .bind(job.tenant.org.as_str())
+        .bind(job.tenant.sandbox.as_str())
+        .bind(&job.id)
+        .execute(&mut *tx)
+        .await?;
+        let claimed = job_in(&mut tx, &job.tenant, &job.id)
+            .await?
+            .expect("read in this transaction");
+        tx.commit().await?;
+        Ok(Some(claimed))
+    }
+
+    /// Records that a running job's worker is alive. Returns whether it should go on (`false`
+    /// once a cancel was requested or the job ended under it).
+    pub async fn segment_job_heartbeat(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        now: EpochMillis,
+    ) -> Result<bool, StorageError> {
+        let updated = sqlx::query(
+            "UPDATE segment_jobs SET heartbeat = ?
+             WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'",
+        )
+        .bind(now)
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Ends a job SUCCEEDED with its metrics and makes `files` the current membership files of
+    /// their segments, in one transaction. Returns the superseded files' paths, or `None` (and
+    /// changes nothing) when the job is no longer PROCESSING (a cancel came first).
+    pub async fn succeed_segment_job(
+        &self,
+        job: &SegmentJob,
+        metrics: &SegmentJobMetrics,
+        files: &[MembershipFile],
+        now: EpochMillis,
+    ) -> Result<Option<Vec<String>>, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let updated = sqlx::query(
+            "UPDATE segment_jobs SET status = 'SUCCEEDED', metrics = ?, updated = ?
+             WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'",
+        )
+        .bind(to_json(metrics))
+        .bind(now)
+        .bind(job.tenant.org.as_str())
+        .bind(job.tenant.sandbox.as_str())
+        .bind(&job.id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let superseded = switch_files_in(&mut tx, &job.tenant, files).await?;
+        tx.commit().await?;
+        Ok(Some(superseded))
+    }
+
+    /// Makes `files` current outside a segment job (an export evaluating its segments first).
+    /// Returns the superseded files' paths.
+    pub async fn switch_membership_files(
+        &self,
+        tenant: &Tenant,
+        files: &[MembershipFile],
+    ) -> Result<Vec<String>, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let superseded = switch_files_in(&mut tx, tenant, files).await?;
+        tx.commit().await?;
+        Ok(superseded)
+    }
+
+    /// Ends a NEW, PROCESSING or CANCELLING job FAILED (with `errors`) or CANCELLED, with its
+    /// metrics. Returns `false` when it had already ended.
+    pub async fn end_segment_job(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        status: SegmentJobStatus,
+        errors: &[ExportJobError],
+        metrics: Option<&SegmentJobMetrics>,
+        now: EpochMillis,
+    ) -> Result<bool, StorageError> {
+        debug_assert!(matches!(status, SegmentJobStatus::Failed | SegmentJobStatus::Cancelled));
+        let updated = sqlx::query(
+            "UPDATE segment_jobs SET status = ?, errors = ?, metrics = COALESCE(?, metrics), updated = ?
+             WHERE org = ? AND sandbox = ? AND id = ? AND status IN ('NEW', 'PROCESSING', 'CANCELLING')",
+        )
+        .bind(status.as_str())
+        .bind(to_json(&errors))
+        .bind(metrics.map(to_json))
+        .bind(now)
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Jobs of every tenant in `status`, oldest first.
+    pub async fn segment_jobs_in_status(&self, status: SegmentJobStatus) -> Result<Vec<SegmentJob>, StorageError> {
+        let rows = sqlx::query("SELECT * FROM segment_jobs WHERE status = ? ORDER BY created, rowid")
+            .bind(status.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// The current membership file of each evaluated segment of the tenant.
+    pub async fn membership_files(&self, tenant: &Tenant) -> Result<Vec<MembershipFile>, StorageError> {
+        let rows = sqlx::query("SELECT * FROM segment_memberships WHERE org = ? AND sandbox = ? ORDER BY segment_id")
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(file_from_row).collect()
+    }
+}
