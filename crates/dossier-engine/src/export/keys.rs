@@ -4,10 +4,14 @@
 //! Only the identity columns and the system column are read here, so this pass is cheap; it
 //! decides which profiles can be skipped before any attribute is read.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::RowSelection;
 
 use dossier_model::catalog::Dataset;
 use dossier_model::merge_policy::{AttributeMerge, IdentityGraphType, MergePolicy};
@@ -19,6 +23,7 @@ use dossier_storage::{Lake, MetaStore};
 
 use crate::EngineError;
 use crate::identity::{ComponentIndex, Identity, PinnedGraph, current_graph, read_file_identities};
+use crate::parquet_io::LakeFileReader;
 use crate::schemas::dataset_schema;
 
 /// Marks a fragment that belongs to no profile (it has no identity).
@@ -69,7 +74,7 @@ pub struct KeyedSources {
     /// The identity graph version profiles were keyed with (`pdg`); `None` under `none`.
     pub graph_version: Option<i64>,
     /// The components of that version: where a stored identity's profile is found (`pdg`).
-    pub components: Option<ComponentIndex>,
+    pub components: Option<Arc<ComponentIndex>>,
 }
 
 async fn source_datasets(
@@ -128,17 +133,66 @@ async fn source_files(
     Ok(files)
 }
 
-/// The profile a fragment with `primary` identity belongs to: its component's key under `pdg`,
-/// the identity itself under `none`.
-fn profile_key(graph: Option<&PinnedGraph>, primary: &Identity) -> Option<Identity> {
-    match graph {
-        Some(graph) => graph.components.key_of(primary).cloned(),
-        None => Some(primary.clone()),
+/// Numbers profiles in the order their first fragment is seen. A profile is a graph component
+/// under `pdg` (looked up by number, so no identity is cloned or hashed twice) and a primary
+/// identity under `none`.
+#[derive(Default)]
+struct ProfileNumbers {
+    by_component: foldhash::HashMap<u32, u32>,
+    by_identity: foldhash::HashMap<Identity, u32>,
+    namespaces: Vec<Arc<str>>,
+}
+
+impl ProfileNumbers {
+    /// The profile of a fragment whose primary identity is `primary`; `add` is called with the
+    /// key of a profile seen for the first time. `None` when the graph does not know `primary`.
+    fn number(
+        &mut self,
+        graph: Option<&PinnedGraph>,
+        primary: &Identity,
+        add: impl FnOnce(Identity) -> u32,
+    ) -> Option<u32> {
+        match graph {
+            Some(graph) => {
+                let component = graph.components.component(primary)?;
+                Some(match self.by_component.get(&component) {
+                    Some(&profile) => profile,
+                    None => {
+                        let profile = add(graph.components.key(component).clone());
+                        self.by_component.insert(component, profile);
+                        profile
+                    }
+                })
+            }
+            None => Some(match self.by_identity.get(primary) {
+                Some(&profile) => profile,
+                None => {
+                    let profile = add(primary.clone());
+                    self.by_identity.insert(primary.clone(), profile);
+                    profile
+                }
+            }),
+        }
+    }
+
+    /// One shared string per namespace.
+    fn namespace(&mut self, namespace: &str) -> Arc<str> {
+        match self.namespaces.iter().find(|n| n.as_ref() == namespace) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(namespace);
+                self.namespaces.push(shared.clone());
+                shared
+            }
+        }
     }
 }
 
 impl KeyedSources {
     /// Reads every fragment's identities and assigns fragments to profiles under `policy`.
+    /// Without `with_events`, event files are skipped: a caller that needs no event, no empty
+    /// profile and no last-update time saves reading the largest datasets (a profile with a
+    /// record takes its primary identity from its records anyway).
     /// Under `pdg` the sandbox's identity graph is pinned first, and only fragments of the
     /// batches that version covers are read: the export sees one consistent state.
     pub async fn load(
@@ -146,6 +200,7 @@ impl KeyedSources {
         lake: &Lake,
         tenant: &Tenant,
         policy: &MergePolicy,
+        with_events: bool,
     ) -> Result<Self, EngineError> {
         let graph = match policy.identity_graph {
             IdentityGraphType::None => None,
@@ -162,26 +217,28 @@ impl KeyedSources {
             graph_version: graph.as_ref().and_then(PinnedGraph::version_number),
             components: None,
         };
-        let mut interned: HashMap<Identity, u32> = HashMap::new();
+        let mut numbers = ProfileNumbers::default();
         for file in files {
             let source = &sources.datasets[file.dataset];
             let is_record = source.schema.class == SchemaClass::Profile;
-            if is_record && !source.in_scope {
+            if (is_record && !source.in_scope) || (!is_record && !with_events) {
                 continue;
             }
             let (identities, row_ids) = read_file_identities(lake, &file.location, &source.schema).await?;
             let mut profiles = Vec::with_capacity(identities.len());
             for (fragment, row_id) in identities.iter().zip(&row_ids) {
-                let Some(key) = fragment.primary().and_then(|p| profile_key(graph.as_ref(), p)) else {
+                let add = |key: Identity| {
+                    sources.profiles.push(key);
+                    sources.facts.push(ProfileFacts::default());
+                    (sources.profiles.len() - 1) as u32
+                };
+                let Some(profile) = fragment
+                    .primary()
+                    .and_then(|primary| numbers.number(graph.as_ref(), primary, add))
+                else {
                     profiles.push(NO_PROFILE);
                     continue;
                 };
-                let next = interned.len() as u32;
-                let profile = *interned.entry(key.clone()).or_insert_with(|| {
-                    sources.profiles.push(key);
-                    sources.facts.push(ProfileFacts::default());
-                    next
-                });
                 profiles.push(profile);
                 let facts = &mut sources.facts[profile as usize];
                 facts.last_update = facts.last_update.max(file.ingested);
@@ -189,7 +246,7 @@ impl KeyedSources {
                 let rank = (is_record, file.ingested, file.batch_seq, *row_id);
                 if facts.primary_namespace.is_none() || rank > facts.primary_rank {
                     facts.primary_rank = rank;
-                    facts.primary_namespace = fragment.primary().map(|p| Arc::from(p.namespace.as_str()));
+                    facts.primary_namespace = fragment.primary().map(|p| numbers.namespace(&p.namespace));
                 }
             }
             let keyed = KeyedFile {
@@ -206,4 +263,61 @@ impl KeyedSources {
         sources.components = graph.map(|g| g.components);
         Ok(sources)
     }
+}
+
+/// Reads, of every file, the rows that belong to `wanted` profiles and only the top-level
+/// columns `keep` names: a row selection and a projection, so unpicked rows and unread columns
+/// are never materialized. Gives (file index, rows, their row numbers in the file).
+pub async fn read_picked_rows(
+    lake: &Lake,
+    files: &[KeyedFile],
+    wanted: &[bool],
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<(usize, RecordBatch, Vec<usize>)>, EngineError> {
+    let mut out = Vec::new();
+    for (index, keyed) in files.iter().enumerate() {
+        let picked: Vec<usize> = (0..keyed.profiles.len())
+            .filter(|&r| keyed.profiles[r] != NO_PROFILE && wanted[keyed.profiles[r] as usize])
+            .collect();
+        if picked.is_empty() {
+            continue;
+        }
+        let builder = LakeFileReader::new(lake, keyed.file.location.clone()).builder().await?;
+        let roots: Vec<usize> = builder
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| keep(f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let selection = RowSelection::from_consecutive_ranges(consecutive_ranges(&picked), keyed.profiles.len());
+        let batches: Vec<RecordBatch> = builder
+            .with_projection(mask)
+            .with_row_selection(selection)
+            .build()?
+            .try_collect()
+            .await?;
+        let Some(first) = batches.first() else { continue };
+        out.push((index, concat_batches(&first.schema(), &batches)?, picked));
+    }
+    Ok(out)
+}
+
+/// Sorted row numbers as runs of consecutive rows.
+fn consecutive_ranges(rows: &[usize]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= rows.len() {
+            return None;
+        }
+        let mut end = start + 1;
+        while end < rows.len() && rows[end] == rows[end - 1] + 1 {
+            end += 1;
+        }
+        let range = rows[start]..rows[end - 1] + 1;
+        start = end;
+        Some(range)
+    })
 }

@@ -4,6 +4,7 @@
 pub(crate) mod keys;
 mod project;
 mod run;
+mod selection;
 mod types;
 mod writer;
 

@@ -13,24 +13,24 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, RecordBatc
 use arrow::buffer::OffsetBuffer;
 use arrow::compute::{concat_batches, filter_record_batch, take, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde_json::Value;
 
-use dossier_model::export_job::{ExportSpec, SegmentFilter};
+use dossier_model::export_job::ExportSpec;
 use dossier_model::merge_policy::MergePolicy;
 use dossier_model::time::{EpochMillis, now_millis};
 use dossier_storage::{Lake, MetaStore};
 
-use super::keys::{KeyedFile, KeyedSources, NO_PROFILE};
+use super::keys::{KeyedSources, read_picked_rows};
 use super::project::project_schema;
+use super::selection::select;
 use super::types::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span, StagedBatch};
 use super::writer::{BatchWriter, SplitLimits};
 use crate::EngineError;
 use crate::identity::{FragmentIdentities, fragment_identities};
-use crate::parquet_io::LakeFileReader;
 use crate::profiles::align::align_batch;
 use crate::profiles::json_columns::column_as_json;
-use crate::profiles::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups, merged_memberships};
+use crate::profiles::merge::{Groups, IDENTITY_MAP, SEGMENT_MEMBERSHIP, merge_groups, merged_memberships};
 use crate::segments::memberships::{MembershipOverlay, with_memberships};
 
 /// Profiles held in memory at once.
@@ -52,13 +52,18 @@ fn failed(stage: &'static str, code: &'static str) -> impl Fn(EngineError) -> Ex
 /// Everything fixed before the first partition.
 struct Plan {
     spec: ExportSpec,
-    union_schema: SchemaRef,
     /// The union's top-level columns the output needs: only these are merged.
     merge_schema: SchemaRef,
     output_schema: SchemaRef,
     event_schema: Option<SchemaRef>,
     sources: KeyedSources,
-    candidates: Vec<u32>,
+    /// The profiles to export, in keying order, and (in step) the batches each goes to.
+    profiles: Vec<u32>,
+    targets: Vec<Vec<usize>>,
+    /// Top-level columns worth reading from record files: the merged ones and the identities.
+    record_columns: Vec<String>,
+    /// The same for event files: eventList's columns and the identities.
+    event_columns: Vec<String>,
     /// Evaluated (`ups`) memberships laid over the profiles' own.
     overlay: MembershipOverlay,
 }
@@ -135,20 +140,22 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
             .cloned()
             .collect::<Vec<_>>(),
     ));
-    let sources = KeyedSources::load(meta, lake, &request.tenant, &policy)
+    let keying_started = std::time::Instant::now();
+    let with_events = spec.event_list.is_some() || spec.empty_profiles || spec.from_ingest.is_some();
+    let sources = KeyedSources::load(meta, lake, &request.tenant, &policy, with_events)
         .await
         .map_err(failed("reading", "EXPORT-READ-500"))?;
     tracing::info!(
         job_id = request.job_id, org = %request.tenant.org, sandbox = %request.tenant.sandbox,
         identity_graph_version = ?sources.graph_version, profiles = sources.profiles.len(),
-        "export keyed its fragments"
+        elapsed_ms = keying_started.elapsed().as_millis() as u64, "export keyed its fragments"
     );
     let overlay = MembershipOverlay::load(
         meta,
         lake,
         &request.tenant,
         &sources.profiles,
-        sources.components.as_ref(),
+        sources.components.as_deref(),
     )
     .await
     .map_err(failed("reading", "EXPORT-READ-500"))?;
@@ -158,45 +165,47 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
             (facts.has_record || spec.empty_profiles) && spec.from_ingest.is_none_or(|from| facts.last_update > from)
         })
         .collect();
+    let (profiles, targets): (Vec<u32>, Vec<Vec<usize>>) = select(lake, &sources, request, &overlay, candidates)
+        .await
+        .map_err(failed("reading", "EXPORT-READ-500"))?
+        .into_iter()
+        .unzip();
+    tracing::info!(
+        job_id = request.job_id,
+        selected = profiles.len(),
+        elapsed_ms = keying_started.elapsed().as_millis() as u64,
+        "export selected its profiles"
+    );
+    let identity_columns: Vec<String> = sources
+        .datasets
+        .iter()
+        .flat_map(|d| d.schema.identities.iter().filter_map(|i| i.path.split('.').next()))
+        .chain([IDENTITY_MAP])
+        .map(str::to_owned)
+        .collect();
+    let record_columns = merge_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .chain(identity_columns.iter().cloned())
+        .collect();
+    let event_columns = event_schema
+        .iter()
+        .flat_map(|schema| schema.fields().iter().map(|f| f.name().clone()))
+        .chain(identity_columns.iter().cloned())
+        .collect();
     Ok(Plan {
         spec,
-        union_schema,
         merge_schema,
         output_schema,
         event_schema,
         sources,
-        candidates,
+        profiles,
+        targets,
+        record_columns,
+        event_columns,
         overlay,
     })
-}
-
-/// Reads the rows of `files` that belong to `wanted` profiles.
-async fn read_rows(
-    lake: &Lake,
-    files: &[KeyedFile],
-    wanted: &[bool],
-) -> Result<Vec<(usize, RecordBatch, Vec<usize>)>, EngineError> {
-    let mut out = Vec::new();
-    for (index, keyed) in files.iter().enumerate() {
-        let picked: Vec<usize> = (0..keyed.profiles.len())
-            .filter(|&r| keyed.profiles[r] != NO_PROFILE && wanted[keyed.profiles[r] as usize])
-            .collect();
-        if picked.is_empty() {
-            continue;
-        }
-        let stream = LakeFileReader::new(lake, keyed.file.location.clone())
-            .builder()
-            .await?
-            .build()?;
-        let batches: Vec<RecordBatch> = stream.try_collect().await?;
-        let Some(first) = batches.first() else { continue };
-        let rows = concat_batches(&first.schema(), &batches)?;
-        let mask: BooleanArray = (0..rows.num_rows())
-            .map(|r| Some(picked.binary_search(&r).is_ok()))
-            .collect();
-        out.push((index, filter_record_batch(&rows, &mask)?, picked));
-    }
-    Ok(out)
 }
 
 /// The record fragments of one partition, aligned to the union and ordered by profile and merge rank.
@@ -217,7 +226,8 @@ async fn partition_records(
     let mut aligned = Vec::new();
     let mut keys = Vec::new();
     let mut identities = Vec::new();
-    for (index, rows, picked) in read_rows(lake, &sources.records, wanted).await? {
+    let keep = |name: &str| plan.record_columns.iter().any(|c| c == name);
+    for (index, rows, picked) in read_picked_rows(lake, &sources.records, wanted, &keep).await? {
         let keyed = &sources.records[index];
         let dataset = &sources.datasets[keyed.file.dataset];
         identities.extend(fragment_identities(&rows, &dataset.schema.identities));
@@ -230,9 +240,9 @@ async fn partition_records(
                 keyed.row_ids[r],
             ));
         }
-        aligned.push(align_batch(&rows, &plan.union_schema)?);
+        aligned.push(align_batch(&rows, &plan.merge_schema)?);
     }
-    let rows = concat_batches(&plan.union_schema, &aligned)?;
+    let rows = concat_batches(&plan.merge_schema, &aligned)?;
     let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
     order.sort_unstable_by_key(|&r| keys[r as usize]);
     let mut bounds = Vec::with_capacity(profiles.len());
@@ -274,7 +284,8 @@ async fn partition_events(
     let mut aligned = Vec::new();
     let mut offset = 0u32;
     let window = plan.spec.event_list.as_ref();
-    for (index, rows, picked) in read_rows(lake, &plan.sources.events, wanted).await? {
+    let keep = |name: &str| plan.event_columns.iter().any(|c| c == name);
+    for (index, rows, picked) in read_picked_rows(lake, &plan.sources.events, wanted, &keep).await? {
         let keyed = &plan.sources.events[index];
         let dataset = &plan.sources.datasets[keyed.file.dataset];
         let fragment_ids = fragment_identities(&rows, &dataset.schema.identities);
@@ -321,58 +332,6 @@ async fn partition_events(
         listed,
         identities,
     })
-}
-
-fn membership_matches(memberships: &Value, filter: &SegmentFilter, spec: &ExportSpec) -> bool {
-    let Some(namespaces) = memberships.as_object() else {
-        return false;
-    };
-    namespaces
-        .iter()
-        .filter(|(ns, _)| ns.eq_ignore_ascii_case(&filter.segment_ns))
-        .any(|(_, segments)| {
-            let Some(entry) = segments.get(&filter.segment_id) else {
-                return false;
-            };
-            let status_ok = entry
-                .get("status")
-                .and_then(Value::as_str)
-                .is_some_and(|s| filter.statuses.iter().any(|wanted| wanted.as_str() == s));
-            let window = spec.qualification;
-            if !status_ok {
-                return false;
-            }
-            if window.start.is_none() && window.end.is_none() {
-                return true;
-            }
-            let Some(time) = entry
-                .get("lastQualificationTime")
-                .and_then(Value::as_str)
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            else {
-                return false;
-            };
-            let millis = time.as_millisecond();
-            window.start.is_none_or(|s| millis >= s) && window.end.is_none_or(|e| millis <= e)
-        })
-}
-
-/// Which of the request's batches a profile goes to; empty when it is filtered out.
-fn targets_of(memberships: &Value, request: &ExportRequest) -> Vec<usize> {
-    let spec = &request.spec;
-    if spec.segments.is_empty() {
-        return (0..request.batches.len()).collect();
-    }
-    request
-        .batches
-        .iter()
-        .enumerate()
-        .filter(|(_, target)| match target.segment {
-            Some(index) => membership_matches(memberships, &spec.segments[index], spec),
-            None => spec.segments.iter().any(|f| membership_matches(memberships, f, spec)),
-        })
-        .map(|(i, _)| i)
-        .collect()
 }
 
 fn event_list_column(events: &PartitionEvents, chosen: &[usize], field: &Field) -> Result<ArrayRef, EngineError> {
@@ -433,7 +392,7 @@ fn build_chunk(plan: &Plan, work: &PartitionWork, chunk: &[(usize, Vec<usize>)])
     };
     let sub_extra: Vec<Vec<FragmentIdentities>> = groups.iter().map(|&g| work.extra[g].clone()).collect();
     let merged = merge_groups(&rows, &plan.merge_schema, &sub, &identities, &sub_extra)?;
-    let merged = if plan.overlay.is_empty() {
+    let merged = if work.memberships.is_empty() {
         merged
     } else {
         with_memberships(merged, groups.iter().map(|&g| work.memberships[g].clone()).collect())?
@@ -460,8 +419,8 @@ struct Totals {
 async fn export_partition(
     lake: &Lake,
     plan: &Arc<Plan>,
-    request: &ExportRequest,
     profiles: &[u32],
+    targets: &[Vec<usize>],
     writers: &mut [BatchWriter],
     totals: &mut Totals,
     progress: &ExportProgress,
@@ -471,9 +430,11 @@ async fn export_partition(
     for &p in profiles {
         wanted[p as usize] = true;
     }
+    let started = std::time::Instant::now();
     let records = partition_records(lake, plan, profiles, &wanted)
         .await
         .map_err(failed("reading", "EXPORT-READ-500"))?;
+    let records_read = started.elapsed();
     let needs_events = plan.spec.event_list.is_some() || plan.spec.empty_profiles;
     let events = if needs_events {
         partition_events(lake, plan, profiles, &wanted)
@@ -486,13 +447,25 @@ async fn export_partition(
             identities: vec![Vec::new(); profiles.len()],
         }
     };
+    tracing::info!(
+        profiles = profiles.len(),
+        fragments = records.rows.num_rows(),
+        records_ms = records_read.as_millis() as u64,
+        events_ms = (started.elapsed() - records_read).as_millis() as u64,
+        "export read a partition"
+    );
     if cancel.is_cancelled() {
         return Err(ExportError::Cancelled);
     }
-    let memberships_json =
-        column_as_json(&records.rows, SEGMENT_MEMBERSHIP).map_err(failed("merging", "EXPORT-MERGE-500"))?;
-    let mut memberships = merged_memberships(&memberships_json, &records.groups);
-    plan.overlay.apply(&mut memberships, profiles);
+    // Written memberships carry the evaluated entries too; only worth building when both exist.
+    let memberships = if plan.overlay.is_empty() || plan.merge_schema.field_with_name(SEGMENT_MEMBERSHIP).is_err() {
+        Vec::new()
+    } else {
+        let json = column_as_json(&records.rows, SEGMENT_MEMBERSHIP).map_err(failed("merging", "EXPORT-MERGE-500"))?;
+        let mut memberships = merged_memberships(&json, &records.groups);
+        plan.overlay.apply(&mut memberships, profiles);
+        memberships
+    };
 
     // The identityMap of a profile with records is the union of its records' identities; an
     // empty profile takes its events' identities.
@@ -520,10 +493,7 @@ async fn export_partition(
             *totals.left_out.entry(GUARDRAIL_REASON.to_owned()).or_default() += 1;
             continue;
         }
-        let targets = targets_of(&memberships[g], request);
-        if !targets.is_empty() {
-            chosen.push((g, targets));
-        }
+        chosen.push((g, targets[g].clone()));
     }
     progress
         .profiles_scanned
@@ -590,6 +560,11 @@ async fn export_partition(
             .profiles_exported
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
+    tracing::info!(
+        profiles = profiles.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "export merged and wrote a partition"
+    );
     Ok(())
 }
 
@@ -622,14 +597,18 @@ pub async fn run_export(
         by_namespace: BTreeMap::new(),
         left_out: BTreeMap::new(),
     };
-    let partitions: Vec<&[u32]> = plan.candidates.chunks(PROFILES_PER_PARTITION).collect();
+    let partitions: Vec<(&[u32], &[Vec<usize>])> = plan
+        .profiles
+        .chunks(PROFILES_PER_PARTITION)
+        .zip(plan.targets.chunks(PROFILES_PER_PARTITION))
+        .collect();
     let count = partitions.len().max(1) as u64;
-    for (done, profiles) in partitions.into_iter().enumerate() {
+    for (done, (profiles, targets)) in partitions.into_iter().enumerate() {
         export_partition(
             lake,
             &plan,
-            request,
             profiles,
+            targets,
             &mut writers,
             &mut totals,
             progress,

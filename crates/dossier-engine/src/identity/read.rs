@@ -23,17 +23,23 @@ pub async fn read_file_identities(
     schema: &XdmSchema,
 ) -> Result<(Vec<FragmentIdentities>, Vec<i64>), EngineError> {
     let builder = LakeFileReader::new(lake, location.clone()).builder().await?;
-    let mut roots: Vec<&str> = vec!["identityMap", SYSTEM_METADATA];
-    roots.extend(schema.identities.iter().filter_map(|i| i.path.split('.').next()));
-    let indices: Vec<usize> = builder
-        .schema()
-        .fields()
+    // Leaf columns, not whole roots: an identity at `crm.crmId` must not decode all of `crm`.
+    let mut prefixes: Vec<String> = vec!["identityMap".into(), format!("{SYSTEM_METADATA}.rowId")];
+    prefixes.extend(schema.identities.iter().map(|i| i.path.clone()));
+    let wanted = |path: &str| {
+        prefixes
+            .iter()
+            .any(|p| path == p || (path.starts_with(p.as_str()) && path.as_bytes().get(p.len()) == Some(&b'.')))
+    };
+    let leaves: Vec<usize> = builder
+        .parquet_schema()
+        .columns()
         .iter()
         .enumerate()
-        .filter(|(_, f)| roots.contains(&f.name().as_str()))
+        .filter(|(_, column)| wanted(&column.path().string()))
         .map(|(i, _)| i)
         .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), leaves);
     let batches: Vec<RecordBatch> = builder.with_projection(mask).build()?.try_collect().await?;
     let mut identities = Vec::new();
     let mut row_ids = Vec::new();

@@ -6,7 +6,6 @@
 //! does not depend on the order links arrived in. Rows are sorted by component then identity:
 //! a component's identities are contiguous, and the same graph always gives the same file.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
@@ -133,7 +132,9 @@ pub async fn load_graph(lake: &Lake, location: &ObjectPath) -> Result<IdentityGr
 #[derive(Debug, Default, Clone)]
 pub struct ComponentIndex {
     keys: Vec<Identity>,
-    component_of: HashMap<Identity, u32>,
+    /// foldhash, not SipHash: an export looks up every fragment's primary identity here, and
+    /// the keys are the sandbox's own identities, not attacker-chosen hash-flooding input.
+    component_of: foldhash::HashMap<Identity, u32>,
 }
 
 impl ComponentIndex {
@@ -163,6 +164,16 @@ impl ComponentIndex {
     /// The key of the component `identity` is in; `None` when the graph has never seen it.
     pub fn key_of(&self, identity: &Identity) -> Option<&Identity> {
         self.component_of.get(identity).map(|&k| &self.keys[k as usize])
+    }
+
+    /// The number of the component `identity` is in (dense, from 0).
+    pub fn component(&self, identity: &Identity) -> Option<u32> {
+        self.component_of.get(identity).copied()
+    }
+
+    /// The key of component number `component`.
+    pub fn key(&self, component: u32) -> &Identity {
+        &self.keys[component as usize]
     }
 
     /// Identities in the graph.

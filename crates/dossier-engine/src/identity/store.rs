@@ -230,13 +230,46 @@ pub async fn fold_every_sandbox(meta: &MetaStore, lake: &Lake) -> Result<usize, 
     Ok(folded)
 }
 
+/// Component indexes loaded lately, by snapshot path. A snapshot file never changes once
+/// written (each version has its own path), so readers of the same version share one index
+/// instead of each paying about a second per million identities to load it.
+static LOADED_INDEXES: std::sync::Mutex<Vec<(String, Arc<ComponentIndex>)>> = std::sync::Mutex::new(Vec::new());
+/// How many versions stay loaded: the current one and the one before it, for readers that
+/// pinned it just before a fold.
+const LOADED_INDEX_LIMIT: usize = 2;
+
+async fn component_index(lake: &Lake, path: &str) -> Result<Arc<ComponentIndex>, EngineError> {
+    let cached = {
+        let loaded = LOADED_INDEXES.lock().unwrap_or_else(|e| e.into_inner());
+        loaded.iter().find(|(p, _)| p == path).map(|(_, index)| index.clone())
+    };
+    if let Some(index) = cached {
+        return Ok(index);
+    }
+    let started = std::time::Instant::now();
+    let index = Arc::new(ComponentIndex::load(lake, &ObjectPath::from(path)).await?);
+    tracing::info!(
+        path,
+        identities = index.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "loaded an identity graph version"
+    );
+    let mut loaded = LOADED_INDEXES.lock().unwrap_or_else(|e| e.into_inner());
+    loaded.retain(|(p, _)| p != path);
+    loaded.push((path.to_owned(), index.clone()));
+    if loaded.len() > LOADED_INDEX_LIMIT {
+        loaded.remove(0);
+    }
+    Ok(index)
+}
+
 /// One version of a sandbox's graph as a reader holds it.
 #[derive(Debug, Clone, Default)]
 pub struct PinnedGraph {
     /// `None` when the sandbox has no graph yet (no committed batch).
     pub version: Option<IdentityGraphVersion>,
     covered: HashSet<BatchId>,
-    pub components: ComponentIndex,
+    pub components: Arc<ComponentIndex>,
 }
 
 impl PinnedGraph {
@@ -259,7 +292,7 @@ async fn load_pinned(
     let Some(pinned) = version else {
         return Ok(PinnedGraph::default());
     };
-    let components = ComponentIndex::load(lake, &ObjectPath::from(pinned.path.as_str())).await?;
+    let components = component_index(lake, &pinned.path).await?;
     let covered = covered_batches(meta, tenant, Some(&pinned)).await?;
     Ok(PinnedGraph {
         version: Some(pinned),

@@ -153,7 +153,14 @@ pub async fn lookup_profile(
     };
     let merged = merge_groups(&rows, &union_schema, &groups, &identities, &[extra])?;
     let mut entity = first_row_as_json(&merged)?;
-    let evaluated = entries_of_profile(meta, lake, tenant, &target, graph.as_ref().map(|g| &g.components)).await?;
+    let evaluated = entries_of_profile(
+        meta,
+        lake,
+        tenant,
+        &target,
+        graph.as_ref().map(|g| g.components.as_ref()),
+    )
+    .await?;
     if !evaluated.is_empty()
         && let Some(object) = entity.as_object_mut()
     {

@@ -8,13 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{BooleanArray, Int64Array, RecordBatch};
-use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::compute::concat_batches;
 use arrow::datatypes::{Schema, SchemaRef};
-use futures::TryStreamExt;
 use jiff::Timestamp;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
-use parquet::arrow::ProjectionMask;
 use serde_json::Value;
 
 use dossier_model::ids::MergePolicyId;
@@ -31,9 +29,8 @@ use super::compile::{Evaluator, Inputs, event_selections, field_refs};
 use super::memberships::{Entry, ProfileIndex, Row, Status, entries_by_profile, read_rows, write_rows};
 use crate::EngineError;
 use crate::export::CancelFlag;
-use crate::export::keys::{KeyedFile, KeyedSources, NO_PROFILE};
+use crate::export::keys::{KeyedSources, read_picked_rows};
 use crate::identity::{FragmentIdentities, Identity, fragment_identities};
-use crate::parquet_io::LakeFileReader;
 use crate::profiles::align::align_batch;
 use crate::profiles::json_columns::column_as_json;
 use crate::profiles::merge::{Groups, IDENTITY_MAP, SEGMENT_MEMBERSHIP, merge_groups};
@@ -235,43 +232,6 @@ fn projected(schema: &SchemaRef, paths: &[&str], extra: &[&str]) -> SchemaRef {
     ))
 }
 
-/// Reads the rows of `files` that belong to `wanted` profiles, keeping only the top-level
-/// columns `keep` names (the rest of each file is never decoded).
-async fn read_rows_of(
-    lake: &Lake,
-    files: &[KeyedFile],
-    wanted: &[bool],
-    keep: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<Vec<(usize, RecordBatch, Vec<usize>)>, EngineError> {
-    let mut out = Vec::new();
-    for (index, keyed) in files.iter().enumerate() {
-        let picked: Vec<usize> = (0..keyed.profiles.len())
-            .filter(|&r| keyed.profiles[r] != NO_PROFILE && wanted[keyed.profiles[r] as usize])
-            .collect();
-        if picked.is_empty() {
-            continue;
-        }
-        let builder = LakeFileReader::new(lake, keyed.file.location.clone()).builder().await?;
-        let roots: Vec<usize> = builder
-            .schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| keep(f.name()))
-            .map(|(i, _)| i)
-            .collect();
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let batches: Vec<RecordBatch> = builder.with_projection(mask).build()?.try_collect().await?;
-        let Some(first) = batches.first() else { continue };
-        let rows = concat_batches(&first.schema(), &batches)?;
-        let mask: BooleanArray = (0..rows.num_rows())
-            .map(|r| Some(picked.binary_search(&r).is_ok()))
-            .collect();
-        out.push((index, filter_record_batch(&rows, &mask)?, picked));
-    }
-    Ok(out)
-}
-
 /// Whether a `segmentMembership` value makes the profile a current member of `segment` in any
 /// namespace (ingested audiences count, as semantics.md says of `inSegment`).
 fn ingested_member(memberships: &Value, segment: &str) -> bool {
@@ -311,14 +271,14 @@ impl Context<'_> {
         metrics: &mut SegmentJobMetrics,
     ) -> Result<Vec<(String, Vec<Row>)>, SegmentError> {
         let policy = &group[0].policy;
-        let sources = KeyedSources::load(self.meta, self.lake, self.tenant, policy).await?;
+        let sources = KeyedSources::load(self.meta, self.lake, self.tenant, policy, true).await?;
         self.check_cancel()?;
         let total = sources.profiles.len();
         metrics.total_profiles = metrics.total_profiles.max(total as u64);
         metrics
             .total_profiles_by_merge_policy
             .insert(policy.id.to_string(), total as u64);
-        let index = ProfileIndex::new(&sources.profiles, sources.components.as_ref());
+        let index = ProfileIndex::new(&sources.profiles, sources.components.as_deref());
 
         // What each profile held before, per definition; and the memberships `inSegment` reads
         // that this group does not compute.
@@ -490,7 +450,7 @@ impl Context<'_> {
             }
         }
         let keep = |name: &str| roots.iter().any(|n| n == name);
-        for (index, rows, picked) in read_rows_of(self.lake, &sources.records, wanted, &keep).await? {
+        for (index, rows, picked) in read_picked_rows(self.lake, &sources.records, wanted, &keep).await? {
             let keyed = &sources.records[index];
             let dataset = &sources.datasets[keyed.file.dataset];
             identities.extend(fragment_identities(&rows, &dataset.schema.identities));
@@ -553,7 +513,7 @@ impl Context<'_> {
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let keep = |name: &str| names.iter().any(|n| n == name);
         let now = Timestamp::from_millisecond(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
-        for (index, rows, picked) in read_rows_of(self.lake, &sources.events, wanted, &keep).await? {
+        for (index, rows, picked) in read_picked_rows(self.lake, &sources.events, wanted, &keep).await? {
             self.check_cancel()?;
             let keyed = &sources.events[index];
             let events = align_batch(&rows, schema)?;

@@ -292,6 +292,11 @@ impl MembershipOverlay {
         self.by_profile.is_empty()
     }
 
+    /// Every profile with evaluated entries, and its (segment id, entry) pairs.
+    pub fn entries(&self) -> impl Iterator<Item = (u32, &[(Arc<str>, Entry)])> {
+        self.by_profile.iter().map(|(p, entries)| (*p, entries.as_slice()))
+    }
+
     /// Lays the entries of `profiles[g]` over `memberships[g]` (merged `segmentMembership`
     /// values), by the merge's rule: per namespace and segment, the latest
     /// `lastQualificationTime` wins.
