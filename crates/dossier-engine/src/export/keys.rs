@@ -133,6 +133,16 @@ async fn source_files(
     Ok(files)
 }
 
+/// Which event files pass one reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventScan {
+    All,
+    None,
+    /// Only files ingested after this time: all a `fromIngestTimestamp` filter needs when no
+    /// event is exported, since older events cannot make a profile's last update later.
+    IngestedAfter(EpochMillis),
+}
+
 /// Numbers profiles in the order their first fragment is seen. A profile is a graph component
 /// under `pdg` (looked up by number, so no identity is cloned or hashed twice) and a primary
 /// identity under `none`.
@@ -190,9 +200,9 @@ impl ProfileNumbers {
 
 impl KeyedSources {
     /// Reads every fragment's identities and assigns fragments to profiles under `policy`.
-    /// Without `with_events`, event files are skipped: a caller that needs no event, no empty
-    /// profile and no last-update time saves reading the largest datasets (a profile with a
-    /// record takes its primary identity from its records anyway).
+    /// `events` says which event files to read: skipping them saves reading the largest
+    /// datasets when the caller needs no event and no empty profile (a profile with a record
+    /// takes its primary identity from its records anyway).
     /// Under `pdg` the sandbox's identity graph is pinned first, and only fragments of the
     /// batches that version covers are read: the export sees one consistent state.
     pub async fn load(
@@ -200,7 +210,7 @@ impl KeyedSources {
         lake: &Lake,
         tenant: &Tenant,
         policy: &MergePolicy,
-        with_events: bool,
+        events: EventScan,
     ) -> Result<Self, EngineError> {
         let graph = match policy.identity_graph {
             IdentityGraphType::None => None,
@@ -221,7 +231,16 @@ impl KeyedSources {
         for file in files {
             let source = &sources.datasets[file.dataset];
             let is_record = source.schema.class == SchemaClass::Profile;
-            if (is_record && !source.in_scope) || (!is_record && !with_events) {
+            let skipped = if is_record {
+                !source.in_scope
+            } else {
+                match events {
+                    EventScan::All => false,
+                    EventScan::None => true,
+                    EventScan::IngestedAfter(from) => file.ingested <= from,
+                }
+            };
+            if skipped {
                 continue;
             }
             let (identities, row_ids) = read_file_identities(lake, &file.location, &source.schema).await?;

@@ -21,7 +21,7 @@ use dossier_model::merge_policy::MergePolicy;
 use dossier_model::time::{EpochMillis, now_millis};
 use dossier_storage::{Lake, MetaStore};
 
-use super::keys::{KeyedSources, read_picked_rows};
+use super::keys::{EventScan, KeyedSources, read_picked_rows};
 use super::project::project_schema;
 use super::selection::select;
 use super::types::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span, StagedBatch};
@@ -141,8 +141,12 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
             .collect::<Vec<_>>(),
     ));
     let keying_started = std::time::Instant::now();
-    let with_events = spec.event_list.is_some() || spec.empty_profiles || spec.from_ingest.is_some();
-    let sources = KeyedSources::load(meta, lake, &request.tenant, &policy, with_events)
+    let events = match spec.from_ingest {
+        _ if spec.event_list.is_some() || spec.empty_profiles => EventScan::All,
+        Some(from) => EventScan::IngestedAfter(from),
+        None => EventScan::None,
+    };
+    let sources = KeyedSources::load(meta, lake, &request.tenant, &policy, events)
         .await
         .map_err(failed("reading", "EXPORT-READ-500"))?;
     tracing::info!(

@@ -29,7 +29,7 @@ use super::compile::{Evaluator, Inputs, event_selections, field_refs};
 use super::memberships::{Entry, ProfileIndex, Row, Status, entries_by_profile, read_rows, write_rows};
 use crate::EngineError;
 use crate::export::CancelFlag;
-use crate::export::keys::{KeyedSources, read_picked_rows};
+use crate::export::keys::{EventScan, KeyedSources, read_picked_rows};
 use crate::identity::{FragmentIdentities, Identity, fragment_identities};
 use crate::profiles::align::align_batch;
 use crate::profiles::json_columns::column_as_json;
@@ -271,7 +271,7 @@ impl Context<'_> {
         metrics: &mut SegmentJobMetrics,
     ) -> Result<Vec<(String, Vec<Row>)>, SegmentError> {
         let policy = &group[0].policy;
-        let sources = KeyedSources::load(self.meta, self.lake, self.tenant, policy, true).await?;
+        let sources = KeyedSources::load(self.meta, self.lake, self.tenant, policy, EventScan::All).await?;
         self.check_cancel()?;
         let total = sources.profiles.len();
         metrics.total_profiles = metrics.total_profiles.max(total as u64);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::run::{ensure_workload, start_server};
+use super::run::{BenchServer, ensure_workload};
 use crate::workload::load_generated;
 
 #[derive(Debug, clap::Args)]
@@ -45,7 +45,8 @@ pub async fn run(args: SegmentsArgs) -> anyhow::Result<()> {
     let work = std::fs::canonicalize(&args.work)?;
     let data = work.join(format!("data-{}-seed{}", args.profiles, args.seed));
     ensure_workload(args.profiles, args.seed, &data, dossier_bench::OutputFormat::Parquet).await?;
-    let (server, remote) = start_server(&work.join(format!("segments-{}", args.profiles))).await?;
+    let bench_server = BenchServer::create(&work.join(format!("segments-{}", args.profiles))).await?;
+    let (server, remote) = bench_server.start().await?;
     let started = Instant::now();
     load_generated(&remote, &data).await?;
     eprintln!("loaded in {:.1} s", started.elapsed().as_secs_f64());

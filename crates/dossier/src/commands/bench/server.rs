@@ -40,6 +40,19 @@ impl ChildServer {
         Ok(Self { child, base })
     }
 
+    /// Stops the server gracefully (SIGTERM, as an operator would) and waits for it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("could not signal dossier serve");
+        }
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Starts a new peak-memory measurement (Linux: writing 5 to `clear_refs` resets VmHWM).
     pub fn reset_peak(&self) -> anyhow::Result<()> {
         std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")

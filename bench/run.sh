@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark, readable in one screen:
+#   1. build Dossier in release;
+#   2. install the peer engine (DuckDB's Python package, and pyarrow) if this Python lacks it;
+#   3. run `dossier bench run`: generate the workload (or reuse it), load it into a fresh
+#      `dossier serve`, run the five export jobs, run the same selections in DuckDB over the same
+#      Parquet files, check both exported the same rows, print the table.
+#
+# Usage: bench/run.sh [PROFILES] [extra flags of `dossier bench run`]
+#   bench/run.sh 1000000
+#   bench/run.sh 1000000 --runs 5 --json
+#   bench/run.sh 1000000 --ingest json      # Dossier ingests JSON lines (DuckDB still reads Parquet)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profiles="${1:-1000000}"
+shift || true
+
+cargo build --release -p dossier
+python3 -c "import duckdb, pyarrow" 2>/dev/null || python3 -m pip install --quiet "duckdb==2.0.1" "pyarrow==26.0.1"
+exec target/release/dossier bench run --profiles "$profiles" --work bench-work "$@"
