@@ -161,3 +161,46 @@ async fn generated_data_registers_ingests_and_stitches_in_both_formats() {
         }
     }
 }
+
+/// `dossier bench run` end to end on a small population: every job succeeds, DuckDB (installed
+/// by .ci/run) exports the same rows, and `--json` prints one object per job with the keys the
+/// issue names. A wrong merge, filter or event list on either side fails the row check.
+#[test]
+fn bench_run_exports_the_same_rows_as_duckdb_for_every_job() {
+    let work = tempfile::tempdir().unwrap();
+    let printed = dossier(
+        work.path(),
+        &[
+            "bench",
+            "run",
+            "--profiles",
+            "400",
+            "--runs",
+            "1",
+            "--json",
+            "--work",
+            work.path().to_str().unwrap(),
+        ],
+    );
+    let reports: Vec<Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = reports.iter().map(|r| r["job"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "all-profiles-all-fields",
+            "one-segment-8-fields",
+            "one-segment-eventlist",
+            "segment-per-batch-3",
+            "incremental-8-fields"
+        ]
+    );
+    for report in &reports {
+        for key in ["job", "rows", "ours_s", "peer_s", "ratio", "peak_rss_bytes", "rows_match"] {
+            assert!(report.get(key).is_some(), "{key} missing in {report}");
+        }
+        assert_eq!(report["rows_match"], true, "{report}");
+        assert!(report["rows"].as_u64().unwrap() > 0, "{report}");
+        assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+    }
+    assert_eq!(reports[0]["rows"], 400, "every profile has a record: {}", reports[0]);
+}

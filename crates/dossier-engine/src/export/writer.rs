@@ -144,3 +144,102 @@ impl BatchWriter {
         Ok(self.files)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use bytes::Bytes;
+    use object_store::memory::InMemory;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+
+    fn rows(count: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Utf8, false)]));
+        let values = StringArray::from_iter_values((0..count).map(|i| format!("value-{i:08}")));
+        RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap()
+    }
+
+    async fn values_of(store: &Arc<dyn object_store::ObjectStore>, file: &BatchFile) -> Vec<String> {
+        let bytes: Bytes = store
+            .get(&ObjectPath::from(file.path.as_str()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+        reader
+            .flat_map(|batch| {
+                let batch = batch.unwrap();
+                let column = batch.column(0).as_string::<i32>().clone();
+                column.iter().map(|v| v.unwrap_or_default().to_owned()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn writer(store: &Arc<dyn object_store::ObjectStore>, limits: SplitLimits) -> BatchWriter {
+        BatchWriter::new(
+            store.clone(),
+            ObjectPath::from("batch"),
+            BatchId::generate(),
+            DatasetId::generate(),
+            rows(0).schema(),
+            limits,
+        )
+    }
+
+    #[tokio::test]
+    async fn files_are_cut_at_the_row_limit_keeping_every_row_in_order() {
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+        let limits = SplitLimits {
+            max_rows: 1000,
+            max_bytes: usize::MAX,
+            row_group_bytes: 1 << 20,
+        };
+        let mut writer = writer(&store, limits);
+        let all = rows(2500);
+        // Writes that straddle a cut: 700 rows, then 1,800.
+        writer.write(&all.slice(0, 700)).await.unwrap();
+        writer.write(&all.slice(700, 1800)).await.unwrap();
+        let files = writer.finish().await.unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]);
+        assert_eq!(files.iter().map(|f| f.records).collect::<Vec<_>>(), [1000, 1000, 500]);
+        let mut read = Vec::new();
+        for file in &files {
+            let values = values_of(&store, file).await;
+            assert_eq!(values.len() as i64, file.records);
+            read.extend(values);
+        }
+        let expected: Vec<String> = (0..2500).map(|i| format!("value-{i:08}")).collect();
+        assert_eq!(read, expected);
+    }
+
+    #[tokio::test]
+    async fn a_file_is_closed_once_it_reaches_the_size_limit() {
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+        let limits = SplitLimits {
+            max_rows: 1_000_000,
+            max_bytes: 1,
+            row_group_bytes: 1 << 20,
+        };
+        let mut writer = writer(&store, limits);
+        for _ in 0..3 {
+            writer.write(&rows(10)).await.unwrap();
+        }
+        let files = writer.finish().await.unwrap();
+        assert_eq!(files.iter().map(|f| f.records).collect::<Vec<_>>(), [10, 10, 10]);
+        assert!(files.iter().all(|f| f.size > 0));
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_still_has_one_file_with_the_columns() {
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+        let files = writer(&store, SplitLimits::default()).finish().await.unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].records, 0);
+        assert!(values_of(&store, &files[0]).await.is_empty());
+    }
+}

@@ -79,14 +79,15 @@ pub async fn lookup_profile(
         IdentityGraphType::None => None,
         IdentityGraphType::Pdg => Some(current_graph(meta, lake, tenant).await?),
     };
-    let fragments = SandboxFragments::load(meta, lake, tenant, graph.as_ref()).await?;
     let keys = match &graph {
         None => ProfileKeys::Primary,
         Some(graph) => ProfileKeys::Components(&graph.components),
     };
+    // An identity the graph has never seen has no profile: answered before reading fragments.
     let Some(target) = keys.key_of(identity) else {
         return Ok(None);
     };
+    let fragments = SandboxFragments::load(meta, lake, tenant, graph.as_ref()).await?;
     let datasets: Vec<&Dataset> = fragments.datasets.iter().map(|d| &d.dataset).collect();
     let belongs =
         |identities: &FragmentIdentities| identities.primary().and_then(|p| keys.key_of(p)).as_ref() == Some(&target);

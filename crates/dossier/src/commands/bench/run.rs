@@ -318,15 +318,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     server.reset_peak()?;
     let loaded = load_generated(&remote, &ingested).await?;
-    // A lookup folds every committed batch into the identity graph: ingestion's last step,
-    // which would otherwise be paid by the first export.
-    remote
-        .request(
-            reqwest::Method::GET,
-            "/data/core/ups/access/entities?schema.name=_xdm.context.profile&entityId=none&entityIdNS=CRMID",
-        )
-        .send()
-        .await?;
     print_ingestion(&loaded, server.peak_rss_bytes()?);
 
     let policy = remote
