@@ -195,7 +195,15 @@ fn bench_run_exports_the_same_rows_as_duckdb_for_every_job() {
         ]
     );
     for report in &reports {
-        for key in ["job", "rows", "ours_s", "peer_s", "ratio", "peak_rss_bytes", "rows_match"] {
+        for key in [
+            "job",
+            "rows",
+            "ours_s",
+            "peer_s",
+            "ratio",
+            "peak_rss_bytes",
+            "rows_match",
+        ] {
             assert!(report.get(key).is_some(), "{key} missing in {report}");
         }
         assert_eq!(report["rows_match"], true, "{report}");

@@ -169,12 +169,18 @@ mod tests {
             .bytes()
             .await
             .unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
         reader
             .flat_map(|batch| {
                 let batch = batch.unwrap();
                 let column = batch.column(0).as_string::<i32>().clone();
-                column.iter().map(|v| v.unwrap_or_default().to_owned()).collect::<Vec<_>>()
+                column
+                    .iter()
+                    .map(|v| v.unwrap_or_default().to_owned())
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -205,7 +211,10 @@ mod tests {
         writer.write(&all.slice(700, 1800)).await.unwrap();
         let files = writer.finish().await.unwrap();
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]);
+        assert_eq!(
+            names,
+            ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+        );
         assert_eq!(files.iter().map(|f| f.records).collect::<Vec<_>>(), [1000, 1000, 500]);
         let mut read = Vec::new();
         for file in &files {

@@ -11,13 +11,15 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StructArray, UInt32Array};
-use arrow::buffer::NullBuffer;
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, MapArray, RecordBatch, StringArray, StructArray, UInt32Array,
+    new_null_array,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, SchemaRef};
-use serde_json::{Map, Value, json};
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use serde_json::Value;
 
-use super::json_columns::{column_as_json, column_from_json};
 use crate::EngineError;
 use crate::identity::FragmentIdentities;
 
@@ -71,16 +73,19 @@ fn merge_value(array: &ArrayRef, parent_valid: &[bool], groups: &Groups) -> Resu
     Ok(take(array.as_ref(), &winners, None)?)
 }
 
-/// The union of the identities of each profile's fragments (records in scope and events), as
-/// `identityMap` values; later fragments' flags win for an identity seen twice.
+/// One profile's merged `identityMap`: per namespace (sorted), its ids with their primary flag.
+type IdentityMapValue = BTreeMap<String, Vec<(String, bool)>>;
+
+/// The union of the identities of each profile's fragments (records in scope and events), per
+/// namespace; later fragments' flags win for an identity seen twice.
 fn merged_identity_maps(
     identities: &[FragmentIdentities],
     groups: &Groups,
     extra: &[Vec<FragmentIdentities>],
-) -> Vec<Value> {
+) -> Vec<IdentityMapValue> {
     (0..groups.len())
         .map(|g| {
-            let mut by_namespace: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+            let mut by_namespace: IdentityMapValue = BTreeMap::new();
             let fragments = groups
                 .rows(g)
                 .iter()
@@ -88,33 +93,87 @@ fn merged_identity_maps(
                 .chain(extra.get(g).into_iter().flatten());
             for fragment in fragments {
                 for (i, identity) in fragment.all.iter().enumerate() {
-                    let entries = by_namespace.entry(identity.namespace.clone()).or_default();
                     let primary = fragment.primary == Some(i);
+                    let entries = match by_namespace.get_mut(&identity.namespace) {
+                        Some(entries) => entries,
+                        None => by_namespace.entry(identity.namespace.clone()).or_default(),
+                    };
                     match entries.iter_mut().find(|(id, _)| *id == identity.id) {
                         Some(entry) => entry.1 = primary,
                         None => entries.push((identity.id.clone(), primary)),
                     }
                 }
             }
-            if by_namespace.is_empty() {
-                return Value::Null;
-            }
-            let object: Map<String, Value> = by_namespace
-                .into_iter()
-                .map(|(ns, ids)| {
-                    (
-                        ns,
-                        Value::Array(
-                            ids.into_iter()
-                                .map(|(id, primary)| json!({"id": id, "primary": primary}))
-                                .collect(),
-                        ),
-                    )
-                })
-                .collect();
-            Value::Object(object)
+            by_namespace
         })
         .collect()
+}
+
+/// The `identityMap` column (of type `field`) of merged profiles, built directly as Arrow
+/// arrays: a profile without identities is null.
+fn identity_map_column(field: &Field, maps: &[IdentityMapValue]) -> Result<ArrayRef, EngineError> {
+    let DataType::Map(entries_field, ordered) = field.data_type() else {
+        return Err(EngineError::Invalid(format!(
+            "identityMap is {}, not a map",
+            field.data_type()
+        )));
+    };
+    let DataType::Struct(entry_fields) = entries_field.data_type() else {
+        return Err(EngineError::Invalid("identityMap entries are not a struct".into()));
+    };
+    let value_field = entry_fields[1].clone();
+    let DataType::List(item_field) = value_field.data_type() else {
+        return Err(EngineError::Invalid("identityMap values are not lists".into()));
+    };
+    let DataType::Struct(identity_fields) = item_field.data_type() else {
+        return Err(EngineError::Invalid("identityMap items are not structs".into()));
+    };
+    let mut map_offsets = vec![0i32];
+    let mut namespaces = Vec::new();
+    let mut list_offsets = vec![0i32];
+    let mut ids = Vec::new();
+    let mut primaries = Vec::new();
+    for map in maps {
+        for (namespace, entries) in map {
+            namespaces.push(namespace.as_str());
+            for (id, primary) in entries {
+                ids.push(id.as_str());
+                primaries.push(*primary);
+            }
+            list_offsets.push(ids.len() as i32);
+        }
+        map_offsets.push(namespaces.len() as i32);
+    }
+    let identity_columns: Vec<ArrayRef> = identity_fields
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "id" => Arc::new(StringArray::from(ids.clone())),
+                "primary" => Arc::new(BooleanArray::from(primaries.clone())),
+                _ => new_null_array(f.data_type(), ids.len()),
+            }
+        })
+        .collect();
+    let items = StructArray::try_new(identity_fields.clone(), identity_columns, None)?;
+    let lists = ListArray::try_new(
+        item_field.clone(),
+        OffsetBuffer::new(list_offsets.into()),
+        Arc::new(items),
+        None,
+    )?;
+    let entries = StructArray::try_new(
+        entry_fields.clone(),
+        vec![Arc::new(StringArray::from(namespaces)), Arc::new(lists)],
+        None,
+    )?;
+    let present = NullBuffer::from(maps.iter().map(|m| !m.is_empty()).collect::<Vec<_>>());
+    Ok(Arc::new(MapArray::try_new(
+        entries_field.clone(),
+        OffsetBuffer::new(map_offsets.into()),
+        entries,
+        Some(present),
+        *ordered,
+    )?))
 }
 
 fn qualification_time(entry: &Value) -> Option<jiff::Timestamp> {
@@ -160,6 +219,102 @@ pub fn merged_memberships(memberships: &[Value], groups: &Groups) -> Vec<Value> 
         .collect()
 }
 
+/// The merged `segmentMembership` column (of type `field`) from the fragments' `column`, built
+/// directly as Arrow arrays: per namespace and segment the entry with the latest
+/// `lastQualificationTime` (a later fragment wins a tie) is taken whole; a profile without any
+/// entry is null. The same rule as [`merged_memberships`], without going through JSON.
+fn membership_column(column: &ArrayRef, field: &Field, groups: &Groups) -> Result<ArrayRef, EngineError> {
+    let (DataType::Map(outer_entries, outer_ordered), Some(outer)) = (field.data_type(), column.as_map_opt()) else {
+        return Err(EngineError::Invalid("segmentMembership is not a map".into()));
+    };
+    let DataType::Struct(outer_fields) = outer_entries.data_type() else {
+        return Err(EngineError::Invalid(
+            "segmentMembership entries are not a struct".into(),
+        ));
+    };
+    let (DataType::Map(inner_entries, inner_ordered), Some(inner)) =
+        (outer_fields[1].data_type(), outer.values().as_map_opt())
+    else {
+        return Err(EngineError::Invalid("segmentMembership values are not maps".into()));
+    };
+    let DataType::Struct(inner_fields) = inner_entries.data_type() else {
+        return Err(EngineError::Invalid(
+            "segmentMembership segments are not a struct".into(),
+        ));
+    };
+    let namespaces = outer.keys().as_string::<i32>();
+    let segments = inner.keys().as_string::<i32>();
+    let values = inner.values();
+    let times = values
+        .as_struct_opt()
+        .and_then(|v| v.column_by_name("lastQualificationTime"))
+        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>());
+    let time_of = |entry: usize| times.filter(|t| t.is_valid(entry)).map(|t| t.value(entry));
+
+    let (mut outer_offsets, mut inner_offsets) = (vec![0i32], vec![0i32]);
+    let (mut namespace_keys, mut segment_keys, mut picked) = (Vec::new(), Vec::new(), Vec::new());
+    let mut present = Vec::with_capacity(groups.len());
+    for g in 0..groups.len() {
+        let mut merged: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+        for &row in groups.rows(g) {
+            let row = row as usize;
+            if outer.is_null(row) {
+                continue;
+            }
+            let offsets = outer.value_offsets();
+            for n in offsets[row] as usize..offsets[row + 1] as usize {
+                if inner.is_null(n) {
+                    continue;
+                }
+                let inner_offsets = inner.value_offsets();
+                for e in inner_offsets[n] as usize..inner_offsets[n + 1] as usize {
+                    // Made on the first entry: a namespace without segments adds nothing.
+                    let slot = merged.entry(namespaces.value(n)).or_default();
+                    let newer = slot
+                        .get(segments.value(e))
+                        .is_none_or(|&current| time_of(e) >= time_of(current));
+                    if newer {
+                        slot.insert(segments.value(e), e);
+                    }
+                }
+            }
+        }
+        present.push(!merged.is_empty());
+        for (namespace, entries) in merged {
+            namespace_keys.push(namespace);
+            for (segment, entry) in entries {
+                segment_keys.push(segment);
+                picked.push(entry as u32);
+            }
+            inner_offsets.push(segment_keys.len() as i32);
+        }
+        outer_offsets.push(namespace_keys.len() as i32);
+    }
+    let taken = take(values.as_ref(), &UInt32Array::from(picked), None)?;
+    let inner_map = MapArray::try_new(
+        inner_entries.clone(),
+        OffsetBuffer::new(inner_offsets.into()),
+        StructArray::try_new(
+            inner_fields.clone(),
+            vec![Arc::new(StringArray::from(segment_keys)), taken],
+            None,
+        )?,
+        None,
+        *inner_ordered,
+    )?;
+    Ok(Arc::new(MapArray::try_new(
+        outer_entries.clone(),
+        OffsetBuffer::new(outer_offsets.into()),
+        StructArray::try_new(
+            outer_fields.clone(),
+            vec![Arc::new(StringArray::from(namespace_keys)), Arc::new(inner_map)],
+            None,
+        )?,
+        Some(NullBuffer::from(present)),
+        *outer_ordered,
+    )?))
+}
+
 pub const IDENTITY_MAP: &str = "identityMap";
 pub const SEGMENT_MEMBERSHIP: &str = "segmentMembership";
 
@@ -176,11 +331,11 @@ pub fn merge_groups(
     let mut columns = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column = match field.name().as_str() {
-            IDENTITY_MAP => column_from_json(field, merged_identity_maps(identities, groups, extra_identities))?,
-            SEGMENT_MEMBERSHIP => column_from_json(
-                field,
-                merged_memberships(&column_as_json(rows, SEGMENT_MEMBERSHIP)?, groups),
-            )?,
+            IDENTITY_MAP => identity_map_column(field, &merged_identity_maps(identities, groups, extra_identities))?,
+            SEGMENT_MEMBERSHIP => match rows.column_by_name(SEGMENT_MEMBERSHIP) {
+                Some(column) if column.as_map_opt().is_some() => membership_column(column, field, groups)?,
+                _ => arrow::array::new_null_array(field.data_type(), groups.len()),
+            },
             name => match rows.column_by_name(name) {
                 Some(column) => merge_value(column, &all_rows, groups)?,
                 None => arrow::array::new_null_array(field.data_type(), groups.len()),
