@@ -5,18 +5,16 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use serde_json::{Map, Value};
 
-use dossier_model::catalog::Dataset;
-use dossier_model::merge_policy::{AttributeMerge, IdentityGraphType, MergePolicy};
+use dossier_model::merge_policy::{IdentityGraphType, MergePolicy};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
-use dossier_model::xdm::SchemaClass;
 use dossier_storage::{Lake, MetaStore};
 
 use super::align::align_batch;
-use super::fragments::{FragmentOrigin, SandboxFragments};
-use super::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
+use super::merge::{Groups, IDENTITY_MAP, SEGMENT_MEMBERSHIP, merge_groups};
 use crate::EngineError;
-use crate::identity::{ComponentIndex, FragmentIdentities, Identity, current_graph};
+use crate::export::keys::{EventScan, KeyedSources, read_picked_rows};
+use crate::identity::{Identity, fragment_identities};
 use crate::segments::{entries_of_profile, overlay_entries};
 
 /// A merged profile as profile access shows it.
@@ -33,39 +31,15 @@ pub struct MergedProfile {
     pub sources: Vec<String>,
 }
 
-/// Which profile a fragment belongs to under a policy's `identityGraph`.
-enum ProfileKeys<'a> {
-    Primary,
-    Components(&'a ComponentIndex),
-}
-
-impl ProfileKeys<'_> {
-    fn key_of(&self, identity: &Identity) -> Option<Identity> {
-        match self {
-            Self::Primary => Some(identity.clone()),
-            Self::Components(components) => components.key_of(identity).cloned(),
-        }
-    }
-}
-
-/// The rank that orders fragments of a profile: the last one with a value wins.
-fn precedence(policy: &MergePolicy, datasets: &[&Dataset], origin: &FragmentOrigin) -> Option<(i64, i64, i64, i64)> {
-    let dataset_rank = match &policy.attribute_merge {
-        AttributeMerge::TimestampOrdered => 0,
-        AttributeMerge::DataSetPrecedence { order } => {
-            let position = order.iter().position(|id| *id == datasets[origin.dataset].id)?;
-            (order.len() - position) as i64
-        }
-    };
-    Some((dataset_rank, origin.ingested, origin.batch_seq, origin.row))
-}
-
 fn render(identity: &Identity) -> String {
     format!("{}:{}", identity.namespace, identity.id)
 }
 
 /// The merged profile that `identity` belongs to under `policy`, or `None` when no fragment of
 /// the sandbox makes one.
+///
+/// It reads as an export of one profile does: the identity columns of every fragment file
+/// (export pass one, `export::keys`), then only the rows of that profile with a row selection.
 pub async fn lookup_profile(
     meta: &MetaStore,
     lake: &Lake,
@@ -73,24 +47,24 @@ pub async fn lookup_profile(
     policy: &MergePolicy,
     identity: &Identity,
 ) -> Result<Option<MergedProfile>, EngineError> {
-    // Under `pdg` the lookup reads one version of the graph and only the batches it covers, so
+    // Under `pdg` the keying reads one version of the graph and only the batches it covers, so
     // a batch committing meanwhile is either wholly in the profile or not at all.
-    let graph = match policy.identity_graph {
-        IdentityGraphType::None => None,
-        IdentityGraphType::Pdg => Some(current_graph(meta, lake, tenant).await?),
+    let keyed = KeyedSources::load(meta, lake, tenant, policy, EventScan::All).await?;
+    let target = match policy.identity_graph {
+        IdentityGraphType::None => Some(identity.clone()),
+        IdentityGraphType::Pdg => keyed
+            .components
+            .as_ref()
+            .and_then(|components| components.key_of(identity).cloned()),
     };
-    let keys = match &graph {
-        None => ProfileKeys::Primary,
-        Some(graph) => ProfileKeys::Components(&graph.components),
-    };
-    // An identity the graph has never seen has no profile: answered before reading fragments.
-    let Some(target) = keys.key_of(identity) else {
+    let Some(target) = target else {
         return Ok(None);
     };
-    let fragments = SandboxFragments::load(meta, lake, tenant, graph.as_ref()).await?;
-    let datasets: Vec<&Dataset> = fragments.datasets.iter().map(|d| &d.dataset).collect();
-    let belongs =
-        |identities: &FragmentIdentities| identities.primary().and_then(|p| keys.key_of(p)).as_ref() == Some(&target);
+    let Some(profile) = keyed.profiles.iter().position(|key| *key == target) else {
+        return Ok(None);
+    };
+    let mut wanted = vec![false; keyed.profiles.len()];
+    wanted[profile] = true;
 
     let union = meta.profile_union(tenant).await?;
     let union_schema = union.arrow_schema();
@@ -99,39 +73,33 @@ pub async fn lookup_profile(
     let mut identities = Vec::new();
     let mut last_modified = None;
     let mut sources = Vec::new();
-    for (_, dataset) in fragments.of_class(SchemaClass::Profile) {
-        for ((rows, origins), ids) in dataset.rows.iter().zip(&dataset.origins).zip(&dataset.identities) {
-            let picked: Vec<u32> = (0..rows.num_rows() as u32)
-                .filter(|&r| belongs(&ids[r as usize]) && precedence(policy, &datasets, &origins[r as usize]).is_some())
-                .collect();
-            if picked.is_empty() {
-                continue;
-            }
-            let indices = arrow::array::UInt32Array::from(picked.clone());
-            let taken = arrow::compute::take_record_batch(rows, &indices)?;
-            selected.push(align_batch(&taken, &union_schema)?);
-            for r in picked {
-                let origin = &origins[r as usize];
-                ranks.push(precedence(policy, &datasets, origin).expect("filtered above"));
-                identities.push(ids[r as usize].clone());
-                last_modified = last_modified.max(Some(origin.ingested));
-            }
-            let id = dataset.dataset.id.to_string();
-            if !sources.contains(&id) {
-                sources.push(id);
-            }
+    for (index, rows, picked) in read_picked_rows(lake, &keyed.records, &wanted, &|_| true).await? {
+        let file = &keyed.records[index];
+        let dataset = &keyed.datasets[file.file.dataset];
+        identities.extend(fragment_identities(&rows, &dataset.schema.identities));
+        for &r in &picked {
+            ranks.push((dataset.rank, file.file.ingested, file.file.batch_seq, file.row_ids[r]));
+        }
+        last_modified = last_modified.max(Some(file.file.ingested));
+        selected.push(align_batch(&rows, &union_schema)?);
+        let id = dataset.dataset.id.to_string();
+        if !sources.contains(&id) {
+            sources.push(id);
         }
     }
     let mut event_identities = Vec::new();
-    for (_, dataset) in fragments.of_class(SchemaClass::ExperienceEvent) {
-        for (origins, ids) in dataset.origins.iter().zip(&dataset.identities) {
-            for (origin, fragment) in origins.iter().zip(ids) {
-                if belongs(fragment) {
-                    event_identities.push(fragment.clone());
-                    last_modified = last_modified.max(Some(origin.ingested));
-                }
-            }
-        }
+    let identity_columns: Vec<&str> = keyed
+        .datasets
+        .iter()
+        .flat_map(|d| d.schema.identities.iter().filter_map(|i| i.path.split('.').next()))
+        .chain([IDENTITY_MAP])
+        .collect();
+    let keep = |name: &str| identity_columns.contains(&name);
+    for (index, rows, _) in read_picked_rows(lake, &keyed.events, &wanted, &keep).await? {
+        let file = &keyed.events[index];
+        let dataset = &keyed.datasets[file.file.dataset];
+        event_identities.extend(fragment_identities(&rows, &dataset.schema.identities));
+        last_modified = last_modified.max(Some(file.file.ingested));
     }
     let Some(last_modified) = last_modified else {
         return Ok(None);
@@ -154,14 +122,7 @@ pub async fn lookup_profile(
     };
     let merged = merge_groups(&rows, &union_schema, &groups, &identities, &[extra])?;
     let mut entity = first_row_as_json(&merged)?;
-    let evaluated = entries_of_profile(
-        meta,
-        lake,
-        tenant,
-        &target,
-        graph.as_ref().map(|g| g.components.as_ref()),
-    )
-    .await?;
+    let evaluated = entries_of_profile(meta, lake, tenant, &target, keyed.components.as_deref()).await?;
     if !evaluated.is_empty()
         && let Some(object) = entity.as_object_mut()
     {
