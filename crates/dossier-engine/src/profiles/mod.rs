@@ -1,5 +1,6 @@
 //! Building merged profiles from fragments under a merge policy (semantics.md "Profiles and
-//! merge policies"). Profile lookup uses it now; exports stream through the same merge.
+//! merge policies"). Exports and profile lookup key fragments the same way (`export::keys`) and
+//! merge through `merge.rs`; `fragments.rs` loads a whole sandbox, for tests that compare against it.
 
 pub mod align;
 pub mod fragments;
