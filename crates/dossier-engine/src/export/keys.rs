@@ -22,7 +22,7 @@ use dossier_storage::meta::FileKind;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::EngineError;
-use crate::identity::{ComponentIndex, Identity, PinnedGraph, current_graph, read_file_identities};
+use crate::identity::{ComponentIndex, Identity, PinnedGraph, current_graph, read_file_primaries};
 use crate::parquet_io::LakeFileReader;
 use crate::schemas::dataset_schema;
 
@@ -243,16 +243,16 @@ impl KeyedSources {
             if skipped {
                 continue;
             }
-            let (identities, row_ids) = read_file_identities(lake, &file.location, &source.schema).await?;
-            let mut profiles = Vec::with_capacity(identities.len());
-            for (fragment, row_id) in identities.iter().zip(&row_ids) {
+            let (primaries, row_ids) = read_file_primaries(lake, &file.location, &source.schema).await?;
+            let mut profiles = Vec::with_capacity(primaries.len());
+            for (primary, row_id) in primaries.iter().zip(&row_ids) {
                 let add = |key: Identity| {
                     sources.profiles.push(key);
                     sources.facts.push(ProfileFacts::default());
                     (sources.profiles.len() - 1) as u32
                 };
-                let Some(profile) = fragment
-                    .primary()
+                let Some(profile) = primary
+                    .as_ref()
                     .and_then(|primary| numbers.number(graph.as_ref(), primary, add))
                 else {
                     profiles.push(NO_PROFILE);
@@ -265,7 +265,7 @@ impl KeyedSources {
                 let rank = (is_record, file.ingested, file.batch_seq, *row_id);
                 if facts.primary_namespace.is_none() || rank > facts.primary_rank {
                     facts.primary_rank = rank;
-                    facts.primary_namespace = fragment.primary().map(|p| numbers.namespace(&p.namespace));
+                    facts.primary_namespace = primary.as_ref().map(|p| numbers.namespace(&p.namespace));
                 }
             }
             let keyed = KeyedFile {

@@ -8,10 +8,11 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use parquet::arrow::ProjectionMask;
 
-use dossier_model::xdm::XdmSchema;
+use dossier_model::xdm::{IdentityField, XdmSchema};
 use dossier_storage::Lake;
 
-use super::extract::{FragmentIdentities, fragment_identities};
+use super::extract::{FragmentIdentities, fragment_identities, fragment_primaries};
+use super::union_find::Identity;
 use crate::EngineError;
 use crate::fragments::SYSTEM_METADATA;
 use crate::parquet_io::LakeFileReader;
@@ -22,6 +23,25 @@ pub async fn read_file_identities(
     location: &ObjectPath,
     schema: &XdmSchema,
 ) -> Result<(Vec<FragmentIdentities>, Vec<i64>), EngineError> {
+    read_identity_columns(lake, location, schema, fragment_identities).await
+}
+
+/// Each row's primary identity and row id, in file order: what keying fragments to profiles
+/// needs, without materializing the other identities.
+pub async fn read_file_primaries(
+    lake: &Lake,
+    location: &ObjectPath,
+    schema: &XdmSchema,
+) -> Result<(Vec<Option<Identity>>, Vec<i64>), EngineError> {
+    read_identity_columns(lake, location, schema, fragment_primaries).await
+}
+
+async fn read_identity_columns<T>(
+    lake: &Lake,
+    location: &ObjectPath,
+    schema: &XdmSchema,
+    extract: fn(&RecordBatch, &[IdentityField]) -> Vec<T>,
+) -> Result<(Vec<T>, Vec<i64>), EngineError> {
     let builder = LakeFileReader::new(lake, location.clone()).builder().await?;
     // Leaf columns, not whole roots: an identity at `crm.crmId` must not decode all of `crm`.
     let mut prefixes: Vec<String> = vec!["identityMap".into(), format!("{SYSTEM_METADATA}.rowId")];
@@ -44,7 +64,7 @@ pub async fn read_file_identities(
     let mut identities = Vec::new();
     let mut row_ids = Vec::new();
     for rows in &batches {
-        identities.extend(fragment_identities(rows, &schema.identities));
+        identities.extend(extract(rows, &schema.identities));
         let ids = rows
             .column_by_name(SYSTEM_METADATA)
             .and_then(|c| c.as_struct_opt())
