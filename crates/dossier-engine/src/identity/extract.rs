@@ -121,10 +121,10 @@ pub fn fragment_primaries(rows: &RecordBatch, identity_fields: &[IdentityField])
     (0..rows.num_rows())
         .map(|row| {
             let mut seen: Vec<(&str, &str)> = Vec::new();
-            if let Some(map) = map {
-                if let Some(flagged) = map_entries(map, row, &mut seen) {
-                    return Some(Identity::new(flagged.0, flagged.1));
-                }
+            if let Some(map) = map
+                && let Some(flagged) = map_entries(map, row, &mut seen)
+            {
+                return Some(Identity::new(flagged.0, flagged.1));
             }
             let mut primary = None;
             for (field, column, parents) in &fields {
