@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
+use dossier_engine::export::ExportSettings;
 use dossier_engine::export_queue::{
     EngineExporter, ExportQueue, ExportWorkers, WorkerSettings, recover_interrupted_exports,
     recover_interrupted_segment_jobs,
@@ -171,6 +172,9 @@ fn start_export_workers(exports: &ExportQueue, meta: &MetaStore, lake: &Lake, li
     let exporter = Arc::new(EngineExporter {
         meta: meta.clone(),
         lake: lake.clone(),
+        settings: ExportSettings {
+            partition_profiles: limits.export_partition_profiles,
+        },
     });
     let settings = WorkerSettings {
         workers: limits.export_workers,

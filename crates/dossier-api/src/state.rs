@@ -29,6 +29,9 @@ pub struct Limits {
     /// Export jobs that may wait (NEW) at once, across every sandbox; a create beyond it
     /// answers 429.
     pub max_queued_export_jobs: u64,
+    /// Profiles an export holds in memory at once (its partition): the knob that bounds an
+    /// export's memory for the rows it merges.
+    pub export_partition_profiles: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +40,7 @@ impl Default for Limits {
             max_upload_bytes: 16 * 1024 * 1024 * 1024,
             export_workers: 2,
             max_queued_export_jobs: 100,
+            export_partition_profiles: 250_000,
         }
     }
 }

@@ -27,6 +27,8 @@ struct ConfigFile {
     export_workers: Option<usize>,
     /// Export jobs that may wait at once; beyond it a create answers 429.
     max_queued_export_jobs: Option<u64>,
+    /// Profiles an export holds in memory at once.
+    export_partition_profiles: Option<usize>,
     #[serde(default)]
     static_tokens: Vec<StaticToken>,
 }
@@ -51,13 +53,21 @@ pub struct Settings {
 }
 
 /// The server's limits: the defaults, with what the config file sets.
-fn limits(export_workers: Option<usize>, max_queued_export_jobs: Option<u64>) -> Limits {
+fn limits(file: &ConfigFile) -> anyhow::Result<Limits> {
     let defaults = Limits::default();
-    Limits {
-        export_workers: export_workers.unwrap_or(defaults.export_workers),
-        max_queued_export_jobs: max_queued_export_jobs.unwrap_or(defaults.max_queued_export_jobs),
-        ..defaults
+    if file.export_partition_profiles == Some(0) {
+        anyhow::bail!(
+            "export_partition_profiles = 0: an export needs at least one profile per partition; use 1 or more"
+        );
     }
+    Ok(Limits {
+        export_workers: file.export_workers.unwrap_or(defaults.export_workers),
+        max_queued_export_jobs: file.max_queued_export_jobs.unwrap_or(defaults.max_queued_export_jobs),
+        export_partition_profiles: file
+            .export_partition_profiles
+            .unwrap_or(defaults.export_partition_profiles),
+        ..defaults
+    })
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -68,6 +78,7 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
 impl Settings {
     pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
         let file = args.config.as_deref().map(read_config).transpose()?.unwrap_or_default();
+        let limits = limits(&file)?;
         Ok(Self {
             data_dir: args
                 .data_dir
@@ -80,7 +91,7 @@ impl Settings {
             token_ttl: Duration::from_secs(file.token_ttl_secs.unwrap_or(86_400)),
             log_format: file.log_format.unwrap_or_default(),
             static_tokens: file.static_tokens,
-            limits: limits(file.export_workers, file.max_queued_export_jobs),
+            limits,
         })
     }
 }
@@ -128,5 +139,24 @@ mod tests {
             (2, 100)
         );
         assert_eq!(defaults.limits.max_upload_bytes, Limits::default().max_upload_bytes);
+        assert_eq!(defaults.limits.export_partition_profiles, 250_000);
+        let small = settings_from("export_partition_profiles = 1000\n");
+        assert_eq!(small.limits.export_partition_profiles, 1000);
+    }
+
+    #[test]
+    fn a_partition_of_no_profile_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dossier.toml");
+        std::fs::write(&path, "export_partition_profiles = 0\n").unwrap();
+        let args = GlobalArgs {
+            data_dir: None,
+            config: Some(path),
+        };
+        let error = Settings::resolve(&args).unwrap_err().to_string();
+        assert!(
+            error.contains("export_partition_profiles = 0") && error.contains("use 1 or more"),
+            "{error}"
+        );
     }
 }

@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use arrow::array::{AsArray, RecordBatch};
-use dossier_engine::export::{CancelFlag, ExportProgress, ExportRequest, run_export};
+use dossier_engine::export::{CancelFlag, ExportProgress, ExportRequest, ExportSettings, run_export, run_export_with};
 use dossier_model::export_job::{
     EventListSpec, ExportBatchTarget, ExportSpec, MembershipStatus, QualificationWindow, SegmentFilter,
 };
@@ -58,6 +58,11 @@ fn read_batch(data_dir: &std::path::Path, tenant: &Tenant, dataset: &str, batch:
         );
     }
     rows
+}
+
+/// A batch's rows as one record batch.
+fn concat(batches: &[RecordBatch]) -> RecordBatch {
+    arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
 }
 
 fn crm_ids(batches: &[RecordBatch]) -> Vec<String> {
@@ -236,6 +241,43 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
     );
     assert!(events.column_by_name("timestamp").is_some());
     assert_eq!(progress.snapshot().3, 100);
+
+    // Partitions only bound memory: the same export one profile per partition writes the same
+    // rows (each partition re-reads the files for its own profiles).
+    let (small_aam, small_ups) = (BatchId::generate(), BatchId::generate());
+    let small = ExportRequest {
+        batches: vec![
+            ExportBatchTarget {
+                batch_id: small_aam.clone(),
+                segment: Some(0),
+            },
+            ExportBatchTarget {
+                batch_id: small_ups.clone(),
+                segment: Some(1),
+            },
+        ],
+        ..request.clone()
+    };
+    let settings = ExportSettings { partition_profiles: 1 };
+    let small_outcome = run_export_with(
+        &meta,
+        &lake,
+        &small,
+        &ExportProgress::default(),
+        &CancelFlag::default(),
+        &settings,
+    )
+    .await
+    .unwrap();
+    assert_eq!(small_outcome.exported_profiles, 2);
+    assert_eq!(small_outcome.by_namespace, outcome.by_namespace);
+    for (big, tiny) in [(&aam_batch, &small_aam), (&ups_batch, &small_ups)] {
+        let expected = read_batch(&server.data_dir(), &tenant, &target, big);
+        let got = read_batch(&server.data_dir(), &tenant, &target, tiny);
+        assert_eq!(crm_ids(&got), crm_ids(&expected));
+        let (expected, got) = (concat(&expected), concat(&got));
+        assert_eq!(got, expected, "every column of every row");
+    }
 
     // Other readers see the same schema and rows: pyarrow and DuckDB, as a data engineer would.
     let folder = server

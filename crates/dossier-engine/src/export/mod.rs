@@ -9,5 +9,7 @@ mod types;
 mod writer;
 
 pub use project::project_schema;
-pub use run::{MAX_IDENTITIES, run_export};
-pub use types::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span, StagedBatch};
+pub use run::{MAX_IDENTITIES, run_export, run_export_with};
+pub use types::{
+    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, Span, StagedBatch,
+};

@@ -2,7 +2,7 @@
 //! partition of profiles is read, merged, filtered, projected and written.
 //!
 //! Memory is bounded by the partition size, not by the population: profiles are split into
-//! partitions of at most `PROFILES_PER_PARTITION`, and only one partition's fragments are held
+//! partitions of at most `ExportSettings::partition_profiles`, and only one partition's fragments are held
 //! at a time.
 
 use std::collections::BTreeMap;
@@ -24,7 +24,9 @@ use dossier_storage::{Lake, MetaStore};
 use super::keys::{EventScan, KeyedSources, read_picked_rows};
 use super::project::project_schema;
 use super::selection::select;
-use super::types::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span, StagedBatch};
+use super::types::{
+    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, Span, StagedBatch,
+};
 use super::writer::{BatchWriter, SplitLimits};
 use crate::EngineError;
 use crate::identity::{FragmentIdentities, fragment_identities};
@@ -33,8 +35,6 @@ use crate::profiles::json_columns::column_as_json;
 use crate::profiles::merge::{Groups, IDENTITY_MAP, SEGMENT_MEMBERSHIP, merge_groups, merged_memberships};
 use crate::segments::memberships::{MembershipOverlay, with_memberships};
 
-/// Profiles held in memory at once.
-pub const PROFILES_PER_PARTITION: usize = 250_000;
 /// Profiles merged and written per Arrow batch.
 const PROFILES_PER_CHUNK: usize = 4096;
 /// A profile with more identities than this is left out (semantics.md "Identity graph").
@@ -572,7 +572,8 @@ async fn export_partition(
     Ok(())
 }
 
-/// Runs an export to the point where every batch's files are written and ready to commit.
+/// Runs an export to the point where every batch's files are written and ready to commit, with
+/// the default [`ExportSettings`].
 pub async fn run_export(
     meta: &MetaStore,
     lake: &Lake,
@@ -580,6 +581,19 @@ pub async fn run_export(
     progress: &ExportProgress,
     cancel: &CancelFlag,
 ) -> Result<ExportOutcome, ExportError> {
+    run_export_with(meta, lake, request, progress, cancel, &ExportSettings::default()).await
+}
+
+/// [`run_export`] with explicit settings.
+pub async fn run_export_with(
+    meta: &MetaStore,
+    lake: &Lake,
+    request: &ExportRequest,
+    progress: &ExportProgress,
+    cancel: &CancelFlag,
+    settings: &ExportSettings,
+) -> Result<ExportOutcome, ExportError> {
+    let partition_profiles = settings.partition_profiles.max(1);
     let started: EpochMillis = now_millis();
     let plan = Arc::new(plan(meta, lake, request).await?);
     let mut writers: Vec<BatchWriter> = request
@@ -603,8 +617,8 @@ pub async fn run_export(
     };
     let partitions: Vec<(&[u32], &[Vec<usize>])> = plan
         .profiles
-        .chunks(PROFILES_PER_PARTITION)
-        .zip(plan.targets.chunks(PROFILES_PER_PARTITION))
+        .chunks(partition_profiles)
+        .zip(plan.targets.chunks(partition_profiles))
         .collect();
     let count = partitions.len().max(1) as u64;
     for (done, (profiles, targets)) in partitions.into_iter().enumerate() {

@@ -19,6 +19,22 @@ pub struct ExportRequest {
     pub batches: Vec<ExportBatchTarget>,
 }
 
+/// How an export may use the machine: configuration, not part of the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportSettings {
+    /// Profiles whose fragments are held in memory at once (one partition); smaller means less
+    /// memory and more passes over the files.
+    pub partition_profiles: usize,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            partition_profiles: 250_000,
+        }
+    }
+}
+
 /// Live counters of a running export, read by the job queue for `progress`.
 #[derive(Debug, Default)]
 pub struct ExportProgress {

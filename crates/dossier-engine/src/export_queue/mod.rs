@@ -24,7 +24,9 @@ use dossier_model::time::now_millis;
 use dossier_storage::meta::ExportCancellation;
 use dossier_storage::{Lake, MetaStore, StorageError};
 
-use crate::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, run_export};
+use crate::export::{
+    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export_with,
+};
 
 pub use recovery::recover_interrupted_exports;
 pub use segment_jobs::{recover_interrupted_segment_jobs, segments_of};
@@ -45,6 +47,7 @@ pub trait Exporter: Send + Sync + 'static {
 pub struct EngineExporter {
     pub meta: MetaStore,
     pub lake: Lake,
+    pub settings: ExportSettings,
 }
 
 impl Exporter for EngineExporter {
@@ -60,7 +63,7 @@ impl Exporter for EngineExporter {
             segment_jobs::evaluate_for_export(&self.meta, &self.lake, &request.tenant, request.job_id, &ids, cancel)
                 .await?;
         }
-        run_export(&self.meta, &self.lake, request, progress, cancel).await
+        run_export_with(&self.meta, &self.lake, request, progress, cancel, &self.settings).await
     }
 }
 
