@@ -24,6 +24,7 @@ use dossier_storage::{Lake, MetaStore};
 use crate::EngineError;
 use crate::identity::{ComponentIndex, Identity, PinnedGraph, current_graph, read_file_primaries};
 use crate::parquet_io::LakeFileReader;
+use crate::profiles::merge::IDENTITY_MAP;
 use crate::schemas::dataset_schema;
 
 /// Marks a fragment that belongs to no profile (it has no identity).
@@ -281,6 +282,23 @@ impl KeyedSources {
         }
         sources.components = graph.map(|g| g.components);
         Ok(sources)
+    }
+}
+
+impl KeyedSources {
+    /// The top-level columns that hold identities in any source: `identityMap` and the roots of
+    /// the schemas' identity fields. What a reader needs to tell whose a row is.
+    pub fn identity_columns(&self) -> Vec<String> {
+        let mut columns = vec![IDENTITY_MAP.to_owned()];
+        for dataset in &self.datasets {
+            for field in &dataset.schema.identities {
+                let root = field.path.split('.').next().unwrap_or(&field.path);
+                if !columns.iter().any(|c| c == root) {
+                    columns.push(root.to_owned());
+                }
+            }
+        }
+        columns
     }
 }
 

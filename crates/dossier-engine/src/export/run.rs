@@ -14,7 +14,6 @@ use arrow::buffer::OffsetBuffer;
 use arrow::compute::{concat_batches, filter_record_batch, take, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use futures::StreamExt;
-use serde_json::Value;
 
 use dossier_model::export_job::ExportSpec;
 use dossier_model::merge_policy::MergePolicy;
@@ -32,7 +31,7 @@ use crate::EngineError;
 use crate::identity::{FragmentIdentities, fragment_identities};
 use crate::profiles::align::align_batch;
 use crate::profiles::json_columns::column_as_json;
-use crate::profiles::merge::{Groups, IDENTITY_MAP, SEGMENT_MEMBERSHIP, merge_groups, merged_memberships};
+use crate::profiles::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
 use crate::segments::memberships::{MembershipOverlay, with_memberships};
 
 /// Profiles merged and written per Arrow batch.
@@ -180,13 +179,7 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
         elapsed_ms = keying_started.elapsed().as_millis() as u64,
         "export selected its profiles"
     );
-    let identity_columns: Vec<String> = sources
-        .datasets
-        .iter()
-        .flat_map(|d| d.schema.identities.iter().filter_map(|i| i.path.split('.').next()))
-        .chain([IDENTITY_MAP])
-        .map(str::to_owned)
-        .collect();
+    let identity_columns = sources.identity_columns();
     let record_columns = merge_schema
         .fields()
         .iter()
@@ -370,7 +363,8 @@ struct PartitionWork {
     merge_rows: RecordBatch,
     events: PartitionEvents,
     extra: Vec<Vec<FragmentIdentities>>,
-    memberships: Vec<Value>,
+    /// The partition's profiles, by group: what the overlay of evaluated memberships is keyed by.
+    profiles: Vec<u32>,
 }
 
 /// Merges, projects and assembles the output rows of one chunk of profiles.
@@ -396,10 +390,14 @@ fn build_chunk(plan: &Plan, work: &PartitionWork, chunk: &[(usize, Vec<usize>)])
     };
     let sub_extra: Vec<Vec<FragmentIdentities>> = groups.iter().map(|&g| work.extra[g].clone()).collect();
     let merged = merge_groups(&rows, &plan.merge_schema, &sub, &identities, &sub_extra)?;
-    let merged = if work.memberships.is_empty() {
+    // Written memberships carry the evaluated entries too, laid over the merged ones.
+    let merged = if plan.overlay.is_empty() || merged.column_by_name(SEGMENT_MEMBERSHIP).is_none() {
         merged
     } else {
-        with_memberships(merged, groups.iter().map(|&g| work.memberships[g].clone()).collect())?
+        let mut memberships = column_as_json(&merged, SEGMENT_MEMBERSHIP)?;
+        let profiles: Vec<u32> = groups.iter().map(|&g| work.profiles[g]).collect();
+        plan.overlay.apply(&mut memberships, &profiles);
+        with_memberships(merged, memberships)?
     };
     let mut columns: Vec<ArrayRef> = Vec::new();
     for field in plan.output_schema.fields() {
@@ -461,16 +459,6 @@ async fn export_partition(
     if cancel.is_cancelled() {
         return Err(ExportError::Cancelled);
     }
-    // Written memberships carry the evaluated entries too; only worth building when both exist.
-    let memberships = if plan.overlay.is_empty() || plan.merge_schema.field_with_name(SEGMENT_MEMBERSHIP).is_err() {
-        Vec::new()
-    } else {
-        let json = column_as_json(&records.rows, SEGMENT_MEMBERSHIP).map_err(failed("merging", "EXPORT-MERGE-500"))?;
-        let mut memberships = merged_memberships(&json, &records.groups);
-        plan.overlay.apply(&mut memberships, profiles);
-        memberships
-    };
-
     // The identityMap of a profile with records is the union of its records' identities; an
     // empty profile takes its events' identities.
     let extra: Vec<Vec<FragmentIdentities>> = (0..profiles.len())
@@ -518,7 +506,7 @@ async fn export_partition(
         merge_rows,
         events,
         extra,
-        memberships,
+        profiles: profiles.to_vec(),
     });
     let chunks: Vec<Vec<(usize, Vec<usize>)>> = chosen.chunks(PROFILES_PER_CHUNK).map(<[_]>::to_vec).collect();
     // Merging is CPU work: it runs on blocking threads, two chunks at a time (both cores), while

@@ -11,7 +11,7 @@ use dossier_model::time::EpochMillis;
 use dossier_storage::{Lake, MetaStore};
 
 use super::align::align_batch;
-use super::merge::{Groups, IDENTITY_MAP, SEGMENT_MEMBERSHIP, merge_groups};
+use super::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
 use crate::EngineError;
 use crate::export::keys::{EventScan, KeyedSources, read_picked_rows};
 use crate::identity::{Identity, fragment_identities};
@@ -88,13 +88,8 @@ pub async fn lookup_profile(
         }
     }
     let mut event_identities = Vec::new();
-    let identity_columns: Vec<&str> = keyed
-        .datasets
-        .iter()
-        .flat_map(|d| d.schema.identities.iter().filter_map(|i| i.path.split('.').next()))
-        .chain([IDENTITY_MAP])
-        .collect();
-    let keep = |name: &str| identity_columns.contains(&name);
+    let identity_columns = keyed.identity_columns();
+    let keep = |name: &str| identity_columns.iter().any(|c| c == name);
     for (index, rows, _) in read_picked_rows(lake, &keyed.events, &wanted, &keep).await? {
         let file = &keyed.events[index];
         let dataset = &keyed.datasets[file.file.dataset];

@@ -18,7 +18,6 @@ use arrow::array::{
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, SchemaRef};
-use serde_json::Value;
 
 use crate::EngineError;
 use crate::identity::FragmentIdentities;
@@ -176,53 +175,10 @@ fn identity_map_column(field: &Field, maps: &[IdentityMapValue]) -> Result<Array
     )?))
 }
 
-fn qualification_time(entry: &Value) -> Option<jiff::Timestamp> {
-    entry
-        .get("lastQualificationTime")
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse().ok())
-}
-
-/// Per namespace and segment, the entry with the latest `lastQualificationTime` (a later
-/// fragment wins a tie).
-pub fn merged_memberships(memberships: &[Value], groups: &Groups) -> Vec<Value> {
-    (0..groups.len())
-        .map(|g| {
-            let mut merged: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-            for &row in groups.rows(g) {
-                let Some(namespaces) = memberships[row as usize].as_object() else {
-                    continue;
-                };
-                for (namespace, segments) in namespaces {
-                    let Some(segments) = segments.as_object() else { continue };
-                    for (segment, entry) in segments {
-                        let slot = merged.entry(namespace.clone()).or_default();
-                        let newer = slot
-                            .get(segment)
-                            .is_none_or(|current| qualification_time(entry) >= qualification_time(current));
-                        if newer {
-                            slot.insert(segment.clone(), entry.clone());
-                        }
-                    }
-                }
-            }
-            if merged.is_empty() {
-                return Value::Null;
-            }
-            Value::Object(
-                merged
-                    .into_iter()
-                    .map(|(ns, segs)| (ns, Value::Object(segs.into_iter().collect())))
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
 /// The merged `segmentMembership` column (of type `field`) from the fragments' `column`, built
 /// directly as Arrow arrays: per namespace and segment the entry with the latest
 /// `lastQualificationTime` (a later fragment wins a tie) is taken whole; a profile without any
-/// entry is null. The same rule as [`merged_memberships`], without going through JSON.
+/// entry is null.
 fn membership_column(column: &ArrayRef, field: &Field, groups: &Groups) -> Result<ArrayRef, EngineError> {
     let (DataType::Map(outer_entries, outer_ordered), Some(outer)) = (field.data_type(), column.as_map_opt()) else {
         return Err(EngineError::Invalid("segmentMembership is not a map".into()));

@@ -211,18 +211,23 @@ struct JobRun {
     job: Value,
 }
 
+/// Polls the job at `path` (an export or a segment job) until it has ended.
+pub(super) async fn wait_until_ended(remote: &Remote, path: &str) -> anyhow::Result<Value> {
+    loop {
+        let job = remote.get_json(path).await?;
+        if matches!(job["status"].as_str(), Some("SUCCEEDED" | "FAILED" | "CANCELLED")) {
+            return Ok(job);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn run_job(server: &ChildServer, remote: &Remote, body: &Value) -> anyhow::Result<JobRun> {
     server.reset_peak()?;
     let started = Instant::now();
     let created = remote.post_json("/data/core/ups/export/jobs", body).await?;
     let id = created["id"].as_i64().context("the job answer has no id")?;
-    let job = loop {
-        let job = remote.get_json(&format!("/data/core/ups/export/jobs/{id}")).await?;
-        if matches!(job["status"].as_str(), Some("SUCCEEDED" | "FAILED" | "CANCELLED")) {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let job = wait_until_ended(remote, &format!("/data/core/ups/export/jobs/{id}")).await?;
     let seconds = started.elapsed().as_secs_f64();
     let peak = server.peak_rss_bytes()?;
     if job["status"] != "SUCCEEDED" {

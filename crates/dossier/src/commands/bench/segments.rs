@@ -3,12 +3,12 @@
 //! memory. Uses the same workload and child server as `bench run`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::run::{BenchServer, ensure_workload};
+use super::run::{BenchServer, ensure_workload, wait_until_ended};
 use crate::workload::load_generated;
 
 #[derive(Debug, clap::Args)]
@@ -75,13 +75,7 @@ pub async fn run(args: SegmentsArgs) -> anyhow::Result<()> {
         "/data/core/ups/segment/jobs/{}",
         job["id"].as_str().context("a job has an id")?
     );
-    let done = loop {
-        let job = remote.get_json(&path).await?;
-        if matches!(job["status"].as_str(), Some("SUCCEEDED" | "FAILED" | "CANCELLED")) {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let done = wait_until_ended(&remote, &path).await?;
     let took = started.elapsed().as_secs_f64();
     let peak = server.peak_rss_bytes()?;
     if done["status"] != "SUCCEEDED" {
