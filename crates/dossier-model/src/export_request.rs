@@ -941,7 +941,7 @@ fn event_list_echo(events: &EventListRequest) -> Value {
 mod tests {
     use super::*;
 
-    const TUTORIAL: &str = include_str!("../../../../shared/tutorial/create-export-job.json");
+    const TUTORIAL: &str = include_str!("../../dossier/assets/create-export-job.json");
 
     fn minimal() -> Value {
         json!({"destination": {"datasetId": "5b020a27e7040801dedba61b"}, "schema": {"name": "_xdm.context.profile"}})

@@ -1,4 +1,5 @@
-//! Adobe's export tutorial (../shared/tutorial), word for word: the request bodies are sent as
+//! Adobe's export tutorial (../shared/tutorial), word for word: the request bodies (kept in the
+//! crate's `assets/` as byte-identical copies, so a clone builds anywhere) are sent as
 //! written, with only the ids the server must issue replaced (the dataset id and the merge
 //! policy id); every documented response field is checked, then the listing, the DELETE, and the
 //! downloaded rows.
@@ -13,7 +14,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use support::*;
 
-const TUTORIAL_JOB: &str = include_str!("../../../../shared/tutorial/create-export-job.json");
+const TUTORIAL_JOB: &str = include_str!("../assets/create-export-job.json");
 const AAM_SEGMENT: &str = "4edc8488-2c35-4f6d-b4c6-9075c68d2df4";
 const UPS_SEGMENT: &str = "1rfe8422-334d-12f4-3sd4-12cf6g990g51";
 const JOBS: &str = "/data/core/ups/export/jobs";
