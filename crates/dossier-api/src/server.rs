@@ -131,7 +131,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         tracing::warn!(jobs = recovered, "failed segment jobs interrupted by the last stop");
     }
     let exports = ExportQueue::new(meta.clone());
-    let export_workers = start_export_workers(&exports, &meta, &lake, &config.limits);
+    let spill_dir = config.data_dir.join("spill");
+    // Spills of exports a crash interrupted: no export runs yet, so whatever is there is stale.
+    if let Err(error) = std::fs::remove_dir_all(&spill_dir)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(%error, path = %spill_dir.display(), "could not remove old export spills");
+    }
+    let export_workers = start_export_workers(&exports, &meta, &lake, &config.limits, spill_dir);
     ingestion.spawn_graph_recovery();
     let state = AppState {
         meta: meta.clone(),
@@ -168,12 +175,21 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     })
 }
 
-fn start_export_workers(exports: &ExportQueue, meta: &MetaStore, lake: &Lake, limits: &Limits) -> ExportWorkers {
+fn start_export_workers(
+    exports: &ExportQueue,
+    meta: &MetaStore,
+    lake: &Lake,
+    limits: &Limits,
+    spill_dir: std::path::PathBuf,
+) -> ExportWorkers {
     let exporter = Arc::new(EngineExporter {
         meta: meta.clone(),
         lake: lake.clone(),
         settings: ExportSettings {
             partition_profiles: limits.export_partition_profiles,
+            shard_profiles: limits.export_shard_profiles,
+            bucket_identities: limits.export_bucket_identities,
+            spill_dir: Some(spill_dir),
         },
     });
     let settings = WorkerSettings {

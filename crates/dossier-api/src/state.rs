@@ -32,6 +32,12 @@ pub struct Limits {
     /// Profiles an export holds in memory at once (its partition): the knob that bounds an
     /// export's memory for the rows it merges.
     pub export_partition_profiles: usize,
+    /// Profiles an export keys and selects at once (its shard); a larger population is
+    /// exported shard by shard, with pass one spilled under `<data dir>/spill`.
+    pub export_shard_profiles: usize,
+    /// Identity graph identities an export holds in one map while it keys fragments; a larger
+    /// graph is joined bucket by bucket from spills.
+    pub export_bucket_identities: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +47,8 @@ impl Default for Limits {
             export_workers: 2,
             max_queued_export_jobs: 100,
             export_partition_profiles: 250_000,
+            export_shard_profiles: 2_000_000,
+            export_bucket_identities: 4_000_000,
         }
     }
 }

@@ -13,6 +13,11 @@ pub enum EngineError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("{0}")]
     Invalid(String),
+    /// The job was cancelled while this ran.
+    #[error("cancelled")]
+    Cancelled,
+    #[error("spill file error: {0}")]
+    Spill(#[from] std::io::Error),
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

@@ -24,7 +24,7 @@ pub struct GlobalArgs {
     /// Where metadata (meta.sqlite) and the lake (lake/) live [default: ./dossier-data]
     #[arg(long, env = "DOSSIER_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// A TOML config file (keys: data_dir, listen, token_ttl_secs, log_format, export_workers, max_queued_export_jobs, export_partition_profiles, [[static_tokens]])
+    /// A TOML config file (keys: data_dir, listen, token_ttl_secs, log_format, export_workers, max_queued_export_jobs, export_partition_profiles, export_shard_profiles, export_bucket_identities, [[static_tokens]])
     #[arg(long, env = "DOSSIER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }

@@ -29,6 +29,10 @@ struct ConfigFile {
     max_queued_export_jobs: Option<u64>,
     /// Profiles an export holds in memory at once.
     export_partition_profiles: Option<usize>,
+    /// Profiles an export keys at once; more are exported shard by shard, spilled to disk.
+    export_shard_profiles: Option<usize>,
+    /// Identity graph identities an export joins at once; more are joined bucket by bucket.
+    export_bucket_identities: Option<usize>,
     #[serde(default)]
     static_tokens: Vec<StaticToken>,
 }
@@ -55,10 +59,15 @@ pub struct Settings {
 /// The server's limits: the defaults, with what the config file sets.
 fn limits(file: &ConfigFile) -> anyhow::Result<Limits> {
     let defaults = Limits::default();
-    if file.export_partition_profiles == Some(0) {
-        anyhow::bail!(
-            "export_partition_profiles = 0: an export needs at least one profile per partition; use 1 or more"
-        );
+    let zero = [
+        ("export_partition_profiles", file.export_partition_profiles, "partition"),
+        ("export_shard_profiles", file.export_shard_profiles, "shard"),
+        ("export_bucket_identities", file.export_bucket_identities, "bucket"),
+    ]
+    .into_iter()
+    .find(|(_, value, _)| *value == Some(0));
+    if let Some((key, _, unit)) = zero {
+        anyhow::bail!("{key} = 0: an export needs at least one per {unit}; use 1 or more");
     }
     Ok(Limits {
         export_workers: file.export_workers.unwrap_or(defaults.export_workers),
@@ -66,6 +75,10 @@ fn limits(file: &ConfigFile) -> anyhow::Result<Limits> {
         export_partition_profiles: file
             .export_partition_profiles
             .unwrap_or(defaults.export_partition_profiles),
+        export_shard_profiles: file.export_shard_profiles.unwrap_or(defaults.export_shard_profiles),
+        export_bucket_identities: file
+            .export_bucket_identities
+            .unwrap_or(defaults.export_bucket_identities),
         ..defaults
     })
 }
@@ -142,6 +155,21 @@ mod tests {
         assert_eq!(defaults.limits.export_partition_profiles, 250_000);
         let small = settings_from("export_partition_profiles = 1000\n");
         assert_eq!(small.limits.export_partition_profiles, 1000);
+        assert_eq!(
+            (
+                defaults.limits.export_shard_profiles,
+                defaults.limits.export_bucket_identities
+            ),
+            (2_000_000, 4_000_000)
+        );
+        let spilled = settings_from("export_shard_profiles = 10\nexport_bucket_identities = 20\n");
+        assert_eq!(
+            (
+                spilled.limits.export_shard_profiles,
+                spilled.limits.export_bucket_identities
+            ),
+            (10, 20)
+        );
     }
 
     #[test]

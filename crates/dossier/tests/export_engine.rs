@@ -65,6 +65,14 @@ fn concat(batches: &[RecordBatch]) -> RecordBatch {
     arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
 }
 
+/// The rows of `batches` in one batch, ordered by CRM id: shards write profiles in another order.
+fn sorted_by_crm_id(batches: &[RecordBatch]) -> RecordBatch {
+    let ids = crm_ids(batches);
+    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+    order.sort_by_key(|&i| ids[i as usize].clone());
+    arrow::compute::take_record_batch(&concat(batches), &arrow::array::UInt32Array::from(order)).unwrap()
+}
+
 fn crm_ids(batches: &[RecordBatch]) -> Vec<String> {
     let mut ids = Vec::new();
     for rows in batches {
@@ -258,7 +266,10 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
         ],
         ..request.clone()
     };
-    let settings = ExportSettings { partition_profiles: 1 };
+    let settings = ExportSettings {
+        partition_profiles: 1,
+        ..ExportSettings::default()
+    };
     let small_outcome = run_export_with(
         &meta,
         &lake,
@@ -277,6 +288,56 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
         assert_eq!(crm_ids(&got), crm_ids(&expected));
         let (expected, got) = (concat(&expected), concat(&got));
         assert_eq!(got, expected, "every column of every row");
+    }
+
+    // Shards and buckets only bound memory too: with pass one spilled to disk (one profile per
+    // shard, one identity per bucket, or a few of each) the export writes the same rows, and
+    // leaves nothing in the spill folder.
+    for (shard_profiles, bucket_identities) in [(1, 1), (2, 3)] {
+        let spill = tempfile::tempdir().unwrap();
+        let (spilled_aam, spilled_ups) = (BatchId::generate(), BatchId::generate());
+        let spilled = ExportRequest {
+            batches: vec![
+                ExportBatchTarget {
+                    batch_id: spilled_aam.clone(),
+                    segment: Some(0),
+                },
+                ExportBatchTarget {
+                    batch_id: spilled_ups.clone(),
+                    segment: Some(1),
+                },
+            ],
+            ..request.clone()
+        };
+        let settings = ExportSettings {
+            shard_profiles,
+            bucket_identities,
+            spill_dir: Some(spill.path().to_path_buf()),
+            ..ExportSettings::default()
+        };
+        let spilled_outcome = run_export_with(
+            &meta,
+            &lake,
+            &spilled,
+            &ExportProgress::default(),
+            &CancelFlag::default(),
+            &settings,
+        )
+        .await
+        .unwrap();
+        assert_eq!(spilled_outcome.exported_profiles, 2);
+        assert_eq!(spilled_outcome.by_namespace, outcome.by_namespace);
+        assert_eq!(spilled_outcome.identity_graph_version, outcome.identity_graph_version);
+        for (big, sharded) in [(&aam_batch, &spilled_aam), (&ups_batch, &spilled_ups)] {
+            let expected = sorted_by_crm_id(&read_batch(&server.data_dir(), &tenant, &target, big));
+            let got = sorted_by_crm_id(&read_batch(&server.data_dir(), &tenant, &target, sharded));
+            assert_eq!(
+                got, expected,
+                "every column of every row ({shard_profiles}, {bucket_identities})"
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(spill.path()).unwrap().collect();
+        assert!(left.is_empty(), "spill folder emptied: {left:?}");
     }
 
     // Other readers see the same schema and rows: pyarrow and DuckDB, as a data engineer would.

@@ -27,9 +27,6 @@ use crate::parquet_io::LakeFileReader;
 use crate::profiles::merge::IDENTITY_MAP;
 use crate::schemas::dataset_schema;
 
-/// Marks a fragment that belongs to no profile (it has no identity).
-pub const NO_PROFILE: u32 = u32::MAX;
-
 /// A profile-enabled dataset that feeds profiles.
 pub struct SourceDataset {
     pub dataset: Dataset,
@@ -41,6 +38,7 @@ pub struct SourceDataset {
 }
 
 /// One Parquet file of fragments.
+#[derive(Debug, Clone)]
 pub struct SourceFile {
     pub dataset: usize,
     pub location: ObjectPath,
@@ -48,11 +46,32 @@ pub struct SourceFile {
     pub batch_seq: i64,
 }
 
-/// A source file with the profile of each of its rows.
+/// A source file with the rows that belong to a profile (a fragment without an identity, or
+/// of a profile another shard holds, is not listed).
 pub struct KeyedFile {
     pub file: SourceFile,
+    /// Row numbers in the file, ascending.
+    pub rows: Vec<u32>,
+    /// Per entry of `rows`: its profile, and its `_acp_system_metadata.rowId` (merge order).
     pub profiles: Vec<u32>,
     pub row_ids: Vec<i64>,
+}
+
+impl KeyedFile {
+    pub fn new(file: SourceFile) -> Self {
+        Self {
+            file,
+            rows: Vec::new(),
+            profiles: Vec::new(),
+            row_ids: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: u32, profile: u32, row_id: i64) {
+        self.rows.push(row);
+        self.profiles.push(profile);
+        self.row_ids.push(row_id);
+    }
 }
 
 /// What is known about a profile before merging.
@@ -65,20 +84,33 @@ pub struct ProfileFacts {
     pub primary_namespace: Option<Arc<str>>,
 }
 
+impl ProfileFacts {
+    /// Takes a fragment of `file` (row `row_id`) whose primary identity is in `namespace` into
+    /// account: the latest update, whether a record exists, and the namespace of the fragment
+    /// first in merge order.
+    pub fn observe(&mut self, is_record: bool, file: &SourceFile, row_id: i64, namespace: impl FnOnce() -> Arc<str>) {
+        self.last_update = self.last_update.max(file.ingested);
+        self.has_record |= is_record;
+        let rank = (is_record, file.ingested, file.batch_seq, row_id);
+        if self.primary_namespace.is_none() || rank > self.primary_rank {
+            self.primary_rank = rank;
+            self.primary_namespace = Some(namespace());
+        }
+    }
+}
+
 /// Every source of a sandbox, keyed to profiles.
 pub struct KeyedSources {
-    pub datasets: Vec<SourceDataset>,
+    pub datasets: Arc<Vec<SourceDataset>>,
     pub records: Vec<KeyedFile>,
     pub events: Vec<KeyedFile>,
     pub profiles: Vec<Identity>,
     pub facts: Vec<ProfileFacts>,
-    /// The identity graph version profiles were keyed with (`pdg`); `None` under `none`.
-    pub graph_version: Option<i64>,
     /// The components of that version: where a stored identity's profile is found (`pdg`).
     pub components: Option<Arc<ComponentIndex>>,
 }
 
-async fn source_datasets(
+pub(crate) async fn source_datasets(
     meta: &MetaStore,
     tenant: &Tenant,
     policy: &MergePolicy,
@@ -108,7 +140,7 @@ async fn source_datasets(
 }
 
 /// The data files of the committed batches `graph` covers (every committed batch without one).
-async fn source_files(
+pub(crate) async fn source_files(
     meta: &MetaStore,
     tenant: &Tenant,
     datasets: &[SourceDataset],
@@ -144,11 +176,25 @@ pub enum EventScan {
     IngestedAfter(EpochMillis),
 }
 
+impl EventScan {
+    /// Whether pass one reads `file` of `source`.
+    pub fn reads(self, source: &SourceDataset, file: &SourceFile) -> bool {
+        if source.schema.class == SchemaClass::Profile {
+            return source.in_scope;
+        }
+        match self {
+            EventScan::All => true,
+            EventScan::None => false,
+            EventScan::IngestedAfter(from) => file.ingested > from,
+        }
+    }
+}
+
 /// Numbers profiles in the order their first fragment is seen. A profile is a graph component
 /// under `pdg` (looked up by number, so no identity is cloned or hashed twice) and a primary
 /// identity under `none`.
 #[derive(Default)]
-struct ProfileNumbers {
+pub(crate) struct ProfileNumbers {
     by_component: foldhash::HashMap<u32, u32>,
     by_identity: foldhash::HashMap<Identity, u32>,
     namespaces: Vec<Arc<str>>,
@@ -188,14 +234,23 @@ impl ProfileNumbers {
 
     /// One shared string per namespace.
     fn namespace(&mut self, namespace: &str) -> Arc<str> {
-        match self.namespaces.iter().find(|n| n.as_ref() == namespace) {
-            Some(shared) => shared.clone(),
+        let number = self.namespace_number(namespace);
+        self.namespaces[number as usize].clone()
+    }
+
+    /// The number of a namespace, in the order namespaces are first seen.
+    pub(crate) fn namespace_number(&mut self, namespace: &str) -> u16 {
+        match self.namespaces.iter().position(|n| n.as_ref() == namespace) {
+            Some(number) => number as u16,
             None => {
-                let shared: Arc<str> = Arc::from(namespace);
-                self.namespaces.push(shared.clone());
-                shared
+                self.namespaces.push(Arc::from(namespace));
+                (self.namespaces.len() - 1) as u16
             }
         }
+    }
+
+    pub(crate) fn namespaces(&self) -> &[Arc<str>] {
+        &self.namespaces
     }
 }
 
@@ -220,60 +275,37 @@ impl KeyedSources {
         let datasets = source_datasets(meta, tenant, policy).await?;
         let files = source_files(meta, tenant, &datasets, graph.as_ref()).await?;
         let mut sources = Self {
-            datasets,
+            datasets: Arc::new(datasets),
             records: Vec::new(),
             events: Vec::new(),
             profiles: Vec::new(),
             facts: Vec::new(),
-            graph_version: graph.as_ref().and_then(PinnedGraph::version_number),
             components: None,
         };
         let mut numbers = ProfileNumbers::default();
         for file in files {
             let source = &sources.datasets[file.dataset];
             let is_record = source.schema.class == SchemaClass::Profile;
-            let skipped = if is_record {
-                !source.in_scope
-            } else {
-                match events {
-                    EventScan::All => false,
-                    EventScan::None => true,
-                    EventScan::IngestedAfter(from) => file.ingested <= from,
-                }
-            };
-            if skipped {
+            if !events.reads(source, &file) {
                 continue;
             }
             let (primaries, row_ids) = read_file_primaries(lake, &file.location, &source.schema).await?;
-            let mut profiles = Vec::with_capacity(primaries.len());
-            for (primary, row_id) in primaries.iter().zip(&row_ids) {
+            let mut keyed = KeyedFile::new(file);
+            for (row, (primary, row_id)) in primaries.iter().zip(&row_ids).enumerate() {
                 let add = |key: Identity| {
                     sources.profiles.push(key);
                     sources.facts.push(ProfileFacts::default());
                     (sources.profiles.len() - 1) as u32
                 };
-                let Some(profile) = primary
-                    .as_ref()
-                    .and_then(|primary| numbers.number(graph.as_ref(), primary, add))
-                else {
-                    profiles.push(NO_PROFILE);
+                let Some(primary) = primary.as_ref() else { continue };
+                let Some(profile) = numbers.number(graph.as_ref(), primary, add) else {
                     continue;
                 };
-                profiles.push(profile);
-                let facts = &mut sources.facts[profile as usize];
-                facts.last_update = facts.last_update.max(file.ingested);
-                facts.has_record |= is_record;
-                let rank = (is_record, file.ingested, file.batch_seq, *row_id);
-                if facts.primary_namespace.is_none() || rank > facts.primary_rank {
-                    facts.primary_rank = rank;
-                    facts.primary_namespace = primary.as_ref().map(|p| numbers.namespace(&p.namespace));
-                }
+                keyed.push(row as u32, profile, *row_id);
+                sources.facts[profile as usize].observe(is_record, &keyed.file, *row_id, || {
+                    numbers.namespace(&primary.namespace)
+                });
             }
-            let keyed = KeyedFile {
-                file,
-                profiles,
-                row_ids,
-            };
             if is_record {
                 sources.records.push(keyed)
             } else {
@@ -289,22 +321,27 @@ impl KeyedSources {
     /// The top-level columns that hold identities in any source: `identityMap` and the roots of
     /// the schemas' identity fields. What a reader needs to tell whose a row is.
     pub fn identity_columns(&self) -> Vec<String> {
-        let mut columns = vec![IDENTITY_MAP.to_owned()];
-        for dataset in &self.datasets {
-            for field in &dataset.schema.identities {
-                let root = field.path.split('.').next().unwrap_or(&field.path);
-                if !columns.iter().any(|c| c == root) {
-                    columns.push(root.to_owned());
-                }
+        identity_columns(&self.datasets)
+    }
+}
+
+/// [`KeyedSources::identity_columns`] of `datasets`.
+pub fn identity_columns(datasets: &[SourceDataset]) -> Vec<String> {
+    let mut columns = vec![IDENTITY_MAP.to_owned()];
+    for dataset in datasets {
+        for field in &dataset.schema.identities {
+            let root = field.path.split('.').next().unwrap_or(&field.path);
+            if !columns.iter().any(|c| c == root) {
+                columns.push(root.to_owned());
             }
         }
-        columns
     }
+    columns
 }
 
 /// Reads, of every file, the rows that belong to `wanted` profiles and only the top-level
 /// columns `keep` names: a row selection and a projection, so unpicked rows and unread columns
-/// are never materialized. Gives (file index, rows, their row numbers in the file).
+/// are never materialized. Gives (file index, rows, their entries in the file's `rows`).
 pub async fn read_picked_rows(
     lake: &Lake,
     files: &[KeyedFile],
@@ -314,12 +351,14 @@ pub async fn read_picked_rows(
     let mut out = Vec::new();
     for (index, keyed) in files.iter().enumerate() {
         let picked: Vec<usize> = (0..keyed.profiles.len())
-            .filter(|&r| keyed.profiles[r] != NO_PROFILE && wanted[keyed.profiles[r] as usize])
+            .filter(|&i| wanted[keyed.profiles[i] as usize])
             .collect();
         if picked.is_empty() {
             continue;
         }
+        let rows: Vec<usize> = picked.iter().map(|&i| keyed.rows[i] as usize).collect();
         let builder = LakeFileReader::new(lake, keyed.file.location.clone()).builder().await?;
+        let total_rows = builder.metadata().file_metadata().num_rows() as usize;
         let roots: Vec<usize> = builder
             .schema()
             .fields()
@@ -329,7 +368,7 @@ pub async fn read_picked_rows(
             .map(|(i, _)| i)
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let selection = RowSelection::from_consecutive_ranges(consecutive_ranges(&picked), keyed.profiles.len());
+        let selection = RowSelection::from_consecutive_ranges(consecutive_ranges(&rows), total_rows);
         let batches: Vec<RecordBatch> = builder
             .with_projection(mask)
             .with_row_selection(selection)
@@ -340,6 +379,12 @@ pub async fn read_picked_rows(
         out.push((index, concat_batches(&first.schema(), &batches)?, picked));
     }
     Ok(out)
+}
+
+/// The selection of a file's `rows` (ascending row numbers) among its `total_rows`.
+pub fn keyed_selection(rows: &[u32], total_rows: usize) -> RowSelection {
+    let rows: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+    RowSelection::from_consecutive_ranges(consecutive_ranges(&rows), total_rows)
 }
 
 /// Sorted row numbers as runs of consecutive rows.

@@ -5,11 +5,14 @@ pub(crate) mod keys;
 mod project;
 mod run;
 mod selection;
+mod shards;
+mod spill;
 mod types;
 mod writer;
 
 pub use project::project_schema;
 pub use run::{MAX_IDENTITIES, run_export, run_export_with};
+pub use shards::ShardLayout;
 pub use types::{
     CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, Span, StagedBatch,
 };

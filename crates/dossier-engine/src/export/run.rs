@@ -20,9 +20,10 @@ use dossier_model::merge_policy::MergePolicy;
 use dossier_model::time::{EpochMillis, now_millis};
 use dossier_storage::{Lake, MetaStore};
 
-use super::keys::{EventScan, KeyedSources, read_picked_rows};
+use super::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
 use super::project::project_schema;
 use super::selection::select;
+use super::shards::{KeyingContext, ShardedKeys};
 use super::types::{
     CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, Span, StagedBatch,
 };
@@ -55,19 +56,37 @@ struct Plan {
     merge_schema: SchemaRef,
     output_schema: SchemaRef,
     event_schema: Option<SchemaRef>,
-    sources: KeyedSources,
-    /// The profiles to export, in keying order, and (in step) the batches each goes to.
-    profiles: Vec<u32>,
-    targets: Vec<Vec<usize>>,
     /// Top-level columns worth reading from record files: the merged ones and the identities.
     record_columns: Vec<String>,
     /// The same for event files: eventList's columns and the identities.
     event_columns: Vec<String>,
+}
+
+/// One shard of the population: its keyed fragments and the profiles it exports.
+struct Shard {
+    sources: KeyedSources,
+    /// The profiles to export, in keying order, and (in step) the batches each goes to.
+    profiles: Vec<u32>,
+    targets: Vec<Vec<usize>>,
     /// Evaluated (`ups`) memberships laid over the profiles' own.
     overlay: MembershipOverlay,
 }
 
-async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<Plan, ExportError> {
+/// Errors of pass one: a cancel seen while keying is a cancel, anything else a read failure.
+fn keying_failed(error: EngineError) -> ExportError {
+    match error {
+        EngineError::Cancelled => ExportError::Cancelled,
+        error => failed("reading", "EXPORT-READ-500")(error),
+    }
+}
+
+async fn plan(
+    meta: &MetaStore,
+    lake: &Lake,
+    request: &ExportRequest,
+    settings: &ExportSettings,
+    cancel: &CancelFlag,
+) -> Result<(Plan, ShardedKeys), ExportError> {
     let spec = request.spec.clone();
     let policy: MergePolicy = meta
         .merge_policy(&request.tenant, &spec.merge_policy_id, Some(spec.merge_policy_version))
@@ -145,23 +164,52 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
         Some(from) => EventScan::IngestedAfter(from),
         None => EventScan::None,
     };
-    let sources = KeyedSources::load(meta, lake, &request.tenant, &policy, events)
-        .await
-        .map_err(failed("reading", "EXPORT-READ-500"))?;
+    let context = KeyingContext {
+        tenant: &request.tenant,
+        policy: &policy,
+        events,
+        settings,
+        cancel,
+    };
+    let keyed = ShardedKeys::build(meta, lake, &context).await.map_err(keying_failed)?;
     tracing::info!(
         job_id = request.job_id, org = %request.tenant.org, sandbox = %request.tenant.sandbox,
-        identity_graph_version = ?sources.graph_version, profiles = sources.profiles.len(),
+        identity_graph_version = ?keyed.graph_version(), shards = keyed.layout.shards, buckets = keyed.layout.buckets,
         elapsed_ms = keying_started.elapsed().as_millis() as u64, "export keyed its fragments"
     );
-    let overlay = MembershipOverlay::load(
-        meta,
-        lake,
-        &request.tenant,
-        &sources.profiles,
-        sources.components.as_deref(),
-    )
-    .await
-    .map_err(failed("reading", "EXPORT-READ-500"))?;
+    let identity_columns = identity_columns(keyed.datasets());
+    let record_columns = merge_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .chain(identity_columns.iter().cloned())
+        .collect();
+    let event_columns = event_schema
+        .iter()
+        .flat_map(|schema| schema.fields().iter().map(|f| f.name().clone()))
+        .chain(identity_columns.iter().cloned())
+        .collect();
+    let plan = Plan {
+        spec,
+        merge_schema,
+        output_schema,
+        event_schema,
+        record_columns,
+        event_columns,
+    };
+    Ok((plan, keyed))
+}
+
+/// Shard `index`: its fragments keyed to profiles, and the profiles the job selects.
+async fn select_shard(
+    lake: &Lake,
+    request: &ExportRequest,
+    keyed: &mut ShardedKeys,
+    index: usize,
+) -> Result<Shard, ExportError> {
+    let started = std::time::Instant::now();
+    let spec = &request.spec;
+    let (sources, overlay) = keyed.shard(index).map_err(keying_failed)?;
     let candidates = (0..sources.profiles.len() as u32)
         .filter(|&p| {
             let facts = &sources.facts[p as usize];
@@ -175,32 +223,16 @@ async fn plan(meta: &MetaStore, lake: &Lake, request: &ExportRequest) -> Result<
         .unzip();
     tracing::info!(
         job_id = request.job_id,
+        shard = index,
+        profiles = sources.profiles.len(),
         selected = profiles.len(),
-        elapsed_ms = keying_started.elapsed().as_millis() as u64,
-        "export selected its profiles"
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "export selected the profiles of a shard"
     );
-    let identity_columns = sources.identity_columns();
-    let record_columns = merge_schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .chain(identity_columns.iter().cloned())
-        .collect();
-    let event_columns = event_schema
-        .iter()
-        .flat_map(|schema| schema.fields().iter().map(|f| f.name().clone()))
-        .chain(identity_columns.iter().cloned())
-        .collect();
-    Ok(Plan {
-        spec,
-        merge_schema,
-        output_schema,
-        event_schema,
+    Ok(Shard {
         sources,
         profiles,
         targets,
-        record_columns,
-        event_columns,
         overlay,
     })
 }
@@ -216,10 +248,11 @@ struct PartitionRecords {
 async fn partition_records(
     lake: &Lake,
     plan: &Plan,
+    shard: &Shard,
     profiles: &[u32],
     wanted: &[bool],
 ) -> Result<PartitionRecords, EngineError> {
-    let sources = &plan.sources;
+    let sources = &shard.sources;
     let mut aligned = Vec::new();
     let mut keys = Vec::new();
     let mut identities = Vec::new();
@@ -269,10 +302,11 @@ struct PartitionEvents {
 async fn partition_events(
     lake: &Lake,
     plan: &Plan,
+    shard: &Shard,
     profiles: &[u32],
     wanted: &[bool],
 ) -> Result<PartitionEvents, EngineError> {
-    let mut position = vec![usize::MAX; plan.sources.profiles.len()];
+    let mut position = vec![usize::MAX; shard.sources.profiles.len()];
     for (i, &p) in profiles.iter().enumerate() {
         position[p as usize] = i;
     }
@@ -282,9 +316,9 @@ async fn partition_events(
     let mut offset = 0u32;
     let window = plan.spec.event_list.as_ref();
     let keep = |name: &str| plan.event_columns.iter().any(|c| c == name);
-    for (index, rows, picked) in read_picked_rows(lake, &plan.sources.events, wanted, &keep).await? {
-        let keyed = &plan.sources.events[index];
-        let dataset = &plan.sources.datasets[keyed.file.dataset];
+    for (index, rows, picked) in read_picked_rows(lake, &shard.sources.events, wanted, &keep).await? {
+        let keyed = &shard.sources.events[index];
+        let dataset = &shard.sources.datasets[keyed.file.dataset];
         let fragment_ids = fragment_identities(&rows, &dataset.schema.identities);
         for (i, &r) in picked.iter().enumerate() {
             identities[position[keyed.profiles[r] as usize]].push(fragment_ids[i].clone());
@@ -368,7 +402,12 @@ struct PartitionWork {
 }
 
 /// Merges, projects and assembles the output rows of one chunk of profiles.
-fn build_chunk(plan: &Plan, work: &PartitionWork, chunk: &[(usize, Vec<usize>)]) -> Result<RecordBatch, EngineError> {
+fn build_chunk(
+    plan: &Plan,
+    shard: &Shard,
+    work: &PartitionWork,
+    chunk: &[(usize, Vec<usize>)],
+) -> Result<RecordBatch, EngineError> {
     let groups: Vec<usize> = chunk.iter().map(|(g, _)| *g).collect();
     let mut order = Vec::new();
     let mut bounds = Vec::with_capacity(groups.len());
@@ -391,12 +430,12 @@ fn build_chunk(plan: &Plan, work: &PartitionWork, chunk: &[(usize, Vec<usize>)])
     let sub_extra: Vec<Vec<FragmentIdentities>> = groups.iter().map(|&g| work.extra[g].clone()).collect();
     let merged = merge_groups(&rows, &plan.merge_schema, &sub, &identities, &sub_extra)?;
     // Written memberships carry the evaluated entries too, laid over the merged ones.
-    let merged = if plan.overlay.is_empty() || merged.column_by_name(SEGMENT_MEMBERSHIP).is_none() {
+    let merged = if shard.overlay.is_empty() || merged.column_by_name(SEGMENT_MEMBERSHIP).is_none() {
         merged
     } else {
         let mut memberships = column_as_json(&merged, SEGMENT_MEMBERSHIP)?;
         let profiles: Vec<u32> = groups.iter().map(|&g| work.profiles[g]).collect();
-        plan.overlay.apply(&mut memberships, &profiles);
+        shard.overlay.apply(&mut memberships, &profiles);
         with_memberships(merged, memberships)?
     };
     let mut columns: Vec<ArrayRef> = Vec::new();
@@ -421,6 +460,7 @@ struct Totals {
 async fn export_partition(
     lake: &Lake,
     plan: &Arc<Plan>,
+    shard: &Arc<Shard>,
     profiles: &[u32],
     targets: &[Vec<usize>],
     writers: &mut [BatchWriter],
@@ -428,18 +468,18 @@ async fn export_partition(
     progress: &ExportProgress,
     cancel: &CancelFlag,
 ) -> Result<(), ExportError> {
-    let mut wanted = vec![false; plan.sources.profiles.len()];
+    let mut wanted = vec![false; shard.sources.profiles.len()];
     for &p in profiles {
         wanted[p as usize] = true;
     }
     let started = std::time::Instant::now();
-    let records = partition_records(lake, plan, profiles, &wanted)
+    let records = partition_records(lake, plan, shard, profiles, &wanted)
         .await
         .map_err(failed("reading", "EXPORT-READ-500"))?;
     let records_read = started.elapsed();
     let needs_events = plan.spec.event_list.is_some() || plan.spec.empty_profiles;
     let events = if needs_events {
-        partition_events(lake, plan, profiles, &wanted)
+        partition_events(lake, plan, shard, profiles, &wanted)
             .await
             .map_err(failed("reading", "EXPORT-READ-500"))?
     } else {
@@ -511,14 +551,14 @@ async fn export_partition(
     let chunks: Vec<Vec<(usize, Vec<usize>)>> = chosen.chunks(PROFILES_PER_CHUNK).map(<[_]>::to_vec).collect();
     // Merging is CPU work: it runs on blocking threads, two chunks at a time (both cores), while
     // this task writes finished chunks in order.
-    let mut built =
-        futures::stream::iter(chunks.into_iter().map(|chunk| {
-            let (plan, work) = (plan.clone(), work.clone());
-            async move {
-                tokio::task::spawn_blocking(move || build_chunk(&plan, &work, &chunk).map(|rows| (chunk, rows))).await
-            }
-        }))
-        .buffered(2);
+    let mut built = futures::stream::iter(chunks.into_iter().map(|chunk| {
+        let (plan, shard, work) = (plan.clone(), shard.clone(), work.clone());
+        async move {
+            tokio::task::spawn_blocking(move || build_chunk(&plan, &shard, &work, &chunk).map(|rows| (chunk, rows)))
+                .await
+        }
+    }))
+    .buffered(2);
     while let Some(result) = built.next().await {
         if cancel.is_cancelled() {
             return Err(ExportError::Cancelled);
@@ -541,7 +581,7 @@ async fn export_partition(
             }
         }
         for (g, _) in &chunk {
-            let namespace = plan.sources.facts[profiles[*g] as usize]
+            let namespace = shard.sources.facts[profiles[*g] as usize]
                 .primary_namespace
                 .as_deref()
                 .unwrap_or("unknown");
@@ -583,7 +623,8 @@ pub async fn run_export_with(
 ) -> Result<ExportOutcome, ExportError> {
     let partition_profiles = settings.partition_profiles.max(1);
     let started: EpochMillis = now_millis();
-    let plan = Arc::new(plan(meta, lake, request).await?);
+    let (plan, mut keyed) = plan(meta, lake, request, settings, cancel).await?;
+    let plan = Arc::new(plan);
     let mut writers: Vec<BatchWriter> = request
         .batches
         .iter()
@@ -603,27 +644,32 @@ pub async fn run_export_with(
         by_namespace: BTreeMap::new(),
         left_out: BTreeMap::new(),
     };
-    let partitions: Vec<(&[u32], &[Vec<usize>])> = plan
-        .profiles
-        .chunks(partition_profiles)
-        .zip(plan.targets.chunks(partition_profiles))
-        .collect();
-    let count = partitions.len().max(1) as u64;
-    for (done, (profiles, targets)) in partitions.into_iter().enumerate() {
-        export_partition(
-            lake,
-            &plan,
-            profiles,
-            targets,
-            &mut writers,
-            &mut totals,
-            progress,
-            cancel,
-        )
-        .await?;
-        progress
-            .percent
-            .store(((done as u64 + 1) * 99) / count, Ordering::Relaxed);
+    let shard_count = keyed.layout.shards;
+    for index in 0..shard_count {
+        let shard = Arc::new(select_shard(lake, request, &mut keyed, index).await?);
+        let partitions: Vec<(&[u32], &[Vec<usize>])> = shard
+            .profiles
+            .chunks(partition_profiles)
+            .zip(shard.targets.chunks(partition_profiles))
+            .collect();
+        let count = partitions.len().max(1);
+        for (done, (profiles, targets)) in partitions.into_iter().enumerate() {
+            export_partition(
+                lake,
+                &plan,
+                &shard,
+                profiles,
+                targets,
+                &mut writers,
+                &mut totals,
+                progress,
+                cancel,
+            )
+            .await?;
+            let finished = (index * count + done + 1) as u64;
+            let percent = finished * 99 / (shard_count * count) as u64;
+            progress.percent.fetch_max(percent, Ordering::Relaxed);
+        }
     }
     let merged_at = now_millis();
     let mut batches = Vec::new();
@@ -643,7 +689,7 @@ pub async fn run_export_with(
     let finished = now_millis();
     Ok(ExportOutcome {
         batches,
-        identity_graph_version: plan.sources.graph_version,
+        identity_graph_version: keyed.graph_version(),
         exported_profiles: totals.exported,
         by_namespace: totals.by_namespace,
         left_out: totals.left_out,

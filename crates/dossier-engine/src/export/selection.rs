@@ -15,7 +15,7 @@ use dossier_model::export_job::{ExportSpec, QualificationWindow, SegmentFilter};
 use dossier_model::time::EpochMillis;
 use dossier_storage::Lake;
 
-use super::keys::{KeyedSources, NO_PROFILE};
+use super::keys::{KeyedSources, keyed_selection};
 use super::types::ExportRequest;
 use crate::EngineError;
 use crate::parquet_io::LakeFileReader;
@@ -92,6 +92,9 @@ async fn scan_file(
     entries: &mut Entries,
 ) -> Result<(), EngineError> {
     let keyed = &sources.records[file_index];
+    if keyed.rows.is_empty() {
+        return Ok(());
+    }
     let dataset = &sources.datasets[keyed.file.dataset];
     let builder = LakeFileReader::new(lake, keyed.file.location.clone()).builder().await?;
     let Some(column) = builder
@@ -103,7 +106,10 @@ async fn scan_file(
         return Ok(());
     };
     let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
-    let mut stream = builder.with_projection(mask).build()?;
+    // Only the file's rows of this export's profiles: the n-th row read is entry n of `rows`.
+    let total_rows = builder.metadata().file_metadata().num_rows() as usize;
+    let selection = keyed_selection(&keyed.rows, total_rows);
+    let mut stream = builder.with_projection(mask).with_row_selection(selection).build()?;
     let mut row = 0usize;
     while let Some(batch) = stream.try_next().await? {
         let Some(outer) = batch.column(0).as_map_opt() else {
@@ -111,7 +117,7 @@ async fn scan_file(
         };
         for r in 0..batch.num_rows() {
             let profile = keyed.profiles[row + r];
-            if profile == NO_PROFILE || outer.is_null(r) {
+            if outer.is_null(r) {
                 continue;
             }
             let rank = (

@@ -1,6 +1,7 @@
 //! What an export takes in and gives back.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -20,17 +21,35 @@ pub struct ExportRequest {
 }
 
 /// How an export may use the machine: configuration, not part of the job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportSettings {
     /// Profiles whose fragments are held in memory at once (one partition); smaller means less
     /// memory and more passes over the files.
     pub partition_profiles: usize,
+    /// Profiles keyed and selected at once (one shard); a larger population is split into
+    /// shards exported one after the other, its pass one spilled to disk.
+    pub shard_profiles: usize,
+    /// Identity graph identities held in one hash map while fragments are keyed; a larger graph
+    /// is joined in hash buckets spilled to disk.
+    pub bucket_identities: usize,
+    /// Where spills go (a folder per export, removed when it ends); `None`: the system's
+    /// temporary folder.
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl ExportSettings {
+    pub fn spill_root(&self) -> PathBuf {
+        self.spill_dir.clone().unwrap_or_else(super::shards::default_spill_root)
+    }
 }
 
 impl Default for ExportSettings {
     fn default() -> Self {
         Self {
             partition_profiles: 250_000,
+            shard_profiles: 2_000_000,
+            bucket_identities: 4_000_000,
+            spill_dir: None,
         }
     }
 }

@@ -121,6 +121,35 @@ pub async fn read_snapshot(
     Ok(())
 }
 
+/// Calls `visit(namespace, id, component namespace, component id)` for every row of the
+/// snapshot at `location`, in file order, without building an [`Identity`] per row.
+pub async fn scan_snapshot(
+    lake: &Lake,
+    location: &ObjectPath,
+    mut visit: impl FnMut(&str, &str, &str, &str),
+) -> Result<(), EngineError> {
+    let mut stream = LakeFileReader::new(lake, location.clone())
+        .builder()
+        .await?
+        .with_batch_size(ROWS_PER_BATCH)
+        .build()?;
+    while let Some(rows) = stream.next().await {
+        let rows = rows?;
+        let columns = ["namespace", "id", "component_namespace", "component_id"];
+        let [namespace, id, key_namespace, key_id] = columns.map(|name| string_column(&rows, name));
+        let (namespace, id, key_namespace, key_id) = (namespace?, id?, key_namespace?, key_id?);
+        for row in 0..rows.num_rows() {
+            visit(
+                namespace.value(row),
+                id.value(row),
+                key_namespace.value(row),
+                key_id.value(row),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The graph of a snapshot, ready to link more fragments into.
 pub async fn load_graph(lake: &Lake, location: &ObjectPath) -> Result<IdentityGraph, EngineError> {
     let mut graph = IdentityGraph::new();

@@ -321,10 +321,9 @@ pub async fn pin_latest(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Resul
     }
 }
 
-/// What a reader should see: first every committed batch is folded in (so a batch the Catalog
-/// reports `success` is in the next lookup), then the latest version is pinned. A failing fold
-/// is logged and the reader goes on with the last good version.
-pub async fn current_graph(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<PinnedGraph, EngineError> {
+/// Folds every committed batch the latest version misses. A failing fold is logged and the
+/// reader goes on with the last good version.
+async fn catch_up(meta: &MetaStore, lake: &Lake, tenant: &Tenant) {
     // Checked without the lock first, so concurrent readers of an up-to-date graph do not queue.
     let behind = uncovered_batches(meta, tenant).await.map(|p| !p.is_empty());
     let caught_up = match behind {
@@ -334,7 +333,31 @@ pub async fn current_graph(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Re
     if let Err(error) = caught_up {
         tracing::error!(%error, org = %tenant.org, sandbox = %tenant.sandbox, "could not fold the identity graph; reading its last version");
     }
+}
+
+/// What a reader should see: first every committed batch is folded in (so a batch the Catalog
+/// reports `success` is in the next lookup), then the latest version is pinned.
+pub async fn current_graph(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<PinnedGraph, EngineError> {
+    catch_up(meta, lake, tenant).await;
     pin_latest(meta, lake, tenant).await
+}
+
+/// [`current_graph`] without loading the version's components (`components` is empty): for a
+/// reader that streams the snapshot itself, as an export does to key a population too large
+/// to hold.
+pub async fn current_graph_unloaded(
+    meta: &MetaStore,
+    lake: &Lake,
+    tenant: &Tenant,
+) -> Result<PinnedGraph, EngineError> {
+    catch_up(meta, lake, tenant).await;
+    let latest = meta.latest_identity_graph_version(tenant).await?;
+    let covered = covered_batches(meta, tenant, latest.as_ref()).await?;
+    Ok(PinnedGraph {
+        version: latest,
+        covered,
+        components: Arc::default(),
+    })
 }
 
 #[cfg(test)]

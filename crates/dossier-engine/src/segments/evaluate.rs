@@ -444,7 +444,7 @@ impl Context<'_> {
         // Only the columns evaluation reads, and those identities are taken from.
         let mut roots: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         roots.push(IDENTITY_MAP.to_owned());
-        for dataset in &sources.datasets {
+        for dataset in sources.datasets.iter() {
             for field in &dataset.schema.identities {
                 roots.extend(field.path.split('.').next().map(str::to_owned));
             }

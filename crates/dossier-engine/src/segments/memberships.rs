@@ -204,23 +204,48 @@ pub async fn current_memberships(
 /// profiles: by primary identity (`none`) or by graph component (`pdg`).
 pub struct ProfileIndex<'a> {
     keys: HashMap<&'a Identity, u32>,
-    components: Option<&'a ComponentIndex>,
+    key_of: KeyOf<'a>,
+}
+
+/// How a stored identity finds the key of its profile.
+enum KeyOf<'a> {
+    /// `none`: an identity is its own profile's key.
+    Itself,
+    /// `pdg`: the key of its component in a loaded graph version.
+    Graph(&'a ComponentIndex),
+    /// `pdg`, resolved beforehand for just the identities that will be asked about.
+    Resolved(&'a HashMap<Identity, Identity>),
 }
 
 impl<'a> ProfileIndex<'a> {
     /// `profiles[p]` is profile `p`'s key; `components` is the graph the keys came from.
     pub fn new(profiles: &'a [Identity], components: Option<&'a ComponentIndex>) -> Self {
         let keys = profiles.iter().enumerate().map(|(p, key)| (key, p as u32)).collect();
-        Self { keys, components }
+        let key_of = match components {
+            Some(components) => KeyOf::Graph(components),
+            None => KeyOf::Itself,
+        };
+        Self { keys, key_of }
+    }
+
+    /// Profiles keyed by graph component, where `keys_of` gives the component key of every
+    /// identity that will be looked up.
+    pub fn resolved(profiles: &'a [Identity], keys_of: &'a HashMap<Identity, Identity>) -> Self {
+        let keys = profiles.iter().enumerate().map(|(p, key)| (key, p as u32)).collect();
+        Self {
+            keys,
+            key_of: KeyOf::Resolved(keys_of),
+        }
     }
 
     /// The profiles any of `identities` falls in, each once.
     pub fn profiles_of(&self, identities: &[Identity]) -> Vec<u32> {
         let mut found = Vec::new();
         for identity in identities {
-            let key = match self.components {
-                Some(components) => components.key_of(identity),
-                None => Some(identity),
+            let key = match self.key_of {
+                KeyOf::Itself => Some(identity),
+                KeyOf::Graph(components) => components.key_of(identity),
+                KeyOf::Resolved(keys_of) => keys_of.get(identity),
             };
             if let Some(&p) = key.and_then(|k| self.keys.get(k))
                 && !found.contains(&p)
@@ -265,17 +290,20 @@ impl MembershipOverlay {
         components: Option<&ComponentIndex>,
     ) -> Result<Self, EngineError> {
         let segments = current_memberships(meta, lake, tenant).await?;
-        let mut overlay = Self::default();
         if segments.is_empty() {
-            return Ok(overlay);
+            return Ok(Self::default());
         }
         let index = ProfileIndex::new(profiles, components);
+        Ok(Self::of_segments(&segments, &index, profiles.len()))
+    }
+
+    /// The entries of `segments` (as [`current_memberships`] gives them) of the `profiles`
+    /// profiles `index` knows.
+    pub fn of_segments(segments: &[(String, Vec<Row>)], index: &ProfileIndex<'_>, profiles: usize) -> Self {
+        let mut overlay = Self::default();
         for (segment, rows) in segments {
             let segment: Arc<str> = Arc::from(segment.as_str());
-            for (p, entry) in entries_by_profile(&rows, &index, profiles.len())
-                .into_iter()
-                .enumerate()
-            {
+            for (p, entry) in entries_by_profile(rows, index, profiles).into_iter().enumerate() {
                 if let Some(entry) = entry {
                     overlay
                         .by_profile
@@ -285,7 +313,7 @@ impl MembershipOverlay {
                 }
             }
         }
-        Ok(overlay)
+        overlay
     }
 
     pub fn is_empty(&self) -> bool {

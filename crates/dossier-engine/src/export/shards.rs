@@ -1,0 +1,589 @@
+//! Pass one with memory bounded by configuration, whatever the population: profiles are split
+//! into shards that are keyed, selected and exported one after the other, and the identity graph
+//! is joined to the fragments one hash bucket at a time. What does not fit is spilled to local
+//! disk ([`super::spill`]).
+//!
+//! Under `pdg`, every identity of the pinned graph version is hashed (128 bits) with its
+//! component number, every fragment's primary identity is hashed the same way, and both go to
+//! the bucket of their hash; a bucket's graph part is loaded into a map and its fragments looked
+//! up in it. Each fragment then goes to the shard of its component. Under `none` a profile is
+//! its primary identity, so fragments go straight to the shard of that identity's hash.
+//!
+//! A population that fits one shard and one bucket (the configured sizes) never touches disk:
+//! the graph is streamed into one map and fragments are keyed as they are read.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+
+use dossier_model::merge_policy::{IdentityGraphType, MergePolicy};
+use dossier_model::tenancy::Tenant;
+use dossier_model::xdm::SchemaClass;
+use dossier_storage::{Lake, MetaStore};
+
+use super::keys::{
+    EventScan, KeyedFile, KeyedSources, ProfileFacts, ProfileNumbers, SourceDataset, SourceFile, source_datasets,
+    source_files,
+};
+use super::spill::{FragmentRow, FragmentSpill, Spill, fragment_rows, fragment_schema};
+use super::types::{CancelFlag, ExportSettings};
+use crate::EngineError;
+use crate::identity::snapshot::scan_snapshot;
+use crate::identity::store::current_graph_unloaded;
+use crate::identity::{Identity, read_file_primaries};
+use crate::segments::MembershipOverlay;
+use crate::segments::memberships::{ProfileIndex, Row, current_memberships};
+
+/// How pass one splits a population.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardLayout {
+    /// Profiles go to this many shards, each keyed, selected and exported on its own.
+    pub shards: usize,
+    /// Graph identities and fragments are joined in this many hash buckets, one at a time.
+    pub buckets: usize,
+}
+
+impl ShardLayout {
+    /// The layout for a graph of `identities` identities in `profiles` components.
+    pub fn for_population(settings: &ExportSettings, identities: u64, profiles: u64) -> Self {
+        let parts = |count: u64, per: usize| count.div_ceil(per.max(1) as u64).max(1) as usize;
+        Self {
+            shards: parts(profiles, settings.shard_profiles),
+            buckets: parts(identities, settings.bucket_identities),
+        }
+    }
+
+    fn spills_to_disk(self) -> bool {
+        self.shards > 1 || self.buckets > 1
+    }
+}
+
+/// 128 bits of an identity: two fixed-seed hashes, so that two identities of one export share a
+/// hash with a probability of about n²/2¹²⁹ (nil for any real graph).
+fn identity_hash(namespace: &str, id: &str) -> u128 {
+    const LOW: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x9e37_79b9_7f4a_7c15);
+    const HIGH: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0xc2b2_ae3d_27d4_eb4f);
+    let low = LOW.hash_one((namespace, id));
+    let high = HIGH.hash_one((namespace, id));
+    (u128::from(high) << 64) | u128::from(low)
+}
+
+fn part_of(key: u128, parts: usize) -> usize {
+    (key as u64 % parts as u64) as usize
+}
+
+/// Where an export's spills go: a folder of its own under the configured root, removed when
+/// the export ends however it ends.
+fn spill_folder(root: &Path) -> Result<tempfile::TempDir, EngineError> {
+    std::fs::create_dir_all(root)?;
+    Ok(tempfile::Builder::new().prefix("export-").tempdir_in(root)?)
+}
+
+/// One spill per part: on disk under `folder`, or in memory when there is no folder.
+fn spills(folder: Option<&Path>, name: &str, parts: usize, key_ids: bool) -> Result<Vec<FragmentSpill>, EngineError> {
+    (0..parts)
+        .map(|part| {
+            let schema = fragment_schema(key_ids);
+            let spill = match folder {
+                Some(folder) => Spill::disk(schema, folder.join(format!("{name}-{part}.arrows")))?,
+                None => Spill::memory(schema),
+            };
+            Ok(FragmentSpill::new(spill))
+        })
+        .collect()
+}
+
+fn finish(spills: Vec<FragmentSpill>) -> Result<Vec<Option<Spill>>, EngineError> {
+    spills.into_iter().map(|s| s.finish().map(Some)).collect()
+}
+
+/// Identities of evaluated memberships, to be resolved to their component's key while the graph
+/// is streamed (the graph itself is never held whole).
+struct MembershipKeys {
+    wanted: HashSet<Identity>,
+    hashes: HashSet<u128>,
+    resolved: HashMap<Identity, Identity>,
+}
+
+impl MembershipKeys {
+    fn new(segments: &[(String, Vec<Row>)]) -> Self {
+        let wanted: HashSet<Identity> = segments
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().flat_map(|r| r.identities.iter().cloned()))
+            .collect();
+        let hashes = wanted.iter().map(|i| identity_hash(&i.namespace, &i.id)).collect();
+        Self {
+            wanted,
+            hashes,
+            resolved: HashMap::new(),
+        }
+    }
+
+    fn offer(&mut self, hash: u128, identity: (&str, &str), key: (&str, &str)) {
+        if !self.hashes.contains(&hash) {
+            return;
+        }
+        let identity = Identity::new(identity.0, identity.1);
+        if self.wanted.contains(&identity) {
+            self.resolved.insert(identity, Identity::new(key.0, key.1));
+        }
+    }
+}
+
+/// Pass one of a whole export, shard by shard: what [`ShardedKeys::build`] spilled, and
+/// [`ShardedKeys::shard`] reads back as the [`KeyedSources`] of one shard.
+pub struct ShardedKeys {
+    pub layout: ShardLayout,
+    datasets: Arc<Vec<SourceDataset>>,
+    /// Every file pass one read; a spilled row's `file` indexes this.
+    files: Vec<SourceFile>,
+    /// Per shard: its fragments, keyed by component (`pdg`) or primary identity hash (`none`).
+    shards: Vec<Option<Spill>>,
+    /// Per shard (`pdg`): the key identity of each of its components (`key` = component).
+    keys: Vec<Option<Spill>>,
+    namespaces: Vec<Arc<str>>,
+    graph_version: Option<i64>,
+    memberships: Vec<(String, Vec<Row>)>,
+    resolved: Option<HashMap<Identity, Identity>>,
+    _folder: Option<tempfile::TempDir>,
+}
+
+/// What building needs besides storage.
+pub struct KeyingContext<'a> {
+    pub tenant: &'a Tenant,
+    pub policy: &'a MergePolicy,
+    pub events: EventScan,
+    pub settings: &'a ExportSettings,
+    pub cancel: &'a CancelFlag,
+}
+
+impl ShardedKeys {
+    /// Reads every fragment's primary identity once and sends it to its shard.
+    pub async fn build(meta: &MetaStore, lake: &Lake, context: &KeyingContext<'_>) -> Result<Self, EngineError> {
+        let tenant = context.tenant;
+        let graph = match context.policy.identity_graph {
+            IdentityGraphType::None => None,
+            IdentityGraphType::Pdg => Some(current_graph_unloaded(meta, lake, tenant).await?),
+        };
+        // Under `none` the graph's size still bounds the number of primary identities.
+        let version = match &graph {
+            Some(graph) => graph.version.clone(),
+            None => meta.latest_identity_graph_version(tenant).await?,
+        };
+        let (identities, components) = version.as_ref().map_or((0, 0), |v| (v.nodes, v.components));
+        let profiles = if graph.is_some() { components } else { identities };
+        let layout = ShardLayout::for_population(context.settings, identities.max(0) as u64, profiles.max(0) as u64);
+        let datasets = source_datasets(meta, tenant, context.policy).await?;
+        let files: Vec<SourceFile> = source_files(meta, tenant, &datasets, graph.as_ref())
+            .await?
+            .into_iter()
+            .filter(|f| context.events.reads(&datasets[f.dataset], f))
+            .collect();
+        let folder = match layout.spills_to_disk() {
+            true => Some(spill_folder(&context.settings.spill_root())?),
+            false => None,
+        };
+        let memberships = current_memberships(meta, lake, tenant).await?;
+        let mut keyed = Self {
+            layout,
+            datasets: Arc::new(datasets),
+            files,
+            shards: Vec::new(),
+            keys: Vec::new(),
+            namespaces: Vec::new(),
+            graph_version: graph.as_ref().and_then(|g| g.version_number()),
+            memberships,
+            resolved: None,
+            _folder: None,
+        };
+        let folder_path = folder.as_ref().map(|f| f.path().to_path_buf());
+        let mut numbers = ProfileNumbers::default();
+        match version.filter(|_| graph.is_some()) {
+            Some(version) => {
+                let snapshot = ObjectPath::from(version.path.as_str());
+                keyed
+                    .key_by_component(lake, &snapshot, folder_path.as_deref(), &mut numbers, context.cancel)
+                    .await?
+            }
+            None if graph.is_some() => {
+                // No graph yet: nothing was ever committed, so there is nothing to key.
+                keyed.shards = finish(spills(None, "shard", layout.shards, false)?)?;
+                keyed.keys = finish(spills(None, "keys", layout.shards, true)?)?;
+                keyed.files.clear();
+            }
+            None => {
+                keyed
+                    .key_by_primary(lake, folder_path.as_deref(), &mut numbers, context.cancel)
+                    .await?
+            }
+        }
+        keyed.namespaces = numbers.namespaces().to_vec();
+        keyed._folder = folder;
+        Ok(keyed)
+    }
+
+    /// Reads the primary identities of every file, calling `visit(file, row, identity, rowId)`.
+    async fn each_primary(
+        &self,
+        lake: &Lake,
+        cancel: &CancelFlag,
+        mut visit: impl FnMut(u32, u32, &Identity, i64) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        for (f, file) in self.files.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let schema = &self.datasets[file.dataset].schema;
+            let (primaries, row_ids) = read_file_primaries(lake, &file.location, schema).await?;
+            for (row, (primary, row_id)) in primaries.iter().zip(&row_ids).enumerate() {
+                if let Some(primary) = primary {
+                    visit(f as u32, row as u32, primary, *row_id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `none`: each fragment goes to the shard of its primary identity's hash.
+    async fn key_by_primary(
+        &mut self,
+        lake: &Lake,
+        folder: Option<&Path>,
+        numbers: &mut ProfileNumbers,
+        cancel: &CancelFlag,
+    ) -> Result<(), EngineError> {
+        let mut shards = spills(folder, "shard", self.layout.shards, true)?;
+        self.each_primary(lake, cancel, |file, row, primary, row_id| {
+            let key = identity_hash(&primary.namespace, &primary.id);
+            let namespace = numbers.namespace_number(&primary.namespace);
+            let fragment = FragmentRow {
+                key,
+                file,
+                row,
+                row_id,
+                namespace,
+            };
+            let shard = part_of(key, shards.len());
+            shards[shard].push(fragment, Some(&primary.id))
+        })
+        .await?;
+        self.shards = finish(shards)?;
+        Ok(())
+    }
+
+    /// `pdg`: the graph and the fragments joined bucket by bucket; each fragment goes to the
+    /// shard of its component.
+    async fn key_by_component(
+        &mut self,
+        lake: &Lake,
+        snapshot: &ObjectPath,
+        folder: Option<&Path>,
+        numbers: &mut ProfileNumbers,
+        cancel: &CancelFlag,
+    ) -> Result<(), EngineError> {
+        let (shard_count, bucket_count) = (self.layout.shards, self.layout.buckets);
+        let mut keys = spills(folder, "keys", shard_count, true)?;
+        let mut shards = spills(folder, "shard", shard_count, false)?;
+        let mut membership_keys = MembershipKeys::new(&self.memberships);
+        let need_keys = !self.memberships.is_empty();
+        // Graph rows: `key` is the identity's hash, `file` its component.
+        let mut graph_buckets = spills(folder, "graph", bucket_count, false)?;
+        let mut in_memory: foldhash::HashMap<u128, u32> = foldhash::HashMap::default();
+        let mut component: u32 = 0;
+        let mut previous_key: Option<(String, String)> = None;
+        let mut failure = None;
+        scan_snapshot(lake, snapshot, |namespace, id, key_namespace, key_id| {
+            if failure.is_some() {
+                return;
+            }
+            let same = previous_key
+                .as_ref()
+                .is_some_and(|(n, i)| n == key_namespace && i == key_id);
+            if !same {
+                if previous_key.is_some() {
+                    component += 1;
+                }
+                previous_key = Some((key_namespace.to_owned(), key_id.to_owned()));
+                let key_row = FragmentRow {
+                    key: u128::from(component),
+                    file: 0,
+                    row: 0,
+                    row_id: 0,
+                    namespace: numbers.namespace_number(key_namespace),
+                };
+                // Component keys are only needed to find the profiles of evaluated memberships.
+                if need_keys && let Err(e) = keys[component as usize % shard_count].push(key_row, Some(key_id)) {
+                    failure = Some(e);
+                }
+            }
+            let hash = identity_hash(namespace, id);
+            membership_keys.offer(hash, (namespace, id), (key_namespace, key_id));
+            if bucket_count == 1 {
+                in_memory.insert(hash, component);
+            } else {
+                let row = FragmentRow {
+                    key: hash,
+                    file: component,
+                    row: 0,
+                    row_id: 0,
+                    namespace: 0,
+                };
+                if let Err(e) = graph_buckets[part_of(hash, bucket_count)].push(row, None) {
+                    failure = Some(e);
+                }
+            }
+        })
+        .await?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        self.keys = finish(keys)?;
+        self.resolved = Some(membership_keys.resolved);
+        if bucket_count == 1 {
+            drop(graph_buckets);
+            self.each_primary(lake, cancel, |file, row, primary, row_id| {
+                let Some(&component) = in_memory.get(&identity_hash(&primary.namespace, &primary.id)) else {
+                    return Ok(());
+                };
+                let fragment = FragmentRow {
+                    key: u128::from(component),
+                    file,
+                    row,
+                    row_id,
+                    namespace: numbers.namespace_number(&primary.namespace),
+                };
+                shards[component as usize % shard_count].push(fragment, None)
+            })
+            .await?;
+            drop(in_memory);
+        } else {
+            let mut fragment_buckets = spills(folder, "fragments", bucket_count, false)?;
+            self.each_primary(lake, cancel, |file, row, primary, row_id| {
+                let key = identity_hash(&primary.namespace, &primary.id);
+                let fragment = FragmentRow {
+                    key,
+                    file,
+                    row,
+                    row_id,
+                    namespace: numbers.namespace_number(&primary.namespace),
+                };
+                fragment_buckets[part_of(key, bucket_count)].push(fragment, None)
+            })
+            .await?;
+            let graph_buckets = finish(graph_buckets)?;
+            let fragment_buckets = finish(fragment_buckets)?;
+            for (graph, fragments) in graph_buckets.into_iter().zip(fragment_buckets) {
+                if cancel.is_cancelled() {
+                    return Err(EngineError::Cancelled);
+                }
+                join_bucket(graph, fragments, &mut shards)?;
+            }
+        }
+        self.shards = finish(shards)?;
+        Ok(())
+    }
+
+    /// The keyed sources of shard `index` (each shard can be taken once), and the evaluated
+    /// memberships of its profiles.
+    pub fn shard(&mut self, index: usize) -> Result<(KeyedSources, MembershipOverlay), EngineError> {
+        let spill = self.shards[index]
+            .take()
+            .ok_or_else(|| EngineError::Invalid(format!("export shard {index} was already read")))?;
+        let component_keys = match self.keys.get_mut(index).and_then(Option::take) {
+            Some(keys) => Some(read_component_keys(keys, &self.namespaces)?),
+            None => None,
+        };
+        let mut files: Vec<KeyedFile> = self.files.iter().cloned().map(KeyedFile::new).collect();
+        let mut numbers: foldhash::HashMap<u128, u32> = foldhash::HashMap::default();
+        let mut profiles: Vec<Identity> = Vec::new();
+        let mut facts: Vec<ProfileFacts> = Vec::new();
+        for batch in spill.into_batches()? {
+            let batch = batch?;
+            let (rows, key_ids) = fragment_rows(&batch);
+            for (i, row) in rows.iter().enumerate() {
+                let profile = *numbers.entry(row.key).or_insert_with(|| {
+                    let key = match (&component_keys, key_ids) {
+                        (Some(keys), _) => keys.get(&(row.key as u32)).cloned(),
+                        (None, Some(ids)) => Some(Identity::new(
+                            self.namespaces[row.namespace as usize].as_ref(),
+                            ids.value(i),
+                        )),
+                        (None, None) => None,
+                    };
+                    profiles.push(key.unwrap_or_else(|| Identity::new("", "")));
+                    facts.push(ProfileFacts::default());
+                    (profiles.len() - 1) as u32
+                });
+                let keyed = &mut files[row.file as usize];
+                keyed.push(row.row, profile, row.row_id);
+                let is_record = self.datasets[keyed.file.dataset].schema.class == SchemaClass::Profile;
+                let namespace = &self.namespaces[row.namespace as usize];
+                facts[profile as usize].observe(is_record, &keyed.file, row.row_id, || namespace.clone());
+            }
+        }
+        let (mut records, mut events) = (Vec::new(), Vec::new());
+        for mut keyed in files {
+            sort_by_row(&mut keyed);
+            match self.datasets[keyed.file.dataset].schema.class {
+                SchemaClass::Profile => records.push(keyed),
+                _ => events.push(keyed),
+            }
+        }
+        let overlay = if self.memberships.is_empty() {
+            MembershipOverlay::default()
+        } else {
+            let index = match &self.resolved {
+                Some(resolved) => ProfileIndex::resolved(&profiles, resolved),
+                None => ProfileIndex::new(&profiles, None),
+            };
+            MembershipOverlay::of_segments(&self.memberships, &index, profiles.len())
+        };
+        let sources = KeyedSources {
+            datasets: self.datasets.clone(),
+            records,
+            events,
+            profiles,
+            facts,
+            components: None,
+        };
+        Ok((sources, overlay))
+    }
+
+    pub fn graph_version(&self) -> Option<i64> {
+        self.graph_version
+    }
+
+    pub fn datasets(&self) -> &[SourceDataset] {
+        &self.datasets
+    }
+}
+
+/// Joins one bucket: the graph's identities of the bucket in a map, its fragments looked up and
+/// sent to the shard of their component.
+fn join_bucket(
+    graph: Option<Spill>,
+    fragments: Option<Spill>,
+    shards: &mut [FragmentSpill],
+) -> Result<(), EngineError> {
+    let (Some(graph), Some(fragments)) = (graph, fragments) else {
+        return Ok(());
+    };
+    let mut components: foldhash::HashMap<u128, u32> = foldhash::HashMap::default();
+    for batch in graph.into_batches()? {
+        for row in fragment_rows(&batch?).0 {
+            components.insert(row.key, row.file);
+        }
+    }
+    let shard_count = shards.len();
+    for batch in fragments.into_batches()? {
+        for row in fragment_rows(&batch?).0 {
+            let Some(&component) = components.get(&row.key) else {
+                continue;
+            };
+            let keyed = FragmentRow {
+                key: u128::from(component),
+                ..row
+            };
+            shards[component as usize % shard_count].push(keyed, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// The key identity of every component of one shard.
+fn read_component_keys(spill: Spill, namespaces: &[Arc<str>]) -> Result<HashMap<u32, Identity>, EngineError> {
+    let mut keys = HashMap::new();
+    for batch in spill.into_batches()? {
+        let batch = batch?;
+        let (rows, ids) = fragment_rows(&batch);
+        let Some(ids) = ids else { continue };
+        for (i, row) in rows.iter().enumerate() {
+            keys.insert(
+                row.key as u32,
+                Identity::new(namespaces[row.namespace as usize].as_ref(), ids.value(i)),
+            );
+        }
+    }
+    Ok(keys)
+}
+
+/// Puts a file's entries in row order (a file's rows arrive bucket by bucket when the graph is
+/// joined in several), as row selections need.
+fn sort_by_row(keyed: &mut KeyedFile) {
+    if keyed.rows.is_sorted() {
+        return;
+    }
+    let mut entries: Vec<(u32, u32, i64)> = keyed
+        .rows
+        .iter()
+        .zip(&keyed.profiles)
+        .zip(&keyed.row_ids)
+        .map(|((&r, &p), &id)| (r, p, id))
+        .collect();
+    entries.sort_unstable_by_key(|e| e.0);
+    keyed.rows = entries.iter().map(|e| e.0).collect();
+    keyed.profiles = entries.iter().map(|e| e.1).collect();
+    keyed.row_ids = entries.iter().map(|e| e.2).collect();
+}
+
+/// The default spill root: the system's temporary folder.
+pub fn default_spill_root() -> PathBuf {
+    std::env::temp_dir().join("dossier-spill")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_population_within_the_configured_sizes_is_one_shard_and_one_bucket() {
+        let settings = ExportSettings::default();
+        let layout = ShardLayout::for_population(&settings, 3_650_000, 1_360_000);
+        assert_eq!(layout, ShardLayout { shards: 1, buckets: 1 });
+        assert!(!layout.spills_to_disk());
+    }
+
+    #[test]
+    fn a_larger_population_is_split_by_the_configured_sizes() {
+        let settings = ExportSettings {
+            shard_profiles: 1000,
+            bucket_identities: 3000,
+            ..ExportSettings::default()
+        };
+        let layout = ShardLayout::for_population(&settings, 9001, 2500);
+        assert_eq!(layout, ShardLayout { shards: 3, buckets: 4 });
+        assert!(layout.spills_to_disk());
+        assert_eq!(
+            ShardLayout::for_population(&settings, 0, 0),
+            ShardLayout { shards: 1, buckets: 1 }
+        );
+    }
+
+    #[test]
+    fn identity_hashes_tell_namespace_and_id_apart() {
+        assert_ne!(identity_hash("Email", "a"), identity_hash("Emaila", ""));
+        assert_ne!(identity_hash("Email", "a"), identity_hash("email", "a"));
+        assert_eq!(identity_hash("Email", "a"), identity_hash("Email", "a"));
+    }
+
+    #[test]
+    fn entries_arriving_out_of_row_order_are_sorted_with_their_profiles() {
+        let file = SourceFile {
+            dataset: 0,
+            location: ObjectPath::from("f.parquet"),
+            ingested: 0,
+            batch_seq: 0,
+        };
+        let mut keyed = KeyedFile::new(file);
+        keyed.push(5, 1, 50);
+        keyed.push(2, 0, 20);
+        keyed.push(9, 2, 90);
+        sort_by_row(&mut keyed);
+        assert_eq!(keyed.rows, vec![2, 5, 9]);
+        assert_eq!(keyed.profiles, vec![0, 1, 2]);
+        assert_eq!(keyed.row_ids, vec![20, 50, 90]);
+    }
+}
