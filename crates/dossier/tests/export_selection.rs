@@ -5,7 +5,9 @@
 mod support;
 
 use arrow::array::{AsArray, RecordBatch};
-use dossier_engine::export::{CancelFlag, ExportOutcome, ExportProgress, ExportRequest, run_export};
+use dossier_engine::export::{
+    CancelFlag, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export_with,
+};
 use dossier_model::export_job::{EventListSpec, ExportBatchTarget, ExportSpec, QualificationWindow};
 use dossier_model::ids::{BatchId, DatasetId, MergePolicyId};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
@@ -70,7 +72,26 @@ fn spec(setup: &Setup) -> ExportSpec {
     }
 }
 
+/// Runs the export with the default settings, and again with pass one spilled (one profile per
+/// shard, one identity per bucket): both must select the same profiles and rows.
 async fn export(setup: &Setup, spec: ExportSpec) -> (ExportOutcome, Vec<RecordBatch>) {
+    let spill = tempfile::tempdir().unwrap();
+    let spilled_settings = ExportSettings {
+        shard_profiles: 1,
+        bucket_identities: 1,
+        spill_dir: Some(spill.path().to_path_buf()),
+        ..ExportSettings::default()
+    };
+    let (outcome, rows) = export_with(setup, spec.clone(), &ExportSettings::default()).await;
+    let (spilled, spilled_rows) = export_with(setup, spec, &spilled_settings).await;
+    assert_eq!(spilled.exported_profiles, outcome.exported_profiles, "spilled export");
+    assert_eq!(spilled.left_out, outcome.left_out, "spilled export");
+    assert_eq!(spilled.by_namespace, outcome.by_namespace, "spilled export");
+    assert_eq!(primary_ids(&spilled_rows), primary_ids(&rows), "spilled export");
+    (outcome, rows)
+}
+
+async fn export_with(setup: &Setup, spec: ExportSpec, settings: &ExportSettings) -> (ExportOutcome, Vec<RecordBatch>) {
     let tenant = Tenant {
         org: OrgId::parse(ORG).unwrap(),
         sandbox: SandboxName::prod(),
@@ -86,12 +107,13 @@ async fn export(setup: &Setup, spec: ExportSpec) -> (ExportOutcome, Vec<RecordBa
         }],
     };
     let (meta, lake) = dossier_api::open_storage(&setup.server.data_dir()).await.unwrap();
-    let outcome = run_export(
+    let outcome = run_export_with(
         &meta,
         &lake,
         &request,
         &ExportProgress::default(),
         &CancelFlag::default(),
+        settings,
     )
     .await
     .unwrap();

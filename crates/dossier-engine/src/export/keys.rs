@@ -198,6 +198,7 @@ pub(crate) struct ProfileNumbers {
     by_component: foldhash::HashMap<u32, u32>,
     by_identity: foldhash::HashMap<Identity, u32>,
     namespaces: Vec<Arc<str>>,
+    last_namespace: usize,
 }
 
 impl ProfileNumbers {
@@ -240,13 +241,23 @@ impl ProfileNumbers {
 
     /// The number of a namespace, in the order namespaces are first seen.
     pub(crate) fn namespace_number(&mut self, namespace: &str) -> u16 {
-        match self.namespaces.iter().position(|n| n.as_ref() == namespace) {
-            Some(number) => number as u16,
+        // Rows of a file mostly share one namespace: try the last one first.
+        if self
+            .namespaces
+            .get(self.last_namespace)
+            .is_some_and(|n| n.as_ref() == namespace)
+        {
+            return self.last_namespace as u16;
+        }
+        let number = match self.namespaces.iter().position(|n| n.as_ref() == namespace) {
+            Some(number) => number,
             None => {
                 self.namespaces.push(Arc::from(namespace));
-                (self.namespaces.len() - 1) as u16
+                self.namespaces.len() - 1
             }
-        }
+        };
+        self.last_namespace = number;
+        number as u16
     }
 
     pub(crate) fn namespaces(&self) -> &[Arc<str>] {

@@ -64,11 +64,87 @@ impl ShardLayout {
 /// 128 bits of an identity: two fixed-seed hashes, so that two identities of one export share a
 /// hash with a probability of about n²/2¹²⁹ (nil for any real graph).
 fn identity_hash(namespace: &str, id: &str) -> u128 {
-    const LOW: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x9e37_79b9_7f4a_7c15);
-    const HIGH: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0xc2b2_ae3d_27d4_eb4f);
+    const LOW: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x9e37_79b9_7f4a_7c15);
+    const HIGH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0xc2b2_ae3d_27d4_eb4f);
     let low = LOW.hash_one((namespace, id));
     let high = HIGH.hash_one((namespace, id));
     (u128::from(high) << 64) | u128::from(low)
+}
+
+/// Hashes a key that is already a hash (or a component number) with one multiplication: what
+/// the maps of pass one use instead of hashing 128 bits again.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = ((key as u64) ^ ((key >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
+fn key_map<V>(capacity: usize) -> KeyMap<V> {
+    KeyMap::with_capacity_and_hasher(capacity, Default::default())
+}
+
+/// Identity hashes and their components, sorted, with where each run of equal top bits starts:
+/// a lookup reads one run of a few entries. Three times smaller than a hash map of the same
+/// pairs, which matters most in a fresh process, where every page touched is a page zeroed.
+#[derive(Default)]
+struct ComponentTable {
+    entries: Vec<(u64, u64, u32)>,
+    shift: u32,
+    starts: Vec<u32>,
+}
+
+impl ComponentTable {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(capacity),
+            ..Self::default()
+        }
+    }
+
+    fn push(&mut self, hash: u128, component: u32) {
+        self.entries.push(((hash >> 64) as u64, hash as u64, component));
+    }
+
+    /// Sorts the entries and indexes them by their top bits (about one run per entry).
+    fn seal(&mut self) {
+        self.entries.sort_unstable_by_key(|e| (e.0, e.1));
+        let bits = (usize::BITS - self.entries.len().leading_zeros()).clamp(1, 30);
+        self.shift = 64 - bits;
+        let runs = 1usize << bits;
+        let mut starts = vec![0u32; runs + 1];
+        for entry in &self.entries {
+            starts[(entry.0 >> self.shift) as usize + 1] += 1;
+        }
+        for run in 0..runs {
+            starts[run + 1] += starts[run];
+        }
+        self.starts = starts;
+    }
+
+    fn get(&self, hash: u128) -> Option<u32> {
+        let (high, low) = ((hash >> 64) as u64, hash as u64);
+        let run = (high >> self.shift) as usize;
+        let (start, end) = (*self.starts.get(run)? as usize, self.starts[run + 1] as usize);
+        self.entries[start..end]
+            .iter()
+            .find(|e| e.0 == high && e.1 == low)
+            .map(|e| e.2)
+    }
 }
 
 fn part_of(key: u128, parts: usize) -> usize {
@@ -204,8 +280,16 @@ impl ShardedKeys {
         match version.filter(|_| graph.is_some()) {
             Some(version) => {
                 let snapshot = ObjectPath::from(version.path.as_str());
+                let nodes = version.nodes.max(0) as usize;
                 keyed
-                    .key_by_component(lake, &snapshot, folder_path.as_deref(), &mut numbers, context.cancel)
+                    .key_by_component(
+                        lake,
+                        &snapshot,
+                        nodes,
+                        folder_path.as_deref(),
+                        &mut numbers,
+                        context.cancel,
+                    )
                     .await?
             }
             None if graph.is_some() => {
@@ -280,6 +364,7 @@ impl ShardedKeys {
         &mut self,
         lake: &Lake,
         snapshot: &ObjectPath,
+        identities: usize,
         folder: Option<&Path>,
         numbers: &mut ProfileNumbers,
         cancel: &CancelFlag,
@@ -291,7 +376,7 @@ impl ShardedKeys {
         let need_keys = !self.memberships.is_empty();
         // Graph rows: `key` is the identity's hash, `file` its component.
         let mut graph_buckets = spills(folder, "graph", bucket_count, false)?;
-        let mut in_memory: foldhash::HashMap<u128, u32> = foldhash::HashMap::default();
+        let mut in_memory = ComponentTable::with_capacity(if bucket_count == 1 { identities } else { 0 });
         let mut component: u32 = 0;
         let mut previous_key: Option<(String, String)> = None;
         let mut failure = None;
@@ -322,7 +407,7 @@ impl ShardedKeys {
             let hash = identity_hash(namespace, id);
             membership_keys.offer(hash, (namespace, id), (key_namespace, key_id));
             if bucket_count == 1 {
-                in_memory.insert(hash, component);
+                in_memory.push(hash, component);
             } else {
                 let row = FragmentRow {
                     key: hash,
@@ -344,8 +429,9 @@ impl ShardedKeys {
         self.resolved = Some(membership_keys.resolved);
         if bucket_count == 1 {
             drop(graph_buckets);
+            in_memory.seal();
             self.each_primary(lake, cancel, |file, row, primary, row_id| {
-                let Some(&component) = in_memory.get(&identity_hash(&primary.namespace, &primary.id)) else {
+                let Some(component) = in_memory.get(identity_hash(&primary.namespace, &primary.id)) else {
                     return Ok(());
                 };
                 let fragment = FragmentRow {
@@ -397,14 +483,20 @@ impl ShardedKeys {
             None => None,
         };
         let mut files: Vec<KeyedFile> = self.files.iter().cloned().map(KeyedFile::new).collect();
-        let mut numbers: foldhash::HashMap<u128, u32> = foldhash::HashMap::default();
+        let mut numbers = match self.resolved.is_some() || self.graph_version.is_some() {
+            true => Numbering::ByComponent {
+                slots: Vec::new(),
+                shards: self.layout.shards,
+            },
+            false => Numbering::ByHash(key_map(0)),
+        };
         let mut profiles: Vec<Identity> = Vec::new();
         let mut facts: Vec<ProfileFacts> = Vec::new();
         for batch in spill.into_batches()? {
             let batch = batch?;
             let (rows, key_ids) = fragment_rows(&batch);
             for (i, row) in rows.iter().enumerate() {
-                let profile = *numbers.entry(row.key).or_insert_with(|| {
+                let profile = numbers.number(row.key, || {
                     let key = match (&component_keys, key_ids) {
                         (Some(keys), _) => keys.get(&(row.key as u32)).cloned(),
                         (None, Some(ids)) => Some(Identity::new(
@@ -461,6 +553,33 @@ impl ShardedKeys {
     }
 }
 
+/// Profile numbers of one shard, in the order profiles are first seen.
+enum Numbering {
+    /// `pdg`: a shard holds the components `c` with `c % shards` equal to its index, so
+    /// `c / shards` is a dense slot.
+    ByComponent { slots: Vec<u32>, shards: usize },
+    /// `none`: profiles are primary identities, known by their hash.
+    ByHash(KeyMap<u32>),
+}
+
+impl Numbering {
+    fn number(&mut self, key: u128, add: impl FnOnce() -> u32) -> u32 {
+        match self {
+            Numbering::ByComponent { slots, shards } => {
+                let slot = key as usize / *shards;
+                if slot >= slots.len() {
+                    slots.resize(slot + 1, u32::MAX);
+                }
+                if slots[slot] == u32::MAX {
+                    slots[slot] = add();
+                }
+                slots[slot]
+            }
+            Numbering::ByHash(numbers) => *numbers.entry(key).or_insert_with(add),
+        }
+    }
+}
+
 /// Joins one bucket: the graph's identities of the bucket in a map, its fragments looked up and
 /// sent to the shard of their component.
 fn join_bucket(
@@ -471,16 +590,17 @@ fn join_bucket(
     let (Some(graph), Some(fragments)) = (graph, fragments) else {
         return Ok(());
     };
-    let mut components: foldhash::HashMap<u128, u32> = foldhash::HashMap::default();
+    let mut components = ComponentTable::default();
     for batch in graph.into_batches()? {
         for row in fragment_rows(&batch?).0 {
-            components.insert(row.key, row.file);
+            components.push(row.key, row.file);
         }
     }
+    components.seal();
     let shard_count = shards.len();
     for batch in fragments.into_batches()? {
         for row in fragment_rows(&batch?).0 {
-            let Some(&component) = components.get(&row.key) else {
+            let Some(component) = components.get(row.key) else {
                 continue;
             };
             let keyed = FragmentRow {
@@ -560,6 +680,22 @@ mod tests {
             ShardLayout::for_population(&settings, 0, 0),
             ShardLayout { shards: 1, buckets: 1 }
         );
+    }
+
+    #[test]
+    fn a_component_table_finds_every_identity_it_holds_and_nothing_else() {
+        for count in [0u32, 1, 2, 3, 1000, 70_000] {
+            let mut table = ComponentTable::default();
+            for i in 0..count {
+                table.push(identity_hash("ECID", &i.to_string()), i * 3);
+            }
+            table.seal();
+            for i in 0..count {
+                assert_eq!(table.get(identity_hash("ECID", &i.to_string())), Some(i * 3));
+            }
+            assert_eq!(table.get(identity_hash("ECID", "absent")), None);
+            assert_eq!(table.get(identity_hash("Email", "0")), None);
+        }
     }
 
     #[test]
