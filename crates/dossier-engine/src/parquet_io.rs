@@ -13,7 +13,7 @@ use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
 use dossier_storage::Lake;
 
@@ -39,6 +39,15 @@ impl LakeFileReader {
     /// A record-batch stream builder over this file.
     pub async fn builder(self) -> Result<ParquetRecordBatchStreamBuilder<Self>, ParquetError> {
         ParquetRecordBatchStreamBuilder::new(self).await
+    }
+
+    /// A builder that also loads the page index, for reads with a row selection: pages without
+    /// a selected row are then neither fetched nor decompressed.
+    pub async fn selective_builder(self) -> Result<ParquetRecordBatchStreamBuilder<Self>, ParquetError> {
+        // Only the offset index (where pages start) is needed to skip them; files written
+        // without one read as before.
+        let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+        ParquetRecordBatchStreamBuilder::new_with_options(self, options).await
     }
 }
 

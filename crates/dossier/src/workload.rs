@@ -12,7 +12,7 @@ use crate::commands::ingest::{upload, wait_for};
 use crate::remote::{Remote, json_or_error};
 
 /// A dataset of the workload once loaded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadedDataset {
     pub key: String,
     pub dataset_id: String,

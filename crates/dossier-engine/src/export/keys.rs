@@ -368,7 +368,9 @@ pub async fn read_picked_rows(
             continue;
         }
         let rows: Vec<usize> = picked.iter().map(|&i| keyed.rows[i] as usize).collect();
-        let builder = LakeFileReader::new(lake, keyed.file.location.clone()).builder().await?;
+        let builder = LakeFileReader::new(lake, keyed.file.location.clone())
+            .selective_builder()
+            .await?;
         let total_rows = builder.metadata().file_metadata().num_rows() as usize;
         let roots: Vec<usize> = builder
             .schema()

@@ -96,7 +96,9 @@ async fn scan_file(
         return Ok(());
     }
     let dataset = &sources.datasets[keyed.file.dataset];
-    let builder = LakeFileReader::new(lake, keyed.file.location.clone()).builder().await?;
+    let builder = LakeFileReader::new(lake, keyed.file.location.clone())
+        .selective_builder()
+        .await?;
     let Some(column) = builder
         .schema()
         .fields()

@@ -51,7 +51,8 @@ impl ShardLayout {
     pub fn for_population(settings: &ExportSettings, identities: u64, profiles: u64) -> Self {
         let parts = |count: u64, per: usize| count.div_ceil(per.max(1) as u64).max(1) as usize;
         Self {
-            shards: parts(profiles, settings.shard_profiles),
+            // Shards are numbered in two bytes per profile while fragments are routed.
+            shards: parts(profiles, settings.shard_profiles).min(usize::from(u16::MAX) - 1),
             buckets: parts(identities, settings.bucket_identities),
         }
     }
@@ -147,6 +148,28 @@ impl ComponentTable {
     }
 }
 
+/// Sealed tables of the graph versions exports lately keyed against, by snapshot path. A
+/// snapshot never changes once written, and a table exists only for a graph within one bucket,
+/// so what is kept is bounded by `bucket_identities`, and saves every later export of the
+/// version its scan (about a second per 2 M identities).
+static TABLES: std::sync::Mutex<Vec<(String, Arc<ComponentTable>)>> = std::sync::Mutex::new(Vec::new());
+/// The current version and the one before it, for exports that pinned it just before a fold.
+const TABLES_KEPT: usize = 2;
+
+fn cached_table(path: &str) -> Option<Arc<ComponentTable>> {
+    let tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+    tables.iter().find(|(p, _)| p == path).map(|(_, table)| table.clone())
+}
+
+fn keep_table(path: &str, table: Arc<ComponentTable>) {
+    let mut tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+    tables.retain(|(p, _)| p != path);
+    tables.push((path.to_owned(), table));
+    if tables.len() > TABLES_KEPT {
+        tables.remove(0);
+    }
+}
+
 fn part_of(key: u128, parts: usize) -> usize {
     (key as u64 % parts as u64) as usize
 }
@@ -176,12 +199,12 @@ fn finish(spills: Vec<FragmentSpill>) -> Result<Vec<Option<Spill>>, EngineError>
     spills.into_iter().map(|s| s.finish().map(Some)).collect()
 }
 
-/// Identities of evaluated memberships, to be resolved to their component's key while the graph
-/// is streamed (the graph itself is never held whole).
+/// Identities of evaluated memberships, to be resolved to their component while the graph is
+/// streamed (the graph itself is never held whole).
 struct MembershipKeys {
     wanted: HashSet<Identity>,
     hashes: HashSet<u128>,
-    resolved: HashMap<Identity, Identity>,
+    resolved: HashMap<Identity, u32>,
 }
 
 impl MembershipKeys {
@@ -198,13 +221,13 @@ impl MembershipKeys {
         }
     }
 
-    fn offer(&mut self, hash: u128, identity: (&str, &str), key: (&str, &str)) {
+    fn offer(&mut self, hash: u128, identity: (&str, &str), component: u32) {
         if !self.hashes.contains(&hash) {
             return;
         }
         let identity = Identity::new(identity.0, identity.1);
         if self.wanted.contains(&identity) {
-            self.resolved.insert(identity, Identity::new(key.0, key.1));
+            self.resolved.insert(identity, component);
         }
     }
 }
@@ -216,14 +239,14 @@ pub struct ShardedKeys {
     datasets: Arc<Vec<SourceDataset>>,
     /// Every file pass one read; a spilled row's `file` indexes this.
     files: Vec<SourceFile>,
-    /// Per shard: its fragments, keyed by component (`pdg`) or primary identity hash (`none`).
+    /// Per shard: its fragments, keyed by component (`pdg`) or primary identity hash (`none`),
+    /// in file order.
     shards: Vec<Option<Spill>>,
-    /// Per shard (`pdg`): the key identity of each of its components (`key` = component).
-    keys: Vec<Option<Spill>>,
     namespaces: Vec<Arc<str>>,
     graph_version: Option<i64>,
     memberships: Vec<(String, Vec<Row>)>,
-    resolved: Option<HashMap<Identity, Identity>>,
+    /// `pdg`: the component of each identity of an evaluated membership.
+    resolved: Option<HashMap<Identity, u32>>,
     _folder: Option<tempfile::TempDir>,
 }
 
@@ -268,7 +291,6 @@ impl ShardedKeys {
             datasets: Arc::new(datasets),
             files,
             shards: Vec::new(),
-            keys: Vec::new(),
             namespaces: Vec::new(),
             graph_version: graph.as_ref().and_then(|g| g.version_number()),
             memberships,
@@ -280,7 +302,7 @@ impl ShardedKeys {
         match version.filter(|_| graph.is_some()) {
             Some(version) => {
                 let snapshot = ObjectPath::from(version.path.as_str());
-                let nodes = version.nodes.max(0) as usize;
+                let nodes = (version.nodes.max(0) as usize, version.components.max(0) as usize);
                 keyed
                     .key_by_component(
                         lake,
@@ -295,7 +317,6 @@ impl ShardedKeys {
             None if graph.is_some() => {
                 // No graph yet: nothing was ever committed, so there is nothing to key.
                 keyed.shards = finish(spills(None, "shard", layout.shards, false)?)?;
-                keyed.keys = finish(spills(None, "keys", layout.shards, true)?)?;
                 keyed.files.clear();
             }
             None => {
@@ -358,29 +379,37 @@ impl ShardedKeys {
         Ok(())
     }
 
-    /// `pdg`: the graph and the fragments joined bucket by bucket; each fragment goes to the
-    /// shard of its component.
+    /// `pdg`: the graph and the fragments joined (in one table, or bucket by bucket); each
+    /// fragment goes to the shard of its component. Shards are contiguous runs of the order in
+    /// which components are first met in the files, so a partition reads a region of each file
+    /// rather than rows scattered through all of them.
     async fn key_by_component(
         &mut self,
         lake: &Lake,
         snapshot: &ObjectPath,
-        identities: usize,
+        (identities, components): (usize, usize),
         folder: Option<&Path>,
         numbers: &mut ProfileNumbers,
         cancel: &CancelFlag,
     ) -> Result<(), EngineError> {
-        let (shard_count, bucket_count) = (self.layout.shards, self.layout.buckets);
-        let mut keys = spills(folder, "keys", shard_count, true)?;
-        let mut shards = spills(folder, "shard", shard_count, false)?;
+        let bucket_count = self.layout.buckets;
+        let mut router = ShardRouter::new(spills(folder, "shard", self.layout.shards, false)?, components);
         let mut membership_keys = MembershipKeys::new(&self.memberships);
-        let need_keys = !self.memberships.is_empty();
+        // A graph within one bucket is kept sealed for the next export of the same version,
+        // unless this one must also resolve evaluated memberships while scanning.
+        let path = snapshot.to_string();
+        let cached = match bucket_count == 1 && self.memberships.is_empty() {
+            true => cached_table(&path),
+            false => None,
+        };
         // Graph rows: `key` is the identity's hash, `file` its component.
         let mut graph_buckets = spills(folder, "graph", bucket_count, false)?;
-        let mut in_memory = ComponentTable::with_capacity(if bucket_count == 1 { identities } else { 0 });
+        let scanned = bucket_count == 1 && cached.is_none();
+        let mut in_memory = ComponentTable::with_capacity(if scanned { identities } else { 0 });
         let mut component: u32 = 0;
         let mut previous_key: Option<(String, String)> = None;
         let mut failure = None;
-        scan_snapshot(lake, snapshot, |namespace, id, key_namespace, key_id| {
+        let scan = scan_snapshot(lake, snapshot, |namespace, id, key_namespace, key_id| {
             if failure.is_some() {
                 return;
             }
@@ -392,20 +421,9 @@ impl ShardedKeys {
                     component += 1;
                 }
                 previous_key = Some((key_namespace.to_owned(), key_id.to_owned()));
-                let key_row = FragmentRow {
-                    key: u128::from(component),
-                    file: 0,
-                    row: 0,
-                    row_id: 0,
-                    namespace: numbers.namespace_number(key_namespace),
-                };
-                // Component keys are only needed to find the profiles of evaluated memberships.
-                if need_keys && let Err(e) = keys[component as usize % shard_count].push(key_row, Some(key_id)) {
-                    failure = Some(e);
-                }
             }
             let hash = identity_hash(namespace, id);
-            membership_keys.offer(hash, (namespace, id), (key_namespace, key_id));
+            membership_keys.offer(hash, (namespace, id), component);
             if bucket_count == 1 {
                 in_memory.push(hash, component);
             } else {
@@ -420,18 +438,29 @@ impl ShardedKeys {
                     failure = Some(e);
                 }
             }
-        })
-        .await?;
+        });
+        if cached.is_none() {
+            scan.await?;
+        } else {
+            drop(scan);
+        }
         if let Some(error) = failure {
             return Err(error);
         }
-        self.keys = finish(keys)?;
         self.resolved = Some(membership_keys.resolved);
         if bucket_count == 1 {
             drop(graph_buckets);
-            in_memory.seal();
+            let table = match cached {
+                Some(table) => table,
+                None => {
+                    in_memory.seal();
+                    let table = Arc::new(in_memory);
+                    keep_table(&path, table.clone());
+                    table
+                }
+            };
             self.each_primary(lake, cancel, |file, row, primary, row_id| {
-                let Some(component) = in_memory.get(identity_hash(&primary.namespace, &primary.id)) else {
+                let Some(component) = table.get(identity_hash(&primary.namespace, &primary.id)) else {
                     return Ok(());
                 };
                 let fragment = FragmentRow {
@@ -441,10 +470,9 @@ impl ShardedKeys {
                     row_id,
                     namespace: numbers.namespace_number(&primary.namespace),
                 };
-                shards[component as usize % shard_count].push(fragment, None)
+                router.route(fragment)
             })
             .await?;
-            drop(in_memory);
         } else {
             let mut fragment_buckets = spills(folder, "fragments", bucket_count, false)?;
             self.each_primary(lake, cancel, |file, row, primary, row_id| {
@@ -461,14 +489,17 @@ impl ShardedKeys {
             .await?;
             let graph_buckets = finish(graph_buckets)?;
             let fragment_buckets = finish(fragment_buckets)?;
-            for (graph, fragments) in graph_buckets.into_iter().zip(fragment_buckets) {
+            let mut joined = Vec::new();
+            for (bucket, (graph, fragments)) in graph_buckets.into_iter().zip(fragment_buckets).enumerate() {
                 if cancel.is_cancelled() {
                     return Err(EngineError::Cancelled);
                 }
-                join_bucket(graph, fragments, &mut shards)?;
+                let out = spills(folder, &format!("joined-{bucket}"), 1, false)?.remove(0);
+                joined.push(join_bucket(graph, fragments, out)?);
             }
+            merge_in_file_order(joined, |fragment| router.route(fragment))?;
         }
-        self.shards = finish(shards)?;
+        self.shards = finish(router.shards)?;
         Ok(())
     }
 
@@ -478,34 +509,22 @@ impl ShardedKeys {
         let spill = self.shards[index]
             .take()
             .ok_or_else(|| EngineError::Invalid(format!("export shard {index} was already read")))?;
-        let component_keys = match self.keys.get_mut(index).and_then(Option::take) {
-            Some(keys) => Some(read_component_keys(keys, &self.namespaces)?),
-            None => None,
-        };
         let mut files: Vec<KeyedFile> = self.files.iter().cloned().map(KeyedFile::new).collect();
-        let mut numbers = match self.resolved.is_some() || self.graph_version.is_some() {
-            true => Numbering::ByComponent {
-                slots: Vec::new(),
-                shards: self.layout.shards,
-            },
-            false => Numbering::ByHash(key_map(0)),
-        };
+        let mut numbers: KeyMap<u32> = key_map(0);
         let mut profiles: Vec<Identity> = Vec::new();
         let mut facts: Vec<ProfileFacts> = Vec::new();
         for batch in spill.into_batches()? {
             let batch = batch?;
             let (rows, key_ids) = fragment_rows(&batch);
             for (i, row) in rows.iter().enumerate() {
-                let profile = numbers.number(row.key, || {
-                    let key = match (&component_keys, key_ids) {
-                        (Some(keys), _) => keys.get(&(row.key as u32)).cloned(),
-                        (None, Some(ids)) => Some(Identity::new(
-                            self.namespaces[row.namespace as usize].as_ref(),
-                            ids.value(i),
-                        )),
-                        (None, None) => None,
+                let profile = *numbers.entry(row.key).or_insert_with(|| {
+                    // `none`: the profile's key is its primary identity. `pdg` needs no key: the
+                    // evaluated memberships find their profiles by component.
+                    let key = match key_ids {
+                        Some(ids) => Identity::new(self.namespaces[row.namespace as usize].as_ref(), ids.value(i)),
+                        None => Identity::new("", ""),
                     };
-                    profiles.push(key.unwrap_or_else(|| Identity::new("", "")));
+                    profiles.push(key);
                     facts.push(ProfileFacts::default());
                     (profiles.len() - 1) as u32
                 });
@@ -528,7 +547,9 @@ impl ShardedKeys {
             MembershipOverlay::default()
         } else {
             let index = match &self.resolved {
-                Some(resolved) => ProfileIndex::resolved(&profiles, resolved),
+                Some(resolved) => {
+                    ProfileIndex::by_component(resolved, numbers.iter().map(|(&c, &p)| (c as u32, p)).collect())
+                }
                 None => ProfileIndex::new(&profiles, None),
             };
             MembershipOverlay::of_segments(&self.memberships, &index, profiles.len())
@@ -553,42 +574,11 @@ impl ShardedKeys {
     }
 }
 
-/// Profile numbers of one shard, in the order profiles are first seen.
-enum Numbering {
-    /// `pdg`: a shard holds the components `c` with `c % shards` equal to its index, so
-    /// `c / shards` is a dense slot.
-    ByComponent { slots: Vec<u32>, shards: usize },
-    /// `none`: profiles are primary identities, known by their hash.
-    ByHash(KeyMap<u32>),
-}
-
-impl Numbering {
-    fn number(&mut self, key: u128, add: impl FnOnce() -> u32) -> u32 {
-        match self {
-            Numbering::ByComponent { slots, shards } => {
-                let slot = key as usize / *shards;
-                if slot >= slots.len() {
-                    slots.resize(slot + 1, u32::MAX);
-                }
-                if slots[slot] == u32::MAX {
-                    slots[slot] = add();
-                }
-                slots[slot]
-            }
-            Numbering::ByHash(numbers) => *numbers.entry(key).or_insert_with(add),
-        }
-    }
-}
-
-/// Joins one bucket: the graph's identities of the bucket in a map, its fragments looked up and
-/// sent to the shard of their component.
-fn join_bucket(
-    graph: Option<Spill>,
-    fragments: Option<Spill>,
-    shards: &mut [FragmentSpill],
-) -> Result<(), EngineError> {
+/// Joins one bucket: the graph's identities of the bucket in a table, its fragments looked up;
+/// what is found goes to `out` keyed by component, still in file order.
+fn join_bucket(graph: Option<Spill>, fragments: Option<Spill>, mut out: FragmentSpill) -> Result<Spill, EngineError> {
     let (Some(graph), Some(fragments)) = (graph, fragments) else {
-        return Ok(());
+        return out.finish();
     };
     let mut components = ComponentTable::default();
     for batch in graph.into_batches()? {
@@ -597,37 +587,113 @@ fn join_bucket(
         }
     }
     components.seal();
-    let shard_count = shards.len();
     for batch in fragments.into_batches()? {
         for row in fragment_rows(&batch?).0 {
             let Some(component) = components.get(row.key) else {
                 continue;
             };
-            let keyed = FragmentRow {
-                key: u128::from(component),
-                ..row
-            };
-            shards[component as usize % shard_count].push(keyed, None)?;
+            out.push(
+                FragmentRow {
+                    key: u128::from(component),
+                    ..row
+                },
+                None,
+            )?;
+        }
+    }
+    out.finish()
+}
+
+/// Calls `emit` with the rows of every joined bucket in file order (each bucket is in file order
+/// already; this merges them).
+fn merge_in_file_order(
+    joined: Vec<Spill>,
+    mut emit: impl FnMut(FragmentRow) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    struct Cursor {
+        batches: Box<dyn Iterator<Item = Result<arrow::array::RecordBatch, EngineError>>>,
+        rows: Vec<FragmentRow>,
+        next: usize,
+    }
+    impl Cursor {
+        /// The current row, reading the next batch when this one is done.
+        fn peek(&mut self) -> Result<Option<FragmentRow>, EngineError> {
+            while self.next == self.rows.len() {
+                match self.batches.next() {
+                    Some(batch) => {
+                        self.rows = fragment_rows(&batch?).0;
+                        self.next = 0;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(self.rows[self.next]))
+        }
+    }
+    let mut cursors = Vec::new();
+    let mut heap = BinaryHeap::new();
+    for spill in joined {
+        let mut cursor = Cursor {
+            batches: spill.into_batches()?,
+            rows: Vec::new(),
+            next: 0,
+        };
+        if let Some(row) = cursor.peek()? {
+            heap.push(Reverse((row.file, row.row, cursors.len())));
+        }
+        cursors.push(cursor);
+    }
+    while let Some(Reverse((_, _, index))) = heap.pop() {
+        let cursor = &mut cursors[index];
+        let row = cursor.rows[cursor.next];
+        cursor.next += 1;
+        emit(row)?;
+        if let Some(next) = cursor.peek()? {
+            heap.push(Reverse((next.file, next.row, index)));
         }
     }
     Ok(())
 }
 
-/// The key identity of every component of one shard.
-fn read_component_keys(spill: Spill, namespaces: &[Arc<str>]) -> Result<HashMap<u32, Identity>, EngineError> {
-    let mut keys = HashMap::new();
-    for batch in spill.into_batches()? {
-        let batch = batch?;
-        let (rows, ids) = fragment_rows(&batch);
-        let Some(ids) = ids else { continue };
-        for (i, row) in rows.iter().enumerate() {
-            keys.insert(
-                row.key as u32,
-                Identity::new(namespaces[row.namespace as usize].as_ref(), ids.value(i)),
-            );
+/// Sends each fragment to the shard of its component. Components are given shards in the order
+/// they are first met (fragments arrive in file order), a shard's worth at a time: one byte...
+/// two per component is all that is kept of the whole population.
+struct ShardRouter {
+    shards: Vec<FragmentSpill>,
+    shard_of: Vec<u16>,
+    per_shard: usize,
+    assigned: usize,
+}
+
+impl ShardRouter {
+    fn new(shards: Vec<FragmentSpill>, components: usize) -> Self {
+        let per_shard = components.div_ceil(shards.len()).max(1);
+        Self {
+            shard_of: Vec::with_capacity(if shards.len() > 1 { components } else { 0 }),
+            shards,
+            per_shard,
+            assigned: 0,
         }
     }
-    Ok(keys)
+
+    fn route(&mut self, fragment: FragmentRow) -> Result<(), EngineError> {
+        if self.shards.len() == 1 {
+            return self.shards[0].push(fragment, None);
+        }
+        let component = fragment.key as usize;
+        if component >= self.shard_of.len() {
+            self.shard_of.resize(component + 1, u16::MAX);
+        }
+        if self.shard_of[component] == u16::MAX {
+            let shard = (self.assigned / self.per_shard).min(self.shards.len() - 1);
+            self.shard_of[component] = shard as u16;
+            self.assigned += 1;
+        }
+        let shard = self.shard_of[component] as usize;
+        self.shards[shard].push(fragment, None)
+    }
 }
 
 /// Puts a file's entries in row order (a file's rows arrive bucket by bucket when the graph is

@@ -213,8 +213,12 @@ enum KeyOf<'a> {
     Itself,
     /// `pdg`: the key of its component in a loaded graph version.
     Graph(&'a ComponentIndex),
-    /// `pdg`, resolved beforehand for just the identities that will be asked about.
-    Resolved(&'a HashMap<Identity, Identity>),
+    /// `pdg`, the component of just the identities that will be asked about resolved
+    /// beforehand, and the profile of each component.
+    Components {
+        component_of: &'a HashMap<Identity, u32>,
+        profile_of: HashMap<u32, u32>,
+    },
 }
 
 impl<'a> ProfileIndex<'a> {
@@ -228,13 +232,15 @@ impl<'a> ProfileIndex<'a> {
         Self { keys, key_of }
     }
 
-    /// Profiles keyed by graph component, where `keys_of` gives the component key of every
-    /// identity that will be looked up.
-    pub fn resolved(profiles: &'a [Identity], keys_of: &'a HashMap<Identity, Identity>) -> Self {
-        let keys = profiles.iter().enumerate().map(|(p, key)| (key, p as u32)).collect();
+    /// Profiles known by graph component: `component_of` gives the component of every identity
+    /// that will be looked up, `profile_of` the profile of each component.
+    pub fn by_component(component_of: &'a HashMap<Identity, u32>, profile_of: HashMap<u32, u32>) -> Self {
         Self {
-            keys,
-            key_of: KeyOf::Resolved(keys_of),
+            keys: HashMap::new(),
+            key_of: KeyOf::Components {
+                component_of,
+                profile_of,
+            },
         }
     }
 
@@ -242,10 +248,21 @@ impl<'a> ProfileIndex<'a> {
     pub fn profiles_of(&self, identities: &[Identity]) -> Vec<u32> {
         let mut found = Vec::new();
         for identity in identities {
-            let key = match self.key_of {
+            let key = match &self.key_of {
                 KeyOf::Itself => Some(identity),
                 KeyOf::Graph(components) => components.key_of(identity),
-                KeyOf::Resolved(keys_of) => keys_of.get(identity),
+                KeyOf::Components {
+                    component_of,
+                    profile_of,
+                } => {
+                    let profile = component_of.get(identity).and_then(|c| profile_of.get(c));
+                    if let Some(&p) = profile
+                        && !found.contains(&p)
+                    {
+                        found.push(p);
+                    }
+                    continue;
+                }
             };
             if let Some(&p) = key.and_then(|k| self.keys.get(k))
                 && !found.contains(&p)

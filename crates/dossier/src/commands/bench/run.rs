@@ -55,7 +55,28 @@ pub struct RunArgs {
     /// Threads DuckDB may use (default: the machine's cores, like Dossier)
     #[arg(long)]
     pub peer_threads: Option<usize>,
+    /// Reuse the loaded server data dir of an earlier run of the same workload (its
+    /// `bench-load.json`) instead of ingesting again: for repeating export measurements at a
+    /// size whose load takes a quarter of an hour. The ingestion figures are the saved ones.
+    #[arg(long)]
+    pub reuse_load: bool,
 }
+
+/// What a finished load leaves in the server's data dir, so a later run can skip it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SavedLoad {
+    profiles: u64,
+    seed: u64,
+    ingest: String,
+    client_id: String,
+    client_secret: String,
+    loaded: Vec<LoadedDataset>,
+    ingest_peak_bytes: u64,
+    policy: Value,
+    dataset: String,
+}
+
+const SAVED_LOAD: &str = "bench-load.json";
 
 /// The primary identity namespace of each generated dataset: what keys its rows to profiles.
 fn primary_namespace(key: &str) -> &'static str {
@@ -109,6 +130,15 @@ pub(super) struct BenchServer {
 }
 
 impl BenchServer {
+    /// A data dir loaded by an earlier run, with its client.
+    fn existing(dir: &Path, saved: &SavedLoad) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            client_id: saved.client_id.clone(),
+            client_secret: saved.client_secret.clone(),
+        }
+    }
+
     /// Empties `dir` and creates the client.
     pub(super) async fn create(dir: &Path) -> anyhow::Result<Self> {
         if dir.exists() {
@@ -318,12 +348,66 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let server_dir = work.join(format!("server-{}", args.profiles));
-    let bench_server = BenchServer::create(&server_dir).await?;
+    let ingest_name = format!("{:?}", args.ingest).to_lowercase();
+    let saved = match args.reuse_load {
+        true => read_json(&server_dir.join(SAVED_LOAD))
+            .ok()
+            .and_then(|v| serde_json::from_value::<SavedLoad>(v).ok())
+            .filter(|s| s.profiles == args.profiles && s.seed == args.seed && s.ingest == ingest_name),
+        false => None,
+    };
+    let (bench_server, loaded, policy, dataset) = match saved {
+        Some(saved) => {
+            eprintln!(
+                "reusing the loaded data dir {} (saved ingestion figures):",
+                server_dir.display()
+            );
+            print_ingestion(&saved.loaded, saved.ingest_peak_bytes);
+            let server = BenchServer::existing(&server_dir, &saved);
+            (server, saved.loaded, saved.policy, saved.dataset)
+        }
+        None => {
+            let (server, saved) = load_fresh(&server_dir, &ingested, (args.profiles, args.seed, &ingest_name)).await?;
+            (server, saved.loaded, saved.policy, saved.dataset)
+        }
+    };
+    let incremental_from = {
+        // The incremental job exports what the last loaded dataset touched.
+        let mut completions: Vec<i64> = loaded.iter().map(|d| d.completed_ms).collect();
+        completions.sort_unstable();
+        completions[completions.len().saturating_sub(2)]
+    };
+    let sandbox = sandbox_dir(&server_dir)?;
+    let mut reports = Vec::new();
+    let mut peer_jobs = Vec::new();
+    run_jobs(
+        &args,
+        &bench_server,
+        &policy,
+        &dataset,
+        incremental_from,
+        &sandbox,
+        &mut reports,
+        &mut peer_jobs,
+    )
+    .await?;
+    finish_run(&args, &work, &data, &manifest, &loaded, &sandbox, reports, peer_jobs)
+}
+
+/// Creates the server data dir, loads the workload, creates the merge policy and the target
+/// dataset, waits for the identity graph, and saves what a `--reuse-load` run needs.
+async fn load_fresh(
+    server_dir: &Path,
+    ingested: &Path,
+    (profiles, seed, ingest): (u64, u64, &str),
+) -> anyhow::Result<(BenchServer, SavedLoad)> {
+    let bench_server = BenchServer::create(server_dir).await?;
     let (server, remote) = bench_server.start().await?;
 
     server.reset_peak()?;
-    let loaded = load_generated(&remote, &ingested).await?;
-    print_ingestion(&loaded, server.peak_rss_bytes()?);
+    let loaded = load_generated(&remote, ingested).await?;
+    let ingest_peak = server.peak_rss_bytes()?;
+    print_ingestion(&loaded, ingest_peak);
 
     let policy = remote
         .post_json(
@@ -344,10 +428,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("no dataset reference")?
         .trim_start_matches("@/dataSets/")
         .to_owned();
-    // The incremental job exports what the last loaded dataset touched.
-    let mut completions: Vec<i64> = loaded.iter().map(|d| d.completed_ms).collect();
-    completions.sort_unstable();
-    let incremental_from = completions[completions.len().saturating_sub(2)];
 
     // The identity graph folds each batch after its commit, in the background: a first export
     // (selecting nothing) waits for the last fold, so no measured job pays for ingestion.
@@ -362,9 +442,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     // Jobs run on servers of their own (below): this one must not claim them.
     server.stop()?;
-    let sandbox = sandbox_dir(&server_dir)?;
-    let mut reports = Vec::new();
-    let mut peer_jobs = Vec::new();
+    let saved = SavedLoad {
+        profiles,
+        seed,
+        ingest: ingest.to_owned(),
+        client_id: bench_server.client_id.clone(),
+        client_secret: bench_server.client_secret.clone(),
+        loaded,
+        ingest_peak_bytes: ingest_peak,
+        policy,
+        dataset,
+    };
+    std::fs::write(server_dir.join(SAVED_LOAD), serde_json::to_string_pretty(&saved)?)?;
+    Ok((bench_server, saved))
+}
+
+/// Runs each export job of the plan on a server of its own, `--runs` times.
+#[allow(clippy::too_many_arguments)]
+async fn run_jobs(
+    args: &RunArgs,
+    bench_server: &BenchServer,
+    policy: &Value,
+    dataset: &str,
+    incremental_from: i64,
+    sandbox: &Path,
+    reports: &mut Vec<JobReport>,
+    peer_jobs: &mut Vec<super::plan::PeerJob>,
+) -> anyhow::Result<()> {
     for mut bench_job in jobs(incremental_from) {
         let name = bench_job.peer.name.clone();
         if !args.jobs.is_empty() && !args.jobs.contains(&name) {
@@ -391,7 +495,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         bench_job.peer.our_batches = batch_ids(&job)
             .into_iter()
             .map(|batch| {
-                let folder = sandbox.join("datasets").join(&dataset).join("batches").join(batch);
+                let folder = sandbox.join("datasets").join(dataset).join("batches").join(batch);
                 files_under(&folder, ".parquet")
                     .into_iter()
                     .map(|p| p.to_string_lossy().into_owned())
@@ -411,19 +515,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         peer_jobs.push(bench_job.peer);
         server.stop()?;
     }
+    Ok(())
+}
 
+/// Runs DuckDB's side, compares, saves and prints the report.
+#[allow(clippy::too_many_arguments)]
+fn finish_run(
+    args: &RunArgs,
+    work: &Path,
+    data: &Path,
+    manifest: &Value,
+    loaded: &[LoadedDataset],
+    sandbox: &Path,
+    mut reports: Vec<JobReport>,
+    peer_jobs: Vec<super::plan::PeerJob>,
+) -> anyhow::Result<()> {
     if !args.no_peer {
         let plan = PeerPlan {
             threads: args
                 .peer_threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             runs: args.runs as usize,
-            identity_graph: latest_snapshot(&sandbox)?.to_string_lossy().into_owned(),
+            identity_graph: latest_snapshot(sandbox)?.to_string_lossy().into_owned(),
             out_dir: work.join("peer-out").to_string_lossy().into_owned(),
-            sources: peer_sources(&data, &manifest, &loaded)?,
+            sources: peer_sources(data, manifest, loaded)?,
             jobs: peer_jobs,
         };
-        for result in run_peer(&args.python, &work, &plan)? {
+        for result in run_peer(&args.python, work, &plan)? {
             let Some(report) = reports.iter_mut().find(|r| r.job == result.job) else {
                 continue;
             };
