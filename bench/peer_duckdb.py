@@ -126,7 +126,7 @@ def fragments_sql(plan, leaf_paths, segments):
         # Merge rank: later ingestion wins, then later file, then later row (the row ids of a batch
         # follow its files and rows).
         rank = f"({source['order']}::BIGINT << 48) + (c.file_index::BIGINT << 32) + c.file_row_number"
-        files = ", ".join(
+        files = " UNION ALL BY NAME ".join(
             f"SELECT {i} AS file_index, * FROM read_parquet({literal(f)}, file_row_number = true)"
             for i, f in enumerate(source["files"])
         )
