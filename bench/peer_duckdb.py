@@ -237,6 +237,8 @@ def main():
     con.execute(f"SET threads = {int(plan['threads'])}")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")
+    # Let the aggregations spill to disk rather than fail at the memory limit (80 % of RAM).
+    con.execute(f"SET temp_directory = {literal(plan['out_dir'] + '/duckdb-spill')}")
     con.execute(
         "CREATE VIEW graph AS SELECT namespace, id, component_namespace || ':' || component_id AS profile "
         f"FROM read_parquet({literal(plan['identity_graph'])})"

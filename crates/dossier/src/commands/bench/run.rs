@@ -530,6 +530,7 @@ fn finish_run(
     mut reports: Vec<JobReport>,
     peer_jobs: Vec<super::plan::PeerJob>,
 ) -> anyhow::Result<()> {
+    let mut peer_failure = None;
     if !args.no_peer {
         let plan = PeerPlan {
             threads: args
@@ -541,7 +542,15 @@ fn finish_run(
             sources: peer_sources(data, manifest, loaded)?,
             jobs: peer_jobs,
         };
-        for result in run_peer(&args.python, work, &plan)? {
+        // Our figures are reported even when DuckDB fails (at 10 M it can run out of memory).
+        let results = match run_peer(&args.python, work, &plan) {
+            Ok(results) => results,
+            Err(error) => {
+                peer_failure = Some(error);
+                Vec::new()
+            }
+        };
+        for result in results {
             let Some(report) = reports.iter_mut().find(|r| r.job == result.job) else {
                 continue;
             };
@@ -562,6 +571,9 @@ fn finish_run(
         print_json(&reports)?;
     } else {
         print_table(&reports);
+    }
+    if let Some(error) = peer_failure {
+        return Err(error.context("DuckDB did not finish: the report has no peer columns"));
     }
     if reports.iter().any(|r| r.rows_match == Some(false)) {
         bail!("Dossier and DuckDB exported different rows for some job (see the match column)");
