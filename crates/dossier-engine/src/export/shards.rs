@@ -402,105 +402,130 @@ impl ShardedKeys {
             true => cached_table(&path),
             false => None,
         };
-        // Graph rows: `key` is the identity's hash, `file` its component.
-        let mut graph_buckets = spills(folder, "graph", bucket_count, false)?;
-        let scanned = bucket_count == 1 && cached.is_none();
-        let mut in_memory = ComponentTable::with_capacity(if scanned { identities } else { 0 });
-        let mut component: u32 = 0;
-        let mut previous_key: Option<(String, String)> = None;
-        let mut failure = None;
-        let scan = scan_snapshot(lake, snapshot, |namespace, id, key_namespace, key_id| {
-            if failure.is_some() {
-                return;
-            }
-            let same = previous_key
-                .as_ref()
-                .is_some_and(|(n, i)| n == key_namespace && i == key_id);
-            if !same {
-                if previous_key.is_some() {
-                    component += 1;
-                }
-                previous_key = Some((key_namespace.to_owned(), key_id.to_owned()));
-            }
-            let hash = identity_hash(namespace, id);
-            membership_keys.offer(hash, (namespace, id), component);
-            if bucket_count == 1 {
-                in_memory.push(hash, component);
-            } else {
-                let row = FragmentRow {
-                    key: hash,
-                    file: component,
-                    row: 0,
-                    row_id: 0,
-                    namespace: 0,
-                };
-                if let Err(e) = graph_buckets[part_of(hash, bucket_count)].push(row, None) {
-                    failure = Some(e);
-                }
-            }
-        });
-        if cached.is_none() {
-            scan.await?;
-        } else {
-            drop(scan);
+        if bucket_count > 1 {
+            return self
+                .key_in_buckets(lake, snapshot, folder, numbers, cancel, membership_keys, router)
+                .await;
         }
-        if let Some(error) = failure {
-            return Err(error);
+        let mut in_memory = ComponentTable::with_capacity(if cached.is_none() { identities } else { 0 });
+        if cached.is_none() {
+            scan_graph(lake, snapshot, &mut membership_keys, |hash, component| {
+                in_memory.push(hash, component);
+                Ok(())
+            })
+            .await?;
         }
         self.resolved = Some(membership_keys.resolved);
-        if bucket_count == 1 {
-            drop(graph_buckets);
-            let table = match cached {
-                Some(table) => table,
-                None => {
-                    in_memory.seal();
-                    let table = Arc::new(in_memory);
-                    keep_table(&path, table.clone());
-                    table
-                }
-            };
-            self.each_primary(lake, cancel, |file, row, primary, row_id| {
-                let Some(component) = table.get(identity_hash(&primary.namespace, &primary.id)) else {
-                    return Ok(());
-                };
-                let fragment = FragmentRow {
-                    key: u128::from(component),
-                    file,
-                    row,
-                    row_id,
-                    namespace: numbers.namespace_number(&primary.namespace),
-                };
-                router.route(fragment)
-            })
-            .await?;
-        } else {
-            let mut fragment_buckets = spills(folder, "fragments", bucket_count, false)?;
-            self.each_primary(lake, cancel, |file, row, primary, row_id| {
-                let key = identity_hash(&primary.namespace, &primary.id);
-                let fragment = FragmentRow {
-                    key,
-                    file,
-                    row,
-                    row_id,
-                    namespace: numbers.namespace_number(&primary.namespace),
-                };
-                fragment_buckets[part_of(key, bucket_count)].push(fragment, None)
-            })
-            .await?;
-            let graph_buckets = finish(graph_buckets)?;
-            let fragment_buckets = finish(fragment_buckets)?;
-            let mut joined = Vec::new();
-            for (bucket, (graph, fragments)) in graph_buckets.into_iter().zip(fragment_buckets).enumerate() {
-                if cancel.is_cancelled() {
-                    return Err(EngineError::Cancelled);
-                }
-                let out = spills(folder, &format!("joined-{bucket}"), 1, false)?.remove(0);
-                joined.push(join_bucket(graph, fragments, out)?);
+        let table = match cached {
+            Some(table) => table,
+            None => {
+                in_memory.seal();
+                let table = Arc::new(in_memory);
+                keep_table(&path, table.clone());
+                table
             }
-            merge_in_file_order(joined, |fragment| router.route(fragment))?;
-        }
+        };
+        self.each_primary(lake, cancel, |file, row, primary, row_id| {
+            let Some(component) = table.get(identity_hash(&primary.namespace, &primary.id)) else {
+                return Ok(());
+            };
+            let fragment = FragmentRow {
+                key: u128::from(component),
+                file,
+                row,
+                row_id,
+                namespace: numbers.namespace_number(&primary.namespace),
+            };
+            router.route(fragment)
+        })
+        .await?;
         self.shards = finish(router.shards)?;
         Ok(())
+    }
+
+    /// [`Self::key_by_component`] for a graph larger than one bucket: the graph and the fragments
+    /// hashed into buckets on disk (the graph on a thread of its own, so both cores work: the two
+    /// scans are independent until the join), joined bucket by bucket, merged back into file
+    /// order.
+    #[allow(clippy::too_many_arguments)]
+    async fn key_in_buckets(
+        &mut self,
+        lake: &Lake,
+        snapshot: &ObjectPath,
+        folder: Option<&Path>,
+        numbers: &mut ProfileNumbers,
+        cancel: &CancelFlag,
+        mut membership_keys: MembershipKeys,
+        mut router: ShardRouter,
+    ) -> Result<(), EngineError> {
+        let bucket_count = self.layout.buckets;
+        let graph_buckets = spills(folder, "graph", bucket_count, false)?;
+        let (handle, lake_clone, snapshot_clone) = (tokio::runtime::Handle::current(), lake.clone(), snapshot.clone());
+        let graph_cancel = cancel.clone();
+        let graph_scan = tokio::task::spawn_blocking(move || {
+            let mut graph_buckets = graph_buckets;
+            handle
+                .block_on(scan_graph(
+                    &lake_clone,
+                    &snapshot_clone,
+                    &mut membership_keys,
+                    |hash, component| {
+                        if graph_cancel.is_cancelled() {
+                            return Err(EngineError::Cancelled);
+                        }
+                        let row = FragmentRow {
+                            key: hash,
+                            file: component,
+                            row: 0,
+                            row_id: 0,
+                            namespace: 0,
+                        };
+                        graph_buckets[part_of(hash, bucket_count)].push(row, None)
+                    },
+                ))
+                .map(|()| (graph_buckets, membership_keys))
+        });
+        let fragment_buckets = self.fragment_buckets(lake, folder, numbers, cancel).await;
+        let (graph_buckets, membership_keys) = graph_scan.await??;
+        let fragment_buckets = finish(fragment_buckets?)?;
+        self.resolved = Some(membership_keys.resolved);
+        let graph_buckets = finish(graph_buckets)?;
+        let mut joined = Vec::new();
+        for (bucket, (graph, fragments)) in graph_buckets.into_iter().zip(fragment_buckets).enumerate() {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let out = spills(folder, &format!("joined-{bucket}"), 1, false)?.remove(0);
+            joined.push(join_bucket(graph, fragments, out)?);
+        }
+        merge_in_file_order(joined, |fragment| router.route(fragment))?;
+        self.shards = finish(router.shards)?;
+        Ok(())
+    }
+
+    /// Every fragment's primary identity, hashed, in the bucket of its hash (in file order).
+    async fn fragment_buckets(
+        &self,
+        lake: &Lake,
+        folder: Option<&Path>,
+        numbers: &mut ProfileNumbers,
+        cancel: &CancelFlag,
+    ) -> Result<Vec<FragmentSpill>, EngineError> {
+        let bucket_count = self.layout.buckets;
+        let mut buckets = spills(folder, "fragments", bucket_count, false)?;
+        self.each_primary(lake, cancel, |file, row, primary, row_id| {
+            let key = identity_hash(&primary.namespace, &primary.id);
+            let fragment = FragmentRow {
+                key,
+                file,
+                row,
+                row_id,
+                namespace: numbers.namespace_number(&primary.namespace),
+            };
+            buckets[part_of(key, bucket_count)].push(fragment, None)
+        })
+        .await?;
+        Ok(buckets)
     }
 
     /// The keyed sources of shard `index` (each shard can be taken once), and the evaluated
@@ -572,6 +597,41 @@ impl ShardedKeys {
     pub fn datasets(&self) -> &[SourceDataset] {
         &self.datasets
     }
+}
+
+/// Streams the snapshot at `snapshot`: `sink(hash, component)` for every identity (components
+/// numbered in file order, where a component's rows are contiguous), and the components of the
+/// evaluated memberships' identities into `membership_keys`.
+async fn scan_graph(
+    lake: &Lake,
+    snapshot: &ObjectPath,
+    membership_keys: &mut MembershipKeys,
+    mut sink: impl FnMut(u128, u32) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    let mut component: u32 = 0;
+    let mut previous_key: Option<(String, String)> = None;
+    let mut failure = None;
+    scan_snapshot(lake, snapshot, |namespace, id, key_namespace, key_id| {
+        if failure.is_some() {
+            return;
+        }
+        let same = previous_key
+            .as_ref()
+            .is_some_and(|(n, i)| n == key_namespace && i == key_id);
+        if !same {
+            if previous_key.is_some() {
+                component += 1;
+            }
+            previous_key = Some((key_namespace.to_owned(), key_id.to_owned()));
+        }
+        let hash = identity_hash(namespace, id);
+        membership_keys.offer(hash, (namespace, id), component);
+        if let Err(error) = sink(hash, component) {
+            failure = Some(error);
+        }
+    })
+    .await?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// Joins one bucket: the graph's identities of the bucket in a table, its fragments looked up;
