@@ -99,26 +99,15 @@ pub async fn read_snapshot(
     location: &ObjectPath,
     mut visit: impl FnMut(Identity, &Identity),
 ) -> Result<(), EngineError> {
-    let mut stream = LakeFileReader::new(lake, location.clone())
-        .builder()
-        .await?
-        .with_batch_size(ROWS_PER_BATCH)
-        .build()?;
     let mut key = Identity::new("", "");
-    while let Some(rows) = stream.next().await {
-        let rows = rows?;
-        let columns = ["namespace", "id", "component_namespace", "component_id"];
-        let [namespace, id, key_namespace, key_id] = columns.map(|name| string_column(&rows, name));
-        let (namespace, id, key_namespace, key_id) = (namespace?, id?, key_namespace?, key_id?);
-        for row in 0..rows.num_rows() {
-            // Rows of one component share the key: rebuild it only when it changes.
-            if key.namespace != key_namespace.value(row) || key.id != key_id.value(row) {
-                key = Identity::new(key_namespace.value(row), key_id.value(row));
-            }
-            visit(Identity::new(namespace.value(row), id.value(row)), &key);
+    scan_snapshot(lake, location, |namespace, id, key_namespace, key_id| {
+        // Rows of one component share the key: rebuild it only when it changes.
+        if key.namespace != key_namespace || key.id != key_id {
+            key = Identity::new(key_namespace, key_id);
         }
-    }
-    Ok(())
+        visit(Identity::new(namespace, id), &key);
+    })
+    .await
 }
 
 /// Calls `visit(namespace, id, component namespace, component id)` for every row of the
