@@ -7,13 +7,15 @@ mod support;
 use std::collections::BTreeMap;
 
 use arrow::array::{AsArray, RecordBatch};
-use dossier_engine::export::{CancelFlag, ExportProgress, ExportRequest, ExportSettings, run_export, run_export_with};
+use dossier_engine::export::{
+    CancelFlag, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export, run_export_with,
+};
 use dossier_model::export_job::{
     EventListSpec, ExportBatchTarget, ExportSpec, MembershipStatus, QualificationWindow, SegmentFilter,
 };
 use dossier_model::ids::{BatchId, DatasetId, MergePolicyId};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
-use dossier_storage::Lake;
+use dossier_storage::{Lake, MetaStore};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -63,6 +65,40 @@ fn read_batch(data_dir: &std::path::Path, tenant: &Tenant, dataset: &str, batch:
 /// A batch's rows as one record batch.
 fn concat(batches: &[RecordBatch]) -> RecordBatch {
     arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
+}
+
+/// Runs `request` again into two fresh batches (segments 0 and 1) with `settings`; gives the
+/// outcome and the two batch ids.
+async fn export_again(
+    meta: &MetaStore,
+    lake: &Lake,
+    request: &ExportRequest,
+    settings: &ExportSettings,
+) -> (ExportOutcome, BatchId, BatchId) {
+    let batches = [BatchId::generate(), BatchId::generate()];
+    let again = ExportRequest {
+        batches: batches
+            .iter()
+            .enumerate()
+            .map(|(segment, batch_id)| ExportBatchTarget {
+                batch_id: batch_id.clone(),
+                segment: Some(segment),
+            })
+            .collect(),
+        ..request.clone()
+    };
+    let outcome = run_export_with(
+        meta,
+        lake,
+        &again,
+        &ExportProgress::default(),
+        &CancelFlag::default(),
+        settings,
+    )
+    .await
+    .unwrap();
+    let [first, second] = batches;
+    (outcome, first, second)
 }
 
 /// The rows of `batches` in one batch, ordered by CRM id: shards write profiles in another order.
@@ -252,34 +288,11 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
 
     // Partitions only bound memory: the same export one profile per partition writes the same
     // rows (each partition re-reads the files for its own profiles).
-    let (small_aam, small_ups) = (BatchId::generate(), BatchId::generate());
-    let small = ExportRequest {
-        batches: vec![
-            ExportBatchTarget {
-                batch_id: small_aam.clone(),
-                segment: Some(0),
-            },
-            ExportBatchTarget {
-                batch_id: small_ups.clone(),
-                segment: Some(1),
-            },
-        ],
-        ..request.clone()
-    };
     let settings = ExportSettings {
         partition_profiles: 1,
         ..ExportSettings::default()
     };
-    let small_outcome = run_export_with(
-        &meta,
-        &lake,
-        &small,
-        &ExportProgress::default(),
-        &CancelFlag::default(),
-        &settings,
-    )
-    .await
-    .unwrap();
+    let (small_outcome, small_aam, small_ups) = export_again(&meta, &lake, &request, &settings).await;
     assert_eq!(small_outcome.exported_profiles, 2);
     assert_eq!(small_outcome.by_namespace, outcome.by_namespace);
     for (big, tiny) in [(&aam_batch, &small_aam), (&ups_batch, &small_ups)] {
@@ -295,36 +308,13 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
     // leaves nothing in the spill folder.
     for (shard_profiles, bucket_identities) in [(1, 1), (2, 3)] {
         let spill = tempfile::tempdir().unwrap();
-        let (spilled_aam, spilled_ups) = (BatchId::generate(), BatchId::generate());
-        let spilled = ExportRequest {
-            batches: vec![
-                ExportBatchTarget {
-                    batch_id: spilled_aam.clone(),
-                    segment: Some(0),
-                },
-                ExportBatchTarget {
-                    batch_id: spilled_ups.clone(),
-                    segment: Some(1),
-                },
-            ],
-            ..request.clone()
-        };
         let settings = ExportSettings {
             shard_profiles,
             bucket_identities,
             spill_dir: Some(spill.path().to_path_buf()),
             ..ExportSettings::default()
         };
-        let spilled_outcome = run_export_with(
-            &meta,
-            &lake,
-            &spilled,
-            &ExportProgress::default(),
-            &CancelFlag::default(),
-            &settings,
-        )
-        .await
-        .unwrap();
+        let (spilled_outcome, spilled_aam, spilled_ups) = export_again(&meta, &lake, &request, &settings).await;
         assert_eq!(spilled_outcome.exported_profiles, 2);
         assert_eq!(spilled_outcome.by_namespace, outcome.by_namespace);
         assert_eq!(spilled_outcome.identity_graph_version, outcome.identity_graph_version);

@@ -72,33 +72,6 @@ fn identity_hash(namespace: &str, id: &str) -> u128 {
     (u128::from(high) << 64) | u128::from(low)
 }
 
-/// Hashes a key that is already a hash (or a component number) with one multiplication: what
-/// the maps of pass one use instead of hashing 128 bits again.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u128(&mut self, key: u128) {
-        self.0 = ((key as u64) ^ ((key >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type KeyMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<KeyHasher>>;
-
-fn key_map<V>(capacity: usize) -> KeyMap<V> {
-    KeyMap::with_capacity_and_hasher(capacity, Default::default())
-}
-
 /// Identity hashes and their components, sorted, with where each run of equal top bits starts:
 /// a lookup reads one run of a few entries. Three times smaller than a hash map of the same
 /// pairs, which matters most in a fresh process, where every page touched is a page zeroed.
@@ -535,7 +508,7 @@ impl ShardedKeys {
             .take()
             .ok_or_else(|| EngineError::Invalid(format!("export shard {index} was already read")))?;
         let mut files: Vec<KeyedFile> = self.files.iter().cloned().map(KeyedFile::new).collect();
-        let mut numbers: KeyMap<u32> = key_map(0);
+        let mut numbers: foldhash::HashMap<u128, u32> = foldhash::HashMap::default();
         let mut profiles: Vec<Identity> = Vec::new();
         let mut facts: Vec<ProfileFacts> = Vec::new();
         for batch in spill.into_batches()? {
