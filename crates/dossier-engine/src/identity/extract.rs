@@ -3,20 +3,29 @@
 
 use arrow::array::{Array, AsArray, BooleanArray, ListArray, MapArray, RecordBatch, StringArray, StructArray};
 
-use dossier_model::xdm::IdentityField;
+use dossier_model::xdm::{AuthenticatedState, IdentityField};
 
 use super::union_find::Identity;
 
 /// The identities of one fragment. `primary` indexes `all`; `None` only when `all` is empty.
+/// `states[i]` is the `authenticatedState` the fragment gave `all[i]` (`None` when its entry had
+/// none, or the identity came from a schema identity field), so merged profiles can give it back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FragmentIdentities {
     pub all: Vec<Identity>,
+    pub states: Vec<Option<AuthenticatedState>>,
     pub primary: Option<usize>,
 }
 
 impl FragmentIdentities {
     pub fn primary(&self) -> Option<&Identity> {
         self.primary.map(|i| &self.all[i])
+    }
+
+    /// Adds `identity` with its state; keeps `all` and `states` in step.
+    fn push(&mut self, identity: Identity, state: Option<AuthenticatedState>) {
+        self.all.push(identity);
+        self.states.push(state);
     }
 }
 
@@ -54,6 +63,9 @@ fn push_identity_map_entries(map: &MapArray, row: usize, out: &mut FragmentIdent
         let Some(items) = list.as_struct_opt() else { continue };
         let ids = items.column_by_name("id").and_then(|c| c.as_string_opt::<i32>());
         let primaries: Option<&BooleanArray> = items.column_by_name("primary").and_then(|c| c.as_boolean_opt());
+        let states = items
+            .column_by_name("authenticatedState")
+            .and_then(|c| c.as_string_opt::<i32>());
         let Some(ids) = ids else { continue };
         for i in 0..items.len() {
             if items.is_null(i) || ids.is_null(i) || ids.value(i).is_empty() {
@@ -67,7 +79,10 @@ fn push_identity_map_entries(map: &MapArray, row: usize, out: &mut FragmentIdent
             if flagged && out.primary.is_none() {
                 out.primary = Some(out.all.len());
             }
-            out.all.push(identity);
+            let state = states
+                .filter(|s| s.is_valid(i))
+                .and_then(|s| AuthenticatedState::parse(s.value(i)));
+            out.push(identity, state);
         }
     }
 }
@@ -97,7 +112,7 @@ pub fn fragment_identities(rows: &RecordBatch, identity_fields: &[IdentityField]
             if field.primary && identities.primary.is_none() {
                 identities.primary = Some(identities.all.len());
             }
-            identities.all.push(identity);
+            identities.push(identity, None);
         }
     }
     for identities in &mut out {

@@ -19,6 +19,8 @@ use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, SchemaRef};
 
+use dossier_model::xdm::AuthenticatedState;
+
 use crate::EngineError;
 use crate::identity::FragmentIdentities;
 
@@ -72,11 +74,21 @@ fn merge_value(array: &ArrayRef, parent_valid: &[bool], groups: &Groups) -> Resu
     Ok(take(array.as_ref(), &winners, None)?)
 }
 
-/// One profile's merged `identityMap`: per namespace (sorted), its ids with their primary flag.
-type IdentityMapValue = BTreeMap<String, Vec<(String, bool)>>;
+/// One entry of a merged `identityMap`: what a fragment gave for one identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IdentityEntry {
+    id: String,
+    primary: bool,
+    state: Option<AuthenticatedState>,
+}
+
+/// One profile's merged `identityMap`: per namespace (sorted), its entries in the order first met.
+type IdentityMapValue = BTreeMap<String, Vec<IdentityEntry>>;
 
 /// The union of the identities of each profile's fragments (records in scope and events), per
-/// namespace; later fragments' flags win for an identity seen twice.
+/// namespace. For an identity seen in several fragments the entry of the fragment latest in
+/// merge order wins whole (`primary` and `authenticatedState` together), as semantics.md says of
+/// identityMap entries; its place in the list stays where it was first met.
 fn merged_identity_maps(
     identities: &[FragmentIdentities],
     groups: &Groups,
@@ -92,14 +104,18 @@ fn merged_identity_maps(
                 .chain(extra.get(g).into_iter().flatten());
             for fragment in fragments {
                 for (i, identity) in fragment.all.iter().enumerate() {
-                    let primary = fragment.primary == Some(i);
+                    let entry = IdentityEntry {
+                        id: identity.id.clone(),
+                        primary: fragment.primary == Some(i),
+                        state: fragment.states.get(i).copied().flatten(),
+                    };
                     let entries = match by_namespace.get_mut(&identity.namespace) {
                         Some(entries) => entries,
                         None => by_namespace.entry(identity.namespace.clone()).or_default(),
                     };
-                    match entries.iter_mut().find(|(id, _)| *id == identity.id) {
-                        Some(entry) => entry.1 = primary,
-                        None => entries.push((identity.id.clone(), primary)),
+                    match entries.iter_mut().find(|e| e.id == identity.id) {
+                        Some(current) => *current = entry,
+                        None => entries.push(entry),
                     }
                 }
             }
@@ -132,12 +148,14 @@ fn identity_map_column(field: &Field, maps: &[IdentityMapValue]) -> Result<Array
     let mut list_offsets = vec![0i32];
     let mut ids = Vec::new();
     let mut primaries = Vec::new();
+    let mut states = Vec::new();
     for map in maps {
         for (namespace, entries) in map {
             namespaces.push(namespace.as_str());
-            for (id, primary) in entries {
-                ids.push(id.as_str());
-                primaries.push(*primary);
+            for entry in entries {
+                ids.push(entry.id.as_str());
+                primaries.push(entry.primary);
+                states.push(entry.state.map(AuthenticatedState::as_str));
             }
             list_offsets.push(ids.len() as i32);
         }
@@ -149,6 +167,7 @@ fn identity_map_column(field: &Field, maps: &[IdentityMapValue]) -> Result<Array
             match f.name().as_str() {
                 "id" => Arc::new(StringArray::from(ids.clone())),
                 "primary" => Arc::new(BooleanArray::from(primaries.clone())),
+                "authenticatedState" => Arc::new(StringArray::from(states.clone())),
                 _ => new_null_array(f.data_type(), ids.len()),
             }
         })

@@ -9,6 +9,7 @@
 //! Every field is optional: XDM's `required` is not enforced, and a JSON `null` means "absent".
 
 mod arrow;
+mod authenticated_state;
 mod builtin;
 mod json_schema;
 mod registry;
@@ -21,6 +22,7 @@ use crate::catalog::DataBehavior;
 use crate::schema::{EXPERIENCE_EVENT_CLASS_ID, PROFILE_CLASS_ID};
 
 pub use arrow::{arrow_field, arrow_type, identity_map_type, segment_membership_type};
+pub use authenticated_state::AuthenticatedState;
 pub use builtin::{
     FieldGroup, class_core_fields, field_group, identity_map_xdm_type, segment_membership_xdm_type,
     standard_field_groups,

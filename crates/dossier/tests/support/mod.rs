@@ -413,3 +413,97 @@ pub fn create_client_in(data_dir: &Path, org: &str) -> Credentials {
         org: printed["org"].as_str().unwrap().to_owned(),
     }
 }
+
+impl Caller {
+    /// Posts an export job with `body`, polls it until it ends and returns it; it must succeed.
+    pub async fn run_export_job(&self, body: &Value) -> Value {
+        let (status, job) = self.send_json(Method::POST, "/data/core/ups/export/jobs", body).await;
+        assert_eq!(status, 200, "{job}");
+        let id = job["id"].as_i64().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, job) = self.get(&format!("/data/core/ups/export/jobs/{id}")).await;
+            if ["SUCCEEDED", "FAILED", "CANCELLED"].contains(&job["status"].as_str().unwrap()) {
+                assert_eq!(job["status"], "SUCCEEDED", "{job}");
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "export job {id} never ended: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Downloads every file of an export batch through Data Access into `folder`, as a user
+    /// would before reading them.
+    pub async fn download_batch(&self, batch: &str, folder: &Path) {
+        std::fs::create_dir_all(folder).unwrap();
+        let (status, listing) = self
+            .get(&format!("/data/foundation/export/batches/{batch}/files"))
+            .await;
+        assert_eq!(status, 200, "{listing}");
+        for file in listing["data"].as_array().unwrap() {
+            let id = file["dataSetFileId"].as_str().unwrap();
+            let (status, described) = self.get(&format!("/data/foundation/export/files/{id}")).await;
+            assert_eq!(status, 200, "{described}");
+            for part in described["data"].as_array().unwrap() {
+                let name = part["name"].as_str().unwrap();
+                let response = self
+                    .request(Method::GET, &format!("/data/foundation/export/files/{id}?path={name}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                let local = folder.join(format!("{id}-{}", name.replace('/', "_")));
+                std::fs::write(local, response.bytes().await.unwrap()).unwrap();
+            }
+        }
+    }
+}
+
+/// The rows of the Parquet files in `folder`, read with pyarrow as a user would, as JSON: only
+/// `columns`, maps as objects, timestamps as epoch milliseconds, nulls kept.
+pub fn exported_rows(folder: &Path, columns: &[&str]) -> Vec<Value> {
+    const SCRIPT: &str = r#"
+import calendar, json, os, sys
+import pyarrow as pa, pyarrow.parquet as pq
+
+def plain(value, kind):
+    if value is None:
+        return None
+    if pa.types.is_map(kind):
+        return {k: plain(v, kind.item_type) for k, v in value}
+    if pa.types.is_struct(kind):
+        return {f.name: plain(value[f.name], f.type) for f in kind}
+    if pa.types.is_list(kind):
+        return [plain(v, kind.value_type) for v in value]
+    if pa.types.is_timestamp(kind):
+        return calendar.timegm(value.utctimetuple()) * 1000 + value.microsecond // 1000
+    return value
+
+folder, columns = sys.argv[1], sys.argv[2].split(",")
+files = sorted(os.path.join(folder, f) for f in os.listdir(folder))
+for path in files:
+    table = pq.read_table(path)
+    for row in table.to_pylist():
+        print(json.dumps({c: plain(row.get(c), table.schema.field(c).type) for c in columns if c in table.schema.names}))
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(folder)
+        .arg(columns.join(","))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "pyarrow read failed (CI installs it with .ci/run): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
