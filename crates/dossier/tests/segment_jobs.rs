@@ -515,3 +515,113 @@ async fn a_segment_job_killed_mid_run_ends_failed_and_the_previous_memberships_s
     assert_eq!(time_of(&before), evaluation_time(&first));
     server.kill();
 }
+
+/// The `ups` entry for `segment` of every exported profile, by the profile's primary identity.
+async fn exported_ups_entries(
+    caller: &Caller,
+    policy: &str,
+    segment: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let target = caller.create_dataset(&format!("Export under {policy}")).await;
+    let body = json!({"destination": {"datasetId": target}, "schema": {"name": "_xdm.context.profile"},
+                      "mergePolicy": {"id": policy, "version": 1}});
+    let job = caller.run_export_job(&body).await;
+    let batch = job["destination"]["batchId"].as_str().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    caller.download_batch(batch, folder.path()).await;
+    let mut entries = std::collections::BTreeMap::new();
+    for row in exported_rows(folder.path(), &["identityMap", "segmentMembership"]) {
+        let primary = row["identityMap"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(namespace, items)| items.as_array().unwrap().iter().map(move |i| (namespace, i)))
+            .find(|(_, item)| item["primary"] == true)
+            .map(|(namespace, item)| format!("{namespace}:{}", item["id"].as_str().unwrap()))
+            .unwrap();
+        entries.insert(primary, row["segmentMembership"]["ups"][segment]["status"].clone());
+    }
+    entries
+}
+
+/// The status of the `ups` entry for `segment` of the profile `namespace:id` under `policy`.
+async fn looked_up_status(caller: &Caller, namespace: &str, id: &str, policy: &str, segment: &str) -> Value {
+    let (status, body) = caller
+        .get(&format!(
+            "{ENTITIES}&entityIdNS={namespace}&entityId={id}&mergePolicyId={policy}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, profile) = body.as_object().unwrap().iter().next().unwrap();
+    profile["entity"]["segmentMembership"]["ups"][segment]["status"].clone()
+}
+
+#[tokio::test]
+async fn an_evaluated_membership_reaches_only_its_own_profile_under_none_and_the_graph_under_pdg() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let crm = crm_dataset(&caller).await;
+    let loyalty = caller
+        .create_dataset_with_groups("Loyalty", "profile", &["profile-segmentation"], json!({}))
+        .await;
+    let web = caller
+        .create_dataset_with_groups("Web", "experienceevent", &[], json!({}))
+        .await;
+    caller
+        .ingest_json_lines(
+            &crm,
+            &[json!({"_id": "r1", "identityMap": {
+                "CRMID": [{"id": "c1", "primary": true}], "Email": [{"id": "e1@example.com"}]}})],
+        )
+        .await;
+    caller
+        .ingest_json_lines(
+            &loyalty,
+            &[json!({"_id": "r2", "identityMap": {
+                "Email": [{"id": "e1@example.com", "primary": true}], "LoyaltyId": [{"id": "l1"}]}})],
+        )
+        .await;
+    caller
+        .ingest_json_lines(
+            &web,
+            &[json!({"_id": "v1", "timestamp": jiff::Timestamp::now().to_string(),
+                     "identityMap": {"CRMID": [{"id": "c1", "primary": true}]}})],
+        )
+        .await;
+    let active = define(&caller, "Active", "xEvent.count() > 0").await;
+    let job = evaluate(&caller, &[&active]).await;
+    assert_eq!(job["metrics"]["segmentedProfileCounter"][&active], 1, "{job}");
+
+    // `none`: two profiles, and only the CRM one qualified.
+    const NONE: &str = "timestampOrdered-none-mp";
+    assert_eq!(
+        exported_ups_entries(&caller, NONE, &active).await,
+        std::collections::BTreeMap::from([
+            ("CRMID:c1".to_owned(), json!("realized")),
+            ("Email:e1@example.com".to_owned(), Value::Null),
+        ])
+    );
+    assert_eq!(
+        looked_up_status(&caller, "CRMID", "c1", NONE, &active).await,
+        "realized"
+    );
+    assert_eq!(
+        looked_up_status(&caller, "Email", "e1@example.com", NONE, &active).await,
+        Value::Null
+    );
+
+    // `pdg`: one profile, which has the entry whichever identity finds it.
+    let body = json!({"name": "Graph", "identityGraph": {"type": "pdg"}, "attributeMerge": {"type": "timestampOrdered"},
+                      "schema": {"name": "_xdm.context.profile"}});
+    let (status, created) = caller
+        .send_json(Method::POST, "/data/core/ups/config/mergePolicies", &body)
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let pdg = created["id"].as_str().unwrap();
+    let exported = exported_ups_entries(&caller, pdg, &active).await;
+    assert_eq!(exported.len(), 1, "{exported:?}");
+    assert_eq!(exported.values().next().unwrap(), "realized");
+    for (namespace, id) in [("CRMID", "c1"), ("LoyaltyId", "l1")] {
+        assert_eq!(looked_up_status(&caller, namespace, id, pdg, &active).await, "realized");
+    }
+}

@@ -335,7 +335,7 @@ impl Context<'_> {
             for &p in partition {
                 wanted[p as usize] = true;
             }
-            let (merged, fragment_ids) = self
+            let (merged, fragment_ids, primaries) = self
                 .merge_partition(&sources, partition, &wanted, &profile_schema)
                 .await?;
             self.check_cancel()?;
@@ -381,7 +381,14 @@ impl Context<'_> {
             for (g, &p) in partition.iter().enumerate() {
                 let has_entry = (0..group.len()).any(|d| qualifies[d][p as usize] || previous[d][p as usize].is_some());
                 if has_entry {
-                    let mut ids: Vec<Identity> = vec![sources.profiles[p as usize].clone()];
+                    // The profile's primary identity first: under `none` an entry belongs to
+                    // the profile keyed by it alone (memberships.rs), whatever the policy
+                    // evaluation ran under; then the key, then every other identity.
+                    let mut ids: Vec<Identity> = primaries[g].iter().cloned().collect();
+                    let key = &sources.profiles[p as usize];
+                    if !ids.contains(key) {
+                        ids.push(key.clone());
+                    }
                     for fragment in &fragment_ids[g] {
                         for identity in &fragment.all {
                             if !ids.contains(identity) {
@@ -430,14 +437,15 @@ impl Context<'_> {
     }
 
     /// The partition's merged profiles (one row per profile, in `partition` order, with the
-    /// columns of `schema`) and each profile's record fragments' identities.
+    /// columns of `schema`), each profile's record fragments' identities, and each profile's
+    /// primary identity (that of its most recently ingested record fragment).
     async fn merge_partition(
         &self,
         sources: &KeyedSources,
         partition: &[u32],
         wanted: &[bool],
         schema: &SchemaRef,
-    ) -> Result<(RecordBatch, Vec<Vec<FragmentIdentities>>), SegmentError> {
+    ) -> Result<PartitionMerge, SegmentError> {
         let mut aligned = Vec::new();
         let mut keys = Vec::new();
         let mut identities = Vec::new();
@@ -486,9 +494,19 @@ impl Context<'_> {
                     .collect()
             })
             .collect();
+        let primaries = (0..partition.len())
+            .map(|g| {
+                let rows = &groups.order[groups.bounds[g].clone()];
+                let latest = rows.iter().max_by_key(|&&r| {
+                    let (_, _, ingested, batch_seq, row_id) = keys[r as usize];
+                    (ingested, batch_seq, row_id)
+                });
+                latest.and_then(|&r| identities[r as usize].primary().cloned())
+            })
+            .collect();
         let no_extra = vec![Vec::new(); partition.len()];
         let merged = merge_groups(&rows, schema, &groups, &identities, &no_extra)?;
-        Ok((merged, by_profile))
+        Ok((merged, by_profile, primaries))
     }
 
     /// Per definition and event selection, how many of each partition profile's events pass
@@ -562,6 +580,10 @@ pub fn next_entry(qualifies: bool, previous: Option<Entry>, now: EpochMillis) ->
         (false, None) => None,
     }
 }
+
+/// What `Context::merge_partition` gives: the merged rows, each profile's record fragments'
+/// identities, and each profile's primary identity.
+type PartitionMerge = (RecordBatch, Vec<Vec<FragmentIdentities>>, Vec<Option<Identity>>);
 
 #[cfg(test)]
 mod tests {

@@ -2,9 +2,12 @@
 //! and how those entries land on the profiles an export or a lookup builds.
 //!
 //! A row is one profile that has an entry: all the identities the profile had when it was
-//! evaluated, its `status` and `lastQualificationTime`. Links of the identity graph only
-//! accumulate, so these identities still fall into one profile later (the same or a bigger
-//! one); under another merge policy they may name several profiles, and each gets the entry.
+//! evaluated, its primary identity first, its `status` and `lastQualificationTime`. Under `pdg`
+//! links of the identity graph only accumulate, so these identities still fall into one profile
+//! later (the same or a bigger one), which gets the entry. Under `none` a profile is its primary
+//! identity's fragments, and the entry belongs to the profile keyed by the row's first identity
+//! only: the others may key profiles of their own (a loyalty record whose primary is the CRM
+//! profile's email), which did not qualify.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -244,8 +247,13 @@ impl<'a> ProfileIndex<'a> {
         }
     }
 
-    /// The profiles any of `identities` falls in, each once.
+    /// The profiles a stored row with `identities` belongs to, each once: under `none` the one
+    /// keyed by its first (primary) identity, under `pdg` every one any identity falls in.
     pub fn profiles_of(&self, identities: &[Identity]) -> Vec<u32> {
+        let identities = match self.key_of {
+            KeyOf::Itself => &identities[..identities.len().min(1)],
+            _ => identities,
+        };
         let mut found = Vec::new();
         for identity in identities {
             let key = match &self.key_of {
