@@ -397,10 +397,15 @@ fn components(fragments: &[Fragment<'_>]) -> BTreeMap<(String, String), usize> {
     }
 }
 
-/// The profiles `population` makes under a policy, merged as semantics.md says.
-fn reference(population: &Population, pdg: bool, precedence: bool) -> Vec<Value> {
-    let all = fragments(population);
-    let graph = components(&all);
+/// The fragments of each profile `population` makes under a policy, lowest merge precedence
+/// first, and the profile's graph component.
+fn profiles<'a>(
+    all: &'a [Fragment<'a>],
+    population: &Population,
+    pdg: bool,
+    precedence: bool,
+) -> Vec<(usize, Vec<&'a Fragment<'a>>)> {
+    let graph = components(all);
     // (profile key, merge order, fragment)
     let mut keyed: Vec<((usize, String, String), (i64, usize), &Fragment<'_>)> = Vec::new();
     for (position, fragment) in all.iter().enumerate() {
@@ -412,22 +417,99 @@ fn reference(population: &Population, pdg: bool, precedence: bool) -> Vec<Value>
         } else {
             0
         };
+        let component = graph[&fragment.primary];
         let key = if pdg {
-            (graph[&fragment.primary], String::new(), String::new())
+            (component, String::new(), String::new())
         } else {
-            (0, fragment.primary.0.clone(), fragment.primary.1.clone())
+            (component, fragment.primary.0.clone(), fragment.primary.1.clone())
         };
         keyed.push((key, (rank, position), fragment));
     }
     keyed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let mut profiles = Vec::new();
+    let mut out = Vec::new();
     let mut start = 0;
     while start < keyed.len() {
         let end = start + keyed[start..].iter().take_while(|k| k.0 == keyed[start].0).count();
-        profiles.push(merge_reference(keyed[start..end].iter().map(|k| k.2)));
+        out.push((keyed[start].0.0, keyed[start..end].iter().map(|k| k.2).collect()));
         start = end;
     }
-    profiles
+    out
+}
+
+/// One evaluated segment: qualifying is `club.points > 50` on the profile merged under the
+/// seeded policy (`none`, `timestampOrdered`), evaluated at `time`.
+struct Evaluated<'a> {
+    segment: &'a str,
+    time: i64,
+}
+
+/// The profiles `population` makes under a policy, merged as semantics.md says, with the
+/// `ups` entries of `evaluated`: under `none` a profile has the entry when the profile of its
+/// primary identity qualified, under `pdg` when any profile of its graph component did.
+fn reference(population: &Population, pdg: bool, precedence: bool, evaluated: &Evaluated<'_>) -> Vec<Value> {
+    let all = fragments(population);
+    let qualified: Vec<(usize, (String, String))> = profiles(&all, population, false, false)
+        .into_iter()
+        .filter(|(_, fragments)| {
+            let points = fragments.iter().filter_map(|f| f.record.points).next_back();
+            points.is_some_and(|p| p > 50)
+        })
+        .map(|(component, fragments)| (component, fragments[0].primary.clone()))
+        .collect();
+    profiles(&all, population, pdg, precedence)
+        .into_iter()
+        .map(|(component, fragments)| {
+            let member = if pdg {
+                qualified.iter().any(|(c, _)| *c == component)
+            } else {
+                qualified.iter().any(|(_, key)| *key == fragments[0].primary)
+            };
+            let mut profile = merge_reference(fragments.into_iter());
+            if member {
+                let entry = json!({"status": "realized", "lastQualificationTime": evaluated.time});
+                let memberships = profile
+                    .as_object_mut()
+                    .unwrap()
+                    .entry("segmentMembership")
+                    .or_insert_with(|| json!({}));
+                memberships["ups"] = json!({evaluated.segment: entry});
+            }
+            profile
+        })
+        .collect()
+}
+
+/// Defines `club.points > 50` and evaluates it with a segment job; gives the segment id and
+/// the evaluation time.
+async fn evaluate_points_segment(caller: &Caller) -> (String, i64) {
+    let body = json!({"name": "Many points", "expression": {"type": "PQL", "format": "pql/text", "value": "club.points > 50"}});
+    let (status, created) = caller
+        .send_json(Method::POST, "/data/core/ups/segment/definitions", &body)
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let segment = created["id"].as_str().unwrap().to_owned();
+    let (status, job) = caller
+        .send_json(
+            Method::POST,
+            "/data/core/ups/segment/jobs",
+            &json!([{"segmentId": segment}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (_, job) = caller.get(&format!("/data/core/ups/segment/jobs/{id}")).await;
+        if job["status"] == "SUCCEEDED" {
+            return (segment, job["metrics"]["totalTime"]["startTimeInMs"].as_i64().unwrap());
+        }
+        assert!(
+            ["NEW", "PROCESSING"].contains(&job["status"].as_str().unwrap()),
+            "{job}"
+        );
+        assert!(std::time::Instant::now() < deadline, "segment job {id} never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }
 
 /// One profile from its fragments, lowest merge precedence first.
@@ -509,10 +591,15 @@ async fn check_population(population: &Population) {
         (create_policy(&caller, "none", precedence.clone()).await, false, true),
         (create_policy(&caller, "pdg", precedence).await, true, true),
     ];
+    let (segment, time) = evaluate_points_segment(&caller).await;
+    let evaluated = Evaluated {
+        segment: &segment,
+        time,
+    };
     let scratch = tempfile::tempdir().unwrap();
     for (policy, pdg, by_precedence) in policies {
         let exported = sorted_rows(export_rows(&caller, &target, &policy, scratch.path()).await);
-        let expected = sorted_rows(reference(population, pdg, by_precedence));
+        let expected = sorted_rows(reference(population, pdg, by_precedence, &evaluated));
         assert_eq!(
             exported, expected,
             "every row under pdg={pdg} dataSetPrecedence={by_precedence}"
