@@ -183,6 +183,47 @@ async fn identity_map_entries_keep_their_authenticated_state_and_a_later_fragmen
     assert_eq!(looked_up_identity_map(&caller, "LoyaltyId", "l1", &pdg).await, c1_pdg);
 }
 
+#[tokio::test]
+async fn an_authenticated_state_outside_xdms_three_is_a_row_error_naming_the_entry() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let crm = profile_dataset(&caller, "CRM").await;
+    let lines = [
+        json!({"_id": "ok", "identityMap": {"CRMID": [{"id": "c1", "primary": true, "authenticatedState": "loggedOut"}]}}),
+        json!({"_id": "bad", "identityMap": {"CRMID": [{"id": "c2", "primary": true}, {"id": "c3", "authenticatedState": "LoggedIn"}]}}),
+    ];
+    let batch = caller.create_batch_with(&crm, json!({"format": "json"}), true).await;
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    assert_eq!(caller.upload(&batch, &crm, "rows.json", body.into_bytes()).await.0, 200);
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&batch).await;
+    assert_eq!(done["recordCount"], 1, "{done}");
+    let (status, failed) = caller
+        .get(&format!("/data/foundation/export/batches/{batch}/failed"))
+        .await;
+    assert_eq!(status, 200, "{failed}");
+    let name = failed["data"][0]["name"].as_str().unwrap().to_owned();
+    let text = caller
+        .request(
+            Method::GET,
+            &format!("/data/foundation/export/batches/{batch}/failed?path={name}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let errors: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["row"], 2);
+    assert_eq!(errors[0]["field"], "identityMap.CRMID[1].authenticatedState");
+    let reason = errors[0]["reason"].as_str().unwrap();
+    for part in ["\"LoggedIn\"", "authenticated", "ambiguous", "loggedOut"] {
+        assert!(reason.contains(part), "{reason}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The property test: random populations against a reference merge.
 

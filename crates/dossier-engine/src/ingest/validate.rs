@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use dossier_model::xdm::{FieldError, SchemaClass, XdmSchema, XdmType};
+use dossier_model::xdm::{AuthenticatedState, FieldError, SchemaClass, XdmSchema, XdmType};
 
 /// A row that cannot be ingested, as `GET /batches/{id}/failed` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +33,49 @@ fn has_identity_map_entry(record: &Value) -> bool {
     })
 }
 
+/// The path of one identityMap entry's field: `identityMap.Email[0].authenticatedState`, or
+/// `identityMap["my ns"][0]...` when the namespace is not a plain name.
+fn identity_entry_path(namespace: &str, index: usize, field: &str) -> String {
+    let plain = !namespace.is_empty()
+        && namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        format!("identityMap.{namespace}[{index}].{field}")
+    } else {
+        format!("identityMap[{}][{index}].{field}", Value::String(namespace.to_owned()))
+    }
+}
+
+/// `authenticatedState` is one of XDM's three values: anything else could not come back out of
+/// a merged profile, so it is refused here rather than dropped later.
+fn authenticated_state_errors(record: &Value) -> Vec<FieldError> {
+    let Some(Value::Object(namespaces)) = record.get("identityMap") else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    for (namespace, entries) in namespaces {
+        for (index, entry) in entries.as_array().into_iter().flatten().enumerate() {
+            // A value that is no string at all is already reported by the schema's type check.
+            let Some(state) = entry.get("authenticatedState").and_then(Value::as_str) else {
+                continue;
+            };
+            if AuthenticatedState::parse(state).is_some() {
+                continue;
+            }
+            let allowed: Vec<&str> = AuthenticatedState::ALL.iter().map(|s| s.as_str()).collect();
+            errors.push(FieldError {
+                path: identity_entry_path(namespace, index, "authenticatedState"),
+                reason: format!(
+                    "\"{state}\" is not an authenticatedState: use one of {} (case matters), or leave it out",
+                    allowed.join(", ")
+                ),
+            });
+        }
+    }
+    errors
+}
+
 /// Why `record` cannot be a fragment of a dataset with `schema`, field by field; empty if it can.
 pub fn check_record(schema: &XdmSchema, record: &Value) -> Vec<FieldError> {
     let mut errors = match schema.validate_record(record) {
@@ -56,6 +99,7 @@ pub fn check_record(schema: &XdmSchema, record: &Value) -> Vec<FieldError> {
             reason: format!("the record has no identity: give it an identityMap entry with an id{hint}"),
         });
     }
+    errors.extend(authenticated_state_errors(record));
     if schema.class == SchemaClass::ExperienceEvent {
         for required in ["_id", "timestamp"] {
             if value_at(record, required).is_none()
