@@ -438,6 +438,10 @@ fn components(fragments: &[Fragment<'_>]) -> BTreeMap<(String, String), usize> {
     }
 }
 
+/// A fragment with its profile's key (component, and the primary identity under `none`) and
+/// its merge order (dataset rank, then ingestion order).
+type Keyed<'a> = ((usize, String, String), (i64, usize), &'a Fragment<'a>);
+
 /// The fragments of each profile `population` makes under a policy, lowest merge precedence
 /// first, and the profile's graph component.
 fn profiles<'a>(
@@ -447,8 +451,7 @@ fn profiles<'a>(
     precedence: bool,
 ) -> Vec<(usize, Vec<&'a Fragment<'a>>)> {
     let graph = components(all);
-    // (profile key, merge order, fragment)
-    let mut keyed: Vec<((usize, String, String), (i64, usize), &Fragment<'_>)> = Vec::new();
+    let mut keyed: Vec<Keyed<'_>> = Vec::new();
     for (position, fragment) in all.iter().enumerate() {
         let rank = if precedence {
             match population.precedence.iter().position(|&d| d == fragment.dataset) {
