@@ -211,6 +211,37 @@ async fn a_json_body_over_the_default_limit_is_413_naming_the_limit_and_batch_in
 }
 
 #[tokio::test]
+async fn the_json_body_limit_is_configurable() {
+    let server = TestServer::start_with(|c| c.limits.max_json_body_bytes = 1000).await;
+    let caller = server.caller(ORG, "prod").await;
+    for path in ["/data/foundation/catalog/dataSets", "/data/core/ups/segment/definitions"] {
+        let (status, body) = send_raw(&caller, "POST", path, Some("application/json"), big_body(1000)).await;
+        assert_eq!(status, 413, "{path}: {body}");
+        let message = error_message(path, 413, &body);
+        assert!(message.contains("1000 bytes"), "{message}");
+        // A body sent in chunks, without Content-Length, is counted as it arrives.
+        let chunks = futures::stream::iter(
+            (0..20).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 100]))),
+        );
+        let response = caller
+            .request(Method::POST, path)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = into_parts(response).await;
+        assert_eq!(status, 413, "{path}: {body}");
+        error_message(path, 413, &body);
+    }
+    let dataset: Value = serde_json::from_str(TUTORIAL_DATASET).unwrap();
+    let (status, body) = caller
+        .send_json(Method::POST, "/data/foundation/catalog/dataSets", &dataset)
+        .await;
+    assert_eq!(status, 201, "a body under the limit is read: {body}");
+}
+
+#[tokio::test]
 async fn body_errors_on_ups_routes_have_the_ups_shape_and_elsewhere_the_platform_shape() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
