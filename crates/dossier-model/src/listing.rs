@@ -75,9 +75,7 @@ pub fn offset_too_large(name: &str, raw: &str) -> ValidationError {
 /// The offset of the page after one that started at `start` and showed `shown` objects, when
 /// there can be one: `None` rather than a wrapped number past [`MAX_OFFSET`].
 pub fn next_offset(start: u64, shown: usize) -> Option<u64> {
-    start
-        .checked_add(shown as u64)
-        .filter(|next| *next <= MAX_OFFSET)
+    start.checked_add(shown as u64).filter(|next| *next <= MAX_OFFSET)
 }
 
 /// An offset as SQL binds it. Parsed offsets never exceed [`MAX_OFFSET`]; a larger one (from a

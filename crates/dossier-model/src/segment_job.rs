@@ -151,7 +151,10 @@ pub fn segment_job_request(body: &Value) -> Result<Vec<String>, ValidationError>
 }
 
 /// A segment job listing's page sizes; a larger `limit` is lowered to the maximum.
-pub const SEGMENT_JOB_PAGE: PageSize = PageSize { default: 100, max: 1000 };
+pub const SEGMENT_JOB_PAGE: PageSize = PageSize {
+    default: 100,
+    max: 1000,
+};
 
 /// `GET /segment/jobs?start=&limit=&status=&sort=`.
 #[derive(Debug, Clone, PartialEq, Eq)]

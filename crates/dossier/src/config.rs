@@ -156,7 +156,10 @@ mod tests {
         );
         assert_eq!(defaults.limits.max_upload_bytes, Limits::default().max_upload_bytes);
         assert_eq!(defaults.limits.max_json_body_bytes, 2 * 1024 * 1024);
-        assert_eq!(settings_from("max_json_body_bytes = 4096\n").limits.max_json_body_bytes, 4096);
+        assert_eq!(
+            settings_from("max_json_body_bytes = 4096\n").limits.max_json_body_bytes,
+            4096
+        );
         assert_eq!(defaults.limits.export_partition_profiles, 250_000);
         let small = settings_from("export_partition_profiles = 1000\n");
         assert_eq!(small.limits.export_partition_profiles, 1000);

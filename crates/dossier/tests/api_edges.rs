@@ -36,19 +36,33 @@ fn error_message(path: &str, status: u16, body: &Value) -> String {
     assert!(body["type"].is_string() && body["title"].is_string(), "{path}: {body}");
     assert!(body["requestId"].is_string(), "{path}: no requestId in {body}");
     if is_ups(path) {
-        assert!(body.get("detail").is_none(), "{path}: platform shape on a UPS route: {body}");
+        assert!(
+            body.get("detail").is_none(),
+            "{path}: platform shape on a UPS route: {body}"
+        );
         let entry = &body["errors"][status.to_string()][0];
         assert!(entry["code"].is_string(), "{path}: {body}");
-        entry["message"].as_str().unwrap_or_else(|| panic!("{path}: {body}")).to_owned()
+        entry["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: {body}"))
+            .to_owned()
     } else {
-        assert!(body.get("errors").is_none(), "{path}: UPS shape on a platform route: {body}");
-        body["detail"].as_str().unwrap_or_else(|| panic!("{path}: {body}")).to_owned()
+        assert!(
+            body.get("errors").is_none(),
+            "{path}: UPS shape on a platform route: {body}"
+        );
+        body["detail"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: {body}"))
+            .to_owned()
     }
 }
 
 /// Something on every listing, so a wrapped offset would show it.
 async fn populate(caller: &Caller) {
-    let records = caller.create_ingest_dataset("Edges records", "profile", json!({})).await;
+    let records = caller
+        .create_ingest_dataset("Edges records", "profile", json!({}))
+        .await;
     caller.create_batch(&records).await;
     let dataset = caller.create_dataset("Edges").await;
     let (status, body) = caller
@@ -65,7 +79,11 @@ async fn populate(caller: &Caller) {
     assert_eq!(status, 200, "{body}");
     let segment = body["id"].as_str().unwrap().to_owned();
     let (status, body) = caller
-        .send_json(Method::POST, "/data/core/ups/segment/jobs", &json!([{"segmentId": segment}]))
+        .send_json(
+            Method::POST,
+            "/data/core/ups/segment/jobs",
+            &json!([{"segmentId": segment}]),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let job = json!({"destination": {"datasetId": dataset}, "schema": {"name": "_xdm.context.profile"}});
@@ -79,13 +97,21 @@ async fn an_offset_past_the_largest_is_refused_on_every_list_naming_the_paramete
     let caller = server.caller(ORG, "prod").await;
     populate(&caller).await;
     for (path, param) in LISTS {
-        for value in [PAST_MAX, "18446744073709551615", "18446744073709551616", "99999999999999999999999"] {
+        for value in [
+            PAST_MAX,
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+        ] {
             let (status, body) = caller.get(&format!("{path}?{param}={value}")).await;
             assert_eq!(status, 400, "{path}?{param}={value} answered {body}");
             let message = error_message(path, 400, &body);
             assert!(message.contains(&format!("'{param}'")), "{path}: {message}");
             assert!(message.contains(value), "{path}: {message}");
-            assert!(message.contains(MAX), "{path}: the fix names the largest offset: {message}");
+            assert!(
+                message.contains(MAX),
+                "{path}: the fix names the largest offset: {message}"
+            );
         }
     }
 }
@@ -147,7 +173,10 @@ async fn an_empty_limit_is_the_default_and_a_large_one_is_lowered_on_every_list(
             let (status, body) = caller.get(&format!("{path}?limit={bad}")).await;
             assert_eq!(status, 400, "{path}?limit={bad} answered {body}");
             let message = error_message(path, 400, &body);
-            assert!(message.contains("'limit'") && message.contains(bad), "{path}: {message}");
+            assert!(
+                message.contains("'limit'") && message.contains(bad),
+                "{path}: {message}"
+            );
         }
     }
     let (_, jobs) = caller.get("/data/core/ups/segment/jobs?limit=5000").await;
@@ -191,12 +220,22 @@ async fn a_json_body_over_the_default_limit_is_413_naming_the_limit_and_batch_in
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
     for (method, path) in BODY_ROUTES {
-        let (status, body) = send_raw(&caller, method, path, Some("application/json"), big_body(2 * 1024 * 1024)).await;
+        let (status, body) = send_raw(
+            &caller,
+            method,
+            path,
+            Some("application/json"),
+            big_body(2 * 1024 * 1024),
+        )
+        .await;
         assert_eq!(status, 413, "{method} {path} answered {body}");
         let message = error_message(path, 413, &body);
         assert!(message.contains("2097152"), "{method} {path}: {message}");
         assert!(message.contains("max_json_body_bytes"), "{method} {path}: {message}");
-        assert!(message.contains("/data/foundation/import/batches"), "{method} {path}: {message}");
+        assert!(
+            message.contains("/data/foundation/import/batches"),
+            "{method} {path}: {message}"
+        );
     }
     // Just under the limit is read (and then judged on its content, not its size).
     let (status, body) = send_raw(
@@ -214,15 +253,17 @@ async fn a_json_body_over_the_default_limit_is_413_naming_the_limit_and_batch_in
 async fn the_json_body_limit_is_configurable() {
     let server = TestServer::start_with(|c| c.limits.max_json_body_bytes = 1000).await;
     let caller = server.caller(ORG, "prod").await;
-    for path in ["/data/foundation/catalog/dataSets", "/data/core/ups/segment/definitions"] {
+    for path in [
+        "/data/foundation/catalog/dataSets",
+        "/data/core/ups/segment/definitions",
+    ] {
         let (status, body) = send_raw(&caller, "POST", path, Some("application/json"), big_body(1000)).await;
         assert_eq!(status, 413, "{path}: {body}");
         let message = error_message(path, 413, &body);
         assert!(message.contains("1000 bytes"), "{message}");
         // A body sent in chunks, without Content-Length, is counted as it arrives.
-        let chunks = futures::stream::iter(
-            (0..20).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 100]))),
-        );
+        let chunks =
+            futures::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 100]))));
         let response = caller
             .request(Method::POST, path)
             .header("content-type", "application/json")
@@ -253,7 +294,10 @@ async fn body_errors_on_ups_routes_have_the_ups_shape_and_elsewhere_the_platform
         let (status, body) = send_raw(&caller, method, path, None, "{}".into()).await;
         assert_eq!(status, 415, "{method} {path} answered {body}");
         let message = error_message(path, 415, &body);
-        assert!(message.contains("Content-Type: application/json"), "{method} {path}: {message}");
+        assert!(
+            message.contains("Content-Type: application/json"),
+            "{method} {path}: {message}"
+        );
         let (status, body) = send_raw(&caller, method, path, Some("text/plain"), "{}".into()).await;
         assert_eq!(status, 415, "{method} {path} answered {body}");
         error_message(path, 415, &body);
@@ -268,7 +312,10 @@ async fn body_errors_on_ups_routes_have_the_ups_shape_and_elsewhere_the_platform
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    assert!(error_message("/data/core/ups/segment/jobs", 400, &body).contains("'body'"), "{body}");
+    assert!(
+        error_message("/data/core/ups/segment/jobs", 400, &body).contains("'body'"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

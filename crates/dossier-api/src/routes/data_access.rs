@@ -94,7 +94,8 @@ pub async fn batch_files(
         .collect();
     let mut links = json!({});
     if let Some(next) = next_offset(page.start, shown.len()).filter(|next| *next < files.len() as u64) {
-        links["next"] = json!({ "href": format!("{base}/batches/{}/files?start={next}&limit={}", batch.id, page.limit) });
+        links["next"] =
+            json!({ "href": format!("{base}/batches/{}/files?start={next}&limit={}", batch.id, page.limit) });
     }
     Ok(Json(
         json!({ "data": shown, "_page": { "limit": page.limit, "count": files.len() }, "_links": links }),

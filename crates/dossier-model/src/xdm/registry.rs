@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::{IdentityField, SchemaClass, XdmSchema, XdmType};
 use crate::ValidationError;
-use crate::listing::{PageSize, parse_limit, parse_offset};
 use crate::ids::ClientId;
+use crate::listing::{PageSize, parse_limit, parse_offset};
 use crate::tenancy::{OrgId, SandboxName};
 use crate::time::EpochMillis;
 
