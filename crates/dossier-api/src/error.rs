@@ -141,9 +141,10 @@ impl ApiError {
     }
 }
 
+/// A storage failure answered in the shape of the request's service, wherever it was converted.
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
-        Self::storage(Service::Platform, error)
+        Self::storage(request_context::current_service(), error)
     }
 }
 

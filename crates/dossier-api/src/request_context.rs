@@ -1,5 +1,7 @@
 //! The request id: taken from the caller's `x-request-id` or made up, echoed on every response,
-//! recorded on every log line of the request, and put into error bodies.
+//! recorded on every log line of the request, and put into error bodies. Also the service the
+//! request's full path belongs to, so an error made far from the route (a storage failure
+//! converted with `?`) still gets the route's error shape.
 
 use std::time::Instant;
 
@@ -9,10 +11,18 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use crate::error::Service;
+
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    static SERVICE: Service;
+}
+
+/// The service of the request being handled on this task; the platform's outside a request.
+pub fn current_service() -> Service {
+    SERVICE.try_with(|service| *service).unwrap_or(Service::Platform)
 }
 
 /// The id of the request being handled on this task, if any.
@@ -35,8 +45,10 @@ pub async fn with_request_id(request: Request, next: Next) -> Response {
     let span =
         tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let started = Instant::now();
+    // This layer is outermost, so the path is the full one, before any nested router strips it.
+    let service = Service::for_path(request.uri().path());
     let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(request))
+        .scope(id.clone(), SERVICE.scope(service, next.run(request)))
         .instrument(span.clone())
         .await;
     span.in_scope(|| {

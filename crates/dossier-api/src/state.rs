@@ -24,6 +24,9 @@ pub struct AppState {
 pub struct Limits {
     /// The largest file one upload may carry.
     pub max_upload_bytes: u64,
+    /// The largest JSON request body (dataset, job, policy, definition...); a larger one answers
+    /// 413. Data goes through batch ingestion, whose uploads `max_upload_bytes` bounds instead.
+    pub max_json_body_bytes: usize,
     /// Export jobs run at once (one worker each); 0 leaves every job queued.
     pub export_workers: usize,
     /// Export jobs that may wait (NEW) at once, across every sandbox; a create beyond it
@@ -44,6 +47,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_upload_bytes: 16 * 1024 * 1024 * 1024,
+            max_json_body_bytes: 2 * 1024 * 1024,
             export_workers: 2,
             max_queued_export_jobs: 100,
             export_partition_profiles: 250_000,

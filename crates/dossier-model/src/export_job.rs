@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::ValidationError;
 use crate::ids::{BatchId, DatasetId, MergePolicyId};
+use crate::listing::{PageSize, offset_too_large, parse_limit, parse_offset};
 use crate::tenancy::Tenant;
 use crate::time::EpochMillis;
 
@@ -305,19 +306,10 @@ pub fn export_job_cursor(created: EpochMillis, id: i64) -> String {
     format!("{created}_{id}")
 }
 
-fn parse_export_job_limit(raw: Option<&String>) -> Result<u32, ValidationError> {
-    let Some(raw) = raw.map(|r| r.trim()).filter(|r| !r.is_empty()) else {
-        return Ok(DEFAULT_EXPORT_JOB_LIMIT);
-    };
-    match raw.parse::<i64>() {
-        Ok(n) if n >= 1 => Ok(n.min(i64::from(MAX_EXPORT_JOB_LIMIT)) as u32),
-        _ => Err(ValidationError::invalid(
-            "limit",
-            raw,
-            format!("limit is a whole number from 1 to {MAX_EXPORT_JOB_LIMIT} (default {DEFAULT_EXPORT_JOB_LIMIT})"),
-        )),
-    }
-}
+const EXPORT_JOB_PAGE: PageSize = PageSize {
+    default: DEFAULT_EXPORT_JOB_LIMIT,
+    max: MAX_EXPORT_JOB_LIMIT,
+};
 
 fn parse_export_job_offset(raw: Option<&String>) -> Result<ExportJobOffset, ValidationError> {
     let Some(raw) = raw.map(|r| r.trim()).filter(|r| !r.is_empty()) else {
@@ -335,7 +327,12 @@ fn parse_export_job_offset(raw: Option<&String>) -> Result<ExportJobOffset, Vali
             created.parse().map_err(|_| invalid())?,
             id.parse().map_err(|_| invalid())?,
         )),
-        None => raw.parse().map(ExportJobOffset::Skip).map_err(|_| invalid()),
+        // Digits too many for the count form are the same mistake as a count past MAX_OFFSET.
+        None if raw.bytes().all(|b| b.is_ascii_digit()) => match parse_offset("offset", Some(raw), "jobs") {
+            Ok(skip) => Ok(ExportJobOffset::Skip(skip)),
+            Err(_) => Err(offset_too_large("offset", raw)),
+        },
+        None => Err(invalid()),
     }
 }
 
@@ -348,7 +345,7 @@ impl ExportJobListQuery {
             .map(str::parse)
             .transpose()?;
         Ok(Self {
-            limit: parse_export_job_limit(params.get("limit"))?,
+            limit: parse_limit("limit", params.get("limit").map(String::as_str), EXPORT_JOB_PAGE)?,
             offset: parse_export_job_offset(params.get("offset"))?,
             status,
         })
@@ -414,6 +411,8 @@ mod tests {
             ("limit", "ten"),
             ("offset", "x_1"),
             ("offset", "-1"),
+            ("offset", "9223372036854775808"),
+            ("offset", "18446744073709551616"),
             ("status", "DONE"),
         ] {
             let error = ExportJobListQuery::from_params(&params(&[(key, value)])).unwrap_err();

@@ -1,8 +1,88 @@
-//! Paging and ordering of Catalog listings (`limit`, `start`, `orderBy`, `properties`).
+//! Paging of every listing (`limit` and the offset, whatever a service calls it) and the
+//! ordering of Catalog listings (`orderBy`, `properties`).
+//!
+//! Every list of the API reads its page through [`parse_limit`] and [`parse_offset`], so the
+//! rules are the same everywhere: an absent or empty `limit` is the list's default, a `limit`
+//! above the list's maximum is lowered to it (as AEP does), and an offset is a whole number from
+//! 0 to [`MAX_OFFSET`]; a larger one is refused rather than wrapped to the first page.
 
 use std::collections::HashMap;
+use std::num::IntErrorKind;
 
 use crate::ValidationError;
+
+/// The largest offset a listing accepts. The metadata store counts rows in signed 64-bit
+/// integers, so a larger offset would wrap to a negative one, which SQL reads as no offset at
+/// all: the first page again.
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
+
+/// A listing's page sizes: `limit` when absent, and the largest page it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize {
+    pub default: u32,
+    pub max: u32,
+}
+
+/// Reads a page size: absent or empty is `size.default`, a whole number above `size.max`
+/// (however large) is lowered to `size.max`, anything else (0, negative, not a number) is refused.
+pub fn parse_limit(name: &str, raw: Option<&str>, size: PageSize) -> Result<u32, ValidationError> {
+    let Some(trimmed) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(size.default);
+    };
+    match trimmed.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n.min(u64::from(size.max)) as u32),
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => Ok(size.max),
+        _ => Err(ValidationError::invalid(
+            name,
+            trimmed,
+            format!(
+                "{name} is a whole number from 1 to {} (default {}; larger values are lowered to {})",
+                size.max, size.default, size.max
+            ),
+        )),
+    }
+}
+
+/// Reads an offset (how many `what` to skip): absent or empty is 0; a whole number above
+/// [`MAX_OFFSET`] is refused, naming the largest accepted.
+pub fn parse_offset(name: &str, raw: Option<&str>, what: &str) -> Result<u64, ValidationError> {
+    let Some(trimmed) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(0);
+    };
+    match trimmed.parse::<u64>() {
+        Ok(n) if n <= MAX_OFFSET => Ok(n),
+        Ok(_) => Err(offset_too_large(name, trimmed)),
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => Err(offset_too_large(name, trimmed)),
+        Err(_) => Err(ValidationError::invalid(
+            name,
+            trimmed,
+            format!("{name} is the number of {what} to skip: a whole number from 0 to {MAX_OFFSET}"),
+        )),
+    }
+}
+
+/// The error for an offset past [`MAX_OFFSET`], shared with parsers of other offset forms.
+pub fn offset_too_large(name: &str, raw: &str) -> ValidationError {
+    ValidationError::invalid(
+        name,
+        raw,
+        format!(
+            "{name} is at most {MAX_OFFSET}; no listing is that long. Start from 0 and follow the next link of each page"
+        ),
+    )
+}
+
+/// The offset of the page after one that started at `start` and showed `shown` objects, when
+/// there can be one: `None` rather than a wrapped number past [`MAX_OFFSET`].
+pub fn next_offset(start: u64, shown: usize) -> Option<u64> {
+    start.checked_add(shown as u64).filter(|next| *next <= MAX_OFFSET)
+}
+
+/// An offset as SQL binds it. Parsed offsets never exceed [`MAX_OFFSET`]; a larger one (from a
+/// caller that skipped the parser) saturates, which still reads past every row, never wraps.
+pub fn sql_offset(start: u64) -> i64 {
+    i64::try_from(start).unwrap_or(i64::MAX)
+}
 
 /// A sort direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,30 +106,27 @@ pub struct ListQuery {
 pub const MAX_CATALOG_LIMIT: u32 = 100;
 /// The page size when `limit` is absent.
 pub const DEFAULT_CATALOG_LIMIT: u32 = 20;
+/// A Catalog listing's page sizes.
+pub const CATALOG_PAGE: PageSize = PageSize {
+    default: DEFAULT_CATALOG_LIMIT,
+    max: MAX_CATALOG_LIMIT,
+};
 
 impl ListQuery {
     /// Reads the paging parameters of a Catalog listing. `sortable` lists the fields `orderBy`
     /// may name; the first is the default (ascending).
     pub fn from_params(params: &HashMap<String, String>, sortable: &[&str]) -> Result<Self, ValidationError> {
-        let limit = match params.get("limit") {
-            None => DEFAULT_CATALOG_LIMIT,
-            Some(raw) => match raw.trim().parse::<i64>() {
-                Ok(n) if n >= 1 => n.min(MAX_CATALOG_LIMIT as i64) as u32,
-                _ => {
-                    return Err(ValidationError::invalid(
-                        "limit",
-                        raw,
-                        format!("limit must be a whole number from 1 to {MAX_CATALOG_LIMIT}"),
-                    ));
-                }
-            },
-        };
-        let start = match params.get("start") {
-            None => 0,
-            Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
-                ValidationError::invalid("start", raw, "start is the number of objects to skip: 0 or more")
-            })?,
-        };
+        Self::from_params_sized(params, sortable, CATALOG_PAGE)
+    }
+
+    /// As [`ListQuery::from_params`], for a listing whose page sizes are not the Catalog's.
+    pub fn from_params_sized(
+        params: &HashMap<String, String>,
+        sortable: &[&str],
+        size: PageSize,
+    ) -> Result<Self, ValidationError> {
+        let limit = parse_limit("limit", params.get("limit").map(String::as_str), size)?;
+        let start = parse_offset("start", params.get("start").map(String::as_str), "objects")?;
         let order_by = match params.get("orderBy") {
             None => (sortable[0].to_owned(), Direction::Asc),
             Some(raw) => parse_order_by(raw, sortable)?,
@@ -122,6 +199,8 @@ mod tests {
             ("limit", "-3"),
             ("limit", "many"),
             ("start", "-1"),
+            ("start", "9223372036854775808"),
+            ("start", "18446744073709551616"),
             ("orderBy", "desc:size"),
             ("orderBy", "up:name"),
         ] {
@@ -129,6 +208,24 @@ mod tests {
             assert_eq!(err.field, key);
             assert_eq!(err.value.as_deref(), Some(value));
         }
+    }
+
+    #[test]
+    fn one_paging_rule() {
+        let size = PageSize { default: 7, max: 9 };
+        assert_eq!(parse_limit("limit", None, size), Ok(7));
+        assert_eq!(parse_limit("limit", Some(" "), size), Ok(7));
+        assert_eq!(parse_limit("limit", Some("3"), size), Ok(3));
+        assert_eq!(parse_limit("limit", Some("99999999999999999999999"), size), Ok(9));
+        assert_eq!(parse_offset("start", Some(""), "x"), Ok(0));
+        assert_eq!(parse_offset("start", Some("9223372036854775807"), "x"), Ok(MAX_OFFSET));
+        let err = parse_offset("offset", Some("9223372036854775808"), "x").unwrap_err();
+        assert_eq!(err.field, "offset");
+        assert!(err.fix.contains("9223372036854775807"));
+        assert_eq!(next_offset(MAX_OFFSET, 1), None);
+        assert_eq!(next_offset(u64::MAX, 1), None);
+        assert_eq!(next_offset(4, 3), Some(7));
+        assert_eq!(sql_offset(u64::MAX), i64::MAX);
     }
 
     #[test]

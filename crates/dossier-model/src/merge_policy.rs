@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ValidationError;
 use crate::ids::{DatasetId, MergePolicyId};
-use crate::listing::Direction;
+use crate::listing::{Direction, PageSize, parse_limit, parse_offset};
 use crate::schema::PROFILE_SCHEMA_NAME;
 use crate::tenancy::{OrgId, SandboxName, Tenant};
 use crate::time::EpochSeconds;
@@ -610,32 +610,10 @@ pub const DEFAULT_MERGE_POLICY_LIMIT: u32 = 20;
 /// The largest page; larger `limit`s are lowered to it.
 pub const MAX_MERGE_POLICY_LIMIT: u32 = 100;
 
-fn parse_limit(raw: Option<&String>) -> Result<u32, ValidationError> {
-    let Some(raw) = raw else {
-        return Ok(DEFAULT_MERGE_POLICY_LIMIT);
-    };
-    match raw.trim().parse::<i64>() {
-        Ok(n) if n >= 1 => Ok(n.min(i64::from(MAX_MERGE_POLICY_LIMIT)) as u32),
-        _ => Err(ValidationError::invalid(
-            "limit",
-            raw,
-            format!("limit must be a whole number from 1 to {MAX_MERGE_POLICY_LIMIT}"),
-        )),
-    }
-}
-
-fn parse_start(raw: Option<&String>) -> Result<u64, ValidationError> {
-    match raw.map(|r| r.trim()) {
-        None | Some("") => Ok(0),
-        Some(value) => value.parse::<u64>().map_err(|_| {
-            ValidationError::invalid(
-                "start",
-                value,
-                "start is the number of merge policies to skip (0 or more), as given in _links.next.href",
-            )
-        }),
-    }
-}
+const MERGE_POLICY_PAGE: PageSize = PageSize {
+    default: DEFAULT_MERGE_POLICY_LIMIT,
+    max: MAX_MERGE_POLICY_LIMIT,
+};
 
 /// `orderBy`: AEP's `name`, `+name` and `-name` (a `+` arrives as a space when not
 /// URL-encoded), and the Catalog's `asc:name` / `desc:name`. Empty means the default, name
@@ -711,8 +689,8 @@ impl MergePolicyListQuery {
     /// ignored.
     pub fn from_params(params: &HashMap<String, String>) -> Result<Self, ValidationError> {
         Ok(Self {
-            limit: parse_limit(params.get("limit"))?,
-            start: parse_start(params.get("start"))?,
+            limit: parse_limit("limit", params.get("limit").map(String::as_str), MERGE_POLICY_PAGE)?,
+            start: parse_offset("start", params.get("start").map(String::as_str), "merge policies")?,
             order_by: parse_order_by(params.get("orderBy"))?,
             filter: parse_filter(params)?,
         })

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ValidationError;
 use crate::ids::{MergePolicyId, SegmentDefinitionId};
-use crate::listing::Direction;
+use crate::listing::{Direction, MAX_OFFSET, PageSize, parse_limit, parse_offset};
 use crate::pql::{self, Expr, PqlError, PqlSchemas};
 use crate::schema::{PROFILE_CLASS_ID, PROFILE_SCHEMA_NAME};
 use crate::tenancy::{OrgId, SandboxName, Tenant};
@@ -638,6 +638,18 @@ pub const DEFAULT_SEGMENT_LIMIT: u32 = 100;
 /// The largest page; larger `limit`s are lowered to it.
 pub const MAX_SEGMENT_LIMIT: u32 = 1000;
 
+const SEGMENT_PAGE: PageSize = PageSize {
+    default: DEFAULT_SEGMENT_LIMIT,
+    max: MAX_SEGMENT_LIMIT,
+};
+
+/// Where the 1-based `page` of `limit` definitions starts, if within the offsets a listing takes.
+fn page_start(page: u64, limit: u32) -> Option<u64> {
+    (page - 1)
+        .checked_mul(u64::from(limit))
+        .filter(|start| *start <= MAX_OFFSET)
+}
+
 fn parse_whole(params: &HashMap<String, String>, name: &str, minimum: u64) -> Result<Option<u64>, ValidationError> {
     match params.get(name).map(|v| v.trim()) {
         None | Some("") => Ok(None),
@@ -692,9 +704,9 @@ impl SegmentDefinitionListQuery {
     /// Reads `limit`, `start` or `page` (1-based, pages of `limit`), `sort` and the
     /// `evaluationInfo.*.enabled` filters. Other parameters are ignored.
     pub fn from_params(params: &HashMap<String, String>) -> Result<Self, ValidationError> {
-        let limit = parse_whole(params, "limit", 1)?
-            .map_or(DEFAULT_SEGMENT_LIMIT, |n| n.min(u64::from(MAX_SEGMENT_LIMIT)) as u32);
-        let start = match (parse_whole(params, "start", 0)?, parse_whole(params, "page", 1)?) {
+        let limit = parse_limit("limit", params.get("limit").map(String::as_str), SEGMENT_PAGE)?;
+        let start_raw = params.get("start").map(|v| v.trim()).filter(|v| !v.is_empty());
+        let start = match (start_raw, parse_whole(params, "page", 1)?) {
             (Some(_), Some(_)) => {
                 return Err(ValidationError::invalid(
                     "page",
@@ -702,8 +714,14 @@ impl SegmentDefinitionListQuery {
                     "give start (definitions to skip) or page (1-based), not both",
                 ));
             }
-            (Some(start), None) => start,
-            (None, Some(page)) => (page - 1).saturating_mul(u64::from(limit)),
+            (Some(raw), None) => parse_offset("start", Some(raw), "segment definitions")?,
+            (None, Some(page)) => page_start(page, limit).ok_or_else(|| {
+                ValidationError::invalid(
+                    "page",
+                    &params["page"],
+                    format!("page times limit is at most {MAX_OFFSET}; no listing is that long. Start from page 1"),
+                )
+            })?,
             (None, None) => 0,
         };
         let continuous = parse_bool_param(params, "evaluationInfo.continuous.enabled")?;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::ValidationError;
 use crate::export_job::ExportJobError;
+use crate::listing::{PageSize, parse_limit, parse_offset};
 use crate::tenancy::Tenant;
 use crate::time::EpochMillis;
 
@@ -149,6 +150,12 @@ pub fn segment_job_request(body: &Value) -> Result<Vec<String>, ValidationError>
     Ok(ids)
 }
 
+/// A segment job listing's page sizes; a larger `limit` is lowered to the maximum.
+pub const SEGMENT_JOB_PAGE: PageSize = PageSize {
+    default: 100,
+    max: 1000,
+};
+
 /// `GET /segment/jobs?start=&limit=&status=&sort=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentJobListQuery {
@@ -160,20 +167,8 @@ pub struct SegmentJobListQuery {
 
 impl SegmentJobListQuery {
     pub fn from_params(params: &HashMap<String, String>) -> Result<Self, ValidationError> {
-        let start = match params.get("start") {
-            None => 0,
-            Some(raw) => raw
-                .parse()
-                .map_err(|_| ValidationError::invalid("start", raw, "use a whole number from 0"))?,
-        };
-        let limit = match params.get("limit") {
-            None => 100,
-            Some(raw) => raw
-                .parse()
-                .ok()
-                .filter(|l| (1..=1000).contains(l))
-                .ok_or_else(|| ValidationError::invalid("limit", raw, "use a whole number from 1 to 1000"))?,
-        };
+        let start = parse_offset("start", params.get("start").map(String::as_str), "segment jobs")?;
+        let limit = parse_limit("limit", params.get("limit").map(String::as_str), SEGMENT_JOB_PAGE)?;
         let status = match params.get("status") {
             None => None,
             Some(raw) => Some(raw.parse().map_err(|_| {

@@ -33,6 +33,8 @@ struct ConfigFile {
     export_shard_profiles: Option<usize>,
     /// Identity graph identities an export joins at once; more are joined bucket by bucket.
     export_bucket_identities: Option<usize>,
+    /// The largest JSON request body; a larger one answers 413.
+    max_json_body_bytes: Option<usize>,
     #[serde(default)]
     static_tokens: Vec<StaticToken>,
 }
@@ -79,6 +81,7 @@ fn limits(file: &ConfigFile) -> anyhow::Result<Limits> {
         export_bucket_identities: file
             .export_bucket_identities
             .unwrap_or(defaults.export_bucket_identities),
+        max_json_body_bytes: file.max_json_body_bytes.unwrap_or(defaults.max_json_body_bytes),
         ..defaults
     })
 }
@@ -152,6 +155,11 @@ mod tests {
             (2, 100)
         );
         assert_eq!(defaults.limits.max_upload_bytes, Limits::default().max_upload_bytes);
+        assert_eq!(defaults.limits.max_json_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(
+            settings_from("max_json_body_bytes = 4096\n").limits.max_json_body_bytes,
+            4096
+        );
         assert_eq!(defaults.limits.export_partition_profiles, 250_000);
         let small = settings_from("export_partition_profiles = 1000\n");
         assert_eq!(small.limits.export_partition_profiles, 1000);

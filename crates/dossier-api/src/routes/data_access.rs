@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use dossier_model::catalog::BatchStatus;
 use dossier_model::ids::{BatchId, DatasetId};
-use dossier_model::listing::ListQuery;
+use dossier_model::listing::{ListQuery, PageSize, next_offset};
 use dossier_storage::meta::{BatchFile, FileKind};
 
 use crate::auth::Caller;
@@ -56,6 +56,9 @@ fn file_listing_entry(base: &str, file: &BatchFile) -> Value {
     })
 }
 
+/// A batch's files are listed 100 at a time unless `limit` asks for fewer.
+const FILES_PAGE: PageSize = PageSize { default: 100, max: 100 };
+
 /// Lists the data files of a committed batch.
 #[utoipa::path(get, path = "/batches/{batchId}/files", tag = "data access",
     params(("batchId" = String, Path), ("start" = Option<u64>, Query), ("limit" = Option<u32>, Query, description = "1 to 100, default 100")),
@@ -64,7 +67,7 @@ pub async fn batch_files(
     State(state): State<AppState>,
     caller: Caller,
     Path(batch_id): Path<String>,
-    QueryParams(mut params): QueryParams,
+    QueryParams(params): QueryParams,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let id = BatchId::from_string(batch_id);
@@ -76,24 +79,23 @@ pub async fn batch_files(
     let Some(batch) = batch else {
         return Err(not_found("batch", id.as_str()));
     };
-    params.entry("limit".into()).or_insert_with(|| "100".into());
-    let page =
-        ListQuery::from_params(&params, &["created"]).map_err(|e| ApiError::platform_invalid("DAS-QUERY-400", e))?;
+    let page = ListQuery::from_params_sized(&params, &["created"], FILES_PAGE)
+        .map_err(|e| ApiError::platform_invalid("DAS-QUERY-400", e))?;
     let files = state
         .meta
         .batch_files(&caller.tenant, &batch.id, FileKind::Data)
         .await?;
     let base = base_url(&headers);
-    let start = page.start as usize;
     let shown: Vec<Value> = files
         .iter()
-        .skip(start)
+        .skip(usize::try_from(page.start).unwrap_or(usize::MAX))
         .take(page.limit as usize)
         .map(|f| file_listing_entry(&base, f))
         .collect();
     let mut links = json!({});
-    if start + shown.len() < files.len() {
-        links["next"] = json!({ "href": format!("{base}/batches/{}/files?start={}&limit={}", batch.id, start + shown.len(), page.limit) });
+    if let Some(next) = next_offset(page.start, shown.len()).filter(|next| *next < files.len() as u64) {
+        links["next"] =
+            json!({ "href": format!("{base}/batches/{}/files?start={next}&limit={}", batch.id, page.limit) });
     }
     Ok(Json(
         json!({ "data": shown, "_page": { "limit": page.limit, "count": files.len() }, "_links": links }),

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::MergePolicyId;
+use dossier_model::listing::next_offset;
 use dossier_model::merge_policy::{
     MergePolicy, MergePolicyDefinition, MergePolicyListQuery, MergePolicyPatch, bulk_get_ids,
 };
@@ -130,11 +131,11 @@ fn requested_version(params: &HashMap<String, String>) -> Result<Option<u32>, Ap
 /// empty `href`, as AEP documents it and as clients such as aepp read it.
 fn page_json(page: &MergePolicyPage, query: &MergePolicyListQuery) -> Value {
     let children: Vec<Value> = page.policies.iter().map(merge_policy_json).collect();
-    let next_start = query.start + children.len() as u64;
-    let href = if !children.is_empty() && next_start < page.total {
-        format!("@/mergePolicies?{}", query.to_query_string(next_start))
-    } else {
-        String::new()
+    let href = match next_offset(query.start, children.len()) {
+        Some(next_start) if !children.is_empty() && next_start < page.total => {
+            format!("@/mergePolicies?{}", query.to_query_string(next_start))
+        }
+        _ => String::new(),
     };
     json!({
         "_page": { "totalCount": page.total, "pageSize": children.len() },

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header::ACCEPT};
 use serde_json::{Value, json};
 
 use dossier_model::ValidationError;
+use dossier_model::listing::next_offset;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
 use dossier_model::xdm::{
@@ -168,7 +169,7 @@ pub async fn list_schemas(
             }
         })
         .collect();
-    let next = more.then(|| query.start + u64::from(query.limit));
+    let next = next_offset(query.start, results.len()).filter(|_| more);
     let next_link = next.map(|start| {
         let order = query
             .order

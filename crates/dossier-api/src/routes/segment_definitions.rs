@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::{MergePolicyId, SegmentDefinitionId};
-use dossier_model::listing::Direction;
+use dossier_model::listing::{Direction, next_offset};
 use dossier_model::pql::{PqlError, PqlSchemas};
 use dossier_model::segment_definition::{
     CheckedSpec, SegmentDefinition, SegmentDefinitionListQuery, SegmentDefinitionPatch, SegmentDefinitionSpec,
@@ -163,11 +163,11 @@ async fn shown_one(state: &AppState, tenant: &Tenant, definition: &SegmentDefini
 
 /// A listing page as AEP pages segment definitions.
 fn page_json(segments: Vec<Value>, total: u64, query: &SegmentDefinitionListQuery) -> Value {
-    let next_start = query.start + segments.len() as u64;
-    let link = if !segments.is_empty() && next_start < total {
-        json!({ "next": format!("{PATH}?{}", query.to_query_string(next_start)) })
-    } else {
-        json!({})
+    let link = match next_offset(query.start, segments.len()) {
+        Some(next_start) if !segments.is_empty() && next_start < total => {
+            json!({ "next": format!("{PATH}?{}", query.to_query_string(next_start)) })
+        }
+        _ => json!({}),
     };
     let (field, direction) = query.sort;
     let page_size = segments.len();

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use dossier_engine::export_queue::segments_of;
 use dossier_model::ValidationError;
+use dossier_model::listing::next_offset;
 use dossier_model::schema::PROFILE_SCHEMA_NAME;
 use dossier_model::segment_job::{SegmentJob, SegmentJobListQuery, segment_job_request};
 use dossier_model::tenancy::Tenant;
@@ -201,9 +202,10 @@ pub async fn list_segment_jobs(
         .list_segment_jobs(&caller.tenant, query.status, query.ascending, query.start, query.limit)
         .await
         .map_err(|e| ApiError::storage(Service::Ups, e))?;
-    let next_start = query.start + jobs.len() as u64;
-    let more = next_start < total;
-    let next = if more {
+    // `None` past the last offset a listing takes, so the link never wraps to the first page.
+    let next_start = next_offset(query.start, jobs.len()).filter(|next| *next < total);
+    let more = next_start.is_some();
+    let next = if let Some(next_start) = next_start {
         let sort = if query.ascending { "asc" } else { "desc" };
         let status = query.status.map(|s| format!("&status={s}")).unwrap_or_default();
         Value::String(format!(

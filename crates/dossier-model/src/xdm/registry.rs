@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::{IdentityField, SchemaClass, XdmSchema, XdmType};
 use crate::ValidationError;
 use crate::ids::ClientId;
+use crate::listing::{PageSize, parse_limit, parse_offset};
 use crate::tenancy::{OrgId, SandboxName};
 use crate::time::EpochMillis;
 
@@ -322,25 +323,12 @@ pub struct SchemaListQuery {
 
 impl SchemaListQuery {
     pub fn from_params(params: &HashMap<String, String>) -> Result<Self, ValidationError> {
-        let limit = match params.get("limit") {
-            None => MAX_SCHEMA_LIST_LIMIT,
-            Some(raw) => match raw.trim().parse::<i64>() {
-                Ok(n) if n >= 1 => n.min(i64::from(MAX_SCHEMA_LIST_LIMIT)) as u32,
-                _ => {
-                    return Err(ValidationError::invalid(
-                        "limit",
-                        raw,
-                        format!("limit must be a whole number from 1 to {MAX_SCHEMA_LIST_LIMIT}"),
-                    ));
-                }
-            },
+        let size = PageSize {
+            default: MAX_SCHEMA_LIST_LIMIT,
+            max: MAX_SCHEMA_LIST_LIMIT,
         };
-        let start = match params.get("start") {
-            None => 0,
-            Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
-                ValidationError::invalid("start", raw, "start is where the page begins, as _page.next gives it")
-            })?,
-        };
+        let limit = parse_limit("limit", params.get("limit").map(String::as_str), size)?;
+        let start = parse_offset("start", params.get("start").map(String::as_str), "schemas")?;
         let order = match params.get("orderby").map(|raw| raw.trim()) {
             None | Some("") => SchemaOrder::Created,
             Some("title") => SchemaOrder::TitleAsc,

@@ -7,7 +7,7 @@ use dossier_model::catalog::{
     Batch, BatchError, BatchStatus, DataBehavior, Dataset, DatasetPatch, FileDescription, SchemaRef, Tags,
 };
 use dossier_model::ids::{BatchId, ClientId, DatasetId};
-use dossier_model::listing::{Direction, ListQuery};
+use dossier_model::listing::{Direction, ListQuery, sql_offset};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::EpochMillis;
 
@@ -266,7 +266,7 @@ impl MetaStore {
             .bind(&filter.name)
             .bind(&filter.name)
             .bind(i64::from(query.limit))
-            .bind(query.start as i64)
+            .bind(sql_offset(query.start))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(dataset_from_row).collect()
@@ -364,7 +364,7 @@ impl MetaStore {
             .bind(status)
             .bind(status)
             .bind(i64::from(query.limit))
-            .bind(query.start as i64)
+            .bind(sql_offset(query.start))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(batch_from_row).collect()

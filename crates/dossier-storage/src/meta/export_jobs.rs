@@ -14,6 +14,7 @@ use dossier_model::export_job::{
     ExportBatchTarget, ExportJob, ExportJobError, ExportJobMetrics, ExportJobProgress, ExportJobStatus, ExportSpec,
 };
 use dossier_model::ids::{BatchId, ClientId};
+use dossier_model::listing::sql_offset;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
@@ -360,7 +361,7 @@ impl MetaStore {
         .bind(after_created)
         .bind(after_id)
         .bind(i64::from(listing.limit))
-        .bind(listing.skip as i64)
+        .bind(sql_offset(listing.skip))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from_row).collect()

@@ -10,7 +10,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::{DatasetId, MergePolicyId};
-use dossier_model::listing::Direction;
+use dossier_model::listing::{Direction, sql_offset};
 use dossier_model::merge_policy::{
     AttributeMerge, AttributeMergeType, MergePolicy, MergePolicyDefinition, MergePolicyListQuery, MergePolicySortField,
 };
@@ -355,7 +355,7 @@ impl MetaStore {
         );
         let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(sql)), tenant, &query.filter)
             .bind(i64::from(query.limit))
-            .bind(i64::try_from(query.start).unwrap_or(i64::MAX))
+            .bind(sql_offset(query.start))
             .fetch_all(&self.pool)
             .await?;
         Ok(MergePolicyPage {

@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteExecutor, SqliteRow};
 
 use dossier_model::catalog::{Dataset, DatasetPatch};
 use dossier_model::ids::{ClientId, DatasetId};
+use dossier_model::listing::sql_offset;
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::EpochMillis;
 use dossier_model::xdm::{
@@ -239,7 +240,7 @@ impl MetaStore {
             .bind(tenant.org.as_str())
             .bind(tenant.sandbox.as_str())
             .bind(i64::from(query.limit))
-            .bind(i64::try_from(query.start).unwrap_or(i64::MAX))
+            .bind(sql_offset(query.start))
             .fetch_all(&mut *conn)
             .await?;
         let mut schemas = Vec::with_capacity(rows.len());

@@ -11,7 +11,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::{MergePolicyId, SegmentDefinitionId};
-use dossier_model::listing::Direction;
+use dossier_model::listing::{Direction, sql_offset};
 use dossier_model::pql::PqlError;
 use dossier_model::segment_definition::{
     CheckedSpec, SegmentDefinition, SegmentDefinitionListQuery, SegmentDefinitionSpec, SegmentSortField,
@@ -360,7 +360,7 @@ impl MetaStore {
         );
         let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(sql)), tenant, query)
             .bind(i64::from(query.limit))
-            .bind(i64::try_from(query.start).unwrap_or(i64::MAX))
+            .bind(sql_offset(query.start))
             .fetch_all(&self.pool)
             .await?;
         let count_sql = format!("SELECT COUNT(*) FROM segment_definitions WHERE {FILTER_SQL}");

@@ -9,6 +9,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use dossier_model::export_job::ExportJobError;
 use dossier_model::ids::ClientId;
+use dossier_model::listing::sql_offset;
 use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobSegment, SegmentJobStatus};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
@@ -187,7 +188,7 @@ impl MetaStore {
         .bind(status)
         .bind(status)
         .bind(i64::from(limit))
-        .bind(start as i64)
+        .bind(sql_offset(start))
         .fetch_all(&self.pool)
         .await?;
         let total: i64 = sqlx::query_scalar(
