@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, StructArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
+use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
@@ -517,4 +518,88 @@ async fn files_of_another_sandbox_are_not_found() {
         404
     );
     assert_eq!(prod.batch_action(batch, "ABORT").await.0, 404);
+}
+
+/// Every file still under the batch's staging folder on disk, temp files (`name#1`) included.
+fn staged_files(server: &TestServer, batch: &str) -> Vec<std::path::PathBuf> {
+    let staging = server
+        .data_dir()
+        .join("lake")
+        .join(ORG)
+        .join("prod")
+        .join("_staging")
+        .join(batch);
+    let mut found = Vec::new();
+    let mut dirs = vec![staging];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn an_upload_still_streaming_when_complete_commits_is_refused_not_dropped() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let batch = caller.create_batch(&dataset).await;
+    let first: String = (1..=10).map(|n| format!("{}\n", member(n))).collect();
+    assert_eq!(
+        caller
+            .upload(&batch, &dataset, "first.json", first.into_bytes())
+            .await
+            .0,
+        200
+    );
+
+    // A throttled upload: half its rows now, the rest only once COMPLETE has run its course.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let head: String = (11..=15).map(|n| format!("{}\n", member(n))).collect();
+    let tail: String = (16..=20).map(|n| format!("{}\n", member(n))).collect();
+    let chunks = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) }).chain(
+        futures::stream::once(async move {
+            let _ = released.await;
+            Ok::<_, std::io::Error>(Bytes::from(tail))
+        }),
+    );
+    let path = format!("/data/foundation/import/batches/{batch}/datasets/{dataset}/files/slow.json");
+    let slow = caller
+        .request(Method::PUT, &path)
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send();
+    let slow = tokio::spawn(async move { into_parts(slow.await.unwrap()).await });
+    // The upload is in the handler (past its status check) before COMPLETE is sent.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&batch).await;
+    let _ = release.send(());
+    let (status, body) = slow.await.unwrap();
+
+    assert_eq!(done["status"], "success", "{done}");
+    match status {
+        409 => {
+            assert_eq!(done["recordCount"], 10, "{done}");
+            let message = body["detail"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(&batch) && message.contains("success") && message.contains("new batch"),
+                "the 409 names the batch, its status and the fix: {body}"
+            );
+            assert!(body.to_string().contains("INGEST-BATCH-409"), "{body}");
+            assert!(
+                staged_files(&server, &batch).is_empty(),
+                "the refused upload's bytes are removed: {:?}",
+                staged_files(&server, &batch)
+            );
+        }
+        200 => assert_eq!(done["recordCount"], 20, "an accepted upload is ingested: {done}"),
+        other => panic!("unexpected {other}: {body}"),
+    }
 }

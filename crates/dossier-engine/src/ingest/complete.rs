@@ -322,12 +322,17 @@ pub async fn complete_batch(
     let tenant = &target.tenant;
     let batch_id = &target.batch.id;
     lake.delete_prefix(&Lake::output_prefix(tenant, batch_id)).await?;
-    let uploads: Vec<ObjectPath> = lake
-        .list(&Lake::upload_prefix(tenant, batch_id))
+    // Exactly the uploads recorded while the batch was loading: one still streaming when the
+    // batch left `loading` is refused by its own request, never half read here.
+    let uploads: Vec<ObjectPath> = meta
+        .batch_uploads(tenant, batch_id)
         .await?
         .into_iter()
-        .map(|o| o.location)
-        .collect();
+        .map(|upload| {
+            ObjectPath::parse(&upload.path)
+                .map_err(|e| EngineError::Invalid(format!("recorded upload '{}': {e}", upload.name)))
+        })
+        .collect::<Result<_, _>>()?;
 
     let (report, written) = convert_uploads(lake, target, uploads.clone()).await?;
     let accepted = report.rejected_rows == 0 || target.batch.partial_ingestion;
@@ -391,7 +396,7 @@ pub async fn complete_batch(
             .await?;
         return Ok(None);
     }
-    lake.delete_prefix(&Lake::staging_prefix(tenant, batch_id)).await?;
+    lake.remove_staging(tenant, batch_id).await?;
     tracing::info!(batch_id = %batch_id, status = %outcome.status, records = record_count, rejected = report.rejected_rows, "ingestion batch committed");
     Ok(Some(outcome.status))
 }
