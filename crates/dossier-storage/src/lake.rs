@@ -44,8 +44,8 @@ pub enum WriteStreamError {
 #[derive(Clone, Debug)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
-    /// Set for a lake on local disk: lets staging be cleaned of the store's temp files.
-    local: Option<Arc<LocalFileSystem>>,
+    /// The root folder of a lake on local disk: lets staging be cleaned of the store's temp files.
+    local_root: Option<Arc<PathBuf>>,
 }
 
 const STAGING: &str = "_staging";
@@ -58,16 +58,19 @@ impl Lake {
             path: root.display().to_string(),
             source,
         })?;
-        let store = Arc::new(LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true));
+        let store = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
         Ok(Self {
-            store: store.clone(),
-            local: Some(store),
+            store: Arc::new(store),
+            local_root: Some(Arc::new(root.to_path_buf())),
         })
     }
 
     /// A lake on any object store (S3, GCS, Azure, or memory in tests of this crate).
     pub fn with_store(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, local: None }
+        Self {
+            store,
+            local_root: None,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -241,10 +244,11 @@ impl Lake {
         Ok(removed)
     }
 
+    /// The folder on disk of `prefix` in a local lake. Every part the lake names (org, sandbox,
+    /// ids, checked file names) is stored on disk as written.
     fn local_dir(&self, prefix: &ObjectPath) -> Option<PathBuf> {
-        self.local
-            .as_ref()
-            .and_then(|local| local.path_to_filesystem(prefix).ok())
+        let root = self.local_root.as_deref()?;
+        Some(prefix.parts().fold(root.clone(), |dir, part| dir.join(part.as_ref())))
     }
 
     /// Removes staged files left by writers that never finished (a crash, a kill), except those

@@ -603,3 +603,63 @@ async fn an_upload_still_streaming_when_complete_commits_is_refused_not_dropped(
         other => panic!("unexpected {other}: {body}"),
     }
 }
+
+/// Leaves a temp file of the local object store (`name#n`, what a write cut short by a crash
+/// leaves) in the batch's staging folder; returns its path.
+fn leave_temp_file(server: &TestServer, batch: &str, name: &str) -> std::path::PathBuf {
+    let folder = server
+        .data_dir()
+        .join("lake")
+        .join(ORG)
+        .join("prod")
+        .join("_staging")
+        .join(batch)
+        .join("uploads")
+        .join("00000000deadbeef");
+    std::fs::create_dir_all(&folder).unwrap();
+    let path = folder.join(name);
+    std::fs::write(&path, b"{\"half\": ").unwrap();
+    path
+}
+
+#[tokio::test]
+async fn temp_files_under_staging_go_with_complete_and_with_a_restart() {
+    let mut server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+
+    // COMPLETE removes the batch's staging folder, temp files included.
+    let completed = caller.create_batch(&dataset).await;
+    let body = format!("{}\n", member(1)).into_bytes();
+    assert_eq!(caller.upload(&completed, &dataset, "a.json", body).await.0, 200);
+    leave_temp_file(&server, &completed, "cut.json#1");
+    assert_eq!(caller.batch_action(&completed, "COMPLETE").await.0, 200);
+    assert_eq!(caller.wait_for_batch(&completed).await["recordCount"], 1);
+    assert!(
+        staged_files(&server, &completed).is_empty(),
+        "{:?}",
+        staged_files(&server, &completed)
+    );
+
+    // A restart sweeps temp files: all of a committed batch's, and those of an open batch,
+    // whose recorded uploads stay.
+    let committed_leftover = leave_temp_file(&server, &completed, "late.json#2");
+    let open = caller.create_batch(&dataset).await;
+    let body = format!("{}\n{}\n", member(2), member(3)).into_bytes();
+    assert_eq!(caller.upload(&open, &dataset, "b.json", body).await.0, 200);
+    let open_leftover = leave_temp_file(&server, &open, "b.json#1");
+    server.restart().await;
+    assert!(
+        !committed_leftover.exists(),
+        "{committed_leftover:?} survived the restart"
+    );
+    assert!(!open_leftover.exists(), "{open_leftover:?} survived the restart");
+    let caller = Caller {
+        base: server.base.clone(),
+        ..caller
+    };
+    assert_eq!(caller.batch_action(&open, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&open).await;
+    assert_eq!(done["recordCount"], 2, "the open batch's upload was kept: {done}");
+    assert!(staged_files(&server, &open).is_empty());
+}
