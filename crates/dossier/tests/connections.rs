@@ -164,3 +164,33 @@ async fn an_upload_that_keeps_moving_outlasts_the_idle_timeout() {
     assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
     assert_eq!(caller.wait_for_batch(&batch).await["recordCount"], 12);
 }
+
+#[tokio::test]
+async fn dossier_serve_takes_the_timeouts_from_flags_and_environment() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dossier"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--idle-timeout-secs", "30"])
+        .env("DOSSIER_HEADER_READ_TIMEOUT_SECS", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("dossier listening on http://") {
+            break rest.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+    let started = Instant::now();
+    let closed = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(closed.is_some(), "DOSSIER_HEADER_READ_TIMEOUT_SECS=1 was not applied");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+}
