@@ -663,3 +663,31 @@ async fn temp_files_under_staging_go_with_complete_and_with_a_restart() {
     assert_eq!(done["recordCount"], 2, "the open batch's upload was kept: {done}");
     assert!(staged_files(&server, &open).is_empty());
 }
+
+#[tokio::test]
+async fn uploads_staged_by_an_older_version_are_still_ingested() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let batch = caller.create_batch(&dataset).await;
+    // An older version staged uploads at `uploads/<name>` without recording them.
+    let uploads = server
+        .data_dir()
+        .join("lake")
+        .join(ORG)
+        .join("prod")
+        .join("_staging")
+        .join(&batch)
+        .join("uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    let old: String = (1..=3).map(|n| format!("{}\n", member(n))).collect();
+    std::fs::write(uploads.join("old.json"), old).unwrap();
+    let new = format!("{}\n", member(4)).into_bytes();
+    assert_eq!(caller.upload(&batch, &dataset, "new.json", new).await.0, 200);
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&batch).await;
+    assert_eq!(done["recordCount"], 4, "{done}");
+    let (mut points, _) = download_points(&caller, &batch).await;
+    points.sort();
+    assert_eq!(points, vec![10, 20, 30, 40]);
+}
