@@ -105,8 +105,10 @@ where
             })
         });
         let app = app.clone();
+        // Made before the future, so a future dropped unpolled still ends its work.
+        let running = HandlerRunning(work);
         async move {
-            let _running = HandlerRunning(work);
+            let _running = running;
             app.oneshot(request).await
         }
     });
