@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod extract;
 mod json_errors;
+mod listener;
 mod request_context;
 mod routes;
 mod server;
@@ -17,5 +18,6 @@ mod views;
 
 pub use auth::StaticToken;
 pub use error::{ApiError, Service};
+pub use listener::ConnectionSettings;
 pub use server::{RunningServer, ServerConfig, open_storage, start};
 pub use state::Limits;

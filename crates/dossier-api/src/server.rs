@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::ServiceExt;
-use axum::extract::Request;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -25,6 +23,7 @@ use dossier_model::tenancy::OrgId;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::{StaticToken, TokenService};
+use crate::listener::{self, ConnectionSettings};
 use crate::routes;
 use crate::state::{AppState, Limits};
 
@@ -38,6 +37,8 @@ pub struct ServerConfig {
     pub token_ttl: Duration,
     pub static_tokens: Vec<StaticToken>,
     pub limits: Limits,
+    /// Header read and idle timeouts of every connection.
+    pub connections: ConnectionSettings,
 }
 
 impl ServerConfig {
@@ -48,6 +49,7 @@ impl ServerConfig {
             token_ttl: Duration::from_secs(86_400),
             static_tokens: Vec::new(),
             limits: Limits::default(),
+            connections: ConnectionSettings::default(),
         }
     }
 }
@@ -158,13 +160,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let stop_when = async {
+        let _ = stopped.await;
+    };
+    let task = tokio::spawn(listener::serve(listener, app, config.connections, stop_when));
     tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "dossier is serving");
     Ok(RunningServer {
         local_addr,

@@ -9,8 +9,13 @@
 //! Writers put files under the staging prefix; a batch's files are moved into place just before
 //! its metadata commits, and readers only ever look at batches the metadata store says are
 //! committed. Whatever is left under `_staging` after a crash is swept at startup.
+//!
+//! On local disk the object store writes each object to a temp file (`<name>#<n>`) and renames
+//! it when done; its listings never show those files, so a write cut short (a crash, a client
+//! gone mid-upload) leaves one that only a walk of the disk finds. [`Lake::remove_staging`] and
+//! [`Lake::sweep_staging`] walk the disk too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -39,6 +44,8 @@ pub enum WriteStreamError {
 #[derive(Clone, Debug)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
+    /// The root folder of a lake on local disk: lets staging be cleaned of the store's temp files.
+    local_root: Option<Arc<PathBuf>>,
 }
 
 const STAGING: &str = "_staging";
@@ -52,12 +59,18 @@ impl Lake {
             source,
         })?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
-        Ok(Self { store: Arc::new(store) })
+        Ok(Self {
+            store: Arc::new(store),
+            local_root: Some(Arc::new(root.to_path_buf())),
+        })
     }
 
     /// A lake on any object store (S3, GCS, Azure, or memory in tests of this crate).
     pub fn with_store(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            local_root: None,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -85,6 +98,16 @@ impl Lake {
     /// Where an uploaded file of an open ingestion batch waits for COMPLETE.
     pub fn upload_prefix(tenant: &Tenant, batch: &BatchId) -> ObjectPath {
         Self::staging_prefix(tenant, batch).join("uploads")
+    }
+
+    /// A new, unique place for one upload named `name`: a folder of its own under the batch's
+    /// upload prefix, so two uploads (even of one name) never write into each other, and a
+    /// refused upload's bytes can be removed without touching the others.
+    pub fn new_upload_path(tenant: &Tenant, batch: &BatchId, name: &str) -> ObjectPath {
+        let nonce: u64 = rand::random();
+        Self::upload_prefix(tenant, batch)
+            .join(format!("{nonce:016x}"))
+            .join(name)
     }
 
     /// Where a writer puts a batch's files before they are promoted into the batch folder.
@@ -200,9 +223,38 @@ impl Lake {
         Ok(deleted)
     }
 
+    /// Removes everything staged for `batch`: its uploads, its unpromoted output, and the temp
+    /// files of writes cut short, which the store's listing does not show. Returns how many
+    /// files were removed.
+    pub async fn remove_staging(&self, tenant: &Tenant, batch: &BatchId) -> Result<u64, StorageError> {
+        self.remove_staged_folder(&Self::staging_prefix(tenant, batch)).await
+    }
+
+    /// Removes the folder of one upload (see [`Lake::new_upload_path`]) with whatever is in it.
+    pub async fn remove_upload(&self, upload: &ObjectPath) -> Result<u64, StorageError> {
+        let folder = ObjectPath::from_iter(upload.parts().take(upload.parts().count().saturating_sub(1)));
+        self.remove_staged_folder(&folder).await
+    }
+
+    async fn remove_staged_folder(&self, prefix: &ObjectPath) -> Result<u64, StorageError> {
+        let mut removed = self.delete_prefix(prefix).await?;
+        if let Some(dir) = self.local_dir(prefix) {
+            removed += remove_dir_counting(&dir, &|_| true)?;
+        }
+        Ok(removed)
+    }
+
+    /// The folder on disk of `prefix` in a local lake. Every part the lake names (org, sandbox,
+    /// ids, checked file names) is stored on disk as written.
+    fn local_dir(&self, prefix: &ObjectPath) -> Option<PathBuf> {
+        let root = self.local_root.as_deref()?;
+        Some(prefix.parts().fold(root.clone(), |dir, part| dir.join(part.as_ref())))
+    }
+
     /// Removes staged files left by writers that never finished (a crash, a kill), except those
-    /// of batches `keep` names (uploads of batches still open). Run at startup, before any writer
-    /// starts. Returns how many files were removed.
+    /// of batches `keep` names (uploads of batches still open); temp files of writes cut short are
+    /// removed even there, since no write is in flight. Run at startup, before any writer starts.
+    /// Returns how many files were removed.
     pub async fn sweep_staging(&self, keep: impl Fn(&str) -> bool) -> Result<u64, StorageError> {
         let mut swept = 0;
         let all: Vec<_> = self.store.list(None).try_collect().await?;
@@ -215,7 +267,86 @@ impl Lake {
                 swept += 1;
             }
         }
+        if let Some(root) = self.local_dir(&ObjectPath::default()) {
+            swept += sweep_local_staging(&root, &keep)?;
+        }
         Ok(swept)
+    }
+}
+
+/// A temp file of the local object store: `<name>#<n>`, renamed to `<name>` when a write ends.
+fn is_temp_file(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Walks `<root>/<org>/<sandbox>/_staging/<batch>` on disk: removes the folders of batches not
+/// kept, and the temp files in those kept.
+fn sweep_local_staging(root: &Path, keep: &impl Fn(&str) -> bool) -> Result<u64, StorageError> {
+    let mut swept = 0;
+    for org in subdirs(root)? {
+        for sandbox in subdirs(&org)? {
+            for batch in subdirs(&sandbox.join(STAGING))? {
+                let name = batch.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                swept += if keep(name) {
+                    remove_dir_counting(&batch, &is_temp_file)?
+                } else {
+                    remove_dir_counting(&batch, &|_| true)?
+                };
+            }
+        }
+    }
+    Ok(swept)
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(local_error(dir, e)),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| local_error(dir, e))?;
+        if entry.file_type().map_err(|e| local_error(dir, e))?.is_dir() {
+            dirs.push(entry.path());
+        }
+    }
+    Ok(dirs)
+}
+
+/// Removes the files under `dir` whose name `remove` picks, and the folders left empty
+/// (`dir` included); a missing `dir` is nothing to do. Returns how many files were removed.
+fn remove_dir_counting(dir: &Path, remove: &dyn Fn(&str) -> bool) -> Result<u64, StorageError> {
+    let mut removed = 0;
+    for sub in subdirs(dir)? {
+        removed += remove_dir_counting(&sub, remove)?;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(local_error(dir, e)),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_file() && remove(&name.to_string_lossy()) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(local_error(&path, e)),
+            }
+        }
+    }
+    // Fails harmlessly when something was kept in it.
+    let _ = std::fs::remove_dir(dir);
+    Ok(removed)
+}
+
+fn local_error(path: &Path, source: std::io::Error) -> StorageError {
+    StorageError::DataDir {
+        path: path.display().to_string(),
+        source,
     }
 }
 
@@ -300,13 +431,23 @@ mod tests {
         .unwrap();
         let open = BatchId::generate();
         lake.put(
-            &Lake::staging_prefix(&t, &open).join("upload.json"),
+            &Lake::upload_prefix(&t, &open).join("upload.json"),
             Bytes::from_static(b"{}"),
         )
         .await
         .unwrap();
-        assert_eq!(lake.sweep_staging(|batch| batch == open.as_str()).await.unwrap(), 1);
+        // Temp files of writes cut short, which listings never show: one in the open batch,
+        // one in a batch that is gone.
+        let open_dir = lake.local_dir(&Lake::upload_prefix(&t, &open)).unwrap();
+        std::fs::write(open_dir.join("cut.json#1"), b"{").unwrap();
+        let gone_dir = lake.local_dir(&Lake::upload_prefix(&t, &BatchId::generate())).unwrap();
+        std::fs::create_dir_all(gone_dir.join("0123")).unwrap();
+        std::fs::write(gone_dir.join("0123").join("late.json#12"), b"{").unwrap();
+        assert_eq!(lake.sweep_staging(|batch| batch == open.as_str()).await.unwrap(), 3);
         assert_eq!(lake.list(&Lake::staging_prefix(&t, &open)).await.unwrap().len(), 1);
+        assert!(!open_dir.join("cut.json#1").exists());
+        assert!(!gone_dir.exists());
+        assert!(is_temp_file("a.json#3") && !is_temp_file("a.json") && !is_temp_file("a#b.json"));
         assert_eq!(lake.list(&Lake::dataset_prefix(&t, &ds)).await.unwrap().len(), 1);
         assert_eq!(lake.delete_prefix(&Lake::dataset_prefix(&t, &ds)).await.unwrap(), 1);
         assert!(lake.list(&Lake::dataset_prefix(&t, &ds)).await.unwrap().is_empty());

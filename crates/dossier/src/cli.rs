@@ -24,7 +24,7 @@ pub struct GlobalArgs {
     /// Where metadata (meta.sqlite) and the lake (lake/) live [default: ./dossier-data]
     #[arg(long, env = "DOSSIER_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// A TOML config file (keys: data_dir, listen, token_ttl_secs, log_format, export_workers, max_queued_export_jobs, export_partition_profiles, export_shard_profiles, export_bucket_identities, [[static_tokens]])
+    /// A TOML config file (keys: data_dir, listen, token_ttl_secs, log_format, export_workers, max_queued_export_jobs, export_partition_profiles, export_shard_profiles, export_bucket_identities, header_read_timeout_secs, idle_timeout_secs, [[static_tokens]])
     #[arg(long, env = "DOSSIER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
@@ -41,6 +41,8 @@ pub enum Command {
         /// Log as JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
+        #[command(flatten)]
+        connections: ConnectionArgs,
     },
     /// Manage API clients (client id + secret, exchanged for tokens at /ims/token/v3).
     #[command(subcommand)]
@@ -55,6 +57,17 @@ pub enum Command {
     /// Benchmark workloads: generate deterministic data sets.
     #[command(subcommand)]
     Bench(crate::commands::bench::BenchCommand),
+}
+
+/// Connection limits of `dossier serve`; each overrides the config file's key of the same name.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ConnectionArgs {
+    /// Seconds a client has to send a request's headers before the connection is closed [default: 10]
+    #[arg(long, env = "DOSSIER_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay idle (no byte moving, no request at work) before it is closed [default: 60]
+    #[arg(long, env = "DOSSIER_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,9 +8,9 @@ use anyhow::Context;
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
-use dossier_api::{Limits, StaticToken};
+use dossier_api::{ConnectionSettings, Limits, StaticToken};
 
-use crate::cli::{Command, GlobalArgs};
+use crate::cli::{Command, ConnectionArgs, GlobalArgs};
 
 pub const DEFAULT_DATA_DIR: &str = "./dossier-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -35,6 +35,10 @@ struct ConfigFile {
     export_bucket_identities: Option<usize>,
     /// The largest JSON request body; a larger one answers 413.
     max_json_body_bytes: Option<usize>,
+    /// Seconds a client has to send a request's headers.
+    header_read_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay idle before it is closed.
+    idle_timeout_secs: Option<u64>,
     #[serde(default)]
     static_tokens: Vec<StaticToken>,
 }
@@ -56,6 +60,34 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub static_tokens: Vec<StaticToken>,
     pub limits: Limits,
+    /// The config file's connection timeouts (flags of `serve` override them).
+    pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// The connection timeouts: flag (or environment), then config file, then default. A zero
+/// timeout would close every connection at once, so it is refused with the fix.
+pub fn connection_settings(flags: ConnectionArgs, settings: &Settings) -> anyhow::Result<ConnectionSettings> {
+    let defaults = ConnectionSettings::default();
+    let pick = |key: &str, flag: Option<u64>, file: Option<u64>, default: Duration| match flag.or(file) {
+        Some(0) => anyhow::bail!("{key} = 0 would close every connection at once; use 1 or more seconds"),
+        Some(secs) => Ok(Duration::from_secs(secs)),
+        None => Ok(default),
+    };
+    Ok(ConnectionSettings {
+        header_read_timeout: pick(
+            "header_read_timeout_secs",
+            flags.header_read_timeout_secs,
+            settings.header_read_timeout_secs,
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: pick(
+            "idle_timeout_secs",
+            flags.idle_timeout_secs,
+            settings.idle_timeout_secs,
+            defaults.idle_timeout,
+        )?,
+    })
 }
 
 /// The server's limits: the defaults, with what the config file sets.
@@ -108,6 +140,8 @@ impl Settings {
             log_format: file.log_format.unwrap_or_default(),
             static_tokens: file.static_tokens,
             limits,
+            header_read_timeout_secs: file.header_read_timeout_secs,
+            idle_timeout_secs: file.idle_timeout_secs,
         })
     }
 }
@@ -193,6 +227,39 @@ mod tests {
         assert!(
             error.contains("export_partition_profiles = 0") && error.contains("use 1 or more"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn connection_timeouts_come_from_flags_then_the_config_file_then_defaults() {
+        let none = ConnectionArgs::default();
+        let defaults = connection_settings(none, &settings_from("")).unwrap();
+        assert_eq!(defaults, ConnectionSettings::default());
+        assert_eq!(
+            (defaults.header_read_timeout, defaults.idle_timeout),
+            (Duration::from_secs(10), Duration::from_secs(60))
+        );
+        let file = settings_from("header_read_timeout_secs = 5\nidle_timeout_secs = 30\n");
+        let from_file = connection_settings(none, &file).unwrap();
+        assert_eq!(
+            (from_file.header_read_timeout, from_file.idle_timeout),
+            (Duration::from_secs(5), Duration::from_secs(30))
+        );
+        let flags = ConnectionArgs {
+            header_read_timeout_secs: Some(2),
+            idle_timeout_secs: None,
+        };
+        let flagged = connection_settings(flags, &file).unwrap();
+        assert_eq!(
+            (flagged.header_read_timeout, flagged.idle_timeout),
+            (Duration::from_secs(2), Duration::from_secs(30))
+        );
+        let zero = connection_settings(none, &settings_from("idle_timeout_secs = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            zero.contains("idle_timeout_secs = 0") && zero.contains("use 1 or more"),
+            "{zero}"
         );
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, StructArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
+use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
@@ -517,4 +518,178 @@ async fn files_of_another_sandbox_are_not_found() {
         404
     );
     assert_eq!(prod.batch_action(batch, "ABORT").await.0, 404);
+}
+
+/// Every file still under the batch's staging folder on disk, temp files (`name#1`) included.
+fn staged_files(server: &TestServer, batch: &str) -> Vec<std::path::PathBuf> {
+    let staging = server
+        .data_dir()
+        .join("lake")
+        .join(ORG)
+        .join("prod")
+        .join("_staging")
+        .join(batch);
+    let mut found = Vec::new();
+    let mut dirs = vec![staging];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn an_upload_still_streaming_when_complete_commits_is_refused_not_dropped() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let batch = caller.create_batch(&dataset).await;
+    let first: String = (1..=10).map(|n| format!("{}\n", member(n))).collect();
+    assert_eq!(
+        caller
+            .upload(&batch, &dataset, "first.json", first.into_bytes())
+            .await
+            .0,
+        200
+    );
+
+    // A throttled upload: half its rows now, the rest only once COMPLETE has run its course.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let head: String = (11..=15).map(|n| format!("{}\n", member(n))).collect();
+    let tail: String = (16..=20).map(|n| format!("{}\n", member(n))).collect();
+    let chunks = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) }).chain(
+        futures::stream::once(async move {
+            let _ = released.await;
+            Ok::<_, std::io::Error>(Bytes::from(tail))
+        }),
+    );
+    let path = format!("/data/foundation/import/batches/{batch}/datasets/{dataset}/files/slow.json");
+    let slow = caller
+        .request(Method::PUT, &path)
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send();
+    let slow = tokio::spawn(async move { into_parts(slow.await.unwrap()).await });
+    // The upload is in the handler (past its status check) before COMPLETE is sent.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&batch).await;
+    let _ = release.send(());
+    let (status, body) = slow.await.unwrap();
+
+    assert_eq!(done["status"], "success", "{done}");
+    match status {
+        409 => {
+            assert_eq!(done["recordCount"], 10, "{done}");
+            let message = body["detail"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(&batch)
+                    && (message.contains("is success") || message.contains("is processing"))
+                    && message.contains("new batch"),
+                "the 409 names the batch, its status and the fix: {body}"
+            );
+            assert!(body.to_string().contains("INGEST-BATCH-409"), "{body}");
+            assert!(
+                staged_files(&server, &batch).is_empty(),
+                "the refused upload's bytes are removed: {:?}",
+                staged_files(&server, &batch)
+            );
+        }
+        200 => assert_eq!(done["recordCount"], 20, "an accepted upload is ingested: {done}"),
+        other => panic!("unexpected {other}: {body}"),
+    }
+}
+
+/// Leaves a temp file of the local object store (`name#n`, what a write cut short by a crash
+/// leaves) in the batch's staging folder; returns its path.
+fn leave_temp_file(server: &TestServer, batch: &str, name: &str) -> std::path::PathBuf {
+    let folder = server
+        .data_dir()
+        .join("lake")
+        .join(ORG)
+        .join("prod")
+        .join("_staging")
+        .join(batch)
+        .join("uploads")
+        .join("00000000deadbeef");
+    std::fs::create_dir_all(&folder).unwrap();
+    let path = folder.join(name);
+    std::fs::write(&path, b"{\"half\": ").unwrap();
+    path
+}
+
+#[tokio::test]
+async fn temp_files_under_staging_go_with_complete_and_with_a_restart() {
+    let mut server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+
+    // COMPLETE removes the batch's staging folder, temp files included.
+    let completed = caller.create_batch(&dataset).await;
+    let body = format!("{}\n", member(1)).into_bytes();
+    assert_eq!(caller.upload(&completed, &dataset, "a.json", body).await.0, 200);
+    leave_temp_file(&server, &completed, "cut.json#1");
+    assert_eq!(caller.batch_action(&completed, "COMPLETE").await.0, 200);
+    assert_eq!(caller.wait_for_batch(&completed).await["recordCount"], 1);
+    assert!(
+        staged_files(&server, &completed).is_empty(),
+        "{:?}",
+        staged_files(&server, &completed)
+    );
+
+    // A restart sweeps temp files: all of a committed batch's, and those of an open batch,
+    // whose recorded uploads stay.
+    let committed_leftover = leave_temp_file(&server, &completed, "late.json#2");
+    let open = caller.create_batch(&dataset).await;
+    let body = format!("{}\n{}\n", member(2), member(3)).into_bytes();
+    assert_eq!(caller.upload(&open, &dataset, "b.json", body).await.0, 200);
+    let open_leftover = leave_temp_file(&server, &open, "b.json#1");
+    server.restart().await;
+    assert!(
+        !committed_leftover.exists(),
+        "{committed_leftover:?} survived the restart"
+    );
+    assert!(!open_leftover.exists(), "{open_leftover:?} survived the restart");
+    let caller = Caller {
+        base: server.base.clone(),
+        ..caller
+    };
+    assert_eq!(caller.batch_action(&open, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&open).await;
+    assert_eq!(done["recordCount"], 2, "the open batch's upload was kept: {done}");
+    assert!(staged_files(&server, &open).is_empty());
+}
+
+#[tokio::test]
+async fn uploads_staged_by_an_older_version_are_still_ingested() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let batch = caller.create_batch(&dataset).await;
+    // An older version staged uploads at `uploads/<name>` without recording them.
+    let uploads = server
+        .data_dir()
+        .join("lake")
+        .join(ORG)
+        .join("prod")
+        .join("_staging")
+        .join(&batch)
+        .join("uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    let old: String = (1..=3).map(|n| format!("{}\n", member(n))).collect();
+    std::fs::write(uploads.join("old.json"), old).unwrap();
+    let new = format!("{}\n", member(4)).into_bytes();
+    assert_eq!(caller.upload(&batch, &dataset, "new.json", new).await.0, 200);
+    assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
+    let done = caller.wait_for_batch(&batch).await;
+    assert_eq!(done["recordCount"], 4, "{done}");
+    let (mut points, _) = download_points(&caller, &batch).await;
+    points.sort();
+    assert_eq!(points, vec![10, 20, 30, 40]);
 }

@@ -10,7 +10,9 @@ use dossier_model::ValidationError;
 use dossier_model::catalog::{Batch, BatchStatus, NewIngestBatch};
 use dossier_model::ids::BatchId;
 use dossier_model::time::now_millis;
+use dossier_storage::meta::{BatchUpload, UploadRecording};
 use dossier_storage::{Lake, WriteStreamError};
+use object_store::path::Path as ObjectPath;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -136,27 +138,102 @@ pub async fn upload_file(
         ));
     }
     if batch.status != BatchStatus::Loading {
-        return Err(ApiError::platform(
-            StatusCode::CONFLICT,
-            "INGEST-BATCH-409",
-            format!(
-                "Batch {batch_id} is {}; files can only be uploaded while it is loading. Open a new batch.",
-                batch.status
-            ),
-        ));
+        return Err(batch_not_loading(&batch_id, batch.status));
     }
-    let location = Lake::upload_prefix(&caller.tenant, &batch_id).join(file_name.as_str());
-    let written = state.lake.write_stream(&location, body.into_data_stream(), state.limits.max_upload_bytes).await.map_err(|e| match e {
+    let location = Lake::new_upload_path(&caller.tenant, &batch_id, &file_name);
+    let streamed = state
+        .lake
+        .write_stream(&location, body.into_data_stream(), state.limits.max_upload_bytes)
+        .await;
+    let written = match streamed {
+        Ok(written) => written,
+        Err(error) => {
+            // Whatever a cut-short write left (the store's temp file) goes with the refusal.
+            let _ = state.lake.remove_upload(&location).await;
+            return Err(upload_failed(&state, &caller, &batch_id, &file_name, error).await);
+        }
+    };
+    let upload = BatchUpload {
+        name: file_name.clone(),
+        path: location.to_string(),
+        size: written as i64,
+    };
+    match state
+        .meta
+        .record_upload(&caller.tenant, &batch_id, &upload, now_millis())
+        .await?
+    {
+        UploadRecording::Recorded { replaced } => {
+            // An earlier upload of the same name is replaced, as a re-PUT of a file is.
+            if let Some(Ok(old)) = replaced.as_deref().map(ObjectPath::parse) {
+                let _ = state.lake.remove_upload(&old).await;
+            }
+        }
+        UploadRecording::NotLoading(status) => {
+            let _ = state.lake.remove_upload(&location).await;
+            return Err(batch_not_loading(&batch_id, status));
+        }
+        UploadRecording::NoBatch => {
+            let _ = state.lake.remove_upload(&location).await;
+            return Err(batch_not_found(&batch_id));
+        }
+    }
+    tracing::info!(batch_id = %batch_id, file = %file_name, bytes = written, "file uploaded");
+    Ok(StatusCode::OK)
+}
+
+/// 409 for an upload to a batch that is not (or no longer) loading.
+fn batch_not_loading(batch_id: &BatchId, status: BatchStatus) -> ApiError {
+    ApiError::platform(
+        StatusCode::CONFLICT,
+        "INGEST-BATCH-409",
+        format!(
+            "Batch {batch_id} is {status}; files can only be uploaded while it is loading, and this upload was not \
+             stored. Open a new batch and upload the file there."
+        ),
+    )
+}
+
+/// The answer to an upload whose bytes could not be staged. A lake failure while the batch left
+/// `loading` (COMPLETE or ABORT cleared its staging folder under the upload) is that conflict.
+async fn upload_failed(
+    state: &AppState,
+    caller: &Caller,
+    batch_id: &BatchId,
+    file_name: &str,
+    error: WriteStreamError,
+) -> ApiError {
+    match error {
         WriteStreamError::TooLarge { max_bytes } => ApiError::platform(
             StatusCode::PAYLOAD_TOO_LARGE,
             "INGEST-FILE-413",
-            format!("File '{file_name}' is larger than the upload limit of {max_bytes} bytes; split it into several files of one batch."),
+            format!(
+                "File '{file_name}' is larger than the upload limit of {max_bytes} bytes; split it into several files of one batch."
+            ),
         ),
-        WriteStreamError::Source(reason) => ApiError::platform(StatusCode::BAD_REQUEST, "INGEST-FILE-400", format!("The upload of '{file_name}' broke off: {reason}")),
-        WriteStreamError::Lake(reason) => ApiError::platform(StatusCode::SERVICE_UNAVAILABLE, "INGEST-LAKE-503", format!("The lake could not store '{file_name}': {reason}")),
-    })?;
-    tracing::info!(batch_id = %batch_id, file = %file_name, bytes = written, "file uploaded");
-    Ok(StatusCode::OK)
+        WriteStreamError::Source(reason) => ApiError::platform(
+            StatusCode::BAD_REQUEST,
+            "INGEST-FILE-400",
+            format!("The upload of '{file_name}' broke off: {reason}"),
+        ),
+        WriteStreamError::Lake(reason) => {
+            let status = state
+                .meta
+                .get_batch(&caller.tenant, batch_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|b| b.status);
+            match status {
+                Some(status) if status != BatchStatus::Loading => batch_not_loading(batch_id, status),
+                _ => ApiError::platform(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "INGEST-LAKE-503",
+                    format!("The lake could not store '{file_name}': {reason}"),
+                ),
+            }
+        }
+    }
 }
 
 /// `?action=COMPLETE` starts loading the batch; `?action=ABORT` discards it.
@@ -215,10 +292,7 @@ pub async fn batch_action(
                 .await?
                 .ok_or_else(|| batch_not_found(&batch_id))?;
             if aborted {
-                state
-                    .lake
-                    .delete_prefix(&Lake::staging_prefix(tenant, &batch_id))
-                    .await?;
+                state.lake.remove_staging(tenant, &batch_id).await?;
             } else if batch.status != BatchStatus::Aborted {
                 return Err(ApiError::platform(
                     StatusCode::CONFLICT,

@@ -312,6 +312,31 @@ fn summary_errors(report: &ReadReport, batch: &BatchId, accepted: bool) -> Vec<B
     }]
 }
 
+/// Exactly the uploads recorded while the batch was loading: one still streaming when the batch
+/// left `loading` is refused by its own request, never half read here. Files staged directly
+/// under `uploads/` by a version that did not record uploads count too (an upgrade keeps the
+/// open batches it finds); a recorded upload of the same name wins.
+async fn batch_uploads(meta: &MetaStore, lake: &Lake, target: &IngestTarget) -> Result<Vec<ObjectPath>, EngineError> {
+    let (tenant, batch_id) = (&target.tenant, &target.batch.id);
+    let mut uploads: Vec<(String, ObjectPath)> = Vec::new();
+    for upload in meta.batch_uploads(tenant, batch_id).await? {
+        let path = ObjectPath::parse(&upload.path)
+            .map_err(|e| EngineError::Invalid(format!("recorded upload '{}': {e}", upload.name)))?;
+        uploads.push((upload.name, path));
+    }
+    let prefix = Lake::upload_prefix(tenant, batch_id);
+    for object in lake.list(&prefix).await? {
+        let relative: Vec<_> = object.location.prefix_match(&prefix).into_iter().flatten().collect();
+        if let [name] = relative.as_slice()
+            && !uploads.iter().any(|(recorded, _)| recorded == name.as_ref())
+        {
+            uploads.push((name.as_ref().to_owned(), object.location));
+        }
+    }
+    uploads.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(uploads.into_iter().map(|(_, path)| path).collect())
+}
+
 /// Converts and commits one `processing` ingestion batch. Returns the status it ended in, or
 /// `None` when the batch stopped being `processing` meanwhile (aborted).
 pub async fn complete_batch(
@@ -322,13 +347,7 @@ pub async fn complete_batch(
     let tenant = &target.tenant;
     let batch_id = &target.batch.id;
     lake.delete_prefix(&Lake::output_prefix(tenant, batch_id)).await?;
-    let uploads: Vec<ObjectPath> = lake
-        .list(&Lake::upload_prefix(tenant, batch_id))
-        .await?
-        .into_iter()
-        .map(|o| o.location)
-        .collect();
-
+    let uploads = batch_uploads(meta, lake, target).await?;
     let (report, written) = convert_uploads(lake, target, uploads.clone()).await?;
     let accepted = report.rejected_rows == 0 || target.batch.partial_ingestion;
     let failed_file = write_row_errors(lake, target, &report.errors).await?;
@@ -391,7 +410,7 @@ pub async fn complete_batch(
             .await?;
         return Ok(None);
     }
-    lake.delete_prefix(&Lake::staging_prefix(tenant, batch_id)).await?;
+    lake.remove_staging(tenant, batch_id).await?;
     tracing::info!(batch_id = %batch_id, status = %outcome.status, records = record_count, rejected = report.rejected_rows, "ingestion batch committed");
     Ok(Some(outcome.status))
 }

@@ -124,6 +124,6 @@ impl Ingestion {
         if let Err(e) = self.meta.commit_batch(tenant, batch_id, &outcome).await {
             tracing::error!(error = %e, batch_id = %batch_id, "could not record the failure of an ingestion batch");
         }
-        let _ = self.lake.delete_prefix(&Lake::staging_prefix(tenant, batch_id)).await;
+        let _ = self.lake.remove_staging(tenant, batch_id).await;
     }
 }

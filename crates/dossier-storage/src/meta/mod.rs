@@ -1,6 +1,7 @@
 //! The metadata store: SQL tables behind typed functions.
 
 mod batch_files;
+mod batch_uploads;
 mod catalog;
 mod clients;
 mod export_jobs;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::StorageError;
 
 pub use batch_files::{BatchFile, BatchOutcome, FileKind};
+pub use batch_uploads::{BatchUpload, UploadRecording};
 pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
 pub use clients::{ApiClient, IssuedClient};
 pub use export_jobs::{ExportCancellation, ExportJobCreation, ExportJobListing, IdempotencyKey, NewExportJob};

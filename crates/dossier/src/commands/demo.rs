@@ -198,6 +198,7 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     };
     let mut config = ServerConfig::new(&data_dir, args.listen);
     config.token_ttl = settings.token_ttl;
+    config.connections = crate::config::connection_settings(Default::default(), &settings)?;
     let server = dossier_api::start(config)
         .await
         .with_context(|| format!("cannot serve on {} (use --listen)", args.listen))?;

@@ -13,7 +13,9 @@ use crate::config::Settings;
 
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Serve { listen, .. } => serve::run(listen, settings).await,
+        Command::Serve {
+            listen, connections, ..
+        } => serve::run(listen, connections, settings).await,
         Command::Clients(command) => clients::run(command, &settings).await,
         Command::Sandboxes(command) => sandboxes::run(command, &settings).await,
         Command::Ingest(args) => ingest::run(*args).await,

@@ -5,10 +5,13 @@ use std::net::SocketAddr;
 use dossier_api::ServerConfig;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::Settings;
+use crate::cli::ConnectionArgs;
+use crate::config::{Settings, connection_settings};
 
-pub async fn run(listen: Option<SocketAddr>, settings: Settings) -> anyhow::Result<()> {
+pub async fn run(listen: Option<SocketAddr>, flags: ConnectionArgs, settings: Settings) -> anyhow::Result<()> {
+    let connections = connection_settings(flags, &settings)?;
     let mut config = ServerConfig::new(settings.data_dir, listen.unwrap_or(settings.listen));
+    config.connections = connections;
     config.token_ttl = settings.token_ttl;
     config.static_tokens = settings.static_tokens;
     config.limits = settings.limits;

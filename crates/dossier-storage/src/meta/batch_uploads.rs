@@ -1,0 +1,108 @@
+//! The uploads of ingestion batches: what COMPLETE ingests.
+//!
+//! An upload is recorded only when its bytes are fully staged, in a `BEGIN IMMEDIATE` transaction
+//! that first checks the batch is still `loading`. COMPLETE's move to `processing` is a write to
+//! the same row, so SQLite orders the two: an upload recorded before COMPLETE is ingested, one
+//! that ends after it is refused. No upload is answered 200 and then left out.
+
+use sqlx::Row;
+
+use dossier_model::catalog::BatchStatus;
+use dossier_model::ids::BatchId;
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::EpochMillis;
+
+use super::MetaStore;
+use super::rows::parsed_column;
+use crate::StorageError;
+
+/// One staged upload of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchUpload {
+    /// The file name the client gave.
+    pub name: String,
+    /// Where the bytes are staged in the lake.
+    pub path: String,
+    pub size: i64,
+}
+
+/// What [`MetaStore::record_upload`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadRecording {
+    /// Recorded; `replaced` is the staged path of an earlier upload of the same name, whose bytes
+    /// the caller now removes.
+    Recorded { replaced: Option<String> },
+    /// The batch left `loading` while the upload streamed: nothing recorded.
+    NotLoading(BatchStatus),
+    /// No such batch in this tenant.
+    NoBatch,
+}
+
+impl MetaStore {
+    /// Records a fully staged upload if the batch is still `loading`.
+    pub async fn record_upload(
+        &self,
+        tenant: &Tenant,
+        batch: &BatchId,
+        upload: &BatchUpload,
+        now: EpochMillis,
+    ) -> Result<UploadRecording, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM batches WHERE id = ? AND org = ? AND sandbox = ?")
+                .bind(batch.as_str())
+                .bind(tenant.org.as_str())
+                .bind(tenant.sandbox.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(status) = status else {
+            return Ok(UploadRecording::NoBatch);
+        };
+        let status = parsed_column("batches", "status", status.parse::<BatchStatus>())?;
+        if status != BatchStatus::Loading {
+            return Ok(UploadRecording::NotLoading(status));
+        }
+        let replaced: Option<String> =
+            sqlx::query_scalar("SELECT path FROM batch_uploads WHERE batch_id = ? AND name = ?")
+                .bind(batch.as_str())
+                .bind(&upload.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO batch_uploads (batch_id, org, sandbox, name, path, size, created) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (batch_id, name) DO UPDATE SET path = excluded.path, size = excluded.size, created = excluded.created",
+        )
+        .bind(batch.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(&upload.name)
+        .bind(&upload.path)
+        .bind(upload.size)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(UploadRecording::Recorded { replaced })
+    }
+
+    /// The recorded uploads of a batch, by name: exactly what COMPLETE ingests.
+    pub async fn batch_uploads(&self, tenant: &Tenant, batch: &BatchId) -> Result<Vec<BatchUpload>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT name, path, size FROM batch_uploads WHERE batch_id = ? AND org = ? AND sandbox = ? ORDER BY name",
+        )
+        .bind(batch.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BatchUpload {
+                    name: row.try_get("name")?,
+                    path: row.try_get("path")?,
+                    size: row.try_get("size")?,
+                })
+            })
+            .collect()
+    }
+}
