@@ -741,6 +741,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn segment_jobs_share_the_cap_with_exports() {
+        use crate::meta::{NewSegmentJob, SegmentJobCreation};
+        let (_dir, meta) = store().await;
+        let (a, b) = (tenant("prod"), tenant("dev"));
+        meta.create_sandbox(&b.org, &b.sandbox).await.unwrap();
+        let a_ds = target_dataset(&meta, &a).await;
+        created(&meta, &new_job(&a, &a_ds, 10, None)).await;
+        let segment_job = |tenant: &Tenant, id: &str, created: EpochMillis| NewSegmentJob {
+            tenant: tenant.clone(),
+            id: id.into(),
+            request_id: "request".into(),
+            segments: Vec::new(),
+            created_client: ClientId::from_string("client"),
+            created,
+        };
+        for new in [segment_job(&a, "a-seg", 11), segment_job(&b, "b-seg", 12)] {
+            assert!(matches!(
+                meta.create_segment_job(&new, 10).await.unwrap(),
+                SegmentJobCreation::Created(_)
+            ));
+        }
+        let cap = PerSandbox::for_workers(2);
+        assert_eq!(meta.claim_next_export_job(20, cap).await.unwrap().unwrap().tenant, a);
+        // A's export is running: A's older segment job waits, B's is taken.
+        let claimed = meta.claim_next_segment_job(21, cap).await.unwrap().unwrap();
+        assert_eq!(claimed.id, "b-seg");
+        assert!(meta.claim_next_segment_job(22, cap).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn cancel_ends_a_new_job_at_once_and_marks_a_running_one() {
         let (_dir, meta) = store().await;
         let t = tenant("prod");
