@@ -605,7 +605,10 @@ async fn a_job_left_processing_by_a_stopped_server_ends_failed_with_the_reason()
     let data = server.data_dir();
     let meta = MetaStore::open_sqlite(&data.join("meta.sqlite")).await.unwrap();
     let claimed = meta
-        .claim_next_export_job(dossier_model::time::now_millis())
+        .claim_next_export_job(
+            dossier_model::time::now_millis(),
+            dossier_storage::meta::PerSandbox::UNLIMITED,
+        )
         .await
         .unwrap()
         .unwrap();

@@ -10,7 +10,7 @@ mod spill;
 mod types;
 mod writer;
 
-pub use project::project_schema;
+pub use project::{ProjectError, project_schema};
 pub use run::{MAX_IDENTITIES, run_export, run_export_with};
 pub use shards::ShardLayout;
 pub use types::{

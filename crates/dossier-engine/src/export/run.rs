@@ -5,7 +5,7 @@
 //! partitions of at most `ExportSettings::partition_profiles`, and only one partition's fragments are held
 //! at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -21,7 +21,7 @@ use dossier_model::time::{EpochMillis, now_millis};
 use dossier_storage::{Lake, MetaStore};
 
 use super::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
-use super::project::project_schema;
+use super::project::{ProjectError, project_schema};
 use super::selection::select;
 use super::shards::{KeyingContext, ShardedKeys};
 use super::types::{
@@ -56,10 +56,11 @@ struct Plan {
     merge_schema: SchemaRef,
     output_schema: SchemaRef,
     event_schema: Option<SchemaRef>,
-    /// Top-level columns worth reading from record files: the merged ones and the identities.
-    record_columns: Vec<String>,
+    /// Top-level columns worth reading from record files: the merged ones and the identities
+    /// (a set: a schema can have thousands).
+    record_columns: HashSet<String>,
     /// The same for event files: eventList's columns and the identities.
-    event_columns: Vec<String>,
+    event_columns: HashSet<String>,
 }
 
 /// One shard of the population: its keyed fragments and the profiles it exports.
@@ -88,6 +89,16 @@ async fn plan(
     cancel: &CancelFlag,
 ) -> Result<(Plan, ShardedKeys), ExportError> {
     let spec = request.spec.clone();
+    // Planning reads the store and walks schemas that can be wide: a DELETE is honoured between
+    // steps and during the walks, not only once keying starts.
+    let is_cancelled = || cancel.is_cancelled();
+    let check_cancel = || {
+        if cancel.is_cancelled() {
+            Err(ExportError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
     let policy: MergePolicy = meta
         .merge_policy(&request.tenant, &spec.merge_policy_id, Some(spec.merge_policy_version))
         .await
@@ -104,17 +115,22 @@ async fn plan(
         .profile_union(&request.tenant)
         .await
         .map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?;
+    check_cancel()?;
     let union_schema = union.arrow_schema();
+    check_cancel()?;
     let output_schema = match &spec.fields {
         None => union_schema.clone(),
         Some(paths) => {
-            project_schema(&union_schema, paths, &["identityMap"]).map_err(|unknown| ExportError::Failed {
-                code: "EXPORT-FIELDS-400",
-                message: format!(
-                    "fields {} are not in the profile union schema any more",
-                    unknown.join(", ")
-                ),
-                stage: "planning",
+            project_schema(&union_schema, paths, &["identityMap"], &is_cancelled).map_err(|error| match error {
+                ProjectError::Cancelled => ExportError::Cancelled,
+                ProjectError::Unknown(unknown) => ExportError::Failed {
+                    code: "EXPORT-FIELDS-400",
+                    message: format!(
+                        "fields {} are not in the profile union schema any more",
+                        unknown.join(", ")
+                    ),
+                    stage: "planning",
+                },
             })?
         }
     };
@@ -129,13 +145,16 @@ async fn plan(
             Some(match &events.fields {
                 None => full,
                 Some(paths) => {
-                    project_schema(&full, paths, &["_id", "timestamp"]).map_err(|unknown| ExportError::Failed {
-                        code: "EXPORT-FIELDS-400",
-                        message: format!(
-                            "eventList fields {} are not in the event union schema any more",
-                            unknown.join(", ")
-                        ),
-                        stage: "planning",
+                    project_schema(&full, paths, &["_id", "timestamp"], &is_cancelled).map_err(|error| match error {
+                        ProjectError::Cancelled => ExportError::Cancelled,
+                        ProjectError::Unknown(unknown) => ExportError::Failed {
+                            code: "EXPORT-FIELDS-400",
+                            message: format!(
+                                "eventList fields {} are not in the event union schema any more",
+                                unknown.join(", ")
+                            ),
+                            stage: "planning",
+                        },
                     })?
                 }
             })
@@ -150,11 +169,14 @@ async fn plan(
             Arc::new(Schema::new(fields))
         }
     };
+    check_cancel()?;
+    // A set of the output's names: `field_with_name` per union field is quadratic when wide.
+    let output_names: HashSet<&str> = output_schema.fields().iter().map(|f| f.name().as_str()).collect();
     let merge_schema = Arc::new(Schema::new(
         union_schema
             .fields()
             .iter()
-            .filter(|f| output_schema.field_with_name(f.name()).is_ok())
+            .filter(|f| output_names.contains(f.name().as_str()))
             .cloned()
             .collect::<Vec<_>>(),
     ));
@@ -256,7 +278,7 @@ async fn partition_records(
     let mut aligned = Vec::new();
     let mut keys = Vec::new();
     let mut identities = Vec::new();
-    let keep = |name: &str| plan.record_columns.iter().any(|c| c == name);
+    let keep = |name: &str| plan.record_columns.contains(name);
     for (index, rows, picked) in read_picked_rows(lake, &sources.records, wanted, &keep).await? {
         let keyed = &sources.records[index];
         let dataset = &sources.datasets[keyed.file.dataset];
@@ -315,7 +337,7 @@ async fn partition_events(
     let mut aligned = Vec::new();
     let mut offset = 0u32;
     let window = plan.spec.event_list.as_ref();
-    let keep = |name: &str| plan.event_columns.iter().any(|c| c == name);
+    let keep = |name: &str| plan.event_columns.contains(name);
     for (index, rows, picked) in read_picked_rows(lake, &shard.sources.events, wanted, &keep).await? {
         let keyed = &shard.sources.events[index];
         let dataset = &shard.sources.datasets[keyed.file.dataset];

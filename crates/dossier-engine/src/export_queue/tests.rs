@@ -351,7 +351,12 @@ async fn recovery_fails_jobs_a_dead_process_left_processing() {
     let setup = setup().await;
     let job = setup.queue_job().await;
     // A process claims the job, writes a file, and dies.
-    let claimed = setup.meta.claim_next_export_job(now_millis()).await.unwrap().unwrap();
+    let claimed = setup
+        .meta
+        .claim_next_export_job(now_millis(), dossier_storage::meta::PerSandbox::UNLIMITED)
+        .await
+        .unwrap()
+        .unwrap();
     FakeExporter {
         lake: setup.lake.clone(),
         behaviour: Behaviour::Succeed,

@@ -12,7 +12,7 @@ use dossier_model::catalog::BatchStatus;
 use dossier_model::export_job::{ExportJob, ExportJobError, ExportJobStatus, MetricSpan};
 use dossier_model::time::now_millis;
 use dossier_storage::Lake;
-use dossier_storage::meta::BatchOutcome;
+use dossier_storage::meta::{BatchOutcome, PerSandbox};
 
 use super::segment_jobs::run_segment_job;
 use super::{ExportQueue, Exporter, RunningExport, progress_snapshot, remove_job_files, server_stopped};
@@ -114,11 +114,13 @@ impl<E: Exporter> Worker<E> {
 
     async fn work(&self, mut stopped: watch::Receiver<bool>) {
         // `has_changed` fails once the sender is gone: workers dropped without a shutdown stop too.
+        // With two workers or more, no sandbox may hold them all (see `PerSandbox`).
+        let per_sandbox = PerSandbox::for_workers(self.settings.workers);
         while !*stopped.borrow() && stopped.has_changed().is_ok() {
-            match self.queue.meta.claim_next_export_job(now_millis()).await {
+            match self.queue.meta.claim_next_export_job(now_millis(), per_sandbox).await {
                 Ok(Some(job)) => self.run(job, &mut stopped).await,
                 // Segment jobs share the workers; exports are claimed first.
-                Ok(None) => match self.queue.meta.claim_next_segment_job(now_millis()).await {
+                Ok(None) => match self.queue.meta.claim_next_segment_job(now_millis(), per_sandbox).await {
                     Ok(Some(job)) => {
                         run_segment_job(&self.queue, &self.lake, self.settings.heartbeat, job, &mut stopped).await
                     }

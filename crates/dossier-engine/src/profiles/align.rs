@@ -1,14 +1,25 @@
 //! Aligning fragments of different datasets to one schema (the union): missing columns and
 //! missing struct fields become nulls, so fragments of every dataset merge column by column.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, ListArray, MapArray, RecordBatch, RecordBatchOptions, StructArray, new_null_array,
 };
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Fields, SchemaRef};
 use arrow::error::ArrowError;
+
+/// Each field's position by name. `column_by_name` searches the fields one by one, so looking up
+/// every target field that way is quadratic in the width of wide objects (issue 12).
+fn positions(fields: &Fields) -> HashMap<&str, usize> {
+    fields
+        .iter()
+        .enumerate()
+        .map(|(index, field)| (field.name().as_str(), index))
+        .collect()
+}
 
 /// `array` with the type `target`: the same values, nulls where the source has no such field.
 pub fn align_array(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, ArrowError> {
@@ -16,12 +27,13 @@ pub fn align_array(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, Arro
         return Ok(array.clone());
     }
     match (array.data_type(), target) {
-        (DataType::Struct(_), DataType::Struct(target_fields)) => {
+        (DataType::Struct(source_fields), DataType::Struct(target_fields)) => {
             let source = array.as_struct();
+            let positions = positions(source_fields);
             let children = target_fields
                 .iter()
-                .map(|field| match source.column_by_name(field.name()) {
-                    Some(child) => align_array(child, field.data_type()),
+                .map(|field| match positions.get(field.name().as_str()) {
+                    Some(&index) => align_array(source.column(index), field.data_type()),
                     None => Ok(new_null_array(field.data_type(), source.len())),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -63,11 +75,13 @@ pub fn align_array(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, Arro
 
 /// `rows` with exactly the columns of `target`, in its order.
 pub fn align_batch(rows: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let schema = rows.schema();
+    let positions = positions(schema.fields());
     let columns = target
         .fields()
         .iter()
-        .map(|field| match rows.column_by_name(field.name()) {
-            Some(column) => align_array(column, field.data_type()),
+        .map(|field| match positions.get(field.name().as_str()) {
+            Some(&index) => align_array(rows.column(index), field.data_type()),
             None => Ok(new_null_array(field.data_type(), rows.num_rows())),
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -304,6 +304,14 @@ pub fn merge_groups(
 ) -> Result<RecordBatch, EngineError> {
     let all_rows = vec![true; rows.num_rows()];
     let mut columns = Vec::with_capacity(schema.fields().len());
+    // Columns by name, looked up once each: `column_by_name` per field is quadratic when wide.
+    let source = rows.schema();
+    let by_name: std::collections::HashMap<&str, &ArrayRef> = source
+        .fields()
+        .iter()
+        .zip(rows.columns())
+        .map(|(field, column)| (field.name().as_str(), column))
+        .collect();
     for field in schema.fields() {
         let column = match field.name().as_str() {
             IDENTITY_MAP => identity_map_column(field, &merged_identity_maps(identities, groups, extra_identities))?,
@@ -311,7 +319,7 @@ pub fn merge_groups(
                 Some(column) if column.as_map_opt().is_some() => membership_column(column, field, groups)?,
                 _ => arrow::array::new_null_array(field.data_type(), groups.len()),
             },
-            name => match rows.column_by_name(name) {
+            name => match by_name.get(name) {
                 Some(column) => merge_value(column, &all_rows, groups)?,
                 None => arrow::array::new_null_array(field.data_type(), groups.len()),
             },

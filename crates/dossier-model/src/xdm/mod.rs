@@ -12,6 +12,7 @@ mod arrow;
 mod authenticated_state;
 mod builtin;
 mod json_schema;
+mod paths;
 mod registry;
 mod union;
 mod validate;
@@ -28,6 +29,7 @@ pub use builtin::{
     standard_field_groups,
 };
 pub use json_schema::{parse_properties, properties_json};
+pub use paths::{PathNode, PathTree};
 pub use registry::{
     DescriptorRejection, IdentityDescriptor, MAX_SCHEMA_LIST_LIMIT, NewIdentityDescriptor, RegisteredSchema, SchemaIds,
     SchemaListQuery, SchemaOrder, tenant_name,

@@ -4,6 +4,7 @@
 //! first position. Two declarations of one field with different types are a conflict, never a
 //! silent choice: the caller answers 409 and the user renames or retypes the field.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use super::{SCHEMA_VERSION, SchemaClass, SchemaIds, XdmField, XdmSchema, XdmType};
@@ -52,16 +53,25 @@ fn child_path(parent: &str, name: &str) -> String {
 
 /// Adds `incoming` to `fields`: new fields are appended, fields present in both are merged.
 pub(super) fn merge_fields(fields: &mut Vec<XdmField>, incoming: &[XdmField], parent: &str) -> Result<(), TypeClash> {
+    // Positions by name: a search per incoming field would make wide objects quadratic.
+    let mut positions: HashMap<String, usize> = fields
+        .iter()
+        .enumerate()
+        .map(|(index, field)| (field.name.clone(), index))
+        .collect();
     for field in incoming {
-        let path = child_path(parent, &field.name);
-        match fields.iter_mut().find(|existing| existing.name == field.name) {
-            Some(existing) => {
-                merge_types(&mut existing.ty, &field.ty, &path)?;
+        match positions.get(&field.name) {
+            Some(&index) => {
+                let existing = &mut fields[index];
+                merge_types(&mut existing.ty, &field.ty, &child_path(parent, &field.name))?;
                 if existing.title.is_none() {
                     existing.title.clone_from(&field.title);
                 }
             }
-            None => fields.push(field.clone()),
+            None => {
+                positions.insert(field.name.clone(), fields.len());
+                fields.push(field.clone());
+            }
         }
     }
     Ok(())

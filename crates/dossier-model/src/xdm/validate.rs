@@ -3,6 +3,8 @@
 //! Only types are checked. A JSON `null` is accepted anywhere and means "absent". Rules about
 //! identities (a record needs one) belong to ingestion, which reads [`XdmSchema::identities`].
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::{FieldError, XdmField, XdmSchema, XdmType};
@@ -97,13 +99,24 @@ fn expected(what: &str, value: &Value) -> String {
     format!("expected {what}, got {}", preview(value))
 }
 
+/// Values of one object above which its fields are looked up in a map rather than scanned: a
+/// scan per value is quadratic for a record that fills thousands of fields of a wide object, and
+/// below this it costs at most this many scans, cheaper than building the map.
+const SCAN_AT_MOST: usize = 32;
+
 fn check_fields(fields: &[XdmField], values: &Map<String, Value>, parent: &str, findings: &mut Findings) {
+    let by_name: Option<HashMap<&str, &XdmField>> =
+        (values.len() > SCAN_AT_MOST).then(|| fields.iter().map(|field| (field.name.as_str(), field)).collect());
     for (name, value) in values {
         if value.is_null() {
             continue;
         }
         let path = child_path(parent, name);
-        match fields.iter().find(|field| field.name == *name) {
+        let found = match &by_name {
+            Some(by_name) => by_name.get(name.as_str()).copied(),
+            None => fields.iter().find(|field| field.name == *name),
+        };
+        match found {
             Some(field) => check_value(&field.ty, value, &path, findings),
             None => findings.add(&path, unknown_field(fields, parent)),
         }
@@ -274,6 +287,22 @@ mod tests {
     use super::*;
     use crate::xdm::SchemaClass;
     use serde_json::json;
+
+    #[test]
+    fn a_record_filling_thousands_of_fields_of_a_wide_object_is_checked_by_name() {
+        let mut profile = XdmSchema::builtin_profile();
+        let wide = (0..10_000)
+            .map(|i| XdmField::new(format!("f{i:05}"), XdmType::Integer))
+            .collect();
+        profile.fields.push(XdmField::new("wide", XdmType::Object(wide)));
+        let mut values: Map<String, Value> = (0..10_000).step_by(2).map(|i| (format!("f{i:05}"), json!(i))).collect();
+        assert_eq!(profile.validate_record(&json!({"wide": values.clone()})), Ok(()));
+        values.insert("f00001".into(), json!("one"));
+        values.insert("nope".into(), json!(1));
+        let errors = profile.validate_record(&json!({"wide": values})).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["wide.f00001", "wide.nope"]);
+    }
 
     fn schema() -> XdmSchema {
         let mut profile = XdmSchema::builtin_profile();

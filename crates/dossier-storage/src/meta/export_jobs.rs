@@ -18,10 +18,10 @@ use dossier_model::listing::sql_offset;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::MetaStore;
 use super::batch_files::commit_batch_in;
 use super::catalog::{get_dataset_row, insert_batch_in, tenant_of};
 use super::rows::{json_column, parsed_column, to_json};
+use super::{MetaStore, PerSandbox};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
 
@@ -400,9 +400,14 @@ impl MetaStore {
         Ok(Some(outcome(job)))
     }
 
-    /// Claims the oldest NEW job of any tenant for a worker: PROCESSING, its batches
-    /// `processing`. The write lock makes the claim exclusive.
-    pub async fn claim_next_export_job(&self, now: EpochMillis) -> Result<Option<ExportJob>, StorageError> {
+    /// Claims a NEW job for a worker: PROCESSING, its batches `processing`. The job is the oldest
+    /// of the sandbox with the fewest jobs running, among sandboxes under `per_sandbox`
+    /// (see `fair_claim`). The write lock makes the claim exclusive.
+    pub async fn claim_next_export_job(
+        &self,
+        now: EpochMillis,
+        per_sandbox: PerSandbox,
+    ) -> Result<Option<ExportJob>, StorageError> {
         // Idle workers poll; a plain read keeps them from taking the write lock for nothing.
         let any_queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM export_jobs WHERE status = 'NEW')")
             .fetch_one(&self.pool)
@@ -411,7 +416,8 @@ impl MetaStore {
             return Ok(None);
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT * FROM export_jobs WHERE status = 'NEW' ORDER BY created, rowid LIMIT 1")
+        let row = sqlx::query(super::fair_claim::NEXT_EXPORT_JOB)
+            .bind(per_sandbox.bound())
             .fetch_optional(&mut *tx)
             .await?;
         let Some(job) = row.as_ref().map(job_from_row).transpose()? else {
@@ -683,11 +689,86 @@ mod tests {
             meta.create_export_job(&new_job(&t, &ds, 30, None), 2).await.unwrap(),
             ExportJobCreation::QueueFull { queued: 2 }
         ));
-        let claimed = meta.claim_next_export_job(40).await.unwrap().unwrap();
+        let claimed = meta
+            .claim_next_export_job(40, PerSandbox::UNLIMITED)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((claimed.id, claimed.status), (2, ExportJobStatus::Processing));
         assert_eq!(batch_status(&meta, &claimed).await, BatchStatus::Processing);
-        assert_eq!(meta.claim_next_export_job(41).await.unwrap().unwrap().id, 1);
-        assert!(meta.claim_next_export_job(42).await.unwrap().is_none());
+        assert_eq!(
+            meta.claim_next_export_job(41, PerSandbox::UNLIMITED)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            1
+        );
+        assert!(
+            meta.claim_next_export_job(42, PerSandbox::UNLIMITED)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn claims_go_to_the_sandbox_with_the_fewest_running_under_its_cap() {
+        let (_dir, meta) = store().await;
+        let (a, b) = (tenant("prod"), tenant("dev"));
+        meta.create_sandbox(&b.org, &b.sandbox).await.unwrap();
+        let (a_ds, b_ds) = (target_dataset(&meta, &a).await, target_dataset(&meta, &b).await);
+        // Sandbox A queued three jobs before B queued one.
+        for created_at in [10, 11, 12] {
+            created(&meta, &new_job(&a, &a_ds, created_at, None)).await;
+        }
+        let b_job = created(&meta, &new_job(&b, &b_ds, 13, None)).await;
+        let cap = PerSandbox::for_workers(2);
+        let first = meta.claim_next_export_job(20, cap).await.unwrap().unwrap();
+        assert_eq!((first.tenant.sandbox.as_str(), first.id), ("prod", 1));
+        // A runs one job, its cap: B's younger job goes next, then nothing until A's ends.
+        let second = meta.claim_next_export_job(21, cap).await.unwrap().unwrap();
+        assert_eq!((second.tenant.sandbox.as_str(), second.id), ("dev", b_job.id));
+        assert!(meta.claim_next_export_job(22, cap).await.unwrap().is_none());
+        // Without a cap, A's next job is still taken after B's, fewest running first.
+        assert_eq!(
+            meta.claim_next_export_job(23, PerSandbox::UNLIMITED)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn segment_jobs_share_the_cap_with_exports() {
+        use crate::meta::{NewSegmentJob, SegmentJobCreation};
+        let (_dir, meta) = store().await;
+        let (a, b) = (tenant("prod"), tenant("dev"));
+        meta.create_sandbox(&b.org, &b.sandbox).await.unwrap();
+        let a_ds = target_dataset(&meta, &a).await;
+        created(&meta, &new_job(&a, &a_ds, 10, None)).await;
+        let segment_job = |tenant: &Tenant, id: &str, created: EpochMillis| NewSegmentJob {
+            tenant: tenant.clone(),
+            id: id.into(),
+            request_id: "request".into(),
+            segments: Vec::new(),
+            created_client: ClientId::from_string("client"),
+            created,
+        };
+        for new in [segment_job(&a, "a-seg", 11), segment_job(&b, "b-seg", 12)] {
+            assert!(matches!(
+                meta.create_segment_job(&new, 10).await.unwrap(),
+                SegmentJobCreation::Created(_)
+            ));
+        }
+        let cap = PerSandbox::for_workers(2);
+        assert_eq!(meta.claim_next_export_job(20, cap).await.unwrap().unwrap().tenant, a);
+        // A's export is running: A's older segment job waits, B's is taken.
+        let claimed = meta.claim_next_segment_job(21, cap).await.unwrap().unwrap();
+        assert_eq!(claimed.id, "b-seg");
+        assert!(meta.claim_next_segment_job(22, cap).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -697,7 +778,14 @@ mod tests {
         let ds = target_dataset(&meta, &t).await;
         let waiting = created(&meta, &new_job(&t, &ds, 10, None)).await;
         let running = created(&meta, &new_job(&t, &ds, 20, None)).await;
-        assert_eq!(meta.claim_next_export_job(30).await.unwrap().unwrap().id, waiting.id);
+        assert_eq!(
+            meta.claim_next_export_job(30, PerSandbox::UNLIMITED)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            waiting.id
+        );
         // `waiting` was claimed first (it is older), so cancel the NEW one, `running`'s twin.
         let Some(ExportCancellation::Cancelled(job)) = meta.cancel_export_job(&t, running.id, 40).await.unwrap() else {
             panic!("a NEW job is cancelled at once");
@@ -750,7 +838,11 @@ mod tests {
         let t = tenant("prod");
         let ds = target_dataset(&meta, &t).await;
         created(&meta, &new_job(&t, &ds, 10, None)).await;
-        let job = meta.claim_next_export_job(20).await.unwrap().unwrap();
+        let job = meta
+            .claim_next_export_job(20, PerSandbox::UNLIMITED)
+            .await
+            .unwrap()
+            .unwrap();
         let batch_id = job.batches[0].batch_id.clone();
         let file = BatchFile {
             file_id: format!("{batch_id}-0"),

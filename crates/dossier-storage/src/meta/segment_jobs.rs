@@ -14,9 +14,9 @@ use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobSegmen
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::MetaStore;
 use super::catalog::tenant_of;
 use super::rows::{json_column, parsed_column, to_json};
+use super::{MetaStore, PerSandbox};
 use crate::StorageError;
 
 /// A validated segment job, ready to be queued.
@@ -235,8 +235,13 @@ impl MetaStore {
         Ok(Some(job))
     }
 
-    /// Claims the oldest NEW segment job of any tenant: PROCESSING, with its start time.
-    pub async fn claim_next_segment_job(&self, now: EpochMillis) -> Result<Option<SegmentJob>, StorageError> {
+    /// Claims a NEW segment job: PROCESSING, with its start time. As with exports, the oldest of
+    /// the sandbox with the fewest jobs running, among sandboxes under `per_sandbox`.
+    pub async fn claim_next_segment_job(
+        &self,
+        now: EpochMillis,
+        per_sandbox: PerSandbox,
+    ) -> Result<Option<SegmentJob>, StorageError> {
         let any_queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM segment_jobs WHERE status = 'NEW')")
             .fetch_one(&self.pool)
             .await?;
@@ -244,7 +249,8 @@ impl MetaStore {
             return Ok(None);
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT * FROM segment_jobs WHERE status = 'NEW' ORDER BY created, rowid LIMIT 1")
+        let row = sqlx::query(super::fair_claim::NEXT_SEGMENT_JOB)
+            .bind(per_sandbox.bound())
             .fetch_optional(&mut *tx)
             .await?;
         let Some(job) = row.as_ref().map(job_from_row).transpose()? else {

@@ -1,5 +1,6 @@
 //! `dossier bench`: the benchmark workload (generate) and the side-by-side benchmark (run).
 
+mod fields;
 mod generate;
 mod peer;
 mod plan;
@@ -8,6 +9,7 @@ mod run;
 mod segments;
 mod server;
 
+pub use fields::FieldsArgs;
 pub use generate::GenerateArgs;
 pub use run::RunArgs;
 pub use segments::SegmentsArgs;
@@ -26,6 +28,9 @@ pub enum BenchCommand {
     /// (attribute-only, event count, occurs window) and time one segment job evaluating them,
     /// with the server's peak memory.
     Segments(SegmentsArgs),
+    /// Time an export naming many fields of a wide schema (default 5,000 of a 10,000-field
+    /// object): planning in process, and the whole job on a child server (see BENCHMARKS.md).
+    Fields(FieldsArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -33,5 +38,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Generate(args) => generate::generate(args).await,
         BenchCommand::Run(args) => run::run(args).await,
         BenchCommand::Segments(args) => segments::run(args).await,
+        BenchCommand::Fields(args) => fields::run(args).await,
     }
 }
