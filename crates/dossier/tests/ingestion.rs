@@ -281,23 +281,7 @@ async fn bad_rows_fail_the_batch_and_are_listed_row_by_row() {
             .0,
         404
     );
-    let (status, failed) = caller
-        .get(&format!("/data/foundation/export/batches/{batch}/failed"))
-        .await;
-    assert_eq!(status, 200, "{failed}");
-    let name = failed["data"][0]["name"].as_str().unwrap().to_owned();
-    let text = caller
-        .request(
-            Method::GET,
-            &format!("/data/foundation/export/batches/{batch}/failed?path={name}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let errors: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let errors = caller.failed_rows(&batch).await;
     let by_row = |row: u64| errors.iter().filter(|e| e["row"] == row).cloned().collect::<Vec<_>>();
     assert!(by_row(1).is_empty());
     assert_eq!(by_row(2)[0]["field"], "loyalty.points", "{errors:?}");

@@ -15,7 +15,6 @@ use support::*;
 
 const POLICIES: &str = "/data/core/ups/config/mergePolicies";
 const SEEDED: &str = "timestampOrdered-none-mp";
-const ENTITIES: &str = "/data/core/ups/access/entities?schema.name=_xdm.context.profile";
 const COLUMNS: &[&str] = &["identityMap", "club", "segmentMembership"];
 
 fn club_properties() -> Value {
@@ -87,14 +86,8 @@ fn sorted_rows(rows: Vec<Value>) -> Vec<String> {
 
 /// The merged identityMap of the profile `namespace:id` belongs to, through profile lookup.
 async fn looked_up_identity_map(caller: &Caller, namespace: &str, id: &str, policy: &str) -> Value {
-    let (status, body) = caller
-        .get(&format!(
-            "{ENTITIES}&entityIdNS={namespace}&entityId={id}&mergePolicyId={policy}"
-        ))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (_, profile) = body.as_object().unwrap().iter().next().unwrap();
-    canonical(profile["entity"]["identityMap"].clone())
+    let entity = caller.looked_up_entity(namespace, id, policy).await;
+    canonical(entity["identityMap"].clone())
 }
 
 fn entry(id: &str, primary: bool, state: Option<&str>) -> Value {
@@ -198,23 +191,7 @@ async fn an_authenticated_state_outside_xdms_three_is_a_row_error_naming_the_ent
     assert_eq!(caller.batch_action(&batch, "COMPLETE").await.0, 200);
     let done = caller.wait_for_batch(&batch).await;
     assert_eq!(done["recordCount"], 1, "{done}");
-    let (status, failed) = caller
-        .get(&format!("/data/foundation/export/batches/{batch}/failed"))
-        .await;
-    assert_eq!(status, 200, "{failed}");
-    let name = failed["data"][0]["name"].as_str().unwrap().to_owned();
-    let text = caller
-        .request(
-            Method::GET,
-            &format!("/data/foundation/export/batches/{batch}/failed?path={name}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let errors: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let errors = caller.failed_rows(&batch).await;
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["row"], 2);
     assert_eq!(errors[0]["field"], "identityMap.CRMID[1].authenticatedState");

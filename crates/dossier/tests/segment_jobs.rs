@@ -546,14 +546,8 @@ async fn exported_ups_entries(
 
 /// The status of the `ups` entry for `segment` of the profile `namespace:id` under `policy`.
 async fn looked_up_status(caller: &Caller, namespace: &str, id: &str, policy: &str, segment: &str) -> Value {
-    let (status, body) = caller
-        .get(&format!(
-            "{ENTITIES}&entityIdNS={namespace}&entityId={id}&mergePolicyId={policy}"
-        ))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let (_, profile) = body.as_object().unwrap().iter().next().unwrap();
-    profile["entity"]["segmentMembership"]["ups"][segment]["status"].clone()
+    let entity = caller.looked_up_entity(namespace, id, policy).await;
+    entity["segmentMembership"]["ups"][segment]["status"].clone()
 }
 
 #[tokio::test]

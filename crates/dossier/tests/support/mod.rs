@@ -415,6 +415,40 @@ pub fn create_client_in(data_dir: &Path, org: &str) -> Credentials {
 }
 
 impl Caller {
+    /// The row errors of a completed batch: its one `failed` file, one JSON object per line.
+    pub async fn failed_rows(&self, batch: &str) -> Vec<Value> {
+        let (status, failed) = self
+            .get(&format!("/data/foundation/export/batches/{batch}/failed"))
+            .await;
+        assert_eq!(status, 200, "{failed}");
+        let name = failed["data"][0]["name"].as_str().unwrap().to_owned();
+        let text = self
+            .request(
+                Method::GET,
+                &format!("/data/foundation/export/batches/{batch}/failed?path={name}"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// The merged profile `namespace:id` belongs to under `policy`, through profile lookup.
+    pub async fn looked_up_entity(&self, namespace: &str, id: &str, policy: &str) -> Value {
+        let (status, body) = self
+            .get(&format!(
+                "/data/core/ups/access/entities?schema.name=_xdm.context.profile\
+                 &entityIdNS={namespace}&entityId={id}&mergePolicyId={policy}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (_, profile) = body.as_object().unwrap().iter().next().unwrap();
+        profile["entity"].clone()
+    }
+
     /// Posts an export job with `body`, polls it until it ends and returns it; it must succeed.
     pub async fn run_export_job(&self, body: &Value) -> Value {
         let (status, job) = self.send_json(Method::POST, "/data/core/ups/export/jobs", body).await;
