@@ -4,14 +4,12 @@
 //! test (same program, no nested cargo), and `HOST` and `DOSSIER_DATA_DIR` point at the test
 //! server, which the README lets the environment do.
 
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 fn walkthrough() -> String {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../../README.md");
     let start = readme
         .find("<!-- walkthrough:start -->")
         .expect("README marks the walk-through");

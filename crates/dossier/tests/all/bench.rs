@@ -2,13 +2,11 @@
 //! accepted, every generated file ingests without a row error in both formats, and the identity
 //! graph stitches a customer's CRM and loyalty records.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 fn generate(out: &Path, format: &str) -> Value {
     let printed = dossier(

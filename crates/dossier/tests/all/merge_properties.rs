@@ -3,15 +3,13 @@
 //! property test comparing exports of random small populations with a reference merge written
 //! here, from semantics.md, without the engine's merge code.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::support::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
-use support::*;
 
 const POLICIES: &str = "/data/core/ups/config/mergePolicies";
 const SEEDED: &str = "timestampOrdered-none-mp";

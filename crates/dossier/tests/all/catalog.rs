@@ -1,10 +1,8 @@
 //! Catalog datasets and batches over HTTP (api.md section 5), including tenancy and restarts.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 const DATASETS: &str = "/data/foundation/catalog/dataSets";
 const BATCHES: &str = "/data/foundation/catalog/batches";

@@ -2,11 +2,10 @@
 //! after each committed batch, versioned, read one version at a time, collected down to the
 //! latest two snapshots, and caught up at startup after a crash between commit and fold.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use dossier_engine::export::{CancelFlag, ExportProgress, ExportRequest, run_export};
 use dossier_engine::identity::{Identity, pin_latest};
 use dossier_engine::profiles::fragments::SandboxFragments;
@@ -17,7 +16,6 @@ use dossier_storage::meta::IdentityGraphVersion;
 use dossier_storage::{Lake, MetaStore};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 const ENTITIES: &str = "/data/core/ups/access/entities?schema.name=_xdm.context.profile";
 

@@ -1,10 +1,9 @@
 //! Batch ingestion over HTTP (api.md section 7) and reading the result through Data Access
 //! (section 6): every format, every kind of bad row, retries, aborts, limits, ranges.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::*;
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, StructArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
@@ -13,7 +12,6 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 fn loyalty_properties() -> Value {
     json!({

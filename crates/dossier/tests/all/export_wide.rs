@@ -6,14 +6,12 @@
 //! Nothing here times the projection itself (that is `dossier bench fields`); the bounds below
 //! are generous and only catch a projection that takes minutes or a cancel that waits for it.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 use dossier_model::ids::{BatchId, DatasetId};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};

@@ -2,8 +2,7 @@
 //! ingested with the real API: strictly-after ingestion times, empty profiles both ways, the
 //! event ingestion window, and the identity guardrail.
 
-mod support;
-
+use crate::support::*;
 use arrow::array::{AsArray, RecordBatch};
 use dossier_engine::export::{
     CancelFlag, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export_with,
@@ -14,7 +13,6 @@ use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_storage::Lake;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
-use support::*;
 
 struct Setup {
     server: TestServer,

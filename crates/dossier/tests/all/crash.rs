@@ -1,12 +1,10 @@
 //! A crash at any moment leaves whole batches or none: the server process is killed with
 //! SIGKILL between upload and COMPLETE, and during COMPLETE, then restarted on the same data.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 fn records(count: u32) -> Vec<u8> {
     let mut body = String::new();

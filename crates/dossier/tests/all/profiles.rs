@@ -1,11 +1,9 @@
 //! Profiles as merge policies build them (semantics.md), checked through profile access
 //! (`GET /data/core/ups/access/entities`) over data ingested through the real ingestion API.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 const ENTITIES: &str = "/data/core/ups/access/entities?schema.name=_xdm.context.profile";
 

@@ -6,14 +6,12 @@
 //!
 //! Case counts are modest (a debug build on a shared machine); `PROPTEST_CASES` raises them.
 
-mod support;
-
+use crate::support::*;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 use tokio::runtime::Runtime;
 
 /// Field names the routes read, so random objects often reach the validation of real fields.

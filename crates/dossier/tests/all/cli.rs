@@ -1,14 +1,12 @@
 //! The `dossier` command itself: administration subcommands, settings precedence, and `serve`
 //! as a real process that stops cleanly on SIGTERM.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn dossier_cmd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dossier"))

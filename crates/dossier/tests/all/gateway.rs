@@ -1,12 +1,10 @@
 //! The gateway checks of api.md section 2, over HTTP, in their order and with their exact bodies.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 const DATASETS: &str = "/data/foundation/catalog/dataSets";
 

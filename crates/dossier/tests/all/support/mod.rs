@@ -13,7 +13,7 @@ use serde_json::Value;
 
 pub const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 pub const OTHER_ORG: &str = "99AA0000000000000000FFFF@AdobeOrg";
-pub const TUTORIAL_DATASET: &str = include_str!("../../assets/create-dataset.json");
+pub const TUTORIAL_DATASET: &str = include_str!("../../../assets/create-dataset.json");
 
 /// Runs the `dossier` binary with `args` against `data_dir` and returns its stdout.
 pub fn dossier(data_dir: &Path, args: &[&str]) -> String {

@@ -2,14 +2,12 @@
 //! real server: validation, defaults, Idempotency-Key, paging, cancel, the queue limit,
 //! recovery after a stop, and real exports end to end.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 use dossier_model::ids::DatasetId;
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};

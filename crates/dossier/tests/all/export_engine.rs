@@ -2,10 +2,9 @@
 //! segments, a qualification window with inclusive edges, fields through an array, eventList,
 //! one batch per segment), read back from the lake with the parquet crate.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::*;
 use arrow::array::{AsArray, RecordBatch};
 use dossier_engine::export::{
     CancelFlag, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export, run_export_with,
@@ -19,7 +18,6 @@ use dossier_storage::{Lake, MetaStore};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 const AAM_SEGMENT: &str = "4edc8488-2c35-4f6d-b4c6-9075c68d2df4";
 const UPS_SEGMENT: &str = "1rfe8422-334d-12f4-3sd4-12cf6g990g51";

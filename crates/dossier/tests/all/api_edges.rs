@@ -2,11 +2,9 @@
 //! offsets past what a listing can hold, JSON bodies over the size limit, and the error shape of
 //! body and query errors on `/data/core/ups` routes. Everything over HTTP against the real server.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 /// 2^63: the first offset a signed 64-bit row count cannot hold.
 const PAST_MAX: &str = "9223372036854775808";

@@ -2,11 +2,10 @@
 //! the statuses they write (semantics.md "Segment membership"), the PQL constructs evaluated
 //! against hand-computed profiles, exports filtered by evaluated segments, and a kill mid-job.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use arrow::array::AsArray;
 use dossier_model::ids::{BatchId, DatasetId};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
@@ -14,7 +13,6 @@ use dossier_storage::Lake;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 const JOBS: &str = "/data/core/ups/segment/jobs";
 const DEFINITIONS: &str = "/data/core/ups/segment/definitions";

@@ -4,17 +4,15 @@
 //! policy id); every documented response field is checked, then the listing, the DELETE, and the
 //! downloaded rows.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use arrow::array::{AsArray, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
-const TUTORIAL_JOB: &str = include_str!("../assets/create-export-job.json");
+const TUTORIAL_JOB: &str = include_str!("../../assets/create-export-job.json");
 const AAM_SEGMENT: &str = "4edc8488-2c35-4f6d-b4c6-9075c68d2df4";
 const UPS_SEGMENT: &str = "1rfe8422-334d-12f4-3sd4-12cf6g990g51";
 const JOBS: &str = "/data/core/ups/export/jobs";

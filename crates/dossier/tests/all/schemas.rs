@@ -1,11 +1,9 @@
 //! Schema Registry over HTTP (api.md section 9): tenant schemas, union schemas, identity
 //! descriptors, and how datasets use them (section 5).
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 const SCHEMAS: &str = "/data/foundation/schemaregistry/tenant/schemas";
 const DESCRIPTORS: &str = "/data/foundation/schemaregistry/tenant/descriptors";

@@ -2,11 +2,9 @@
 //! create / get / list / PATCH / DELETE / bulk-get, every 400 (PQL refusals with their
 //! position), names, inSegment dependencies, and tenancy.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 const DEFINITIONS: &str = "/data/core/ups/segment/definitions";
 

@@ -2,15 +2,13 @@
 //! read timeout, a connection on which nothing moves is closed after the idle timeout, and an
 //! upload that keeps moving is never cut, however long it takes.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,11 +2,9 @@
 //! default, create / get / list / PUT / PATCH / DELETE, versions, the one default per schema,
 //! validation, tenancy and bulk-get.
 
-mod support;
-
+use crate::support::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 
 const POLICIES: &str = "/data/core/ups/config/mergePolicies";
 const SEEDED: &str = "timestampOrdered-none-mp";

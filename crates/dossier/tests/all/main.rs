@@ -1,0 +1,27 @@
+//! Every integration test of the `dossier` binary in one test binary (one link instead of one per
+//! file): each module drives a real server over HTTP, or the real command line.
+
+mod support;
+
+mod api_edges;
+mod api_fuzz;
+mod bench;
+mod catalog;
+mod cli;
+mod connections;
+mod crash;
+mod export_engine;
+mod export_jobs;
+mod export_selection;
+mod export_wide;
+mod gateway;
+mod identity_graph;
+mod ingestion;
+mod merge_policies;
+mod merge_properties;
+mod profiles;
+mod readme;
+mod schemas;
+mod segment_definitions;
+mod segment_jobs;
+mod tutorial;
