@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod extract;
+mod gateway;
 mod json_errors;
 mod listener;
 mod request_context;

@@ -18,6 +18,9 @@ use crate::listing::{PageSize, offset_too_large, parse_limit, parse_offset};
 use crate::tenancy::Tenant;
 use crate::time::EpochMillis;
 
+/// The namespace of a segment entry that names none: memberships computed by segmentation.
+pub const DEFAULT_SEGMENT_NS: &str = "ups";
+
 /// A membership status an export can filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,11 +109,7 @@ impl ExportSpec {
             return ids;
         }
         for filter in &self.segments {
-            if filter
-                .segment_ns
-                .eq_ignore_ascii_case(crate::export_request::DEFAULT_SEGMENT_NS)
-                && !ids.contains(&filter.segment_id)
-            {
+            if filter.segment_ns.eq_ignore_ascii_case(DEFAULT_SEGMENT_NS) && !ids.contains(&filter.segment_id) {
                 ids.push(filter.segment_id.clone());
             }
         }

@@ -14,7 +14,8 @@ use serde_json::{Map, Value, json};
 use crate::ValidationError;
 use crate::catalog::Dataset;
 use crate::export_job::{
-    EventListSpec, ExportBatchTarget, ExportSpec, MembershipStatus, QualificationWindow, SegmentFilter,
+    DEFAULT_SEGMENT_NS, EventListSpec, ExportBatchTarget, ExportSpec, MembershipStatus, QualificationWindow,
+    SegmentFilter,
 };
 use crate::ids::{BatchId, DatasetId, MergePolicyId};
 use crate::merge_policy::MergePolicy;
@@ -23,8 +24,6 @@ use crate::time::EpochMillis;
 use crate::validation::{lenient_bool, present, shown};
 use crate::xdm::{PathTree, XdmSchema};
 
-/// The namespace of a segment entry that names none: memberships computed by segmentation.
-pub const DEFAULT_SEGMENT_NS: &str = "ups";
 /// The statuses of a segment entry that names none: current members.
 pub const DEFAULT_SEGMENT_STATUSES: [MembershipStatus; 2] = [MembershipStatus::Realized, MembershipStatus::Existing];
 

@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 
 use dossier_engine::export_queue::segments_of;
 use dossier_model::ValidationError;
+use dossier_model::export_job::DEFAULT_SEGMENT_NS;
 use dossier_model::export_job::{ExportJob, ExportJobListQuery, ExportJobOffset, export_job_cursor};
-use dossier_model::export_request::{DEFAULT_SEGMENT_NS, ExportJobRequest, ExportRequestError, ExportRule};
+use dossier_model::export_request::{ExportJobRequest, ExportRequestError, ExportRule};
 use dossier_model::ids::BatchId;
 use dossier_model::merge_policy::MergePolicy;
 use dossier_model::schema::PROFILE_SCHEMA_NAME;

@@ -20,8 +20,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::require_caller;
 use crate::error::{ApiError, Service};
+use crate::gateway::require_caller;
 use crate::state::AppState;
 use crate::{json_errors, request_context};
 

@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
@@ -746,11 +746,6 @@ fn sort_by_row(keyed: &mut KeyedFile) {
     keyed.rows = entries.iter().map(|e| e.0).collect();
     keyed.profiles = entries.iter().map(|e| e.1).collect();
     keyed.row_ids = entries.iter().map(|e| e.2).collect();
-}
-
-/// The default spill root: the system's temporary folder.
-pub fn default_spill_root() -> PathBuf {
-    std::env::temp_dir().join("dossier-spill")
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub struct ExportSettings {
 
 impl ExportSettings {
     pub fn spill_root(&self) -> PathBuf {
-        self.spill_dir.clone().unwrap_or_else(super::shards::default_spill_root)
+        self.spill_dir.clone().unwrap_or_else(default_spill_root)
     }
 }
 
@@ -138,4 +138,9 @@ pub enum ExportError {
         message: String,
         stage: &'static str,
     },
+}
+
+/// The default spill root: the system's temporary folder.
+pub fn default_spill_root() -> PathBuf {
+    std::env::temp_dir().join("dossier-spill")
 }
