@@ -169,6 +169,59 @@ fn order_by_error(raw: &str, sortable: &[&str]) -> ValidationError {
     )
 }
 
+/// The most ids one bulk-get may ask for.
+pub const MAX_BULK_GET_IDS: usize = 1000;
+
+/// Reads a `bulk-get` body, `{"ids": [{"id": "..."}, ...]}` as AEP documents it (plain id
+/// strings are accepted too), for the resource called `noun` (plural, for messages). Ids are
+/// trimmed; repeated ids are asked for once; the order is kept.
+pub fn bulk_get_ids(body: &serde_json::Value, noun: &str) -> Result<Vec<String>, ValidationError> {
+    use serde_json::Value;
+    let example = "send {\"ids\": [{\"id\": \"<id>\"}, ...]}";
+    let items = match crate::validation::present(body, "ids") {
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(ValidationError::invalid(
+                "ids",
+                crate::validation::shown(other),
+                example,
+            ));
+        }
+        None => return Err(ValidationError::missing("ids", example)),
+    };
+    if items.len() > MAX_BULK_GET_IDS {
+        return Err(ValidationError::invalid(
+            "ids",
+            format!("{} ids", items.len()),
+            format!("ask for at most {MAX_BULK_GET_IDS} {noun} at once"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let id = match item {
+            Value::String(id) => Some(id.as_str()),
+            Value::Object(object) => object.get("id").and_then(Value::as_str),
+            _ => None,
+        };
+        match id.map(str::trim) {
+            Some(id) if !id.is_empty() => {
+                if seen.insert(id) {
+                    ids.push(id.to_owned());
+                }
+            }
+            _ => {
+                return Err(ValidationError::invalid(
+                    format!("ids[{index}]"),
+                    crate::validation::shown(item),
+                    example,
+                ));
+            }
+        }
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

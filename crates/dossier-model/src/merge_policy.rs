@@ -726,47 +726,12 @@ impl MergePolicyListQuery {
     }
 }
 
-/// The most ids one bulk-get may ask for.
-pub const MAX_BULK_GET_IDS: usize = 1000;
-
-/// Reads a `POST /config/mergePolicies/bulk-get` body, `{"ids": [{"id": "..."}, ...]}` as AEP
-/// documents it (plain id strings are accepted too). Repeated ids are asked for once; the order
-/// is kept.
+/// Reads a `bulk-get` body of merge policies ids ([`crate::listing::bulk_get_ids`]).
 pub fn bulk_get_ids(body: &Value) -> Result<Vec<MergePolicyId>, ValidationError> {
-    let example = "send {\"ids\": [{\"id\": \"<merge policy id>\"}, ...]}";
-    let items = match present(body, "ids") {
-        Some(Value::Array(items)) => items,
-        Some(other) => return Err(ValidationError::invalid("ids", shown(other), example)),
-        None => return Err(ValidationError::missing("ids", example)),
-    };
-    if items.len() > MAX_BULK_GET_IDS {
-        return Err(ValidationError::invalid(
-            "ids",
-            format!("{} ids", items.len()),
-            format!("ask for at most {MAX_BULK_GET_IDS} merge policies at once"),
-        ));
-    }
-    let mut seen = HashSet::new();
-    let mut ids = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let id = match item {
-            Value::String(id) => Some(id),
-            Value::Object(object) => match object.get("id") {
-                Some(Value::String(id)) => Some(id),
-                _ => None,
-            },
-            _ => None,
-        };
-        match id {
-            Some(id) if !id.is_empty() => {
-                if seen.insert(id.as_str()) {
-                    ids.push(MergePolicyId::from_string(id.clone()));
-                }
-            }
-            _ => return Err(ValidationError::invalid(format!("ids[{index}]"), shown(item), example)),
-        }
-    }
-    Ok(ids)
+    Ok(crate::listing::bulk_get_ids(body, "merge policies")?
+        .into_iter()
+        .map(MergePolicyId::from_string)
+        .collect())
 }
 
 #[cfg(test)]

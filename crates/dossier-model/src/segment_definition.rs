@@ -755,43 +755,12 @@ impl SegmentDefinitionListQuery {
     }
 }
 
-/// The most ids one bulk-get may ask for.
-pub const MAX_BULK_GET_IDS: usize = 1000;
-
-/// Reads a `bulk-get` body, `{"ids": [{"id": "..."}, ...]}` as AEP documents it (plain id
-/// strings are accepted too). Repeated ids are asked for once; the order is kept.
+/// Reads a `bulk-get` body of segment definitions ids ([`crate::listing::bulk_get_ids`]).
 pub fn bulk_get_ids(body: &Value) -> Result<Vec<SegmentDefinitionId>, ValidationError> {
-    let example = "send {\"ids\": [{\"id\": \"<segment definition id>\"}, ...]}";
-    let items = match present(body, "ids") {
-        Some(Value::Array(items)) => items,
-        Some(other) => return Err(ValidationError::invalid("ids", shown(other), example)),
-        None => return Err(ValidationError::missing("ids", example)),
-    };
-    if items.len() > MAX_BULK_GET_IDS {
-        return Err(ValidationError::invalid(
-            "ids",
-            format!("{} ids", items.len()),
-            format!("ask for at most {MAX_BULK_GET_IDS} segment definitions at once"),
-        ));
-    }
-    let mut ids: Vec<SegmentDefinitionId> = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let id = match item {
-            Value::String(id) => Some(id.as_str()),
-            Value::Object(object) => object.get("id").and_then(Value::as_str),
-            _ => None,
-        };
-        match id {
-            Some(id) if !id.trim().is_empty() => {
-                let id = SegmentDefinitionId::from_string(id.trim());
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-            _ => return Err(ValidationError::invalid(format!("ids[{index}]"), shown(item), example)),
-        }
-    }
-    Ok(ids)
+    Ok(crate::listing::bulk_get_ids(body, "segment definitions")?
+        .into_iter()
+        .map(SegmentDefinitionId::from_string)
+        .collect())
 }
 
 #[cfg(test)]
