@@ -17,6 +17,7 @@ use super::report::{JobReport, median, print_json, print_table};
 use super::server::ChildServer;
 use crate::commands::demo::DEMO_ORG;
 use crate::remote::{Remote, RemoteArgs};
+use crate::storage::StorageLocations;
 use crate::workload::{LoadedDataset, load_generated};
 
 const TARGET_DATASET: &str = include_str!("../../../assets/create-dataset.json");
@@ -144,7 +145,7 @@ impl BenchServer {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
         }
-        let (meta, _) = dossier_api::open_storage(dir).await?;
+        let meta = StorageLocations::in_data_dir(dir).open_metadata().await?;
         let issued = meta.create_client(&OrgId::parse(DEMO_ORG)?, None).await?;
         meta.close().await;
         Ok(Self {
