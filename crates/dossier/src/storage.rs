@@ -13,7 +13,7 @@ use dossier_api::Storage;
 use dossier_storage::{Lake, MetaStore};
 
 /// The metadata store's URL setting, as flag, environment variable and config key.
-const METADATA_SETTING: Setting = Setting {
+static METADATA_SETTING: Setting = Setting {
     key: "metadata_url",
     flag: "--metadata-url",
     env: "DOSSIER_METADATA_URL",
@@ -22,7 +22,7 @@ const METADATA_SETTING: Setting = Setting {
 };
 
 /// The lake's URL setting, as flag, environment variable and config key.
-const LAKE_SETTING: Setting = Setting {
+static LAKE_SETTING: Setting = Setting {
     key: "lake_url",
     flag: "--lake-url",
     env: "DOSSIER_LAKE_URL",
@@ -31,7 +31,7 @@ const LAKE_SETTING: Setting = Setting {
 };
 
 /// How a URL setting is named to the operator, and what it accepts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Setting {
     key: &'static str,
     flag: &'static str,
@@ -53,18 +53,18 @@ pub enum UrlError {
         "{setting} = \"{value}\" has no scheme; write it as {} (a relative path resolves against the working directory)",
         setting.supported
     )]
-    NoScheme { setting: Setting, value: String },
+    NoScheme { setting: &'static Setting, value: String },
     #[error(
         "{setting} = \"{value}\": the scheme {scheme}:// is not supported; use {} ({})",
         setting.supported, setting.future
     )]
     UnsupportedScheme {
-        setting: Setting,
+        setting: &'static Setting,
         value: String,
         scheme: String,
     },
     #[error("{setting} = \"{value}\" names no path; write it as {}", setting.supported)]
-    NoPath { setting: Setting, value: String },
+    NoPath { setting: &'static Setting, value: String },
 }
 
 /// Where the metadata store lives.
@@ -85,9 +85,9 @@ impl MetadataLocation {
     /// `sqlite://<path>`: `sqlite:///var/lib/dossier/meta.sqlite` is absolute,
     /// `sqlite://data/meta.sqlite` relative to the working directory.
     pub fn parse(value: &str) -> Result<Self, UrlError> {
-        match split(METADATA_SETTING, value)? {
+        match split(&METADATA_SETTING, value)? {
             ("sqlite", path) => Ok(Self::Sqlite(path)),
-            (scheme, _) => Err(unsupported(METADATA_SETTING, value, scheme)),
+            (scheme, _) => Err(unsupported(&METADATA_SETTING, value, scheme)),
         }
     }
 
@@ -107,9 +107,9 @@ impl LakeLocation {
     /// `file://<path>`: `file:///var/lib/dossier/lake` is absolute, `file://lake` relative to
     /// the working directory.
     pub fn parse(value: &str) -> Result<Self, UrlError> {
-        match split(LAKE_SETTING, value)? {
+        match split(&LAKE_SETTING, value)? {
             ("file", path) => Ok(Self::Local(path)),
-            (scheme, _) => Err(unsupported(LAKE_SETTING, value, scheme)),
+            (scheme, _) => Err(unsupported(&LAKE_SETTING, value, scheme)),
         }
     }
 
@@ -127,7 +127,7 @@ impl LakeLocation {
 
 /// Splits `scheme://rest` into the lower-cased scheme and `rest` as a path. Everything after
 /// `://` is the path, so a relative path stays relative (to the working directory).
-fn split(setting: Setting, value: &str) -> Result<(&'static str, PathBuf), UrlError> {
+fn split(setting: &'static Setting, value: &str) -> Result<(&'static str, PathBuf), UrlError> {
     let Some((scheme, rest)) = value.split_once("://") else {
         return Err(UrlError::NoScheme {
             setting,
@@ -148,7 +148,7 @@ fn split(setting: Setting, value: &str) -> Result<(&'static str, PathBuf), UrlEr
     Ok((scheme, PathBuf::from(rest)))
 }
 
-fn unsupported(setting: Setting, value: &str, scheme: &str) -> UrlError {
+fn unsupported(setting: &'static Setting, value: &str, scheme: &str) -> UrlError {
     UrlError::UnsupportedScheme {
         setting,
         value: redact(value),
