@@ -17,7 +17,7 @@ use super::report::{JobReport, median, print_json, print_table};
 use super::server::ChildServer;
 use crate::commands::demo::DEMO_ORG;
 use crate::remote::{Remote, RemoteArgs};
-use crate::storage::StorageLocations;
+use crate::storage::{LakeLocation, StorageLocations};
 use crate::workload::{LoadedDataset, load_generated};
 
 const TARGET_DATASET: &str = include_str!("../../../assets/create-dataset.json");
@@ -212,8 +212,9 @@ fn files_under(root: &Path, suffix: &str) -> Vec<PathBuf> {
 }
 
 /// The lake folder of the bench sandbox (`<lake>/<org>/prod`), however the store encodes the org.
+/// The bench's server always runs on its data dir's default lake (see `ChildServer::spawn`).
 fn sandbox_dir(server_dir: &Path) -> anyhow::Result<PathBuf> {
-    let lake = server_dir.join("lake");
+    let LakeLocation::Local(lake) = StorageLocations::in_data_dir(server_dir).lake;
     std::fs::read_dir(&lake)?
         .flatten()
         .map(|e| e.path().join("prod"))
