@@ -1,4 +1,7 @@
-//! Starting and stopping the HTTP server over the embedded default storage.
+//! Starting and stopping the HTTP server over storage the caller opened.
+//!
+//! Which backends the storage is (SQLite, a local folder, later PostgreSQL or S3) is decided by
+//! the binary's storage resolver; this crate only uses them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +33,8 @@ use crate::state::{AppState, Limits};
 /// Everything `dossier serve` needs to run.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Holds `meta.sqlite` and `lake/`.
+    /// Local scratch space of this process: export spills. Metadata and the lake live wherever
+    /// the [`Storage`] given to [`start`] was opened.
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// How long issued access tokens stay valid.
@@ -54,15 +58,11 @@ impl ServerConfig {
     }
 }
 
-/// Opens (creating on first use) the embedded default storage under `data_dir`.
-pub async fn open_storage(data_dir: &std::path::Path) -> anyhow::Result<(MetaStore, Lake)> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let meta = MetaStore::open_sqlite(&data_dir.join("meta.sqlite"))
-        .await
-        .with_context(|| format!("cannot open the metadata store in {}", data_dir.display()))?;
-    let lake = Lake::local(&data_dir.join("lake"))?;
-    Ok((meta, lake))
+/// The opened storage a server runs on: the metadata store and the lake.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub meta: MetaStore,
+    pub lake: Lake,
 }
 
 /// A server accepting requests until [`RunningServer::shutdown`].
@@ -94,9 +94,10 @@ impl RunningServer {
     }
 }
 
-/// Opens storage, recovers from any crash, binds the listener and starts serving.
-pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
-    let (meta, lake) = open_storage(&config.data_dir).await?;
+/// Recovers from any crash, binds the listener and starts serving over `storage`, which the
+/// server owns from now on: [`RunningServer::shutdown`] closes it.
+pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<RunningServer> {
+    let Storage { meta, lake } = storage;
     // Uploads of batches still open, and of batches whose COMPLETE a crash interrupted, are kept:
     // the first wait for more files, the second are converted again below.
     let open: std::collections::HashSet<String> = meta

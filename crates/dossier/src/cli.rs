@@ -21,10 +21,16 @@ pub struct Cli {
 /// Settings every subcommand shares. Precedence: flag, then environment, then config file, then default.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Where metadata (meta.sqlite) and the lake (lake/) live [default: ./dossier-data]
+    /// Local working space (export spills, demo files), and metadata and lake unless their URLs say otherwise [default: ./dossier-data]
     #[arg(long, env = "DOSSIER_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// A TOML config file (keys: data_dir, listen, token_ttl_secs, log_format, export_workers, max_queued_export_jobs, export_partition_profiles, export_shard_profiles, export_bucket_identities, header_read_timeout_secs, idle_timeout_secs, [[static_tokens]])
+    /// The metadata store: sqlite://<path>; a relative path resolves against the working directory [default: sqlite://<data dir>/meta.sqlite]
+    #[arg(long, env = "DOSSIER_METADATA_URL", global = true)]
+    pub metadata_url: Option<String>,
+    /// The lake (datasets' files, export output): file://<path>; a relative path resolves against the working directory [default: file://<data dir>/lake]
+    #[arg(long, env = "DOSSIER_LAKE_URL", global = true)]
+    pub lake_url: Option<String>,
+    /// A TOML config file (keys: data_dir, metadata_url, lake_url, listen, token_ttl_secs, log_format, export_workers, max_queued_export_jobs, export_partition_profiles, export_shard_profiles, export_bucket_identities, header_read_timeout_secs, idle_timeout_secs, [[static_tokens]])
     #[arg(long, env = "DOSSIER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }

@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 use dossier_api::{ConnectionSettings, Limits, StaticToken};
 
 use crate::cli::{Command, ConnectionArgs, GlobalArgs};
+use crate::storage::{LakeLocation, MetadataLocation, StorageLocations};
 
 pub const DEFAULT_DATA_DIR: &str = "./dossier-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -20,6 +21,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     data_dir: Option<PathBuf>,
+    /// The metadata store's URL, `sqlite://<path>`.
+    metadata_url: Option<String>,
+    /// The lake's URL, `file://<path>`.
+    lake_url: Option<String>,
     listen: Option<SocketAddr>,
     token_ttl_secs: Option<u64>,
     log_format: Option<LogFormat>,
@@ -55,6 +60,8 @@ pub enum LogFormat {
 #[derive(Debug)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// Where metadata and the lake live; the storage resolver opens them.
+    pub storage: StorageLocations,
     pub listen: SocketAddr,
     pub token_ttl: Duration,
     pub log_format: LogFormat,
@@ -123,16 +130,32 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
+/// The storage URLs: flag (or environment), then config file, then inside the data dir.
+fn storage_locations(args: &GlobalArgs, file: &ConfigFile, data_dir: &Path) -> anyhow::Result<StorageLocations> {
+    let metadata = match args.metadata_url.as_deref().or(file.metadata_url.as_deref()) {
+        Some(url) => MetadataLocation::parse(url)?,
+        None => MetadataLocation::in_data_dir(data_dir),
+    };
+    let lake = match args.lake_url.as_deref().or(file.lake_url.as_deref()) {
+        Some(url) => LakeLocation::parse(url)?,
+        None => LakeLocation::in_data_dir(data_dir),
+    };
+    Ok(StorageLocations { metadata, lake })
+}
+
 impl Settings {
     pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
         let file = args.config.as_deref().map(read_config).transpose()?.unwrap_or_default();
         let limits = limits(&file)?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let storage = storage_locations(args, &file, &data_dir)?;
         Ok(Self {
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
+            storage,
             listen: file
                 .listen
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
@@ -168,13 +191,22 @@ pub fn init_logging(command: &Command, settings: &Settings) {
 mod tests {
     use super::*;
 
+    fn no_flags() -> GlobalArgs {
+        GlobalArgs {
+            data_dir: None,
+            metadata_url: None,
+            lake_url: None,
+            config: None,
+        }
+    }
+
     fn settings_from(toml: &str) -> Settings {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dossier.toml");
         std::fs::write(&path, toml).unwrap();
         let args = GlobalArgs {
-            data_dir: None,
             config: Some(path),
+            ..no_flags()
         };
         Settings::resolve(&args).unwrap()
     }
@@ -220,8 +252,8 @@ mod tests {
         let path = dir.path().join("dossier.toml");
         std::fs::write(&path, "export_partition_profiles = 0\n").unwrap();
         let args = GlobalArgs {
-            data_dir: None,
             config: Some(path),
+            ..no_flags()
         };
         let error = Settings::resolve(&args).unwrap_err().to_string();
         assert!(
@@ -260,6 +292,96 @@ mod tests {
         assert!(
             zero.contains("idle_timeout_secs = 0") && zero.contains("use 1 or more"),
             "{zero}"
+        );
+    }
+
+    fn write_config(dir: &Path, toml: &str) -> PathBuf {
+        let path = dir.join("dossier.toml");
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    #[test]
+    fn storage_urls_come_from_flags_then_the_config_file_then_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = Settings::resolve(&GlobalArgs {
+            data_dir: Some("/srv/dossier".into()),
+            ..no_flags()
+        })
+        .unwrap();
+        assert_eq!(defaults.storage.metadata.url(), "sqlite:///srv/dossier/meta.sqlite");
+        assert_eq!(defaults.storage.lake.url(), "file:///srv/dossier/lake");
+        let unset = Settings::resolve(&no_flags()).unwrap();
+        assert_eq!(unset.storage.metadata.url(), "sqlite://./dossier-data/meta.sqlite");
+
+        let config = write_config(
+            dir.path(),
+            "data_dir = \"/srv/dossier\"\nmetadata_url = \"sqlite:///etc/meta.sqlite\"\nlake_url = \"file://lake\"\n",
+        );
+        let from_file = Settings::resolve(&GlobalArgs {
+            config: Some(config.clone()),
+            ..no_flags()
+        })
+        .unwrap();
+        assert_eq!(
+            from_file.storage,
+            StorageLocations {
+                metadata: MetadataLocation::Sqlite("/etc/meta.sqlite".into()),
+                lake: LakeLocation::Local("lake".into()),
+            }
+        );
+        let flagged = Settings::resolve(&GlobalArgs {
+            config: Some(config),
+            metadata_url: Some("sqlite://flag.sqlite".into()),
+            ..no_flags()
+        })
+        .unwrap();
+        assert_eq!(flagged.storage.metadata, MetadataLocation::Sqlite("flag.sqlite".into()));
+        assert_eq!(
+            flagged.storage.lake,
+            LakeLocation::Local("lake".into()),
+            "the file's lake_url stays"
+        );
+    }
+
+    #[test]
+    fn storage_urls_come_from_the_environment_unless_a_flag_is_given() {
+        use clap::Parser;
+        // SAFETY: no other test of this binary reads these two variables (the others build
+        // their flags without clap), so setting them cannot race a reader.
+        unsafe {
+            std::env::set_var("DOSSIER_METADATA_URL", "sqlite:///from/env.sqlite");
+            std::env::set_var("DOSSIER_LAKE_URL", "file:///from/env/lake");
+        }
+        let parse = |args: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+            Settings::resolve(&cli.global).unwrap().storage
+        };
+        let from_env = parse(&["dossier", "sandboxes", "list"]);
+        let flagged = parse(&["dossier", "sandboxes", "list", "--lake-url", "file:///from/flag"]);
+        unsafe {
+            std::env::remove_var("DOSSIER_METADATA_URL");
+            std::env::remove_var("DOSSIER_LAKE_URL");
+        }
+        assert_eq!(from_env.metadata, MetadataLocation::Sqlite("/from/env.sqlite".into()));
+        assert_eq!(from_env.lake, LakeLocation::Local("/from/env/lake".into()));
+        assert_eq!(flagged.lake, LakeLocation::Local("/from/flag".into()));
+        assert_eq!(flagged.metadata, from_env.metadata);
+    }
+
+    #[test]
+    fn an_unsupported_storage_url_in_the_config_file_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), "lake_url = \"s3://bucket/lake\"\n");
+        let error = Settings::resolve(&GlobalArgs {
+            config: Some(config),
+            ..no_flags()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("lake_url") && error.contains("s3://bucket/lake") && error.contains("file://<path>"),
+            "{error}"
         );
     }
 }

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod config;
 mod remote;
+mod storage;
 mod workload;
 
 use clap::Parser;

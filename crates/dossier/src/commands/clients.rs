@@ -23,7 +23,7 @@ fn sandboxes_text(client: &ApiClient) -> String {
 }
 
 pub async fn run(command: ClientsCommand, settings: &Settings) -> anyhow::Result<()> {
-    let (meta, _lake) = dossier_api::open_storage(&settings.data_dir).await?;
+    let meta = settings.storage.open_metadata().await?;
     match command {
         ClientsCommand::Create { org, sandboxes, json } => {
             let org = OrgId::parse(&org)?;

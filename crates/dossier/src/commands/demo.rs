@@ -177,6 +177,8 @@ fn print_curl(base: &str, token: &str, client_id: &str, job: &Value, summary: &[
 pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     let started = Instant::now();
     let data_dir: PathBuf = settings.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let state_path = data_dir.join(STATE_FILE);
     let existing: Option<DemoState> = std::fs::read_to_string(&state_path)
         .ok()
@@ -185,7 +187,7 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     let mut state = match existing {
         Some(state) => state,
         None => {
-            let (meta, _) = dossier_api::open_storage(&data_dir).await?;
+            let meta = settings.storage.open_metadata().await?;
             let issued = meta.create_client(&OrgId::parse(DEMO_ORG)?, None).await?;
             meta.close().await;
             DemoState {
@@ -199,7 +201,8 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(&data_dir, args.listen);
     config.token_ttl = settings.token_ttl;
     config.connections = crate::config::connection_settings(Default::default(), &settings)?;
-    let server = dossier_api::start(config)
+    let storage = settings.storage.open().await?;
+    let server = dossier_api::start(config, storage)
         .await
         .with_context(|| format!("cannot serve on {} (use --listen)", args.listen))?;
     let base = format!("http://{}", server.local_addr());

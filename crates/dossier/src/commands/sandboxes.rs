@@ -8,7 +8,7 @@ use crate::cli::SandboxesCommand;
 use crate::config::Settings;
 
 pub async fn run(command: SandboxesCommand, settings: &Settings) -> anyhow::Result<()> {
-    let (meta, _lake) = dossier_api::open_storage(&settings.data_dir).await?;
+    let meta = settings.storage.open_metadata().await?;
     match command {
         SandboxesCommand::Create { org, name } => {
             let org = OrgId::parse(&org)?;

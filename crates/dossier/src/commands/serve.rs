@@ -10,6 +10,12 @@ use crate::config::{Settings, connection_settings};
 
 pub async fn run(listen: Option<SocketAddr>, flags: ConnectionArgs, settings: Settings) -> anyhow::Result<()> {
     let connections = connection_settings(flags, &settings)?;
+    let storage = settings.storage.open().await?;
+    tracing::info!(
+        metadata = %settings.storage.metadata.url(),
+        lake = %settings.storage.lake.url(),
+        "storage opened"
+    );
     let mut config = ServerConfig::new(settings.data_dir, listen.unwrap_or(settings.listen));
     config.connections = connections;
     config.token_ttl = settings.token_ttl;
@@ -18,7 +24,7 @@ pub async fn run(listen: Option<SocketAddr>, flags: ConnectionArgs, settings: Se
     // The handler is installed before the server announces itself: a SIGTERM sent as soon as
     // "listening" is printed must shut down gracefully, not kill the process.
     let mut terminate = signal(SignalKind::terminate())?;
-    let server = dossier_api::start(config).await?;
+    let server = dossier_api::start(config, storage).await?;
     eprintln!("dossier listening on http://{}", server.local_addr());
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},

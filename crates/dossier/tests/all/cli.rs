@@ -309,3 +309,119 @@ async fn export_runs_a_job_and_downloads_its_files() {
         .sum();
     assert_eq!(rows, 1);
 }
+
+/// Runs `dossier` with `args`, storage URLs only from them, and returns (success, stdout, stderr).
+fn run_dossier<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
+    let output = dossier_cmd()
+        .env_remove("DOSSIER_METADATA_URL")
+        .env_remove("DOSSIER_LAKE_URL")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn serve_keeps_metadata_and_lake_where_their_urls_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let meta_file = dir.path().join("elsewhere").join("catalog.sqlite");
+    let lake = dir.path().join("lake-volume");
+    let data_flag = ["--data-dir".to_owned(), data.display().to_string()];
+    let storage_flags = [
+        "--metadata-url".to_owned(),
+        format!("sqlite://{}", meta_file.display()),
+        "--lake-url".to_owned(),
+        format!("file://{}", lake.display()),
+    ];
+    let with = |rest: &[&str]| -> Vec<String> {
+        let rest = rest.iter().map(|s| (*s).to_owned());
+        data_flag.iter().chain(&storage_flags).cloned().chain(rest).collect()
+    };
+
+    let (ok, stdout, stderr) = run_dossier(&with(&["clients", "create", "--org", ORG, "--json"]));
+    assert!(ok, "{stderr}");
+    let created: Value = serde_json::from_str(&stdout).unwrap();
+    let credentials = Credentials {
+        client_id: created["clientId"].as_str().unwrap().to_owned(),
+        secret: created["clientSecret"].as_str().unwrap().to_owned(),
+        org: ORG.to_owned(),
+    };
+
+    let mut child = dossier_cmd()
+        .env_remove("DOSSIER_METADATA_URL")
+        .env_remove("DOSSIER_LAKE_URL")
+        .args(with(&["serve", "--listen", "127.0.0.1:0"]))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("dossier listening on ") {
+            break rest.to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let server = ServerProcess { child, base };
+    let caller = server.caller(&credentials).await;
+    let properties = serde_json::json!({"loyalty": {"type": "object", "properties": {"points": {"type": "integer"}}}});
+    let dataset = caller.create_ingest_dataset("Loyalty", "profile", properties).await;
+    let record = serde_json::json!({"_id": "r1", "identityMap": {"CRMID": [{"id": "c1"}]}, "loyalty": {"points": 1}});
+    let batch = caller.ingest_json_lines(&dataset, &[record]).await;
+    assert_eq!(batch["status"], "success", "{batch}");
+    server.kill();
+
+    assert!(meta_file.exists(), "the metadata store is at its URL");
+    let lake_files = files_under(&lake);
+    assert!(
+        lake_files.iter().any(|f| f.extension().is_some_and(|e| e == "parquet")),
+        "the batch's files are in the lake at its URL: {lake_files:?}"
+    );
+    let in_data_dir = files_under(&data);
+    assert!(
+        in_data_dir.is_empty(),
+        "nothing of metadata or lake under the data dir: {in_data_dir:?}"
+    );
+
+    // The client lives in the store the URL names, not in the data dir's default one.
+    let (ok, stdout, stderr) = run_dossier(&with(&["clients", "list", "--json"]));
+    assert!(ok && stdout.contains(&credentials.client_id), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = run_dossier(&[&data_flag[0], &data_flag[1], "clients", "list", "--json"]);
+    assert!(ok && !stdout.contains(&credentials.client_id), "{stdout}{stderr}");
+}
+
+#[test]
+fn an_unsupported_storage_url_is_refused_naming_the_setting_and_the_schemes() {
+    let (ok, _, stderr) = run_dossier(&[
+        "--metadata-url",
+        "postgres://dossier:s3cret@db/dossier",
+        "sandboxes",
+        "list",
+    ]);
+    assert!(!ok);
+    for expected in [
+        "metadata_url",
+        "postgres://dossier:***@db/dossier",
+        "sqlite://<path>",
+        "PostgreSQL",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing from: {stderr}");
+    }
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// Every file below `dir` (none when it does not exist).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .flat_map(|path| if path.is_dir() { files_under(&path) } else { vec![path] })
+        .collect()
+}

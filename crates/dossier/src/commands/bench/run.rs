@@ -17,6 +17,7 @@ use super::report::{JobReport, median, print_json, print_table};
 use super::server::ChildServer;
 use crate::commands::demo::DEMO_ORG;
 use crate::remote::{Remote, RemoteArgs};
+use crate::storage::{LakeLocation, StorageLocations};
 use crate::workload::{LoadedDataset, load_generated};
 
 const TARGET_DATASET: &str = include_str!("../../../assets/create-dataset.json");
@@ -144,7 +145,7 @@ impl BenchServer {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
         }
-        let (meta, _) = dossier_api::open_storage(dir).await?;
+        let meta = StorageLocations::in_data_dir(dir).open_metadata().await?;
         let issued = meta.create_client(&OrgId::parse(DEMO_ORG)?, None).await?;
         meta.close().await;
         Ok(Self {
@@ -211,8 +212,9 @@ fn files_under(root: &Path, suffix: &str) -> Vec<PathBuf> {
 }
 
 /// The lake folder of the bench sandbox (`<lake>/<org>/prod`), however the store encodes the org.
+/// The bench's server always runs on its data dir's default lake (see `ChildServer::spawn`).
 fn sandbox_dir(server_dir: &Path) -> anyhow::Result<PathBuf> {
-    let lake = server_dir.join("lake");
+    let LakeLocation::Local(lake) = StorageLocations::in_data_dir(server_dir).lake;
     std::fs::read_dir(&lake)?
         .flatten()
         .map(|e| e.path().join("prod"))

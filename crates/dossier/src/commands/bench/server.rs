@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
 
+use crate::storage::StorageLocations;
+
 pub struct ChildServer {
     child: Child,
     pub base: String,
@@ -14,11 +16,16 @@ pub struct ChildServer {
 
 impl ChildServer {
     /// Starts `dossier serve` on an ephemeral port over `data_dir` and waits until it listens.
+    /// Metadata and lake are the data dir's, given as flags so that storage URLs in the
+    /// environment cannot point the server elsewhere than where the benchmark loaded.
     pub fn spawn(data_dir: &Path) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the dossier executable")?;
+        let storage = StorageLocations::in_data_dir(data_dir);
         let mut child = Command::new(exe)
             .arg("--data-dir")
             .arg(data_dir)
+            .args(["--metadata-url", &storage.metadata.url()])
+            .args(["--lake-url", &storage.lake.url()])
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stderr(Stdio::piped())

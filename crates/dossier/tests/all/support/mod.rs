@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dossier_api::{RunningServer, ServerConfig, StaticToken};
+use dossier_api::{RunningServer, ServerConfig, StaticToken, Storage};
+use dossier_storage::{Lake, MetaStore};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 
@@ -29,6 +30,20 @@ pub fn dossier(data_dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// Opens the metadata store and the lake where `dossier` puts them by default: `meta.sqlite` and
+/// `lake/` in the data dir (the binary's storage resolver is not reachable from tests).
+pub async fn open_storage(data_dir: &Path) -> Result<(MetaStore, Lake), dossier_storage::StorageError> {
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let meta = MetaStore::open_sqlite(&data_dir.join("meta.sqlite")).await?;
+    let lake = Lake::local(&data_dir.join("lake"))?;
+    Ok((meta, lake))
+}
+
+async fn open_data_dir(data_dir: &Path) -> Storage {
+    let (meta, lake) = open_storage(data_dir).await.expect("storage opens");
+    Storage { meta, lake }
 }
 
 /// An API client's credentials, as `dossier clients create --json` prints them.
@@ -56,7 +71,9 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
         adjust(&mut config);
-        let server = dossier_api::start(config.clone()).await.expect("server starts");
+        let server = dossier_api::start(config.clone(), open_data_dir(&config.data_dir).await)
+            .await
+            .expect("server starts");
         let base = format!("http://{}", server.local_addr());
         Self {
             dir,
@@ -79,7 +96,10 @@ impl TestServer {
             .shutdown()
             .await
             .expect("clean shutdown");
-        let server = dossier_api::start(self.config.clone()).await.expect("server restarts");
+        let storage = open_data_dir(&self.config.data_dir).await;
+        let server = dossier_api::start(self.config.clone(), storage)
+            .await
+            .expect("server restarts");
         self.base = format!("http://{}", server.local_addr());
         self.server = Some(server);
     }
