@@ -233,7 +233,7 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
             },
         ],
     };
-    let (meta, lake) = support::open_storage(&server.data_dir()).await.unwrap();
+    let (meta, lake) = crate::support::open_storage(&server.data_dir()).await.unwrap();
     let progress = ExportProgress::default();
     let outcome = run_export(&meta, &lake, &request, &progress, &CancelFlag::default())
         .await

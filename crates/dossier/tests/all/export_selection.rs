@@ -104,7 +104,7 @@ async fn export_with(setup: &Setup, spec: ExportSpec, settings: &ExportSettings)
             segment: None,
         }],
     };
-    let (meta, lake) = support::open_storage(&setup.server.data_dir()).await.unwrap();
+    let (meta, lake) = crate::support::open_storage(&setup.server.data_dir()).await.unwrap();
     let outcome = run_export_with(
         &meta,
         &lake,

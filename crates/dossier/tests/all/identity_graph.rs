@@ -127,7 +127,7 @@ async fn pdg_lookup_stitches_datasets_ingested_in_separate_batches() {
     let first = ingest(&caller, &crm, &[crm_record("c1", "ana@example.com")]).await;
     let second = ingest(&caller, &loyalty, &[loyalty_record("L-1", "ana@example.com")]).await;
 
-    let (meta, _) = support::open_storage(&server.data_dir()).await.unwrap();
+    let (meta, _) = crate::support::open_storage(&server.data_dir()).await.unwrap();
     let graph = wait_until_covered(&meta, &[&first, &second]).await;
     assert_eq!(
         (graph.nodes, graph.components),
@@ -157,7 +157,7 @@ async fn old_snapshots_are_collected_and_the_latest_two_kept() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
     let (crm, _) = two_profile_datasets(&caller).await;
-    let (meta, _) = support::open_storage(&server.data_dir()).await.unwrap();
+    let (meta, _) = crate::support::open_storage(&server.data_dir()).await.unwrap();
     let mut batches = Vec::new();
     for n in 1..=4 {
         let batch = ingest(
@@ -196,7 +196,7 @@ async fn a_pinned_version_reads_only_the_batches_it_covers() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
     let (crm, loyalty) = two_profile_datasets(&caller).await;
-    let (meta, lake) = support::open_storage(&server.data_dir()).await.unwrap();
+    let (meta, lake) = crate::support::open_storage(&server.data_dir()).await.unwrap();
     let first = ingest(&caller, &crm, &[crm_record("c1", "ana@example.com")]).await;
     wait_until_covered(&meta, &[&first]).await;
     let pinned = pin_latest(&meta, &lake, &prod()).await.unwrap();
@@ -266,7 +266,7 @@ async fn a_committed_batch_whose_fold_was_lost_is_folded_at_the_next_start() {
     let caller = server.caller(ORG, "prod").await;
     let (crm, loyalty) = two_profile_datasets(&caller).await;
     let first = ingest(&caller, &crm, &[crm_record("c1", "ana@example.com")]).await;
-    let (meta, _) = support::open_storage(&server.data_dir()).await.unwrap();
+    let (meta, _) = crate::support::open_storage(&server.data_dir()).await.unwrap();
     wait_until_covered(&meta, &[&first]).await;
     let second = ingest(&caller, &loyalty, &[loyalty_record("L-1", "ana@example.com")]).await;
     let folded = wait_until_covered(&meta, &[&first, &second]).await;
