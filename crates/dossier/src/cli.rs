@@ -1,9 +1,11 @@
-//! Flags and subcommands.
+//! Flags and subcommands, and running the one asked for. The top of the binary: it knows every
+//! command; commands and settings know nothing of it.
 
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use crate::commands;
+use crate::config::{ConnectionArgs, GlobalArgs, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,23 +18,6 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Settings every subcommand shares. Precedence: flag, then environment, then config file, then default.
-#[derive(Debug, Args)]
-pub struct GlobalArgs {
-    /// Local working space (export spills, demo files), and metadata and lake unless their URLs say otherwise [default: ./dossier-data]
-    #[arg(long, env = "DOSSIER_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
-    /// The metadata store: sqlite://<path>; a relative path resolves against the working directory [default: sqlite://<data dir>/meta.sqlite]
-    #[arg(long, env = "DOSSIER_METADATA_URL", global = true)]
-    pub metadata_url: Option<String>,
-    /// The lake (datasets' files, export output): file://<path>; a relative path resolves against the working directory [default: file://<data dir>/lake]
-    #[arg(long, env = "DOSSIER_LAKE_URL", global = true)]
-    pub lake_url: Option<String>,
-    /// A TOML config file (keys: data_dir, metadata_url, lake_url, listen, token_ttl_secs, log_format, export_workers, max_queued_export_jobs, export_partition_profiles, export_shard_profiles, export_bucket_identities, header_read_timeout_secs, idle_timeout_secs, [[static_tokens]])
-    #[arg(long, env = "DOSSIER_CONFIG", global = true)]
-    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,10 +37,10 @@ pub enum Command {
     },
     /// Manage API clients (client id + secret, exchanged for tokens at /ims/token/v3).
     #[command(subcommand)]
-    Clients(ClientsCommand),
+    Clients(crate::commands::clients::ClientsCommand),
     /// Manage an organization's sandboxes.
     #[command(subcommand)]
-    Sandboxes(SandboxesCommand),
+    Sandboxes(crate::commands::sandboxes::SandboxesCommand),
     /// Load files into a dataset through a running server's batch ingestion API.
     Ingest(Box<crate::commands::ingest::IngestArgs>),
     /// Export profiles through a running server's export job API and download the files.
@@ -65,55 +50,26 @@ pub enum Command {
     Bench(crate::commands::bench::BenchCommand),
 }
 
-/// Connection limits of `dossier serve`; each overrides the config file's key of the same name.
-#[derive(Debug, Clone, Copy, Default, Args)]
-pub struct ConnectionArgs {
-    /// Seconds a client has to send a request's headers before the connection is closed [default: 10]
-    #[arg(long, env = "DOSSIER_HEADER_READ_TIMEOUT_SECS")]
-    pub header_read_timeout_secs: Option<u64>,
-    /// Seconds a connection may stay idle (no byte moving, no request at work) before it is closed [default: 60]
-    #[arg(long, env = "DOSSIER_IDLE_TIMEOUT_SECS")]
-    pub idle_timeout_secs: Option<u64>,
-}
+impl Command {
+    /// Whether this command logs at info level as JSON (`serve --log-json`).
+    pub fn log_json(&self) -> Option<bool> {
+        match self {
+            Command::Serve { log_json, .. } => Some(*log_json),
+            _ => None,
+        }
+    }
 
-#[derive(Debug, Subcommand)]
-pub enum ClientsCommand {
-    /// Create a client and print its id and secret (the secret is shown only this once).
-    Create {
-        /// The IMS organization, e.g. 1BD6382559DF0C130A49422D@AdobeOrg
-        #[arg(long)]
-        org: String,
-        /// A sandbox the client may use (repeat for several); without it, every sandbox of the org
-        #[arg(long = "sandbox")]
-        sandboxes: Vec<String>,
-        /// Print {"clientId","clientSecret","org","sandboxes"} as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List clients (never their secrets).
-    List {
-        #[arg(long)]
-        org: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a client: its secret and every token issued to it stop working at once.
-    Revoke { client_id: String },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SandboxesCommand {
-    /// Create a sandbox in an organization (every organization starts with `prod`).
-    Create {
-        #[arg(long)]
-        org: String,
-        name: String,
-    },
-    /// List sandboxes.
-    List {
-        #[arg(long)]
-        org: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    pub async fn run(self, settings: Settings) -> anyhow::Result<()> {
+        match self {
+            Command::Serve {
+                listen, connections, ..
+            } => commands::serve::run(listen, connections, settings).await,
+            Command::Clients(command) => commands::clients::run(command, &settings).await,
+            Command::Sandboxes(command) => commands::sandboxes::run(command, &settings).await,
+            Command::Ingest(args) => commands::ingest::run(*args).await,
+            Command::Export(args) => commands::export::run(*args).await,
+            Command::Demo(args) => commands::demo::run(*args, settings).await,
+            Command::Bench(command) => commands::bench::run(command).await,
+        }
+    }
 }

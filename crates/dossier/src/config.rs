@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Args;
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
 use dossier_api::{ConnectionSettings, Limits, StaticToken};
 
-use crate::cli::{Command, ConnectionArgs, GlobalArgs};
 use crate::storage::{LakeLocation, MetadataLocation, StorageLocations};
 
 pub const DEFAULT_DATA_DIR: &str = "./dossier-data";
@@ -69,6 +69,34 @@ pub struct Settings {
     pub limits: Limits,
     /// The config file's connection timeouts (flags of `serve` override them).
     pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// Settings every subcommand shares. Precedence: flag, then environment, then config file, then default.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Local working space (export spills, demo files), and metadata and lake unless their URLs say otherwise [default: ./dossier-data]
+    #[arg(long, env = "DOSSIER_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The metadata store: sqlite://<path>; a relative path resolves against the working directory [default: sqlite://<data dir>/meta.sqlite]
+    #[arg(long, env = "DOSSIER_METADATA_URL", global = true)]
+    pub metadata_url: Option<String>,
+    /// The lake (datasets' files, export output): file://<path>; a relative path resolves against the working directory [default: file://<data dir>/lake]
+    #[arg(long, env = "DOSSIER_LAKE_URL", global = true)]
+    pub lake_url: Option<String>,
+    /// A TOML config file (keys: data_dir, metadata_url, lake_url, listen, token_ttl_secs, log_format, export_workers, max_queued_export_jobs, export_partition_profiles, export_shard_profiles, export_bucket_identities, header_read_timeout_secs, idle_timeout_secs, [[static_tokens]])
+    #[arg(long, env = "DOSSIER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// Connection limits of `dossier serve`; each overrides the config file's key of the same name.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ConnectionArgs {
+    /// Seconds a client has to send a request's headers before the connection is closed [default: 10]
+    #[arg(long, env = "DOSSIER_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay idle (no byte moving, no request at work) before it is closed [default: 60]
+    #[arg(long, env = "DOSSIER_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
 }
 
@@ -170,11 +198,13 @@ impl Settings {
 }
 
 /// Logs go to stderr: text by default, JSON lines with `--log-json` or `log_format = "json"`.
-/// `RUST_LOG` overrides the level; administrative commands only log warnings.
-pub fn init_logging(command: &Command, settings: &Settings) {
-    let (default_level, json) = match command {
-        Command::Serve { log_json, .. } => ("info", *log_json || settings.log_format == LogFormat::Json),
-        _ => ("warn", settings.log_format == LogFormat::Json),
+/// `RUST_LOG` overrides the level; `serve_log_json` is `Some` for the server, which logs at info;
+/// administrative commands only log warnings.
+pub fn init_logging(serve_log_json: Option<bool>, settings: &Settings) {
+    let file_json = settings.log_format == LogFormat::Json;
+    let (default_level, json) = match serve_log_json {
+        Some(flag) => ("info", flag || file_json),
+        None => ("warn", file_json),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()

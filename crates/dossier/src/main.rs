@@ -51,8 +51,8 @@ async fn run() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    config::init_logging(&cli.command, &settings);
-    match commands::run(cli.command, settings).await {
+    config::init_logging(cli.command.log_json(), &settings);
+    match cli.command.run(settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -1,12 +1,37 @@
 //! `dossier clients create | list | revoke`.
 
+use clap::Subcommand;
 use serde_json::json;
 
 use dossier_model::tenancy::{OrgId, SandboxName};
 use dossier_storage::meta::ApiClient;
 
-use crate::cli::ClientsCommand;
 use crate::config::Settings;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Create a client and print its id and secret (the secret is shown only this once).
+    Create {
+        /// The IMS organization, e.g. 1BD6382559DF0C130A49422D@AdobeOrg
+        #[arg(long)]
+        org: String,
+        /// A sandbox the client may use (repeat for several); without it, every sandbox of the org
+        #[arg(long = "sandbox")]
+        sandboxes: Vec<String>,
+        /// Print {"clientId","clientSecret","org","sandboxes"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients (never their secrets).
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client: its secret and every token issued to it stop working at once.
+    Revoke { client_id: String },
+}
 
 fn sandboxes_json(client: &ApiClient) -> serde_json::Value {
     match &client.sandboxes {

@@ -1,11 +1,28 @@
 //! `dossier sandboxes create | list`.
 
+use clap::Subcommand;
 use serde_json::json;
 
 use dossier_model::tenancy::{OrgId, SandboxName};
 
-use crate::cli::SandboxesCommand;
 use crate::config::Settings;
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxesCommand {
+    /// Create a sandbox in an organization (every organization starts with `prod`).
+    Create {
+        #[arg(long)]
+        org: String,
+        name: String,
+    },
+    /// List sandboxes.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 pub async fn run(command: SandboxesCommand, settings: &Settings) -> anyhow::Result<()> {
     let meta = settings.storage.open_metadata().await?;

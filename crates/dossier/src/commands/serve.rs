@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use dossier_api::ServerConfig;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::ConnectionArgs;
-use crate::config::{Settings, connection_settings};
+use crate::config::{ConnectionArgs, Settings, connection_settings};
 
 pub async fn run(listen: Option<SocketAddr>, flags: ConnectionArgs, settings: Settings) -> anyhow::Result<()> {
     let connections = connection_settings(flags, &settings)?;
