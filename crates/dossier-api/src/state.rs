@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use dossier_engine::export::ExportSettings;
 use dossier_engine::export_queue::ExportQueue;
 use dossier_engine::ingest::Ingestion;
 use dossier_storage::{Lake, MetaStore};
@@ -44,15 +45,17 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The export sizes' defaults are the engine's own ([`ExportSettings::default`]), written once.
     fn default() -> Self {
+        let export = ExportSettings::default();
         Self {
             max_upload_bytes: 16 * 1024 * 1024 * 1024,
             max_json_body_bytes: 2 * 1024 * 1024,
             export_workers: 2,
             max_queued_export_jobs: 100,
-            export_partition_profiles: 250_000,
-            export_shard_profiles: 2_000_000,
-            export_bucket_identities: 4_000_000,
+            export_partition_profiles: export.partition_profiles,
+            export_shard_profiles: export.shard_profiles,
+            export_bucket_identities: export.bucket_identities,
         }
     }
 }
