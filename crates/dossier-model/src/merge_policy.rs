@@ -8,8 +8,6 @@
 //! does not fit.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::str::FromStr;
 
 use serde_json::{Map, Value, json};
 
@@ -27,7 +25,13 @@ pub const SEEDED_MERGE_POLICY_ID: &str = "timestampOrdered-none-mp";
 pub const SEEDED_MERGE_POLICY_NAME: &str = "Default Timebased";
 
 /// Which fragments make one profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(
+    serialize_all = "lowercase",
+    ascii_case_insensitive,
+    parse_err_ty = ValidationError,
+    parse_err_fn = unknown_identity_graph
+)]
 pub enum IdentityGraphType {
     /// Fragments with the same primary identity make one profile (no stitching).
     None,
@@ -38,36 +42,26 @@ pub enum IdentityGraphType {
 
 impl IdentityGraphType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Pdg => "pdg",
-        }
+        self.into()
     }
 }
 
-impl fmt::Display for IdentityGraphType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for IdentityGraphType {
-    type Err = ValidationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Ok(Self::None),
-            "pdg" => Ok(Self::Pdg),
-            _ => Err(ValidationError::invalid(
-                "identityGraph.type",
-                s,
-                "use \"none\" (no identity stitching) or \"pdg\" (stitch through the private identity graph)",
-            )),
-        }
-    }
+fn unknown_identity_graph(s: &str) -> ValidationError {
+    ValidationError::invalid(
+        "identityGraph.type",
+        s,
+        "use \"none\" (no identity stitching) or \"pdg\" (stitch through the private identity graph)",
+    )
 }
 
 /// The kind of [`AttributeMerge`], without its dataset order: what listings filter on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(
+    serialize_all = "camelCase",
+    ascii_case_insensitive,
+    parse_err_ty = ValidationError,
+    parse_err_fn = unknown_attribute_merge
+)]
 pub enum AttributeMergeType {
     TimestampOrdered,
     DataSetPrecedence,
@@ -75,32 +69,16 @@ pub enum AttributeMergeType {
 
 impl AttributeMergeType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TimestampOrdered => "timestampOrdered",
-            Self::DataSetPrecedence => "dataSetPrecedence",
-        }
+        self.into()
     }
 }
 
-impl fmt::Display for AttributeMergeType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AttributeMergeType {
-    type Err = ValidationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "timestampordered" => Ok(Self::TimestampOrdered),
-            "datasetprecedence" => Ok(Self::DataSetPrecedence),
-            _ => Err(ValidationError::invalid(
-                "attributeMerge.type",
-                s,
-                "use \"timestampOrdered\" (latest ingested value wins) or \"dataSetPrecedence\" with an \"order\" of dataset ids",
-            )),
-        }
-    }
+fn unknown_attribute_merge(s: &str) -> ValidationError {
+    ValidationError::invalid(
+        "attributeMerge.type",
+        s,
+        "use \"timestampOrdered\" (latest ingested value wins) or \"dataSetPrecedence\" with an \"order\" of dataset ids",
+    )
 }
 
 /// Which value of an attribute wins when fragments disagree.

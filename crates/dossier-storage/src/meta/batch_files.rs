@@ -3,9 +3,6 @@
 //! A batch's files become readable in the same transaction that moves the batch to `success`;
 //! that transaction is the commit point of every writer (ingestion now, exports later).
 
-use std::fmt;
-use std::str::FromStr;
-
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
@@ -20,7 +17,8 @@ use super::rows::{parsed_column, to_json};
 use crate::StorageError;
 
 /// What a file of a batch holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum FileKind {
     /// Rows of the dataset, readable once the batch is `success`.
     Data,
@@ -30,27 +28,7 @@ pub enum FileKind {
 
 impl FileKind {
     fn as_str(self) -> &'static str {
-        match self {
-            Self::Data => "data",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl FromStr for FileKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "data" => Ok(Self::Data),
-            "failed" => Ok(Self::Failed),
-            other => Err(format!("unknown file kind {other}")),
-        }
-    }
-}
-
-impl fmt::Display for FileKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
