@@ -78,6 +78,12 @@ pub fn next_offset(start: u64, shown: usize) -> Option<u64> {
     start.checked_add(shown as u64).filter(|next| *next <= MAX_OFFSET)
 }
 
+/// Where the page after this one starts, when there is one: some rows were shown and more match
+/// than were shown up to here.
+pub fn next_page_start(start: u64, shown: usize, total: u64) -> Option<u64> {
+    next_offset(start, shown).filter(|next| shown > 0 && *next < total)
+}
+
 /// An offset as SQL binds it. Parsed offsets never exceed [`MAX_OFFSET`]; a larger one (from a
 /// caller that skipped the parser) saturates, which still reads past every row, never wraps.
 pub fn sql_offset(start: u64) -> i64 {

@@ -9,11 +9,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::ValidationError;
 use crate::ids::{DatasetId, MergePolicyId};
 use crate::listing::{Direction, PageSize, parse_limit, parse_offset};
+use crate::patch::{each_operation, set_at};
 use crate::schema::PROFILE_SCHEMA_NAME;
 use crate::tenancy::{OrgId, SandboxName, Tenant};
 use crate::time::EpochSeconds;
@@ -490,26 +491,6 @@ fn parse_operation(operation: &Value, prefix: &str) -> Result<SetField, Validati
     Ok(SetField { path, value })
 }
 
-/// Sets `value` at a dotted path of a JSON object, creating (or replacing non-object)
-/// intermediate objects.
-fn set_at(target: &mut Value, path: &str, value: Value) {
-    let mut node = target;
-    let mut segments = path.split('.').peekable();
-    while let Some(segment) = segments.next() {
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-        let object = node.as_object_mut().expect("made an object above");
-        if segments.peek().is_none() {
-            object.insert(segment.to_owned(), value);
-            return;
-        }
-        node = object
-            .entry(segment.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-}
-
 impl MergePolicyPatch {
     pub fn from_json(body: &Value) -> Result<Self, ValidationError> {
         let operations = match body {
@@ -520,11 +501,7 @@ impl MergePolicyPatch {
                     "send at least one operation, e.g. [{\"op\": \"replace\", \"path\": \"/name\", \"value\": \"New name\"}]",
                 ));
             }
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, op)| parse_operation(op, &format!("[{i}].")))
-                .collect::<Result<Vec<_>, _>>()?,
+            Value::Array(items) => each_operation(items, parse_operation)?,
             single => vec![parse_operation(single, "")?],
         };
         Ok(Self { operations })

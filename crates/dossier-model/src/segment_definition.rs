@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::ValidationError;
 use crate::ids::{MergePolicyId, SegmentDefinitionId};
 use crate::listing::{Direction, MAX_OFFSET, PageSize, parse_limit, parse_offset};
+use crate::patch::{each_operation, set_at};
 use crate::pql::{self, Expr, PqlError, PqlSchemas};
 use crate::schema::{PROFILE_CLASS_ID, PROFILE_SCHEMA_NAME};
 use crate::tenancy::{OrgId, SandboxName, Tenant};
@@ -480,25 +481,6 @@ fn parse_operation(operation: &Value, prefix: &str) -> Result<(String, Value), V
     }
 }
 
-/// Sets `value` at a dotted path of a JSON object, creating intermediate objects.
-fn set_at(target: &mut Value, path: &str, value: Value) {
-    let mut node = target;
-    let mut segments = path.split('.').peekable();
-    while let Some(segment) = segments.next() {
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-        let object = node.as_object_mut().expect("made an object above");
-        if segments.peek().is_none() {
-            object.insert(segment.to_owned(), value);
-            return;
-        }
-        node = object
-            .entry(segment.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-}
-
 impl SegmentDefinitionPatch {
     pub fn from_json(body: &Value) -> Result<Self, ValidationError> {
         match body {
@@ -507,12 +489,7 @@ impl SegmentDefinitionPatch {
                 "[]",
                 "send at least one operation or an object with the fields to change",
             )),
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, op)| parse_operation(op, &format!("[{i}].")))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Self::Operations),
+            Value::Array(items) => each_operation(items, parse_operation).map(Self::Operations),
             Value::Object(object) if object.contains_key("op") => {
                 Ok(Self::Operations(vec![parse_operation(body, "")?]))
             }
