@@ -126,7 +126,7 @@ fn requested_version(params: &HashMap<String, String>) -> Result<Option<u32>, Ap
 /// A listing page as AEP pages merge policies. The last page still has `_links.next` with an
 /// empty `href`, as AEP documents it and as clients such as aepp read it.
 fn page_json(page: &MergePolicyPage, query: &MergePolicyListQuery) -> Value {
-    let children: Vec<Value> = page.policies.iter().map(merge_policy_json).collect();
+    let children: Vec<Value> = page.items.iter().map(merge_policy_json).collect();
     let href = next_page_start(query.start, children.len(), page.total)
         .map(|next_start| format!("@/mergePolicies?{}", query.to_query_string(next_start)))
         .unwrap_or_default();

@@ -206,7 +206,7 @@ pub async fn list_segment_definitions(
         .list_segment_definitions(&caller.tenant, &query)
         .await
         .map_err(storage_failure)?;
-    let segments = shown(&state, &caller.tenant, &page.definitions).await?;
+    let segments = shown(&state, &caller.tenant, &page.items).await?;
     Ok(Json(page_json(segments, page.total, &query)))
 }
 
