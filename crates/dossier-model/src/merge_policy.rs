@@ -10,10 +10,11 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
+use strum::VariantNames;
 
 use crate::ValidationError;
 use crate::ids::{DatasetId, MergePolicyId};
-use crate::listing::{Direction, PageSize, parse_limit, parse_offset};
+use crate::listing::{Direction, PageSize, bool_param, parse_limit, parse_offset, sort_field};
 use crate::patch::{each_operation, set_at};
 use crate::schema::PROFILE_SCHEMA_NAME;
 use crate::tenancy::{OrgId, SandboxName, Tenant};
@@ -521,7 +522,8 @@ impl MergePolicyPatch {
 }
 
 /// Fields `orderBy` may name on merge policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "camelCase")]
 pub enum MergePolicySortField {
     Name,
     UpdateEpoch,
@@ -529,14 +531,8 @@ pub enum MergePolicySortField {
 }
 
 impl MergePolicySortField {
-    pub const ALL: [Self; 3] = [Self::Name, Self::UpdateEpoch, Self::Id];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Name => "name",
-            Self::UpdateEpoch => "updateEpoch",
-            Self::Id => "id",
-        }
+        self.into()
     }
 }
 
@@ -593,27 +589,18 @@ fn parse_order_by(raw: Option<&String>) -> Result<(MergePolicySortField, Directi
     } else {
         (Direction::Asc, trimmed)
     };
-    MergePolicySortField::ALL
-        .into_iter()
-        .find(|field| field.as_str() == name)
+    sort_field::<MergePolicySortField>(name)
         .map(|field| (field, direction))
         .ok_or_else(|| {
-            let names: Vec<&str> = MergePolicySortField::ALL.iter().map(|f| f.as_str()).collect();
             ValidationError::invalid(
                 "orderBy",
                 raw,
-                format!("use FIELD, +FIELD or -FIELD with FIELD one of {}", names.join(", ")),
+                format!(
+                    "use FIELD, +FIELD or -FIELD with FIELD one of {}",
+                    MergePolicySortField::VARIANTS.join(", ")
+                ),
             )
         })
-}
-
-fn parse_bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ValidationError> {
-    match params.get(name).map(|v| v.trim()) {
-        None | Some("") => Ok(None),
-        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
-        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(v) => Err(ValidationError::invalid(name, v, "use true or false")),
-    }
 }
 
 fn parse_filter(params: &HashMap<String, String>) -> Result<MergePolicyFilter, ValidationError> {
@@ -630,11 +617,11 @@ fn parse_filter(params: &HashMap<String, String>) -> Result<MergePolicyFilter, V
     };
     let non_empty = |name: &str| params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     Ok(MergePolicyFilter {
-        is_default: parse_bool_param(params, "default")?,
+        is_default: bool_param(params, "default")?,
         schema_name,
         identity_graph: non_empty("identityGraph.type").map(str::parse).transpose()?,
         attribute_merge: non_empty("attributeMerge.type").map(str::parse).transpose()?,
-        is_active_on_edge: parse_bool_param(params, "isActiveOnEdge")?,
+        is_active_on_edge: bool_param(params, "isActiveOnEdge")?,
     })
 }
 
