@@ -6,7 +6,7 @@
 //! on edge) and write from it, and no other writer may change that state in between.
 
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{FromRow, Sqlite, Transaction};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::{DatasetId, MergePolicyId};
@@ -15,12 +15,12 @@ use dossier_model::merge_policy::{
     AttributeMerge, AttributeMergeType, MergePolicy, MergePolicyDefinition, MergePolicyFilter, MergePolicyListQuery,
     MergePolicySortField,
 };
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochSeconds;
 
 use super::MetaStore;
 use super::paging::{Page, PageQuery, order_by_then_id, push, read_by_ids, read_page};
-use super::rows::{json_column, parsed_column, to_json};
+use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 
 const TABLE: &str = "merge_policies";
@@ -57,40 +57,54 @@ impl From<sqlx::Error> for MergePolicyWriteError {
 /// One page of the listing and how many policies match in all.
 pub type MergePolicyPage = Page<MergePolicy>;
 
+/// A `merge_policies` row (one version of a policy) as stored.
+#[derive(sqlx::FromRow)]
+struct MergePolicyRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    name: String,
+    schema_name: String,
+    version: i64,
+    identity_graph: String,
+    attribute_merge: String,
+    dataset_order: String,
+    is_default: bool,
+    is_active_on_edge: bool,
+    update_epoch: EpochSeconds,
+}
+
+impl MergePolicyRow {
+    fn into_policy(self) -> Result<MergePolicy, StorageError> {
+        let attribute_merge = match parsed_column(
+            TABLE,
+            "attribute_merge",
+            self.attribute_merge.parse::<AttributeMergeType>(),
+        )? {
+            AttributeMergeType::TimestampOrdered => AttributeMerge::TimestampOrdered,
+            AttributeMergeType::DataSetPrecedence => AttributeMerge::DataSetPrecedence {
+                order: json_column(TABLE, "dataset_order", &self.dataset_order)?,
+            },
+        };
+        let Tenant { org, sandbox } = self.tenant.into_tenant(TABLE)?;
+        Ok(MergePolicy {
+            id: MergePolicyId::from_string(self.id),
+            name: self.name,
+            org,
+            sandbox,
+            schema_name: self.schema_name,
+            version: parsed_column(TABLE, "version", u32::try_from(self.version))?,
+            identity_graph: parsed_column(TABLE, "identity_graph", self.identity_graph.parse())?,
+            attribute_merge,
+            is_default: self.is_default,
+            is_active_on_edge: self.is_active_on_edge,
+            update_epoch: self.update_epoch,
+        })
+    }
+}
+
 fn merge_policy_from_row(row: &SqliteRow) -> Result<MergePolicy, StorageError> {
-    let version: i64 = row.try_get("version")?;
-    let attribute_merge = match parsed_column(
-        TABLE,
-        "attribute_merge",
-        row.try_get::<String, _>("attribute_merge")?
-            .parse::<AttributeMergeType>(),
-    )? {
-        AttributeMergeType::TimestampOrdered => AttributeMerge::TimestampOrdered,
-        AttributeMergeType::DataSetPrecedence => AttributeMerge::DataSetPrecedence {
-            order: json_column(TABLE, "dataset_order", &row.try_get::<String, _>("dataset_order")?)?,
-        },
-    };
-    Ok(MergePolicy {
-        id: MergePolicyId::from_string(row.try_get::<String, _>("id")?),
-        name: row.try_get("name")?,
-        org: parsed_column(TABLE, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
-        sandbox: parsed_column(
-            TABLE,
-            "sandbox",
-            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
-        )?,
-        schema_name: row.try_get("schema_name")?,
-        version: parsed_column(TABLE, "version", u32::try_from(version))?,
-        identity_graph: parsed_column(
-            TABLE,
-            "identity_graph",
-            row.try_get::<String, _>("identity_graph")?.parse(),
-        )?,
-        attribute_merge,
-        is_default: row.try_get("is_default")?,
-        is_active_on_edge: row.try_get("is_active_on_edge")?,
-        update_epoch: row.try_get("update_epoch")?,
-    })
+    MergePolicyRow::from_row(row)?.into_policy()
 }
 
 /// `ORDER BY` for the listing. The field is an enum, so the SQL text comes from this match only.
@@ -446,6 +460,7 @@ impl MetaStore {
 
 #[cfg(test)]
 mod tests {
+    use dossier_model::tenancy::{OrgId, SandboxName};
     use std::str::FromStr;
 
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{FromRow, Row, Sqlite, Transaction};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::{MergePolicyId, SegmentDefinitionId};
@@ -17,12 +17,12 @@ use dossier_model::segment_definition::{
     CheckedSpec, SegmentDefinition, SegmentDefinitionListQuery, SegmentDefinitionSpec, SegmentSortField,
     dependency_cycle,
 };
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::MetaStore;
 use super::paging::{Page, PageQuery, order_by_then_id, push, read_by_ids, read_page};
-use super::rows::{json_column, parsed_column, to_json};
+use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 
 const TABLE: &str = "segment_definitions";
@@ -63,29 +63,50 @@ impl From<sqlx::Error> for SegmentDefinitionWriteError {
 /// One page of the listing and how many definitions match in all.
 pub type SegmentDefinitionPage = Page<SegmentDefinition>;
 
+/// A `segment_definitions` row as stored.
+#[derive(sqlx::FromRow)]
+struct SegmentDefinitionRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    name: String,
+    description: Option<String>,
+    schema_name: String,
+    expression: String,
+    merge_policy_id: String,
+    batch_enabled: bool,
+    ttl_in_days: Option<i64>,
+    dependencies: String,
+    creation_time: EpochMillis,
+    update_time: EpochMillis,
+}
+
+impl SegmentDefinitionRow {
+    fn into_definition(self) -> Result<SegmentDefinition, StorageError> {
+        let Tenant { org, sandbox } = self.tenant.into_tenant(TABLE)?;
+        Ok(SegmentDefinition {
+            id: SegmentDefinitionId::from_string(self.id),
+            org,
+            sandbox,
+            name: self.name,
+            description: self.description,
+            schema_name: self.schema_name,
+            expression: self.expression,
+            merge_policy_id: MergePolicyId::from_string(self.merge_policy_id),
+            batch_enabled: self.batch_enabled,
+            ttl_in_days: self
+                .ttl_in_days
+                .map(|days| parsed_column(TABLE, "ttl_in_days", u32::try_from(days)))
+                .transpose()?,
+            dependencies: json_column(TABLE, "dependencies", &self.dependencies)?,
+            creation_time: self.creation_time,
+            update_time: self.update_time,
+        })
+    }
+}
+
 fn definition_from_row(row: &SqliteRow) -> Result<SegmentDefinition, StorageError> {
-    let ttl: Option<i64> = row.try_get("ttl_in_days")?;
-    Ok(SegmentDefinition {
-        id: SegmentDefinitionId::from_string(row.try_get::<String, _>("id")?),
-        org: parsed_column(TABLE, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
-        sandbox: parsed_column(
-            TABLE,
-            "sandbox",
-            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
-        )?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        schema_name: row.try_get("schema_name")?,
-        expression: row.try_get("expression")?,
-        merge_policy_id: MergePolicyId::from_string(row.try_get::<String, _>("merge_policy_id")?),
-        batch_enabled: row.try_get("batch_enabled")?,
-        ttl_in_days: ttl
-            .map(|days| parsed_column(TABLE, "ttl_in_days", u32::try_from(days)))
-            .transpose()?,
-        dependencies: json_column(TABLE, "dependencies", &row.try_get::<String, _>("dependencies")?)?,
-        creation_time: row.try_get("creation_time")?,
-        update_time: row.try_get("update_time")?,
-    })
+    SegmentDefinitionRow::from_row(row)?.into_definition()
 }
 
 /// `ORDER BY` for the listing. The field is an enum, so the SQL text comes from this match only.
@@ -422,6 +443,7 @@ impl MetaStore {
 mod tests {
     use dossier_model::merge_policy::SEEDED_MERGE_POLICY_ID;
     use dossier_model::pql::PqlSchemas;
+    use dossier_model::tenancy::{OrgId, SandboxName};
     use dossier_model::xdm::XdmSchema;
     use serde_json::json;
 
