@@ -234,6 +234,23 @@ pub async fn get_merge_policy(
     }
 }
 
+/// Writes the next version of a policy: `edit` turns the current definition into the new one
+/// inside the store's transaction (PUT ignores it, PATCH applies its operations to it).
+async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    edit: impl FnOnce(&MergePolicy) -> Result<MergePolicyDefinition, ValidationError> + Send,
+) -> Result<Json<Value>, ApiError> {
+    let id = MergePolicyId::from_string(id);
+    let policy = state
+        .meta
+        .update_merge_policy(&caller.tenant, &id, now_seconds(), edit)
+        .await
+        .map_err(|e| write_error(e, &caller.tenant))?;
+    Ok(Json(merge_policy_json(&policy)))
+}
+
 /// Replaces a merge policy's definition, writing its next version.
 #[utoipa::path(
     put, path = "/config/mergePolicies/{id}", tag = "merge policies",
@@ -250,14 +267,8 @@ pub async fn put_merge_policy(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let id = MergePolicyId::from_string(id);
     let definition = MergePolicyDefinition::from_json(&body).map_err(|e| ApiError::ups_invalid(INVALID_BODY, e))?;
-    let policy = state
-        .meta
-        .update_merge_policy(&caller.tenant, &id, now_seconds(), |_: &MergePolicy| Ok(definition))
-        .await
-        .map_err(|e| write_error(e, &caller.tenant))?;
-    Ok(Json(merge_policy_json(&policy)))
+    update(&state, &caller, id, |_: &MergePolicy| Ok(definition)).await
 }
 
 /// Changes fields of a merge policy, writing its next version.
@@ -276,16 +287,11 @@ pub async fn patch_merge_policy(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let id = MergePolicyId::from_string(id);
     let patch = MergePolicyPatch::from_json(&body).map_err(|e| ApiError::ups_invalid(INVALID_PATCH, e))?;
-    let policy = state
-        .meta
-        .update_merge_policy(&caller.tenant, &id, now_seconds(), |current: &MergePolicy| {
-            patch.apply(&current.definition())
-        })
-        .await
-        .map_err(|e| write_error(e, &caller.tenant))?;
-    Ok(Json(merge_policy_json(&policy)))
+    update(&state, &caller, id, |current: &MergePolicy| {
+        patch.apply(&current.definition())
+    })
+    .await
 }
 
 /// Deletes a merge policy and all its versions. The default and a policy active on edge are
