@@ -300,25 +300,11 @@ impl DatasetPatch {
 
 /// A batch's life: created `loading`, then `processing` while it is validated or written, and
 /// finally `success` (visible) or `failed` / `aborted` (never visible).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[strum(
-    serialize_all = "lowercase",
-    parse_err_ty = ValidationError,
-    parse_err_fn = unknown_batch_status
-)]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
+#[strum(parse_err_ty = ValidationError, parse_err_fn = unknown_batch_status)]
 pub enum BatchStatus {
     Loading,
     Processing,

@@ -20,22 +20,9 @@ use crate::time::EpochMillis;
 pub const DEFAULT_SEGMENT_NS: &str = "ups";
 
 /// A membership status an export can filter on.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
 #[strum(serialize_all = "lowercase")]
 pub enum MembershipStatus {
     Realized,
@@ -143,12 +130,8 @@ pub struct ExportBatchTarget {
 /// Parsing is as the list's `status` parameter gives it; case does not matter, because clients
 /// write `status=succeeded` as often as `SUCCEEDED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
-#[strum(
-    serialize_all = "SCREAMING_SNAKE_CASE",
-    ascii_case_insensitive,
-    parse_err_ty = ValidationError,
-    parse_err_fn = unknown_export_job_status
-)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
+#[strum(parse_err_ty = ValidationError, parse_err_fn = unknown_export_job_status)]
 pub enum ExportJobStatus {
     New,
     Processing,

@@ -28,12 +28,8 @@ pub const SEEDED_MERGE_POLICY_NAME: &str = "Default Timebased";
 
 /// Which fragments make one profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
-#[strum(
-    serialize_all = "lowercase",
-    ascii_case_insensitive,
-    parse_err_ty = ValidationError,
-    parse_err_fn = unknown_identity_graph
-)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+#[strum(parse_err_ty = ValidationError, parse_err_fn = unknown_identity_graph)]
 pub enum IdentityGraphType {
     /// Fragments with the same primary identity make one profile (no stitching).
     None,
@@ -58,12 +54,8 @@ fn unknown_identity_graph(s: &str) -> ValidationError {
 
 /// The kind of [`AttributeMerge`], without its dataset order: what listings filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
-#[strum(
-    serialize_all = "camelCase",
-    ascii_case_insensitive,
-    parse_err_ty = ValidationError,
-    parse_err_fn = unknown_attribute_merge
-)]
+#[strum(serialize_all = "camelCase", ascii_case_insensitive)]
+#[strum(parse_err_ty = ValidationError, parse_err_fn = unknown_attribute_merge)]
 pub enum AttributeMergeType {
     TimestampOrdered,
     DataSetPrecedence,
