@@ -460,7 +460,6 @@ impl MetaStore {
 
 #[cfg(test)]
 mod tests {
-    use dossier_model::tenancy::{OrgId, SandboxName};
     use std::str::FromStr;
 
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -469,6 +468,7 @@ mod tests {
     use dossier_model::ids::ClientId;
     use dossier_model::merge_policy::{IdentityGraphType, SEEDED_MERGE_POLICY_ID};
     use dossier_model::schema::{PROFILE_SCHEMA_NAME, PROFILE_UNION_SCHEMA_ID};
+    use dossier_model::tenancy::{OrgId, SandboxName};
 
     use super::*;
 

@@ -389,10 +389,10 @@ impl MetaStore {
 
 #[cfg(test)]
 mod tests {
-    use dossier_model::tenancy::{OrgId, SandboxName};
     use serde_json::json;
 
     use dossier_model::catalog::{DataBehavior, FileDescription, SchemaRef, Tags};
+    use dossier_model::tenancy::{OrgId, SandboxName};
     use dossier_model::xdm::{SchemaIds, XdmType};
 
     use super::*;
