@@ -39,12 +39,7 @@ const DEFAULT_NOT_DELETABLE: &str = "DOSSIER-MERGEPOLICY-DELETE-DEFAULT-409";
 const EDGE_TAKEN: &str = "DOSSIER-MERGEPOLICY-EDGE-409";
 const EDGE_NOT_DELETABLE: &str = "DOSSIER-MERGEPOLICY-DELETE-EDGE-409";
 
-const MERGE_POLICY: UpsResource = UpsResource {
-    title: "Merge policy",
-    noun: "merge policy",
-    list_path: "/data/core/ups/config/mergePolicies",
-    not_found_code: NOT_FOUND,
-};
+const MERGE_POLICY: UpsResource = UpsResource::new("Merge policy", "/data/core/ups/config/mergePolicies", NOT_FOUND);
 
 fn not_found(id: &MergePolicyId, tenant: &Tenant) -> ApiError {
     MERGE_POLICY.not_found(id, tenant)

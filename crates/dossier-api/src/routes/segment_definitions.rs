@@ -45,12 +45,7 @@ const NAME_TAKEN: &str = "DOSSIER-SEGMENT-NAME-409";
 const HAS_DEPENDENTS: &str = "DOSSIER-SEGMENT-DEPENDENTS-409";
 const NO_DEFAULT_MERGE_POLICY: &str = "DOSSIER-SEGMENT-MERGEPOLICY-409";
 
-const SEGMENT_DEFINITION: UpsResource = UpsResource {
-    title: "Segment definition",
-    noun: "segment definition",
-    list_path: PATH,
-    not_found_code: NOT_FOUND,
-};
+const SEGMENT_DEFINITION: UpsResource = UpsResource::new("Segment definition", PATH, NOT_FOUND);
 
 fn not_found(id: &SegmentDefinitionId, tenant: &Tenant) -> ApiError {
     SEGMENT_DEFINITION.not_found(id, tenant)

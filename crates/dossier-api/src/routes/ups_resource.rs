@@ -16,21 +16,29 @@ use crate::views::bulk_get_response;
 
 /// How a resource is named in answers.
 pub(super) struct UpsResource {
-    /// As a sentence starts with it: `Merge policy`.
-    pub title: &'static str,
-    /// Within a sentence: `merge policy`.
-    pub noun: &'static str,
+    /// As a sentence starts with it: `Merge policy` (lowercased within a sentence).
+    title: &'static str,
     /// Where its listing is, to point a caller who asked for a missing one at it.
-    pub list_path: &'static str,
+    list_path: &'static str,
     /// The code of a 404 for it.
-    pub not_found_code: &'static str,
+    not_found_code: &'static str,
 }
 
 impl UpsResource {
+    pub const fn new(title: &'static str, list_path: &'static str, not_found_code: &'static str) -> Self {
+        Self {
+            title,
+            list_path,
+            not_found_code,
+        }
+    }
+
     fn missing(&self, id: &dyn Display, tenant: &Tenant) -> String {
         format!(
             "{} not found: no {} '{id}' in sandbox '{}'.",
-            self.title, self.noun, tenant.sandbox
+            self.title,
+            self.title.to_lowercase(),
+            tenant.sandbox
         )
     }
 
