@@ -1,8 +1,6 @@
 //! The Catalog's objects — datasets and batches — and the validation of requests about them.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -43,7 +41,10 @@ impl Default for FileDescription {
 }
 
 /// Whether a dataset holds records (one state per entity) or time series (events).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "kebab-case")]
 pub enum DataBehavior {
     #[serde(rename = "record")]
     Record,
@@ -53,21 +54,7 @@ pub enum DataBehavior {
 
 impl DataBehavior {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Record => "record",
-            Self::TimeSeries => "time-series",
-        }
-    }
-}
-
-impl FromStr for DataBehavior {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "record" => Ok(Self::Record),
-            "time-series" => Ok(Self::TimeSeries),
-            other => Err(format!("unknown data behavior {other}")),
-        }
+        self.into()
     }
 }
 
@@ -315,6 +302,9 @@ impl DatasetPatch {
 /// finally `success` (visible) or `failed` / `aborted` (never visible).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
+#[strum(parse_err_ty = ValidationError, parse_err_fn = unknown_batch_status)]
 pub enum BatchStatus {
     Loading,
     Processing,
@@ -324,41 +314,13 @@ pub enum BatchStatus {
 }
 
 impl BatchStatus {
-    pub const ALL: [BatchStatus; 5] = [
-        Self::Loading,
-        Self::Processing,
-        Self::Success,
-        Self::Failed,
-        Self::Aborted,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Loading => "loading",
-            Self::Processing => "processing",
-            Self::Success => "success",
-            Self::Failed => "failed",
-            Self::Aborted => "aborted",
-        }
+        self.into()
     }
 }
 
-impl fmt::Display for BatchStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for BatchStatus {
-    type Err = ValidationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| {
-                ValidationError::invalid("status", s, "use one of loading, processing, success, failed, aborted")
-            })
-    }
+fn unknown_batch_status(s: &str) -> ValidationError {
+    ValidationError::invalid("status", s, "use one of loading, processing, success, failed, aborted")
 }
 
 /// One error recorded on a batch.

@@ -6,8 +6,6 @@
 //! RFC 3339 strings of the request (any offset, compared as instants).
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +22,8 @@ pub const DEFAULT_SEGMENT_NS: &str = "ups";
 /// A membership status an export can filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum MembershipStatus {
     Realized,
     Existing,
@@ -32,20 +32,17 @@ pub enum MembershipStatus {
 
 impl MembershipStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Realized => "realized",
-            Self::Existing => "existing",
-            Self::Exited => "exited",
-        }
+        self.into()
     }
 
+    /// The status spelled exactly `text` (lowercase, as stored); `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "realized" => Some(Self::Realized),
-            "existing" => Some(Self::Existing),
-            "exited" => Some(Self::Exited),
-            _ => None,
-        }
+        text.parse().ok()
+    }
+
+    /// A current member is realized or existing.
+    pub fn is_member(self) -> bool {
+        !matches!(self, Self::Exited)
     }
 }
 
@@ -129,7 +126,12 @@ pub struct ExportBatchTarget {
 
 /// Where a job is in its life: `NEW` → `PROCESSING` → `SUCCEEDED` | `FAILED` | `CANCELLED`.
 /// Terminal states never change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Parsing is as the list's `status` parameter gives it; case does not matter, because clients
+/// write `status=succeeded` as often as `SUCCEEDED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
+#[strum(parse_err_ty = ValidationError, parse_err_fn = unknown_export_job_status)]
 pub enum ExportJobStatus {
     New,
     Processing,
@@ -139,22 +141,8 @@ pub enum ExportJobStatus {
 }
 
 impl ExportJobStatus {
-    pub const ALL: [Self; 5] = [
-        Self::New,
-        Self::Processing,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "NEW",
-            Self::Processing => "PROCESSING",
-            Self::Succeeded => "SUCCEEDED",
-            Self::Failed => "FAILED",
-            Self::Cancelled => "CANCELLED",
-        }
+        self.into()
     }
 
     pub fn is_terminal(self) -> bool {
@@ -162,24 +150,8 @@ impl ExportJobStatus {
     }
 }
 
-impl fmt::Display for ExportJobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Parses a status as the list's `status` parameter gives it; case does not matter, because
-/// clients write `status=succeeded` as often as `SUCCEEDED`.
-impl FromStr for ExportJobStatus {
-    type Err = ValidationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                ValidationError::invalid("status", s, "use one of NEW, PROCESSING, SUCCEEDED, FAILED, CANCELLED")
-            })
-    }
+fn unknown_export_job_status(s: &str) -> ValidationError {
+    ValidationError::invalid("status", s, "use one of NEW, PROCESSING, SUCCEEDED, FAILED, CANCELLED")
 }
 
 /// One entry of a failed job's `errors`: a stable code, what a user can act on, and where it

@@ -11,6 +11,7 @@ pub mod export_request;
 pub mod ids;
 pub mod listing;
 pub mod merge_policy;
+mod patch;
 pub mod pql;
 pub mod schema;
 pub mod segment_definition;

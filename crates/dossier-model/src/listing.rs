@@ -78,6 +78,27 @@ pub fn next_offset(start: u64, shown: usize) -> Option<u64> {
     start.checked_add(shown as u64).filter(|next| *next <= MAX_OFFSET)
 }
 
+/// A `true`/`false` query parameter (any case); absent or empty: `None`.
+pub fn bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ValidationError> {
+    match params.get(name).map(|v| v.trim()) {
+        None | Some("") => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(v) => Err(ValidationError::invalid(name, v, "use true or false")),
+    }
+}
+
+/// The field a listing's sort parameter names, spelled exactly as in the API; `None` for any other.
+pub fn sort_field<F: std::str::FromStr>(name: &str) -> Option<F> {
+    name.parse().ok()
+}
+
+/// Where the page after this one starts, when there is one: some rows were shown and more match
+/// than were shown up to here.
+pub fn next_page_start(start: u64, shown: usize, total: u64) -> Option<u64> {
+    next_offset(start, shown).filter(|next| shown > 0 && *next < total)
+}
+
 /// An offset as SQL binds it. Parsed offsets never exceed [`MAX_OFFSET`]; a larger one (from a
 /// caller that skipped the parser) saturates, which still reads past every row, never wraps.
 pub fn sql_offset(start: u64) -> i64 {

@@ -8,14 +8,14 @@
 //! does not fit.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::str::FromStr;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use strum::VariantNames;
 
 use crate::ValidationError;
 use crate::ids::{DatasetId, MergePolicyId};
-use crate::listing::{Direction, PageSize, parse_limit, parse_offset};
+use crate::listing::{Direction, PageSize, bool_param, parse_limit, parse_offset, sort_field};
+use crate::patch::{each_operation, set_at};
 use crate::schema::PROFILE_SCHEMA_NAME;
 use crate::tenancy::{OrgId, SandboxName, Tenant};
 use crate::time::EpochSeconds;
@@ -27,7 +27,9 @@ pub const SEEDED_MERGE_POLICY_ID: &str = "timestampOrdered-none-mp";
 pub const SEEDED_MERGE_POLICY_NAME: &str = "Default Timebased";
 
 /// Which fragments make one profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase", ascii_case_insensitive)]
+#[strum(parse_err_ty = ValidationError, parse_err_fn = unknown_identity_graph)]
 pub enum IdentityGraphType {
     /// Fragments with the same primary identity make one profile (no stitching).
     None,
@@ -38,36 +40,22 @@ pub enum IdentityGraphType {
 
 impl IdentityGraphType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Pdg => "pdg",
-        }
+        self.into()
     }
 }
 
-impl fmt::Display for IdentityGraphType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for IdentityGraphType {
-    type Err = ValidationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Ok(Self::None),
-            "pdg" => Ok(Self::Pdg),
-            _ => Err(ValidationError::invalid(
-                "identityGraph.type",
-                s,
-                "use \"none\" (no identity stitching) or \"pdg\" (stitch through the private identity graph)",
-            )),
-        }
-    }
+fn unknown_identity_graph(s: &str) -> ValidationError {
+    ValidationError::invalid(
+        "identityGraph.type",
+        s,
+        "use \"none\" (no identity stitching) or \"pdg\" (stitch through the private identity graph)",
+    )
 }
 
 /// The kind of [`AttributeMerge`], without its dataset order: what listings filter on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "camelCase", ascii_case_insensitive)]
+#[strum(parse_err_ty = ValidationError, parse_err_fn = unknown_attribute_merge)]
 pub enum AttributeMergeType {
     TimestampOrdered,
     DataSetPrecedence,
@@ -75,32 +63,16 @@ pub enum AttributeMergeType {
 
 impl AttributeMergeType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TimestampOrdered => "timestampOrdered",
-            Self::DataSetPrecedence => "dataSetPrecedence",
-        }
+        self.into()
     }
 }
 
-impl fmt::Display for AttributeMergeType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AttributeMergeType {
-    type Err = ValidationError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "timestampordered" => Ok(Self::TimestampOrdered),
-            "datasetprecedence" => Ok(Self::DataSetPrecedence),
-            _ => Err(ValidationError::invalid(
-                "attributeMerge.type",
-                s,
-                "use \"timestampOrdered\" (latest ingested value wins) or \"dataSetPrecedence\" with an \"order\" of dataset ids",
-            )),
-        }
-    }
+fn unknown_attribute_merge(s: &str) -> ValidationError {
+    ValidationError::invalid(
+        "attributeMerge.type",
+        s,
+        "use \"timestampOrdered\" (latest ingested value wins) or \"dataSetPrecedence\" with an \"order\" of dataset ids",
+    )
 }
 
 /// Which value of an attribute wins when fragments disagree.
@@ -512,26 +484,6 @@ fn parse_operation(operation: &Value, prefix: &str) -> Result<SetField, Validati
     Ok(SetField { path, value })
 }
 
-/// Sets `value` at a dotted path of a JSON object, creating (or replacing non-object)
-/// intermediate objects.
-fn set_at(target: &mut Value, path: &str, value: Value) {
-    let mut node = target;
-    let mut segments = path.split('.').peekable();
-    while let Some(segment) = segments.next() {
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-        let object = node.as_object_mut().expect("made an object above");
-        if segments.peek().is_none() {
-            object.insert(segment.to_owned(), value);
-            return;
-        }
-        node = object
-            .entry(segment.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-}
-
 impl MergePolicyPatch {
     pub fn from_json(body: &Value) -> Result<Self, ValidationError> {
         let operations = match body {
@@ -542,11 +494,7 @@ impl MergePolicyPatch {
                     "send at least one operation, e.g. [{\"op\": \"replace\", \"path\": \"/name\", \"value\": \"New name\"}]",
                 ));
             }
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, op)| parse_operation(op, &format!("[{i}].")))
-                .collect::<Result<Vec<_>, _>>()?,
+            Value::Array(items) => each_operation(items, parse_operation)?,
             single => vec![parse_operation(single, "")?],
         };
         Ok(Self { operations })
@@ -566,7 +514,8 @@ impl MergePolicyPatch {
 }
 
 /// Fields `orderBy` may name on merge policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "camelCase")]
 pub enum MergePolicySortField {
     Name,
     UpdateEpoch,
@@ -574,14 +523,8 @@ pub enum MergePolicySortField {
 }
 
 impl MergePolicySortField {
-    pub const ALL: [Self; 3] = [Self::Name, Self::UpdateEpoch, Self::Id];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Name => "name",
-            Self::UpdateEpoch => "updateEpoch",
-            Self::Id => "id",
-        }
+        self.into()
     }
 }
 
@@ -638,27 +581,18 @@ fn parse_order_by(raw: Option<&String>) -> Result<(MergePolicySortField, Directi
     } else {
         (Direction::Asc, trimmed)
     };
-    MergePolicySortField::ALL
-        .into_iter()
-        .find(|field| field.as_str() == name)
+    sort_field::<MergePolicySortField>(name)
         .map(|field| (field, direction))
         .ok_or_else(|| {
-            let names: Vec<&str> = MergePolicySortField::ALL.iter().map(|f| f.as_str()).collect();
             ValidationError::invalid(
                 "orderBy",
                 raw,
-                format!("use FIELD, +FIELD or -FIELD with FIELD one of {}", names.join(", ")),
+                format!(
+                    "use FIELD, +FIELD or -FIELD with FIELD one of {}",
+                    MergePolicySortField::VARIANTS.join(", ")
+                ),
             )
         })
-}
-
-fn parse_bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ValidationError> {
-    match params.get(name).map(|v| v.trim()) {
-        None | Some("") => Ok(None),
-        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
-        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(v) => Err(ValidationError::invalid(name, v, "use true or false")),
-    }
 }
 
 fn parse_filter(params: &HashMap<String, String>) -> Result<MergePolicyFilter, ValidationError> {
@@ -675,11 +609,11 @@ fn parse_filter(params: &HashMap<String, String>) -> Result<MergePolicyFilter, V
     };
     let non_empty = |name: &str| params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     Ok(MergePolicyFilter {
-        is_default: parse_bool_param(params, "default")?,
+        is_default: bool_param(params, "default")?,
         schema_name,
         identity_graph: non_empty("identityGraph.type").map(str::parse).transpose()?,
         attribute_merge: non_empty("attributeMerge.type").map(str::parse).transpose()?,
-        is_active_on_edge: parse_bool_param(params, "isActiveOnEdge")?,
+        is_active_on_edge: bool_param(params, "isActiveOnEdge")?,
     })
 }
 

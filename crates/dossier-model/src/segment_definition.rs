@@ -9,10 +9,12 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
+use strum::VariantNames;
 
 use crate::ValidationError;
 use crate::ids::{MergePolicyId, SegmentDefinitionId};
-use crate::listing::{Direction, MAX_OFFSET, PageSize, parse_limit, parse_offset};
+use crate::listing::{Direction, MAX_OFFSET, PageSize, bool_param, parse_limit, parse_offset, sort_field};
+use crate::patch::{each_operation, set_at};
 use crate::pql::{self, Expr, PqlError, PqlSchemas};
 use crate::schema::{PROFILE_CLASS_ID, PROFILE_SCHEMA_NAME};
 use crate::tenancy::{OrgId, SandboxName, Tenant};
@@ -480,25 +482,6 @@ fn parse_operation(operation: &Value, prefix: &str) -> Result<(String, Value), V
     }
 }
 
-/// Sets `value` at a dotted path of a JSON object, creating intermediate objects.
-fn set_at(target: &mut Value, path: &str, value: Value) {
-    let mut node = target;
-    let mut segments = path.split('.').peekable();
-    while let Some(segment) = segments.next() {
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-        let object = node.as_object_mut().expect("made an object above");
-        if segments.peek().is_none() {
-            object.insert(segment.to_owned(), value);
-            return;
-        }
-        node = object
-            .entry(segment.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-}
-
 impl SegmentDefinitionPatch {
     pub fn from_json(body: &Value) -> Result<Self, ValidationError> {
         match body {
@@ -507,12 +490,7 @@ impl SegmentDefinitionPatch {
                 "[]",
                 "send at least one operation or an object with the fields to change",
             )),
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, op)| parse_operation(op, &format!("[{i}].")))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Self::Operations),
+            Value::Array(items) => each_operation(items, parse_operation).map(Self::Operations),
             Value::Object(object) if object.contains_key("op") => {
                 Ok(Self::Operations(vec![parse_operation(body, "")?]))
             }
@@ -597,7 +575,8 @@ pub fn dependency_cycle(
 // ---- listing --------------------------------------------------------------------------------
 
 /// Fields `sort` may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "camelCase")]
 pub enum SegmentSortField {
     CreationTime,
     UpdateTime,
@@ -606,15 +585,8 @@ pub enum SegmentSortField {
 }
 
 impl SegmentSortField {
-    pub const ALL: [Self; 4] = [Self::CreationTime, Self::UpdateTime, Self::Name, Self::Id];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CreationTime => "creationTime",
-            Self::UpdateTime => "updateTime",
-            Self::Name => "name",
-            Self::Id => "id",
-        }
+        self.into()
     }
 }
 
@@ -662,15 +634,6 @@ fn parse_whole(params: &HashMap<String, String>, name: &str, minimum: u64) -> Re
     }
 }
 
-fn parse_bool_param(params: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ValidationError> {
-    match params.get(name).map(|v| v.trim()) {
-        None | Some("") => Ok(None),
-        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
-        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(v) => Err(ValidationError::invalid(name, v, "use true or false")),
-    }
-}
-
 /// `sort`: AEP's `field:desc` / `field:asc`, and `-field` / `field`. Default: newest first.
 fn parse_sort(raw: Option<&String>) -> Result<(SegmentSortField, Direction), ValidationError> {
     let default = (SegmentSortField::CreationTime, Direction::Desc);
@@ -686,17 +649,17 @@ fn parse_sort(raw: Option<&String>) -> Result<(SegmentSortField, Direction), Val
             None => (trimmed.trim_start_matches('+'), Some(Direction::Asc)),
         },
     };
-    let field = SegmentSortField::ALL.into_iter().find(|field| field.as_str() == name);
+    let field = sort_field::<SegmentSortField>(name);
     match (field, direction) {
         (Some(field), Some(direction)) => Ok((field, direction)),
-        _ => {
-            let names: Vec<&str> = SegmentSortField::ALL.iter().map(|f| f.as_str()).collect();
-            Err(ValidationError::invalid(
-                "sort",
-                trimmed,
-                format!("use FIELD:asc or FIELD:desc with FIELD one of {}", names.join(", ")),
-            ))
-        }
+        _ => Err(ValidationError::invalid(
+            "sort",
+            trimmed,
+            format!(
+                "use FIELD:asc or FIELD:desc with FIELD one of {}",
+                SegmentSortField::VARIANTS.join(", ")
+            ),
+        )),
     }
 }
 
@@ -724,13 +687,13 @@ impl SegmentDefinitionListQuery {
             })?,
             (None, None) => 0,
         };
-        let continuous = parse_bool_param(params, "evaluationInfo.continuous.enabled")?;
-        let synchronous = parse_bool_param(params, "evaluationInfo.synchronous.enabled")?;
+        let continuous = bool_param(params, "evaluationInfo.continuous.enabled")?;
+        let synchronous = bool_param(params, "evaluationInfo.synchronous.enabled")?;
         Ok(Self {
             limit,
             start,
             sort: parse_sort(params.get("sort"))?,
-            batch_enabled: parse_bool_param(params, "evaluationInfo.batch.enabled")?,
+            batch_enabled: bool_param(params, "evaluationInfo.batch.enabled")?,
             streaming_or_edge: match (continuous, synchronous) {
                 (Some(true), _) | (_, Some(true)) => Some(true),
                 (Some(false), _) | (_, Some(false)) => Some(false),

@@ -3,8 +3,6 @@
 //! stored, and its metrics in AEP's shape.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,7 +15,8 @@ use crate::time::EpochMillis;
 
 /// Where a job is in its life: `NEW` → `PROCESSING` → `SUCCEEDED` | `FAILED` | `CANCELLED`; a
 /// cancel of a PROCESSING job passes through `CANCELLING` until its worker stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
 pub enum SegmentJobStatus {
     New,
     Processing,
@@ -28,46 +27,13 @@ pub enum SegmentJobStatus {
 }
 
 impl SegmentJobStatus {
-    pub const ALL: [Self; 6] = [
-        Self::New,
-        Self::Processing,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Cancelling,
-        Self::Cancelled,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "NEW",
-            Self::Processing => "PROCESSING",
-            Self::Succeeded => "SUCCEEDED",
-            Self::Failed => "FAILED",
-            Self::Cancelling => "CANCELLING",
-            Self::Cancelled => "CANCELLED",
-        }
+        self.into()
     }
 
     /// Whether the job has ended and never changes again.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
-}
-
-impl fmt::Display for SegmentJobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SegmentJobStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown segment job status '{s}'"))
     }
 }
 

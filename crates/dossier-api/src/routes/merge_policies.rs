@@ -11,20 +11,20 @@ use serde_json::{Value, json};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::MergePolicyId;
-use dossier_model::listing::next_offset;
+use dossier_model::listing::next_page_start;
 use dossier_model::merge_policy::{
     MergePolicy, MergePolicyDefinition, MergePolicyListQuery, MergePolicyPatch, bulk_get_ids,
 };
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_seconds;
-use dossier_storage::StorageError;
 use dossier_storage::meta::{MergePolicyPage, MergePolicyWriteError};
 
+use super::ups_resource::{UpsResource, storage_failure};
 use crate::auth::Caller;
-use crate::error::{ApiError, Service};
+use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
 use crate::state::AppState;
-use crate::views::{bulk_get_response, merge_policy_json};
+use crate::views::merge_policy_json;
 
 /// AEP's code for "merge policy not found".
 const NOT_FOUND: &str = "UPLIB-101221-404";
@@ -39,19 +39,10 @@ const DEFAULT_NOT_DELETABLE: &str = "DOSSIER-MERGEPOLICY-DELETE-DEFAULT-409";
 const EDGE_TAKEN: &str = "DOSSIER-MERGEPOLICY-EDGE-409";
 const EDGE_NOT_DELETABLE: &str = "DOSSIER-MERGEPOLICY-DELETE-EDGE-409";
 
-fn storage_failure(error: StorageError) -> ApiError {
-    ApiError::storage(Service::Ups, error)
-}
+const MERGE_POLICY: UpsResource = UpsResource::new("Merge policy", "/data/core/ups/config/mergePolicies", NOT_FOUND);
 
 fn not_found(id: &MergePolicyId, tenant: &Tenant) -> ApiError {
-    ApiError::ups(
-        StatusCode::NOT_FOUND,
-        NOT_FOUND,
-        format!(
-            "Merge policy not found: no merge policy '{id}' in sandbox '{}'. List them with GET /data/core/ups/config/mergePolicies.",
-            tenant.sandbox
-        ),
-    )
+    MERGE_POLICY.not_found(id, tenant)
 }
 
 /// Turns a refused write into the answer that tells the caller what to do instead.
@@ -130,13 +121,10 @@ fn requested_version(params: &HashMap<String, String>) -> Result<Option<u32>, Ap
 /// A listing page as AEP pages merge policies. The last page still has `_links.next` with an
 /// empty `href`, as AEP documents it and as clients such as aepp read it.
 fn page_json(page: &MergePolicyPage, query: &MergePolicyListQuery) -> Value {
-    let children: Vec<Value> = page.policies.iter().map(merge_policy_json).collect();
-    let href = match next_offset(query.start, children.len()) {
-        Some(next_start) if !children.is_empty() && next_start < page.total => {
-            format!("@/mergePolicies?{}", query.to_query_string(next_start))
-        }
-        _ => String::new(),
-    };
+    let children: Vec<Value> = page.items.iter().map(merge_policy_json).collect();
+    let href = next_page_start(query.start, children.len(), page.total)
+        .map(|next_start| format!("@/mergePolicies?{}", query.to_query_string(next_start)))
+        .unwrap_or_default();
     json!({
         "_page": { "totalCount": page.total, "pageSize": children.len() },
         "children": children,
@@ -241,6 +229,23 @@ pub async fn get_merge_policy(
     }
 }
 
+/// Writes the next version of a policy: `edit` turns the current definition into the new one
+/// inside the store's transaction (PUT ignores it, PATCH applies its operations to it).
+async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    edit: impl FnOnce(&MergePolicy) -> Result<MergePolicyDefinition, ValidationError> + Send,
+) -> Result<Json<Value>, ApiError> {
+    let id = MergePolicyId::from_string(id);
+    let policy = state
+        .meta
+        .update_merge_policy(&caller.tenant, &id, now_seconds(), edit)
+        .await
+        .map_err(|e| write_error(e, &caller.tenant))?;
+    Ok(Json(merge_policy_json(&policy)))
+}
+
 /// Replaces a merge policy's definition, writing its next version.
 #[utoipa::path(
     put, path = "/config/mergePolicies/{id}", tag = "merge policies",
@@ -257,14 +262,8 @@ pub async fn put_merge_policy(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let id = MergePolicyId::from_string(id);
     let definition = MergePolicyDefinition::from_json(&body).map_err(|e| ApiError::ups_invalid(INVALID_BODY, e))?;
-    let policy = state
-        .meta
-        .update_merge_policy(&caller.tenant, &id, now_seconds(), |_: &MergePolicy| Ok(definition))
-        .await
-        .map_err(|e| write_error(e, &caller.tenant))?;
-    Ok(Json(merge_policy_json(&policy)))
+    update(&state, &caller, id, |_: &MergePolicy| Ok(definition)).await
 }
 
 /// Changes fields of a merge policy, writing its next version.
@@ -283,16 +282,11 @@ pub async fn patch_merge_policy(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let id = MergePolicyId::from_string(id);
     let patch = MergePolicyPatch::from_json(&body).map_err(|e| ApiError::ups_invalid(INVALID_PATCH, e))?;
-    let policy = state
-        .meta
-        .update_merge_policy(&caller.tenant, &id, now_seconds(), |current: &MergePolicy| {
-            patch.apply(&current.definition())
-        })
-        .await
-        .map_err(|e| write_error(e, &caller.tenant))?;
-    Ok(Json(merge_policy_json(&policy)))
+    update(&state, &caller, id, |current: &MergePolicy| {
+        patch.apply(&current.definition())
+    })
+    .await
 }
 
 /// Deletes a merge policy and all its versions. The default and a policy active on edge are
@@ -338,15 +332,7 @@ pub async fn bulk_get_merge_policies(
         .merge_policies_by_id(&caller.tenant, &ids)
         .await
         .map_err(storage_failure)?;
-    let sandbox = &caller.tenant.sandbox;
-    Ok(bulk_get_response(
-        &ids,
-        |id| found.iter().find(|policy| &policy.id == id).map(merge_policy_json),
-        |id| {
-            (
-                NOT_FOUND,
-                format!("Merge policy not found: no merge policy '{id}' in sandbox '{sandbox}'."),
-            )
-        },
-    ))
+    Ok(MERGE_POLICY.bulk_get(&ids, &caller.tenant, |id| {
+        found.iter().find(|policy| &policy.id == id).map(merge_policy_json)
+    }))
 }

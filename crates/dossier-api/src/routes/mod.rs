@@ -11,6 +11,7 @@ mod profile_access;
 mod schemas;
 mod segment_definitions;
 mod segment_jobs;
+mod ups_resource;
 
 use axum::extract::Request;
 use axum::http::StatusCode;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::{MergePolicyId, SegmentDefinitionId};
-use dossier_model::listing::{Direction, next_offset};
+use dossier_model::listing::{Direction, next_page_start};
 use dossier_model::pql::{PqlError, PqlSchemas};
 use dossier_model::segment_definition::{
     CheckedSpec, SegmentDefinition, SegmentDefinitionListQuery, SegmentDefinitionPatch, SegmentDefinitionSpec,
@@ -22,14 +22,14 @@ use dossier_model::segment_definition::{
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
 use dossier_model::xdm::XdmSchema;
-use dossier_storage::StorageError;
 use dossier_storage::meta::SegmentDefinitionWriteError;
 
+use super::ups_resource::{UpsResource, storage_failure};
 use crate::auth::Caller;
-use crate::error::{ApiError, Service};
+use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
 use crate::state::AppState;
-use crate::views::{bulk_get_response, segment_definition_json};
+use crate::views::segment_definition_json;
 
 const PATH: &str = "/data/core/ups/segment/definitions";
 
@@ -45,19 +45,10 @@ const NAME_TAKEN: &str = "DOSSIER-SEGMENT-NAME-409";
 const HAS_DEPENDENTS: &str = "DOSSIER-SEGMENT-DEPENDENTS-409";
 const NO_DEFAULT_MERGE_POLICY: &str = "DOSSIER-SEGMENT-MERGEPOLICY-409";
 
-fn storage_failure(error: StorageError) -> ApiError {
-    ApiError::storage(Service::Ups, error)
-}
+const SEGMENT_DEFINITION: UpsResource = UpsResource::new("Segment definition", PATH, NOT_FOUND);
 
 fn not_found(id: &SegmentDefinitionId, tenant: &Tenant) -> ApiError {
-    ApiError::ups(
-        StatusCode::NOT_FOUND,
-        NOT_FOUND,
-        format!(
-            "Segment definition not found: no segment definition '{id}' in sandbox '{}'. List them with GET {PATH}.",
-            tenant.sandbox
-        ),
-    )
+    SEGMENT_DEFINITION.not_found(id, tenant)
 }
 
 /// Turns a refused write into the answer that tells the caller what to do instead.
@@ -163,11 +154,9 @@ async fn shown_one(state: &AppState, tenant: &Tenant, definition: &SegmentDefini
 
 /// A listing page as AEP pages segment definitions.
 fn page_json(segments: Vec<Value>, total: u64, query: &SegmentDefinitionListQuery) -> Value {
-    let link = match next_offset(query.start, segments.len()) {
-        Some(next_start) if !segments.is_empty() && next_start < total => {
-            json!({ "next": format!("{PATH}?{}", query.to_query_string(next_start)) })
-        }
-        _ => json!({}),
+    let link = match next_page_start(query.start, segments.len(), total) {
+        Some(next_start) => json!({ "next": format!("{PATH}?{}", query.to_query_string(next_start)) }),
+        None => json!({}),
     };
     let (field, direction) = query.sort;
     let page_size = segments.len();
@@ -212,7 +201,7 @@ pub async fn list_segment_definitions(
         .list_segment_definitions(&caller.tenant, &query)
         .await
         .map_err(storage_failure)?;
-    let segments = shown(&state, &caller.tenant, &page.definitions).await?;
+    let segments = shown(&state, &caller.tenant, &page.items).await?;
     Ok(Json(page_json(segments, page.total, &query)))
 }
 
@@ -369,15 +358,5 @@ pub async fn bulk_get_segment_definitions(
         .map_err(storage_failure)?;
     let shown_found = shown(&state, &caller.tenant, &found).await?;
     let by_id: HashMap<&SegmentDefinitionId, Value> = found.iter().map(|d| &d.id).zip(shown_found).collect();
-    let sandbox = &caller.tenant.sandbox;
-    Ok(bulk_get_response(
-        &ids,
-        |id| by_id.get(id).cloned(),
-        |id| {
-            (
-                NOT_FOUND,
-                format!("Segment definition not found: no segment definition '{id}' in sandbox '{sandbox}'."),
-            )
-        },
-    ))
+    Ok(SEGMENT_DEFINITION.bulk_get(&ids, &caller.tenant, |id| by_id.get(id).cloned()))
 }

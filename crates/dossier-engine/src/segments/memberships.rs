@@ -36,37 +36,8 @@ use crate::profiles::merge::SEGMENT_MEMBERSHIP;
 /// The namespace evaluated memberships are written under.
 pub const UPS: &str = "ups";
 
-/// A membership status evaluation writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    Realized,
-    Existing,
-    Exited,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Realized => "realized",
-            Self::Existing => "existing",
-            Self::Exited => "exited",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        match text {
-            "realized" => Some(Self::Realized),
-            "existing" => Some(Self::Existing),
-            "exited" => Some(Self::Exited),
-            _ => None,
-        }
-    }
-
-    /// A current member is realized or existing.
-    pub fn is_member(self) -> bool {
-        !matches!(self, Self::Exited)
-    }
-}
+/// A membership status evaluation writes: the one an export filters on.
+pub use dossier_model::export_job::MembershipStatus as Status;
 
 /// One profile's entry for one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

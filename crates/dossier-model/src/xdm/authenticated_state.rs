@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// The state of one `identityMap` entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr)]
 #[serde(rename_all = "camelCase")]
+#[strum(serialize_all = "camelCase")]
 pub enum AuthenticatedState {
     Authenticated,
     Ambiguous,
@@ -18,16 +19,12 @@ impl AuthenticatedState {
 
     /// The state as XDM spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Authenticated => "authenticated",
-            Self::Ambiguous => "ambiguous",
-            Self::LoggedOut => "loggedOut",
-        }
+        self.into()
     }
 
     /// The state spelled `text`, exactly as XDM spells it; `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str() == text)
+        text.parse().ok()
     }
 }
 

@@ -3,10 +3,7 @@
 //! A batch's files become readable in the same transaction that moves the batch to `success`;
 //! that transaction is the commit point of every writer (ingestion now, exports later).
 
-use std::fmt;
-use std::str::FromStr;
-
-use sqlx::Row;
+use sqlx::FromRow;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use dossier_model::catalog::{Batch, BatchError, BatchStatus};
@@ -20,7 +17,8 @@ use super::rows::{parsed_column, to_json};
 use crate::StorageError;
 
 /// What a file of a batch holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum FileKind {
     /// Rows of the dataset, readable once the batch is `success`.
     Data,
@@ -30,27 +28,7 @@ pub enum FileKind {
 
 impl FileKind {
     fn as_str(self) -> &'static str {
-        match self {
-            Self::Data => "data",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl FromStr for FileKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "data" => Ok(Self::Data),
-            "failed" => Ok(Self::Failed),
-            other => Err(format!("unknown file kind {other}")),
-        }
-    }
-}
-
-impl fmt::Display for FileKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -83,21 +61,32 @@ pub struct BatchOutcome {
     pub files: Vec<BatchFile>,
 }
 
+/// A `batch_files` row as stored.
+#[derive(sqlx::FromRow)]
+struct BatchFileRow {
+    file_id: String,
+    batch_id: String,
+    dataset_id: String,
+    kind: String,
+    name: String,
+    path: String,
+    size: i64,
+    records: i64,
+    created: EpochMillis,
+}
+
 fn file_from_row(row: &SqliteRow) -> Result<BatchFile, StorageError> {
+    let row = BatchFileRow::from_row(row)?;
     Ok(BatchFile {
-        file_id: row.try_get("file_id")?,
-        batch_id: BatchId::from_string(row.try_get::<String, _>("batch_id")?),
-        dataset_id: DatasetId::from_string(row.try_get::<String, _>("dataset_id")?),
-        kind: parsed_column(
-            "batch_files",
-            "kind",
-            row.try_get::<String, _>("kind")?.parse::<FileKind>(),
-        )?,
-        name: row.try_get("name")?,
-        path: row.try_get("path")?,
-        size: row.try_get("size")?,
-        records: row.try_get("records")?,
-        created: row.try_get("created")?,
+        file_id: row.file_id,
+        batch_id: BatchId::from_string(row.batch_id),
+        dataset_id: DatasetId::from_string(row.dataset_id),
+        kind: parsed_column("batch_files", "kind", row.kind.parse::<FileKind>())?,
+        name: row.name,
+        path: row.path,
+        size: row.size,
+        records: row.records,
+        created: row.created,
     })
 }
 

@@ -5,8 +5,6 @@
 //! the same row, so SQLite orders the two: an upload recorded before COMPLETE is ingested, one
 //! that ends after it is refused. No upload is answered 200 and then left out.
 
-use sqlx::Row;
-
 use dossier_model::catalog::BatchStatus;
 use dossier_model::ids::BatchId;
 use dossier_model::tenancy::Tenant;
@@ -17,7 +15,7 @@ use super::rows::parsed_column;
 use crate::StorageError;
 
 /// One staged upload of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BatchUpload {
     /// The file name the client gave.
     pub name: String,
@@ -87,22 +85,13 @@ impl MetaStore {
 
     /// The recorded uploads of a batch, by name: exactly what COMPLETE ingests.
     pub async fn batch_uploads(&self, tenant: &Tenant, batch: &BatchId) -> Result<Vec<BatchUpload>, StorageError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as::<_, BatchUpload>(
             "SELECT name, path, size FROM batch_uploads WHERE batch_id = ? AND org = ? AND sandbox = ? ORDER BY name",
         )
         .bind(batch.as_str())
         .bind(tenant.org.as_str())
         .bind(tenant.sandbox.as_str())
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(BatchUpload {
-                    name: row.try_get("name")?,
-                    path: row.try_get("path")?,
-                    size: row.try_get("size")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 }

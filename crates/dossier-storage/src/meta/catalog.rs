@@ -1,18 +1,18 @@
 //! Datasets and batches.
 
-use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteExecutor, SqliteRow};
+use sqlx::{FromRow, Row};
 
 use dossier_model::catalog::{
     Batch, BatchError, BatchStatus, DataBehavior, Dataset, DatasetPatch, FileDescription, SchemaRef, Tags,
 };
 use dossier_model::ids::{BatchId, ClientId, DatasetId};
 use dossier_model::listing::{Direction, ListQuery, sql_offset};
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::MetaStore;
-use super::rows::{json_column, parsed_column, to_json};
+use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 
 /// Equality filters of `GET /dataSets`.
@@ -60,78 +60,109 @@ pub const DATASET_SORTABLE: &[&str] = &["created", "updated", "name"];
 /// Fields `orderBy` may name on batches.
 pub const BATCH_SORTABLE: &[&str] = &["created", "updated", "status"];
 
-pub(super) fn tenant_of(table: &'static str, row: &SqliteRow) -> Result<(OrgId, SandboxName), StorageError> {
-    Ok((
-        parsed_column(table, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
-        parsed_column(
-            table,
-            "sandbox",
-            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
-        )?,
-    ))
+/// A `datasets` row with its last batch (`last_batch_id`, `last_batch_status`) as the queries
+/// select it.
+#[derive(sqlx::FromRow)]
+struct DatasetRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    name: String,
+    description: Option<String>,
+    schema_ref: String,
+    file_description: String,
+    tags: String,
+    aspect: Option<String>,
+    data_behavior: String,
+    created: EpochMillis,
+    updated: EpochMillis,
+    created_client: String,
+    last_batch_id: Option<String>,
+    last_batch_status: Option<String>,
+}
+
+impl DatasetRow {
+    fn into_dataset(self) -> Result<Dataset, StorageError> {
+        const TABLE: &str = "datasets";
+        let Tenant { org, sandbox } = self.tenant.into_tenant(TABLE)?;
+        Ok(Dataset {
+            id: DatasetId::from_string(self.id),
+            org,
+            sandbox,
+            name: self.name,
+            description: self.description,
+            schema_ref: json_column::<SchemaRef>(TABLE, "schema_ref", &self.schema_ref)?,
+            file_description: json_column::<FileDescription>(TABLE, "file_description", &self.file_description)?,
+            tags: json_column::<Tags>(TABLE, "tags", &self.tags)?,
+            aspect: self.aspect,
+            data_behavior: parsed_column(TABLE, "data_behavior", self.data_behavior.parse::<DataBehavior>())?,
+            created: self.created,
+            updated: self.updated,
+            created_client: ClientId::from_string(self.created_client),
+            last_batch_id: self.last_batch_id.map(BatchId::from_string),
+            last_batch_status: self
+                .last_batch_status
+                .map(|s| parsed_column(TABLE, "last_batch_status", s.parse::<BatchStatus>()))
+                .transpose()?,
+        })
+    }
 }
 
 pub(super) fn dataset_from_row(row: &SqliteRow) -> Result<Dataset, StorageError> {
-    let (org, sandbox) = tenant_of("datasets", row)?;
-    let last_batch_status: Option<String> = row.try_get("last_batch_status")?;
-    Ok(Dataset {
-        id: DatasetId::from_string(row.try_get::<String, _>("id")?),
-        org,
-        sandbox,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        schema_ref: json_column::<SchemaRef>("datasets", "schema_ref", &row.try_get::<String, _>("schema_ref")?)?,
-        file_description: json_column::<FileDescription>(
-            "datasets",
-            "file_description",
-            &row.try_get::<String, _>("file_description")?,
-        )?,
-        tags: json_column::<Tags>("datasets", "tags", &row.try_get::<String, _>("tags")?)?,
-        aspect: row.try_get("aspect")?,
-        data_behavior: parsed_column(
-            "datasets",
-            "data_behavior",
-            row.try_get::<String, _>("data_behavior")?.parse::<DataBehavior>(),
-        )?,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
-        created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
-        last_batch_id: row
-            .try_get::<Option<String>, _>("last_batch_id")?
-            .map(BatchId::from_string),
-        last_batch_status: last_batch_status
-            .map(|s| parsed_column("datasets", "last_batch_status", s.parse::<BatchStatus>()))
-            .transpose()?,
-    })
+    DatasetRow::from_row(row)?.into_dataset()
+}
+
+/// A `batches` row as stored.
+#[derive(sqlx::FromRow)]
+struct BatchRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    dataset_id: String,
+    status: String,
+    created: EpochMillis,
+    updated: EpochMillis,
+    started: Option<EpochMillis>,
+    completed: Option<EpochMillis>,
+    record_count: Option<i64>,
+    size: Option<i64>,
+    records_read: Option<i64>,
+    errors: String,
+    input_format: Option<String>,
+    created_client: String,
+    partial_ingestion: bool,
+}
+
+impl BatchRow {
+    fn into_batch(self) -> Result<Batch, StorageError> {
+        const TABLE: &str = "batches";
+        let Tenant { org, sandbox } = self.tenant.into_tenant(TABLE)?;
+        Ok(Batch {
+            id: BatchId::from_string(self.id),
+            org,
+            sandbox,
+            dataset_id: DatasetId::from_string(self.dataset_id),
+            status: parsed_column(TABLE, "status", self.status.parse::<BatchStatus>())?,
+            created: self.created,
+            updated: self.updated,
+            started: self.started,
+            completed: self.completed,
+            record_count: self.record_count,
+            size: self.size,
+            records_read: self.records_read,
+            errors: json_column::<Vec<BatchError>>(TABLE, "errors", &self.errors)?,
+            input_format: self
+                .input_format
+                .map(|raw| json_column(TABLE, "input_format", &raw))
+                .transpose()?,
+            created_client: ClientId::from_string(self.created_client),
+            partial_ingestion: self.partial_ingestion,
+        })
+    }
 }
 
 pub(super) fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
-    let (org, sandbox) = tenant_of("batches", row)?;
-    let input_format: Option<String> = row.try_get("input_format")?;
-    Ok(Batch {
-        id: BatchId::from_string(row.try_get::<String, _>("id")?),
-        org,
-        sandbox,
-        dataset_id: DatasetId::from_string(row.try_get::<String, _>("dataset_id")?),
-        status: parsed_column(
-            "batches",
-            "status",
-            row.try_get::<String, _>("status")?.parse::<BatchStatus>(),
-        )?,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
-        started: row.try_get("started")?,
-        completed: row.try_get("completed")?,
-        record_count: row.try_get("record_count")?,
-        size: row.try_get("size")?,
-        records_read: row.try_get("records_read")?,
-        errors: json_column::<Vec<BatchError>>("batches", "errors", &row.try_get::<String, _>("errors")?)?,
-        input_format: input_format
-            .map(|raw| json_column("batches", "input_format", &raw))
-            .transpose()?,
-        created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
-        partial_ingestion: row.try_get::<i64, _>("partial_ingestion")? != 0,
-    })
+    BatchRow::from_row(row)?.into_batch()
 }
 
 /// Writes a new dataset row. Shared by [`MetaStore::insert_dataset`] and the union-checked insert,

@@ -2,7 +2,7 @@
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::FromRow;
 
 use dossier_model::ids::ClientId;
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
@@ -48,26 +48,37 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
+/// An `api_clients` row as stored.
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    client_id: String,
+    org: String,
+    sandboxes: Option<String>,
+    created: EpochMillis,
+    revoked: Option<EpochMillis>,
+}
+
 fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiClient, StorageError> {
-    let sandboxes: Option<String> = row.try_get("sandboxes")?;
-    let sandboxes = match sandboxes {
+    const TABLE: &str = "api_clients";
+    let row = ClientRow::from_row(row)?;
+    let sandboxes = match row.sandboxes {
         None => None,
         Some(raw) => {
-            let names: Vec<String> = json_column("api_clients", "sandboxes", &raw)?;
+            let names: Vec<String> = json_column(TABLE, "sandboxes", &raw)?;
             Some(
                 names
                     .iter()
-                    .map(|n| parsed_column("api_clients", "sandboxes", SandboxName::parse(n)))
+                    .map(|n| parsed_column(TABLE, "sandboxes", SandboxName::parse(n)))
                     .collect::<Result<_, _>>()?,
             )
         }
     };
     Ok(ApiClient {
-        client_id: ClientId::from_string(row.try_get::<String, _>("client_id")?),
-        org: parsed_column("api_clients", "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
+        client_id: ClientId::from_string(row.client_id),
+        org: parsed_column(TABLE, "org", OrgId::parse(&row.org))?,
         sandboxes,
-        created: row.try_get("created")?,
-        revoked: row.try_get("revoked")?,
+        created: row.created,
+        revoked: row.revoked,
     })
 }
 

@@ -6,8 +6,8 @@
 //! decide on what they read (create, claim, cancel) take SQLite's write lock first
 //! (`BEGIN IMMEDIATE`), which makes them the single-writer claim the design asks for.
 
-use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{FromRow, Row};
 
 use dossier_model::catalog::{Batch, BatchError, BatchStatus};
 use dossier_model::export_job::{
@@ -19,8 +19,8 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::batch_files::commit_batch_in;
-use super::catalog::{get_dataset_row, insert_batch_in, tenant_of};
-use super::rows::{json_column, parsed_column, to_json};
+use super::catalog::{get_dataset_row, insert_batch_in};
+use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use super::{MetaStore, PerSandbox};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
@@ -86,31 +86,51 @@ pub struct ExportJobListing {
     pub limit: u32,
 }
 
+/// An `export_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
+#[derive(sqlx::FromRow)]
+struct ExportJobRow {
+    id: i64,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    status: String,
+    request_id: String,
+    request: String,
+    spec: String,
+    batches: String,
+    metrics: String,
+    progress: Option<String>,
+    errors: String,
+    cancel_requested: bool,
+    created: EpochMillis,
+    updated: EpochMillis,
+}
+
+impl ExportJobRow {
+    fn into_job(self) -> Result<ExportJob, StorageError> {
+        const TABLE: &str = "export_jobs";
+        Ok(ExportJob {
+            id: self.id,
+            tenant: self.tenant.into_tenant(TABLE)?,
+            status: parsed_column(TABLE, "status", self.status.parse::<ExportJobStatus>())?,
+            request_id: self.request_id,
+            request: json_column(TABLE, "request", &self.request)?,
+            spec: json_column(TABLE, "spec", &self.spec)?,
+            batches: json_column(TABLE, "batches", &self.batches)?,
+            metrics: json_column(TABLE, "metrics", &self.metrics)?,
+            progress: self
+                .progress
+                .map(|raw| json_column::<ExportJobProgress>(TABLE, "progress", &raw))
+                .transpose()?,
+            errors: json_column(TABLE, "errors", &self.errors)?,
+            cancel_requested: self.cancel_requested,
+            created: self.created,
+            updated: self.updated,
+        })
+    }
+}
+
 fn job_from_row(row: &SqliteRow) -> Result<ExportJob, StorageError> {
-    const TABLE: &str = "export_jobs";
-    let progress: Option<String> = row.try_get("progress")?;
-    let (org, sandbox) = tenant_of(TABLE, row)?;
-    Ok(ExportJob {
-        id: row.try_get("id")?,
-        tenant: Tenant { org, sandbox },
-        status: parsed_column(
-            TABLE,
-            "status",
-            row.try_get::<String, _>("status")?.parse::<ExportJobStatus>(),
-        )?,
-        request_id: row.try_get("request_id")?,
-        request: json_column(TABLE, "request", &row.try_get::<String, _>("request")?)?,
-        spec: json_column(TABLE, "spec", &row.try_get::<String, _>("spec")?)?,
-        batches: json_column(TABLE, "batches", &row.try_get::<String, _>("batches")?)?,
-        metrics: json_column(TABLE, "metrics", &row.try_get::<String, _>("metrics")?)?,
-        progress: progress
-            .map(|raw| json_column::<ExportJobProgress>(TABLE, "progress", &raw))
-            .transpose()?,
-        errors: json_column(TABLE, "errors", &row.try_get::<String, _>("errors")?)?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
-    })
+    ExportJobRow::from_row(row)?.into_job()
 }
 
 async fn job_in(conn: &mut SqliteConnection, tenant: &Tenant, id: i64) -> Result<Option<ExportJob>, StorageError> {

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, Row};
 use tokio::sync::OwnedMutexGuard;
 
 use dossier_model::ids::BatchId;
@@ -18,8 +18,8 @@ use dossier_model::time::EpochMillis;
 use super::MetaStore;
 use crate::StorageError;
 
-/// One committed version of a sandbox's identity graph.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One committed version of a sandbox's identity graph, as its row stores it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct IdentityGraphVersion {
     /// 1 for the first graph of a sandbox, then one more per fold.
     pub version: i64,
@@ -52,13 +52,7 @@ impl GraphWriterLocks {
 }
 
 fn version_from_row(row: &SqliteRow) -> Result<IdentityGraphVersion, StorageError> {
-    Ok(IdentityGraphVersion {
-        version: row.try_get("version")?,
-        path: row.try_get("path")?,
-        created: row.try_get("created")?,
-        nodes: row.try_get("nodes")?,
-        components: row.try_get("components")?,
-    })
+    Ok(IdentityGraphVersion::from_row(row)?)
 }
 
 impl MetaStore {

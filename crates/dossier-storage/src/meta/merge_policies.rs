@@ -5,20 +5,22 @@
 //! `BEGIN IMMEDIATE` transactions: they read the current state (who is the default, who is active
 //! on edge) and write from it, and no other writer may change that state in between.
 
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
+use sqlx::{FromRow, Sqlite, Transaction};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::{DatasetId, MergePolicyId};
-use dossier_model::listing::{Direction, sql_offset};
+use dossier_model::listing::Direction;
 use dossier_model::merge_policy::{
-    AttributeMerge, AttributeMergeType, MergePolicy, MergePolicyDefinition, MergePolicyListQuery, MergePolicySortField,
+    AttributeMerge, AttributeMergeType, MergePolicy, MergePolicyDefinition, MergePolicyFilter, MergePolicyListQuery,
+    MergePolicySortField,
 };
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochSeconds;
 
 use super::MetaStore;
-use super::rows::{json_column, parsed_column, to_json};
+use super::paging::{Page, PageQuery, order_by_then_id, push, read_by_ids, read_page};
+use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 
 const TABLE: &str = "merge_policies";
@@ -53,46 +55,56 @@ impl From<sqlx::Error> for MergePolicyWriteError {
 }
 
 /// One page of the listing and how many policies match in all.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MergePolicyPage {
-    pub policies: Vec<MergePolicy>,
-    pub total: u64,
+pub type MergePolicyPage = Page<MergePolicy>;
+
+/// A `merge_policies` row (one version of a policy) as stored.
+#[derive(sqlx::FromRow)]
+struct MergePolicyRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    name: String,
+    schema_name: String,
+    version: i64,
+    identity_graph: String,
+    attribute_merge: String,
+    dataset_order: String,
+    is_default: bool,
+    is_active_on_edge: bool,
+    update_epoch: EpochSeconds,
+}
+
+impl MergePolicyRow {
+    fn into_policy(self) -> Result<MergePolicy, StorageError> {
+        let attribute_merge = match parsed_column(
+            TABLE,
+            "attribute_merge",
+            self.attribute_merge.parse::<AttributeMergeType>(),
+        )? {
+            AttributeMergeType::TimestampOrdered => AttributeMerge::TimestampOrdered,
+            AttributeMergeType::DataSetPrecedence => AttributeMerge::DataSetPrecedence {
+                order: json_column(TABLE, "dataset_order", &self.dataset_order)?,
+            },
+        };
+        let Tenant { org, sandbox } = self.tenant.into_tenant(TABLE)?;
+        Ok(MergePolicy {
+            id: MergePolicyId::from_string(self.id),
+            name: self.name,
+            org,
+            sandbox,
+            schema_name: self.schema_name,
+            version: parsed_column(TABLE, "version", u32::try_from(self.version))?,
+            identity_graph: parsed_column(TABLE, "identity_graph", self.identity_graph.parse())?,
+            attribute_merge,
+            is_default: self.is_default,
+            is_active_on_edge: self.is_active_on_edge,
+            update_epoch: self.update_epoch,
+        })
+    }
 }
 
 fn merge_policy_from_row(row: &SqliteRow) -> Result<MergePolicy, StorageError> {
-    let version: i64 = row.try_get("version")?;
-    let attribute_merge = match parsed_column(
-        TABLE,
-        "attribute_merge",
-        row.try_get::<String, _>("attribute_merge")?
-            .parse::<AttributeMergeType>(),
-    )? {
-        AttributeMergeType::TimestampOrdered => AttributeMerge::TimestampOrdered,
-        AttributeMergeType::DataSetPrecedence => AttributeMerge::DataSetPrecedence {
-            order: json_column(TABLE, "dataset_order", &row.try_get::<String, _>("dataset_order")?)?,
-        },
-    };
-    Ok(MergePolicy {
-        id: MergePolicyId::from_string(row.try_get::<String, _>("id")?),
-        name: row.try_get("name")?,
-        org: parsed_column(TABLE, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
-        sandbox: parsed_column(
-            TABLE,
-            "sandbox",
-            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
-        )?,
-        schema_name: row.try_get("schema_name")?,
-        version: parsed_column(TABLE, "version", u32::try_from(version))?,
-        identity_graph: parsed_column(
-            TABLE,
-            "identity_graph",
-            row.try_get::<String, _>("identity_graph")?.parse(),
-        )?,
-        attribute_merge,
-        is_default: row.try_get("is_default")?,
-        is_active_on_edge: row.try_get("is_active_on_edge")?,
-        update_epoch: row.try_get("update_epoch")?,
-    })
+    MergePolicyRow::from_row(row)?.into_policy()
 }
 
 /// `ORDER BY` for the listing. The field is an enum, so the SQL text comes from this match only.
@@ -102,39 +114,36 @@ fn order_clause((field, direction): (MergePolicySortField, Direction)) -> String
         MergePolicySortField::UpdateEpoch => "update_epoch",
         MergePolicySortField::Id => "id",
     };
-    let dir = match direction {
-        Direction::Asc => "ASC",
-        Direction::Desc => "DESC",
-    };
-    format!("ORDER BY {column} {dir}, id {dir}")
+    order_by_then_id(column, direction)
 }
 
-/// The filters of the listing, in the order [`bind_filter!`] binds them.
+/// The filters of the listing, in the order [`filter_args`] binds them.
 const FILTER_SQL: &str = "org = ? AND sandbox = ? AND is_latest = 1
     AND (? IS NULL OR is_default = ?) AND (? IS NULL OR schema_name = ?)
     AND (? IS NULL OR identity_graph = ?) AND (? IS NULL OR attribute_merge = ?)
     AND (? IS NULL OR is_active_on_edge = ?)";
 
-/// Binds [`FILTER_SQL`]'s parameters to a query of any kind (rows or a count).
-macro_rules! bind_filter {
-    ($query:expr, $tenant:expr, $filter:expr) => {{
-        let filter = $filter;
-        let graph = filter.identity_graph.map(|g| g.as_str());
-        let merge = filter.attribute_merge.map(|m| m.as_str());
-        $query
-            .bind($tenant.org.as_str())
-            .bind($tenant.sandbox.as_str())
-            .bind(filter.is_default)
-            .bind(filter.is_default)
-            .bind(filter.schema_name.as_deref())
-            .bind(filter.schema_name.as_deref())
-            .bind(graph)
-            .bind(graph)
-            .bind(merge)
-            .bind(merge)
-            .bind(filter.is_active_on_edge)
-            .bind(filter.is_active_on_edge)
-    }};
+/// [`FILTER_SQL`]'s arguments; each filter is bound twice (`? IS NULL OR column = ?`).
+fn filter_args(tenant: &Tenant, filter: &MergePolicyFilter) -> SqliteArguments {
+    let mut args = SqliteArguments::default();
+    push(&mut args, tenant.org.as_str());
+    push(&mut args, tenant.sandbox.as_str());
+    for _ in 0..2 {
+        push(&mut args, filter.is_default);
+    }
+    for _ in 0..2 {
+        push(&mut args, filter.schema_name.as_deref());
+    }
+    for _ in 0..2 {
+        push(&mut args, filter.identity_graph.map(|g| g.as_str()));
+    }
+    for _ in 0..2 {
+        push(&mut args, filter.attribute_merge.map(|m| m.as_str()));
+    }
+    for _ in 0..2 {
+        push(&mut args, filter.is_active_on_edge);
+    }
+    args
 }
 
 /// Writes `policy` as a new row marked latest. The caller has retired the previous latest row.
@@ -323,16 +332,16 @@ impl MetaStore {
         tenant: &Tenant,
         ids: &[MergePolicyId],
     ) -> Result<Vec<MergePolicy>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT * FROM merge_policies WHERE org = ? AND sandbox = ? AND is_latest = 1
-               AND id IN (SELECT value FROM json_each(?))",
+        let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        read_by_ids(
+            &self.pool,
+            TABLE,
+            "AND is_latest = 1",
+            tenant,
+            &ids,
+            merge_policy_from_row,
         )
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(to_json(&ids))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(merge_policy_from_row).collect()
+        .await
     }
 
     /// One page of the latest versions, filtered and ordered as asked.
@@ -341,27 +350,20 @@ impl MetaStore {
         tenant: &Tenant,
         query: &MergePolicyListQuery,
     ) -> Result<MergePolicyPage, StorageError> {
-        let count_sql = format!("SELECT COUNT(*) FROM merge_policies WHERE {FILTER_SQL}");
-        let total: i64 = bind_filter!(
-            sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)),
-            tenant,
-            &query.filter
+        let page = PageQuery {
+            table: TABLE,
+            filter_sql: FILTER_SQL,
+            order: order_clause(query.order_by),
+            limit: query.limit,
+            start: query.start,
+        };
+        read_page(
+            &self.pool,
+            page,
+            || filter_args(tenant, &query.filter),
+            merge_policy_from_row,
         )
-        .fetch_one(&self.pool)
-        .await?;
-        let sql = format!(
-            "SELECT * FROM merge_policies WHERE {FILTER_SQL} {} LIMIT ? OFFSET ?",
-            order_clause(query.order_by)
-        );
-        let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(sql)), tenant, &query.filter)
-            .bind(i64::from(query.limit))
-            .bind(sql_offset(query.start))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(MergePolicyPage {
-            policies: rows.iter().map(merge_policy_from_row).collect::<Result<_, _>>()?,
-            total: u64::try_from(total).unwrap_or(0),
-        })
+        .await
     }
 
     /// Stores version 1 of a new policy. Its `order` datasets must exist; if it is the default,
@@ -466,6 +468,7 @@ mod tests {
     use dossier_model::ids::ClientId;
     use dossier_model::merge_policy::{IdentityGraphType, SEEDED_MERGE_POLICY_ID};
     use dossier_model::schema::{PROFILE_SCHEMA_NAME, PROFILE_UNION_SCHEMA_ID};
+    use dossier_model::tenancy::{OrgId, SandboxName};
 
     use super::*;
 

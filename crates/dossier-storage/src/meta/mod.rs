@@ -8,6 +8,7 @@ mod export_jobs;
 mod fair_claim;
 mod identity_graph;
 mod merge_policies;
+mod paging;
 mod rows;
 mod sandboxes;
 mod schemas;
@@ -30,6 +31,7 @@ pub use export_jobs::{ExportCancellation, ExportJobCreation, ExportJobListing, I
 pub use fair_claim::PerSandbox;
 pub use identity_graph::{IdentityGraphVersion, IdentityGraphWriteGuard};
 pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
+pub use paging::Page;
 pub use segment_definitions::{SegmentDefinitionPage, SegmentDefinitionWriteError};
 pub use segment_jobs::{MembershipFile, NewSegmentJob, SegmentJobCreation};
 

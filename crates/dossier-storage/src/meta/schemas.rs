@@ -7,14 +7,14 @@
 //! writes the dataset in one `BEGIN IMMEDIATE` transaction, so two enablements can never both
 //! pass against a union that contains neither.
 
-use sqlx::Row;
+use sqlx::FromRow;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::{SqliteExecutor, SqliteRow};
 
 use dossier_model::catalog::{Dataset, DatasetPatch};
 use dossier_model::ids::{ClientId, DatasetId};
 use dossier_model::listing::sql_offset;
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 use dossier_model::xdm::{
     IdentityDescriptor, IdentityField, RegisteredSchema, SchemaClass, SchemaListQuery, SchemaOrder, UnionConflict,
@@ -23,7 +23,7 @@ use dossier_model::xdm::{
 
 use super::MetaStore;
 use super::catalog::{dataset_from_row, get_dataset_row, insert_dataset_row, update_dataset_row};
-use super::rows::{json_column, parsed_column, to_json};
+use super::rows::{TenantColumns, json_column, to_json};
 use crate::StorageError;
 
 fn corrupt(table: &'static str, column: &'static str, reason: impl ToString) -> StorageError {
@@ -34,55 +34,79 @@ fn corrupt(table: &'static str, column: &'static str, reason: impl ToString) -> 
     }
 }
 
+/// A `schemas` row as stored.
+#[derive(sqlx::FromRow)]
+struct SchemaRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    alt_id: String,
+    title: String,
+    description: Option<String>,
+    class: String,
+    version: String,
+    extends: String,
+    properties: String,
+    created: EpochMillis,
+    updated: EpochMillis,
+    created_client: String,
+}
+
 /// A schema row without its identities, which live in `identity_descriptors`.
 fn schema_from_row(row: &SqliteRow) -> Result<RegisteredSchema, StorageError> {
-    let class_id: String = row.try_get("class")?;
-    let class = SchemaClass::from_class_id(&class_id).ok_or_else(|| corrupt("schemas", "class", &class_id))?;
-    let properties: serde_json::Value = json_column("schemas", "properties", &row.try_get::<String, _>("properties")?)?;
+    const TABLE: &str = "schemas";
+    let row = SchemaRow::from_row(row)?;
+    let class = SchemaClass::from_class_id(&row.class).ok_or_else(|| corrupt(TABLE, "class", &row.class))?;
+    let properties: serde_json::Value = json_column(TABLE, "properties", &row.properties)?;
     let schema = XdmSchema {
-        id: row.try_get("id")?,
-        alt_id: row.try_get("alt_id")?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
+        id: row.id,
+        alt_id: row.alt_id,
+        title: row.title,
+        description: row.description,
         class,
-        version: row.try_get("version")?,
-        extends: json_column("schemas", "extends", &row.try_get::<String, _>("extends")?)?,
-        fields: parse_properties(&properties).map_err(|e| corrupt("schemas", "properties", e))?,
+        version: row.version,
+        extends: json_column(TABLE, "extends", &row.extends)?,
+        fields: parse_properties(&properties).map_err(|e| corrupt(TABLE, "properties", e))?,
         identities: Vec::new(),
     };
+    let Tenant { org, sandbox } = row.tenant.into_tenant(TABLE)?;
     Ok(RegisteredSchema {
         schema,
-        org: parsed_column("schemas", "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
-        sandbox: parsed_column(
-            "schemas",
-            "sandbox",
-            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
-        )?,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
-        created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
+        org,
+        sandbox,
+        created: row.created,
+        updated: row.updated,
+        created_client: ClientId::from_string(row.created_client),
     })
 }
 
+/// An `identity_descriptors` row as stored.
+#[derive(sqlx::FromRow)]
+struct DescriptorRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    schema_id: String,
+    path: String,
+    namespace: String,
+    is_primary: bool,
+    created: EpochMillis,
+    created_client: String,
+}
+
 fn descriptor_from_row(row: &SqliteRow) -> Result<IdentityDescriptor, StorageError> {
+    let row = DescriptorRow::from_row(row)?;
+    let Tenant { org, sandbox } = row.tenant.into_tenant("identity_descriptors")?;
     Ok(IdentityDescriptor {
-        id: row.try_get("id")?,
-        org: parsed_column(
-            "identity_descriptors",
-            "org",
-            OrgId::parse(&row.try_get::<String, _>("org")?),
-        )?,
-        sandbox: parsed_column(
-            "identity_descriptors",
-            "sandbox",
-            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
-        )?,
-        schema_id: row.try_get("schema_id")?,
-        path: row.try_get("path")?,
-        namespace: row.try_get("namespace")?,
-        primary: row.try_get("is_primary")?,
-        created: row.try_get("created")?,
-        created_client: ClientId::from_string(row.try_get::<String, _>("created_client")?),
+        id: row.id,
+        org,
+        sandbox,
+        schema_id: row.schema_id,
+        path: row.path,
+        namespace: row.namespace,
+        primary: row.is_primary,
+        created: row.created,
+        created_client: ClientId::from_string(row.created_client),
     })
 }
 
@@ -368,6 +392,7 @@ mod tests {
     use serde_json::json;
 
     use dossier_model::catalog::{DataBehavior, FileDescription, SchemaRef, Tags};
+    use dossier_model::tenancy::{OrgId, SandboxName};
     use dossier_model::xdm::{SchemaIds, XdmType};
 
     use super::*;

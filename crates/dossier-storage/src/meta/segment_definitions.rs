@@ -6,22 +6,23 @@
 
 use std::collections::HashMap;
 
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
+use sqlx::{FromRow, Row, Sqlite, Transaction};
 
 use dossier_model::ValidationError;
 use dossier_model::ids::{MergePolicyId, SegmentDefinitionId};
-use dossier_model::listing::{Direction, sql_offset};
+use dossier_model::listing::Direction;
 use dossier_model::pql::PqlError;
 use dossier_model::segment_definition::{
     CheckedSpec, SegmentDefinition, SegmentDefinitionListQuery, SegmentDefinitionSpec, SegmentSortField,
     dependency_cycle,
 };
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::MetaStore;
-use super::rows::{json_column, parsed_column, to_json};
+use super::paging::{Page, PageQuery, order_by_then_id, push, read_by_ids, read_page};
+use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 
 const TABLE: &str = "segment_definitions";
@@ -60,35 +61,52 @@ impl From<sqlx::Error> for SegmentDefinitionWriteError {
 }
 
 /// One page of the listing and how many definitions match in all.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SegmentDefinitionPage {
-    pub definitions: Vec<SegmentDefinition>,
-    pub total: u64,
+pub type SegmentDefinitionPage = Page<SegmentDefinition>;
+
+/// A `segment_definitions` row as stored.
+#[derive(sqlx::FromRow)]
+struct SegmentDefinitionRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    name: String,
+    description: Option<String>,
+    schema_name: String,
+    expression: String,
+    merge_policy_id: String,
+    batch_enabled: bool,
+    ttl_in_days: Option<i64>,
+    dependencies: String,
+    creation_time: EpochMillis,
+    update_time: EpochMillis,
+}
+
+impl SegmentDefinitionRow {
+    fn into_definition(self) -> Result<SegmentDefinition, StorageError> {
+        let Tenant { org, sandbox } = self.tenant.into_tenant(TABLE)?;
+        Ok(SegmentDefinition {
+            id: SegmentDefinitionId::from_string(self.id),
+            org,
+            sandbox,
+            name: self.name,
+            description: self.description,
+            schema_name: self.schema_name,
+            expression: self.expression,
+            merge_policy_id: MergePolicyId::from_string(self.merge_policy_id),
+            batch_enabled: self.batch_enabled,
+            ttl_in_days: self
+                .ttl_in_days
+                .map(|days| parsed_column(TABLE, "ttl_in_days", u32::try_from(days)))
+                .transpose()?,
+            dependencies: json_column(TABLE, "dependencies", &self.dependencies)?,
+            creation_time: self.creation_time,
+            update_time: self.update_time,
+        })
+    }
 }
 
 fn definition_from_row(row: &SqliteRow) -> Result<SegmentDefinition, StorageError> {
-    let ttl: Option<i64> = row.try_get("ttl_in_days")?;
-    Ok(SegmentDefinition {
-        id: SegmentDefinitionId::from_string(row.try_get::<String, _>("id")?),
-        org: parsed_column(TABLE, "org", OrgId::parse(&row.try_get::<String, _>("org")?))?,
-        sandbox: parsed_column(
-            TABLE,
-            "sandbox",
-            SandboxName::parse(&row.try_get::<String, _>("sandbox")?),
-        )?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        schema_name: row.try_get("schema_name")?,
-        expression: row.try_get("expression")?,
-        merge_policy_id: MergePolicyId::from_string(row.try_get::<String, _>("merge_policy_id")?),
-        batch_enabled: row.try_get("batch_enabled")?,
-        ttl_in_days: ttl
-            .map(|days| parsed_column(TABLE, "ttl_in_days", u32::try_from(days)))
-            .transpose()?,
-        dependencies: json_column(TABLE, "dependencies", &row.try_get::<String, _>("dependencies")?)?,
-        creation_time: row.try_get("creation_time")?,
-        update_time: row.try_get("update_time")?,
-    })
+    SegmentDefinitionRow::from_row(row)?.into_definition()
 }
 
 /// `ORDER BY` for the listing. The field is an enum, so the SQL text comes from this match only.
@@ -99,27 +117,22 @@ fn order_clause((field, direction): (SegmentSortField, Direction)) -> String {
         SegmentSortField::Name => "name COLLATE NOCASE",
         SegmentSortField::Id => "id",
     };
-    let dir = match direction {
-        Direction::Asc => "ASC",
-        Direction::Desc => "DESC",
-    };
-    format!("ORDER BY {column} {dir}, id {dir}")
+    order_by_then_id(column, direction)
 }
 
 /// The filters of the listing: tenant, `batch_enabled`, and a switch that matches nothing (asking
 /// for streaming or edge definitions, which do not exist here).
 const FILTER_SQL: &str = "org = ? AND sandbox = ? AND (? IS NULL OR batch_enabled = ?) AND ? = 0";
 
-macro_rules! bind_filter {
-    ($query:expr, $tenant:expr, $filter:expr) => {{
-        let filter: &SegmentDefinitionListQuery = $filter;
-        $query
-            .bind($tenant.org.as_str())
-            .bind($tenant.sandbox.as_str())
-            .bind(filter.batch_enabled)
-            .bind(filter.batch_enabled)
-            .bind(filter.streaming_or_edge == Some(true))
-    }};
+/// [`FILTER_SQL`]'s arguments, in its order.
+fn filter_args(tenant: &Tenant, filter: &SegmentDefinitionListQuery) -> SqliteArguments {
+    let mut args = SqliteArguments::default();
+    push(&mut args, tenant.org.as_str());
+    push(&mut args, tenant.sandbox.as_str());
+    push(&mut args, filter.batch_enabled);
+    push(&mut args, filter.batch_enabled);
+    push(&mut args, filter.streaming_or_edge == Some(true));
+    args
 }
 
 async fn insert(conn: &mut SqliteConnection, definition: &SegmentDefinition) -> Result<(), sqlx::Error> {
@@ -324,17 +337,8 @@ impl MetaStore {
         tenant: &Tenant,
         ids: &[SegmentDefinitionId],
     ) -> Result<Vec<SegmentDefinition>, StorageError> {
-        let wanted: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
-        let rows = sqlx::query(
-            "SELECT * FROM segment_definitions WHERE org = ? AND sandbox = ?
-               AND id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(to_json(&wanted))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(definition_from_row).collect()
+        let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        read_by_ids(&self.pool, TABLE, "", tenant, &ids, definition_from_row).await
     }
 
     /// For each of `ids`, the definitions whose expression names it with `inSegment`.
@@ -353,24 +357,14 @@ impl MetaStore {
         tenant: &Tenant,
         query: &SegmentDefinitionListQuery,
     ) -> Result<SegmentDefinitionPage, StorageError> {
-        // The only text put into the SQL is FILTER_SQL and order_clause's, both constant.
-        let sql = format!(
-            "SELECT * FROM segment_definitions WHERE {FILTER_SQL} {} LIMIT ? OFFSET ?",
-            order_clause(query.sort)
-        );
-        let rows = bind_filter!(sqlx::query(sqlx::AssertSqlSafe(sql)), tenant, query)
-            .bind(i64::from(query.limit))
-            .bind(sql_offset(query.start))
-            .fetch_all(&self.pool)
-            .await?;
-        let count_sql = format!("SELECT COUNT(*) FROM segment_definitions WHERE {FILTER_SQL}");
-        let total: i64 = bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)), tenant, query)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(SegmentDefinitionPage {
-            definitions: rows.iter().map(definition_from_row).collect::<Result<_, _>>()?,
-            total: u64::try_from(total).unwrap_or(0),
-        })
+        let page = PageQuery {
+            table: TABLE,
+            filter_sql: FILTER_SQL,
+            order: order_clause(query.sort),
+            limit: query.limit,
+            start: query.start,
+        };
+        read_page(&self.pool, page, || filter_args(tenant, query), definition_from_row).await
     }
 
     /// Stores a new definition. `check` parses the spec's expression once its merge policy is
@@ -449,6 +443,7 @@ impl MetaStore {
 mod tests {
     use dossier_model::merge_policy::SEEDED_MERGE_POLICY_ID;
     use dossier_model::pql::PqlSchemas;
+    use dossier_model::tenancy::{OrgId, SandboxName};
     use dossier_model::xdm::XdmSchema;
     use serde_json::json;
 
@@ -620,7 +615,7 @@ mod tests {
             let params = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             SegmentDefinitionListQuery::from_params(&params).unwrap()
         };
-        let names = |page: &SegmentDefinitionPage| page.definitions.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+        let names = |page: &SegmentDefinitionPage| page.items.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
         let newest_first = meta
             .list_segment_definitions(&t, &query(&[("limit", "2")]))
             .await

@@ -4,7 +4,7 @@
 //! take SQLite's write lock first (`BEGIN IMMEDIATE`). A job's success and the switch of its
 //! segments' membership files are one transaction: a reader sees the old files or the new ones.
 
-use sqlx::Row;
+use sqlx::FromRow;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use dossier_model::export_job::ExportJobError;
@@ -14,8 +14,7 @@ use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobSegmen
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::catalog::tenant_of;
-use super::rows::{json_column, parsed_column, to_json};
+use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use super::{MetaStore, PerSandbox};
 use crate::StorageError;
 
@@ -41,7 +40,7 @@ pub enum SegmentJobCreation {
 }
 
 /// The membership file of one segment that evaluation wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MembershipFile {
     pub segment_id: String,
     pub path: String,
@@ -50,24 +49,40 @@ pub struct MembershipFile {
     pub rows: i64,
 }
 
+/// A `segment_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
+#[derive(sqlx::FromRow)]
+struct SegmentJobRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    status: String,
+    request_id: String,
+    segments: String,
+    metrics: String,
+    errors: String,
+    created: EpochMillis,
+    updated: EpochMillis,
+}
+
+impl SegmentJobRow {
+    fn into_job(self) -> Result<SegmentJob, StorageError> {
+        const TABLE: &str = "segment_jobs";
+        Ok(SegmentJob {
+            id: self.id,
+            tenant: self.tenant.into_tenant(TABLE)?,
+            status: parsed_column(TABLE, "status", self.status.parse::<SegmentJobStatus>())?,
+            request_id: self.request_id,
+            segments: json_column(TABLE, "segments", &self.segments)?,
+            metrics: json_column(TABLE, "metrics", &self.metrics)?,
+            errors: json_column(TABLE, "errors", &self.errors)?,
+            created: self.created,
+            updated: self.updated,
+        })
+    }
+}
+
 fn job_from_row(row: &SqliteRow) -> Result<SegmentJob, StorageError> {
-    const TABLE: &str = "segment_jobs";
-    let (org, sandbox) = tenant_of(TABLE, row)?;
-    Ok(SegmentJob {
-        id: row.try_get("id")?,
-        tenant: Tenant { org, sandbox },
-        status: parsed_column(
-            TABLE,
-            "status",
-            row.try_get::<String, _>("status")?.parse::<SegmentJobStatus>(),
-        )?,
-        request_id: row.try_get("request_id")?,
-        segments: json_column(TABLE, "segments", &row.try_get::<String, _>("segments")?)?,
-        metrics: json_column(TABLE, "metrics", &row.try_get::<String, _>("metrics")?)?,
-        errors: json_column(TABLE, "errors", &row.try_get::<String, _>("errors")?)?,
-        created: row.try_get("created")?,
-        updated: row.try_get("updated")?,
-    })
+    SegmentJobRow::from_row(row)?.into_job()
 }
 
 async fn job_in(conn: &mut SqliteConnection, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
@@ -78,16 +93,6 @@ async fn job_in(conn: &mut SqliteConnection, tenant: &Tenant, id: &str) -> Resul
         .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(job_from_row).transpose()
-}
-
-fn file_from_row(row: &SqliteRow) -> Result<MembershipFile, StorageError> {
-    Ok(MembershipFile {
-        segment_id: row.try_get("segment_id")?,
-        path: row.try_get("path")?,
-        job_id: row.try_get("job_id")?,
-        evaluated: row.try_get("evaluated")?,
-        rows: row.try_get("rows")?,
-    })
 }
 
 /// Makes `files` current, returning the files they supersede (for the caller to delete).
@@ -387,6 +392,6 @@ impl MetaStore {
             .bind(tenant.sandbox.as_str())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(file_from_row).collect()
+        rows.iter().map(|row| Ok(MembershipFile::from_row(row)?)).collect()
     }
 }
