@@ -23,7 +23,7 @@ use dossier_storage::{Lake, MetaStore};
 use super::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
 use super::project::{ProjectError, project_schema};
 use super::selection::select;
-use super::shards::{KeyingContext, ShardedKeys};
+use super::shards::{ComponentTables, KeyingContext, ShardedKeys};
 use super::types::{
     CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, Span, StagedBatch,
 };
@@ -87,6 +87,7 @@ async fn plan(
     request: &ExportRequest,
     settings: &ExportSettings,
     cancel: &CancelFlag,
+    tables: &ComponentTables,
 ) -> Result<(Plan, ShardedKeys), ExportError> {
     let spec = request.spec.clone();
     // Planning reads the store and walks schemas that can be wide: a DELETE is honoured between
@@ -192,6 +193,7 @@ async fn plan(
         events,
         settings,
         cancel,
+        tables,
     };
     let keyed = ShardedKeys::build(meta, lake, &context).await.map_err(keying_failed)?;
     tracing::info!(
@@ -634,7 +636,7 @@ pub async fn run_export(
     run_export_with(meta, lake, request, progress, cancel, &ExportSettings::default()).await
 }
 
-/// [`run_export`] with explicit settings.
+/// [`run_export`] with explicit settings (and no graph tables kept from an earlier export).
 pub async fn run_export_with(
     meta: &MetaStore,
     lake: &Lake,
@@ -643,9 +645,24 @@ pub async fn run_export_with(
     cancel: &CancelFlag,
     settings: &ExportSettings,
 ) -> Result<ExportOutcome, ExportError> {
+    let tables = ComponentTables::default();
+    run_export_sharing(meta, lake, request, progress, cancel, settings, &tables).await
+}
+
+/// [`run_export_with`] keying against the sealed graph tables of `tables`, and leaving there
+/// the table of the version it keyed: what an exporter running export after export passes.
+pub async fn run_export_sharing(
+    meta: &MetaStore,
+    lake: &Lake,
+    request: &ExportRequest,
+    progress: &ExportProgress,
+    cancel: &CancelFlag,
+    settings: &ExportSettings,
+    tables: &ComponentTables,
+) -> Result<ExportOutcome, ExportError> {
     let partition_profiles = settings.partition_profiles.max(1);
     let started: EpochMillis = now_millis();
-    let (plan, mut keyed) = plan(meta, lake, request, settings, cancel).await?;
+    let (plan, mut keyed) = plan(meta, lake, request, settings, cancel, tables).await?;
     let plan = Arc::new(plan);
     let mut writers: Vec<BatchWriter> = request
         .batches
