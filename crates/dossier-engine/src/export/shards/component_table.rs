@@ -62,8 +62,11 @@ impl ComponentTable {
 /// share one cache.
 #[derive(Clone, Default)]
 pub struct ComponentTables {
-    kept: Arc<Mutex<Vec<(String, Arc<ComponentTable>)>>>,
+    kept: Arc<Mutex<Vec<KeptTable>>>,
 }
+
+/// A sealed table and the snapshot path it was built from.
+type KeptTable = (String, Arc<ComponentTable>);
 
 /// The current version and the one before it, for exports that pinned it just before a fold.
 const TABLES_KEPT: usize = 2;
