@@ -14,5 +14,6 @@ pub use project::{ProjectError, project_schema};
 pub use run::{MAX_IDENTITIES, run_export, run_export_sharing, run_export_with};
 pub use shards::{ComponentTables, ShardLayout};
 pub use types::{
-    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, Span, StagedBatch,
+    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, ExportStage, Span,
+    StagedBatch,
 };
