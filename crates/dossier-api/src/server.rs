@@ -191,6 +191,7 @@ fn start_export_workers(
             bucket_identities: limits.export_bucket_identities,
             spill_dir: Some(spill_dir),
         },
+        tables: Default::default(),
     });
     let settings = WorkerSettings {
         workers: limits.export_workers,

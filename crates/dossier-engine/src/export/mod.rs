@@ -11,8 +11,9 @@ mod types;
 mod writer;
 
 pub use project::{ProjectError, project_schema};
-pub use run::{MAX_IDENTITIES, run_export, run_export_with};
-pub use shards::ShardLayout;
+pub use run::{MAX_IDENTITIES, run_export, run_export_sharing, run_export_with};
+pub use shards::{ComponentTables, ShardLayout};
 pub use types::{
-    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, Span, StagedBatch,
+    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, ExportStage, Span,
+    StagedBatch,
 };

@@ -23,9 +23,10 @@ use dossier_storage::{Lake, MetaStore};
 use super::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
 use super::project::{ProjectError, project_schema};
 use super::selection::select;
-use super::shards::{KeyingContext, ShardedKeys};
+use super::shards::{ComponentTables, KeyingContext, ShardedKeys};
 use super::types::{
-    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, Span, StagedBatch,
+    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, ExportStage, Span,
+    StagedBatch,
 };
 use super::writer::{BatchWriter, SplitLimits};
 use crate::EngineError;
@@ -41,11 +42,19 @@ const PROFILES_PER_CHUNK: usize = 4096;
 pub const MAX_IDENTITIES: usize = 50;
 const GUARDRAIL_REASON: &str = "identityGraphTooLarge";
 
-fn failed(stage: &'static str, code: &'static str) -> impl Fn(EngineError) -> ExportError {
-    move |error| ExportError::Failed {
-        code,
-        message: error.to_string(),
-        stage,
+/// A metadata store failure while planning.
+fn planning_storage(error: dossier_storage::StorageError) -> ExportError {
+    ExportError::Storage {
+        stage: ExportStage::Planning,
+        source: error.into(),
+    }
+}
+
+/// A cancel requested while planning, seen between steps.
+fn check_cancel(cancel: &CancelFlag) -> Result<(), ExportError> {
+    match cancel.is_cancelled() {
+        true => Err(ExportError::Cancelled),
+        false => Ok(()),
     }
 }
 
@@ -73,132 +82,40 @@ struct Shard {
     overlay: MembershipOverlay,
 }
 
-/// Errors of pass one: a cancel seen while keying is a cancel, anything else a read failure.
-fn keying_failed(error: EngineError) -> ExportError {
-    match error {
-        EngineError::Cancelled => ExportError::Cancelled,
-        error => failed("reading", "EXPORT-READ-500")(error),
-    }
+/// The schemas an export writes, fixed before keying.
+struct Schemas {
+    /// The profile union, whole.
+    union: SchemaRef,
+    /// The output: the union projected to the job's fields, plus eventList.
+    output: SchemaRef,
+    /// eventList's item, projected to its fields.
+    events: Option<SchemaRef>,
 }
 
+/// Plans the export, then keys its fragments (pass one).
 async fn plan(
     meta: &MetaStore,
     lake: &Lake,
     request: &ExportRequest,
     settings: &ExportSettings,
     cancel: &CancelFlag,
+    tables: &ComponentTables,
 ) -> Result<(Plan, ShardedKeys), ExportError> {
-    let spec = request.spec.clone();
     // Planning reads the store and walks schemas that can be wide: a DELETE is honoured between
     // steps and during the walks, not only once keying starts.
-    let is_cancelled = || cancel.is_cancelled();
-    let check_cancel = || {
-        if cancel.is_cancelled() {
-            Err(ExportError::Cancelled)
-        } else {
-            Ok(())
-        }
-    };
-    let policy: MergePolicy = meta
-        .merge_policy(&request.tenant, &spec.merge_policy_id, Some(spec.merge_policy_version))
-        .await
-        .map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?
-        .ok_or_else(|| ExportError::Failed {
-            code: "EXPORT-MERGEPOLICY-404",
-            message: format!(
-                "merge policy {} version {} no longer exists; create the job again with an existing policy",
-                spec.merge_policy_id, spec.merge_policy_version
-            ),
-            stage: "planning",
-        })?;
-    let union = meta
-        .profile_union(&request.tenant)
-        .await
-        .map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?;
-    check_cancel()?;
-    let union_schema = union.arrow_schema();
-    check_cancel()?;
-    let output_schema = match &spec.fields {
-        None => union_schema.clone(),
-        Some(paths) => {
-            project_schema(&union_schema, paths, &["identityMap"], &is_cancelled).map_err(|error| match error {
-                ProjectError::Cancelled => ExportError::Cancelled,
-                ProjectError::Unknown(unknown) => ExportError::Failed {
-                    code: "EXPORT-FIELDS-400",
-                    message: format!(
-                        "fields {} are not in the profile union schema any more",
-                        unknown.join(", ")
-                    ),
-                    stage: "planning",
-                },
-            })?
-        }
-    };
-    let event_schema = match &spec.event_list {
-        None => None,
-        Some(events) => {
-            let event_union = meta
-                .event_union(&request.tenant)
-                .await
-                .map_err(|e| failed("planning", "EXPORT-STORAGE-500")(e.into()))?;
-            let full = event_union.arrow_schema();
-            Some(match &events.fields {
-                None => full,
-                Some(paths) => {
-                    project_schema(&full, paths, &["_id", "timestamp"], &is_cancelled).map_err(|error| match error {
-                        ProjectError::Cancelled => ExportError::Cancelled,
-                        ProjectError::Unknown(unknown) => ExportError::Failed {
-                            code: "EXPORT-FIELDS-400",
-                            message: format!(
-                                "eventList fields {} are not in the event union schema any more",
-                                unknown.join(", ")
-                            ),
-                            stage: "planning",
-                        },
-                    })?
-                }
-            })
-        }
-    };
-    let output_schema = match &event_schema {
-        None => output_schema,
-        Some(events) => {
-            let mut fields: Vec<Field> = output_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-            let item = Field::new_list_field(DataType::Struct(events.fields().clone()), true);
-            fields.push(Field::new("eventList", DataType::List(Arc::new(item)), true));
-            Arc::new(Schema::new(fields))
-        }
-    };
-    check_cancel()?;
-    // A set of the output's names: `field_with_name` per union field is quadratic when wide.
-    let output_names: HashSet<&str> = output_schema.fields().iter().map(|f| f.name().as_str()).collect();
-    let merge_schema = Arc::new(Schema::new(
-        union_schema
-            .fields()
-            .iter()
-            .filter(|f| output_names.contains(f.name().as_str()))
-            .cloned()
-            .collect::<Vec<_>>(),
-    ));
-    let keying_started = std::time::Instant::now();
-    let events = match spec.from_ingest {
-        _ if spec.event_list.is_some() || spec.empty_profiles => EventScan::All,
-        Some(from) => EventScan::IngestedAfter(from),
-        None => EventScan::None,
-    };
+    let policy = pinned_policy(meta, request).await?;
+    let schemas = output_schemas(meta, request, cancel).await?;
+    check_cancel(cancel)?;
+    let merge_schema = merge_schema(&schemas);
     let context = KeyingContext {
         tenant: &request.tenant,
         policy: &policy,
-        events,
+        events: event_scan(&request.spec),
         settings,
         cancel,
+        tables,
     };
-    let keyed = ShardedKeys::build(meta, lake, &context).await.map_err(keying_failed)?;
-    tracing::info!(
-        job_id = request.job_id, org = %request.tenant.org, sandbox = %request.tenant.sandbox,
-        identity_graph_version = ?keyed.graph_version(), shards = keyed.layout.shards, buckets = keyed.layout.buckets,
-        elapsed_ms = keying_started.elapsed().as_millis() as u64, "export keyed its fragments"
-    );
+    let keyed = key_fragments(meta, lake, request.job_id, &context).await?;
     let identity_columns = identity_columns(keyed.datasets());
     let record_columns = merge_schema
         .fields()
@@ -206,20 +123,140 @@ async fn plan(
         .map(|f| f.name().clone())
         .chain(identity_columns.iter().cloned())
         .collect();
-    let event_columns = event_schema
+    let event_columns = schemas
+        .events
         .iter()
         .flat_map(|schema| schema.fields().iter().map(|f| f.name().clone()))
         .chain(identity_columns.iter().cloned())
         .collect();
     let plan = Plan {
-        spec,
+        spec: request.spec.clone(),
         merge_schema,
-        output_schema,
-        event_schema,
+        output_schema: schemas.output,
+        event_schema: schemas.events,
         record_columns,
         event_columns,
     };
     Ok((plan, keyed))
+}
+
+/// The merge policy version the job pinned, which may have been deleted since.
+async fn pinned_policy(meta: &MetaStore, request: &ExportRequest) -> Result<MergePolicy, ExportError> {
+    let spec = &request.spec;
+    meta.merge_policy(&request.tenant, &spec.merge_policy_id, Some(spec.merge_policy_version))
+        .await
+        .map_err(planning_storage)?
+        .ok_or_else(|| ExportError::MergePolicyGone {
+            id: spec.merge_policy_id.to_string(),
+            version: spec.merge_policy_version,
+        })
+}
+
+/// The union, the output schema and the eventList schema of the job.
+async fn output_schemas(
+    meta: &MetaStore,
+    request: &ExportRequest,
+    cancel: &CancelFlag,
+) -> Result<Schemas, ExportError> {
+    let spec = &request.spec;
+    let union = meta.profile_union(&request.tenant).await.map_err(planning_storage)?;
+    check_cancel(cancel)?;
+    let union = union.arrow_schema();
+    check_cancel(cancel)?;
+    let output = match &spec.fields {
+        None => union.clone(),
+        Some(paths) => projected(&union, paths, &["identityMap"], false, cancel)?,
+    };
+    let events = event_schema(meta, request, cancel).await?;
+    let output = match &events {
+        None => output,
+        Some(events) => {
+            let mut fields: Vec<Field> = output.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let item = Field::new_list_field(DataType::Struct(events.fields().clone()), true);
+            fields.push(Field::new("eventList", DataType::List(Arc::new(item)), true));
+            Arc::new(Schema::new(fields))
+        }
+    };
+    Ok(Schemas { union, output, events })
+}
+
+/// eventList's item schema: the event union, projected to the job's eventList fields.
+async fn event_schema(
+    meta: &MetaStore,
+    request: &ExportRequest,
+    cancel: &CancelFlag,
+) -> Result<Option<SchemaRef>, ExportError> {
+    let Some(events) = &request.spec.event_list else {
+        return Ok(None);
+    };
+    let full = meta
+        .event_union(&request.tenant)
+        .await
+        .map_err(planning_storage)?
+        .arrow_schema();
+    Ok(Some(match &events.fields {
+        None => full,
+        Some(paths) => projected(&full, paths, &["_id", "timestamp"], true, cancel)?,
+    }))
+}
+
+/// `schema` projected to `paths` (and `always`), or which paths it no longer has.
+fn projected(
+    schema: &SchemaRef,
+    paths: &[String],
+    always: &[&str],
+    event_list: bool,
+    cancel: &CancelFlag,
+) -> Result<SchemaRef, ExportError> {
+    project_schema(schema, paths, always, &|| cancel.is_cancelled()).map_err(|error| match error {
+        ProjectError::Cancelled => ExportError::Cancelled,
+        ProjectError::Unknown(fields) => ExportError::FieldsGone { event_list, fields },
+    })
+}
+
+/// The union's top-level columns the output needs: only these are merged.
+fn merge_schema(schemas: &Schemas) -> SchemaRef {
+    // A set of the output's names: `field_with_name` per union field is quadratic when wide.
+    let output_names: HashSet<&str> = schemas.output.fields().iter().map(|f| f.name().as_str()).collect();
+    Arc::new(Schema::new(
+        schemas
+            .union
+            .fields()
+            .iter()
+            .filter(|f| output_names.contains(f.name().as_str()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Which event files pass one reads: all when events are listed or make profiles, else only
+/// those ingested after `fromIngest` (they can make a profile changed), else none.
+fn event_scan(spec: &ExportSpec) -> EventScan {
+    match spec.from_ingest {
+        _ if spec.event_list.is_some() || spec.empty_profiles => EventScan::All,
+        Some(from) => EventScan::IngestedAfter(from),
+        None => EventScan::None,
+    }
+}
+
+/// Pass one: every fragment keyed to its profile and shard.
+async fn key_fragments(
+    meta: &MetaStore,
+    lake: &Lake,
+    job_id: i64,
+    context: &KeyingContext<'_>,
+) -> Result<ShardedKeys, ExportError> {
+    let started = std::time::Instant::now();
+    let keyed = ShardedKeys::build(meta, lake, context)
+        .await
+        .map_err(ExportError::reading)?;
+    let tenant = context.tenant;
+    tracing::info!(
+        job_id, org = %tenant.org, sandbox = %tenant.sandbox,
+        identity_graph_version = ?keyed.graph_version(), shards = keyed.layout.shards, buckets = keyed.layout.buckets,
+        elapsed_ms = started.elapsed().as_millis() as u64, "export keyed its fragments"
+    );
+    Ok(keyed)
 }
 
 /// Shard `index`: its fragments keyed to profiles, and the profiles the job selects.
@@ -231,7 +268,7 @@ async fn select_shard(
 ) -> Result<Shard, ExportError> {
     let started = std::time::Instant::now();
     let spec = &request.spec;
-    let (sources, overlay) = keyed.shard(index).map_err(keying_failed)?;
+    let (sources, overlay) = keyed.shard(index).map_err(ExportError::reading)?;
     let candidates = (0..sources.profiles.len() as u32)
         .filter(|&p| {
             let facts = &sources.facts[p as usize];
@@ -240,7 +277,7 @@ async fn select_shard(
         .collect();
     let (profiles, targets): (Vec<u32>, Vec<Vec<usize>>) = select(lake, &sources, request, &overlay, candidates)
         .await
-        .map_err(failed("reading", "EXPORT-READ-500"))?
+        .map_err(ExportError::Read)?
         .into_iter()
         .unzip();
     tracing::info!(
@@ -478,18 +515,66 @@ struct Totals {
     left_out: BTreeMap<String, u64>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where one partition's output goes and what it counts into.
+struct PartitionOutput<'a> {
+    writers: &'a mut [BatchWriter],
+    totals: &'a mut Totals,
+    progress: &'a ExportProgress,
+    cancel: &'a CancelFlag,
+}
+
+/// Exports one partition of a shard: reads its fragments, leaves out the profiles over the
+/// guardrail, merges the rest chunk by chunk and writes them to their batches.
 async fn export_partition(
     lake: &Lake,
     plan: &Arc<Plan>,
     shard: &Arc<Shard>,
-    profiles: &[u32],
-    targets: &[Vec<usize>],
-    writers: &mut [BatchWriter],
-    totals: &mut Totals,
-    progress: &ExportProgress,
-    cancel: &CancelFlag,
+    (profiles, targets): (&[u32], &[Vec<usize>]),
+    out: PartitionOutput<'_>,
 ) -> Result<(), ExportError> {
+    let started = std::time::Instant::now();
+    let (records, events) = read_partition(lake, plan, shard, profiles).await?;
+    if out.cancel.is_cancelled() {
+        return Err(ExportError::Cancelled);
+    }
+    let extra = extra_identities(&records, &events);
+    let chosen = within_guardrail(&records, &extra, targets, out.totals);
+    out.progress
+        .profiles_scanned
+        .fetch_add(profiles.len() as u64, Ordering::Relaxed);
+    let merge_columns: Vec<usize> = plan
+        .merge_schema
+        .fields()
+        .iter()
+        .filter_map(|f| records.rows.schema().index_of(f.name()).ok())
+        .collect();
+    let merge_rows = records
+        .rows
+        .project(&merge_columns)
+        .map_err(|e| ExportError::Merge(e.into()))?;
+    let work = Arc::new(PartitionWork {
+        records,
+        merge_rows,
+        events,
+        extra,
+        profiles: profiles.to_vec(),
+    });
+    merge_and_write(plan, shard, &work, chosen, out).await?;
+    tracing::info!(
+        profiles = profiles.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "export merged and wrote a partition"
+    );
+    Ok(())
+}
+
+/// The record fragments of a partition's profiles, and their events when the job needs them.
+async fn read_partition(
+    lake: &Lake,
+    plan: &Plan,
+    shard: &Shard,
+    profiles: &[u32],
+) -> Result<(PartitionRecords, PartitionEvents), ExportError> {
     let mut wanted = vec![false; shard.sources.profiles.len()];
     for &p in profiles {
         wanted[p as usize] = true;
@@ -497,13 +582,13 @@ async fn export_partition(
     let started = std::time::Instant::now();
     let records = partition_records(lake, plan, shard, profiles, &wanted)
         .await
-        .map_err(failed("reading", "EXPORT-READ-500"))?;
+        .map_err(ExportError::Read)?;
     let records_read = started.elapsed();
     let needs_events = plan.spec.event_list.is_some() || plan.spec.empty_profiles;
     let events = if needs_events {
         partition_events(lake, plan, shard, profiles, &wanted)
             .await
-            .map_err(failed("reading", "EXPORT-READ-500"))?
+            .map_err(ExportError::Read)?
     } else {
         PartitionEvents {
             rows: None,
@@ -518,12 +603,13 @@ async fn export_partition(
         events_ms = (started.elapsed() - records_read).as_millis() as u64,
         "export read a partition"
     );
-    if cancel.is_cancelled() {
-        return Err(ExportError::Cancelled);
-    }
-    // The identityMap of a profile with records is the union of its records' identities; an
-    // empty profile takes its events' identities.
-    let extra: Vec<Vec<FragmentIdentities>> = (0..profiles.len())
+    Ok((records, events))
+}
+
+/// Per profile, the identities its identityMap takes besides its records': the union of its
+/// records' identities when it has records, its events' identities when it is empty.
+fn extra_identities(records: &PartitionRecords, events: &PartitionEvents) -> Vec<Vec<FragmentIdentities>> {
+    (0..records.groups.bounds.len())
         .map(|g| {
             if records.groups.bounds[g].is_empty() {
                 events.identities[g].clone()
@@ -531,9 +617,19 @@ async fn export_partition(
                 Vec::new()
             }
         })
-        .collect();
-    let mut chosen: Vec<(usize, Vec<usize>)> = Vec::new();
-    for g in 0..profiles.len() {
+        .collect()
+}
+
+/// The profiles (by group) with at most [`MAX_IDENTITIES`] identities, with their targets; the
+/// others are counted as left out.
+fn within_guardrail(
+    records: &PartitionRecords,
+    extra: &[Vec<FragmentIdentities>],
+    targets: &[Vec<usize>],
+    totals: &mut Totals,
+) -> Vec<(usize, Vec<usize>)> {
+    let mut chosen = Vec::new();
+    for (g, targets) in targets.iter().enumerate() {
         let mut distinct: Vec<&crate::identity::Identity> = Vec::new();
         let rows = &records.groups.order[records.groups.bounds[g].clone()];
         for fragment in rows.iter().map(|&r| &records.identities[r as usize]).chain(&extra[g]) {
@@ -547,29 +643,20 @@ async fn export_partition(
             *totals.left_out.entry(GUARDRAIL_REASON.to_owned()).or_default() += 1;
             continue;
         }
-        chosen.push((g, targets[g].clone()));
+        chosen.push((g, targets.clone()));
     }
-    progress
-        .profiles_scanned
-        .fetch_add(profiles.len() as u64, Ordering::Relaxed);
+    chosen
+}
 
-    let merge_columns: Vec<usize> = plan
-        .merge_schema
-        .fields()
-        .iter()
-        .filter_map(|f| records.rows.schema().index_of(f.name()).ok())
-        .collect();
-    let merge_rows = records
-        .rows
-        .project(&merge_columns)
-        .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?;
-    let work = Arc::new(PartitionWork {
-        records,
-        merge_rows,
-        events,
-        extra,
-        profiles: profiles.to_vec(),
-    });
+/// Merges the chosen profiles chunk by chunk and writes each chunk to the batches its
+/// profiles go to.
+async fn merge_and_write(
+    plan: &Arc<Plan>,
+    shard: &Arc<Shard>,
+    work: &Arc<PartitionWork>,
+    chosen: Vec<(usize, Vec<usize>)>,
+    out: PartitionOutput<'_>,
+) -> Result<(), ExportError> {
     let chunks: Vec<Vec<(usize, Vec<usize>)>> = chosen.chunks(PROFILES_PER_CHUNK).map(<[_]>::to_vec).collect();
     // Merging is CPU work: it runs on blocking threads, two chunks at a time (both cores), while
     // this task writes finished chunks in order.
@@ -582,43 +669,44 @@ async fn export_partition(
     }))
     .buffered(2);
     while let Some(result) = built.next().await {
-        if cancel.is_cancelled() {
+        if out.cancel.is_cancelled() {
             return Err(ExportError::Cancelled);
         }
         let (chunk, rows) = result
-            .map_err(|e| failed("merging", "EXPORT-MERGE-500")(e.into()))?
-            .map_err(failed("merging", "EXPORT-MERGE-500"))?;
-        for (target, writer) in writers.iter_mut().enumerate() {
-            let mask: BooleanArray = chunk
-                .iter()
-                .map(|(_, targets)| Some(targets.contains(&target)))
-                .collect();
-            let selected =
-                filter_record_batch(&rows, &mask).map_err(|e| failed("writing", "EXPORT-WRITE-500")(e.into()))?;
-            if selected.num_rows() > 0 {
-                writer
-                    .write(&selected)
-                    .await
-                    .map_err(failed("writing", "EXPORT-WRITE-500"))?;
-            }
-        }
+            .map_err(|e| ExportError::Merge(e.into()))?
+            .map_err(ExportError::Merge)?;
+        write_chunk(out.writers, &chunk, &rows).await?;
         for (g, _) in &chunk {
-            let namespace = shard.sources.facts[profiles[*g] as usize]
+            let namespace = shard.sources.facts[work.profiles[*g] as usize]
                 .primary_namespace
                 .as_deref()
                 .unwrap_or("unknown");
-            *totals.by_namespace.entry(namespace.to_owned()).or_default() += 1;
+            *out.totals.by_namespace.entry(namespace.to_owned()).or_default() += 1;
         }
-        totals.exported += chunk.len() as u64;
-        progress
+        out.totals.exported += chunk.len() as u64;
+        out.progress
             .profiles_exported
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
-    tracing::info!(
-        profiles = profiles.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "export merged and wrote a partition"
-    );
+    Ok(())
+}
+
+/// Writes each batch the rows of a chunk whose profiles go to it.
+async fn write_chunk(
+    writers: &mut [BatchWriter],
+    chunk: &[(usize, Vec<usize>)],
+    rows: &RecordBatch,
+) -> Result<(), ExportError> {
+    for (target, writer) in writers.iter_mut().enumerate() {
+        let mask: BooleanArray = chunk
+            .iter()
+            .map(|(_, targets)| Some(targets.contains(&target)))
+            .collect();
+        let selected = filter_record_batch(rows, &mask).map_err(|e| ExportError::Write(e.into()))?;
+        if selected.num_rows() > 0 {
+            writer.write(&selected).await.map_err(ExportError::Write)?;
+        }
+    }
     Ok(())
 }
 
@@ -634,7 +722,7 @@ pub async fn run_export(
     run_export_with(meta, lake, request, progress, cancel, &ExportSettings::default()).await
 }
 
-/// [`run_export`] with explicit settings.
+/// [`run_export`] with explicit settings (and no graph tables kept from an earlier export).
 pub async fn run_export_with(
     meta: &MetaStore,
     lake: &Lake,
@@ -643,24 +731,25 @@ pub async fn run_export_with(
     cancel: &CancelFlag,
     settings: &ExportSettings,
 ) -> Result<ExportOutcome, ExportError> {
-    let partition_profiles = settings.partition_profiles.max(1);
+    let tables = ComponentTables::default();
+    run_export_sharing(meta, lake, request, progress, cancel, settings, &tables).await
+}
+
+/// [`run_export_with`] keying against the sealed graph tables of `tables`, and leaving there
+/// the table of the version it keyed: what an exporter running export after export passes.
+pub async fn run_export_sharing(
+    meta: &MetaStore,
+    lake: &Lake,
+    request: &ExportRequest,
+    progress: &ExportProgress,
+    cancel: &CancelFlag,
+    settings: &ExportSettings,
+    tables: &ComponentTables,
+) -> Result<ExportOutcome, ExportError> {
     let started: EpochMillis = now_millis();
-    let (plan, mut keyed) = plan(meta, lake, request, settings, cancel).await?;
+    let (plan, mut keyed) = plan(meta, lake, request, settings, cancel, tables).await?;
     let plan = Arc::new(plan);
-    let mut writers: Vec<BatchWriter> = request
-        .batches
-        .iter()
-        .map(|target| {
-            BatchWriter::new(
-                lake.store().clone(),
-                Lake::batch_prefix(&request.tenant, &request.spec.dataset_id, &target.batch_id),
-                target.batch_id.clone(),
-                request.spec.dataset_id.clone(),
-                plan.output_schema.clone(),
-                SplitLimits::default(),
-            )
-        })
-        .collect();
+    let mut writers = batch_writers(lake, request, &plan);
     let mut totals = Totals {
         exported: 0,
         by_namespace: BTreeMap::new(),
@@ -669,44 +758,24 @@ pub async fn run_export_with(
     let shard_count = keyed.layout.shards;
     for index in 0..shard_count {
         let shard = Arc::new(select_shard(lake, request, &mut keyed, index).await?);
-        let partitions: Vec<(&[u32], &[Vec<usize>])> = shard
-            .profiles
-            .chunks(partition_profiles)
-            .zip(shard.targets.chunks(partition_profiles))
-            .collect();
-        let count = partitions.len().max(1);
-        for (done, (profiles, targets)) in partitions.into_iter().enumerate() {
-            export_partition(
-                lake,
-                &plan,
-                &shard,
-                profiles,
-                targets,
-                &mut writers,
-                &mut totals,
-                progress,
-                cancel,
-            )
-            .await?;
-            let finished = (index * count + done + 1) as u64;
-            let percent = finished * 99 / (shard_count * count) as u64;
-            progress.percent.fetch_max(percent, Ordering::Relaxed);
-        }
+        let out = PartitionOutput {
+            writers: &mut writers,
+            totals: &mut totals,
+            progress,
+            cancel,
+        };
+        export_shard(
+            lake,
+            &plan,
+            &shard,
+            (index, shard_count),
+            settings.partition_profiles,
+            out,
+        )
+        .await?;
     }
     let merged_at = now_millis();
-    let mut batches = Vec::new();
-    for (target, writer) in request.batches.iter().zip(writers) {
-        let files = writer.finish().await.map_err(failed("writing", "EXPORT-WRITE-500"))?;
-        let records = files.iter().map(|f| f.records).sum();
-        let size = files.iter().map(|f| f.size).sum();
-        progress.bytes_written.fetch_add(size as u64, Ordering::Relaxed);
-        batches.push(StagedBatch {
-            target: target.clone(),
-            files,
-            records,
-            size,
-        });
-    }
+    let batches = finish_batches(request, writers, progress).await?;
     progress.percent.store(100, Ordering::Relaxed);
     let finished = now_millis();
     Ok(ExportOutcome {
@@ -724,4 +793,81 @@ pub async fn run_export_with(
             end: finished,
         },
     })
+}
+
+/// One writer per batch of the job, each into its batch's staging folder.
+fn batch_writers(lake: &Lake, request: &ExportRequest, plan: &Plan) -> Vec<BatchWriter> {
+    request
+        .batches
+        .iter()
+        .map(|target| {
+            BatchWriter::new(
+                lake.store().clone(),
+                Lake::batch_prefix(&request.tenant, &request.spec.dataset_id, &target.batch_id),
+                target.batch_id.clone(),
+                request.spec.dataset_id.clone(),
+                plan.output_schema.clone(),
+                SplitLimits::default(),
+            )
+        })
+        .collect()
+}
+
+/// Exports shard `index` of `count`, partition by partition, moving `percent` as each ends.
+async fn export_shard(
+    lake: &Lake,
+    plan: &Arc<Plan>,
+    shard: &Arc<Shard>,
+    (index, shard_count): (usize, usize),
+    partition_profiles: usize,
+    out: PartitionOutput<'_>,
+) -> Result<(), ExportError> {
+    let partition_profiles = partition_profiles.max(1);
+    let partitions: Vec<(&[u32], &[Vec<usize>])> = shard
+        .profiles
+        .chunks(partition_profiles)
+        .zip(shard.targets.chunks(partition_profiles))
+        .collect();
+    let count = partitions.len().max(1);
+    let PartitionOutput {
+        writers,
+        totals,
+        progress,
+        cancel,
+    } = out;
+    for (done, partition) in partitions.into_iter().enumerate() {
+        let out = PartitionOutput {
+            writers: &mut *writers,
+            totals: &mut *totals,
+            progress,
+            cancel,
+        };
+        export_partition(lake, plan, shard, partition, out).await?;
+        let finished = (index * count + done + 1) as u64;
+        let percent = finished * 99 / (shard_count * count) as u64;
+        progress.percent.fetch_max(percent, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Closes every batch's writer: its files, ready to commit.
+async fn finish_batches(
+    request: &ExportRequest,
+    writers: Vec<BatchWriter>,
+    progress: &ExportProgress,
+) -> Result<Vec<StagedBatch>, ExportError> {
+    let mut batches = Vec::new();
+    for (target, writer) in request.batches.iter().zip(writers) {
+        let files = writer.finish().await.map_err(ExportError::Write)?;
+        let records = files.iter().map(|f| f.records).sum();
+        let size = files.iter().map(|f| f.size).sum();
+        progress.bytes_written.fetch_add(size as u64, Ordering::Relaxed);
+        batches.push(StagedBatch {
+            target: target.clone(),
+            files,
+            records,
+            size,
+        });
+    }
+    Ok(batches)
 }

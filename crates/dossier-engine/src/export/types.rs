@@ -10,6 +10,8 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 use dossier_storage::meta::BatchFile;
 
+use crate::EngineError;
+
 /// One export job as the engine runs it.
 #[derive(Debug, Clone)]
 pub struct ExportRequest {
@@ -126,21 +128,175 @@ pub struct ExportOutcome {
     pub dataset_write_time: Span,
 }
 
-/// Why an export did not finish.
+/// Why an export did not finish. Each variant knows the stable code and the stage the job's
+/// `errors` entry shows; the queue builds that entry from [`ExportError::code`],
+/// [`ExportError::stage`] and the message (its `Display`).
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("the job was cancelled")]
     Cancelled,
-    /// A failure with a stable code and a message a user can act on.
-    #[error("{code}: {message}")]
-    Failed {
-        code: &'static str,
-        message: String,
-        stage: &'static str,
-    },
+    /// The pinned merge policy version was deleted after the job was created.
+    #[error("merge policy {id} version {version} no longer exists; create the job again with an existing policy")]
+    MergePolicyGone { id: String, version: u32 },
+    /// Requested fields that left the union schema after the job was created.
+    #[error("{}", fields_gone(.event_list, .fields))]
+    FieldsGone { event_list: bool, fields: Vec<String> },
+    /// A segment to evaluate first was deleted after the job was created.
+    #[error("segment definition {0} no longer exists; create the job again without it")]
+    SegmentGone(String),
+    /// Evaluating the job's segments failed with a code of segment evaluation's own.
+    #[error("{message}")]
+    Segmentation { code: &'static str, message: String },
+    /// The metadata store failed.
+    #[error("{source}")]
+    Storage { stage: ExportStage, source: EngineError },
+    /// Reading fragments (keying, selecting, partitions) failed: the lake, Parquet, a spill.
+    #[error(transparent)]
+    Read(EngineError),
+    /// Merging, projecting or assembling output rows failed.
+    #[error(transparent)]
+    Merge(EngineError),
+    /// Writing the output files failed.
+    #[error(transparent)]
+    Write(EngineError),
+}
+
+fn fields_gone(event_list: &bool, fields: &[String]) -> String {
+    let (what, union) = match event_list {
+        true => ("eventList fields", "event"),
+        false => ("fields", "profile"),
+    };
+    format!(
+        "{what} {} are not in the {union} union schema any more",
+        fields.join(", ")
+    )
+}
+
+/// Where in the pipeline an export stopped, as the job's `errors[].callStack` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportStage {
+    Segmentation,
+    Planning,
+    Reading,
+    Merging,
+    Writing,
+}
+
+impl ExportStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Segmentation => "segmentation",
+            Self::Planning => "planning",
+            Self::Reading => "reading",
+            Self::Merging => "merging",
+            Self::Writing => "writing",
+        }
+    }
+}
+
+impl ExportError {
+    /// A read failure, unless it is the cancel the reader noticed.
+    pub fn reading(error: EngineError) -> Self {
+        match error {
+            EngineError::Cancelled => Self::Cancelled,
+            error => Self::Read(error),
+        }
+    }
+
+    /// The stable code of the job's `errors` entry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Cancelled => "EXPORT-CANCELLED",
+            Self::MergePolicyGone { .. } => "EXPORT-MERGEPOLICY-404",
+            Self::FieldsGone { .. } => "EXPORT-FIELDS-400",
+            Self::SegmentGone(_) => "EXPORT-SEGMENT-404",
+            Self::Segmentation { code, .. } => code,
+            Self::Storage { .. } => "EXPORT-STORAGE-500",
+            Self::Read(_) => "EXPORT-READ-500",
+            Self::Merge(_) => "EXPORT-MERGE-500",
+            Self::Write(_) => "EXPORT-WRITE-500",
+        }
+    }
+
+    /// The stage the export stopped in.
+    pub fn stage(&self) -> ExportStage {
+        match self {
+            Self::Cancelled | Self::Read(_) => ExportStage::Reading,
+            Self::MergePolicyGone { .. } | Self::FieldsGone { .. } => ExportStage::Planning,
+            Self::SegmentGone(_) | Self::Segmentation { .. } => ExportStage::Segmentation,
+            Self::Storage { stage, .. } => *stage,
+            Self::Merge(_) => ExportStage::Merging,
+            Self::Write(_) => ExportStage::Writing,
+        }
+    }
 }
 
 /// The default spill root: the system's temporary folder.
 pub fn default_spill_root() -> PathBuf {
     std::env::temp_dir().join("dossier-spill")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The job's `errors` entries read as they did when these were strings.
+    #[test]
+    fn each_error_keeps_its_code_stage_and_message() {
+        let cases = [
+            (
+                ExportError::MergePolicyGone {
+                    id: "m1".into(),
+                    version: 2,
+                },
+                "EXPORT-MERGEPOLICY-404",
+                "planning",
+                "merge policy m1 version 2 no longer exists; create the job again with an existing policy",
+            ),
+            (
+                ExportError::FieldsGone {
+                    event_list: false,
+                    fields: vec!["a.b".into(), "c".into()],
+                },
+                "EXPORT-FIELDS-400",
+                "planning",
+                "fields a.b, c are not in the profile union schema any more",
+            ),
+            (
+                ExportError::FieldsGone {
+                    event_list: true,
+                    fields: vec!["x".into()],
+                },
+                "EXPORT-FIELDS-400",
+                "planning",
+                "eventList fields x are not in the event union schema any more",
+            ),
+            (
+                ExportError::SegmentGone("s9".into()),
+                "EXPORT-SEGMENT-404",
+                "segmentation",
+                "segment definition s9 no longer exists; create the job again without it",
+            ),
+            (
+                ExportError::Write(EngineError::Invalid("disk full".into())),
+                "EXPORT-WRITE-500",
+                "writing",
+                "disk full",
+            ),
+            (
+                ExportError::reading(EngineError::Invalid("bad file".into())),
+                "EXPORT-READ-500",
+                "reading",
+                "bad file",
+            ),
+        ];
+        for (error, code, stage, message) in cases {
+            assert_eq!((error.code(), error.stage().as_str()), (code, stage));
+            assert_eq!(error.to_string(), message);
+        }
+        assert!(matches!(
+            ExportError::reading(EngineError::Cancelled),
+            ExportError::Cancelled
+        ));
+    }
 }

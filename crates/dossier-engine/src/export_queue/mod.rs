@@ -25,7 +25,8 @@ use dossier_storage::meta::ExportCancellation;
 use dossier_storage::{Lake, MetaStore, StorageError};
 
 use crate::export::{
-    CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export_with,
+    CancelFlag, ComponentTables, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings,
+    run_export_sharing,
 };
 
 pub use recovery::recover_interrupted_exports;
@@ -48,6 +49,9 @@ pub struct EngineExporter {
     pub meta: MetaStore,
     pub lake: Lake,
     pub settings: ExportSettings,
+    /// Sealed identity graph tables kept from one export to the next (see [`ComponentTables`]):
+    /// owned here, by the one exporter of a server, rather than by the process.
+    pub tables: ComponentTables,
 }
 
 impl Exporter for EngineExporter {
@@ -63,7 +67,16 @@ impl Exporter for EngineExporter {
             segment_jobs::evaluate_for_export(&self.meta, &self.lake, &request.tenant, request.job_id, &ids, cancel)
                 .await?;
         }
-        run_export_with(&self.meta, &self.lake, request, progress, cancel, &self.settings).await
+        run_export_sharing(
+            &self.meta,
+            &self.lake,
+            request,
+            progress,
+            cancel,
+            &self.settings,
+            &self.tables,
+        )
+        .await
     }
 }
 

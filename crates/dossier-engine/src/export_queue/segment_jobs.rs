@@ -20,7 +20,7 @@ use dossier_storage::{Lake, MetaStore};
 
 use super::ExportQueue;
 use crate::EngineError;
-use crate::export::{CancelFlag, ExportError};
+use crate::export::{CancelFlag, ExportError, ExportStage};
 use crate::segments::{Evaluation, SegmentError, evaluate_segments, remove_files};
 
 fn job_error(code: &str, msg: String, where_: &str) -> ExportJobError {
@@ -269,20 +269,14 @@ pub(super) async fn evaluate_for_export(
     ids: &[String],
     cancel: &CancelFlag,
 ) -> Result<(), ExportError> {
-    let failed = |code: &'static str, message: String| ExportError::Failed {
-        code,
-        message,
-        stage: "segmentation",
+    let storage = |source| ExportError::Storage {
+        stage: ExportStage::Segmentation,
+        source,
     };
     let segments = match segments_of(meta, tenant, ids).await {
         Ok(Ok(segments)) => segments,
-        Ok(Err(id)) => {
-            return Err(failed(
-                "EXPORT-SEGMENT-404",
-                format!("segment definition {id} no longer exists; create the job again without it"),
-            ));
-        }
-        Err(error) => return Err(failed("EXPORT-STORAGE-500", error.to_string())),
+        Ok(Err(id)) => return Err(ExportError::SegmentGone(id)),
+        Err(error) => return Err(storage(error)),
     };
     let run_id = format!("export-{job_id}-{}", now_millis());
     match evaluate_segments(meta, lake, tenant, &segments, &run_id, now_millis(), cancel).await {
@@ -293,10 +287,10 @@ pub(super) async fn evaluate_for_export(
             }
             Err(error) => {
                 remove_files(lake, &evaluation.files).await;
-                Err(failed("EXPORT-STORAGE-500", error.to_string()))
+                Err(storage(error.into()))
             }
         },
         Err(SegmentError::Cancelled) => Err(ExportError::Cancelled),
-        Err(SegmentError::Failed { code, message }) => Err(failed(code, message)),
+        Err(SegmentError::Failed { code, message }) => Err(ExportError::Segmentation { code, message }),
     }
 }

@@ -69,11 +69,9 @@ impl FakeExporter {
         match self.behaviour {
             Behaviour::Succeed => {}
             Behaviour::Fail => {
-                return Err(ExportError::Failed {
-                    code: "EXPORT-TEST-500",
-                    message: "the test said so".into(),
-                    stage: "writing",
-                });
+                return Err(ExportError::Write(crate::EngineError::Invalid(
+                    "the test said so".into(),
+                )));
             }
             Behaviour::Panic => panic!("the test panics"),
             Behaviour::RunUntilCancelled => loop {
@@ -260,7 +258,8 @@ async fn a_failed_export_records_its_error_and_removes_its_files() {
     let (_queue, workers) = setup.start(Behaviour::Fail);
     let done = setup.wait_for_end(job.id).await;
     assert_eq!(done.status, ExportJobStatus::Failed);
-    assert_eq!(done.errors[0].code, "EXPORT-TEST-500");
+    assert_eq!(done.errors[0].code, "EXPORT-WRITE-500");
+    assert_eq!(done.errors[0].msg, "the test said so");
     assert!(done.errors[0].call_stack.contains("writing"));
     assert_eq!(setup.batch_status(&done).await, BatchStatus::Failed);
     assert_eq!(setup.files_in_lake(&done).await, 0);

@@ -218,15 +218,15 @@ impl<E: Exporter> Worker<E> {
     async fn record(&self, job: &ExportJob, ended: Ended, server_stopping: bool) {
         match ended {
             Ended::Exported(outcome) => self.commit(job, outcome).await,
-            Ended::Refused(ExportError::Failed { code, message, stage }) => {
+            Ended::Refused(ExportError::Cancelled) => self.stopped(job, server_stopping).await,
+            Ended::Refused(error) => {
                 let error = ExportJobError {
-                    code: code.into(),
-                    msg: message,
-                    call_stack: format!("export pipeline, stage '{stage}'"),
+                    code: error.code().into(),
+                    msg: error.to_string(),
+                    call_stack: format!("export pipeline, stage '{}'", error.stage().as_str()),
                 };
                 self.undo(job, ExportJobStatus::Failed, vec![error]).await;
             }
-            Ended::Refused(ExportError::Cancelled) => self.stopped(job, server_stopping).await,
             Ended::Panicked(message) => {
                 let error = ExportJobError {
                     code: "EXPORT-INTERNAL-500".into(),

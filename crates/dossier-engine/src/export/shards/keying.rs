@@ -1,0 +1,224 @@
+//! Pass one proper: every fragment's primary identity read once and keyed to its shard.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+
+use dossier_storage::Lake;
+
+use super::super::keys::ProfileNumbers;
+use super::super::spill::{FragmentRow, FragmentSpill};
+use super::super::types::CancelFlag;
+use super::component_table::ComponentTable;
+use super::graph_join::{join_bucket, merge_in_file_order, scan_graph};
+use super::identity_hash::identity_hash;
+use super::layout::part_of;
+use super::membership_keys::MembershipKeys;
+use super::router::ShardRouter;
+use super::spills::{finish, spills};
+use super::{KeyingContext, ShardedKeys};
+use crate::EngineError;
+use crate::identity::Identity;
+use crate::identity::read_file_primaries;
+
+impl ShardedKeys {
+    /// Reads the primary identities of every file, calling `visit(file, row, identity, rowId)`.
+    async fn each_primary(
+        &self,
+        lake: &Lake,
+        cancel: &CancelFlag,
+        mut visit: impl FnMut(u32, u32, &Identity, i64) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        for (f, file) in self.files.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let schema = &self.datasets[file.dataset].schema;
+            let (primaries, row_ids) = read_file_primaries(lake, &file.location, schema).await?;
+            for (row, (primary, row_id)) in primaries.iter().zip(&row_ids).enumerate() {
+                if let Some(primary) = primary {
+                    visit(f as u32, row as u32, primary, *row_id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `none`: each fragment goes to the shard of its primary identity's hash.
+    pub(super) async fn key_by_primary(
+        &mut self,
+        lake: &Lake,
+        folder: Option<&Path>,
+        numbers: &mut ProfileNumbers,
+        cancel: &CancelFlag,
+    ) -> Result<(), EngineError> {
+        let mut shards = spills(folder, "shard", self.layout.shards, true)?;
+        self.each_primary(lake, cancel, |file, row, primary, row_id| {
+            let key = identity_hash(&primary.namespace, &primary.id);
+            let namespace = numbers.namespace_number(&primary.namespace);
+            let fragment = FragmentRow {
+                key,
+                file,
+                row,
+                row_id,
+                namespace,
+            };
+            let shard = part_of(key, shards.len());
+            shards[shard].push(fragment, Some(&primary.id))
+        })
+        .await?;
+        self.shards = finish(shards)?;
+        Ok(())
+    }
+
+    /// `pdg`: the graph and the fragments joined (in one table, or bucket by bucket); each
+    /// fragment goes to the shard of its component. Shards are contiguous runs of the order in
+    /// which components are first met in the files, so a partition reads a region of each file
+    /// rather than rows scattered through all of them.
+    pub(super) async fn key_by_component(
+        &mut self,
+        lake: &Lake,
+        snapshot: &ObjectPath,
+        (identities, components): (usize, usize),
+        folder: Option<&Path>,
+        numbers: &mut ProfileNumbers,
+        context: &KeyingContext<'_>,
+    ) -> Result<(), EngineError> {
+        let cancel = context.cancel;
+        let bucket_count = self.layout.buckets;
+        let mut router = ShardRouter::new(spills(folder, "shard", self.layout.shards, false)?, components);
+        let mut membership_keys = MembershipKeys::new(&self.memberships);
+        // A graph within one bucket is kept sealed for the next export of the same version,
+        // unless this one must also resolve evaluated memberships while scanning.
+        let path = snapshot.to_string();
+        let cached = match bucket_count == 1 && self.memberships.is_empty() {
+            true => context.tables.get(&path),
+            false => None,
+        };
+        if bucket_count > 1 {
+            return self
+                .key_in_buckets(lake, snapshot, folder, numbers, cancel, membership_keys, router)
+                .await;
+        }
+        let mut in_memory = ComponentTable::with_capacity(if cached.is_none() { identities } else { 0 });
+        if cached.is_none() {
+            scan_graph(lake, snapshot, &mut membership_keys, |hash, component| {
+                in_memory.push(hash, component);
+                Ok(())
+            })
+            .await?;
+        }
+        self.resolved = Some(membership_keys.resolved);
+        let table = match cached {
+            Some(table) => table,
+            None => {
+                in_memory.seal();
+                let table = Arc::new(in_memory);
+                context.tables.keep(&path, table.clone());
+                table
+            }
+        };
+        self.each_primary(lake, cancel, |file, row, primary, row_id| {
+            let Some(component) = table.get(identity_hash(&primary.namespace, &primary.id)) else {
+                return Ok(());
+            };
+            let fragment = FragmentRow {
+                key: u128::from(component),
+                file,
+                row,
+                row_id,
+                namespace: numbers.namespace_number(&primary.namespace),
+            };
+            router.route(fragment)
+        })
+        .await?;
+        self.shards = finish(router.shards)?;
+        Ok(())
+    }
+
+    /// [`Self::key_by_component`] for a graph larger than one bucket: the graph and the fragments
+    /// hashed into buckets on disk (the graph on a thread of its own, so both cores work: the two
+    /// scans are independent until the join), joined bucket by bucket, merged back into file
+    /// order.
+    #[allow(clippy::too_many_arguments)]
+    async fn key_in_buckets(
+        &mut self,
+        lake: &Lake,
+        snapshot: &ObjectPath,
+        folder: Option<&Path>,
+        numbers: &mut ProfileNumbers,
+        cancel: &CancelFlag,
+        mut membership_keys: MembershipKeys,
+        mut router: ShardRouter,
+    ) -> Result<(), EngineError> {
+        let bucket_count = self.layout.buckets;
+        let graph_buckets = spills(folder, "graph", bucket_count, false)?;
+        let (handle, lake_clone, snapshot_clone) = (tokio::runtime::Handle::current(), lake.clone(), snapshot.clone());
+        let graph_cancel = cancel.clone();
+        let graph_scan = tokio::task::spawn_blocking(move || {
+            let mut graph_buckets = graph_buckets;
+            handle
+                .block_on(scan_graph(
+                    &lake_clone,
+                    &snapshot_clone,
+                    &mut membership_keys,
+                    |hash, component| {
+                        if graph_cancel.is_cancelled() {
+                            return Err(EngineError::Cancelled);
+                        }
+                        let row = FragmentRow {
+                            key: hash,
+                            file: component,
+                            row: 0,
+                            row_id: 0,
+                            namespace: 0,
+                        };
+                        graph_buckets[part_of(hash, bucket_count)].push(row, None)
+                    },
+                ))
+                .map(|()| (graph_buckets, membership_keys))
+        });
+        let fragment_buckets = self.fragment_buckets(lake, folder, numbers, cancel).await;
+        let (graph_buckets, membership_keys) = graph_scan.await??;
+        let fragment_buckets = finish(fragment_buckets?)?;
+        self.resolved = Some(membership_keys.resolved);
+        let graph_buckets = finish(graph_buckets)?;
+        let mut joined = Vec::new();
+        for (bucket, (graph, fragments)) in graph_buckets.into_iter().zip(fragment_buckets).enumerate() {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let out = spills(folder, &format!("joined-{bucket}"), 1, false)?.remove(0);
+            joined.push(join_bucket(graph, fragments, out)?);
+        }
+        merge_in_file_order(joined, |fragment| router.route(fragment))?;
+        self.shards = finish(router.shards)?;
+        Ok(())
+    }
+
+    /// Every fragment's primary identity, hashed, in the bucket of its hash (in file order).
+    async fn fragment_buckets(
+        &self,
+        lake: &Lake,
+        folder: Option<&Path>,
+        numbers: &mut ProfileNumbers,
+        cancel: &CancelFlag,
+    ) -> Result<Vec<FragmentSpill>, EngineError> {
+        let bucket_count = self.layout.buckets;
+        let mut buckets = spills(folder, "fragments", bucket_count, false)?;
+        self.each_primary(lake, cancel, |file, row, primary, row_id| {
+            let key = identity_hash(&primary.namespace, &primary.id);
+            let fragment = FragmentRow {
+                key,
+                file,
+                row,
+                row_id,
+                namespace: numbers.namespace_number(&primary.namespace),
+            };
+            buckets[part_of(key, bucket_count)].push(fragment, None)
+        })
+        .await?;
+        Ok(buckets)
+    }
+}

@@ -1,0 +1,40 @@
+//! Identities of evaluated memberships, resolved to components while the graph streams by.
+
+use std::collections::{HashMap, HashSet};
+
+use super::identity_hash::identity_hash;
+use crate::identity::Identity;
+use crate::segments::memberships::Row;
+
+/// Identities of evaluated memberships, to be resolved to their component while the graph is
+/// streamed (the graph itself is never held whole).
+pub(super) struct MembershipKeys {
+    wanted: HashSet<Identity>,
+    hashes: HashSet<u128>,
+    pub(super) resolved: HashMap<Identity, u32>,
+}
+
+impl MembershipKeys {
+    pub(super) fn new(segments: &[(String, Vec<Row>)]) -> Self {
+        let wanted: HashSet<Identity> = segments
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().flat_map(|r| r.identities.iter().cloned()))
+            .collect();
+        let hashes = wanted.iter().map(|i| identity_hash(&i.namespace, &i.id)).collect();
+        Self {
+            wanted,
+            hashes,
+            resolved: HashMap::new(),
+        }
+    }
+
+    pub(super) fn offer(&mut self, hash: u128, identity: (&str, &str), component: u32) {
+        if !self.hashes.contains(&hash) {
+            return;
+        }
+        let identity = Identity::new(identity.0, identity.1);
+        if self.wanted.contains(&identity) {
+            self.resolved.insert(identity, component);
+        }
+    }
+}
