@@ -6,7 +6,7 @@
 
 mod error;
 pub mod export;
-pub mod export_queue;
+pub mod jobs;
 pub mod fragments;
 pub mod identity;
 pub mod ingest;
