@@ -353,3 +353,91 @@ impl MetaStore {
         row.map(QueueRow::into_entry).transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use dossier_model::tenancy::{OrgId, SandboxName};
+
+    use super::*;
+
+    const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+
+    #[tokio::test]
+    async fn the_migration_moves_live_jobs_of_both_kinds_onto_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.sqlite");
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
+        super::super::MIGRATIONS.run_to(9, &pool).await.unwrap();
+        sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, 'prod', 1)")
+            .bind(ORG)
+            .execute(&pool)
+            .await
+            .unwrap();
+        for (id, status, cancel, created) in [(1, "SUCCEEDED", 0, 10), (2, "PROCESSING", 1, 20), (3, "NEW", 0, 40)] {
+            sqlx::query(
+                "INSERT INTO export_jobs (org, sandbox, id, status, request_id, request, spec, batches, dataset_id,
+                                          metrics, cancel_requested, heartbeat, created_client, created, updated)
+                 VALUES (?, 'prod', ?, ?, 'r', '{}', '{}', '[]', 'ds', '{}', ?, 25, 'c', ?, ?)",
+            )
+            .bind(ORG)
+            .bind(id)
+            .bind(status)
+            .bind(cancel)
+            .bind(created)
+            .bind(created)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        for (id, status, created) in [("a", "FAILED", 5), ("b", "CANCELLING", 15), ("c", "PROCESSING", 30), ("d", "NEW", 35)] {
+            sqlx::query(
+                "INSERT INTO segment_jobs (org, sandbox, id, status, request_id, segments, metrics, heartbeat,
+                                           created_client, created, updated)
+                 VALUES (?, 'prod', ?, ?, 'r', '[]', '{}', 31, 'c', ?, ?)",
+            )
+            .bind(ORG)
+            .bind(id)
+            .bind(status)
+            .bind(created)
+            .bind(created)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let meta = MetaStore::open_sqlite(&path).await.unwrap();
+        let tenant = Tenant {
+            org: OrgId::parse(ORG).unwrap(),
+            sandbox: SandboxName::prod(),
+        };
+        let running = meta.running_jobs(None).await.unwrap();
+        let summary: Vec<_> = running
+            .iter()
+            .map(|e| (e.key.kind, e.key.id.as_str(), e.cancel_requested, e.heartbeat, e.attempts))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (JobKind::Segment, "b", true, Some(31), 1),
+                (JobKind::Export, "2", true, Some(25), 1),
+                (JobKind::Segment, "c", false, Some(31), 1),
+            ]
+        );
+        for key in [JobKey::export(&tenant, 3), JobKey::segment(&tenant, "d")] {
+            let entry = meta.queue_entry(&key).await.unwrap().unwrap();
+            assert_eq!((entry.state, entry.attempts), (JobState::Queued, 0), "{key:?}");
+        }
+        for key in [JobKey::export(&tenant, 1), JobKey::segment(&tenant, "a")] {
+            assert_eq!(meta.queue_entry(&key).await.unwrap(), None, "ended jobs stay off the queue");
+        }
+    }
+}
