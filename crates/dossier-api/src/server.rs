@@ -16,8 +16,8 @@ use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use dossier_engine::export::ExportSettings;
-use dossier_engine::jobs::{EngineExporter, JobQueue, JobWorkers, WorkerSettings, recover_interrupted_jobs};
 use dossier_engine::ingest::Ingestion;
+use dossier_engine::jobs::{EngineExporter, JobQueue, JobWorkers, WorkerSettings, recover_interrupted_jobs};
 use dossier_model::catalog::BatchStatus;
 use dossier_model::tenancy::OrgId;
 use dossier_storage::{Lake, MetaStore};
@@ -124,7 +124,10 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     }
     let recovered = recover_interrupted_jobs(&meta, &lake).await?;
     if recovered > 0 {
-        tracing::warn!(jobs = recovered, "ended export and segment jobs interrupted by the last stop");
+        tracing::warn!(
+            jobs = recovered,
+            "ended export and segment jobs interrupted by the last stop"
+        );
     }
     let jobs = JobQueue::new(meta.clone());
     let spill_dir = config.data_dir.join("spill");

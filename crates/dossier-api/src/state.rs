@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use dossier_engine::export::ExportSettings;
-use dossier_engine::jobs::JobQueue;
 use dossier_engine::ingest::Ingestion;
+use dossier_engine::jobs::JobQueue;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::TokenService;

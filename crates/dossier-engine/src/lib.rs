@@ -6,10 +6,10 @@
 
 mod error;
 pub mod export;
-pub mod jobs;
 pub mod fragments;
 pub mod identity;
 pub mod ingest;
+pub mod jobs;
 pub mod parquet_io;
 pub mod preview;
 pub mod profiles;

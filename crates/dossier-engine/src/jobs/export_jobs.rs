@@ -39,7 +39,12 @@ impl<E: Exporter> Worker<E> {
         self.record_export(&job, &key, ended).await;
     }
 
-    async fn record_export(&self, job: &ExportJob, key: &JobKey, ended: Supervised<Result<ExportOutcome, ExportError>>) {
+    async fn record_export(
+        &self,
+        job: &ExportJob,
+        key: &JobKey,
+        ended: Supervised<Result<ExportOutcome, ExportError>>,
+    ) {
         match ended.result {
             Ok(Ok(outcome)) => self.commit(job, key, outcome).await,
             Ok(Err(ExportError::Cancelled)) => self.stopped(job, key, ended.server_stopping).await,
@@ -175,7 +180,6 @@ fn batch_outcomes(job: &ExportJob, outcome: &ExportOutcome, now: i64) -> Vec<(Ba
 fn closed(span: Span) -> MetricSpan {
     MetricSpan::closed(span.start, span.end)
 }
-
 
 /// Removes every file the job's export wrote into its batch folders. Nothing reads them (the
 /// batches never became `success`); this keeps the lake from collecting dead files.

@@ -69,7 +69,11 @@ impl JobQueue {
 
     /// Cancels an export job (see [`MetaStore::cancel_export_job`]); a PROCESSING job run by
     /// this process is told at once, one run elsewhere at its worker's next heartbeat.
-    pub async fn cancel_export_job(&self, tenant: &Tenant, id: i64) -> Result<Option<ExportCancellation>, StorageError> {
+    pub async fn cancel_export_job(
+        &self,
+        tenant: &Tenant,
+        id: i64,
+    ) -> Result<Option<ExportCancellation>, StorageError> {
         let outcome = self.meta.cancel_export_job(tenant, id, now_millis()).await?;
         if let Some(ExportCancellation::Requested(_)) = &outcome {
             self.signal_cancel(&JobKey::export(tenant, id));

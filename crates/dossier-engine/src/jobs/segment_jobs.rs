@@ -48,7 +48,12 @@ impl<E: Exporter> Worker<E> {
         self.record_segment_job(&job, &key, ended).await;
     }
 
-    async fn record_segment_job(&self, job: &SegmentJob, key: &JobKey, ended: Supervised<Result<Evaluation, SegmentError>>) {
+    async fn record_segment_job(
+        &self,
+        job: &SegmentJob,
+        key: &JobKey,
+        ended: Supervised<Result<Evaluation, SegmentError>>,
+    ) {
         let (meta, lake) = (&self.queue.meta, &self.lake);
         match ended.result {
             Ok(Ok(Evaluation { files, mut metrics })) => {
@@ -65,7 +70,8 @@ impl<E: Exporter> Worker<E> {
                     }
                     Err(error) => {
                         remove_files(lake, &files).await;
-                        let msg = format!("The evaluation's result could not be recorded in the metadata store: {error}");
+                        let msg =
+                            format!("The evaluation's result could not be recorded in the metadata store: {error}");
                         let error = job_error("SEGMENT-STORAGE-500", msg, "segment worker, commit");
                         end_job(meta, job, SegmentJobStatus::Failed, vec![error]).await;
                     }

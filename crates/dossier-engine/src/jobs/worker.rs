@@ -120,7 +120,12 @@ impl<E: Exporter> Worker<E> {
         // With two workers or more, no sandbox may hold them all (see `PerSandbox`).
         let per_sandbox = PerSandbox::for_workers(self.settings.workers);
         while !*stopped.borrow() && stopped.has_changed().is_ok() {
-            match self.queue.meta.claim_next_job(&self.name, now_millis(), per_sandbox).await {
+            match self
+                .queue
+                .meta
+                .claim_next_job(&self.name, now_millis(), per_sandbox)
+                .await
+            {
                 Ok(Some(ClaimedJob::Export(job))) => self.run_export(job, &mut stopped).await,
                 Ok(Some(ClaimedJob::Segment(job))) => self.run_segment_job(*job, &mut stopped).await,
                 Ok(None) => self.idle(&mut stopped).await,
@@ -181,7 +186,7 @@ impl<E: Exporter> Worker<E> {
         match self
             .queue
             .meta
-            .job_heartbeat(key, progress.as_ref(), now_millis())
+            .job_heartbeat(key, &self.name, progress.as_ref(), now_millis())
             .await
         {
             Ok(Some(false)) => {}

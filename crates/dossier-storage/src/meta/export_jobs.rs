@@ -19,11 +19,11 @@ use dossier_model::listing::sql_offset;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
+use super::MetaStore;
 use super::batch_files::commit_batch_in;
 use super::catalog::{get_dataset_row, insert_batch_in};
-use super::rows::{TenantColumns, json_column, parsed_column, to_json};
-use super::MetaStore;
 use super::job_queue::{JobKey, JobKind, dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
+use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
 
@@ -337,13 +337,15 @@ pub(super) async fn record_progress_in(
     key: &JobKey,
     progress: &ExportJobProgress,
 ) -> Result<(), StorageError> {
-    sqlx::query("UPDATE export_jobs SET progress = ? WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'")
-        .bind(to_json(progress))
-        .bind(key.tenant.org.as_str())
-        .bind(key.tenant.sandbox.as_str())
-        .bind(&key.id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE export_jobs SET progress = ? WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'",
+    )
+    .bind(to_json(progress))
+    .bind(key.tenant.org.as_str())
+    .bind(key.tenant.sandbox.as_str())
+    .bind(&key.id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -675,10 +677,7 @@ mod tests {
         let ds = target_dataset(&meta, &t).await;
         created(&meta, &new_job(&t, &ds, 10, None)).await;
         // The queue's own cases (claim, fairness, heartbeat, cancel, recovery) are in `queue_cases`.
-        let Some(ClaimedJob::Export(job)) = meta
-            .claim_next_job("worker", 20, PerSandbox::UNLIMITED)
-            .await
-            .unwrap()
+        let Some(ClaimedJob::Export(job)) = meta.claim_next_job("worker", 20, PerSandbox::UNLIMITED).await.unwrap()
         else {
             panic!("the export is claimed");
         };

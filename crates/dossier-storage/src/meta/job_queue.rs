@@ -221,7 +221,8 @@ async fn next_queued_in(conn: &mut SqliteConnection, per_sandbox: PerSandbox) ->
         .bind(per_sandbox.bound())
         .fetch_optional(&mut *conn)
         .await?;
-    row.map(|row| QueueRow::key(&row.kind, row.tenant, row.job_id)).transpose()
+    row.map(|row| QueueRow::key(&row.kind, row.tenant, row.job_id))
+        .transpose()
 }
 
 async fn mark_running_in(
@@ -246,7 +247,11 @@ async fn mark_running_in(
 }
 
 /// The kind's side of a claim: its job PROCESSING (and, for an export, its batches).
-async fn claim_kind_in(conn: &mut SqliteConnection, key: &JobKey, now: EpochMillis) -> Result<ClaimedJob, StorageError> {
+async fn claim_kind_in(
+    conn: &mut SqliteConnection,
+    key: &JobKey,
+    now: EpochMillis,
+) -> Result<ClaimedJob, StorageError> {
     let corrupt = || StorageError::Corrupt {
         table: TABLE,
         column: "job_id",
@@ -293,19 +298,21 @@ impl MetaStore {
         Ok(Some(claimed))
     }
 
-    /// Records that a running job's worker is alive (renewing its lease), with an export's
+    /// Records that `worker`, running the job, is alive (renewing its lease), with an export's
     /// counters when given. Returns whether a cancel was requested, or `None` when the job is no
-    /// longer running (it ended under its worker): either way the worker should stop.
+    /// longer running under this worker (it ended, or another worker took it over): either way
+    /// the worker should stop.
     pub async fn job_heartbeat(
         &self,
         key: &JobKey,
+        worker: &str,
         progress: Option<&ExportJobProgress>,
         now: EpochMillis,
     ) -> Result<Option<bool>, StorageError> {
         let mut tx = self.pool.begin().await?;
         let cancel: Option<bool> = sqlx::query_scalar(
             "UPDATE job_queue SET heartbeat = ?
-             WHERE kind = ? AND org = ? AND sandbox = ? AND job_id = ? AND state = 'running'
+             WHERE kind = ? AND org = ? AND sandbox = ? AND job_id = ? AND state = 'running' AND worker = ?
              RETURNING cancel_requested",
         )
         .bind(now)
@@ -313,6 +320,7 @@ impl MetaStore {
         .bind(key.tenant.org.as_str())
         .bind(key.tenant.sandbox.as_str())
         .bind(&key.id)
+        .bind(worker)
         .fetch_optional(&mut *tx)
         .await?;
         if cancel.is_some()
@@ -397,7 +405,12 @@ mod tests {
             .await
             .unwrap();
         }
-        for (id, status, created) in [("a", "FAILED", 5), ("b", "CANCELLING", 15), ("c", "PROCESSING", 30), ("d", "NEW", 35)] {
+        for (id, status, created) in [
+            ("a", "FAILED", 5),
+            ("b", "CANCELLING", 15),
+            ("c", "PROCESSING", 30),
+            ("d", "NEW", 35),
+        ] {
             sqlx::query(
                 "INSERT INTO segment_jobs (org, sandbox, id, status, request_id, segments, metrics, heartbeat,
                                            created_client, created, updated)
@@ -422,7 +435,15 @@ mod tests {
         let running = meta.running_jobs(None).await.unwrap();
         let summary: Vec<_> = running
             .iter()
-            .map(|e| (e.key.kind, e.key.id.as_str(), e.cancel_requested, e.heartbeat, e.attempts))
+            .map(|e| {
+                (
+                    e.key.kind,
+                    e.key.id.as_str(),
+                    e.cancel_requested,
+                    e.heartbeat,
+                    e.attempts,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -437,7 +458,11 @@ mod tests {
             assert_eq!((entry.state, entry.attempts), (JobState::Queued, 0), "{key:?}");
         }
         for key in [JobKey::export(&tenant, 1), JobKey::segment(&tenant, "a")] {
-            assert_eq!(meta.queue_entry(&key).await.unwrap(), None, "ended jobs stay off the queue");
+            assert_eq!(
+                meta.queue_entry(&key).await.unwrap(),
+                None,
+                "ended jobs stay off the queue"
+            );
         }
     }
 }

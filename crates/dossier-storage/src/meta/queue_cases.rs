@@ -115,7 +115,11 @@ fn new_segment_job(tenant: &Tenant, id: &str, created: EpochMillis) -> NewSegmen
 }
 
 async fn queue_segment_job(store: &MetaStore, tenant: &Tenant, id: &str, created: EpochMillis) -> SegmentJob {
-    match store.create_segment_job(&new_segment_job(tenant, id, created), 100).await.unwrap() {
+    match store
+        .create_segment_job(&new_segment_job(tenant, id, created), 100)
+        .await
+        .unwrap()
+    {
         SegmentJobCreation::Created(job) => *job,
         other => panic!("not created: {other:?}"),
     }
@@ -148,14 +152,21 @@ pub(crate) async fn case_claim_takes_the_oldest_job_of_any_kind_once(store: &Met
     else {
         panic!("the older segment job goes first");
     };
-    assert_eq!((claimed.id.as_str(), claimed.status), ("seg", SegmentJobStatus::Processing));
+    assert_eq!(
+        (claimed.id.as_str(), claimed.status),
+        ("seg", SegmentJobStatus::Processing)
+    );
     assert_eq!(claimed.metrics.start, Some(30));
     let Some(ClaimedJob::Export(claimed)) = store.claim_next_job(WORKER, 31, PerSandbox::UNLIMITED).await.unwrap()
     else {
         panic!("then the export");
     };
     assert_eq!((claimed.id, claimed.status), (export.id, ExportJobStatus::Processing));
-    let batch = store.get_batch(&prod, &claimed.batches[0].batch_id).await.unwrap().unwrap();
+    let batch = store
+        .get_batch(&prod, &claimed.batches[0].batch_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(batch.status, BatchStatus::Processing);
     assert_eq!(claim(store, 32, PerSandbox::UNLIMITED).await, None);
     assert_eq!(
@@ -170,12 +181,18 @@ pub(crate) async fn case_claim_records_worker_lease_and_attempt(store: &MetaStor
     let job = queue_export(store, &prod, 10).await;
     let key = export_key(&job);
     let queued = store.queue_entry(&key).await.unwrap().unwrap();
-    assert_eq!((queued.state, queued.worker, queued.attempts), (JobState::Queued, None, 0));
+    assert_eq!(
+        (queued.state, queued.worker, queued.attempts),
+        (JobState::Queued, None, 0)
+    );
     assert_eq!(claim(store, 20, PerSandbox::UNLIMITED).await, Some(key.clone()));
     let running = store.queue_entry(&key).await.unwrap().unwrap();
     assert_eq!(running.state, JobState::Running);
     assert_eq!(running.worker.as_deref(), Some(WORKER));
-    assert_eq!((running.heartbeat, running.attempts, running.cancel_requested), (Some(20), 1, false));
+    assert_eq!(
+        (running.heartbeat, running.attempts, running.cancel_requested),
+        (Some(20), 1, false)
+    );
 }
 
 /// Each kind has its own limit of queued jobs, counted across tenants.
@@ -193,7 +210,10 @@ pub(crate) async fn case_each_kind_has_its_own_queue_limit(store: &MetaStore) {
         .create_segment_job(&new_segment_job(&prod, "seg-1", 13), 1)
         .await
         .unwrap();
-    assert!(matches!(refused, SegmentJobCreation::Created(_)), "exports do not count");
+    assert!(
+        matches!(refused, SegmentJobCreation::Created(_)),
+        "exports do not count"
+    );
     let refused = store
         .create_segment_job(&new_segment_job(&dev, "seg-2", 14), 1)
         .await
@@ -255,9 +275,22 @@ pub(crate) async fn case_heartbeat_renews_the_lease_and_reports_a_cancel(store: 
         profiles_scanned: 7,
         ..ExportJobProgress::default()
     };
-    assert_eq!(store.job_heartbeat(&key, Some(&progress), 15).await.unwrap(), None, "queued");
+    assert_eq!(
+        store.job_heartbeat(&key, WORKER, Some(&progress), 15).await.unwrap(),
+        None,
+        "queued"
+    );
     claim(store, 20, PerSandbox::UNLIMITED).await.unwrap();
-    assert_eq!(store.job_heartbeat(&key, Some(&progress), 25).await.unwrap(), Some(false));
+    assert_eq!(
+        store.job_heartbeat(&key, WORKER, Some(&progress), 25).await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(store.queue_entry(&key).await.unwrap().unwrap().heartbeat, Some(25));
+    // Only the worker that claimed the job holds its lease.
+    assert_eq!(
+        store.job_heartbeat(&key, "node-b/worker-0", None, 26).await.unwrap(),
+        None
+    );
     assert_eq!(store.queue_entry(&key).await.unwrap().unwrap().heartbeat, Some(25));
     let shown = store.export_job(&prod, job.id).await.unwrap().unwrap();
     assert_eq!(shown.progress.map(|p| p.profiles_scanned), Some(7));
@@ -265,7 +298,7 @@ pub(crate) async fn case_heartbeat_renews_the_lease_and_reports_a_cancel(store: 
         store.cancel_export_job(&prod, job.id, 30).await.unwrap(),
         Some(ExportCancellation::Requested(_))
     ));
-    assert_eq!(store.job_heartbeat(&key, None, 35).await.unwrap(), Some(true));
+    assert_eq!(store.job_heartbeat(&key, WORKER, None, 35).await.unwrap(), Some(true));
     // Ended under its worker: the heartbeat says so.
     assert!(
         store
@@ -273,7 +306,7 @@ pub(crate) async fn case_heartbeat_renews_the_lease_and_reports_a_cancel(store: 
             .await
             .unwrap()
     );
-    assert_eq!(store.job_heartbeat(&key, None, 45).await.unwrap(), None);
+    assert_eq!(store.job_heartbeat(&key, WORKER, None, 45).await.unwrap(), None);
 }
 
 /// Cancelling a queued job ends it at once and takes it off the queue; cancelling a running one
@@ -295,7 +328,11 @@ pub(crate) async fn case_cancel_ends_a_queued_job_and_marks_a_running_one(store:
     let batch = store.get_batch(&prod, &job.batches[0].batch_id).await.unwrap().unwrap();
     assert_eq!(batch.status, BatchStatus::Failed);
     assert_eq!(store.queue_entry(&export_key(&queued_export)).await.unwrap(), None);
-    let job = store.cancel_segment_job(&prod, &queued_segment.id, 31).await.unwrap().unwrap();
+    let job = store
+        .cancel_segment_job(&prod, &queued_segment.id, 31)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(job.status, SegmentJobStatus::Cancelled);
     assert_eq!(store.queue_entry(&segment_key(&queued_segment)).await.unwrap(), None);
     // Nothing queued is left to claim.
@@ -305,7 +342,11 @@ pub(crate) async fn case_cancel_ends_a_queued_job_and_marks_a_running_one(store:
         store.cancel_export_job(&prod, running_export.id, 33).await.unwrap(),
         Some(ExportCancellation::Requested(job)) if job.cancel_requested && job.status == ExportJobStatus::Processing
     ));
-    let job = store.cancel_segment_job(&prod, &running_segment.id, 34).await.unwrap().unwrap();
+    let job = store
+        .cancel_segment_job(&prod, &running_segment.id, 34)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(job.status, SegmentJobStatus::Cancelling);
     for key in [export_key(&running_export), segment_key(&running_segment)] {
         let entry = store.queue_entry(&key).await.unwrap().unwrap();
@@ -313,7 +354,12 @@ pub(crate) async fn case_cancel_ends_a_queued_job_and_marks_a_running_one(store:
     }
     // A cancel requested after the export finished wins over its success.
     let claimed = store.export_job(&prod, running_export.id).await.unwrap().unwrap();
-    assert!(!store.succeed_export_job(&claimed, &claimed.metrics, &[], 35).await.unwrap());
+    assert!(
+        !store
+            .succeed_export_job(&claimed, &claimed.metrics, &[], 35)
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .end_export_job(&prod, running_export.id, ExportJobStatus::Cancelled, &[], 36)
@@ -324,7 +370,13 @@ pub(crate) async fn case_cancel_ends_a_queued_job_and_marks_a_running_one(store:
         store.cancel_export_job(&prod, running_export.id, 37).await.unwrap(),
         Some(ExportCancellation::AlreadyEnded(job)) if job.status == ExportJobStatus::Cancelled
     ));
-    assert!(store.cancel_export_job(&tenant("dev"), running_export.id, 38).await.unwrap().is_none());
+    assert!(
+        store
+            .cancel_export_job(&tenant("dev"), running_export.id, 38)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Every end — success, failure, cancel, of either kind — takes the job off the queue in the
@@ -341,7 +393,12 @@ pub(crate) async fn case_an_end_takes_the_job_off_the_queue_once(store: &MetaSto
     assert_eq!(store.running_jobs(None).await.unwrap().len(), 4);
 
     let running = store.export_job(&prod, export.id).await.unwrap().unwrap();
-    assert!(store.succeed_export_job(&running, &running.metrics, &[], 30).await.unwrap());
+    assert!(
+        store
+            .succeed_export_job(&running, &running.metrics, &[], 30)
+            .await
+            .unwrap()
+    );
     let error = ExportJobError {
         code: "TEST".into(),
         msg: "the case said so".into(),
@@ -369,7 +426,10 @@ pub(crate) async fn case_an_end_takes_the_job_off_the_queue_once(store: &MetaSto
     assert!(store.running_jobs(None).await.unwrap().is_empty());
     // Ended jobs keep what the API shows; a second end changes nothing.
     let shown = store.export_job(&prod, failed_export.id).await.unwrap().unwrap();
-    assert_eq!((shown.status, shown.errors), (ExportJobStatus::Failed, vec![error.clone()]));
+    assert_eq!(
+        (shown.status, shown.errors),
+        (ExportJobStatus::Failed, vec![error.clone()])
+    );
     assert!(
         !store
             .end_export_job(&prod, failed_export.id, ExportJobStatus::Cancelled, &[], 34)
@@ -397,7 +457,10 @@ pub(crate) async fn case_recovery_lists_running_jobs_and_expired_leases(store: &
     queue_export(store, &prod, 12).await;
     claim(store, 20, PerSandbox::UNLIMITED).await.unwrap();
     claim(store, 21, PerSandbox::UNLIMITED).await.unwrap();
-    store.job_heartbeat(&segment_key(&segment), None, 40).await.unwrap();
+    store
+        .job_heartbeat(&segment_key(&segment), WORKER, None, 40)
+        .await
+        .unwrap();
     let all: Vec<_> = store.running_jobs(None).await.unwrap();
     let keys: Vec<_> = all.iter().map(|entry| entry.key.clone()).collect();
     assert_eq!(keys, [export_key(&export), segment_key(&segment)]);

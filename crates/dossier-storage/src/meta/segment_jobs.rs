@@ -16,9 +16,9 @@ use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobSegmen
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use super::MetaStore;
 use super::job_queue::{JobKey, JobKind, dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
+use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 
 /// A validated segment job, ready to be queued.
