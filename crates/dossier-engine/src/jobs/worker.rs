@@ -126,7 +126,7 @@ impl<E: Exporter> Worker<E> {
                 .claim_next_job(&self.name, now_millis(), per_sandbox)
                 .await
             {
-                Ok(Some(ClaimedJob::Export(job))) => self.run_export(job, &mut stopped).await,
+                Ok(Some(ClaimedJob::Export(job))) => self.run_export(*job, &mut stopped).await,
                 Ok(Some(ClaimedJob::Segment(job))) => self.run_segment_job(*job, &mut stopped).await,
                 Ok(None) => self.idle(&mut stopped).await,
                 Err(error) => {

@@ -89,7 +89,7 @@ impl JobKey {
 /// A job a worker claimed, as its kind's table shows it once claimed (PROCESSING).
 #[derive(Debug, Clone)]
 pub enum ClaimedJob {
-    Export(ExportJob),
+    Export(Box<ExportJob>),
     Segment(Box<SegmentJob>),
 }
 
@@ -261,7 +261,7 @@ async fn claim_kind_in(
         JobKind::Export => {
             let id: i64 = key.id.parse().map_err(|_| corrupt())?;
             let job = export_jobs::claim_in(conn, &key.tenant, id, now).await?;
-            job.map(ClaimedJob::Export).ok_or_else(corrupt)
+            job.map(|job| ClaimedJob::Export(Box::new(job))).ok_or_else(corrupt)
         }
         JobKind::Segment => {
             let job = segment_jobs::claim_in(conn, &key.tenant, &key.id, now).await?;
