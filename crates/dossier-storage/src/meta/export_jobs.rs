@@ -528,56 +528,20 @@ impl MetaStore {
 
 #[cfg(test)]
 mod tests {
-    use dossier_model::catalog::{DataBehavior, Dataset, FileDescription, SchemaRef};
     use dossier_model::export_job::QualificationWindow;
     use dossier_model::ids::{DatasetId, MergePolicyId};
-    use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
+    use dossier_model::tenancy::OrgId;
     use serde_json::json;
 
-    use dossier_model::tenancy::{OrgId, SandboxName};
-
     use super::*;
+    use crate::meta::queue_cases::{ORG, target_dataset, tenant};
     use crate::meta::{BatchFile, ClaimedJob, DatasetDeletion, FileKind, PerSandbox};
-
-    const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
-
-    fn tenant(sandbox: &str) -> Tenant {
-        Tenant {
-            org: OrgId::parse(ORG).unwrap(),
-            sandbox: SandboxName::parse(sandbox).unwrap(),
-        }
-    }
 
     async fn store() -> (tempfile::TempDir, MetaStore) {
         let dir = tempfile::tempdir().unwrap();
         let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
         meta.ensure_org(&OrgId::parse(ORG).unwrap()).await.unwrap();
         (dir, meta)
-    }
-
-    async fn target_dataset(meta: &MetaStore, tenant: &Tenant) -> DatasetId {
-        let dataset = Dataset {
-            id: DatasetId::generate(),
-            org: tenant.org.clone(),
-            sandbox: tenant.sandbox.clone(),
-            name: "export target".into(),
-            description: None,
-            schema_ref: SchemaRef {
-                id: PROFILE_UNION_SCHEMA_ID.into(),
-                content_type: "application/vnd.adobe.xed+json;version=1".into(),
-            },
-            file_description: FileDescription::default(),
-            tags: Default::default(),
-            aspect: None,
-            data_behavior: DataBehavior::Record,
-            created: 1,
-            updated: 1,
-            created_client: ClientId::from_string("client"),
-            last_batch_id: None,
-            last_batch_status: None,
-        };
-        meta.insert_dataset(&dataset).await.unwrap();
-        dataset.id
     }
 
     fn new_job(tenant: &Tenant, dataset: &DatasetId, created: EpochMillis, key: Option<(&str, &str)>) -> NewExportJob {

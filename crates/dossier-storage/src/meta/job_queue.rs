@@ -15,13 +15,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 
 use dossier_model::export_job::{ExportJob, ExportJobProgress};
 use dossier_model::segment_job::SegmentJob;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
+use super::paging::push;
 use super::rows::{TenantColumns, parsed_column};
 use super::{MetaStore, PerSandbox, export_jobs, segment_jobs};
 use crate::StorageError;
@@ -162,20 +163,37 @@ impl QueueRow {
     }
 }
 
+/// Names one queue row: `?1` to `?4` are [`key_args`]; a query's other values are `?5` on.
+macro_rules! where_key {
+    () => {
+        "kind = ?1 AND org = ?2 AND sandbox = ?3 AND job_id = ?4"
+    };
+}
+
+/// The arguments of [`where_key!`], to which a query pushes its own values (`?5` on).
+fn key_args(key: &JobKey) -> SqliteArguments {
+    let mut args = SqliteArguments::default();
+    push(&mut args, key.kind.as_str());
+    push(&mut args, key.tenant.org.as_str());
+    push(&mut args, key.tenant.sandbox.as_str());
+    push(&mut args, key.id.as_str());
+    args
+}
+
 /// Queues a new job (in its creating transaction).
 pub(super) async fn enqueue_in(
     conn: &mut SqliteConnection,
     key: &JobKey,
     queued: EpochMillis,
 ) -> Result<(), StorageError> {
-    sqlx::query("INSERT INTO job_queue (kind, org, sandbox, job_id, state, queued) VALUES (?, ?, ?, ?, 'queued', ?)")
-        .bind(key.kind.as_str())
-        .bind(key.tenant.org.as_str())
-        .bind(key.tenant.sandbox.as_str())
-        .bind(&key.id)
-        .bind(queued)
-        .execute(&mut *conn)
-        .await?;
+    let mut args = key_args(key);
+    push(&mut args, queued);
+    sqlx::query_with(
+        "INSERT INTO job_queue (kind, org, sandbox, job_id, state, queued) VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+        args,
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -190,14 +208,14 @@ pub(super) async fn queued_count_in(conn: &mut SqliteConnection, kind: JobKind) 
 
 /// Marks a running job for its worker, which sees it at its next heartbeat.
 pub(super) async fn request_cancel_in(conn: &mut SqliteConnection, key: &JobKey) -> Result<(), StorageError> {
-    sqlx::query(
-        "UPDATE job_queue SET cancel_requested = 1
-         WHERE kind = ? AND org = ? AND sandbox = ? AND job_id = ? AND state = 'running'",
+    sqlx::query_with(
+        concat!(
+            "UPDATE job_queue SET cancel_requested = 1 WHERE ",
+            where_key!(),
+            " AND state = 'running'"
+        ),
+        key_args(key),
     )
-    .bind(key.kind.as_str())
-    .bind(key.tenant.org.as_str())
-    .bind(key.tenant.sandbox.as_str())
-    .bind(&key.id)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -205,11 +223,7 @@ pub(super) async fn request_cancel_in(conn: &mut SqliteConnection, key: &JobKey)
 
 /// Takes an ended job off the queue (in the transaction that ends it).
 pub(super) async fn dequeue_in(conn: &mut SqliteConnection, key: &JobKey) -> Result<(), StorageError> {
-    sqlx::query("DELETE FROM job_queue WHERE kind = ? AND org = ? AND sandbox = ? AND job_id = ?")
-        .bind(key.kind.as_str())
-        .bind(key.tenant.org.as_str())
-        .bind(key.tenant.sandbox.as_str())
-        .bind(&key.id)
+    sqlx::query_with(concat!("DELETE FROM job_queue WHERE ", where_key!()), key_args(key))
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -231,16 +245,16 @@ async fn mark_running_in(
     worker: &str,
     now: EpochMillis,
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "UPDATE job_queue SET state = 'running', worker = ?, heartbeat = ?, attempts = attempts + 1
-         WHERE kind = ? AND org = ? AND sandbox = ? AND job_id = ?",
+    let mut args = key_args(key);
+    push(&mut args, worker);
+    push(&mut args, now);
+    sqlx::query_with(
+        concat!(
+            "UPDATE job_queue SET state = 'running', worker = ?5, heartbeat = ?6, attempts = attempts + 1 WHERE ",
+            where_key!()
+        ),
+        args,
     )
-    .bind(worker)
-    .bind(now)
-    .bind(key.kind.as_str())
-    .bind(key.tenant.org.as_str())
-    .bind(key.tenant.sandbox.as_str())
-    .bind(&key.id)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -310,17 +324,17 @@ impl MetaStore {
         now: EpochMillis,
     ) -> Result<Option<bool>, StorageError> {
         let mut tx = self.pool.begin().await?;
-        let cancel: Option<bool> = sqlx::query_scalar(
-            "UPDATE job_queue SET heartbeat = ?
-             WHERE kind = ? AND org = ? AND sandbox = ? AND job_id = ? AND state = 'running' AND worker = ?
-             RETURNING cancel_requested",
+        let mut args = key_args(key);
+        push(&mut args, worker);
+        push(&mut args, now);
+        let cancel: Option<bool> = sqlx::query_scalar_with(
+            concat!(
+                "UPDATE job_queue SET heartbeat = ?6 WHERE ",
+                where_key!(),
+                " AND state = 'running' AND worker = ?5 RETURNING cancel_requested"
+            ),
+            args,
         )
-        .bind(now)
-        .bind(key.kind.as_str())
-        .bind(key.tenant.org.as_str())
-        .bind(key.tenant.sandbox.as_str())
-        .bind(&key.id)
-        .bind(worker)
         .fetch_optional(&mut *tx)
         .await?;
         if cancel.is_some()
@@ -351,11 +365,7 @@ impl MetaStore {
     /// The queue entry of a live job; `None` once it ended (or if it never existed).
     pub async fn queue_entry(&self, key: &JobKey) -> Result<Option<QueueEntry>, StorageError> {
         let row: Option<QueueRow> =
-            sqlx::query_as("SELECT * FROM job_queue WHERE kind = ? AND org = ? AND sandbox = ? AND job_id = ?")
-                .bind(key.kind.as_str())
-                .bind(key.tenant.org.as_str())
-                .bind(key.tenant.sandbox.as_str())
-                .bind(&key.id)
+            sqlx::query_as_with(concat!("SELECT * FROM job_queue WHERE ", where_key!()), key_args(key))
                 .fetch_optional(&self.pool)
                 .await?;
         row.map(QueueRow::into_entry).transpose()

@@ -2,8 +2,9 @@
 //! heartbeat, end, cancel, recovery, and each kind's side of them.
 //!
 //! Each case takes a freshly opened, empty store and panics when the backend breaks the
-//! contract; the `sqlite` module at the bottom runs them on SQLite. A backend test suite runs the
-//! same functions for its backend (they only use the store's public methods).
+//! contract; the `sqlite` module at the bottom runs them on SQLite. A backend test suite runs
+//! the same functions for its backend (they only use the store's public methods). The fixtures
+//! (tenants, a target dataset) serve the per-kind tests too.
 
 use serde_json::json;
 
@@ -22,10 +23,10 @@ use super::{
     NewSegmentJob, PerSandbox, SegmentJobCreation,
 };
 
-const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+pub(super) const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 const WORKER: &str = "node-a/worker-0";
 
-fn tenant(sandbox: &str) -> Tenant {
+pub(super) fn tenant(sandbox: &str) -> Tenant {
     Tenant {
         org: OrgId::parse(ORG).unwrap(),
         sandbox: SandboxName::parse(sandbox).unwrap(),
@@ -40,7 +41,7 @@ async fn tenants(store: &MetaStore) -> (Tenant, Tenant) {
     (prod, dev)
 }
 
-async fn target_dataset(store: &MetaStore, tenant: &Tenant) -> DatasetId {
+pub(super) async fn target_dataset(store: &MetaStore, tenant: &Tenant) -> DatasetId {
     let dataset = Dataset {
         id: DatasetId::generate(),
         org: tenant.org.clone(),
