@@ -25,6 +25,8 @@ CREATE TABLE job_queue (
 -- The claim: queued jobs oldest first; running jobs counted per sandbox.
 CREATE INDEX job_queue_claim ON job_queue (state, queued);
 CREATE INDEX job_queue_running ON job_queue (state, org, sandbox);
+-- The queue limits: queued jobs counted per kind.
+CREATE INDEX job_queue_kind ON job_queue (kind, state);
 
 -- The live jobs of the two queues this table replaces, oldest first (so rowid keeps their order).
 INSERT INTO job_queue (kind, org, sandbox, job_id, state, queued, heartbeat, attempts, cancel_requested)

@@ -323,7 +323,6 @@ impl MetaStore {
         progress: Option<&ExportJobProgress>,
         now: EpochMillis,
     ) -> Result<Option<bool>, StorageError> {
-        let mut tx = self.pool.begin().await?;
         let mut args = key_args(key);
         push(&mut args, worker);
         push(&mut args, now);
@@ -335,15 +334,16 @@ impl MetaStore {
             ),
             args,
         )
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
+        // The counters are for show: a second statement, no transaction to wait for.
         if cancel.is_some()
             && let Some(progress) = progress
             && key.kind == JobKind::Export
         {
-            export_jobs::record_progress_in(&mut tx, key, progress).await?;
+            let mut conn = self.pool.acquire().await?;
+            export_jobs::record_progress_in(&mut conn, key, progress).await?;
         }
-        tx.commit().await?;
         Ok(cancel)
     }
 
