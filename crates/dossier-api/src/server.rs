@@ -80,7 +80,7 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// Stops accepting connections, lets requests in flight finish, stops the export workers
+    /// Stops accepting connections, lets requests in flight finish, stops the job workers
     /// (a running export ends FAILED, saying the server stopped), and closes storage.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());

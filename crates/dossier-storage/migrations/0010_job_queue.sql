@@ -3,8 +3,8 @@
 --
 -- A row lives while its job is live: inserted with the job (queued), claimed by a worker
 -- (running), deleted by the transaction that ends the job. The per-kind tables keep the AEP
--- status, request and results and change in the same transactions; their `heartbeat` columns
--- are no longer written. One table means one claim query across kinds and sandboxes (and, on a
+-- status, request and results and change in the same transactions (their `heartbeat` columns
+-- move here). One table means one claim query across kinds and sandboxes (and, on a
 -- server database, one `FOR UPDATE SKIP LOCKED` claim for several nodes); `worker`, `heartbeat`
 -- and `attempts` are what a lease taking over a dead node's job reads.
 
@@ -46,5 +46,8 @@ SELECT kind, org, sandbox, job_id, state, queued, heartbeat, attempts, cancel_re
     FROM segment_jobs WHERE status IN ('NEW', 'PROCESSING', 'CANCELLING'))
 ORDER BY queued, kind, seq;
 
+-- The per-kind tables keep what the API shows; the queue's columns of theirs go.
 DROP INDEX export_jobs_queue;
 DROP INDEX segment_jobs_queue;
+ALTER TABLE export_jobs DROP COLUMN heartbeat;
+ALTER TABLE segment_jobs DROP COLUMN heartbeat;
