@@ -23,8 +23,9 @@ impl<E: Exporter> Worker<E> {
     pub(super) async fn run_export(&self, job: ExportJob, stopped: &mut watch::Receiver<bool>) {
         tracing::info!(job_id = job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox, "export job started");
         let key = JobKey::export(&job.tenant, job.id);
+        let progress = Arc::new(ExportProgress::default());
         let running = RunningJob {
-            progress: Some(Arc::new(ExportProgress::default())),
+            progress: Some(progress.clone()),
             ..RunningJob::default()
         };
         let request = ExportRequest {
@@ -33,7 +34,6 @@ impl<E: Exporter> Worker<E> {
             spec: job.spec.clone(),
             batches: job.batches.clone(),
         };
-        let progress = running.progress.clone().expect("set above");
         let export = self.exporter.export(&request, &progress, &running.cancel);
         let ended = self.supervise(&key, &running, export, stopped).await;
         self.record_export(&job, &key, ended).await;
