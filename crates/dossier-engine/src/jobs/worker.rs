@@ -155,9 +155,14 @@ impl<E: Exporter> Worker<E> {
         stopped: &mut watch::Receiver<bool>,
     ) -> Supervised<T> {
         self.queue.register(key.clone(), running.clone());
+        // A cancel that came between the claim and the registration found no flag to set; this
+        // first beat reads its mark before the work starts (CPU-bound work may not let the
+        // heartbeat run until its first await).
+        self.beat(key, running).await;
         let work = AssertUnwindSafe(work).catch_unwind();
         tokio::pin!(work);
-        let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
+        let period = self.settings.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut server_stopping = *stopped.borrow();
         if server_stopping {
             running.cancel.cancel();
