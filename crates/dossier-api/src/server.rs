@@ -16,11 +16,8 @@ use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use dossier_engine::export::ExportSettings;
-use dossier_engine::export_queue::{
-    EngineExporter, ExportQueue, ExportWorkers, WorkerSettings, recover_interrupted_exports,
-    recover_interrupted_segment_jobs,
-};
 use dossier_engine::ingest::Ingestion;
+use dossier_engine::jobs::{EngineExporter, JobQueue, JobWorkers, WorkerSettings, recover_interrupted_jobs};
 use dossier_model::catalog::BatchStatus;
 use dossier_model::tenancy::OrgId;
 use dossier_storage::{Lake, MetaStore};
@@ -70,7 +67,7 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
-    export_workers: ExportWorkers,
+    export_workers: JobWorkers,
     meta: MetaStore,
 }
 
@@ -83,7 +80,7 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// Stops accepting connections, lets requests in flight finish, stops the export workers
+    /// Stops accepting connections, lets requests in flight finish, stops the job workers
     /// (a running export ends FAILED, saying the server stopped), and closes storage.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
@@ -125,15 +122,14 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     if resumed > 0 {
         tracing::warn!(batches = resumed, "resumed ingestion interrupted by the last stop");
     }
-    let recovered = recover_interrupted_exports(&meta, &lake).await?;
+    let recovered = recover_interrupted_jobs(&meta, &lake).await?;
     if recovered > 0 {
-        tracing::warn!(jobs = recovered, "failed export jobs interrupted by the last stop");
+        tracing::warn!(
+            jobs = recovered,
+            "ended export and segment jobs interrupted by the last stop"
+        );
     }
-    let recovered = recover_interrupted_segment_jobs(&meta, &lake).await?;
-    if recovered > 0 {
-        tracing::warn!(jobs = recovered, "failed segment jobs interrupted by the last stop");
-    }
-    let exports = ExportQueue::new(meta.clone());
+    let jobs = JobQueue::new(meta.clone());
     let spill_dir = config.data_dir.join("spill");
     // Spills of exports a crash interrupted: no export runs yet, so whatever is there is stale.
     if let Err(error) = std::fs::remove_dir_all(&spill_dir)
@@ -141,14 +137,14 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     {
         tracing::warn!(%error, path = %spill_dir.display(), "could not remove old export spills");
     }
-    let export_workers = start_export_workers(&exports, &meta, &lake, &config.limits, spill_dir);
+    let export_workers = start_export_workers(&jobs, &meta, &lake, &config.limits, spill_dir);
     ingestion.spawn_graph_recovery();
     let state = AppState {
         meta: meta.clone(),
         lake,
         tokens,
         ingestion,
-        exports,
+        jobs,
         limits: config.limits,
     };
 
@@ -176,12 +172,12 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
 }
 
 fn start_export_workers(
-    exports: &ExportQueue,
+    jobs: &JobQueue,
     meta: &MetaStore,
     lake: &Lake,
     limits: &Limits,
     spill_dir: std::path::PathBuf,
-) -> ExportWorkers {
+) -> JobWorkers {
     let exporter = Arc::new(EngineExporter {
         meta: meta.clone(),
         lake: lake.clone(),
@@ -197,5 +193,5 @@ fn start_export_workers(
         workers: limits.export_workers,
         ..WorkerSettings::default()
     };
-    ExportWorkers::start(exports.clone(), lake.clone(), exporter, settings)
+    JobWorkers::start(jobs.clone(), lake.clone(), exporter, settings)
 }

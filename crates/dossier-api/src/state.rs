@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use dossier_engine::export::ExportSettings;
-use dossier_engine::export_queue::ExportQueue;
 use dossier_engine::ingest::Ingestion;
+use dossier_engine::jobs::JobQueue;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::TokenService;
@@ -15,8 +15,8 @@ pub struct AppState {
     pub lake: Lake,
     pub tokens: Arc<TokenService>,
     pub ingestion: Ingestion,
-    /// Export job workers: wake-up on a new job, cancel flags and live progress.
-    pub exports: ExportQueue,
+    /// The job queue of the workers: wake-up on a new job, cancel flags and live progress.
+    pub jobs: JobQueue,
     pub limits: Limits,
 }
 

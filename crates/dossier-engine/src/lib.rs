@@ -1,15 +1,15 @@
 //! Dossier's engine: the data work, on Arrow and Parquet, with no HTTP.
 //!
 //! This crate owns turning uploaded files into Parquet fragments, the identity graph, building
-//! merged profiles, the export pipeline, and the workers that run export jobs. It reads and
-//! writes through the storage crate.
+//! merged profiles, the export pipeline, segment evaluation, and the workers that run export and
+//! segment jobs from one queue (`jobs`). It reads and writes through the storage crate.
 
 mod error;
 pub mod export;
-pub mod export_queue;
 pub mod fragments;
 pub mod identity;
 pub mod ingest;
+pub mod jobs;
 pub mod parquet_io;
 pub mod preview;
 pub mod profiles;

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use dossier_engine::export_queue::segments_of;
+use dossier_engine::jobs::segments_of;
 use dossier_model::ValidationError;
 use dossier_model::export_job::DEFAULT_SEGMENT_NS;
 use dossier_model::export_job::{ExportJob, ExportJobListQuery, ExportJobOffset, export_job_cursor};
@@ -153,7 +153,7 @@ fn key_reused(key: &IdempotencyKey, job_id: i64) -> ApiError {
 
 /// What a job looks like to a caller of this process: with its live progress if it runs here.
 fn shown(state: &AppState, job: &ExportJob) -> Value {
-    export_job_json(job, state.exports.live_progress(&job.tenant, job.id))
+    export_job_json(job, state.jobs.live_progress(&job.tenant, job.id))
 }
 
 /// The merge policy the job uses: the one named (at the version named, else the latest);
@@ -313,7 +313,7 @@ pub async fn create_export_job(
         .map_err(storage_failure)?;
     match created {
         ExportJobCreation::Created(job) => {
-            state.exports.job_queued();
+            state.jobs.job_queued();
             tracing::info!(job_id = job.id, dataset_id = %job.spec.dataset_id, "export job queued");
             Ok(Json(shown(&state, &job)))
         }
@@ -433,8 +433,8 @@ pub async fn cancel_export_job(
 ) -> Result<Json<Value>, ApiError> {
     let id = job_id(&raw_id, &caller.tenant)?;
     state
-        .exports
-        .cancel(&caller.tenant, id)
+        .jobs
+        .cancel_export_job(&caller.tenant, id)
         .await
         .map_err(storage_failure)?
         .ok_or_else(|| not_found(&raw_id, &caller.tenant))?;

@@ -38,7 +38,7 @@ use crate::{json_errors, request_context};
         (name = "export jobs", description = "Exports of merged profiles into a dataset, queued and run by workers"),
         (name = "profile access", description = "The merged profile of one identity"),
         (name = "segment definitions", description = "Segment definitions: named PQL conditions over profiles"),
-        (name = "segment jobs", description = "Evaluations of segment definitions into ups memberships, run by the export workers"),
+        (name = "segment jobs", description = "Evaluations of segment definitions into ups memberships, run by the job workers"),
         (name = "schemaregistry", description = "Schema Registry (subset): tenant schemas, union schemas, identity descriptors"),
         (name = "health", description = "Liveness and readiness"),
     )

@@ -1,13 +1,13 @@
 //! Segment jobs: `/data/core/ups/segment/jobs` — create (an array of `{segmentId}`), list, get
-//! and cancel, in AEP's shapes. The jobs run on the export workers (see
-//! `dossier_engine::export_queue`); errors are UPS-shaped.
+//! and cancel, in AEP's shapes. The jobs run on the job workers (see
+//! `dossier_engine::jobs`); errors are UPS-shaped.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use dossier_engine::export_queue::segments_of;
+use dossier_engine::jobs::segments_of;
 use dossier_model::ValidationError;
 use dossier_model::listing::next_offset;
 use dossier_model::schema::PROFILE_SCHEMA_NAME;
@@ -164,7 +164,7 @@ pub async fn create_segment_job(
         .map_err(|e| ApiError::storage(Service::Ups, e))?
     {
         SegmentJobCreation::Created(job) => {
-            state.exports.job_queued();
+            state.jobs.job_queued();
             tracing::info!(job_id = %job.id, segments = job.segments.len(), "segment job queued");
             Ok(Json(segment_job_json(&job)))
         }
@@ -262,7 +262,7 @@ pub async fn cancel_segment_job(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     state
-        .exports
+        .jobs
         .cancel_segment_job(&caller.tenant, &id)
         .await
         .map_err(|e| ApiError::storage(Service::Ups, e))?

@@ -1,10 +1,11 @@
-//! Export jobs and their queue.
+//! Export jobs: what the API shows of them, and their side of the job queue.
 //!
-//! A job and its Catalog batches change together, always in one transaction: created (job NEW,
-//! batches `loading`), claimed (PROCESSING / `processing`), and ended — SUCCEEDED with every
-//! batch `success` and its files, or FAILED / CANCELLED with every batch `failed`. Writes that
-//! decide on what they read (create, claim, cancel) take SQLite's write lock first
-//! (`BEGIN IMMEDIATE`), which makes them the single-writer claim the design asks for.
+//! A job, its Catalog batches and its `job_queue` entry change together, always in one
+//! transaction: created (job NEW, batches `loading`, queued), claimed (PROCESSING /
+//! `processing`, running; the claim itself is `job_queue`'s), and ended — SUCCEEDED with every
+//! batch `success` and its files, or FAILED / CANCELLED with every batch `failed`, off the
+//! queue. Writes that decide on what they read (create, claim, cancel) take SQLite's write lock
+//! first (`BEGIN IMMEDIATE`), which makes them the single-writer claim the design asks for.
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{FromRow, Row};
@@ -18,10 +19,11 @@ use dossier_model::listing::sql_offset;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
+use super::MetaStore;
 use super::batch_files::commit_batch_in;
 use super::catalog::{get_dataset_row, insert_batch_in};
+use super::job_queue::{JobKey, JobKind, dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
-use super::{MetaStore, PerSandbox};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
 
@@ -280,6 +282,7 @@ async fn end_unsuccessfully_in(
     if updated.rows_affected() == 0 {
         return Ok(false);
     }
+    dequeue_in(conn, &JobKey::export(&job.tenant, job.id)).await?;
     let batch_errors = batch_errors_for(job.id, status, errors);
     set_job_batches_in(conn, job, BatchStatus::Failed, &batch_errors, now).await?;
     Ok(true)
@@ -302,6 +305,50 @@ fn batch_errors_for(job_id: i64, status: ExportJobStatus, errors: &[ExportJobErr
         .collect()
 }
 
+/// An export's side of a claim (in the claim's transaction): a NEW job PROCESSING, its batches
+/// `processing`. `None` when the job is not NEW.
+pub(super) async fn claim_in(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    id: i64,
+    now: EpochMillis,
+) -> Result<Option<ExportJob>, StorageError> {
+    let claimed = sqlx::query(
+        "UPDATE export_jobs SET status = 'PROCESSING', updated = ?
+         WHERE org = ? AND sandbox = ? AND id = ? AND status = 'NEW'",
+    )
+    .bind(now)
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let job = job_in(conn, tenant, id).await?.expect("updated in this transaction");
+    set_job_batches_in(conn, &job, BatchStatus::Processing, &[], now).await?;
+    Ok(Some(job))
+}
+
+/// The counters a running export's heartbeat reports, shown by a GET from any process.
+pub(super) async fn record_progress_in(
+    conn: &mut SqliteConnection,
+    key: &JobKey,
+    progress: &ExportJobProgress,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE export_jobs SET progress = ? WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'",
+    )
+    .bind(to_json(progress))
+    .bind(key.tenant.org.as_str())
+    .bind(key.tenant.sandbox.as_str())
+    .bind(&key.id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 impl MetaStore {
     /// Queues a job with its batches, in one write transaction that also replays or refuses a
     /// reused `Idempotency-Key`, enforces `max_queued` NEW jobs (across every tenant: the
@@ -321,11 +368,9 @@ impl MetaStore {
                 ExportJobCreation::KeyReused { job_id: job.id }
             });
         }
-        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM export_jobs WHERE status = 'NEW'")
-            .fetch_one(&mut *tx)
-            .await?;
-        if queued as u64 >= max_queued {
-            return Ok(ExportJobCreation::QueueFull { queued: queued as u64 });
+        let queued = queued_count_in(&mut tx, JobKind::Export).await?;
+        if queued >= max_queued {
+            return Ok(ExportJobCreation::QueueFull { queued });
         }
         if get_dataset_row(&mut *tx, &new.tenant, &new.spec.dataset_id)
             .await?
@@ -337,6 +382,7 @@ impl MetaStore {
             insert_batch_in(&mut tx, &export_batch(new, &target.batch_id)).await?;
         }
         let id = insert_job_in(&mut tx, new).await?;
+        enqueue_in(&mut tx, &JobKey::export(&new.tenant, id), new.created).await?;
         let job = job_in(&mut tx, &new.tenant, id)
             .await?
             .expect("inserted in this transaction");
@@ -411,6 +457,7 @@ impl MetaStore {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                request_cancel_in(&mut tx, &JobKey::export(tenant, id)).await?;
                 ExportCancellation::Requested
             }
             _ => ExportCancellation::AlreadyEnded,
@@ -418,72 +465,6 @@ impl MetaStore {
         let job = job_in(&mut tx, tenant, id).await?.expect("read in this transaction");
         tx.commit().await?;
         Ok(Some(outcome(job)))
-    }
-
-    /// Claims a NEW job for a worker: PROCESSING, its batches `processing`. The job is the oldest
-    /// of the sandbox with the fewest jobs running, among sandboxes under `per_sandbox`
-    /// (see `fair_claim`). The write lock makes the claim exclusive.
-    pub async fn claim_next_export_job(
-        &self,
-        now: EpochMillis,
-        per_sandbox: PerSandbox,
-    ) -> Result<Option<ExportJob>, StorageError> {
-        // Idle workers poll; a plain read keeps them from taking the write lock for nothing.
-        let any_queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM export_jobs WHERE status = 'NEW')")
-            .fetch_one(&self.pool)
-            .await?;
-        if !any_queued {
-            return Ok(None);
-        }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(super::fair_claim::NEXT_EXPORT_JOB)
-            .bind(per_sandbox.bound())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(job) = row.as_ref().map(job_from_row).transpose()? else {
-            return Ok(None);
-        };
-        sqlx::query(
-            "UPDATE export_jobs SET status = 'PROCESSING', heartbeat = ?, updated = ?
-             WHERE org = ? AND sandbox = ? AND id = ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(job.tenant.org.as_str())
-        .bind(job.tenant.sandbox.as_str())
-        .bind(job.id)
-        .execute(&mut *tx)
-        .await?;
-        set_job_batches_in(&mut tx, &job, BatchStatus::Processing, &[], now).await?;
-        let claimed = job_in(&mut tx, &job.tenant, job.id)
-            .await?
-            .expect("read in this transaction");
-        tx.commit().await?;
-        Ok(Some(claimed))
-    }
-
-    /// Records that a running job's worker is alive, with its counters. Returns whether a
-    /// cancel was requested, or `None` when the job is no longer PROCESSING.
-    pub async fn export_heartbeat(
-        &self,
-        tenant: &Tenant,
-        id: i64,
-        progress: &ExportJobProgress,
-        now: EpochMillis,
-    ) -> Result<Option<bool>, StorageError> {
-        let cancel: Option<i64> = sqlx::query_scalar(
-            "UPDATE export_jobs SET heartbeat = ?, progress = ?
-             WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'
-             RETURNING cancel_requested",
-        )
-        .bind(now)
-        .bind(to_json(progress))
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(cancel.map(|c| c != 0))
     }
 
     /// The commit of a successful export, in one transaction: the job SUCCEEDED with its
@@ -512,6 +493,7 @@ impl MetaStore {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
+        dequeue_in(&mut tx, &JobKey::export(&job.tenant, job.id)).await?;
         for (batch_id, outcome) in batches {
             if !commit_batch_in(&mut tx, &job.tenant, batch_id, outcome).await? {
                 return Ok(false);
@@ -542,70 +524,24 @@ impl MetaStore {
         tx.commit().await?;
         Ok(true)
     }
-
-    /// Jobs of every tenant in `status`, oldest first: at startup, the PROCESSING ones were
-    /// left by a process that stopped.
-    pub async fn export_jobs_in_status(&self, status: ExportJobStatus) -> Result<Vec<ExportJob>, StorageError> {
-        let rows = sqlx::query("SELECT * FROM export_jobs WHERE status = ? ORDER BY created, rowid")
-            .bind(status.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(job_from_row).collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use dossier_model::catalog::{DataBehavior, Dataset, FileDescription, SchemaRef};
     use dossier_model::export_job::QualificationWindow;
     use dossier_model::ids::{DatasetId, MergePolicyId};
-    use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
+    use dossier_model::tenancy::OrgId;
     use serde_json::json;
 
-    use dossier_model::tenancy::{OrgId, SandboxName};
-
     use super::*;
-    use crate::meta::{BatchFile, DatasetDeletion, FileKind};
-
-    const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
-
-    fn tenant(sandbox: &str) -> Tenant {
-        Tenant {
-            org: OrgId::parse(ORG).unwrap(),
-            sandbox: SandboxName::parse(sandbox).unwrap(),
-        }
-    }
+    use crate::meta::queue_cases::{ORG, target_dataset, tenant};
+    use crate::meta::{BatchFile, ClaimedJob, DatasetDeletion, FileKind, PerSandbox};
 
     async fn store() -> (tempfile::TempDir, MetaStore) {
         let dir = tempfile::tempdir().unwrap();
         let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
         meta.ensure_org(&OrgId::parse(ORG).unwrap()).await.unwrap();
         (dir, meta)
-    }
-
-    async fn target_dataset(meta: &MetaStore, tenant: &Tenant) -> DatasetId {
-        let dataset = Dataset {
-            id: DatasetId::generate(),
-            org: tenant.org.clone(),
-            sandbox: tenant.sandbox.clone(),
-            name: "export target".into(),
-            description: None,
-            schema_ref: SchemaRef {
-                id: PROFILE_UNION_SCHEMA_ID.into(),
-                content_type: "application/vnd.adobe.xed+json;version=1".into(),
-            },
-            file_description: FileDescription::default(),
-            tags: Default::default(),
-            aspect: None,
-            data_behavior: DataBehavior::Record,
-            created: 1,
-            updated: 1,
-            created_client: ClientId::from_string("client"),
-            last_batch_id: None,
-            last_batch_status: None,
-        };
-        meta.insert_dataset(&dataset).await.unwrap();
-        dataset.id
     }
 
     fn new_job(tenant: &Tenant, dataset: &DatasetId, created: EpochMillis, key: Option<(&str, &str)>) -> NewExportJob {
@@ -699,170 +635,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_queue_has_a_limit_and_workers_claim_the_oldest_job_once() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        let ds = target_dataset(&meta, &t).await;
-        created(&meta, &new_job(&t, &ds, 20, None)).await;
-        created(&meta, &new_job(&t, &ds, 10, None)).await;
-        assert!(matches!(
-            meta.create_export_job(&new_job(&t, &ds, 30, None), 2).await.unwrap(),
-            ExportJobCreation::QueueFull { queued: 2 }
-        ));
-        let claimed = meta
-            .claim_next_export_job(40, PerSandbox::UNLIMITED)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((claimed.id, claimed.status), (2, ExportJobStatus::Processing));
-        assert_eq!(batch_status(&meta, &claimed).await, BatchStatus::Processing);
-        assert_eq!(
-            meta.claim_next_export_job(41, PerSandbox::UNLIMITED)
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-            1
-        );
-        assert!(
-            meta.claim_next_export_job(42, PerSandbox::UNLIMITED)
-                .await
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[tokio::test]
-    async fn claims_go_to_the_sandbox_with_the_fewest_running_under_its_cap() {
-        let (_dir, meta) = store().await;
-        let (a, b) = (tenant("prod"), tenant("dev"));
-        meta.create_sandbox(&b.org, &b.sandbox).await.unwrap();
-        let (a_ds, b_ds) = (target_dataset(&meta, &a).await, target_dataset(&meta, &b).await);
-        // Sandbox A queued three jobs before B queued one.
-        for created_at in [10, 11, 12] {
-            created(&meta, &new_job(&a, &a_ds, created_at, None)).await;
-        }
-        let b_job = created(&meta, &new_job(&b, &b_ds, 13, None)).await;
-        let cap = PerSandbox::for_workers(2);
-        let first = meta.claim_next_export_job(20, cap).await.unwrap().unwrap();
-        assert_eq!((first.tenant.sandbox.as_str(), first.id), ("prod", 1));
-        // A runs one job, its cap: B's younger job goes next, then nothing until A's ends.
-        let second = meta.claim_next_export_job(21, cap).await.unwrap().unwrap();
-        assert_eq!((second.tenant.sandbox.as_str(), second.id), ("dev", b_job.id));
-        assert!(meta.claim_next_export_job(22, cap).await.unwrap().is_none());
-        // Without a cap, A's next job is still taken after B's, fewest running first.
-        assert_eq!(
-            meta.claim_next_export_job(23, PerSandbox::UNLIMITED)
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-            2
-        );
-    }
-
-    #[tokio::test]
-    async fn segment_jobs_share_the_cap_with_exports() {
-        use crate::meta::{NewSegmentJob, SegmentJobCreation};
-        let (_dir, meta) = store().await;
-        let (a, b) = (tenant("prod"), tenant("dev"));
-        meta.create_sandbox(&b.org, &b.sandbox).await.unwrap();
-        let a_ds = target_dataset(&meta, &a).await;
-        created(&meta, &new_job(&a, &a_ds, 10, None)).await;
-        let segment_job = |tenant: &Tenant, id: &str, created: EpochMillis| NewSegmentJob {
-            tenant: tenant.clone(),
-            id: id.into(),
-            request_id: "request".into(),
-            segments: Vec::new(),
-            created_client: ClientId::from_string("client"),
-            created,
-        };
-        for new in [segment_job(&a, "a-seg", 11), segment_job(&b, "b-seg", 12)] {
-            assert!(matches!(
-                meta.create_segment_job(&new, 10).await.unwrap(),
-                SegmentJobCreation::Created(_)
-            ));
-        }
-        let cap = PerSandbox::for_workers(2);
-        assert_eq!(meta.claim_next_export_job(20, cap).await.unwrap().unwrap().tenant, a);
-        // A's export is running: A's older segment job waits, B's is taken.
-        let claimed = meta.claim_next_segment_job(21, cap).await.unwrap().unwrap();
-        assert_eq!(claimed.id, "b-seg");
-        assert!(meta.claim_next_segment_job(22, cap).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn cancel_ends_a_new_job_at_once_and_marks_a_running_one() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        let ds = target_dataset(&meta, &t).await;
-        let waiting = created(&meta, &new_job(&t, &ds, 10, None)).await;
-        let running = created(&meta, &new_job(&t, &ds, 20, None)).await;
-        assert_eq!(
-            meta.claim_next_export_job(30, PerSandbox::UNLIMITED)
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-            waiting.id
-        );
-        // `waiting` was claimed first (it is older), so cancel the NEW one, `running`'s twin.
-        let Some(ExportCancellation::Cancelled(job)) = meta.cancel_export_job(&t, running.id, 40).await.unwrap() else {
-            panic!("a NEW job is cancelled at once");
-        };
-        assert_eq!(job.status, ExportJobStatus::Cancelled);
-        assert_eq!(job.metrics.total_time.end, Some(40));
-        assert_eq!(batch_status(&meta, &job).await, BatchStatus::Failed);
-
-        let progress = ExportJobProgress::default();
-        assert_eq!(
-            meta.export_heartbeat(&t, waiting.id, &progress, 41).await.unwrap(),
-            Some(false)
-        );
-        assert!(matches!(
-            meta.cancel_export_job(&t, waiting.id, 42).await.unwrap(),
-            Some(ExportCancellation::Requested(_))
-        ));
-        assert_eq!(
-            meta.export_heartbeat(&t, waiting.id, &progress, 43).await.unwrap(),
-            Some(true)
-        );
-        // A cancel requested after the export finished wins over its success.
-        let claimed = meta.export_job(&t, waiting.id).await.unwrap().unwrap();
-        assert!(
-            !meta
-                .succeed_export_job(&claimed, &claimed.metrics, &[], 44)
-                .await
-                .unwrap()
-        );
-        assert!(
-            meta.end_export_job(&t, waiting.id, ExportJobStatus::Cancelled, &[], 45)
-                .await
-                .unwrap()
-        );
-        assert!(matches!(
-            meta.cancel_export_job(&t, waiting.id, 46).await.unwrap(),
-            Some(ExportCancellation::AlreadyEnded(job)) if job.status == ExportJobStatus::Cancelled
-        ));
-        assert!(
-            meta.cancel_export_job(&tenant("dev"), waiting.id, 47)
-                .await
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[tokio::test]
     async fn success_commits_the_job_and_its_batch_files_together() {
         let (_dir, meta) = store().await;
         let t = tenant("prod");
         let ds = target_dataset(&meta, &t).await;
         created(&meta, &new_job(&t, &ds, 10, None)).await;
-        let job = meta
-            .claim_next_export_job(20, PerSandbox::UNLIMITED)
-            .await
-            .unwrap()
-            .unwrap();
+        // The queue's own cases (claim, fairness, heartbeat, cancel, recovery) are in `queue_cases`.
+        let Some(ClaimedJob::Export(job)) = meta.claim_next_job("worker", 20, PerSandbox::UNLIMITED).await.unwrap()
+        else {
+            panic!("the export is claimed");
+        };
         let batch_id = job.batches[0].batch_id.clone();
         let file = BatchFile {
             file_id: format!("{batch_id}-0"),

@@ -1,12 +1,13 @@
 //! Which queued job a worker claims next: fair between sandboxes.
 //!
-//! Export jobs and segment jobs share the export workers. Claiming the oldest job of any tenant
-//! let one sandbox that queued many (or slow) jobs hold every worker while another sandbox's job
-//! waited behind them (issue 12). So a claim picks, among queued jobs, one of the sandbox that
-//! has the fewest jobs running (export and segment jobs together), oldest first within that; and
-//! with more than one worker a sandbox runs at most `workers - 1` jobs at once, so one worker is
-//! always free for the other sandboxes. The price: a lone sandbox on two workers runs one job at a
-//! time. Counts come from the store, so they include jobs other processes run.
+//! Export jobs and segment jobs share the workers and one queue (`job_queue`). Claiming the
+//! oldest job of any tenant let one sandbox that queued many (or slow) jobs hold every worker
+//! while another sandbox's job waited behind them (issue 12). So a claim picks, among queued
+//! jobs, one of the sandbox that has the fewest jobs running (export and segment jobs
+//! together), oldest first within that whatever its kind; and with more than one worker a
+//! sandbox runs at most `workers - 1` jobs at once, so one worker is always free for the other
+//! sandboxes. The price: a lone sandbox on two workers runs one job at a time. Counts come from
+//! the store, so they include jobs other processes run.
 
 /// How many jobs of one sandbox may run at once (export and segment jobs together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,31 +48,17 @@ impl PerSandbox {
     }
 }
 
-/// The query for the next job of `$table` to claim (one `?`: [`PerSandbox::bound`]): a NEW job
-/// of a sandbox under its cap, fewest running first, then oldest. Jobs running per sandbox count
-/// both kinds. A macro, so each query stays a static string.
-macro_rules! next_queued {
-    ($table:literal) => {
-        concat!(
-            "WITH running AS (
-               SELECT org, sandbox, COUNT(*) AS n FROM (
-                 SELECT org, sandbox FROM export_jobs WHERE status = 'PROCESSING'
-                 UNION ALL
-                 SELECT org, sandbox FROM segment_jobs WHERE status = 'PROCESSING')
-               GROUP BY org, sandbox)
-             SELECT j.* FROM ",
-            $table,
-            " j
-             LEFT JOIN running r ON r.org = j.org AND r.sandbox = j.sandbox
-             WHERE j.status = 'NEW' AND COALESCE(r.n, 0) < ?
-             ORDER BY COALESCE(r.n, 0), j.created, j.rowid
-             LIMIT 1"
-        )
-    };
-}
-
-pub(super) const NEXT_EXPORT_JOB: &str = next_queued!("export_jobs");
-pub(super) const NEXT_SEGMENT_JOB: &str = next_queued!("segment_jobs");
+/// The query for the next queued job of either kind to claim (one `?`: [`PerSandbox::bound`]):
+/// a queued job of a sandbox under its cap, fewest running first, then oldest (`queued`, then
+/// queue order). The kinds compete on the same terms: a segment job no longer waits behind a
+/// younger export.
+pub(super) const NEXT_QUEUED_JOB: &str = "WITH running AS (
+       SELECT org, sandbox, COUNT(*) AS n FROM job_queue WHERE state = 'running' GROUP BY org, sandbox)
+     SELECT q.* FROM job_queue q
+     LEFT JOIN running r ON r.org = q.org AND r.sandbox = q.sandbox
+     WHERE q.state = 'queued' AND COALESCE(r.n, 0) < ?
+     ORDER BY COALESCE(r.n, 0), q.queued, q.rowid
+     LIMIT 1";
 
 #[cfg(test)]
 mod tests {

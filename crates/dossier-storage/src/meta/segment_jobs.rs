@@ -1,8 +1,10 @@
-//! Segment jobs, their queue, and the current membership file of each segment.
+//! Segment jobs (what the API shows of them, and their side of the job queue), and the current
+//! membership file of each segment.
 //!
-//! As with export jobs, writes that decide on what they read (create, claim, cancel, succeed)
-//! take SQLite's write lock first (`BEGIN IMMEDIATE`). A job's success and the switch of its
-//! segments' membership files are one transaction: a reader sees the old files or the new ones.
+//! As with export jobs, a job and its `job_queue` entry change in one transaction, and writes
+//! that decide on what they read (create, claim, cancel, end) take SQLite's write lock first
+//! (`BEGIN IMMEDIATE`). A job's success and the switch of its segments' membership files are one
+//! transaction: a reader sees the old files or the new ones.
 
 use sqlx::FromRow;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
@@ -14,8 +16,9 @@ use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobSegmen
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
+use super::MetaStore;
+use super::job_queue::{JobKey, JobKind, dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
-use super::{MetaStore, PerSandbox};
 use crate::StorageError;
 
 /// A validated segment job, ready to be queued.
@@ -130,6 +133,35 @@ async fn switch_files_in(
     Ok(superseded)
 }
 
+/// A segment job's side of a claim (in the claim's transaction): a NEW job PROCESSING with its
+/// start time. `None` when the job is not NEW.
+pub(super) async fn claim_in(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    id: &str,
+    now: EpochMillis,
+) -> Result<Option<SegmentJob>, StorageError> {
+    let metrics = SegmentJobMetrics {
+        start: Some(now),
+        ..SegmentJobMetrics::default()
+    };
+    let claimed = sqlx::query(
+        "UPDATE segment_jobs SET status = 'PROCESSING', updated = ?, metrics = ?
+         WHERE org = ? AND sandbox = ? AND id = ? AND status = 'NEW'",
+    )
+    .bind(now)
+    .bind(to_json(&metrics))
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    job_in(conn, tenant, id).await
+}
+
 impl MetaStore {
     /// Queues a job, refusing when `max_queued` segment jobs (of every tenant) are NEW.
     pub async fn create_segment_job(
@@ -138,11 +170,9 @@ impl MetaStore {
         max_queued: u64,
     ) -> Result<SegmentJobCreation, StorageError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM segment_jobs WHERE status = 'NEW'")
-            .fetch_one(&mut *tx)
-            .await?;
-        if queued as u64 >= max_queued {
-            return Ok(SegmentJobCreation::QueueFull { queued: queued as u64 });
+        let queued = queued_count_in(&mut tx, JobKind::Segment).await?;
+        if queued >= max_queued {
+            return Ok(SegmentJobCreation::QueueFull { queued });
         }
         sqlx::query(
             "INSERT INTO segment_jobs (org, sandbox, id, status, request_id, segments, metrics, created_client, created, updated)
@@ -159,6 +189,7 @@ impl MetaStore {
         .bind(new.created)
         .execute(&mut *tx)
         .await?;
+        enqueue_in(&mut tx, &JobKey::segment(&new.tenant, &new.id), new.created).await?;
         let job = job_in(&mut tx, &new.tenant, &new.id)
             .await?
             .expect("inserted in this transaction");
@@ -234,75 +265,16 @@ impl MetaStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            let key = JobKey::segment(tenant, id);
+            if next == SegmentJobStatus::Cancelled {
+                dequeue_in(&mut tx, &key).await?;
+            } else {
+                request_cancel_in(&mut tx, &key).await?;
+            }
         }
         let job = job_in(&mut tx, tenant, id).await?.expect("read in this transaction");
         tx.commit().await?;
         Ok(Some(job))
-    }
-
-    /// Claims a NEW segment job: PROCESSING, with its start time. As with exports, the oldest of
-    /// the sandbox with the fewest jobs running, among sandboxes under `per_sandbox`.
-    pub async fn claim_next_segment_job(
-        &self,
-        now: EpochMillis,
-        per_sandbox: PerSandbox,
-    ) -> Result<Option<SegmentJob>, StorageError> {
-        let any_queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM segment_jobs WHERE status = 'NEW')")
-            .fetch_one(&self.pool)
-            .await?;
-        if !any_queued {
-            return Ok(None);
-        }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(super::fair_claim::NEXT_SEGMENT_JOB)
-            .bind(per_sandbox.bound())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(job) = row.as_ref().map(job_from_row).transpose()? else {
-            return Ok(None);
-        };
-        let metrics = SegmentJobMetrics {
-            start: Some(now),
-            ..SegmentJobMetrics::default()
-        };
-        sqlx::query(
-            "UPDATE segment_jobs SET status = 'PROCESSING', heartbeat = ?, updated = ?, metrics = ?
-             WHERE org = ? AND sandbox = ? AND id = ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(to_json(&metrics))
-        .bind(job.tenant.org.as_str())
-        .bind(job.tenant.sandbox.as_str())
-        .bind(&job.id)
-        .execute(&mut *tx)
-        .await?;
-        let claimed = job_in(&mut tx, &job.tenant, &job.id)
-            .await?
-            .expect("read in this transaction");
-        tx.commit().await?;
-        Ok(Some(claimed))
-    }
-
-    /// Records that a running job's worker is alive. Returns whether it should go on (`false`
-    /// once a cancel was requested or the job ended under it).
-    pub async fn segment_job_heartbeat(
-        &self,
-        tenant: &Tenant,
-        id: &str,
-        now: EpochMillis,
-    ) -> Result<bool, StorageError> {
-        let updated = sqlx::query(
-            "UPDATE segment_jobs SET heartbeat = ?
-             WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'",
-        )
-        .bind(now)
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(updated.rows_affected() == 1)
     }
 
     /// Ends a job SUCCEEDED with its metrics and makes `files` the current membership files of
@@ -330,6 +302,7 @@ impl MetaStore {
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
+        dequeue_in(&mut tx, &JobKey::segment(&job.tenant, &job.id)).await?;
         let superseded = switch_files_in(&mut tx, &job.tenant, files).await?;
         tx.commit().await?;
         Ok(Some(superseded))
@@ -360,6 +333,7 @@ impl MetaStore {
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         debug_assert!(matches!(status, SegmentJobStatus::Failed | SegmentJobStatus::Cancelled));
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let updated = sqlx::query(
             "UPDATE segment_jobs SET status = ?, errors = ?, metrics = COALESCE(?, metrics), updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status IN ('NEW', 'PROCESSING', 'CANCELLING')",
@@ -371,18 +345,14 @@ impl MetaStore {
         .bind(tenant.org.as_str())
         .bind(tenant.sandbox.as_str())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(updated.rows_affected() == 1)
-    }
-
-    /// Jobs of every tenant in `status`, oldest first.
-    pub async fn segment_jobs_in_status(&self, status: SegmentJobStatus) -> Result<Vec<SegmentJob>, StorageError> {
-        let rows = sqlx::query("SELECT * FROM segment_jobs WHERE status = ? ORDER BY created, rowid")
-            .bind(status.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(job_from_row).collect()
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        dequeue_in(&mut tx, &JobKey::segment(tenant, id)).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The current membership file of each evaluated segment of the tenant.

@@ -602,14 +602,17 @@ async fn a_job_left_processing_by_a_stopped_server_ends_failed_with_the_reason()
     // store as that process would.
     let data = server.data_dir();
     let meta = MetaStore::open_sqlite(&data.join("meta.sqlite")).await.unwrap();
-    let claimed = meta
-        .claim_next_export_job(
+    let Some(dossier_storage::meta::ClaimedJob::Export(claimed)) = meta
+        .claim_next_job(
+            "another-process",
             dossier_model::time::now_millis(),
             dossier_storage::meta::PerSandbox::UNLIMITED,
         )
         .await
         .unwrap()
-        .unwrap();
+    else {
+        panic!("the export job is claimed");
+    };
     assert_eq!(claimed.id, job["id"].as_i64().unwrap());
     meta.close().await;
     let lake = Lake::local(&data.join("lake")).unwrap();

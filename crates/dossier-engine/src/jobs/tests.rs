@@ -1,5 +1,5 @@
-//! The queue with exports whose timing and outcome the tests decide: success, failure, panic,
-//! cancel while running, shutdown, and recovery after a stop.
+//! The queue with exports and segment evaluations whose timing and outcome the tests decide:
+//! success, failure, panic, cancel while running, shutdown, and recovery after a stop.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,17 +12,23 @@ use dossier_model::catalog::{BatchStatus, DataBehavior, Dataset, FileDescription
 use dossier_model::export_job::{ExportBatchTarget, ExportJob, ExportJobStatus, ExportSpec, QualificationWindow};
 use dossier_model::ids::{BatchId, ClientId, DatasetId, MergePolicyId};
 use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
+use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobStatus};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::now_millis;
-use dossier_storage::meta::{BatchFile, ExportJobCreation, FileKind, NewExportJob};
+use dossier_storage::meta::{
+    BatchFile, ClaimedJob, ExportCancellation, ExportJobCreation, FileKind, NewExportJob, NewSegmentJob, PerSandbox,
+    SegmentJobCreation,
+};
 use dossier_storage::{Lake, MetaStore};
 
 use super::*;
-use crate::export::{Span, StagedBatch};
+use crate::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span, StagedBatch};
+use crate::segments::{Evaluation, SegmentError};
 
 const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 
-/// What the fake export does after writing one file into each batch folder.
+/// What the fake export does after writing one file into each batch folder (and the fake
+/// evaluation, which writes nothing).
 #[derive(Clone, Copy)]
 enum Behaviour {
     Succeed,
@@ -95,6 +101,29 @@ impl FakeExporter {
             identity_graph_version: None,
         })
     }
+
+    async fn evaluate_segments(&self, cancel: &CancelFlag) -> Result<Evaluation, SegmentError> {
+        match self.behaviour {
+            Behaviour::Succeed => {}
+            Behaviour::Fail => {
+                return Err(SegmentError::Failed {
+                    code: "SEGMENT-TEST-500",
+                    message: "the test said so".into(),
+                });
+            }
+            Behaviour::Panic => panic!("the test panics"),
+            Behaviour::RunUntilCancelled => loop {
+                if cancel.is_cancelled() {
+                    return Err(SegmentError::Cancelled);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            },
+        }
+        Ok(Evaluation {
+            files: Vec::new(),
+            metrics: SegmentJobMetrics::default(),
+        })
+    }
 }
 
 impl Exporter for FakeExporter {
@@ -105,6 +134,14 @@ impl Exporter for FakeExporter {
         cancel: &'a CancelFlag,
     ) -> impl Future<Output = Result<ExportOutcome, ExportError>> + Send + 'a {
         self.run(request, cancel)
+    }
+
+    fn evaluate<'a>(
+        &'a self,
+        _job: &'a SegmentJob,
+        cancel: &'a CancelFlag,
+    ) -> impl Future<Output = Result<Evaluation, SegmentError>> + Send + 'a {
+        self.evaluate_segments(cancel)
     }
 }
 
@@ -188,8 +225,23 @@ impl Setup {
         }
     }
 
-    fn start(&self, behaviour: Behaviour) -> (ExportQueue, ExportWorkers) {
-        let queue = ExportQueue::new(self.meta.clone());
+    async fn queue_segment_job(&self, id: &str) -> SegmentJob {
+        let new = NewSegmentJob {
+            tenant: self.tenant.clone(),
+            id: id.into(),
+            request_id: "req".into(),
+            segments: Vec::new(),
+            created_client: ClientId::from_string("client"),
+            created: now_millis(),
+        };
+        match self.meta.create_segment_job(&new, 100).await.unwrap() {
+            SegmentJobCreation::Created(job) => *job,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn start(&self, behaviour: Behaviour) -> (JobQueue, JobWorkers) {
+        let queue = JobQueue::new(self.meta.clone());
         let exporter = Arc::new(FakeExporter {
             lake: self.lake.clone(),
             behaviour,
@@ -199,7 +251,7 @@ impl Setup {
             heartbeat: Duration::from_millis(50),
             idle_poll: Duration::from_millis(50),
         };
-        let workers = ExportWorkers::start(queue.clone(), self.lake.clone(), exporter, settings);
+        let workers = JobWorkers::start(queue.clone(), self.lake.clone(), exporter, settings);
         (queue, workers)
     }
 
@@ -217,6 +269,18 @@ impl Setup {
 
     async fn wait_for_end(&self, id: i64) -> ExportJob {
         self.wait_for(id, |job| job.status.is_terminal()).await
+    }
+
+    async fn wait_for_segment_job(&self, id: &str, until: impl Fn(&SegmentJob) -> bool) -> SegmentJob {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let job = self.meta.segment_job(&self.tenant, id).await.unwrap().unwrap();
+            if until(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "segment job {id} stays {}", job.status);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn batch_status(&self, job: &ExportJob) -> BatchStatus {
@@ -300,7 +364,7 @@ async fn cancelling_a_running_export_stops_it_within_a_second() {
     assert!(queue.live_progress(&setup.tenant, job.id).is_some());
     let asked = Instant::now();
     assert!(matches!(
-        queue.cancel(&setup.tenant, job.id).await.unwrap(),
+        queue.cancel_export_job(&setup.tenant, job.id).await.unwrap(),
         Some(ExportCancellation::Requested(_))
     ));
     let done = setup.wait_for_end(job.id).await;
@@ -350,12 +414,14 @@ async fn recovery_fails_jobs_a_dead_process_left_processing() {
     let setup = setup().await;
     let job = setup.queue_job().await;
     // A process claims the job, writes a file, and dies.
-    let claimed = setup
+    let Some(ClaimedJob::Export(claimed)) = setup
         .meta
-        .claim_next_export_job(now_millis(), dossier_storage::meta::PerSandbox::UNLIMITED)
+        .claim_next_job("dead", now_millis(), PerSandbox::UNLIMITED)
         .await
         .unwrap()
-        .unwrap();
+    else {
+        panic!("the export is claimed");
+    };
     FakeExporter {
         lake: setup.lake.clone(),
         behaviour: Behaviour::Succeed,
@@ -367,11 +433,103 @@ async fn recovery_fails_jobs_a_dead_process_left_processing() {
         batches: claimed.batches.clone(),
     })
     .await;
-    assert_eq!(recover_interrupted_exports(&setup.meta, &setup.lake).await.unwrap(), 1);
+    assert_eq!(recover_interrupted_jobs(&setup.meta, &setup.lake).await.unwrap(), 1);
     let done = setup.meta.export_job(&setup.tenant, job.id).await.unwrap().unwrap();
     assert_eq!(done.status, ExportJobStatus::Failed);
     assert_eq!(done.errors[0].code, "EXPORT-SERVER-STOPPED");
     assert!(done.errors[0].msg.contains("server stopped"));
     assert_eq!(setup.batch_status(&done).await, BatchStatus::Failed);
     assert_eq!(setup.files_in_lake(&done).await, 0);
+}
+
+#[tokio::test]
+async fn segment_jobs_run_through_the_same_workers_and_seam() {
+    let setup = setup().await;
+    let failing = setup.queue_segment_job("first").await;
+    let (_queue, workers) = setup.start(Behaviour::Fail);
+    let done = setup
+        .wait_for_segment_job(&failing.id, |j| j.status.is_terminal())
+        .await;
+    assert_eq!(done.status, SegmentJobStatus::Failed);
+    assert_eq!(done.errors[0].code, "SEGMENT-TEST-500");
+    assert_eq!(done.errors[0].call_stack, "segment evaluation");
+    // The export queued after it runs on the same worker.
+    let export = setup.queue_job().await;
+    assert_eq!(setup.wait_for_end(export.id).await.status, ExportJobStatus::Failed);
+    workers.shutdown(Duration::from_secs(5)).await;
+
+    let ok = setup.queue_segment_job("second").await;
+    let (_queue, workers) = setup.start(Behaviour::Succeed);
+    let done = setup.wait_for_segment_job(&ok.id, |j| j.status.is_terminal()).await;
+    assert_eq!(done.status, SegmentJobStatus::Succeeded);
+    assert!(done.metrics.end.is_some());
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn cancelling_a_running_segment_job_stops_it_through_the_same_registry() {
+    let setup = setup().await;
+    let job = setup.queue_segment_job("slow").await;
+    let (queue, workers) = setup.start(Behaviour::RunUntilCancelled);
+    setup
+        .wait_for_segment_job(&job.id, |j| j.status == SegmentJobStatus::Processing)
+        .await;
+    let asked = Instant::now();
+    let cancelling = queue.cancel_segment_job(&setup.tenant, &job.id).await.unwrap().unwrap();
+    assert_eq!(cancelling.status, SegmentJobStatus::Cancelling);
+    let done = setup.wait_for_segment_job(&job.id, |j| j.status.is_terminal()).await;
+    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    assert_eq!(done.status, SegmentJobStatus::Cancelled);
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_panicking_evaluation_fails_its_segment_job() {
+    let setup = setup().await;
+    let job = setup.queue_segment_job("boom").await;
+    let (_queue, workers) = setup.start(Behaviour::Panic);
+    let done = setup.wait_for_segment_job(&job.id, |j| j.status.is_terminal()).await;
+    assert_eq!(done.status, SegmentJobStatus::Failed);
+    assert_eq!(done.errors[0].code, "SEGMENT-INTERNAL-500");
+    assert!(done.errors[0].msg.contains("the test panics"));
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn one_recovery_ends_running_jobs_of_both_kinds() {
+    let setup = setup().await;
+    let export = setup.queue_job().await;
+    let cancelled = setup.queue_segment_job("cancelled").await;
+    let failed = setup.queue_segment_job("failed").await;
+    let waiting = setup.queue_segment_job("waiting").await;
+    for _ in 0..3 {
+        let claimed = setup
+            .meta
+            .claim_next_job("dead", now_millis(), PerSandbox::UNLIMITED)
+            .await
+            .unwrap();
+        assert!(claimed.is_some());
+    }
+    setup
+        .meta
+        .cancel_segment_job(&setup.tenant, &cancelled.id, now_millis())
+        .await
+        .unwrap();
+    assert_eq!(recover_interrupted_jobs(&setup.meta, &setup.lake).await.unwrap(), 3);
+    let export = setup.meta.export_job(&setup.tenant, export.id).await.unwrap().unwrap();
+    assert_eq!(export.status, ExportJobStatus::Failed);
+    let status = |id: String| {
+        let meta = setup.meta.clone();
+        let tenant = setup.tenant.clone();
+        async move { meta.segment_job(&tenant, &id).await.unwrap().unwrap() }
+    };
+    assert_eq!(status(cancelled.id).await.status, SegmentJobStatus::Cancelled);
+    let failed = status(failed.id).await;
+    assert_eq!(
+        (failed.status, failed.errors[0].code.as_str()),
+        (SegmentJobStatus::Failed, "SEGMENT-SERVER-STOPPED")
+    );
+    // A queued job is not recovery's business: it waits for a worker.
+    assert_eq!(status(waiting.id).await.status, SegmentJobStatus::New);
+    assert!(setup.meta.running_jobs(None).await.unwrap().is_empty());
 }

@@ -1,0 +1,236 @@
+//! Export jobs on the workers: a claimed export runs through [`Exporter::export`]; then its
+//! batches and metrics are committed with the job's success in one transaction, or what it wrote
+//! is removed and the job ends FAILED or CANCELLED with why. Also how recovery ends an export
+//! whose worker is gone.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use dossier_model::catalog::BatchStatus;
+use dossier_model::export_job::{ExportJob, ExportJobError, ExportJobStatus, MetricSpan};
+use dossier_model::ids::BatchId;
+use dossier_model::time::now_millis;
+use dossier_storage::meta::{BatchOutcome, JobKey, QueueEntry};
+use dossier_storage::{Lake, MetaStore, StorageError};
+
+use super::worker::{Supervised, Worker};
+use super::{Exporter, RunningJob};
+use crate::EngineError;
+use crate::export::{ExportError, ExportOutcome, ExportProgress, ExportRequest, Span};
+
+impl<E: Exporter> Worker<E> {
+    pub(super) async fn run_export(&self, job: ExportJob, stopped: &mut watch::Receiver<bool>) {
+        tracing::info!(job_id = job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox, "export job started");
+        let key = JobKey::export(&job.tenant, job.id);
+        let progress = Arc::new(ExportProgress::default());
+        let running = RunningJob {
+            progress: Some(progress.clone()),
+            ..RunningJob::default()
+        };
+        let request = ExportRequest {
+            tenant: job.tenant.clone(),
+            job_id: job.id,
+            spec: job.spec.clone(),
+            batches: job.batches.clone(),
+        };
+        let export = self.exporter.export(&request, &progress, &running.cancel);
+        let ended = self.supervise(&key, &running, export, stopped).await;
+        self.record_export(&job, &key, ended).await;
+    }
+
+    async fn record_export(
+        &self,
+        job: &ExportJob,
+        key: &JobKey,
+        ended: Supervised<Result<ExportOutcome, ExportError>>,
+    ) {
+        match ended.result {
+            Ok(Ok(outcome)) => self.commit(job, key, outcome).await,
+            Ok(Err(ExportError::Cancelled)) => self.stopped(job, key, ended.server_stopping).await,
+            Ok(Err(error)) => {
+                let error = ExportJobError {
+                    code: error.code().into(),
+                    msg: error.to_string(),
+                    call_stack: format!("export pipeline, stage '{}'", error.stage().as_str()),
+                };
+                self.undo(job, ExportJobStatus::Failed, vec![error]).await;
+            }
+            Err(message) => {
+                let error = ExportJobError {
+                    code: "EXPORT-INTERNAL-500".into(),
+                    msg: format!(
+                        "The export stopped on an internal error: {message}. Please report it; creating the job again may work."
+                    ),
+                    call_stack: "export worker".into(),
+                };
+                self.undo(job, ExportJobStatus::Failed, vec![error]).await;
+            }
+        }
+    }
+
+    /// The export stopped on its cancel flag: a cancel request, or the server stopping.
+    async fn stopped(&self, job: &ExportJob, key: &JobKey, server_stopping: bool) {
+        if self.cancel_requested(key).await {
+            self.undo(job, ExportJobStatus::Cancelled, Vec::new()).await;
+        } else if server_stopping {
+            let error = server_stopped(
+                "export worker shutdown",
+                "the server was shut down while the job was PROCESSING",
+            );
+            self.undo(job, ExportJobStatus::Failed, vec![error]).await;
+        } else {
+            // The heartbeat found the job no longer PROCESSING: whoever ended it recorded why.
+            self.remove_files(job).await;
+        }
+    }
+
+    /// Makes every batch `success` with its files and the job SUCCEEDED, in one transaction.
+    async fn commit(&self, job: &ExportJob, key: &JobKey, outcome: ExportOutcome) {
+        let now = now_millis();
+        let batches = batch_outcomes(job, &outcome, now);
+        let mut metrics = job.metrics.clone();
+        metrics.total_time.end = Some(now);
+        metrics.profile_export_time = Some(closed(outcome.profile_export_time));
+        // The write time runs until the commit, which is part of writing the dataset.
+        metrics.dataset_write_time = Some(MetricSpan::closed(outcome.dataset_write_time.start, now));
+        metrics.exported_profiles = Some(outcome.exported_profiles);
+        metrics.exported_by_namespace = outcome.by_namespace;
+        metrics.left_out_by_reason = outcome.left_out;
+        match self.queue.meta.succeed_export_job(job, &metrics, &batches, now).await {
+            Ok(true) => tracing::info!(
+                job_id = job.id,
+                profiles = outcome.exported_profiles,
+                "export job succeeded"
+            ),
+            Ok(false) if self.cancel_requested(key).await => {
+                self.undo(job, ExportJobStatus::Cancelled, Vec::new()).await;
+            }
+            Ok(false) => {
+                let error = ExportJobError {
+                    code: "EXPORT-COMMIT-409".into(),
+                    msg: "The export's batches could not be committed: one of them was no longer processing. \
+                          Its files were removed; create the job again."
+                        .into(),
+                    call_stack: "export worker, commit".into(),
+                };
+                self.undo(job, ExportJobStatus::Failed, vec![error]).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, job_id = job.id, "could not commit an export job");
+                let error = ExportJobError {
+                    code: "EXPORT-STORAGE-500".into(),
+                    msg: format!("The export's result could not be recorded in the metadata store: {error}"),
+                    call_stack: "export worker, commit".into(),
+                };
+                self.undo(job, ExportJobStatus::Failed, vec![error]).await;
+            }
+        }
+    }
+
+    /// Removes what the export wrote, then ends the job FAILED or CANCELLED with its batches
+    /// `failed`. Files go first: if the process dies in between, the job is still PROCESSING
+    /// and the recovery removes them again.
+    async fn undo(&self, job: &ExportJob, status: ExportJobStatus, errors: Vec<ExportJobError>) {
+        self.remove_files(job).await;
+        match self
+            .queue
+            .meta
+            .end_export_job(&job.tenant, job.id, status, &errors, now_millis())
+            .await
+        {
+            Ok(_) => tracing::info!(job_id = job.id, status = %status, "export job ended"),
+            Err(error) => tracing::error!(%error, job_id = job.id, "could not record the end of an export job"),
+        }
+    }
+
+    async fn remove_files(&self, job: &ExportJob) {
+        if let Err(error) = remove_job_files(&self.lake, job).await {
+            tracing::warn!(%error, job_id = job.id, "could not remove an export's files");
+        }
+    }
+}
+
+/// Each batch of the job with what the export staged for it. A batch the outcome does not
+/// mention received no rows: it commits empty, so that every batch of a SUCCEEDED job is
+/// `success`.
+fn batch_outcomes(job: &ExportJob, outcome: &ExportOutcome, now: i64) -> Vec<(BatchId, BatchOutcome)> {
+    job.batches
+        .iter()
+        .map(|target| {
+            let staged = outcome
+                .batches
+                .iter()
+                .find(|staged| staged.target.batch_id == target.batch_id);
+            let (records, size, files) = staged.map_or((0, 0, Vec::new()), |s| (s.records, s.size, s.files.clone()));
+            let batch = BatchOutcome {
+                status: BatchStatus::Success,
+                completed: now,
+                records_read: records,
+                record_count: records,
+                size,
+                errors: Vec::new(),
+                files,
+            };
+            (target.batch_id.clone(), batch)
+        })
+        .collect()
+}
+
+fn closed(span: Span) -> MetricSpan {
+    MetricSpan::closed(span.start, span.end)
+}
+
+/// Removes every file the job's export wrote into its batch folders. Nothing reads them (the
+/// batches never became `success`); this keeps the lake from collecting dead files.
+async fn remove_job_files(lake: &Lake, job: &ExportJob) -> Result<(), StorageError> {
+    for target in &job.batches {
+        lake.delete_prefix(&Lake::batch_prefix(&job.tenant, &job.spec.dataset_id, &target.batch_id))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The error of a job whose export the server's stop interrupted.
+fn server_stopped(where_: &str, detail: &str) -> ExportJobError {
+    ExportJobError {
+        code: "EXPORT-SERVER-STOPPED".into(),
+        msg: format!(
+            "The server stopped during the export ({detail}). Nothing of this job was kept: its files were removed \
+             and its batches marked failed. Create the job again."
+        ),
+        call_stack: where_.into(),
+    }
+}
+
+/// Ends an export whose worker is gone, after removing the files it wrote: CANCELLED when a
+/// cancel was requested, FAILED otherwise; its batches become `failed`.
+///
+/// The export is not retried: its batches may have been half written, and a user who still
+/// wants it creates the job again knowing the first one failed.
+pub(super) async fn recover(meta: &MetaStore, lake: &Lake, entry: &QueueEntry) -> Result<(), EngineError> {
+    let Some(job) = (match entry.key.id.parse::<i64>() {
+        Ok(id) => meta.export_job(&entry.key.tenant, id).await?,
+        Err(_) => None,
+    }) else {
+        // The queue entry and its job are written together, so this is not expected; a start
+        // that refused to serve because of it would help no one.
+        tracing::error!(job_id = %entry.key.id, "a running export job on the queue does not exist");
+        return Ok(());
+    };
+    tracing::warn!(job_id = job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox,
+        "ending an export job the last stop interrupted");
+    remove_job_files(lake, &job).await?;
+    let (status, errors) = if entry.cancel_requested {
+        (ExportJobStatus::Cancelled, Vec::new())
+    } else {
+        let error = server_stopped(
+            "startup recovery",
+            "the job was still PROCESSING when the server started again",
+        );
+        (ExportJobStatus::Failed, vec![error])
+    };
+    meta.end_export_job(&job.tenant, job.id, status, &errors, now_millis())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,478 @@
+//! The one job queue: export jobs and segment jobs, claimed, heartbeaten, cancelled, ended and
+//! recovered the same way (table `job_queue`, migration 0010).
+//!
+//! A queue row exists while its job is live. The per-kind files (`export_jobs`, `segment_jobs`)
+//! own what the API shows and call the `*_in` functions here inside their own transactions, so a
+//! job's AEP status and its queue row never disagree: created with [`enqueue_in`], claimed by
+//! [`MetaStore::claim_next_job`] (which then runs the kind's claim in the same transaction),
+//! marked by [`request_cancel_in`], removed by [`dequeue_in`] when the job ends.
+//!
+//! What a claim picks is `fair_claim`'s rule, across both kinds. The write lock (`BEGIN
+//! IMMEDIATE`) makes a claim exclusive on SQLite; a server database would take the row with
+//! `FOR UPDATE SKIP LOCKED` instead, and the `worker`, `heartbeat` and `attempts` columns are the
+//! lease that several nodes need to take over a dead node's job.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
+
+use dossier_model::export_job::{ExportJob, ExportJobProgress};
+use dossier_model::segment_job::SegmentJob;
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::EpochMillis;
+
+use super::paging::push;
+use super::rows::{TenantColumns, parsed_column};
+use super::{MetaStore, PerSandbox, export_jobs, segment_jobs};
+use crate::StorageError;
+
+/// The kinds of job the queue holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobKind {
+    Export,
+    Segment,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Export => "export",
+            Self::Segment => "segment",
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "export" => Ok(Self::Export),
+            "segment" => Ok(Self::Segment),
+            other => Err(format!("unknown job kind '{other}'")),
+        }
+    }
+}
+
+/// Names one job in the queue: its kind, tenant and id (an export job's integer id as text).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobKey {
+    pub kind: JobKind,
+    pub tenant: Tenant,
+    pub id: String,
+}
+
+impl JobKey {
+    pub fn export(tenant: &Tenant, id: i64) -> Self {
+        Self {
+            kind: JobKind::Export,
+            tenant: tenant.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    pub fn segment(tenant: &Tenant, id: &str) -> Self {
+        Self {
+            kind: JobKind::Segment,
+            tenant: tenant.clone(),
+            id: id.to_owned(),
+        }
+    }
+}
+
+/// A job a worker claimed, as its kind's table shows it once claimed (PROCESSING).
+#[derive(Debug, Clone)]
+pub enum ClaimedJob {
+    Export(Box<ExportJob>),
+    Segment(Box<SegmentJob>),
+}
+
+impl ClaimedJob {
+    pub fn key(&self) -> JobKey {
+        match self {
+            Self::Export(job) => JobKey::export(&job.tenant, job.id),
+            Self::Segment(job) => JobKey::segment(&job.tenant, &job.id),
+        }
+    }
+}
+
+/// Whether a live job waits for a worker or runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+}
+
+/// A live job as the queue sees it: its state, who runs it and when it last said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub key: JobKey,
+    pub state: JobState,
+    pub worker: Option<String>,
+    pub heartbeat: Option<EpochMillis>,
+    pub attempts: u32,
+    pub cancel_requested: bool,
+}
+
+/// A `job_queue` row as stored.
+#[derive(sqlx::FromRow)]
+struct QueueRow {
+    kind: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    job_id: String,
+    state: String,
+    worker: Option<String>,
+    heartbeat: Option<EpochMillis>,
+    attempts: i64,
+    cancel_requested: bool,
+}
+
+const TABLE: &str = "job_queue";
+
+impl QueueRow {
+    fn key(kind: &str, tenant: TenantColumns, id: String) -> Result<JobKey, StorageError> {
+        Ok(JobKey {
+            kind: parsed_column(TABLE, "kind", kind.parse::<JobKind>())?,
+            tenant: tenant.into_tenant(TABLE)?,
+            id,
+        })
+    }
+
+    fn into_entry(self) -> Result<QueueEntry, StorageError> {
+        let state = match self.state.as_str() {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            other => return parsed_column(TABLE, "state", Err(format!("unknown state '{other}'"))),
+        };
+        Ok(QueueEntry {
+            key: Self::key(&self.kind, self.tenant, self.job_id)?,
+            state,
+            worker: self.worker,
+            heartbeat: self.heartbeat,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            cancel_requested: self.cancel_requested,
+        })
+    }
+}
+
+/// Names one queue row: `?1` to `?4` are [`key_args`]; a query's other values are `?5` on.
+macro_rules! where_key {
+    () => {
+        "kind = ?1 AND org = ?2 AND sandbox = ?3 AND job_id = ?4"
+    };
+}
+
+/// The arguments of [`where_key!`], to which a query pushes its own values (`?5` on).
+fn key_args(key: &JobKey) -> SqliteArguments {
+    let mut args = SqliteArguments::default();
+    push(&mut args, key.kind.as_str());
+    push(&mut args, key.tenant.org.as_str());
+    push(&mut args, key.tenant.sandbox.as_str());
+    push(&mut args, key.id.as_str());
+    args
+}
+
+/// Queues a new job (in its creating transaction).
+pub(super) async fn enqueue_in(
+    conn: &mut SqliteConnection,
+    key: &JobKey,
+    queued: EpochMillis,
+) -> Result<(), StorageError> {
+    let mut args = key_args(key);
+    push(&mut args, queued);
+    sqlx::query_with(
+        "INSERT INTO job_queue (kind, org, sandbox, job_id, state, queued) VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+        args,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// How many jobs of `kind` wait for a worker, across every tenant (the workers are shared).
+pub(super) async fn queued_count_in(conn: &mut SqliteConnection, kind: JobKind) -> Result<u64, StorageError> {
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_queue WHERE kind = ? AND state = 'queued'")
+        .bind(kind.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(u64::try_from(queued).unwrap_or(0))
+}
+
+/// Marks a running job for its worker, which sees it at its next heartbeat.
+pub(super) async fn request_cancel_in(conn: &mut SqliteConnection, key: &JobKey) -> Result<(), StorageError> {
+    sqlx::query_with(
+        concat!(
+            "UPDATE job_queue SET cancel_requested = 1 WHERE ",
+            where_key!(),
+            " AND state = 'running'"
+        ),
+        key_args(key),
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes an ended job off the queue (in the transaction that ends it).
+pub(super) async fn dequeue_in(conn: &mut SqliteConnection, key: &JobKey) -> Result<(), StorageError> {
+    sqlx::query_with(concat!("DELETE FROM job_queue WHERE ", where_key!()), key_args(key))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The next queued job a worker may take (see `fair_claim`), or `None`.
+async fn next_queued_in(conn: &mut SqliteConnection, per_sandbox: PerSandbox) -> Result<Option<JobKey>, StorageError> {
+    let row: Option<QueueRow> = sqlx::query_as(super::fair_claim::NEXT_QUEUED_JOB)
+        .bind(per_sandbox.bound())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|row| QueueRow::key(&row.kind, row.tenant, row.job_id))
+        .transpose()
+}
+
+async fn mark_running_in(
+    conn: &mut SqliteConnection,
+    key: &JobKey,
+    worker: &str,
+    now: EpochMillis,
+) -> Result<(), StorageError> {
+    let mut args = key_args(key);
+    push(&mut args, worker);
+    push(&mut args, now);
+    sqlx::query_with(
+        concat!(
+            "UPDATE job_queue SET state = 'running', worker = ?5, heartbeat = ?6, attempts = attempts + 1 WHERE ",
+            where_key!()
+        ),
+        args,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The kind's side of a claim: its job PROCESSING (and, for an export, its batches).
+async fn claim_kind_in(
+    conn: &mut SqliteConnection,
+    key: &JobKey,
+    now: EpochMillis,
+) -> Result<ClaimedJob, StorageError> {
+    let corrupt = || StorageError::Corrupt {
+        table: TABLE,
+        column: "job_id",
+        reason: format!("queued {} job '{}' has no live job behind it", key.kind, key.id),
+    };
+    match key.kind {
+        JobKind::Export => {
+            let id: i64 = key.id.parse().map_err(|_| corrupt())?;
+            let job = export_jobs::claim_in(conn, &key.tenant, id, now).await?;
+            job.map(|job| ClaimedJob::Export(Box::new(job))).ok_or_else(corrupt)
+        }
+        JobKind::Segment => {
+            let job = segment_jobs::claim_in(conn, &key.tenant, &key.id, now).await?;
+            job.map(|job| ClaimedJob::Segment(Box::new(job))).ok_or_else(corrupt)
+        }
+    }
+}
+
+impl MetaStore {
+    /// Claims the next queued job of either kind for `worker`: running under its name with a
+    /// fresh heartbeat and one more attempt, and its kind's job PROCESSING, in one transaction.
+    /// The job is the oldest of the sandbox with the fewest jobs running, among sandboxes under
+    /// `per_sandbox` (see `fair_claim`).
+    pub async fn claim_next_job(
+        &self,
+        worker: &str,
+        now: EpochMillis,
+        per_sandbox: PerSandbox,
+    ) -> Result<Option<ClaimedJob>, StorageError> {
+        // Idle workers poll; a plain read keeps them from taking the write lock for nothing.
+        let any_queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM job_queue WHERE state = 'queued')")
+            .fetch_one(&self.pool)
+            .await?;
+        if !any_queued {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(key) = next_queued_in(&mut tx, per_sandbox).await? else {
+            return Ok(None);
+        };
+        mark_running_in(&mut tx, &key, worker, now).await?;
+        let claimed = claim_kind_in(&mut tx, &key, now).await?;
+        tx.commit().await?;
+        Ok(Some(claimed))
+    }
+
+    /// Records that `worker`, running the job, is alive (renewing its lease), with an export's
+    /// counters when given. Returns whether a cancel was requested, or `None` when the job is no
+    /// longer running under this worker (it ended, or another worker took it over): either way
+    /// the worker should stop.
+    pub async fn job_heartbeat(
+        &self,
+        key: &JobKey,
+        worker: &str,
+        progress: Option<&ExportJobProgress>,
+        now: EpochMillis,
+    ) -> Result<Option<bool>, StorageError> {
+        let mut args = key_args(key);
+        push(&mut args, worker);
+        push(&mut args, now);
+        let cancel: Option<bool> = sqlx::query_scalar_with(
+            concat!(
+                "UPDATE job_queue SET heartbeat = ?6 WHERE ",
+                where_key!(),
+                " AND state = 'running' AND worker = ?5 RETURNING cancel_requested"
+            ),
+            args,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        // The counters are for show: a second statement, no transaction to wait for.
+        if cancel.is_some()
+            && let Some(progress) = progress
+            && key.kind == JobKind::Export
+        {
+            let mut conn = self.pool.acquire().await?;
+            export_jobs::record_progress_in(&mut conn, key, progress).await?;
+        }
+        Ok(cancel)
+    }
+
+    /// The running jobs of every tenant, oldest first. With `heartbeat_before`, only those whose
+    /// worker last reported before then (an expired lease); without, all of them — what a
+    /// single process finds at startup, when every running job was left by a process that stopped.
+    pub async fn running_jobs(&self, heartbeat_before: Option<EpochMillis>) -> Result<Vec<QueueEntry>, StorageError> {
+        let rows: Vec<QueueRow> = sqlx::query_as(
+            "SELECT * FROM job_queue WHERE state = 'running' AND (? IS NULL OR COALESCE(heartbeat, 0) < ?)
+             ORDER BY queued, rowid",
+        )
+        .bind(heartbeat_before)
+        .bind(heartbeat_before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(QueueRow::into_entry).collect()
+    }
+
+    /// The queue entry of a live job; `None` once it ended (or if it never existed).
+    pub async fn queue_entry(&self, key: &JobKey) -> Result<Option<QueueEntry>, StorageError> {
+        let row: Option<QueueRow> =
+            sqlx::query_as_with(concat!("SELECT * FROM job_queue WHERE ", where_key!()), key_args(key))
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(QueueRow::into_entry).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use dossier_model::tenancy::{OrgId, SandboxName};
+
+    use super::*;
+
+    const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+
+    #[tokio::test]
+    async fn the_migration_moves_live_jobs_of_both_kinds_onto_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.sqlite");
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
+        super::super::MIGRATIONS.run_to(9, &pool).await.unwrap();
+        sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, 'prod', 1)")
+            .bind(ORG)
+            .execute(&pool)
+            .await
+            .unwrap();
+        for (id, status, cancel, created) in [(1, "SUCCEEDED", 0, 10), (2, "PROCESSING", 1, 20), (3, "NEW", 0, 40)] {
+            sqlx::query(
+                "INSERT INTO export_jobs (org, sandbox, id, status, request_id, request, spec, batches, dataset_id,
+                                          metrics, cancel_requested, heartbeat, created_client, created, updated)
+                 VALUES (?, 'prod', ?, ?, 'r', '{}', '{}', '[]', 'ds', '{}', ?, 25, 'c', ?, ?)",
+            )
+            .bind(ORG)
+            .bind(id)
+            .bind(status)
+            .bind(cancel)
+            .bind(created)
+            .bind(created)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        for (id, status, created) in [
+            ("a", "FAILED", 5),
+            ("b", "CANCELLING", 15),
+            ("c", "PROCESSING", 30),
+            ("d", "NEW", 35),
+        ] {
+            sqlx::query(
+                "INSERT INTO segment_jobs (org, sandbox, id, status, request_id, segments, metrics, heartbeat,
+                                           created_client, created, updated)
+                 VALUES (?, 'prod', ?, ?, 'r', '[]', '{}', 31, 'c', ?, ?)",
+            )
+            .bind(ORG)
+            .bind(id)
+            .bind(status)
+            .bind(created)
+            .bind(created)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let meta = MetaStore::open_sqlite(&path).await.unwrap();
+        let tenant = Tenant {
+            org: OrgId::parse(ORG).unwrap(),
+            sandbox: SandboxName::prod(),
+        };
+        let running = meta.running_jobs(None).await.unwrap();
+        let summary: Vec<_> = running
+            .iter()
+            .map(|e| {
+                (
+                    e.key.kind,
+                    e.key.id.as_str(),
+                    e.cancel_requested,
+                    e.heartbeat,
+                    e.attempts,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (JobKind::Segment, "b", true, Some(31), 1),
+                (JobKind::Export, "2", true, Some(25), 1),
+                (JobKind::Segment, "c", false, Some(31), 1),
+            ]
+        );
+        for key in [JobKey::export(&tenant, 3), JobKey::segment(&tenant, "d")] {
+            let entry = meta.queue_entry(&key).await.unwrap().unwrap();
+            assert_eq!((entry.state, entry.attempts), (JobState::Queued, 0), "{key:?}");
+        }
+        for key in [JobKey::export(&tenant, 1), JobKey::segment(&tenant, "a")] {
+            assert_eq!(
+                meta.queue_entry(&key).await.unwrap(),
+                None,
+                "ended jobs stay off the queue"
+            );
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The job queue's contract, as cases any metadata backend must pass: claim, fairness,
+//! heartbeat, end, cancel, recovery, and each kind's side of them.
+//!
+//! Each case takes a freshly opened, empty store and panics when the backend breaks the
+//! contract; the `sqlite` module at the bottom runs them on SQLite. A backend test suite runs
+//! the same functions for its backend (they only use the store's public methods). The fixtures
+//! (tenants, a target dataset) serve the per-kind tests too.
+
+use serde_json::json;
+
+use dossier_model::catalog::{BatchStatus, DataBehavior, Dataset, FileDescription, SchemaRef};
+use dossier_model::export_job::{
+    ExportBatchTarget, ExportJob, ExportJobError, ExportJobProgress, ExportJobStatus, ExportSpec, QualificationWindow,
+};
+use dossier_model::ids::{BatchId, ClientId, DatasetId, MergePolicyId};
+use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
+use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobStatus};
+use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::time::EpochMillis;
+
+use super::{
+    ClaimedJob, ExportCancellation, ExportJobCreation, JobKey, JobKind, JobState, MetaStore, NewExportJob,
+    NewSegmentJob, PerSandbox, SegmentJobCreation,
+};
+
+pub(super) const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+const WORKER: &str = "node-a/worker-0";
+
+pub(super) fn tenant(sandbox: &str) -> Tenant {
+    Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::parse(sandbox).unwrap(),
+    }
+}
+
+/// The organization with its `prod` sandbox, and a `dev` sandbox: the two tenants of the cases.
+async fn tenants(store: &MetaStore) -> (Tenant, Tenant) {
+    let (prod, dev) = (tenant("prod"), tenant("dev"));
+    store.ensure_org(&prod.org).await.unwrap();
+    store.create_sandbox(&dev.org, &dev.sandbox).await.unwrap();
+    (prod, dev)
+}
+
+pub(super) async fn target_dataset(store: &MetaStore, tenant: &Tenant) -> DatasetId {
+    let dataset = Dataset {
+        id: DatasetId::generate(),
+        org: tenant.org.clone(),
+        sandbox: tenant.sandbox.clone(),
+        name: "export target".into(),
+        description: None,
+        schema_ref: SchemaRef {
+            id: PROFILE_UNION_SCHEMA_ID.into(),
+            content_type: "application/vnd.adobe.xed+json;version=1".into(),
+        },
+        file_description: FileDescription::default(),
+        tags: Default::default(),
+        aspect: None,
+        data_behavior: DataBehavior::Record,
+        created: 1,
+        updated: 1,
+        created_client: ClientId::from_string("client"),
+        last_batch_id: None,
+        last_batch_status: None,
+    };
+    store.insert_dataset(&dataset).await.unwrap();
+    dataset.id
+}
+
+/// An export job created at `created` into a dataset of its own.
+async fn new_export(store: &MetaStore, tenant: &Tenant, created: EpochMillis) -> NewExportJob {
+    let dataset = target_dataset(store, tenant).await;
+    NewExportJob {
+        tenant: tenant.clone(),
+        request_id: "req".into(),
+        request: json!({"schema": {"name": "_xdm.context.profile"}}),
+        spec: ExportSpec {
+            fields: None,
+            segments: Vec::new(),
+            qualification: QualificationWindow::default(),
+            from_ingest: None,
+            empty_profiles: false,
+            event_list: None,
+            dataset_id: dataset,
+            segment_per_batch: false,
+            merge_policy_id: MergePolicyId::from_string("timestampOrdered-none-mp"),
+            merge_policy_version: 1,
+            evaluate_segments: false,
+        },
+        batches: vec![ExportBatchTarget {
+            batch_id: BatchId::generate(),
+            segment: None,
+        }],
+        created_client: ClientId::from_string("client"),
+        created,
+        idempotency: None,
+    }
+}
+
+async fn queue_export(store: &MetaStore, tenant: &Tenant, created: EpochMillis) -> ExportJob {
+    let new = new_export(store, tenant, created).await;
+    match store.create_export_job(&new, 100).await.unwrap() {
+        ExportJobCreation::Created(job) => job,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+fn new_segment_job(tenant: &Tenant, id: &str, created: EpochMillis) -> NewSegmentJob {
+    NewSegmentJob {
+        tenant: tenant.clone(),
+        id: id.into(),
+        request_id: "request".into(),
+        segments: Vec::new(),
+        created_client: ClientId::from_string("client"),
+        created,
+    }
+}
+
+async fn queue_segment_job(store: &MetaStore, tenant: &Tenant, id: &str, created: EpochMillis) -> SegmentJob {
+    match store
+        .create_segment_job(&new_segment_job(tenant, id, created), 100)
+        .await
+        .unwrap()
+    {
+        SegmentJobCreation::Created(job) => *job,
+        other => panic!("not created: {other:?}"),
+    }
+}
+
+/// The key of the next job claimed, or `None` when nothing may be claimed.
+async fn claim(store: &MetaStore, now: EpochMillis, cap: PerSandbox) -> Option<JobKey> {
+    store
+        .claim_next_job(WORKER, now, cap)
+        .await
+        .unwrap()
+        .map(|job| job.key())
+}
+
+fn export_key(job: &ExportJob) -> JobKey {
+    JobKey::export(&job.tenant, job.id)
+}
+
+fn segment_key(job: &SegmentJob) -> JobKey {
+    JobKey::segment(&job.tenant, &job.id)
+}
+
+/// A claim takes the oldest queued job of either kind, once; its kind's job becomes PROCESSING
+/// (an export's batches `processing`, a segment job's start recorded).
+pub(crate) async fn case_claim_takes_the_oldest_job_of_any_kind_once(store: &MetaStore) {
+    let (prod, _) = tenants(store).await;
+    let export = queue_export(store, &prod, 20).await;
+    let segment = queue_segment_job(store, &prod, "seg", 10).await;
+    let Some(ClaimedJob::Segment(claimed)) = store.claim_next_job(WORKER, 30, PerSandbox::UNLIMITED).await.unwrap()
+    else {
+        panic!("the older segment job goes first");
+    };
+    assert_eq!(
+        (claimed.id.as_str(), claimed.status),
+        ("seg", SegmentJobStatus::Processing)
+    );
+    assert_eq!(claimed.metrics.start, Some(30));
+    let Some(ClaimedJob::Export(claimed)) = store.claim_next_job(WORKER, 31, PerSandbox::UNLIMITED).await.unwrap()
+    else {
+        panic!("then the export");
+    };
+    assert_eq!((claimed.id, claimed.status), (export.id, ExportJobStatus::Processing));
+    let batch = store
+        .get_batch(&prod, &claimed.batches[0].batch_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.status, BatchStatus::Processing);
+    assert_eq!(claim(store, 32, PerSandbox::UNLIMITED).await, None);
+    assert_eq!(
+        store.segment_job(&prod, &segment.id).await.unwrap().unwrap().status,
+        SegmentJobStatus::Processing
+    );
+}
+
+/// A claim records who runs the job, its lease (the heartbeat) and one more attempt.
+pub(crate) async fn case_claim_records_worker_lease_and_attempt(store: &MetaStore) {
+    let (prod, _) = tenants(store).await;
+    let job = queue_export(store, &prod, 10).await;
+    let key = export_key(&job);
+    let queued = store.queue_entry(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (queued.state, queued.worker, queued.attempts),
+        (JobState::Queued, None, 0)
+    );
+    assert_eq!(claim(store, 20, PerSandbox::UNLIMITED).await, Some(key.clone()));
+    let running = store.queue_entry(&key).await.unwrap().unwrap();
+    assert_eq!(running.state, JobState::Running);
+    assert_eq!(running.worker.as_deref(), Some(WORKER));
+    assert_eq!(
+        (running.heartbeat, running.attempts, running.cancel_requested),
+        (Some(20), 1, false)
+    );
+}
+
+/// Each kind has its own limit of queued jobs, counted across tenants.
+pub(crate) async fn case_each_kind_has_its_own_queue_limit(store: &MetaStore) {
+    let (prod, dev) = tenants(store).await;
+    queue_export(store, &prod, 10).await;
+    queue_export(store, &dev, 11).await;
+    // A limit of two refuses a third export, whatever its sandbox.
+    let third = new_export(store, &prod, 12).await;
+    assert!(matches!(
+        store.create_export_job(&third, 2).await.unwrap(),
+        ExportJobCreation::QueueFull { queued: 2 }
+    ));
+    let refused = store
+        .create_segment_job(&new_segment_job(&prod, "seg-1", 13), 1)
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, SegmentJobCreation::Created(_)),
+        "exports do not count"
+    );
+    let refused = store
+        .create_segment_job(&new_segment_job(&dev, "seg-2", 14), 1)
+        .await
+        .unwrap();
+    assert!(matches!(refused, SegmentJobCreation::QueueFull { queued: 1 }));
+    // Claimed jobs no longer wait: the limit is on queued jobs.
+    claim(store, 20, PerSandbox::UNLIMITED).await.unwrap();
+    claim(store, 21, PerSandbox::UNLIMITED).await.unwrap();
+    claim(store, 22, PerSandbox::UNLIMITED).await.unwrap();
+    assert!(matches!(
+        store.create_export_job(&third, 2).await.unwrap(),
+        ExportJobCreation::Created(_)
+    ));
+    let accepted = store
+        .create_segment_job(&new_segment_job(&dev, "seg-2", 24), 1)
+        .await
+        .unwrap();
+    assert!(matches!(accepted, SegmentJobCreation::Created(_)));
+}
+
+/// Claims go to the sandbox with the fewest jobs running, under its cap, oldest first.
+pub(crate) async fn case_claims_go_to_the_sandbox_with_the_fewest_running(store: &MetaStore) {
+    let (a, b) = tenants(store).await;
+    // Sandbox A queued three jobs before B queued one.
+    let mut a_jobs = Vec::new();
+    for created in [10, 11, 12] {
+        a_jobs.push(export_key(&queue_export(store, &a, created).await));
+    }
+    let b_job = export_key(&queue_export(store, &b, 13).await);
+    let cap = PerSandbox::for_workers(2);
+    assert_eq!(claim(store, 20, cap).await.as_ref(), Some(&a_jobs[0]));
+    // A runs one job, its cap: B's younger job goes next, then nothing until A's ends.
+    assert_eq!(claim(store, 21, cap).await, Some(b_job));
+    assert_eq!(claim(store, 22, cap).await, None);
+    // Without a cap, A's next job is still taken after B's, fewest running first.
+    assert_eq!(claim(store, 23, PerSandbox::UNLIMITED).await.as_ref(), Some(&a_jobs[1]));
+}
+
+/// Export and segment jobs count together against a sandbox's cap.
+pub(crate) async fn case_segment_jobs_share_the_cap_with_exports(store: &MetaStore) {
+    let (a, b) = tenants(store).await;
+    let export = queue_export(store, &a, 10).await;
+    queue_segment_job(store, &a, "a-seg", 11).await;
+    let b_seg = queue_segment_job(store, &b, "b-seg", 12).await;
+    let cap = PerSandbox::for_workers(2);
+    assert_eq!(claim(store, 20, cap).await, Some(export_key(&export)));
+    // A's export is running: A's older segment job waits, B's is taken.
+    assert_eq!(claim(store, 21, cap).await, Some(segment_key(&b_seg)));
+    assert_eq!(claim(store, 22, cap).await, None);
+}
+
+/// The heartbeat renews a running job's lease, records an export's counters, and tells the
+/// worker about a cancel; it does nothing for a job that is not running.
+pub(crate) async fn case_heartbeat_renews_the_lease_and_reports_a_cancel(store: &MetaStore) {
+    let (prod, _) = tenants(store).await;
+    let job = queue_export(store, &prod, 10).await;
+    let key = export_key(&job);
+    let progress = ExportJobProgress {
+        profiles_scanned: 7,
+        ..ExportJobProgress::default()
+    };
+    assert_eq!(
+        store.job_heartbeat(&key, WORKER, Some(&progress), 15).await.unwrap(),
+        None,
+        "queued"
+    );
+    claim(store, 20, PerSandbox::UNLIMITED).await.unwrap();
+    assert_eq!(
+        store.job_heartbeat(&key, WORKER, Some(&progress), 25).await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(store.queue_entry(&key).await.unwrap().unwrap().heartbeat, Some(25));
+    // Only the worker that claimed the job holds its lease.
+    assert_eq!(
+        store.job_heartbeat(&key, "node-b/worker-0", None, 26).await.unwrap(),
+        None
+    );
+    assert_eq!(store.queue_entry(&key).await.unwrap().unwrap().heartbeat, Some(25));
+    let shown = store.export_job(&prod, job.id).await.unwrap().unwrap();
+    assert_eq!(shown.progress.map(|p| p.profiles_scanned), Some(7));
+    assert!(matches!(
+        store.cancel_export_job(&prod, job.id, 30).await.unwrap(),
+        Some(ExportCancellation::Requested(_))
+    ));
+    assert_eq!(store.job_heartbeat(&key, WORKER, None, 35).await.unwrap(), Some(true));
+    // Ended under its worker: the heartbeat says so.
+    assert!(
+        store
+            .end_export_job(&prod, job.id, ExportJobStatus::Cancelled, &[], 40)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.job_heartbeat(&key, WORKER, None, 45).await.unwrap(), None);
+}
+
+/// Cancelling a queued job ends it at once and takes it off the queue; cancelling a running one
+/// marks it (segment jobs show CANCELLING) for its worker; an ended job is left alone.
+pub(crate) async fn case_cancel_ends_a_queued_job_and_marks_a_running_one(store: &MetaStore) {
+    let (prod, _) = tenants(store).await;
+    let running_export = queue_export(store, &prod, 10).await;
+    let running_segment = queue_segment_job(store, &prod, "running", 11).await;
+    let queued_export = queue_export(store, &prod, 12).await;
+    let queued_segment = queue_segment_job(store, &prod, "queued", 13).await;
+    claim(store, 20, PerSandbox::UNLIMITED).await.unwrap();
+    claim(store, 21, PerSandbox::UNLIMITED).await.unwrap();
+
+    let Some(ExportCancellation::Cancelled(job)) = store.cancel_export_job(&prod, queued_export.id, 30).await.unwrap()
+    else {
+        panic!("a queued export is cancelled at once");
+    };
+    assert_eq!(job.status, ExportJobStatus::Cancelled);
+    let batch = store.get_batch(&prod, &job.batches[0].batch_id).await.unwrap().unwrap();
+    assert_eq!(batch.status, BatchStatus::Failed);
+    assert_eq!(store.queue_entry(&export_key(&queued_export)).await.unwrap(), None);
+    let job = store
+        .cancel_segment_job(&prod, &queued_segment.id, 31)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, SegmentJobStatus::Cancelled);
+    assert_eq!(store.queue_entry(&segment_key(&queued_segment)).await.unwrap(), None);
+    // Nothing queued is left to claim.
+    assert_eq!(claim(store, 32, PerSandbox::UNLIMITED).await, None);
+
+    assert!(matches!(
+        store.cancel_export_job(&prod, running_export.id, 33).await.unwrap(),
+        Some(ExportCancellation::Requested(job)) if job.cancel_requested && job.status == ExportJobStatus::Processing
+    ));
+    let job = store
+        .cancel_segment_job(&prod, &running_segment.id, 34)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, SegmentJobStatus::Cancelling);
+    for key in [export_key(&running_export), segment_key(&running_segment)] {
+        let entry = store.queue_entry(&key).await.unwrap().unwrap();
+        assert!(entry.cancel_requested && entry.state == JobState::Running, "{key:?}");
+    }
+    // A cancel requested after the export finished wins over its success.
+    let claimed = store.export_job(&prod, running_export.id).await.unwrap().unwrap();
+    assert!(
+        !store
+            .succeed_export_job(&claimed, &claimed.metrics, &[], 35)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .end_export_job(&prod, running_export.id, ExportJobStatus::Cancelled, &[], 36)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.cancel_export_job(&prod, running_export.id, 37).await.unwrap(),
+        Some(ExportCancellation::AlreadyEnded(job)) if job.status == ExportJobStatus::Cancelled
+    ));
+    assert!(
+        store
+            .cancel_export_job(&tenant("dev"), running_export.id, 38)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Every end — success, failure, cancel, of either kind — takes the job off the queue in the
+/// same write, and a job ends once.
+pub(crate) async fn case_an_end_takes_the_job_off_the_queue_once(store: &MetaStore) {
+    let (prod, _) = tenants(store).await;
+    let export = queue_export(store, &prod, 10).await;
+    let failed_export = queue_export(store, &prod, 11).await;
+    let segment = queue_segment_job(store, &prod, "ok", 12).await;
+    let failed_segment = queue_segment_job(store, &prod, "ko", 13).await;
+    for now in 20..24 {
+        claim(store, now, PerSandbox::UNLIMITED).await.unwrap();
+    }
+    assert_eq!(store.running_jobs(None).await.unwrap().len(), 4);
+
+    let running = store.export_job(&prod, export.id).await.unwrap().unwrap();
+    assert!(
+        store
+            .succeed_export_job(&running, &running.metrics, &[], 30)
+            .await
+            .unwrap()
+    );
+    let error = ExportJobError {
+        code: "TEST".into(),
+        msg: "the case said so".into(),
+        call_stack: "queue cases".into(),
+    };
+    let errors = std::slice::from_ref(&error);
+    assert!(
+        store
+            .end_export_job(&prod, failed_export.id, ExportJobStatus::Failed, errors, 31)
+            .await
+            .unwrap()
+    );
+    let running = store.segment_job(&prod, &segment.id).await.unwrap().unwrap();
+    let superseded = store
+        .succeed_segment_job(&running, &SegmentJobMetrics::default(), &[], 32)
+        .await
+        .unwrap();
+    assert_eq!(superseded, Some(Vec::new()));
+    assert!(
+        store
+            .end_segment_job(&prod, &failed_segment.id, SegmentJobStatus::Failed, errors, None, 33)
+            .await
+            .unwrap()
+    );
+    assert!(store.running_jobs(None).await.unwrap().is_empty());
+    // Ended jobs keep what the API shows; a second end changes nothing.
+    let shown = store.export_job(&prod, failed_export.id).await.unwrap().unwrap();
+    assert_eq!(
+        (shown.status, shown.errors),
+        (ExportJobStatus::Failed, vec![error.clone()])
+    );
+    assert!(
+        !store
+            .end_export_job(&prod, failed_export.id, ExportJobStatus::Cancelled, &[], 34)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .end_segment_job(&prod, &failed_segment.id, SegmentJobStatus::Cancelled, &[], None, 35)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.segment_job(&prod, &segment.id).await.unwrap().unwrap().status,
+        SegmentJobStatus::Succeeded
+    );
+}
+
+/// Recovery sees every running job of both kinds, oldest first, or only those whose lease
+/// expired; queued jobs are not its business.
+pub(crate) async fn case_recovery_lists_running_jobs_and_expired_leases(store: &MetaStore) {
+    let (prod, dev) = tenants(store).await;
+    let export = queue_export(store, &prod, 10).await;
+    let segment = queue_segment_job(store, &dev, "seg", 11).await;
+    queue_export(store, &prod, 12).await;
+    claim(store, 20, PerSandbox::UNLIMITED).await.unwrap();
+    claim(store, 21, PerSandbox::UNLIMITED).await.unwrap();
+    store
+        .job_heartbeat(&segment_key(&segment), WORKER, None, 40)
+        .await
+        .unwrap();
+    let all: Vec<_> = store.running_jobs(None).await.unwrap();
+    let keys: Vec<_> = all.iter().map(|entry| entry.key.clone()).collect();
+    assert_eq!(keys, [export_key(&export), segment_key(&segment)]);
+    assert!(all.iter().all(|entry| entry.state == JobState::Running));
+    let expired = store.running_jobs(Some(30)).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!((expired[0].key.kind, expired[0].heartbeat), (JobKind::Export, Some(20)));
+}
+
+#[cfg(test)]
+mod sqlite {
+    //! The cases on SQLite, each on a new database file.
+
+    use super::*;
+
+    async fn run<F, Fut>(case: F)
+    where
+        F: FnOnce(MetaStore) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+        case(store).await;
+    }
+
+    macro_rules! sqlite_cases {
+        ($($case:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $case() {
+                run(|store| async move { super::$case(&store).await }).await;
+            }
+        )*};
+    }
+
+    sqlite_cases!(
+        case_claim_takes_the_oldest_job_of_any_kind_once,
+        case_claim_records_worker_lease_and_attempt,
+        case_each_kind_has_its_own_queue_limit,
+        case_claims_go_to_the_sandbox_with_the_fewest_running,
+        case_segment_jobs_share_the_cap_with_exports,
+        case_heartbeat_renews_the_lease_and_reports_a_cancel,
+        case_cancel_ends_a_queued_job_and_marks_a_running_one,
+        case_an_end_takes_the_job_off_the_queue_once,
+        case_recovery_lists_running_jobs_and_expired_leases,
+    );
+}
