@@ -80,3 +80,6 @@ impl MetaStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod suite;
