@@ -33,7 +33,7 @@ pub(crate) async fn a_commit_makes_files_visible_with_the_outcome(store: MetaSto
     assert_eq!(data, [outcome.files[1].clone(), outcome.files[0].clone()], "by name");
     assert_eq!(
         store.batch_files(&t, &batch.id, FileKind::Failed).await.unwrap(),
-        [rejected.clone()]
+        std::slice::from_ref(&rejected)
     );
     assert_eq!(
         store.batch_file(&t, &data[0].file_id).await.unwrap(),

@@ -71,7 +71,7 @@ pub(crate) async fn datasets_round_trip_and_update(store: MetaStore) {
         .list_datasets(&t, &by_created(10, 0), &named("renamed"))
         .await
         .unwrap();
-    assert_eq!(listed, [retagged.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&retagged));
     let all = store
         .list_datasets(&t, &by_created(10, 0), &DatasetFilter::default())
         .await
@@ -233,7 +233,7 @@ pub(crate) async fn batches_are_listed_by_dataset_and_status(store: MetaStore) {
         .list_batches(&t, &by_created(10, 0), &filter(None, Some(BatchStatus::Failed)))
         .await
         .unwrap();
-    assert_eq!(ids(failed), [crm_failed.id.clone()]);
+    assert_eq!(ids(failed), std::slice::from_ref(&crm_failed.id));
     let none = store
         .list_batches(
             &t,

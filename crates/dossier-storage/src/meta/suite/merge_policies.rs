@@ -60,7 +60,7 @@ pub(crate) async fn one_default_per_schema(store: MetaStore) {
         (2, false),
         "the old default gets a new version"
     );
-    assert_eq!(defaults(&store, &t).await, [first.id.clone()]);
+    assert_eq!(defaults(&store, &t).await, std::slice::from_ref(&first.id));
     assert_eq!(
         store
             .default_merge_policy(&t, PROFILE_SCHEMA_NAME)

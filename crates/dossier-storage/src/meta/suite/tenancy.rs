@@ -80,7 +80,7 @@ async fn fill(store: &MetaStore, owner: &Tenant) -> Owned {
     };
     assert!(
         store
-            .record_identity_graph_version(owner, &version, &[committed.id.clone()])
+            .record_identity_graph_version(owner, &version, std::slice::from_ref(&committed.id))
             .await
             .unwrap()
     );
@@ -159,7 +159,7 @@ async fn assert_sees_nothing(store: &MetaStore, other: &Tenant, owned: &Owned) {
     assert_eq!(store.merge_policy(other, &owned.policy, Some(1)).await.unwrap(), None);
     assert_eq!(
         store
-            .merge_policies_by_id(other, &[owned.policy.clone()])
+            .merge_policies_by_id(other, std::slice::from_ref(&owned.policy))
             .await
             .unwrap(),
         []
@@ -175,7 +175,7 @@ async fn assert_sees_nothing(store: &MetaStore, other: &Tenant, owned: &Owned) {
     assert_eq!(store.segment_definition(other, &owned.segment).await.unwrap(), None);
     assert_eq!(
         store
-            .segment_definitions_by_id(other, &[owned.segment.clone()])
+            .segment_definitions_by_id(other, std::slice::from_ref(&owned.segment))
             .await
             .unwrap(),
         []
@@ -221,7 +221,7 @@ pub(crate) async fn reads_of_another_tenant_find_nothing(store: MetaStore) {
     );
     assert_eq!(
         store
-            .merge_policies_by_id(&owner, &[owned.policy.clone()])
+            .merge_policies_by_id(&owner, std::slice::from_ref(&owned.policy))
             .await
             .unwrap()
             .len(),
@@ -229,7 +229,7 @@ pub(crate) async fn reads_of_another_tenant_find_nothing(store: MetaStore) {
     );
     assert_eq!(
         store
-            .segment_definitions_by_id(&owner, &[owned.segment.clone()])
+            .segment_definitions_by_id(&owner, std::slice::from_ref(&owned.segment))
             .await
             .unwrap()
             .len(),
@@ -237,7 +237,7 @@ pub(crate) async fn reads_of_another_tenant_find_nothing(store: MetaStore) {
     );
     assert_eq!(
         store.identity_graph_covered_batches(&owner, 1).await.unwrap(),
-        [owned.committed.id.clone()]
+        std::slice::from_ref(&owned.committed.id)
     );
     assert!(store.export_job(&owner, owned.job_id).await.unwrap().is_some());
     assert_eq!(
@@ -374,7 +374,7 @@ pub(crate) async fn writes_to_another_tenant_change_nothing(store: MetaStore) {
     assert_eq!(store.identity_graph_versions(&owner).await.unwrap().len(), 1);
     assert_eq!(
         store.identity_graph_covered_batches(&owner, 1).await.unwrap(),
-        [owned.committed.id.clone()]
+        std::slice::from_ref(&owned.committed.id)
     );
     assert!(
         store
