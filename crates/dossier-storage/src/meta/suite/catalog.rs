@@ -7,9 +7,10 @@ use dossier_model::listing::{Direction, ListQuery};
 use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
 
 use super::fixtures::{
-    batch, dataset, dataset_on, new_export_job, profile_enabled_tags, stored_dataset, success, with_prod,
+    batch, committed_batch, dataset, dataset_on, new_export_job, profile_enabled_tags, stored_dataset, success,
+    with_prod,
 };
-use crate::meta::{BatchFilter, DatasetDeletion, DatasetFilter, ExportJobCreation, MetaStore};
+use crate::meta::{BatchFilter, BatchUpload, DatasetDeletion, DatasetFilter, ExportJobCreation, FileKind, MetaStore};
 
 pub(crate) fn by_created(limit: u32, start: u64) -> ListQuery {
     ListQuery {
@@ -94,6 +95,18 @@ pub(crate) async fn deleting_a_dataset_removes_its_batches(store: MetaStore) {
     let kept_batch = batch(&kept, BatchStatus::Loading, 13);
     store.insert_batch(&doomed_batch).await.unwrap();
     store.insert_batch(&kept_batch).await.unwrap();
+    let upload = BatchUpload {
+        name: "a.json".into(),
+        path: "staging/a".into(),
+        size: 1,
+    };
+    store.record_upload(&t, &doomed_batch.id, &upload, 14).await.unwrap();
+    let committed = committed_batch(&store, &doomed, 15, 16).await;
+    let file = store
+        .batch_files(&t, &committed.id, FileKind::Data)
+        .await
+        .unwrap()
+        .remove(0);
 
     assert_eq!(
         store.delete_dataset(&t, &doomed.id).await.unwrap(),
@@ -101,10 +114,17 @@ pub(crate) async fn deleting_a_dataset_removes_its_batches(store: MetaStore) {
     );
     assert_eq!(store.get_dataset(&t, &doomed.id).await.unwrap(), None);
     assert_eq!(store.get_batch(&t, &doomed_batch.id).await.unwrap(), None);
+    assert_eq!(store.get_batch(&t, &committed.id).await.unwrap(), None);
+    // The Data Access API must not find the files of a deleted dataset, nor COMPLETE its uploads.
+    assert_eq!(store.batch_file(&t, &file.file_id).await.unwrap(), None);
+    assert_eq!(store.batch_files(&t, &committed.id, FileKind::Data).await.unwrap(), []);
+    assert_eq!(store.batch_uploads(&t, &doomed_batch.id).await.unwrap(), []);
+    assert_eq!(store.committed_batches(&t, &doomed.id).await.unwrap(), []);
     assert_eq!(
         store.delete_dataset(&t, &doomed.id).await.unwrap(),
         DatasetDeletion::NotFound
     );
+
     assert!(store.get_dataset(&t, &kept.id).await.unwrap().is_some());
     assert_eq!(
         store.get_batch(&t, &kept_batch.id).await.unwrap().map(|b| b.id),

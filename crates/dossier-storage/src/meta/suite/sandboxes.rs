@@ -18,6 +18,7 @@ fn names(listed: &[(Tenant, i64)]) -> Vec<(String, String)> {
 
 pub(crate) async fn an_org_starts_with_prod_and_its_default_policy(store: MetaStore) {
     let prod = tenant(ORG_A, "prod");
+    store.ping().await.unwrap();
     assert_eq!(store.list_sandboxes(None).await.unwrap(), Vec::new());
     assert!(!store.sandbox_exists(&prod).await.unwrap());
 
