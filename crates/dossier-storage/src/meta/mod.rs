@@ -84,3 +84,6 @@ impl MetaStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod suite;
