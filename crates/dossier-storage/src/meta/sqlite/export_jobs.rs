@@ -10,81 +10,21 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{FromRow, Row};
 
 use dossier_model::catalog::{Batch, BatchError, BatchStatus};
-use dossier_model::export_job::{
-    ExportBatchTarget, ExportJob, ExportJobError, ExportJobMetrics, ExportJobProgress, ExportJobStatus, ExportSpec,
-};
-use dossier_model::ids::{BatchId, ClientId};
+use dossier_model::export_job::{ExportJob, ExportJobError, ExportJobMetrics, ExportJobProgress, ExportJobStatus};
+use dossier_model::ids::BatchId;
 use dossier_model::listing::sql_offset;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
+use super::SqliteMetaStore;
 use super::batch_files::commit_batch_in;
 use super::catalog::{get_dataset_row, insert_batch_in};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
-use super::{MetaStore, PerSandbox};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
-
-/// The `Idempotency-Key` of a create request and the digest of its body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey {
-    pub key: String,
-    pub body_sha256: String,
-}
-
-/// A validated job, ready to be queued.
-#[derive(Debug, Clone)]
-pub struct NewExportJob {
-    pub tenant: Tenant,
-    pub request_id: String,
-    /// The request's fields as the job object echoes them.
-    pub request: serde_json::Value,
-    pub spec: ExportSpec,
-    pub batches: Vec<ExportBatchTarget>,
-    pub created_client: ClientId,
-    pub created: EpochMillis,
-    pub idempotency: Option<IdempotencyKey>,
-}
-
-/// What [`MetaStore::create_export_job`] did.
-#[derive(Debug, Clone)]
-pub enum ExportJobCreation {
-    Created(ExportJob),
-    /// The key was used before with the same body: the job that request created.
-    Replayed(ExportJob),
-    /// The key was used before with a different body.
-    KeyReused {
-        job_id: i64,
-    },
-    /// As many jobs as allowed are waiting for a worker.
-    QueueFull {
-        queued: u64,
-    },
-    /// The target dataset was deleted after the request was validated.
-    DatasetGone,
-}
-
-/// What [`MetaStore::cancel_export_job`] did.
-#[derive(Debug, Clone)]
-pub enum ExportCancellation {
-    /// The job was NEW: it is CANCELLED now, its batches `failed`.
-    Cancelled(ExportJob),
-    /// The job is PROCESSING: it is marked, and its worker stops it.
-    Requested(ExportJob),
-    /// The job had already ended; nothing changed.
-    AlreadyEnded(ExportJob),
-}
-
-/// Which page of the listing to read, newest first by (created, id).
-#[derive(Debug, Clone, Default)]
-pub struct ExportJobListing {
-    pub status: Option<ExportJobStatus>,
-    /// Only jobs strictly after this `(created, id)` in the listing's order.
-    pub after: Option<(EpochMillis, i64)>,
-    /// Jobs to skip (after `after`).
-    pub skip: u64,
-    pub limit: u32,
-}
+use crate::meta::prelude::*;
+use crate::meta::{ExportCancellation, ExportJobCreation, ExportJobListing, NewExportJob, PerSandbox};
+use async_trait::async_trait;
 
 /// An `export_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
 #[derive(sqlx::FromRow)]
@@ -302,15 +242,9 @@ fn batch_errors_for(job_id: i64, status: ExportJobStatus, errors: &[ExportJobErr
         .collect()
 }
 
-impl MetaStore {
-    /// Queues a job with its batches, in one write transaction that also replays or refuses a
-    /// reused `Idempotency-Key`, enforces `max_queued` NEW jobs (across every tenant: the
-    /// workers are shared) and makes sure the target dataset still exists.
-    pub async fn create_export_job(
-        &self,
-        new: &NewExportJob,
-        max_queued: u64,
-    ) -> Result<ExportJobCreation, StorageError> {
+#[async_trait]
+impl ExportJobStore for SqliteMetaStore {
+    async fn create_export_job(&self, new: &NewExportJob, max_queued: u64) -> Result<ExportJobCreation, StorageError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(idempotency) = &new.idempotency
             && let Some((job, digest)) = job_by_key_in(&mut tx, &new.tenant, &idempotency.key).await?
@@ -344,13 +278,12 @@ impl MetaStore {
         Ok(ExportJobCreation::Created(job))
     }
 
-    pub async fn export_job(&self, tenant: &Tenant, id: i64) -> Result<Option<ExportJob>, StorageError> {
+    async fn export_job(&self, tenant: &Tenant, id: i64) -> Result<Option<ExportJob>, StorageError> {
         let mut conn = self.pool.acquire().await?;
         job_in(&mut conn, tenant, id).await
     }
 
-    /// The job created with this `Idempotency-Key`, and the digest of the body that created it.
-    pub async fn export_job_by_idempotency_key(
+    async fn export_job_by_idempotency_key(
         &self,
         tenant: &Tenant,
         key: &str,
@@ -359,8 +292,7 @@ impl MetaStore {
         job_by_key_in(&mut conn, tenant, key).await
     }
 
-    /// One page of the tenant's jobs, newest first by (created, id).
-    pub async fn list_export_jobs(
+    async fn list_export_jobs(
         &self,
         tenant: &Tenant,
         listing: &ExportJobListing,
@@ -387,9 +319,7 @@ impl MetaStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    /// Cancels a job: a NEW one at once, a PROCESSING one by marking it for its worker; an ended
-    /// job is left as it is. `None` when the job does not exist in this tenant.
-    pub async fn cancel_export_job(
+    async fn cancel_export_job(
         &self,
         tenant: &Tenant,
         id: i64,
@@ -420,10 +350,7 @@ impl MetaStore {
         Ok(Some(outcome(job)))
     }
 
-    /// Claims a NEW job for a worker: PROCESSING, its batches `processing`. The job is the oldest
-    /// of the sandbox with the fewest jobs running, among sandboxes under `per_sandbox`
-    /// (see `fair_claim`). The write lock makes the claim exclusive.
-    pub async fn claim_next_export_job(
+    async fn claim_next_export_job(
         &self,
         now: EpochMillis,
         per_sandbox: PerSandbox,
@@ -462,9 +389,7 @@ impl MetaStore {
         Ok(Some(claimed))
     }
 
-    /// Records that a running job's worker is alive, with its counters. Returns whether a
-    /// cancel was requested, or `None` when the job is no longer PROCESSING.
-    pub async fn export_heartbeat(
+    async fn export_heartbeat(
         &self,
         tenant: &Tenant,
         id: i64,
@@ -486,11 +411,7 @@ impl MetaStore {
         Ok(cancel.map(|c| c != 0))
     }
 
-    /// The commit of a successful export, in one transaction: the job SUCCEEDED with its
-    /// metrics, and every batch `success` with its files (readable from this moment). Returns
-    /// `false` and changes nothing when the job is no longer PROCESSING, a cancel was requested
-    /// meanwhile, or a batch is not `processing`.
-    pub async fn succeed_export_job(
+    async fn succeed_export_job(
         &self,
         job: &ExportJob,
         metrics: &ExportJobMetrics,
@@ -521,9 +442,7 @@ impl MetaStore {
         Ok(true)
     }
 
-    /// Ends a NEW or PROCESSING job FAILED (with `errors`) or CANCELLED, its batches `failed`,
-    /// in one transaction. Returns `false` when the job had already ended.
-    pub async fn end_export_job(
+    async fn end_export_job(
         &self,
         tenant: &Tenant,
         id: i64,
@@ -543,9 +462,7 @@ impl MetaStore {
         Ok(true)
     }
 
-    /// Jobs of every tenant in `status`, oldest first: at startup, the PROCESSING ones were
-    /// left by a process that stopped.
-    pub async fn export_jobs_in_status(&self, status: ExportJobStatus) -> Result<Vec<ExportJob>, StorageError> {
+    async fn export_jobs_in_status(&self, status: ExportJobStatus) -> Result<Vec<ExportJob>, StorageError> {
         let rows = sqlx::query("SELECT * FROM export_jobs WHERE status = ? ORDER BY created, rowid")
             .bind(status.as_str())
             .fetch_all(&self.pool)
@@ -566,6 +483,9 @@ mod tests {
 
     use super::*;
     use crate::meta::{BatchFile, DatasetDeletion, FileKind};
+    use crate::meta::{IdempotencyKey, MetaStore};
+    use dossier_model::export_job::{ExportBatchTarget, ExportSpec};
+    use dossier_model::ids::ClientId;
 
     const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 

@@ -1,4 +1,11 @@
-//! The SQLite metadata store: SQL tables behind typed functions.
+//! The SQLite metadata store: the laptop default, and the backend every test runs on.
+//!
+//! Each file implements one concern's trait of [`crate::meta`] on [`SqliteMetaStore`], with the
+//! SQL it needs and the row structs that read it. What is SQLite's own stays in this folder: the
+//! pool (WAL, one writer), writes that decide on what they read taking the write lock first with
+//! `BEGIN IMMEDIATE`, lists bound as one JSON argument and read back with `json_each`, the
+//! in-process identity-graph writer locks (one process writes a SQLite file), and the migrations
+//! in `migrations/sqlite/`.
 
 mod batch_files;
 mod batch_uploads;
@@ -21,32 +28,23 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::StorageError;
+use async_trait::async_trait;
 
-pub use batch_files::{BatchFile, BatchOutcome, FileKind};
-pub use batch_uploads::{BatchUpload, UploadRecording};
-pub use catalog::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
-pub use clients::{ApiClient, IssuedClient};
-pub use export_jobs::{ExportCancellation, ExportJobCreation, ExportJobListing, IdempotencyKey, NewExportJob};
-pub use fair_claim::PerSandbox;
-pub use identity_graph::{IdentityGraphVersion, IdentityGraphWriteGuard};
-pub use merge_policies::{MergePolicyPage, MergePolicyWriteError};
-pub use paging::Page;
-pub use segment_definitions::{SegmentDefinitionPage, SegmentDefinitionWriteError};
-pub use segment_jobs::{MembershipFile, NewSegmentJob, SegmentJobCreation};
+use crate::StorageError;
+use crate::meta::{MetaStore, StoreLifecycle};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// The metadata store. Cheap to clone: clones share one connection pool.
+/// The metadata store in one SQLite file. Cheap to clone: clones share one connection pool.
 #[derive(Clone, Debug)]
-pub struct MetaStore {
+pub struct SqliteMetaStore {
     pool: SqlitePool,
     graph_writers: std::sync::Arc<identity_graph::GraphWriterLocks>,
 }
 
-impl MetaStore {
+impl SqliteMetaStore {
     /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to date.
-    pub async fn open_sqlite(path: &Path) -> Result<Self, StorageError> {
+    pub async fn open(path: &Path) -> Result<Self, StorageError> {
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -66,17 +64,24 @@ impl MetaStore {
             graph_writers: Default::default(),
         })
     }
+}
 
-    /// Closes the pool, waiting for connections to finish.
-    pub async fn close(&self) {
+#[async_trait]
+impl StoreLifecycle for SqliteMetaStore {
+    async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
         self.pool.close().await;
     }
 }
 
 impl MetaStore {
-    /// Checks that the store answers a query.
-    pub async fn ping(&self) -> Result<(), StorageError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    /// Opens (creating if needed) the SQLite store at `path` as the handle the engine and the API
+    /// hold. The binary's resolver opens `sqlite://` URLs with it; tests open their stores with it.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StorageError> {
+        Ok(Self::new(SqliteMetaStore::open(path).await?))
     }
 }

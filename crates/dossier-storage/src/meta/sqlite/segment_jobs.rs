@@ -8,46 +8,17 @@ use sqlx::FromRow;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use dossier_model::export_job::ExportJobError;
-use dossier_model::ids::ClientId;
 use dossier_model::listing::sql_offset;
-use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobSegment, SegmentJobStatus};
+use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobStatus};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
+use super::SqliteMetaStore;
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
-use super::{MetaStore, PerSandbox};
 use crate::StorageError;
-
-/// A validated segment job, ready to be queued.
-#[derive(Debug, Clone)]
-pub struct NewSegmentJob {
-    pub tenant: Tenant,
-    pub id: String,
-    pub request_id: String,
-    pub segments: Vec<SegmentJobSegment>,
-    pub created_client: ClientId,
-    pub created: EpochMillis,
-}
-
-/// What [`MetaStore::create_segment_job`] did.
-#[derive(Debug, Clone)]
-pub enum SegmentJobCreation {
-    Created(Box<SegmentJob>),
-    /// As many segment jobs as allowed are waiting for a worker.
-    QueueFull {
-        queued: u64,
-    },
-}
-
-/// The membership file of one segment that evaluation wrote.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct MembershipFile {
-    pub segment_id: String,
-    pub path: String,
-    pub job_id: String,
-    pub evaluated: EpochMillis,
-    pub rows: i64,
-}
+use crate::meta::prelude::*;
+use crate::meta::{MembershipFile, NewSegmentJob, PerSandbox, SegmentJobCreation};
+use async_trait::async_trait;
 
 /// A `segment_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
 #[derive(sqlx::FromRow)]
@@ -130,9 +101,9 @@ async fn switch_files_in(
     Ok(superseded)
 }
 
-impl MetaStore {
-    /// Queues a job, refusing when `max_queued` segment jobs (of every tenant) are NEW.
-    pub async fn create_segment_job(
+#[async_trait]
+impl SegmentJobStore for SqliteMetaStore {
+    async fn create_segment_job(
         &self,
         new: &NewSegmentJob,
         max_queued: u64,
@@ -166,13 +137,12 @@ impl MetaStore {
         Ok(SegmentJobCreation::Created(Box::new(job)))
     }
 
-    pub async fn segment_job(&self, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
+    async fn segment_job(&self, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
         let mut conn = self.pool.acquire().await?;
         job_in(&mut conn, tenant, id).await
     }
 
-    /// One page of the tenant's jobs by creation time, and how many there are in all.
-    pub async fn list_segment_jobs(
+    async fn list_segment_jobs(
         &self,
         tenant: &Tenant,
         status: Option<SegmentJobStatus>,
@@ -208,9 +178,7 @@ impl MetaStore {
         Ok((rows.iter().map(job_from_row).collect::<Result<_, _>>()?, total as u64))
     }
 
-    /// Cancels a job: a NEW one becomes CANCELLED at once, a PROCESSING one CANCELLING (its
-    /// worker stops it); an ended job is left as it is. `None` when it does not exist here.
-    pub async fn cancel_segment_job(
+    async fn cancel_segment_job(
         &self,
         tenant: &Tenant,
         id: &str,
@@ -240,9 +208,7 @@ impl MetaStore {
         Ok(Some(job))
     }
 
-    /// Claims a NEW segment job: PROCESSING, with its start time. As with exports, the oldest of
-    /// the sandbox with the fewest jobs running, among sandboxes under `per_sandbox`.
-    pub async fn claim_next_segment_job(
+    async fn claim_next_segment_job(
         &self,
         now: EpochMillis,
         per_sandbox: PerSandbox,
@@ -284,14 +250,7 @@ impl MetaStore {
         Ok(Some(claimed))
     }
 
-    /// Records that a running job's worker is alive. Returns whether it should go on (`false`
-    /// once a cancel was requested or the job ended under it).
-    pub async fn segment_job_heartbeat(
-        &self,
-        tenant: &Tenant,
-        id: &str,
-        now: EpochMillis,
-    ) -> Result<bool, StorageError> {
+    async fn segment_job_heartbeat(&self, tenant: &Tenant, id: &str, now: EpochMillis) -> Result<bool, StorageError> {
         let updated = sqlx::query(
             "UPDATE segment_jobs SET heartbeat = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'",
@@ -305,10 +264,7 @@ impl MetaStore {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// Ends a job SUCCEEDED with its metrics and makes `files` the current membership files of
-    /// their segments, in one transaction. Returns the superseded files' paths, or `None` (and
-    /// changes nothing) when the job is no longer PROCESSING (a cancel came first).
-    pub async fn succeed_segment_job(
+    async fn succeed_segment_job(
         &self,
         job: &SegmentJob,
         metrics: &SegmentJobMetrics,
@@ -335,9 +291,7 @@ impl MetaStore {
         Ok(Some(superseded))
     }
 
-    /// Makes `files` current outside a segment job (an export evaluating its segments first).
-    /// Returns the superseded files' paths.
-    pub async fn switch_membership_files(
+    async fn switch_membership_files(
         &self,
         tenant: &Tenant,
         files: &[MembershipFile],
@@ -348,9 +302,7 @@ impl MetaStore {
         Ok(superseded)
     }
 
-    /// Ends a NEW, PROCESSING or CANCELLING job FAILED (with `errors`) or CANCELLED, with its
-    /// metrics. Returns `false` when it had already ended.
-    pub async fn end_segment_job(
+    async fn end_segment_job(
         &self,
         tenant: &Tenant,
         id: &str,
@@ -376,8 +328,7 @@ impl MetaStore {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// Jobs of every tenant in `status`, oldest first.
-    pub async fn segment_jobs_in_status(&self, status: SegmentJobStatus) -> Result<Vec<SegmentJob>, StorageError> {
+    async fn segment_jobs_in_status(&self, status: SegmentJobStatus) -> Result<Vec<SegmentJob>, StorageError> {
         let rows = sqlx::query("SELECT * FROM segment_jobs WHERE status = ? ORDER BY created, rowid")
             .bind(status.as_str())
             .fetch_all(&self.pool)
@@ -385,8 +336,7 @@ impl MetaStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    /// The current membership file of each evaluated segment of the tenant.
-    pub async fn membership_files(&self, tenant: &Tenant) -> Result<Vec<MembershipFile>, StorageError> {
+    async fn membership_files(&self, tenant: &Tenant) -> Result<Vec<MembershipFile>, StorageError> {
         let rows = sqlx::query("SELECT * FROM segment_memberships WHERE org = ? AND sandbox = ? ORDER BY segment_id")
             .bind(tenant.org.as_str())
             .bind(tenant.sandbox.as_str())

@@ -1,0 +1,59 @@
+//! API clients (client id + hashed secret, org, allowed sandboxes) and the token signing key.
+
+use async_trait::async_trait;
+
+use dossier_model::ids::ClientId;
+use dossier_model::tenancy::{OrgId, SandboxName};
+use dossier_model::time::EpochMillis;
+
+use crate::StorageError;
+
+/// An API client as stored (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiClient {
+    pub client_id: ClientId,
+    pub org: OrgId,
+    /// The sandboxes the client may use; `None` means every sandbox of its org.
+    pub sandboxes: Option<Vec<SandboxName>>,
+    pub created: EpochMillis,
+    pub revoked: Option<EpochMillis>,
+}
+
+impl ApiClient {
+    pub fn may_use(&self, sandbox: &SandboxName) -> bool {
+        self.sandboxes.as_ref().is_none_or(|allowed| allowed.contains(sandbox))
+    }
+}
+
+/// A client just created, with the secret shown to the operator once.
+#[derive(Debug, Clone)]
+pub struct IssuedClient {
+    pub client: ApiClient,
+    pub secret: String,
+}
+
+/// API clients and the token signing key.
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Creates an API client for `org`, limited to `sandboxes` (which must exist) or, with `None`,
+    /// allowed in every sandbox of the org.
+    async fn create_client(
+        &self,
+        org: &OrgId,
+        sandboxes: Option<Vec<SandboxName>>,
+    ) -> Result<IssuedClient, StorageError>;
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StorageError>;
+
+    /// The client whose id and secret these are, if it exists and is not revoked.
+    async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Option<ApiClient>, StorageError>;
+
+    async fn list_clients(&self, org: Option<&OrgId>) -> Result<Vec<ApiClient>, StorageError>;
+
+    /// Revokes a client: its secret stops working and every token issued to it stops working.
+    async fn revoke_client(&self, client_id: &str) -> Result<ApiClient, StorageError>;
+
+    /// The secret that signs access tokens, created on first use. It lives in the metadata store
+    /// so that tokens survive restarts and every server sharing the store accepts them.
+    async fn token_signing_key(&self) -> Result<Vec<u8>, StorageError>;
+}
