@@ -85,6 +85,7 @@ pub trait BatchFileStore: Send + Sync {
         kind: FileKind,
     ) -> Result<Vec<BatchFile>, StorageError>;
 
+    /// A file of a committed batch by its `dataSetFileId`; `None` when not in this tenant.
     async fn batch_file(&self, tenant: &Tenant, file_id: &str) -> Result<Option<BatchFile>, StorageError>;
 
     /// Batches of every tenant in one of `statuses`: what a restart must resume or fail.

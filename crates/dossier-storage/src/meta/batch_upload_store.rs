@@ -1,9 +1,9 @@
 //! The uploads of ingestion batches: what COMPLETE ingests.
 //!
-//! An upload is recorded only when its bytes are fully staged, in a `BEGIN IMMEDIATE` transaction
-//! that first checks the batch is still `loading`. COMPLETE's move to `processing` is a write to
-//! the same row, so SQLite orders the two: an upload recorded before COMPLETE is ingested, one
-//! that ends after it is refused. No upload is answered 200 and then left out.
+//! Contract: an upload is recorded only when its bytes are fully staged, in a write that first
+//! checks the batch is still `loading` and is serialized with COMPLETE's move to `processing`
+//! (a write to the same batch): an upload recorded before COMPLETE is ingested, one that ends
+//! after it is refused. No upload is answered 200 and then left out.
 
 use async_trait::async_trait;
 

@@ -1,4 +1,4 @@
-//! Datasets and batches.
+//! Datasets and batches: the Catalog Service's objects.
 
 use async_trait::async_trait;
 
@@ -42,10 +42,14 @@ pub struct BatchFilter {
 /// Datasets and batches: the Catalog Service's objects.
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
+    /// Records a new dataset (no union check: see [`SchemaStore::insert_dataset_checked`](super::SchemaStore::insert_dataset_checked)).
     async fn insert_dataset(&self, dataset: &Dataset) -> Result<(), StorageError>;
 
+    /// A dataset of this tenant with its last batch; `None` when it does not exist here.
     async fn get_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<Option<Dataset>, StorageError>;
 
+    /// One page of the tenant's datasets matching `filter`, in `query`'s order (ties by
+    /// insertion order); an order field outside [`DATASET_SORTABLE`] orders by `created`.
     async fn list_datasets(
         &self,
         tenant: &Tenant,
@@ -70,8 +74,11 @@ pub trait CatalogStore: Send + Sync {
     /// Records a new batch and makes it its dataset's last batch, in one transaction.
     async fn insert_batch(&self, batch: &Batch) -> Result<(), StorageError>;
 
+    /// A batch of this tenant; `None` when it does not exist here.
     async fn get_batch(&self, tenant: &Tenant, id: &BatchId) -> Result<Option<Batch>, StorageError>;
 
+    /// One page of the tenant's batches matching `filter`, in `query`'s order (ties by
+    /// insertion order); an order field outside [`BATCH_SORTABLE`] orders by `created`.
     async fn list_batches(
         &self,
         tenant: &Tenant,

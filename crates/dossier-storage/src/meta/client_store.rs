@@ -43,11 +43,13 @@ pub trait ClientStore: Send + Sync {
         sandboxes: Option<Vec<SandboxName>>,
     ) -> Result<IssuedClient, StorageError>;
 
+    /// A client by id, revoked or not.
     async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StorageError>;
 
     /// The client whose id and secret these are, if it exists and is not revoked.
     async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Option<ApiClient>, StorageError>;
 
+    /// The clients of one organization, or of all when `org` is `None`, oldest first.
     async fn list_clients(&self, org: Option<&OrgId>) -> Result<Vec<ApiClient>, StorageError>;
 
     /// Revokes a client: its secret stops working and every token issued to it stops working.

@@ -1,10 +1,10 @@
 //! Export jobs and their queue.
 //!
-//! A job and its Catalog batches change together, always in one transaction: created (job NEW,
-//! batches `loading`), claimed (PROCESSING / `processing`), and ended — SUCCEEDED with every
-//! batch `success` and its files, or FAILED / CANCELLED with every batch `failed`. Writes that
-//! decide on what they read (create, claim, cancel) take SQLite's write lock first
-//! (`BEGIN IMMEDIATE`), which makes them the single-writer claim the design asks for.
+//! Contract: a job and its Catalog batches change together, always in one transaction: created
+//! (job NEW, batches `loading`), claimed (PROCESSING / `processing`), and ended — SUCCEEDED with
+//! every batch `success` and its files, or FAILED / CANCELLED with every batch `failed`. Writes
+//! that decide on what they read (create, claim, cancel) exclude every other such write until
+//! they commit, so a job is claimed once and ids are sequential per sandbox.
 
 use async_trait::async_trait;
 
@@ -87,6 +87,7 @@ pub trait ExportJobStore: Send + Sync {
     /// workers are shared) and makes sure the target dataset still exists.
     async fn create_export_job(&self, new: &NewExportJob, max_queued: u64) -> Result<ExportJobCreation, StorageError>;
 
+    /// A job of this tenant by its id; `None` when it does not exist here.
     async fn export_job(&self, tenant: &Tenant, id: i64) -> Result<Option<ExportJob>, StorageError>;
 
     /// The job created with this `Idempotency-Key`, and the digest of the body that created it.

@@ -1,9 +1,9 @@
 //! Merge policies, with every version kept.
 //!
 //! Each change writes a new row (version + 1) and marks it the latest; older rows stay as they
-//! were so that an export pinned to a version builds the same profiles later. Writes run in
-//! `BEGIN IMMEDIATE` transactions: they read the current state (who is the default, who is active
-//! on edge) and write from it, and no other writer may change that state in between.
+//! were so that an export pinned to a version builds the same profiles later. Contract: a write
+//! reads the current state (who is the default, who is active on edge) and writes from it, and
+//! no other writer may change that state in between.
 
 use async_trait::async_trait;
 

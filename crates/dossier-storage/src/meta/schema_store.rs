@@ -3,9 +3,9 @@
 //!
 //! A union is computed when asked for, never stored: storage gathers the built-in class and the
 //! schemas of the sandbox's profile-enabled datasets, and the model merges them
-//! ([`dossier_model::xdm::union`]). Enabling a dataset checks its schema against the union and
-//! writes the dataset in one `BEGIN IMMEDIATE` transaction, so two enablements can never both
-//! pass against a union that contains neither.
+//! ([`dossier_model::xdm::union`]). Contract: enabling a dataset checks its schema against the
+//! union and writes the dataset in one write that excludes other writers, so two enablements can
+//! never both pass against a union that contains neither.
 
 use async_trait::async_trait;
 
@@ -22,6 +22,7 @@ use crate::StorageError;
 /// Tenant XDM schemas, identity descriptors and the union schemas built from them.
 #[async_trait]
 pub trait SchemaStore: Send + Sync {
+    /// Records a new tenant schema (its identities are descriptors, written apart).
     async fn insert_schema(&self, registered: &RegisteredSchema) -> Result<(), StorageError>;
 
     /// The tenant schema whose `$id` or `meta:altId` is `key`, with its identities.
@@ -39,6 +40,7 @@ pub trait SchemaStore: Send + Sync {
     /// requests cannot both win).
     async fn insert_identity_descriptor(&self, descriptor: &IdentityDescriptor) -> Result<bool, StorageError>;
 
+    /// An identity descriptor of this tenant by id; `None` when it does not exist here.
     async fn get_identity_descriptor(
         &self,
         tenant: &Tenant,

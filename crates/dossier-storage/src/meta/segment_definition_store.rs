@@ -1,8 +1,8 @@
 //! Segment definitions: one row each, rewritten on change.
 //!
-//! Writes run in `BEGIN IMMEDIATE` transactions because they check what other rows say (the
-//! merge policy exists, the name is free, no `inSegment` chain leads back to the definition, no
-//! other definition depends on one being deleted) and nothing may change that in between.
+//! Contract: writes check what other rows say (the merge policy exists, the name is free, no
+//! `inSegment` chain leads back to the definition, no other definition depends on one being
+//! deleted), and nothing may change that between the check and the commit.
 
 use std::collections::HashMap;
 

@@ -1,8 +1,9 @@
 //! Segment jobs, their queue, and the current membership file of each segment.
 //!
-//! As with export jobs, writes that decide on what they read (create, claim, cancel, succeed)
-//! take SQLite's write lock first (`BEGIN IMMEDIATE`). A job's success and the switch of its
-//! segments' membership files are one transaction: a reader sees the old files or the new ones.
+//! Contract: as with export jobs, writes that decide on what they read (create, claim, cancel,
+//! succeed) exclude every other such write until they commit. A job's success and the switch of
+//! its segments' membership files are one transaction: a reader sees the old files or the new
+//! ones.
 
 use async_trait::async_trait;
 
@@ -56,6 +57,7 @@ pub trait SegmentJobStore: Send + Sync {
         max_queued: u64,
     ) -> Result<SegmentJobCreation, StorageError>;
 
+    /// A job of this tenant by its id; `None` when it does not exist here.
     async fn segment_job(&self, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError>;
 
     /// One page of the tenant's jobs by creation time, and how many there are in all.

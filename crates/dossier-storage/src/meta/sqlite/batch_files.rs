@@ -48,7 +48,7 @@ fn file_from_row(row: &SqliteRow) -> Result<BatchFile, StorageError> {
     })
 }
 
-/// The SQL of [`MetaStore::commit_batch`], inside the caller's transaction, so that a writer
+/// The SQL of [`BatchFileStore::commit_batch`], inside the caller's transaction, so that a writer
 /// can commit a batch together with its own state (an export job commits all its batches and
 /// its SUCCEEDED status at once). Returns `false` when the batch is not `processing`; the caller
 /// then rolls back.

@@ -139,7 +139,7 @@ pub(super) fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
     BatchRow::from_row(row)?.into_batch()
 }
 
-/// Writes a new dataset row. Shared by [`MetaStore::insert_dataset`] and the union-checked insert,
+/// Writes a new dataset row. Shared by [`CatalogStore::insert_dataset`] and the union-checked insert,
 /// which runs it inside its transaction.
 pub(super) async fn insert_dataset_row(db: impl SqliteExecutor<'_>, dataset: &Dataset) -> Result<(), StorageError> {
     sqlx::query(
@@ -206,7 +206,7 @@ pub(super) async fn update_dataset_row(
     Ok(updated.rows_affected() > 0)
 }
 
-/// The SQL of [`MetaStore::insert_batch`], inside the caller's transaction (an export job
+/// The SQL of [`CatalogStore::insert_batch`], inside the caller's transaction (an export job
 /// creates its batches together with itself).
 pub(super) async fn insert_batch_in(conn: &mut SqliteConnection, batch: &Batch) -> Result<(), StorageError> {
     sqlx::query(

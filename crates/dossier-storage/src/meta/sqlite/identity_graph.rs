@@ -2,7 +2,7 @@
 //!
 //! The graph itself lives in the lake as one Parquet snapshot per version; these rows say which
 //! snapshot is current and what it was built from. A new version becomes visible in the single
-//! transaction of [`MetaStore::record_identity_graph_version`], after its file is written.
+//! transaction of [`IdentityGraphStore::record_identity_graph_version`], after its file is written.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
