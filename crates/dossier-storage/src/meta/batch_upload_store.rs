@@ -15,7 +15,7 @@ use dossier_model::time::EpochMillis;
 use crate::StorageError;
 
 /// One staged upload of a batch.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchUpload {
     /// The file name the client gave.
     pub name: String,

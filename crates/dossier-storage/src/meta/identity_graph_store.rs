@@ -13,7 +13,7 @@ use dossier_model::time::EpochMillis;
 use crate::StorageError;
 
 /// One committed version of a sandbox's identity graph, as its row stores it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityGraphVersion {
     /// 1 for the first graph of a sandbox, then one more per fold.
     pub version: i64,

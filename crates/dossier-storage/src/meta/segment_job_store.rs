@@ -38,7 +38,7 @@ pub enum SegmentJobCreation {
 }
 
 /// The membership file of one segment that evaluation wrote.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipFile {
     pub segment_id: String,
     pub path: String,

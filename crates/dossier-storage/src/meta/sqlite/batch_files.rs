@@ -3,6 +3,7 @@
 //! A batch's files become readable in the same transaction that moves the batch to `success`;
 //! that transaction is the commit point of every writer (ingestion now, exports later).
 
+use async_trait::async_trait;
 use sqlx::FromRow;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
@@ -17,7 +18,6 @@ use super::rows::{parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{BatchFile, BatchOutcome, FileKind};
-use async_trait::async_trait;
 
 /// A `batch_files` row as stored.
 #[derive(sqlx::FromRow)]

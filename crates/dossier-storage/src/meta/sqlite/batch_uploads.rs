@@ -5,6 +5,8 @@
 //! the same row, so SQLite orders the two: an upload recorded before COMPLETE is ingested, one
 //! that ends after it is refused. No upload is answered 200 and then left out.
 
+use async_trait::async_trait;
+
 use dossier_model::catalog::BatchStatus;
 use dossier_model::ids::BatchId;
 use dossier_model::tenancy::Tenant;
@@ -15,7 +17,20 @@ use super::rows::parsed_column;
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{BatchUpload, UploadRecording};
-use async_trait::async_trait;
+
+/// A `batch_uploads` row as the listing selects it.
+#[derive(sqlx::FromRow)]
+struct UploadRow {
+    name: String,
+    path: String,
+    size: i64,
+}
+
+impl From<UploadRow> for BatchUpload {
+    fn from(UploadRow { name, path, size }: UploadRow) -> Self {
+        Self { name, path, size }
+    }
+}
 
 #[async_trait]
 impl BatchUploadStore for SqliteMetaStore {
@@ -65,13 +80,14 @@ impl BatchUploadStore for SqliteMetaStore {
     }
 
     async fn batch_uploads(&self, tenant: &Tenant, batch: &BatchId) -> Result<Vec<BatchUpload>, StorageError> {
-        Ok(sqlx::query_as::<_, BatchUpload>(
+        let rows = sqlx::query_as::<_, UploadRow>(
             "SELECT name, path, size FROM batch_uploads WHERE batch_id = ? AND org = ? AND sandbox = ? ORDER BY name",
         )
         .bind(batch.as_str())
         .bind(tenant.org.as_str())
         .bind(tenant.sandbox.as_str())
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(BatchUpload::from).collect())
     }
 }

@@ -1,5 +1,6 @@
 //! Datasets and batches.
 
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqliteExecutor, SqliteRow};
 use sqlx::{FromRow, Row};
 
@@ -16,7 +17,6 @@ use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
-use async_trait::async_trait;
 
 /// `ORDER BY` for a listing; ties go by insertion order (rowid). The field was checked against the listing's sortable fields by
 /// [`ListQuery::from_params`]; it is checked again here because it becomes SQL text.

@@ -1,5 +1,6 @@
 //! API clients (client id + hashed secret, org, allowed sandboxes) and the token signing key.
 
+use async_trait::async_trait;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
@@ -13,7 +14,6 @@ use super::rows::{json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{ApiClient, IssuedClient};
-use async_trait::async_trait;
 
 /// Secrets are 256 random bits, so a single SHA-256 is enough to make the stored form useless
 /// to a thief; a slow password hash would only slow down every token request.

@@ -6,6 +6,7 @@
 //! decide on what they read (create, claim, cancel) take SQLite's write lock first
 //! (`BEGIN IMMEDIATE`), which makes them the single-writer claim the design asks for.
 
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{FromRow, Row};
 
@@ -24,7 +25,6 @@ use crate::StorageError;
 use crate::meta::BatchOutcome;
 use crate::meta::prelude::*;
 use crate::meta::{ExportCancellation, ExportJobCreation, ExportJobListing, NewExportJob, PerSandbox};
-use async_trait::async_trait;
 
 /// An `export_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
 #[derive(sqlx::FromRow)]

@@ -7,17 +7,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
 
 use dossier_model::ids::BatchId;
 use dossier_model::tenancy::Tenant;
+use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{IdentityGraphVersion, IdentityGraphWriteGuard};
-use async_trait::async_trait;
 
 /// Per-sandbox writer locks of this process. SQLite has one process writing, so an in-memory
 /// lock is enough; a shared PostgreSQL store would take an advisory lock instead, and the
@@ -35,8 +36,31 @@ impl GraphWriterLocks {
     }
 }
 
+/// The columns of an `identity_graph_versions` row that make an [`IdentityGraphVersion`].
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    version: i64,
+    path: String,
+    created: EpochMillis,
+    nodes: i64,
+    components: i64,
+}
+
 fn version_from_row(row: &SqliteRow) -> Result<IdentityGraphVersion, StorageError> {
-    Ok(IdentityGraphVersion::from_row(row)?)
+    let VersionRow {
+        version,
+        path,
+        created,
+        nodes,
+        components,
+    } = VersionRow::from_row(row)?;
+    Ok(IdentityGraphVersion {
+        version,
+        path,
+        created,
+        nodes,
+        components,
+    })
 }
 
 #[async_trait]

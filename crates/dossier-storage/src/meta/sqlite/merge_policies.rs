@@ -5,6 +5,7 @@
 //! `BEGIN IMMEDIATE` transactions: they read the current state (who is the default, who is active
 //! on edge) and write from it, and no other writer may change that state in between.
 
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{FromRow, Sqlite, Transaction};
 
@@ -23,7 +24,6 @@ use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{MergePolicyEdit, MergePolicyPage, MergePolicyWriteError};
-use async_trait::async_trait;
 
 const TABLE: &str = "merge_policies";
 

@@ -1,5 +1,6 @@
 //! Organizations' sandboxes.
 
+use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
@@ -10,7 +11,6 @@ use super::merge_policies::seed_merge_policy;
 use super::rows::parsed_column;
 use crate::StorageError;
 use crate::meta::prelude::*;
-use async_trait::async_trait;
 
 /// Creates the sandbox unless it exists, with what every sandbox starts with (its default merge
 /// policy), in the caller's transaction. Returns whether it was created.

@@ -7,6 +7,7 @@
 //! writes the dataset in one `BEGIN IMMEDIATE` transaction, so two enablements can never both
 //! pass against a union that contains neither.
 
+use async_trait::async_trait;
 use sqlx::FromRow;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::{SqliteExecutor, SqliteRow};
@@ -26,7 +27,6 @@ use super::catalog::{dataset_from_row, get_dataset_row, insert_dataset_row, upda
 use super::rows::{TenantColumns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
-use async_trait::async_trait;
 
 fn corrupt(table: &'static str, column: &'static str, reason: impl ToString) -> StorageError {
     StorageError::Corrupt {

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{FromRow, Row, Sqlite, Transaction};
 
@@ -25,7 +26,6 @@ use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{SegmentDefinitionPage, SegmentDefinitionWriteError, SegmentSpecCheck, SegmentSpecEdit};
-use async_trait::async_trait;
 
 const TABLE: &str = "segment_definitions";
 

@@ -4,6 +4,7 @@
 //! take SQLite's write lock first (`BEGIN IMMEDIATE`). A job's success and the switch of its
 //! segments' membership files are one transaction: a reader sees the old files or the new ones.
 
+use async_trait::async_trait;
 use sqlx::FromRow;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
@@ -18,7 +19,6 @@ use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{MembershipFile, NewSegmentJob, PerSandbox, SegmentJobCreation};
-use async_trait::async_trait;
 
 /// A `segment_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
 #[derive(sqlx::FromRow)]
@@ -99,6 +99,33 @@ async fn switch_files_in(
         superseded.extend(old.filter(|old| *old != file.path));
     }
     Ok(superseded)
+}
+
+/// A `segment_memberships` row as stored.
+#[derive(sqlx::FromRow)]
+struct MembershipRow {
+    segment_id: String,
+    path: String,
+    job_id: String,
+    evaluated: EpochMillis,
+    rows: i64,
+}
+
+fn membership_from_row(row: &SqliteRow) -> Result<MembershipFile, StorageError> {
+    let MembershipRow {
+        segment_id,
+        path,
+        job_id,
+        evaluated,
+        rows,
+    } = MembershipRow::from_row(row)?;
+    Ok(MembershipFile {
+        segment_id,
+        path,
+        job_id,
+        evaluated,
+        rows,
+    })
 }
 
 #[async_trait]
@@ -342,6 +369,6 @@ impl SegmentJobStore for SqliteMetaStore {
             .bind(tenant.sandbox.as_str())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|row| Ok(MembershipFile::from_row(row)?)).collect()
+        rows.iter().map(membership_from_row).collect()
     }
 }
