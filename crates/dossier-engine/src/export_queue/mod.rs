@@ -115,8 +115,10 @@ impl ExportQueue {
         self.wake.notify_one();
     }
 
-    /// Cancels a job (see [`MetaStore::cancel_export_job`]); a PROCESSING job run by this process
-    /// is told at once, one run elsewhere at its worker's next heartbeat.
+    /// Cancels a job (see [`ExportJobStore::cancel_export_job`]); a PROCESSING job run by this
+    /// process is told at once, one run elsewhere at its worker's next heartbeat.
+    ///
+    /// [`ExportJobStore::cancel_export_job`]: dossier_storage::meta::ExportJobStore::cancel_export_job
     pub async fn cancel(&self, tenant: &Tenant, id: i64) -> Result<Option<ExportCancellation>, StorageError> {
         let outcome = self.meta.cancel_export_job(tenant, id, now_millis()).await?;
         if let Some(ExportCancellation::Requested(_)) = &outcome
