@@ -1,6 +1,8 @@
 //! API clients (client id + hashed secret, org, allowed sandboxes) and the token signing key.
 
 use async_trait::async_trait;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 use dossier_model::ids::ClientId;
 use dossier_model::tenancy::{OrgId, SandboxName};
@@ -30,6 +32,20 @@ impl ApiClient {
 pub struct IssuedClient {
     pub client: ApiClient,
     pub secret: String,
+}
+
+/// The stored form of a client secret, the same in every backend. Secrets are 256 random bits,
+/// so a single SHA-256 is enough to make the stored form useless to a thief; a slow password
+/// hash would only slow down every token request.
+pub(crate) fn secret_digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// `bytes` random bytes as hex: the secret part of a new client secret.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
 }
 
 /// API clients and the token signing key.

@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
 use dossier_model::ids::ClientId;
@@ -12,20 +11,9 @@ use dossier_model::time::{EpochMillis, now_millis};
 use super::SqliteMetaStore;
 use super::rows::{json_column, parsed_column, to_json};
 use crate::StorageError;
+use crate::meta::client_store::{random_hex, secret_digest};
 use crate::meta::prelude::*;
 use crate::meta::{ApiClient, IssuedClient};
-
-/// Secrets are 256 random bits, so a single SHA-256 is enough to make the stored form useless
-/// to a thief; a slow password hash would only slow down every token request.
-fn secret_digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    hex::encode(buf)
-}
 
 /// An `api_clients` row as stored.
 #[derive(sqlx::FromRow)]
