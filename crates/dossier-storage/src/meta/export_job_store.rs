@@ -115,7 +115,7 @@ pub trait ExportJobStore: Send + Sync {
 
     /// Claims a NEW job for a worker: PROCESSING, its batches `processing`. The job is the oldest
     /// of the sandbox with the fewest jobs running, among sandboxes under `per_sandbox`
-    /// (see `fair_claim`). The write lock makes the claim exclusive.
+    /// (see [`PerSandbox`]). The claim is exclusive: no two workers, in any process, claim one job.
     async fn claim_next_export_job(
         &self,
         now: EpochMillis,
