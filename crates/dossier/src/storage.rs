@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use dossier_api::Storage;
+use dossier_storage::meta::sqlite::SqliteMetaStore;
 use dossier_storage::{Lake, MetaStore};
 
 /// The metadata store's URL setting, as flag, environment variable and config key.
@@ -216,9 +217,10 @@ async fn open_sqlite(path: &Path) -> anyhow::Result<MetaStore> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create the folder of the metadata store, {}", parent.display()))?;
     }
-    MetaStore::open_sqlite(path)
+    let backend = SqliteMetaStore::open(path)
         .await
-        .with_context(|| format!("cannot open the metadata store sqlite://{}", path.display()))
+        .with_context(|| format!("cannot open the metadata store sqlite://{}", path.display()))?;
+    Ok(MetaStore::new(backend))
 }
 
 #[cfg(test)]

@@ -180,7 +180,7 @@ async fn collect_garbage(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Resu
 /// cover yet into a new version. One fold per sandbox runs at a time; a caller that waited for
 /// another's fold usually finds nothing left to do.
 pub async fn fold_pending(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<FoldOutcome, EngineError> {
-    let _writer = meta.lock_identity_graph(tenant).await;
+    let _writer = meta.lock_identity_graph(tenant).await?;
     let latest = meta.latest_identity_graph_version(tenant).await?;
     let covered = covered_batches(meta, tenant, latest.as_ref()).await?;
     let pending = pending_batches(meta, tenant, &covered).await?;

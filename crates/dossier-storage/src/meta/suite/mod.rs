@@ -16,8 +16,8 @@
 //! server). Every case is listed in [`backend_suite!`]; a case written but not listed is dead
 //! code, which the workspace's `-D warnings` refuses, so none is silently skipped.
 //!
-//! Not here: the lifecycle of export and segment jobs (claim, heartbeat, end, cancel, recovery),
-//! which the job queue's own cases cover.
+//! The job queue's cases (`job_queue.rs`: claim, fairness, heartbeat, end, cancel, recovery, for
+//! both kinds of job) are part of it.
 
 pub(crate) mod batch_files;
 pub(crate) mod catalog;
@@ -25,6 +25,7 @@ pub(crate) mod clients;
 pub(crate) mod export_jobs;
 pub(crate) mod fixtures;
 pub(crate) mod identity_graph;
+pub(crate) mod job_queue;
 pub(crate) mod merge_policies;
 pub(crate) mod paging;
 pub(crate) mod sandboxes;
@@ -109,6 +110,17 @@ macro_rules! backend_suite {
                 an_idempotency_key_replays_or_refuses,
                 creation_refuses_a_full_queue_and_a_gone_dataset,
                 jobs_are_read_back_as_created,
+            ],
+            job_queue: [
+                claim_takes_the_oldest_job_of_any_kind_once,
+                claim_records_worker_lease_and_attempt,
+                each_kind_has_its_own_queue_limit,
+                claims_go_to_the_sandbox_with_the_fewest_running,
+                segment_jobs_share_the_cap_with_exports,
+                heartbeat_renews_the_lease_and_reports_a_cancel,
+                cancel_ends_a_queued_job_and_marks_a_running_one,
+                an_end_takes_the_job_off_the_queue_once,
+                recovery_lists_running_jobs_and_expired_leases,
             ],
         });
     };

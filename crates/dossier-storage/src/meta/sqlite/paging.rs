@@ -11,13 +11,7 @@ use dossier_model::tenancy::Tenant;
 
 use super::rows::to_json;
 use crate::StorageError;
-
-/// One page of a listing and how many rows match in all.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: u64,
-}
+use crate::meta::Page;
 
 /// A listing's page as SQL reads it: rows of `table` where `filter_sql` holds (its `?` bound by
 /// the arguments the listing gives), in `order`, `limit` of them after `start`.

@@ -1,52 +1,19 @@
 //! API clients (client id + hashed secret, org, allowed sandboxes) and the token signing key.
 
+use async_trait::async_trait;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
 use dossier_model::ids::ClientId;
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::{EpochMillis, now_millis};
 
-use super::MetaStore;
+use super::SqliteMetaStore;
 use super::rows::{json_column, parsed_column, to_json};
 use crate::StorageError;
-
-/// An API client as stored (never with its secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiClient {
-    pub client_id: ClientId,
-    pub org: OrgId,
-    /// The sandboxes the client may use; `None` means every sandbox of its org.
-    pub sandboxes: Option<Vec<SandboxName>>,
-    pub created: EpochMillis,
-    pub revoked: Option<EpochMillis>,
-}
-
-impl ApiClient {
-    pub fn may_use(&self, sandbox: &SandboxName) -> bool {
-        self.sandboxes.as_ref().is_none_or(|allowed| allowed.contains(sandbox))
-    }
-}
-
-/// A client just created, with the secret shown to the operator once.
-#[derive(Debug, Clone)]
-pub struct IssuedClient {
-    pub client: ApiClient,
-    pub secret: String,
-}
-
-/// Secrets are 256 random bits, so a single SHA-256 is enough to make the stored form useless
-/// to a thief; a slow password hash would only slow down every token request.
-fn secret_digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    hex::encode(buf)
-}
+use crate::meta::client_store::{random_hex, secret_digest};
+use crate::meta::prelude::*;
+use crate::meta::{ApiClient, IssuedClient};
 
 /// An `api_clients` row as stored.
 #[derive(sqlx::FromRow)]
@@ -82,10 +49,9 @@ fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiClient, StorageEr
     })
 }
 
-impl MetaStore {
-    /// Creates an API client for `org`, limited to `sandboxes` (which must exist) or, with `None`,
-    /// allowed in every sandbox of the org.
-    pub async fn create_client(
+#[async_trait]
+impl ClientStore for SqliteMetaStore {
+    async fn create_client(
         &self,
         org: &OrgId,
         sandboxes: Option<Vec<SandboxName>>,
@@ -130,7 +96,7 @@ impl MetaStore {
         Ok(IssuedClient { client, secret })
     }
 
-    pub async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StorageError> {
+    async fn get_client(&self, client_id: &str) -> Result<Option<ApiClient>, StorageError> {
         let row = sqlx::query("SELECT * FROM api_clients WHERE client_id = ?")
             .bind(client_id)
             .fetch_optional(&self.pool)
@@ -138,8 +104,7 @@ impl MetaStore {
         row.as_ref().map(client_from_row).transpose()
     }
 
-    /// The client whose id and secret these are, if it exists and is not revoked.
-    pub async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Option<ApiClient>, StorageError> {
+    async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Option<ApiClient>, StorageError> {
         let row =
             sqlx::query("SELECT * FROM api_clients WHERE client_id = ? AND secret_sha256 = ? AND revoked IS NULL")
                 .bind(client_id)
@@ -149,7 +114,7 @@ impl MetaStore {
         row.as_ref().map(client_from_row).transpose()
     }
 
-    pub async fn list_clients(&self, org: Option<&OrgId>) -> Result<Vec<ApiClient>, StorageError> {
+    async fn list_clients(&self, org: Option<&OrgId>) -> Result<Vec<ApiClient>, StorageError> {
         let rows = sqlx::query("SELECT * FROM api_clients WHERE (? IS NULL OR org = ?) ORDER BY created, client_id")
             .bind(org.map(OrgId::as_str))
             .bind(org.map(OrgId::as_str))
@@ -158,8 +123,7 @@ impl MetaStore {
         rows.iter().map(client_from_row).collect()
     }
 
-    /// Revokes a client: its secret stops working and every token issued to it stops working.
-    pub async fn revoke_client(&self, client_id: &str) -> Result<ApiClient, StorageError> {
+    async fn revoke_client(&self, client_id: &str) -> Result<ApiClient, StorageError> {
         sqlx::query("UPDATE api_clients SET revoked = ? WHERE client_id = ? AND revoked IS NULL")
             .bind(now_millis())
             .bind(client_id)
@@ -170,9 +134,7 @@ impl MetaStore {
             .ok_or_else(|| StorageError::UnknownClient(client_id.to_owned()))
     }
 
-    /// The secret that signs access tokens, created on first use. It lives in the metadata store
-    /// so that tokens survive restarts and every server sharing the store accepts them.
-    pub async fn token_signing_key(&self) -> Result<Vec<u8>, StorageError> {
+    async fn token_signing_key(&self) -> Result<Vec<u8>, StorageError> {
         let mut key = vec![0u8; 32];
         rand::rng().fill_bytes(&mut key);
         sqlx::query("INSERT INTO signing_keys (id, secret, created) VALUES (1, ?, ?) ON CONFLICT DO NOTHING")

@@ -6,51 +6,22 @@
 //! (`BEGIN IMMEDIATE`). A job's success and the switch of its segments' membership files are one
 //! transaction: a reader sees the old files or the new ones.
 
+use async_trait::async_trait;
 use sqlx::FromRow;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use dossier_model::export_job::ExportJobError;
-use dossier_model::ids::ClientId;
 use dossier_model::listing::sql_offset;
-use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobSegment, SegmentJobStatus};
+use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobStatus};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::MetaStore;
-use super::job_queue::{JobKey, JobKind, dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
+use super::SqliteMetaStore;
+use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
-
-/// A validated segment job, ready to be queued.
-#[derive(Debug, Clone)]
-pub struct NewSegmentJob {
-    pub tenant: Tenant,
-    pub id: String,
-    pub request_id: String,
-    pub segments: Vec<SegmentJobSegment>,
-    pub created_client: ClientId,
-    pub created: EpochMillis,
-}
-
-/// What [`MetaStore::create_segment_job`] did.
-#[derive(Debug, Clone)]
-pub enum SegmentJobCreation {
-    Created(Box<SegmentJob>),
-    /// As many segment jobs as allowed are waiting for a worker.
-    QueueFull {
-        queued: u64,
-    },
-}
-
-/// The membership file of one segment that evaluation wrote.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct MembershipFile {
-    pub segment_id: String,
-    pub path: String,
-    pub job_id: String,
-    pub evaluated: EpochMillis,
-    pub rows: i64,
-}
+use crate::meta::prelude::*;
+use crate::meta::{JobKey, JobKind, MembershipFile, NewSegmentJob, SegmentJobCreation};
 
 /// A `segment_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
 #[derive(sqlx::FromRow)]
@@ -162,9 +133,36 @@ pub(super) async fn claim_in(
     job_in(conn, tenant, id).await
 }
 
-impl MetaStore {
-    /// Queues a job, refusing when `max_queued` segment jobs (of every tenant) are NEW.
-    pub async fn create_segment_job(
+/// A `segment_memberships` row as stored.
+#[derive(sqlx::FromRow)]
+struct MembershipRow {
+    segment_id: String,
+    path: String,
+    job_id: String,
+    evaluated: EpochMillis,
+    rows: i64,
+}
+
+fn membership_from_row(row: &SqliteRow) -> Result<MembershipFile, StorageError> {
+    let MembershipRow {
+        segment_id,
+        path,
+        job_id,
+        evaluated,
+        rows,
+    } = MembershipRow::from_row(row)?;
+    Ok(MembershipFile {
+        segment_id,
+        path,
+        job_id,
+        evaluated,
+        rows,
+    })
+}
+
+#[async_trait]
+impl SegmentJobStore for SqliteMetaStore {
+    async fn create_segment_job(
         &self,
         new: &NewSegmentJob,
         max_queued: u64,
@@ -197,13 +195,12 @@ impl MetaStore {
         Ok(SegmentJobCreation::Created(Box::new(job)))
     }
 
-    pub async fn segment_job(&self, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
+    async fn segment_job(&self, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
         let mut conn = self.pool.acquire().await?;
         job_in(&mut conn, tenant, id).await
     }
 
-    /// One page of the tenant's jobs by creation time, and how many there are in all.
-    pub async fn list_segment_jobs(
+    async fn list_segment_jobs(
         &self,
         tenant: &Tenant,
         status: Option<SegmentJobStatus>,
@@ -239,9 +236,7 @@ impl MetaStore {
         Ok((rows.iter().map(job_from_row).collect::<Result<_, _>>()?, total as u64))
     }
 
-    /// Cancels a job: a NEW one becomes CANCELLED at once, a PROCESSING one CANCELLING (its
-    /// worker stops it); an ended job is left as it is. `None` when it does not exist here.
-    pub async fn cancel_segment_job(
+    async fn cancel_segment_job(
         &self,
         tenant: &Tenant,
         id: &str,
@@ -277,10 +272,7 @@ impl MetaStore {
         Ok(Some(job))
     }
 
-    /// Ends a job SUCCEEDED with its metrics and makes `files` the current membership files of
-    /// their segments, in one transaction. Returns the superseded files' paths, or `None` (and
-    /// changes nothing) when the job is no longer PROCESSING (a cancel came first).
-    pub async fn succeed_segment_job(
+    async fn succeed_segment_job(
         &self,
         job: &SegmentJob,
         metrics: &SegmentJobMetrics,
@@ -308,9 +300,7 @@ impl MetaStore {
         Ok(Some(superseded))
     }
 
-    /// Makes `files` current outside a segment job (an export evaluating its segments first).
-    /// Returns the superseded files' paths.
-    pub async fn switch_membership_files(
+    async fn switch_membership_files(
         &self,
         tenant: &Tenant,
         files: &[MembershipFile],
@@ -321,9 +311,7 @@ impl MetaStore {
         Ok(superseded)
     }
 
-    /// Ends a NEW, PROCESSING or CANCELLING job FAILED (with `errors`) or CANCELLED, with its
-    /// metrics. Returns `false` when it had already ended.
-    pub async fn end_segment_job(
+    async fn end_segment_job(
         &self,
         tenant: &Tenant,
         id: &str,
@@ -355,13 +343,12 @@ impl MetaStore {
         Ok(true)
     }
 
-    /// The current membership file of each evaluated segment of the tenant.
-    pub async fn membership_files(&self, tenant: &Tenant) -> Result<Vec<MembershipFile>, StorageError> {
+    async fn membership_files(&self, tenant: &Tenant) -> Result<Vec<MembershipFile>, StorageError> {
         let rows = sqlx::query("SELECT * FROM segment_memberships WHERE org = ? AND sandbox = ? ORDER BY segment_id")
             .bind(tenant.org.as_str())
             .bind(tenant.sandbox.as_str())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|row| Ok(MembershipFile::from_row(row)?)).collect()
+        rows.iter().map(membership_from_row).collect()
     }
 }

@@ -2,38 +2,23 @@
 //!
 //! The graph itself lives in the lake as one Parquet snapshot per version; these rows say which
 //! snapshot is current and what it was built from. A new version becomes visible in the single
-//! transaction of [`MetaStore::record_identity_graph_version`], after its file is written.
+//! transaction of [`IdentityGraphStore::record_identity_graph_version`], after its file is written.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
-use tokio::sync::OwnedMutexGuard;
 
 use dossier_model::ids::BatchId;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::MetaStore;
+use super::SqliteMetaStore;
 use crate::StorageError;
-
-/// One committed version of a sandbox's identity graph, as its row stores it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct IdentityGraphVersion {
-    /// 1 for the first graph of a sandbox, then one more per fold.
-    pub version: i64,
-    /// The snapshot's object path in the lake.
-    pub path: String,
-    pub created: EpochMillis,
-    /// Identities in the graph.
-    pub nodes: i64,
-    /// Connected components: the profiles of the `pdg` merge policy.
-    pub components: i64,
-}
-
-/// Held while a sandbox's identity graph is being folded: one writer per sandbox at a time.
-pub type IdentityGraphWriteGuard = OwnedMutexGuard<()>;
+use crate::meta::prelude::*;
+use crate::meta::{IdentityGraphVersion, IdentityGraphWriteGuard};
 
 /// Per-sandbox writer locks of this process. SQLite has one process writing, so an in-memory
 /// lock is enough; a shared PostgreSQL store would take an advisory lock instead, and the
@@ -51,19 +36,42 @@ impl GraphWriterLocks {
     }
 }
 
-fn version_from_row(row: &SqliteRow) -> Result<IdentityGraphVersion, StorageError> {
-    Ok(IdentityGraphVersion::from_row(row)?)
+/// The columns of an `identity_graph_versions` row that make an [`IdentityGraphVersion`].
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    version: i64,
+    path: String,
+    created: EpochMillis,
+    nodes: i64,
+    components: i64,
 }
 
-impl MetaStore {
-    /// Waits until no one else folds `tenant`'s identity graph in this process, and holds that
-    /// until the guard is dropped.
-    pub async fn lock_identity_graph(&self, tenant: &Tenant) -> IdentityGraphWriteGuard {
-        self.graph_writers.of(tenant).lock_owned().await
+fn version_from_row(row: &SqliteRow) -> Result<IdentityGraphVersion, StorageError> {
+    let VersionRow {
+        version,
+        path,
+        created,
+        nodes,
+        components,
+    } = VersionRow::from_row(row)?;
+    Ok(IdentityGraphVersion {
+        version,
+        path,
+        created,
+        nodes,
+        components,
+    })
+}
+
+#[async_trait]
+impl IdentityGraphStore for SqliteMetaStore {
+    async fn lock_identity_graph(&self, tenant: &Tenant) -> Result<IdentityGraphWriteGuard, StorageError> {
+        Ok(IdentityGraphWriteGuard::new(
+            self.graph_writers.of(tenant).lock_owned().await,
+        ))
     }
 
-    /// The newest committed version of the sandbox's graph; `None` before the first fold.
-    pub async fn latest_identity_graph_version(
+    async fn latest_identity_graph_version(
         &self,
         tenant: &Tenant,
     ) -> Result<Option<IdentityGraphVersion>, StorageError> {
@@ -77,8 +85,7 @@ impl MetaStore {
         row.as_ref().map(version_from_row).transpose()
     }
 
-    /// Every version that still has its row, newest first.
-    pub async fn identity_graph_versions(&self, tenant: &Tenant) -> Result<Vec<IdentityGraphVersion>, StorageError> {
+    async fn identity_graph_versions(&self, tenant: &Tenant) -> Result<Vec<IdentityGraphVersion>, StorageError> {
         let rows =
             sqlx::query("SELECT * FROM identity_graph_versions WHERE org = ? AND sandbox = ? ORDER BY version DESC")
                 .bind(tenant.org.as_str())
@@ -88,8 +95,7 @@ impl MetaStore {
         rows.iter().map(version_from_row).collect()
     }
 
-    /// The batches folded into the graph at `version` or before: what that version covers.
-    pub async fn identity_graph_covered_batches(
+    async fn identity_graph_covered_batches(
         &self,
         tenant: &Tenant,
         version: i64,
@@ -108,10 +114,7 @@ impl MetaStore {
             .collect()
     }
 
-    /// Makes `version` the sandbox's current graph, covering `folded` batches, in one
-    /// transaction. Its snapshot file must already be in the lake. Returns `false` (and changes
-    /// nothing) when that version number is taken: another writer got there first.
-    pub async fn record_identity_graph_version(
+    async fn record_identity_graph_version(
         &self,
         tenant: &Tenant,
         version: &IdentityGraphVersion,
@@ -152,9 +155,7 @@ impl MetaStore {
         Ok(true)
     }
 
-    /// Removes the rows of every version but the newest `keep`, returning them so their files
-    /// can be deleted. Which batches they folded stays recorded: newer versions cover those.
-    pub async fn prune_identity_graph_versions(
+    async fn prune_identity_graph_versions(
         &self,
         tenant: &Tenant,
         keep: usize,
@@ -181,10 +182,7 @@ impl MetaStore {
         Ok(pruned)
     }
 
-    /// Undoes one version as if its fold never committed: its row goes, and the batches it
-    /// folded are no longer covered (the next fold takes them again). For operators repairing
-    /// a bad snapshot, and for tests of recovery. Returns whether the version existed.
-    pub async fn discard_identity_graph_version(&self, tenant: &Tenant, version: i64) -> Result<bool, StorageError> {
+    async fn discard_identity_graph_version(&self, tenant: &Tenant, version: i64) -> Result<bool, StorageError> {
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM identity_graph_versions WHERE org = ? AND sandbox = ? AND version = ?")
             .bind(tenant.org.as_str())
@@ -211,6 +209,7 @@ mod tests {
     use dossier_model::tenancy::{OrgId, SandboxName};
 
     use super::*;
+    use crate::meta::MetaStore;
 
     const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 
@@ -379,15 +378,15 @@ mod tests {
     async fn one_writer_per_sandbox_at_a_time() {
         let (_dir, meta, _) = store_with_batches(0).await;
         let prod = prod();
-        let held = meta.lock_identity_graph(&prod).await;
+        let held = meta.lock_identity_graph(&prod).await.unwrap();
         let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), meta.lock_identity_graph(&prod));
         assert!(waiting.await.is_err(), "a second writer waits");
         let dev = Tenant {
             sandbox: SandboxName::parse("dev").unwrap(),
             ..prod.clone()
         };
-        drop(meta.lock_identity_graph(&dev).await);
+        drop(meta.lock_identity_graph(&dev).await.unwrap());
         drop(held);
-        drop(meta.lock_identity_graph(&prod).await);
+        drop(meta.lock_identity_graph(&prod).await.unwrap());
     }
 }

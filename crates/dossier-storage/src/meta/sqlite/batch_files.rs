@@ -3,63 +3,21 @@
 //! A batch's files become readable in the same transaction that moves the batch to `success`;
 //! that transaction is the commit point of every writer (ingestion now, exports later).
 
+use async_trait::async_trait;
 use sqlx::FromRow;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
-use dossier_model::catalog::{Batch, BatchError, BatchStatus};
+use dossier_model::catalog::{Batch, BatchStatus};
 use dossier_model::ids::{BatchId, DatasetId};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::MetaStore;
+use super::SqliteMetaStore;
 use super::catalog::batch_from_row;
 use super::rows::{parsed_column, to_json};
 use crate::StorageError;
-
-/// What a file of a batch holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr)]
-#[strum(serialize_all = "lowercase")]
-pub enum FileKind {
-    /// Rows of the dataset, readable once the batch is `success`.
-    Data,
-    /// Row errors of a failed (or partially ingested) batch.
-    Failed,
-}
-
-impl FileKind {
-    fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
-/// A file of a committed batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchFile {
-    /// The Data Access API's `dataSetFileId`.
-    pub file_id: String,
-    pub batch_id: BatchId,
-    pub dataset_id: DatasetId,
-    pub kind: FileKind,
-    /// The file's name within its batch (`part-00000.parquet`).
-    pub name: String,
-    /// Where the file lives in the lake.
-    pub path: String,
-    pub size: i64,
-    pub records: i64,
-    pub created: EpochMillis,
-}
-
-/// How a batch ends: everything its commit records at once.
-#[derive(Debug, Clone)]
-pub struct BatchOutcome {
-    pub status: BatchStatus,
-    pub completed: EpochMillis,
-    pub records_read: i64,
-    pub record_count: i64,
-    pub size: i64,
-    pub errors: Vec<BatchError>,
-    pub files: Vec<BatchFile>,
-}
+use crate::meta::prelude::*;
+use crate::meta::{BatchFile, BatchOutcome, FileKind};
 
 /// A `batch_files` row as stored.
 #[derive(sqlx::FromRow)]
@@ -90,7 +48,7 @@ fn file_from_row(row: &SqliteRow) -> Result<BatchFile, StorageError> {
     })
 }
 
-/// The SQL of [`MetaStore::commit_batch`], inside the caller's transaction, so that a writer
+/// The SQL of [`BatchFileStore::commit_batch`], inside the caller's transaction, so that a writer
 /// can commit a batch together with its own state (an export job commits all its batches and
 /// its SUCCEEDED status at once). Returns `false` when the batch is not `processing`; the caller
 /// then rolls back.
@@ -149,11 +107,9 @@ pub(super) async fn commit_batch_in(
     Ok(true)
 }
 
-impl MetaStore {
-    /// Moves a batch to `to` if it is currently in one of `from` (a compare-and-set, so two
-    /// callers racing on one batch cannot both win). Returns the batch as it is afterwards, or
-    /// `None` when it does not exist in this tenant.
-    pub async fn transition_batch(
+#[async_trait]
+impl BatchFileStore for SqliteMetaStore {
+    async fn transition_batch(
         &self,
         tenant: &Tenant,
         id: &BatchId,
@@ -198,15 +154,7 @@ impl MetaStore {
         Ok(Some((batch, changed)))
     }
 
-    /// Ends a `processing` batch: records its outcome and files in one transaction. Returns
-    /// `false` (and changes nothing) when the batch is no longer `processing`, e.g. because it
-    /// was aborted meanwhile.
-    pub async fn commit_batch(
-        &self,
-        tenant: &Tenant,
-        id: &BatchId,
-        outcome: &BatchOutcome,
-    ) -> Result<bool, StorageError> {
+    async fn commit_batch(&self, tenant: &Tenant, id: &BatchId, outcome: &BatchOutcome) -> Result<bool, StorageError> {
         let mut tx = self.pool.begin().await?;
         if !commit_batch_in(&mut tx, tenant, id, outcome).await? {
             return Ok(false);
@@ -215,8 +163,7 @@ impl MetaStore {
         Ok(true)
     }
 
-    /// The files of one kind of a batch, by name.
-    pub async fn batch_files(
+    async fn batch_files(
         &self,
         tenant: &Tenant,
         batch: &BatchId,
@@ -234,7 +181,7 @@ impl MetaStore {
         rows.iter().map(file_from_row).collect()
     }
 
-    pub async fn batch_file(&self, tenant: &Tenant, file_id: &str) -> Result<Option<BatchFile>, StorageError> {
+    async fn batch_file(&self, tenant: &Tenant, file_id: &str) -> Result<Option<BatchFile>, StorageError> {
         let row = sqlx::query("SELECT * FROM batch_files WHERE file_id = ? AND org = ? AND sandbox = ?")
             .bind(file_id)
             .bind(tenant.org.as_str())
@@ -244,8 +191,7 @@ impl MetaStore {
         row.as_ref().map(file_from_row).transpose()
     }
 
-    /// Batches of every tenant in one of `statuses`: what a restart must resume or fail.
-    pub async fn batches_in_status(&self, statuses: &[BatchStatus]) -> Result<Vec<Batch>, StorageError> {
+    async fn batches_in_status(&self, statuses: &[BatchStatus]) -> Result<Vec<Batch>, StorageError> {
         let wanted = to_json(&statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>());
         let rows = sqlx::query(
             "SELECT * FROM batches WHERE status IN (SELECT value FROM json_each(?)) ORDER BY created, rowid",
@@ -256,9 +202,7 @@ impl MetaStore {
         rows.iter().map(batch_from_row).collect()
     }
 
-    /// Committed (`success`) batches of a dataset with their commit times, oldest first: the
-    /// fragments a profile is built from.
-    pub async fn committed_batches(&self, tenant: &Tenant, dataset: &DatasetId) -> Result<Vec<Batch>, StorageError> {
+    async fn committed_batches(&self, tenant: &Tenant, dataset: &DatasetId) -> Result<Vec<Batch>, StorageError> {
         let rows = sqlx::query(
             "SELECT * FROM batches WHERE dataset_id = ? AND org = ? AND sandbox = ? AND status = 'success'
              ORDER BY completed, rowid",

@@ -7,6 +7,7 @@
 //! writes the dataset in one `BEGIN IMMEDIATE` transaction, so two enablements can never both
 //! pass against a union that contains neither.
 
+use async_trait::async_trait;
 use sqlx::FromRow;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::{SqliteExecutor, SqliteRow};
@@ -21,10 +22,11 @@ use dossier_model::xdm::{
     XdmSchema, parse_properties, properties_json, union,
 };
 
-use super::MetaStore;
+use super::SqliteMetaStore;
 use super::catalog::{dataset_from_row, get_dataset_row, insert_dataset_row, update_dataset_row};
 use super::rows::{TenantColumns, json_column, to_json};
 use crate::StorageError;
+use crate::meta::prelude::*;
 
 fn corrupt(table: &'static str, column: &'static str, reason: impl ToString) -> StorageError {
     StorageError::Corrupt {
@@ -215,8 +217,9 @@ fn tenant_of(dataset: &Dataset) -> Tenant {
     }
 }
 
-impl MetaStore {
-    pub async fn insert_schema(&self, registered: &RegisteredSchema) -> Result<(), StorageError> {
+#[async_trait]
+impl SchemaStore for SqliteMetaStore {
+    async fn insert_schema(&self, registered: &RegisteredSchema) -> Result<(), StorageError> {
         let schema = &registered.schema;
         sqlx::query(
             "INSERT INTO schemas (org, sandbox, id, alt_id, title, description, class, version, extends, properties,
@@ -241,14 +244,12 @@ impl MetaStore {
         Ok(())
     }
 
-    /// The tenant schema whose `$id` or `meta:altId` is `key`, with its identities.
-    pub async fn get_schema(&self, tenant: &Tenant, key: &str) -> Result<Option<RegisteredSchema>, StorageError> {
+    async fn get_schema(&self, tenant: &Tenant, key: &str) -> Result<Option<RegisteredSchema>, StorageError> {
         let mut conn = self.pool.acquire().await?;
         schema_by_key(&mut conn, tenant, key).await
     }
 
-    /// One page of the tenant's schemas, with their identities.
-    pub async fn list_schemas(
+    async fn list_schemas(
         &self,
         tenant: &Tenant,
         query: &SchemaListQuery,
@@ -276,10 +277,7 @@ impl MetaStore {
         Ok(schemas)
     }
 
-    /// Records an identity descriptor; `false` when the schema already has an identity on that
-    /// field or already has a primary identity (the table's unique indexes decide, so concurrent
-    /// requests cannot both win).
-    pub async fn insert_identity_descriptor(&self, descriptor: &IdentityDescriptor) -> Result<bool, StorageError> {
+    async fn insert_identity_descriptor(&self, descriptor: &IdentityDescriptor) -> Result<bool, StorageError> {
         let inserted = sqlx::query(
             "INSERT INTO identity_descriptors (org, sandbox, id, schema_id, path, namespace, is_primary, created, created_client)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -298,7 +296,7 @@ impl MetaStore {
         Ok(inserted.rows_affected() > 0)
     }
 
-    pub async fn get_identity_descriptor(
+    async fn get_identity_descriptor(
         &self,
         tenant: &Tenant,
         id: &str,
@@ -312,8 +310,7 @@ impl MetaStore {
         row.as_ref().map(descriptor_from_row).transpose()
     }
 
-    /// The tenant's identity descriptors, oldest first.
-    pub async fn list_identity_descriptors(&self, tenant: &Tenant) -> Result<Vec<IdentityDescriptor>, StorageError> {
+    async fn list_identity_descriptors(&self, tenant: &Tenant) -> Result<Vec<IdentityDescriptor>, StorageError> {
         let rows =
             sqlx::query("SELECT * FROM identity_descriptors WHERE org = ? AND sandbox = ? ORDER BY created, rowid")
                 .bind(tenant.org.as_str())
@@ -323,9 +320,7 @@ impl MetaStore {
         rows.iter().map(descriptor_from_row).collect()
     }
 
-    /// The sandbox's union of `class`: the built-in class merged with every schema of that class
-    /// used by a profile-enabled dataset.
-    pub async fn union_schema(&self, tenant: &Tenant, class: SchemaClass) -> Result<XdmSchema, StorageError> {
+    async fn union_schema(&self, tenant: &Tenant, class: SchemaClass) -> Result<XdmSchema, StorageError> {
         let mut conn = self.pool.acquire().await?;
         let inputs = union_inputs(&mut conn, tenant, class).await?;
         // Every enablement was checked against the union, so a conflict here means the stored
@@ -333,19 +328,15 @@ impl MetaStore {
         union(class, &inputs).map_err(|conflict| corrupt("schemas", "properties", conflict))
     }
 
-    /// The sandbox's profile union schema (`_xdm.context.profile__union`).
-    pub async fn profile_union(&self, tenant: &Tenant) -> Result<XdmSchema, StorageError> {
+    async fn profile_union(&self, tenant: &Tenant) -> Result<XdmSchema, StorageError> {
         self.union_schema(tenant, SchemaClass::Profile).await
     }
 
-    /// The sandbox's experience-event union schema (`_xdm.context.experienceevent__union`).
-    pub async fn event_union(&self, tenant: &Tenant) -> Result<XdmSchema, StorageError> {
+    async fn event_union(&self, tenant: &Tenant) -> Result<XdmSchema, StorageError> {
         self.union_schema(tenant, SchemaClass::ExperienceEvent).await
     }
 
-    /// Inserts a dataset; when it is profile-enabled, only if its schema fits its class's union
-    /// (`Ok(Err(conflict))` otherwise, and nothing is written).
-    pub async fn insert_dataset_checked(&self, dataset: &Dataset) -> Result<Result<(), UnionConflict>, StorageError> {
+    async fn insert_dataset_checked(&self, dataset: &Dataset) -> Result<Result<(), UnionConflict>, StorageError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if dataset.is_profile_enabled()
             && let Err(conflict) = union_admits(&mut tx, &tenant_of(dataset), &dataset.schema_ref.id).await?
@@ -357,9 +348,7 @@ impl MetaStore {
         Ok(Ok(()))
     }
 
-    /// Applies a patch; when it makes the dataset profile-enabled, only if the dataset's schema fits
-    /// its class's union. `Ok(Ok(None))` when the dataset does not exist in this tenant.
-    pub async fn update_dataset_checked(
+    async fn update_dataset_checked(
         &self,
         tenant: &Tenant,
         id: &DatasetId,
@@ -396,6 +385,7 @@ mod tests {
     use dossier_model::xdm::{SchemaIds, XdmType};
 
     use super::*;
+    use crate::meta::MetaStore;
 
     const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 

@@ -5,40 +5,36 @@
 //! the same row, so SQLite orders the two: an upload recorded before COMPLETE is ingested, one
 //! that ends after it is refused. No upload is answered 200 and then left out.
 
+use async_trait::async_trait;
+
 use dossier_model::catalog::BatchStatus;
 use dossier_model::ids::BatchId;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::MetaStore;
+use super::SqliteMetaStore;
 use super::rows::parsed_column;
 use crate::StorageError;
+use crate::meta::prelude::*;
+use crate::meta::{BatchUpload, UploadRecording};
 
-/// One staged upload of a batch.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct BatchUpload {
-    /// The file name the client gave.
-    pub name: String,
-    /// Where the bytes are staged in the lake.
-    pub path: String,
-    pub size: i64,
+/// A `batch_uploads` row as the listing selects it.
+#[derive(sqlx::FromRow)]
+struct UploadRow {
+    name: String,
+    path: String,
+    size: i64,
 }
 
-/// What [`MetaStore::record_upload`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UploadRecording {
-    /// Recorded; `replaced` is the staged path of an earlier upload of the same name, whose bytes
-    /// the caller now removes.
-    Recorded { replaced: Option<String> },
-    /// The batch left `loading` while the upload streamed: nothing recorded.
-    NotLoading(BatchStatus),
-    /// No such batch in this tenant.
-    NoBatch,
+impl From<UploadRow> for BatchUpload {
+    fn from(UploadRow { name, path, size }: UploadRow) -> Self {
+        Self { name, path, size }
+    }
 }
 
-impl MetaStore {
-    /// Records a fully staged upload if the batch is still `loading`.
-    pub async fn record_upload(
+#[async_trait]
+impl BatchUploadStore for SqliteMetaStore {
+    async fn record_upload(
         &self,
         tenant: &Tenant,
         batch: &BatchId,
@@ -83,15 +79,15 @@ impl MetaStore {
         Ok(UploadRecording::Recorded { replaced })
     }
 
-    /// The recorded uploads of a batch, by name: exactly what COMPLETE ingests.
-    pub async fn batch_uploads(&self, tenant: &Tenant, batch: &BatchId) -> Result<Vec<BatchUpload>, StorageError> {
-        Ok(sqlx::query_as::<_, BatchUpload>(
+    async fn batch_uploads(&self, tenant: &Tenant, batch: &BatchId) -> Result<Vec<BatchUpload>, StorageError> {
+        let rows = sqlx::query_as::<_, UploadRow>(
             "SELECT name, path, size FROM batch_uploads WHERE batch_id = ? AND org = ? AND sandbox = ? ORDER BY name",
         )
         .bind(batch.as_str())
         .bind(tenant.org.as_str())
         .bind(tenant.sandbox.as_str())
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(BatchUpload::from).collect())
     }
 }

@@ -43,22 +43,10 @@ impl PerSandbox {
     }
 
     /// The bound for the claim query's `running < ?`.
-    pub(super) fn bound(self) -> i64 {
+    pub(crate) fn bound(self) -> i64 {
         self.max_running.map_or(i64::MAX, i64::from)
     }
 }
-
-/// The query for the next queued job of either kind to claim (one `?`: [`PerSandbox::bound`]):
-/// a queued job of a sandbox under its cap, fewest running first, then oldest (`queued`, then
-/// queue order). The kinds compete on the same terms: a segment job no longer waits behind a
-/// younger export.
-pub(super) const NEXT_QUEUED_JOB: &str = "WITH running AS (
-       SELECT org, sandbox, COUNT(*) AS n FROM job_queue WHERE state = 'running' GROUP BY org, sandbox)
-     SELECT q.* FROM job_queue q
-     LEFT JOIN running r ON r.org = q.org AND r.sandbox = q.sandbox
-     WHERE q.state = 'queued' AND COALESCE(r.n, 0) < ?
-     ORDER BY COALESCE(r.n, 0), q.queued, q.rowid
-     LIMIT 1";
 
 #[cfg(test)]
 mod tests {

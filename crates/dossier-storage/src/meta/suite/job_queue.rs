@@ -1,10 +1,9 @@
 //! The job queue's contract, as cases any metadata backend must pass: claim, fairness,
 //! heartbeat, end, cancel, recovery, and each kind's side of them.
 //!
-//! Each case takes a freshly opened, empty store and panics when the backend breaks the
-//! contract; the `sqlite` module at the bottom runs them on SQLite. A backend test suite runs
-//! the same functions for its backend (they only use the store's public methods). The fixtures
-//! (tenants, a target dataset) serve the per-kind tests too.
+//! Part of the backend suite ([`super::backend_suite!`]): each case takes a freshly opened, empty
+//! store and panics when the backend breaks the contract. The fixtures (tenants, a target
+//! dataset) serve SQLite's per-kind tests too.
 
 use serde_json::json;
 
@@ -18,15 +17,15 @@ use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobStatus
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::EpochMillis;
 
-use super::{
+use crate::meta::{
     ClaimedJob, ExportCancellation, ExportJobCreation, JobKey, JobKind, JobState, MetaStore, NewExportJob,
     NewSegmentJob, PerSandbox, SegmentJobCreation,
 };
 
-pub(super) const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+pub(crate) const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 const WORKER: &str = "node-a/worker-0";
 
-pub(super) fn tenant(sandbox: &str) -> Tenant {
+pub(crate) fn tenant(sandbox: &str) -> Tenant {
     Tenant {
         org: OrgId::parse(ORG).unwrap(),
         sandbox: SandboxName::parse(sandbox).unwrap(),
@@ -41,7 +40,7 @@ async fn tenants(store: &MetaStore) -> (Tenant, Tenant) {
     (prod, dev)
 }
 
-pub(super) async fn target_dataset(store: &MetaStore, tenant: &Tenant) -> DatasetId {
+pub(crate) async fn target_dataset(store: &MetaStore, tenant: &Tenant) -> DatasetId {
     let dataset = Dataset {
         id: DatasetId::generate(),
         org: tenant.org.clone(),
@@ -145,7 +144,8 @@ fn segment_key(job: &SegmentJob) -> JobKey {
 
 /// A claim takes the oldest queued job of either kind, once; its kind's job becomes PROCESSING
 /// (an export's batches `processing`, a segment job's start recorded).
-pub(crate) async fn case_claim_takes_the_oldest_job_of_any_kind_once(store: &MetaStore) {
+pub(crate) async fn claim_takes_the_oldest_job_of_any_kind_once(store: MetaStore) {
+    let store = &store;
     let (prod, _) = tenants(store).await;
     let export = queue_export(store, &prod, 20).await;
     let segment = queue_segment_job(store, &prod, "seg", 10).await;
@@ -177,7 +177,8 @@ pub(crate) async fn case_claim_takes_the_oldest_job_of_any_kind_once(store: &Met
 }
 
 /// A claim records who runs the job, its lease (the heartbeat) and one more attempt.
-pub(crate) async fn case_claim_records_worker_lease_and_attempt(store: &MetaStore) {
+pub(crate) async fn claim_records_worker_lease_and_attempt(store: MetaStore) {
+    let store = &store;
     let (prod, _) = tenants(store).await;
     let job = queue_export(store, &prod, 10).await;
     let key = export_key(&job);
@@ -197,7 +198,8 @@ pub(crate) async fn case_claim_records_worker_lease_and_attempt(store: &MetaStor
 }
 
 /// Each kind has its own limit of queued jobs, counted across tenants.
-pub(crate) async fn case_each_kind_has_its_own_queue_limit(store: &MetaStore) {
+pub(crate) async fn each_kind_has_its_own_queue_limit(store: MetaStore) {
+    let store = &store;
     let (prod, dev) = tenants(store).await;
     queue_export(store, &prod, 10).await;
     queue_export(store, &dev, 11).await;
@@ -236,7 +238,8 @@ pub(crate) async fn case_each_kind_has_its_own_queue_limit(store: &MetaStore) {
 }
 
 /// Claims go to the sandbox with the fewest jobs running, under its cap, oldest first.
-pub(crate) async fn case_claims_go_to_the_sandbox_with_the_fewest_running(store: &MetaStore) {
+pub(crate) async fn claims_go_to_the_sandbox_with_the_fewest_running(store: MetaStore) {
+    let store = &store;
     let (a, b) = tenants(store).await;
     // Sandbox A queued three jobs before B queued one.
     let mut a_jobs = Vec::new();
@@ -254,7 +257,8 @@ pub(crate) async fn case_claims_go_to_the_sandbox_with_the_fewest_running(store:
 }
 
 /// Export and segment jobs count together against a sandbox's cap.
-pub(crate) async fn case_segment_jobs_share_the_cap_with_exports(store: &MetaStore) {
+pub(crate) async fn segment_jobs_share_the_cap_with_exports(store: MetaStore) {
+    let store = &store;
     let (a, b) = tenants(store).await;
     let export = queue_export(store, &a, 10).await;
     queue_segment_job(store, &a, "a-seg", 11).await;
@@ -268,7 +272,8 @@ pub(crate) async fn case_segment_jobs_share_the_cap_with_exports(store: &MetaSto
 
 /// The heartbeat renews a running job's lease, records an export's counters, and tells the
 /// worker about a cancel; it does nothing for a job that is not running.
-pub(crate) async fn case_heartbeat_renews_the_lease_and_reports_a_cancel(store: &MetaStore) {
+pub(crate) async fn heartbeat_renews_the_lease_and_reports_a_cancel(store: MetaStore) {
+    let store = &store;
     let (prod, _) = tenants(store).await;
     let job = queue_export(store, &prod, 10).await;
     let key = export_key(&job);
@@ -312,7 +317,8 @@ pub(crate) async fn case_heartbeat_renews_the_lease_and_reports_a_cancel(store: 
 
 /// Cancelling a queued job ends it at once and takes it off the queue; cancelling a running one
 /// marks it (segment jobs show CANCELLING) for its worker; an ended job is left alone.
-pub(crate) async fn case_cancel_ends_a_queued_job_and_marks_a_running_one(store: &MetaStore) {
+pub(crate) async fn cancel_ends_a_queued_job_and_marks_a_running_one(store: MetaStore) {
+    let store = &store;
     let (prod, _) = tenants(store).await;
     let running_export = queue_export(store, &prod, 10).await;
     let running_segment = queue_segment_job(store, &prod, "running", 11).await;
@@ -382,7 +388,8 @@ pub(crate) async fn case_cancel_ends_a_queued_job_and_marks_a_running_one(store:
 
 /// Every end — success, failure, cancel, of either kind — takes the job off the queue in the
 /// same write, and a job ends once.
-pub(crate) async fn case_an_end_takes_the_job_off_the_queue_once(store: &MetaStore) {
+pub(crate) async fn an_end_takes_the_job_off_the_queue_once(store: MetaStore) {
+    let store = &store;
     let (prod, _) = tenants(store).await;
     let export = queue_export(store, &prod, 10).await;
     let failed_export = queue_export(store, &prod, 11).await;
@@ -451,7 +458,8 @@ pub(crate) async fn case_an_end_takes_the_job_off_the_queue_once(store: &MetaSto
 
 /// Recovery sees every running job of both kinds, oldest first, or only those whose lease
 /// expired; queued jobs are not its business.
-pub(crate) async fn case_recovery_lists_running_jobs_and_expired_leases(store: &MetaStore) {
+pub(crate) async fn recovery_lists_running_jobs_and_expired_leases(store: MetaStore) {
+    let store = &store;
     let (prod, dev) = tenants(store).await;
     let export = queue_export(store, &prod, 10).await;
     let segment = queue_segment_job(store, &dev, "seg", 11).await;
@@ -469,42 +477,4 @@ pub(crate) async fn case_recovery_lists_running_jobs_and_expired_leases(store: &
     let expired = store.running_jobs(Some(30)).await.unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!((expired[0].key.kind, expired[0].heartbeat), (JobKind::Export, Some(20)));
-}
-
-#[cfg(test)]
-mod sqlite {
-    //! The cases on SQLite, each on a new database file.
-
-    use super::*;
-
-    async fn run<F, Fut>(case: F)
-    where
-        F: FnOnce(MetaStore) -> Fut,
-        Fut: std::future::Future<Output = ()>,
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
-        case(store).await;
-    }
-
-    macro_rules! sqlite_cases {
-        ($($case:ident),* $(,)?) => {$(
-            #[tokio::test]
-            async fn $case() {
-                run(|store| async move { super::$case(&store).await }).await;
-            }
-        )*};
-    }
-
-    sqlite_cases!(
-        case_claim_takes_the_oldest_job_of_any_kind_once,
-        case_claim_records_worker_lease_and_attempt,
-        case_each_kind_has_its_own_queue_limit,
-        case_claims_go_to_the_sandbox_with_the_fewest_running,
-        case_segment_jobs_share_the_cap_with_exports,
-        case_heartbeat_renews_the_lease_and_reports_a_cancel,
-        case_cancel_ends_a_queued_job_and_marks_a_running_one,
-        case_an_end_takes_the_job_off_the_queue_once,
-        case_recovery_lists_running_jobs_and_expired_leases,
-    );
 }

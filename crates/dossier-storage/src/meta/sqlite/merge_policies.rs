@@ -5,10 +5,10 @@
 //! `BEGIN IMMEDIATE` transactions: they read the current state (who is the default, who is active
 //! on edge) and write from it, and no other writer may change that state in between.
 
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{FromRow, Sqlite, Transaction};
 
-use dossier_model::ValidationError;
 use dossier_model::ids::{DatasetId, MergePolicyId};
 use dossier_model::listing::Direction;
 use dossier_model::merge_policy::{
@@ -18,44 +18,20 @@ use dossier_model::merge_policy::{
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochSeconds;
 
-use super::MetaStore;
-use super::paging::{Page, PageQuery, order_by_then_id, push, read_by_ids, read_page};
+use super::SqliteMetaStore;
+use super::paging::{PageQuery, order_by_then_id, push, read_by_ids, read_page};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
+use crate::meta::prelude::*;
+use crate::meta::{MergePolicyEdit, MergePolicyPage, MergePolicyWriteError};
 
 const TABLE: &str = "merge_policies";
-
-/// Why a merge policy could not be created, changed or deleted.
-#[derive(Debug, thiserror::Error)]
-pub enum MergePolicyWriteError {
-    #[error("no merge policy '{0}' in this sandbox")]
-    NotFound(MergePolicyId),
-    #[error("{0}")]
-    Invalid(ValidationError),
-    #[error("dataset '{0}' does not exist in this sandbox")]
-    UnknownDataset(DatasetId),
-    /// Clearing `default` on the current default would leave the schema without one.
-    #[error("merge policy '{id}' is the default for {schema_name}; make another policy the default instead")]
-    DefaultCannotBeCleared { id: MergePolicyId, schema_name: String },
-    #[error("merge policy '{id}' is the default for {schema_name} and cannot be deleted")]
-    DefaultCannotBeDeleted { id: MergePolicyId, schema_name: String },
-    #[error("merge policy '{0}' is active on edge and cannot be deleted")]
-    ActiveOnEdgeCannotBeDeleted(MergePolicyId),
-    /// Only one policy per sandbox may be active on edge.
-    #[error("merge policy '{active}' is already active on edge in this sandbox")]
-    EdgeTaken { active: MergePolicyId },
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
 
 impl From<sqlx::Error> for MergePolicyWriteError {
     fn from(error: sqlx::Error) -> Self {
         Self::Storage(StorageError::Database(error))
     }
 }
-
-/// One page of the listing and how many policies match in all.
-pub type MergePolicyPage = Page<MergePolicy>;
 
 /// A `merge_policies` row (one version of a policy) as stored.
 #[derive(sqlx::FromRow)]
@@ -278,16 +254,9 @@ async fn supersede_default(
     Ok(())
 }
 
-impl MetaStore {
-    /// A write transaction that holds the write lock from its first statement, so what it reads
-    /// stays true until it commits.
-    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
-    }
-
-    /// One version of a policy (`None`: the latest), or `None` when the policy or that version
-    /// does not exist in this tenant.
-    pub async fn merge_policy(
+#[async_trait]
+impl MergePolicyStore for SqliteMetaStore {
+    async fn merge_policy(
         &self,
         tenant: &Tenant,
         id: &MergePolicyId,
@@ -307,8 +276,7 @@ impl MetaStore {
         row.as_ref().map(merge_policy_from_row).transpose()
     }
 
-    /// The latest version of the schema's default policy.
-    pub async fn default_merge_policy(
+    async fn default_merge_policy(
         &self,
         tenant: &Tenant,
         schema_name: &str,
@@ -325,9 +293,7 @@ impl MetaStore {
         row.as_ref().map(merge_policy_from_row).transpose()
     }
 
-    /// The latest versions of the policies with these ids that exist in this tenant, in no
-    /// particular order; unknown ids are simply absent.
-    pub async fn merge_policies_by_id(
+    async fn merge_policies_by_id(
         &self,
         tenant: &Tenant,
         ids: &[MergePolicyId],
@@ -344,8 +310,7 @@ impl MetaStore {
         .await
     }
 
-    /// One page of the latest versions, filtered and ordered as asked.
-    pub async fn list_merge_policies(
+    async fn list_merge_policies(
         &self,
         tenant: &Tenant,
         query: &MergePolicyListQuery,
@@ -366,9 +331,7 @@ impl MetaStore {
         .await
     }
 
-    /// Stores version 1 of a new policy. Its `order` datasets must exist; if it is the default,
-    /// the previous default stops being one (getting a new version) in the same transaction.
-    pub async fn create_merge_policy(&self, policy: &MergePolicy) -> Result<(), MergePolicyWriteError> {
+    async fn create_merge_policy(&self, policy: &MergePolicy) -> Result<(), MergePolicyWriteError> {
         let tenant = policy.tenant();
         let mut tx = self.begin_write().await?;
         check_datasets_exist(&mut tx, &tenant, policy.attribute_merge.dataset_order()).await?;
@@ -383,16 +346,12 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Writes the next version of a policy: `edit` turns the current version into the new
-    /// definition (a PUT body ignores it, a PATCH applies to it), inside the transaction so that
-    /// two concurrent PATCHes never lose each other's change. A definition equal to the current
-    /// one changes nothing and keeps the version. Returns the version that is now the latest.
-    pub async fn update_merge_policy(
+    async fn update_merge_policy(
         &self,
         tenant: &Tenant,
         id: &MergePolicyId,
         now: EpochSeconds,
-        edit: impl FnOnce(&MergePolicy) -> Result<MergePolicyDefinition, ValidationError> + Send,
+        edit: MergePolicyEdit<'_>,
     ) -> Result<MergePolicy, MergePolicyWriteError> {
         let mut tx = self.begin_write().await?;
         let current = latest_in(&mut tx, tenant, id)
@@ -431,9 +390,7 @@ impl MetaStore {
         Ok(next)
     }
 
-    /// Deletes a policy with all its versions. The default and the policy active on edge are
-    /// refused: exports and lookups that name no policy rely on the first, AEP forbids the second.
-    pub async fn delete_merge_policy(&self, tenant: &Tenant, id: &MergePolicyId) -> Result<(), MergePolicyWriteError> {
+    async fn delete_merge_policy(&self, tenant: &Tenant, id: &MergePolicyId) -> Result<(), MergePolicyWriteError> {
         let mut tx = self.begin_write().await?;
         let current = latest_in(&mut tx, tenant, id)
             .await?
@@ -458,6 +415,14 @@ impl MetaStore {
     }
 }
 
+impl SqliteMetaStore {
+    /// A write transaction that holds the write lock from its first statement, so what it reads
+    /// stays true until it commits.
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
@@ -471,6 +436,7 @@ mod tests {
     use dossier_model::tenancy::{OrgId, SandboxName};
 
     use super::*;
+    use crate::meta::MetaStore;
 
     const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 

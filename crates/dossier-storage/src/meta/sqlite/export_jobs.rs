@@ -7,86 +7,26 @@
 //! queue. Writes that decide on what they read (create, claim, cancel) take SQLite's write lock
 //! first (`BEGIN IMMEDIATE`), which makes them the single-writer claim the design asks for.
 
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{FromRow, Row};
 
 use dossier_model::catalog::{Batch, BatchError, BatchStatus};
-use dossier_model::export_job::{
-    ExportBatchTarget, ExportJob, ExportJobError, ExportJobMetrics, ExportJobProgress, ExportJobStatus, ExportSpec,
-};
-use dossier_model::ids::{BatchId, ClientId};
+use dossier_model::export_job::{ExportJob, ExportJobError, ExportJobMetrics, ExportJobProgress, ExportJobStatus};
+use dossier_model::ids::BatchId;
 use dossier_model::listing::sql_offset;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::MetaStore;
+use super::SqliteMetaStore;
 use super::batch_files::commit_batch_in;
 use super::catalog::{get_dataset_row, insert_batch_in};
-use super::job_queue::{JobKey, JobKind, dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
+use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
-
-/// The `Idempotency-Key` of a create request and the digest of its body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey {
-    pub key: String,
-    pub body_sha256: String,
-}
-
-/// A validated job, ready to be queued.
-#[derive(Debug, Clone)]
-pub struct NewExportJob {
-    pub tenant: Tenant,
-    pub request_id: String,
-    /// The request's fields as the job object echoes them.
-    pub request: serde_json::Value,
-    pub spec: ExportSpec,
-    pub batches: Vec<ExportBatchTarget>,
-    pub created_client: ClientId,
-    pub created: EpochMillis,
-    pub idempotency: Option<IdempotencyKey>,
-}
-
-/// What [`MetaStore::create_export_job`] did.
-#[derive(Debug, Clone)]
-pub enum ExportJobCreation {
-    Created(ExportJob),
-    /// The key was used before with the same body: the job that request created.
-    Replayed(ExportJob),
-    /// The key was used before with a different body.
-    KeyReused {
-        job_id: i64,
-    },
-    /// As many jobs as allowed are waiting for a worker.
-    QueueFull {
-        queued: u64,
-    },
-    /// The target dataset was deleted after the request was validated.
-    DatasetGone,
-}
-
-/// What [`MetaStore::cancel_export_job`] did.
-#[derive(Debug, Clone)]
-pub enum ExportCancellation {
-    /// The job was NEW: it is CANCELLED now, its batches `failed`.
-    Cancelled(ExportJob),
-    /// The job is PROCESSING: it is marked, and its worker stops it.
-    Requested(ExportJob),
-    /// The job had already ended; nothing changed.
-    AlreadyEnded(ExportJob),
-}
-
-/// Which page of the listing to read, newest first by (created, id).
-#[derive(Debug, Clone, Default)]
-pub struct ExportJobListing {
-    pub status: Option<ExportJobStatus>,
-    /// Only jobs strictly after this `(created, id)` in the listing's order.
-    pub after: Option<(EpochMillis, i64)>,
-    /// Jobs to skip (after `after`).
-    pub skip: u64,
-    pub limit: u32,
-}
+use crate::meta::prelude::*;
+use crate::meta::{ExportCancellation, ExportJobCreation, ExportJobListing, JobKey, JobKind, NewExportJob};
 
 /// An `export_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
 #[derive(sqlx::FromRow)]
@@ -349,15 +289,9 @@ pub(super) async fn record_progress_in(
     Ok(())
 }
 
-impl MetaStore {
-    /// Queues a job with its batches, in one write transaction that also replays or refuses a
-    /// reused `Idempotency-Key`, enforces `max_queued` NEW jobs (across every tenant: the
-    /// workers are shared) and makes sure the target dataset still exists.
-    pub async fn create_export_job(
-        &self,
-        new: &NewExportJob,
-        max_queued: u64,
-    ) -> Result<ExportJobCreation, StorageError> {
+#[async_trait]
+impl ExportJobStore for SqliteMetaStore {
+    async fn create_export_job(&self, new: &NewExportJob, max_queued: u64) -> Result<ExportJobCreation, StorageError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(idempotency) = &new.idempotency
             && let Some((job, digest)) = job_by_key_in(&mut tx, &new.tenant, &idempotency.key).await?
@@ -390,13 +324,12 @@ impl MetaStore {
         Ok(ExportJobCreation::Created(job))
     }
 
-    pub async fn export_job(&self, tenant: &Tenant, id: i64) -> Result<Option<ExportJob>, StorageError> {
+    async fn export_job(&self, tenant: &Tenant, id: i64) -> Result<Option<ExportJob>, StorageError> {
         let mut conn = self.pool.acquire().await?;
         job_in(&mut conn, tenant, id).await
     }
 
-    /// The job created with this `Idempotency-Key`, and the digest of the body that created it.
-    pub async fn export_job_by_idempotency_key(
+    async fn export_job_by_idempotency_key(
         &self,
         tenant: &Tenant,
         key: &str,
@@ -405,8 +338,7 @@ impl MetaStore {
         job_by_key_in(&mut conn, tenant, key).await
     }
 
-    /// One page of the tenant's jobs, newest first by (created, id).
-    pub async fn list_export_jobs(
+    async fn list_export_jobs(
         &self,
         tenant: &Tenant,
         listing: &ExportJobListing,
@@ -433,9 +365,7 @@ impl MetaStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    /// Cancels a job: a NEW one at once, a PROCESSING one by marking it for its worker; an ended
-    /// job is left as it is. `None` when the job does not exist in this tenant.
-    pub async fn cancel_export_job(
+    async fn cancel_export_job(
         &self,
         tenant: &Tenant,
         id: i64,
@@ -467,11 +397,7 @@ impl MetaStore {
         Ok(Some(outcome(job)))
     }
 
-    /// The commit of a successful export, in one transaction: the job SUCCEEDED with its
-    /// metrics, and every batch `success` with its files (readable from this moment). Returns
-    /// `false` and changes nothing when the job is no longer PROCESSING, a cancel was requested
-    /// meanwhile, or a batch is not `processing`.
-    pub async fn succeed_export_job(
+    async fn succeed_export_job(
         &self,
         job: &ExportJob,
         metrics: &ExportJobMetrics,
@@ -503,9 +429,7 @@ impl MetaStore {
         Ok(true)
     }
 
-    /// Ends a NEW or PROCESSING job FAILED (with `errors`) or CANCELLED, its batches `failed`,
-    /// in one transaction. Returns `false` when the job had already ended.
-    pub async fn end_export_job(
+    async fn end_export_job(
         &self,
         tenant: &Tenant,
         id: i64,
@@ -534,8 +458,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::meta::queue_cases::{ORG, target_dataset, tenant};
-    use crate::meta::{BatchFile, ClaimedJob, DatasetDeletion, FileKind, PerSandbox};
+    use crate::meta::suite::job_queue::{ORG, target_dataset, tenant};
+    use crate::meta::{BatchFile, ClaimedJob, DatasetDeletion, FileKind, IdempotencyKey, MetaStore, PerSandbox};
+    use dossier_model::export_job::{ExportBatchTarget, ExportSpec};
+    use dossier_model::ids::ClientId;
 
     async fn store() -> (tempfile::TempDir, MetaStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -640,7 +566,7 @@ mod tests {
         let t = tenant("prod");
         let ds = target_dataset(&meta, &t).await;
         created(&meta, &new_job(&t, &ds, 10, None)).await;
-        // The queue's own cases (claim, fairness, heartbeat, cancel, recovery) are in `queue_cases`.
+        // The queue's own cases (claim, fairness, heartbeat, cancel, recovery) are in the backend suite (`meta/suite/job_queue.rs`).
         let Some(ClaimedJob::Export(job)) = meta.claim_next_job("worker", 20, PerSandbox::UNLIMITED).await.unwrap()
         else {
             panic!("the export is claimed");

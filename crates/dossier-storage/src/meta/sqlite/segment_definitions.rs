@@ -6,10 +6,10 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{FromRow, Row, Sqlite, Transaction};
 
-use dossier_model::ValidationError;
 use dossier_model::ids::{MergePolicyId, SegmentDefinitionId};
 use dossier_model::listing::Direction;
 use dossier_model::pql::PqlError;
@@ -20,48 +20,20 @@ use dossier_model::segment_definition::{
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::MetaStore;
-use super::paging::{Page, PageQuery, order_by_then_id, push, read_by_ids, read_page};
+use super::SqliteMetaStore;
+use super::paging::{PageQuery, order_by_then_id, push, read_by_ids, read_page};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
+use crate::meta::prelude::*;
+use crate::meta::{SegmentDefinitionPage, SegmentDefinitionWriteError, SegmentSpecCheck, SegmentSpecEdit};
 
 const TABLE: &str = "segment_definitions";
-
-/// Why a segment definition could not be created, changed or deleted.
-#[derive(Debug, thiserror::Error)]
-pub enum SegmentDefinitionWriteError {
-    #[error("no segment definition '{0}' in this sandbox")]
-    NotFound(SegmentDefinitionId),
-    #[error("{0}")]
-    Invalid(ValidationError),
-    #[error("{0}")]
-    Pql(PqlError),
-    #[error("merge policy '{0}' does not exist in this sandbox")]
-    UnknownMergePolicy(MergePolicyId),
-    #[error("the sandbox has no default merge policy")]
-    NoDefaultMergePolicy,
-    #[error("segment definition '{id}' already has the name '{name}'")]
-    NameTaken { name: String, id: SegmentDefinitionId },
-    /// `[id, a, ..., id]`: the inSegment references that would lead back to the definition.
-    #[error("inSegment references would form a cycle: {}", .0.join(" -> "))]
-    Cycle(Vec<String>),
-    #[error("segment definition '{id}' is used by inSegment in {}", dependents.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "))]
-    HasDependents {
-        id: SegmentDefinitionId,
-        dependents: Vec<SegmentDefinitionId>,
-    },
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
 
 impl From<sqlx::Error> for SegmentDefinitionWriteError {
     fn from(error: sqlx::Error) -> Self {
         Self::Storage(StorageError::Database(error))
     }
 }
-
-/// One page of the listing and how many definitions match in all.
-pub type SegmentDefinitionPage = Page<SegmentDefinition>;
 
 /// A `segment_definitions` row as stored.
 #[derive(sqlx::FromRow)]
@@ -320,9 +292,9 @@ async fn checked_for(
     Ok(checked)
 }
 
-impl MetaStore {
-    /// One definition, or `None` when it does not exist in this tenant.
-    pub async fn segment_definition(
+#[async_trait]
+impl SegmentDefinitionStore for SqliteMetaStore {
+    async fn segment_definition(
         &self,
         tenant: &Tenant,
         id: &SegmentDefinitionId,
@@ -331,8 +303,7 @@ impl MetaStore {
         definition_in(&mut conn, tenant, id).await
     }
 
-    /// The definitions with these ids that exist in this tenant, in no particular order.
-    pub async fn segment_definitions_by_id(
+    async fn segment_definitions_by_id(
         &self,
         tenant: &Tenant,
         ids: &[SegmentDefinitionId],
@@ -341,8 +312,7 @@ impl MetaStore {
         read_by_ids(&self.pool, TABLE, "", tenant, &ids, definition_from_row).await
     }
 
-    /// For each of `ids`, the definitions whose expression names it with `inSegment`.
-    pub async fn segment_dependents(
+    async fn segment_dependents(
         &self,
         tenant: &Tenant,
         ids: &[&SegmentDefinitionId],
@@ -351,8 +321,7 @@ impl MetaStore {
         dependents_of(&mut conn, tenant, ids).await
     }
 
-    /// One page of the sandbox's definitions.
-    pub async fn list_segment_definitions(
+    async fn list_segment_definitions(
         &self,
         tenant: &Tenant,
         query: &SegmentDefinitionListQuery,
@@ -367,15 +336,13 @@ impl MetaStore {
         read_page(&self.pool, page, || filter_args(tenant, query), definition_from_row).await
     }
 
-    /// Stores a new definition. `check` parses the spec's expression once its merge policy is
-    /// resolved (the sandbox's default when the spec names none).
-    pub async fn create_segment_definition(
+    async fn create_segment_definition(
         &self,
         tenant: &Tenant,
         id: SegmentDefinitionId,
         spec: SegmentDefinitionSpec,
         now: EpochMillis,
-        check: impl FnOnce(SegmentDefinitionSpec, MergePolicyId) -> Result<CheckedSpec, PqlError> + Send,
+        check: SegmentSpecCheck<'_>,
     ) -> Result<SegmentDefinition, SegmentDefinitionWriteError> {
         let mut tx = self.begin_write().await?;
         let checked = checked_for(&mut tx, tenant, &id, spec, check).await?;
@@ -385,16 +352,13 @@ impl MetaStore {
         Ok(definition)
     }
 
-    /// Changes a definition: `edit` turns the current one into the new spec (a PATCH applied to
-    /// it) inside the transaction, so that two concurrent PATCHes never lose each other's
-    /// change; `check` parses it as on create. A change to nothing keeps the definition as it is.
-    pub async fn update_segment_definition(
+    async fn update_segment_definition(
         &self,
         tenant: &Tenant,
         id: &SegmentDefinitionId,
         now: EpochMillis,
-        edit: impl FnOnce(&SegmentDefinition) -> Result<SegmentDefinitionSpec, ValidationError> + Send,
-        check: impl FnOnce(SegmentDefinitionSpec, MergePolicyId) -> Result<CheckedSpec, PqlError> + Send,
+        edit: SegmentSpecEdit<'_>,
+        check: SegmentSpecCheck<'_>,
     ) -> Result<SegmentDefinition, SegmentDefinitionWriteError> {
         let mut tx = self.begin_write().await?;
         let current = definition_in(&mut tx, tenant, id)
@@ -412,9 +376,7 @@ impl MetaStore {
         Ok(next)
     }
 
-    /// Deletes a definition. One that another definition names with `inSegment` is refused:
-    /// evaluating that one would then read memberships nothing updates any more.
-    pub async fn delete_segment_definition(
+    async fn delete_segment_definition(
         &self,
         tenant: &Tenant,
         id: &SegmentDefinitionId,
@@ -448,6 +410,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::meta::MetaStore;
 
     const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 

@@ -1,10 +1,9 @@
-//! The one job queue: export jobs and segment jobs, claimed, heartbeaten, cancelled, ended and
-//! recovered the same way (table `job_queue`, migration 0010).
+//! The one job queue on SQLite: table `job_queue` (migration 0010).
 //!
 //! A queue row exists while its job is live. The per-kind files (`export_jobs`, `segment_jobs`)
 //! own what the API shows and call the `*_in` functions here inside their own transactions, so a
 //! job's AEP status and its queue row never disagree: created with [`enqueue_in`], claimed by
-//! [`MetaStore::claim_next_job`] (which then runs the kind's claim in the same transaction),
+//! [`JobQueueStore::claim_next_job`] (which then runs the kind's claim in the same transaction),
 //! marked by [`request_cancel_in`], removed by [`dequeue_in`] when the job ends.
 //!
 //! What a claim picks is `fair_claim`'s rule, across both kinds. The write lock (`BEGIN
@@ -12,114 +11,18 @@
 //! `FOR UPDATE SKIP LOCKED` instead, and the `worker`, `heartbeat` and `attempts` columns are the
 //! lease that several nodes need to take over a dead node's job.
 
-use std::fmt;
-use std::str::FromStr;
-
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 
-use dossier_model::export_job::{ExportJob, ExportJobProgress};
-use dossier_model::segment_job::SegmentJob;
-use dossier_model::tenancy::Tenant;
+use dossier_model::export_job::ExportJobProgress;
 use dossier_model::time::EpochMillis;
 
 use super::paging::push;
 use super::rows::{TenantColumns, parsed_column};
-use super::{MetaStore, PerSandbox, export_jobs, segment_jobs};
+use super::{SqliteMetaStore, export_jobs, segment_jobs};
 use crate::StorageError;
-
-/// The kinds of job the queue holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum JobKind {
-    Export,
-    Segment,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Export => "export",
-            Self::Segment => "segment",
-        }
-    }
-}
-
-impl fmt::Display for JobKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "export" => Ok(Self::Export),
-            "segment" => Ok(Self::Segment),
-            other => Err(format!("unknown job kind '{other}'")),
-        }
-    }
-}
-
-/// Names one job in the queue: its kind, tenant and id (an export job's integer id as text).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct JobKey {
-    pub kind: JobKind,
-    pub tenant: Tenant,
-    pub id: String,
-}
-
-impl JobKey {
-    pub fn export(tenant: &Tenant, id: i64) -> Self {
-        Self {
-            kind: JobKind::Export,
-            tenant: tenant.clone(),
-            id: id.to_string(),
-        }
-    }
-
-    pub fn segment(tenant: &Tenant, id: &str) -> Self {
-        Self {
-            kind: JobKind::Segment,
-            tenant: tenant.clone(),
-            id: id.to_owned(),
-        }
-    }
-}
-
-/// A job a worker claimed, as its kind's table shows it once claimed (PROCESSING).
-#[derive(Debug, Clone)]
-pub enum ClaimedJob {
-    Export(Box<ExportJob>),
-    Segment(Box<SegmentJob>),
-}
-
-impl ClaimedJob {
-    pub fn key(&self) -> JobKey {
-        match self {
-            Self::Export(job) => JobKey::export(&job.tenant, job.id),
-            Self::Segment(job) => JobKey::segment(&job.tenant, &job.id),
-        }
-    }
-}
-
-/// Whether a live job waits for a worker or runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    Queued,
-    Running,
-}
-
-/// A live job as the queue sees it: its state, who runs it and when it last said so.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueEntry {
-    pub key: JobKey,
-    pub state: JobState,
-    pub worker: Option<String>,
-    pub heartbeat: Option<EpochMillis>,
-    pub attempts: u32,
-    pub cancel_requested: bool,
-}
+use crate::meta::prelude::*;
+use crate::meta::{ClaimedJob, JobKey, JobKind, JobState, PerSandbox, QueueEntry};
 
 /// A `job_queue` row as stored.
 #[derive(sqlx::FromRow)]
@@ -284,12 +187,9 @@ async fn claim_kind_in(
     }
 }
 
-impl MetaStore {
-    /// Claims the next queued job of either kind for `worker`: running under its name with a
-    /// fresh heartbeat and one more attempt, and its kind's job PROCESSING, in one transaction.
-    /// The job is the oldest of the sandbox with the fewest jobs running, among sandboxes under
-    /// `per_sandbox` (see `fair_claim`).
-    pub async fn claim_next_job(
+#[async_trait]
+impl JobQueueStore for SqliteMetaStore {
+    async fn claim_next_job(
         &self,
         worker: &str,
         now: EpochMillis,
@@ -312,11 +212,7 @@ impl MetaStore {
         Ok(Some(claimed))
     }
 
-    /// Records that `worker`, running the job, is alive (renewing its lease), with an export's
-    /// counters when given. Returns whether a cancel was requested, or `None` when the job is no
-    /// longer running under this worker (it ended, or another worker took it over): either way
-    /// the worker should stop.
-    pub async fn job_heartbeat(
+    async fn job_heartbeat(
         &self,
         key: &JobKey,
         worker: &str,
@@ -347,10 +243,7 @@ impl MetaStore {
         Ok(cancel)
     }
 
-    /// The running jobs of every tenant, oldest first. With `heartbeat_before`, only those whose
-    /// worker last reported before then (an expired lease); without, all of them — what a
-    /// single process finds at startup, when every running job was left by a process that stopped.
-    pub async fn running_jobs(&self, heartbeat_before: Option<EpochMillis>) -> Result<Vec<QueueEntry>, StorageError> {
+    async fn running_jobs(&self, heartbeat_before: Option<EpochMillis>) -> Result<Vec<QueueEntry>, StorageError> {
         let rows: Vec<QueueRow> = sqlx::query_as(
             "SELECT * FROM job_queue WHERE state = 'running' AND (? IS NULL OR COALESCE(heartbeat, 0) < ?)
              ORDER BY queued, rowid",
@@ -362,8 +255,7 @@ impl MetaStore {
         rows.into_iter().map(QueueRow::into_entry).collect()
     }
 
-    /// The queue entry of a live job; `None` once it ended (or if it never existed).
-    pub async fn queue_entry(&self, key: &JobKey) -> Result<Option<QueueEntry>, StorageError> {
+    async fn queue_entry(&self, key: &JobKey) -> Result<Option<QueueEntry>, StorageError> {
         let row: Option<QueueRow> =
             sqlx::query_as_with(concat!("SELECT * FROM job_queue WHERE ", where_key!()), key_args(key))
                 .fetch_optional(&self.pool)
@@ -378,9 +270,10 @@ mod tests {
 
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-    use dossier_model::tenancy::{OrgId, SandboxName};
+    use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 
     use super::*;
+    use crate::meta::MetaStore;
 
     const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 

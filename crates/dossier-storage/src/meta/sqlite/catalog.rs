@@ -1,5 +1,6 @@
 //! Datasets and batches.
 
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqliteExecutor, SqliteRow};
 use sqlx::{FromRow, Row};
 
@@ -11,33 +12,11 @@ use dossier_model::listing::{Direction, ListQuery, sql_offset};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::MetaStore;
+use super::SqliteMetaStore;
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
-
-/// Equality filters of `GET /dataSets`.
-#[derive(Debug, Clone, Default)]
-pub struct DatasetFilter {
-    pub name: Option<String>,
-}
-
-/// What [`MetaStore::delete_dataset`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatasetDeletion {
-    Deleted,
-    NotFound,
-    /// Refused: this export job (NEW or PROCESSING) writes into the dataset.
-    ExportInProgress {
-        job_id: i64,
-    },
-}
-
-/// Equality filters of `GET /batches`.
-#[derive(Debug, Clone, Default)]
-pub struct BatchFilter {
-    pub dataset_id: Option<DatasetId>,
-    pub status: Option<BatchStatus>,
-}
+use crate::meta::prelude::*;
+use crate::meta::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
 
 /// `ORDER BY` for a listing; ties go by insertion order (rowid). The field was checked against the listing's sortable fields by
 /// [`ListQuery::from_params`]; it is checked again here because it becomes SQL text.
@@ -54,11 +33,6 @@ fn order_clause(query: &ListQuery, sortable: &[&str]) -> String {
     };
     format!("ORDER BY {column} {dir}, rowid {dir}")
 }
-
-/// Fields `orderBy` may name on datasets.
-pub const DATASET_SORTABLE: &[&str] = &["created", "updated", "name"];
-/// Fields `orderBy` may name on batches.
-pub const BATCH_SORTABLE: &[&str] = &["created", "updated", "status"];
 
 /// A `datasets` row with its last batch (`last_batch_id`, `last_batch_status`) as the queries
 /// select it.
@@ -165,7 +139,7 @@ pub(super) fn batch_from_row(row: &SqliteRow) -> Result<Batch, StorageError> {
     BatchRow::from_row(row)?.into_batch()
 }
 
-/// Writes a new dataset row. Shared by [`MetaStore::insert_dataset`] and the union-checked insert,
+/// Writes a new dataset row. Shared by [`CatalogStore::insert_dataset`] and the union-checked insert,
 /// which runs it inside its transaction.
 pub(super) async fn insert_dataset_row(db: impl SqliteExecutor<'_>, dataset: &Dataset) -> Result<(), StorageError> {
     sqlx::query(
@@ -232,7 +206,7 @@ pub(super) async fn update_dataset_row(
     Ok(updated.rows_affected() > 0)
 }
 
-/// The SQL of [`MetaStore::insert_batch`], inside the caller's transaction (an export job
+/// The SQL of [`CatalogStore::insert_batch`], inside the caller's transaction (an export job
 /// creates its batches together with itself).
 pub(super) async fn insert_batch_in(conn: &mut SqliteConnection, batch: &Batch) -> Result<(), StorageError> {
     sqlx::query(
@@ -272,16 +246,17 @@ pub(super) async fn insert_batch_in(conn: &mut SqliteConnection, batch: &Batch) 
     Ok(())
 }
 
-impl MetaStore {
-    pub async fn insert_dataset(&self, dataset: &Dataset) -> Result<(), StorageError> {
+#[async_trait]
+impl CatalogStore for SqliteMetaStore {
+    async fn insert_dataset(&self, dataset: &Dataset) -> Result<(), StorageError> {
         insert_dataset_row(&self.pool, dataset).await
     }
 
-    pub async fn get_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<Option<Dataset>, StorageError> {
+    async fn get_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<Option<Dataset>, StorageError> {
         get_dataset_row(&self.pool, tenant, id).await
     }
 
-    pub async fn list_datasets(
+    async fn list_datasets(
         &self,
         tenant: &Tenant,
         query: &ListQuery,
@@ -303,8 +278,7 @@ impl MetaStore {
         rows.iter().map(dataset_from_row).collect()
     }
 
-    /// Applies a patch; `None` when the dataset does not exist in this tenant.
-    pub async fn update_dataset(
+    async fn update_dataset(
         &self,
         tenant: &Tenant,
         id: &DatasetId,
@@ -317,10 +291,7 @@ impl MetaStore {
         self.get_dataset(tenant, id).await
     }
 
-    /// Deletes a dataset and its batches' metadata in one transaction, unless an export job
-    /// that is NEW or PROCESSING writes into it (its batches would vanish under it). The caller
-    /// removes the files afterwards.
-    pub async fn delete_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<DatasetDeletion, StorageError> {
+    async fn delete_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<DatasetDeletion, StorageError> {
         // A write transaction from the start, so no export job can be created for the dataset
         // between the check and the delete.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -356,15 +327,14 @@ impl MetaStore {
         })
     }
 
-    /// Records a new batch and makes it its dataset's last batch, in one transaction.
-    pub async fn insert_batch(&self, batch: &Batch) -> Result<(), StorageError> {
+    async fn insert_batch(&self, batch: &Batch) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
         insert_batch_in(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn get_batch(&self, tenant: &Tenant, id: &BatchId) -> Result<Option<Batch>, StorageError> {
+    async fn get_batch(&self, tenant: &Tenant, id: &BatchId) -> Result<Option<Batch>, StorageError> {
         let row = sqlx::query("SELECT * FROM batches WHERE id = ? AND org = ? AND sandbox = ?")
             .bind(id.as_str())
             .bind(tenant.org.as_str())
@@ -374,7 +344,7 @@ impl MetaStore {
         row.as_ref().map(batch_from_row).transpose()
     }
 
-    pub async fn list_batches(
+    async fn list_batches(
         &self,
         tenant: &Tenant,
         query: &ListQuery,
@@ -400,12 +370,8 @@ impl MetaStore {
             .await?;
         rows.iter().map(batch_from_row).collect()
     }
-}
 
-impl MetaStore {
-    /// The tenant's datasets that feed the profile store (`unifiedProfile: ["enabled:true"]`),
-    /// oldest first.
-    pub async fn profile_enabled_datasets(&self, tenant: &Tenant) -> Result<Vec<Dataset>, StorageError> {
+    async fn profile_enabled_datasets(&self, tenant: &Tenant) -> Result<Vec<Dataset>, StorageError> {
         let rows = sqlx::query("SELECT * FROM datasets WHERE org = ? AND sandbox = ? ORDER BY created, rowid")
             .bind(tenant.org.as_str())
             .bind(tenant.sandbox.as_str())
@@ -415,9 +381,7 @@ impl MetaStore {
         Ok(datasets.into_iter().filter(Dataset::is_profile_enabled).collect())
     }
 
-    /// Committed batches of a dataset with their commit sequence number: batches committed in the
-    /// same millisecond are still ordered, by the order their rows were created.
-    pub async fn committed_batches_in_order(
+    async fn committed_batches_in_order(
         &self,
         tenant: &Tenant,
         dataset: &DatasetId,

@@ -1,14 +1,16 @@
 //! Organizations' sandboxes.
 
+use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::{EpochMillis, now_millis, now_seconds};
 
-use super::MetaStore;
+use super::SqliteMetaStore;
 use super::merge_policies::seed_merge_policy;
 use super::rows::parsed_column;
 use crate::StorageError;
+use crate::meta::prelude::*;
 
 /// Creates the sandbox unless it exists, with what every sandbox starts with (its default merge
 /// policy), in the caller's transaction. Returns whether it was created.
@@ -26,9 +28,9 @@ async fn insert_sandbox(conn: &mut SqliteConnection, tenant: &Tenant) -> Result<
     Ok(true)
 }
 
-impl MetaStore {
-    /// Makes sure the organization has its `prod` sandbox. Every org starts with one.
-    pub async fn ensure_org(&self, org: &OrgId) -> Result<(), StorageError> {
+#[async_trait]
+impl SandboxStore for SqliteMetaStore {
+    async fn ensure_org(&self, org: &OrgId) -> Result<(), StorageError> {
         let prod = Tenant {
             org: org.clone(),
             sandbox: SandboxName::prod(),
@@ -39,7 +41,7 @@ impl MetaStore {
         Ok(())
     }
 
-    pub async fn create_sandbox(&self, org: &OrgId, name: &SandboxName) -> Result<(), StorageError> {
+    async fn create_sandbox(&self, org: &OrgId, name: &SandboxName) -> Result<(), StorageError> {
         self.ensure_org(org).await?;
         let tenant = Tenant {
             org: org.clone(),
@@ -57,7 +59,7 @@ impl MetaStore {
         Ok(())
     }
 
-    pub async fn sandbox_exists(&self, tenant: &Tenant) -> Result<bool, StorageError> {
+    async fn sandbox_exists(&self, tenant: &Tenant) -> Result<bool, StorageError> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sandboxes WHERE org = ? AND name = ?")
             .bind(tenant.org.as_str())
             .bind(tenant.sandbox.as_str())
@@ -66,8 +68,7 @@ impl MetaStore {
         Ok(found.is_some())
     }
 
-    /// Sandboxes of one organization, or of all when `org` is `None`, with their creation times.
-    pub async fn list_sandboxes(&self, org: Option<&OrgId>) -> Result<Vec<(Tenant, EpochMillis)>, StorageError> {
+    async fn list_sandboxes(&self, org: Option<&OrgId>) -> Result<Vec<(Tenant, EpochMillis)>, StorageError> {
         let rows: Vec<(String, String, i64)> =
             sqlx::query_as("SELECT org, name, created FROM sandboxes WHERE (? IS NULL OR org = ?) ORDER BY org, name")
                 .bind(org.map(OrgId::as_str))
