@@ -4,6 +4,7 @@
 //! merged profiles, the export pipeline, and the workers that run export jobs. It reads and
 //! writes through the storage crate.
 
+mod cancel;
 mod error;
 pub mod export;
 pub mod export_queue;

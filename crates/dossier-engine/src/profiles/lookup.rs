@@ -13,7 +13,7 @@ use dossier_storage::{Lake, MetaStore};
 use super::align::align_batch;
 use super::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
 use crate::EngineError;
-use crate::export::keys::{EventScan, KeyedSources, read_picked_rows};
+use crate::profiles::build::keys::{EventScan, KeyedSources, read_picked_rows};
 use crate::identity::{Identity, fragment_identities};
 use crate::segments::{entries_of_profile, overlay_entries};
 

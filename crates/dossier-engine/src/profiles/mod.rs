@@ -3,6 +3,7 @@
 //! merge through `merge.rs`; `fragments.rs` loads a whole sandbox, for tests that compare against it.
 
 pub mod align;
+pub mod build;
 pub mod fragments;
 pub(crate) mod json_columns;
 pub mod lookup;

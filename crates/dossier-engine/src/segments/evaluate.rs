@@ -29,7 +29,7 @@ use super::compile::{Evaluator, Inputs, event_selections, field_refs};
 use super::memberships::{Entry, ProfileIndex, Row, Status, entries_by_profile, read_rows, write_rows};
 use crate::EngineError;
 use crate::export::CancelFlag;
-use crate::export::keys::{EventScan, KeyedSources, read_picked_rows};
+use crate::profiles::build::keys::{EventScan, KeyedSources, read_picked_rows};
 use crate::identity::{FragmentIdentities, Identity, fragment_identities};
 use crate::profiles::align::align_batch;
 use crate::profiles::json_columns::column_as_json;

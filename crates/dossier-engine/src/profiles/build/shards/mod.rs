@@ -1,7 +1,7 @@
 //! Pass one with memory bounded by configuration, whatever the population: profiles are split
 //! into shards that are keyed, selected and exported one after the other, and the identity graph
 //! is joined to the fragments one hash bucket at a time. What does not fit is spilled to local
-//! disk ([`super::spill`]).
+//! disk (`super::spill`).
 //!
 //! Under `pdg`, every identity of the pinned graph version is hashed (128 bits) with its
 //! component number, every fragment's primary identity is hashed the same way, and both go to
@@ -33,7 +33,8 @@ use dossier_storage::{Lake, MetaStore};
 
 use super::keys::{EventScan, ProfileNumbers, SourceDataset, SourceFile, source_datasets, source_files};
 use super::spill::Spill;
-use super::types::{CancelFlag, ExportSettings};
+use super::BuildSettings;
+use crate::cancel::CancelFlag;
 use crate::EngineError;
 use crate::identity::Identity;
 use crate::identity::store::current_graph_unloaded;
@@ -66,7 +67,7 @@ pub struct KeyingContext<'a> {
     pub tenant: &'a Tenant,
     pub policy: &'a MergePolicy,
     pub events: EventScan,
-    pub settings: &'a ExportSettings,
+    pub settings: &'a BuildSettings,
     pub cancel: &'a CancelFlag,
     /// The exporter's sealed graph tables: a graph version keyed once is not scanned again.
     pub tables: &'a ComponentTables,

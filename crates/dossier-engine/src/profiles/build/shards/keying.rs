@@ -9,7 +9,7 @@ use dossier_storage::Lake;
 
 use super::super::keys::ProfileNumbers;
 use super::super::spill::{FragmentRow, FragmentSpill};
-use super::super::types::CancelFlag;
+use crate::cancel::CancelFlag;
 use super::component_table::ComponentTable;
 use super::graph_join::{join_bucket, merge_in_file_order, scan_graph};
 use super::identity_hash::identity_hash;
