@@ -112,6 +112,7 @@ async fn plan(
         settings,
         cancel,
         tables,
+        memberships: None,
     };
     let keyed = key_fragments(meta, lake, request.job_id, &context).await?;
     let identity_columns = identity_columns(keyed.datasets());

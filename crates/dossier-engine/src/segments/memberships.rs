@@ -316,6 +316,12 @@ impl MembershipOverlay {
         self.by_profile.is_empty()
     }
 
+    /// Profile `profile`'s entry for `segment`, if it has one.
+    pub fn entry(&self, profile: u32, segment: &str) -> Option<Entry> {
+        let entries = self.by_profile.get(&profile)?;
+        entries.iter().find(|(s, _)| s.as_ref() == segment).map(|(_, e)| *e)
+    }
+
     /// Every profile with evaluated entries, and its (segment id, entry) pairs.
     pub fn entries(&self) -> impl Iterator<Item = (u32, &[(Arc<str>, Entry)])> {
         self.by_profile.iter().map(|(p, entries)| (*p, entries.as_slice()))

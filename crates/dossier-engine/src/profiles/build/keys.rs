@@ -329,6 +329,14 @@ impl KeyedSources {
 }
 
 impl KeyedSources {
+    /// Profile `profile`'s key when keying knows it: its primary identity under `none`. A
+    /// shard keyed by graph component (`pdg`) knows its profiles by component only.
+    pub fn key(&self, profile: u32) -> Option<&Identity> {
+        self.profiles
+            .get(profile as usize)
+            .filter(|key| !(key.namespace.is_empty() && key.id.is_empty()))
+    }
+
     /// The top-level columns that hold identities in any source: `identityMap` and the roots of
     /// the schemas' identity fields. What a reader needs to tell whose a row is.
     pub fn identity_columns(&self) -> Vec<String> {

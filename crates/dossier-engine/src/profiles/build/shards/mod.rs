@@ -44,7 +44,7 @@ pub use component_table::ComponentTables;
 pub use layout::ShardLayout;
 use spills::{finish, spill_folder, spills};
 
-/// Pass one of a whole export, shard by shard: what [`ShardedKeys::build`] spilled, and
+/// Keying of a whole population, shard by shard: what [`ShardedKeys::build`] spilled, and
 /// [`ShardedKeys::shard`] reads back as the [`KeyedSources`] of one shard.
 pub struct ShardedKeys {
     pub layout: ShardLayout,
@@ -71,6 +71,10 @@ pub struct KeyingContext<'a> {
     pub cancel: &'a CancelFlag,
     /// The exporter's sealed graph tables: a graph version keyed once is not scanned again.
     pub tables: &'a ComponentTables,
+    /// The evaluated memberships whose entries each shard's overlay gives its profiles: the
+    /// tenant's current ones when `None` (an export), the ones given otherwise (segment
+    /// evaluation: the stored and fresh rows it reads).
+    pub memberships: Option<&'a [(String, Vec<Row>)]>,
 }
 
 impl ShardedKeys {
@@ -99,7 +103,10 @@ impl ShardedKeys {
             true => Some(spill_folder(&context.settings.spill_root())?),
             false => None,
         };
-        let memberships = current_memberships(meta, lake, tenant).await?;
+        let memberships = match context.memberships {
+            Some(given) => given.to_vec(),
+            None => current_memberships(meta, lake, tenant).await?,
+        };
         let mut keyed = Self {
             layout,
             datasets: Arc::new(datasets),
