@@ -28,11 +28,12 @@ use super::compile::{Evaluator, Inputs, event_selections, field_refs};
 use super::memberships::{Entry, MembershipOverlay, Row, Status, read_rows, write_rows};
 use crate::EngineError;
 use crate::cancel::CancelFlag;
-use crate::identity::{Identity, fragment_identities};
+use crate::identity::Identity;
 use crate::profiles::align::align_batch;
-use crate::profiles::build::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
+use crate::profiles::build::keys::{EventScan, KeyedSources, read_picked_rows};
 use crate::profiles::build::{
-    BuildSettings, ComponentTables, KeyingContext, Partition, PartitionRecords, ShardedKeys, read_records,
+    BuildSettings, ComponentTables, KeyingContext, Partition, PartitionRecords, ShardedKeys, read_event_identities,
+    read_records,
 };
 use crate::profiles::json_columns::column_as_json;
 use crate::profiles::merge::{SEGMENT_MEMBERSHIP, merge_groups};
@@ -602,20 +603,16 @@ impl Context<'_> {
         profiles: &[u32],
     ) -> Result<HashMap<u32, Vec<Identity>>, SegmentError> {
         let partition = Partition::new(sources, profiles);
-        let columns = identity_columns(&sources.datasets);
-        let keep = |name: &str| columns.iter().any(|c| c == name);
-        let mut out: HashMap<u32, Vec<Identity>> = HashMap::new();
-        for (index, rows, picked) in read_picked_rows(self.lake, &sources.events, &partition.wanted, &keep).await? {
-            let keyed = &sources.events[index];
-            let dataset = &sources.datasets[keyed.file.dataset];
-            for (fragment, &r) in fragment_identities(&rows, &dataset.schema.identities).iter().zip(&picked) {
-                let ids = out.entry(keyed.profiles[r]).or_default();
-                for identity in &fragment.all {
-                    if !ids.contains(identity) {
-                        ids.push(identity.clone());
-                    }
+        let events = read_event_identities(self.lake, sources, &partition).await?;
+        let mut out = HashMap::new();
+        for (&p, fragments) in profiles.iter().zip(events) {
+            let mut ids: Vec<Identity> = Vec::new();
+            for identity in fragments.into_iter().flat_map(|f| f.all) {
+                if !ids.contains(&identity) {
+                    ids.push(identity);
                 }
             }
+            out.insert(p, ids);
         }
         Ok(out)
     }

@@ -9,10 +9,13 @@
 //!    profiles read, aligned to one schema, ordered by profile and merge rank and grouped, ready
 //!    for [`super::merge::merge_groups`].
 //!
+//! A lookup keys just the one profile it shows ([`one`]) and reads it through the same reader.
+//!
 //! What is done with the merged profiles (filters, projection, writers, segment expressions) is
 //! the caller's.
 
 pub mod keys;
+pub mod one;
 pub mod partition;
 pub mod shards;
 mod spill;
@@ -20,7 +23,8 @@ mod spill;
 use std::path::PathBuf;
 
 pub use keys::{EventScan, KeyedFile, KeyedSources, ProfileFacts, SourceDataset, SourceFile, identity_columns};
-pub use partition::{Partition, PartitionRecords, read_records};
+pub use one::{OneProfile, key_one_profile};
+pub use partition::{Partition, PartitionRecords, read_event_identities, read_records};
 pub use shards::{ComponentTables, KeyingContext, ShardLayout, ShardedKeys};
 
 /// How building profiles may use the machine: configuration, not part of a job. Exports take

@@ -113,6 +113,30 @@ pub async fn read_records(
     })
 }
 
+/// Per profile of `partition` (in its order), the identities of each of its events: what a
+/// profile of events only shows as its `identityMap`.
+pub async fn read_event_identities(
+    lake: &Lake,
+    sources: &KeyedSources,
+    partition: &Partition<'_>,
+) -> Result<Vec<Vec<FragmentIdentities>>, EngineError> {
+    let mut position = std::collections::HashMap::with_capacity(partition.profiles.len());
+    for (g, &p) in partition.profiles.iter().enumerate() {
+        position.insert(p, g);
+    }
+    let columns = identity_columns(&sources.datasets);
+    let keep = |name: &str| columns.iter().any(|c| c == name);
+    let mut out = vec![Vec::new(); partition.profiles.len()];
+    for (index, rows, picked) in read_picked_rows(lake, &sources.events, &partition.wanted, &keep).await? {
+        let keyed = &sources.events[index];
+        let dataset = &sources.datasets[keyed.file.dataset];
+        for (fragment, &r) in fragment_identities(&rows, &dataset.schema.identities).into_iter().zip(&picked) {
+            out[position[&keyed.profiles[r]]].push(fragment);
+        }
+    }
+    Ok(out)
+}
+
 /// Rows ordered by merge rank, and the run of each of `profiles` (ascending) in that order.
 fn group_by_profile(ranks: &[MergeRank], profiles: &[u32]) -> Groups {
     let mut order: Vec<u32> = (0..ranks.len() as u32).collect();

@@ -7,7 +7,7 @@ use object_store::path::Path as ObjectPath;
 
 use dossier_storage::Lake;
 
-use super::super::keys::ProfileNumbers;
+use super::super::keys::NamespaceNumbers;
 use super::super::spill::{FragmentRow, FragmentSpill};
 use crate::cancel::CancelFlag;
 use super::component_table::ComponentTable;
@@ -50,7 +50,7 @@ impl ShardedKeys {
         &mut self,
         lake: &Lake,
         folder: Option<&Path>,
-        numbers: &mut ProfileNumbers,
+        numbers: &mut NamespaceNumbers,
         cancel: &CancelFlag,
     ) -> Result<(), EngineError> {
         let mut shards = spills(folder, "shard", self.layout.shards, true)?;
@@ -82,7 +82,7 @@ impl ShardedKeys {
         snapshot: &ObjectPath,
         (identities, components): (usize, usize),
         folder: Option<&Path>,
-        numbers: &mut ProfileNumbers,
+        numbers: &mut NamespaceNumbers,
         context: &KeyingContext<'_>,
     ) -> Result<(), EngineError> {
         let cancel = context.cancel;
@@ -147,7 +147,7 @@ impl ShardedKeys {
         lake: &Lake,
         snapshot: &ObjectPath,
         folder: Option<&Path>,
-        numbers: &mut ProfileNumbers,
+        numbers: &mut NamespaceNumbers,
         cancel: &CancelFlag,
         mut membership_keys: MembershipKeys,
         mut router: ShardRouter,
@@ -202,7 +202,7 @@ impl ShardedKeys {
         &self,
         lake: &Lake,
         folder: Option<&Path>,
-        numbers: &mut ProfileNumbers,
+        numbers: &mut NamespaceNumbers,
         cancel: &CancelFlag,
     ) -> Result<Vec<FragmentSpill>, EngineError> {
         let bucket_count = self.layout.buckets;

@@ -31,7 +31,7 @@ use dossier_model::merge_policy::{IdentityGraphType, MergePolicy};
 use dossier_model::tenancy::Tenant;
 use dossier_storage::{Lake, MetaStore};
 
-use super::keys::{EventScan, ProfileNumbers, SourceDataset, SourceFile, source_datasets, source_files};
+use super::keys::{EventScan, NamespaceNumbers, SourceDataset, SourceFile, source_datasets, source_files};
 use super::spill::Spill;
 use super::BuildSettings;
 use crate::cancel::CancelFlag;
@@ -119,7 +119,7 @@ impl ShardedKeys {
             _folder: None,
         };
         let folder_path = folder.as_ref().map(|f| f.path().to_path_buf());
-        let mut numbers = ProfileNumbers::default();
+        let mut numbers = NamespaceNumbers::default();
         match version.filter(|_| graph.is_some()) {
             Some(version) => {
                 let snapshot = ObjectPath::from(version.path.as_str());

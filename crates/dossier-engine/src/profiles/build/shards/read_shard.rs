@@ -58,7 +58,7 @@ impl ShardedKeys {
                 Some(resolved) => {
                     ProfileIndex::by_component(resolved, numbers.iter().map(|(&c, &p)| (c as u32, p)).collect())
                 }
-                None => ProfileIndex::new(&profiles, None),
+                None => ProfileIndex::new(&profiles),
             };
             MembershipOverlay::of_segments(&self.memberships, &index, profiles.len())
         };
@@ -68,7 +68,6 @@ impl ShardedKeys {
             events,
             profiles,
             facts,
-            components: None,
         };
         Ok((sources, overlay))
     }
