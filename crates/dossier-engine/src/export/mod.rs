@@ -7,9 +7,9 @@ mod selection;
 mod types;
 mod writer;
 
+pub use crate::profiles::build::{ComponentTables, ShardLayout};
 pub use project::{ProjectError, project_schema};
 pub use run::{MAX_IDENTITIES, run_export, run_export_sharing, run_export_with};
-pub use crate::profiles::build::{ComponentTables, ShardLayout};
 pub use types::{
     CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, ExportStage, Span,
     StagedBatch,

@@ -20,11 +20,8 @@ use dossier_model::merge_policy::MergePolicy;
 use dossier_model::time::{EpochMillis, now_millis};
 use dossier_storage::{Lake, MetaStore};
 
-use crate::profiles::build::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
-use crate::profiles::build::partition::{Partition, PartitionRecords, read_records};
 use super::project::{ProjectError, project_schema};
 use super::selection::select;
-use crate::profiles::build::{ComponentTables, KeyingContext, ShardedKeys};
 use super::types::{
     CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, ExportStage, Span,
     StagedBatch,
@@ -33,6 +30,9 @@ use super::writer::{BatchWriter, SplitLimits};
 use crate::EngineError;
 use crate::identity::{FragmentIdentities, fragment_identities};
 use crate::profiles::align::align_batch;
+use crate::profiles::build::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
+use crate::profiles::build::partition::{Partition, PartitionRecords, read_records};
+use crate::profiles::build::{ComponentTables, KeyingContext, ShardedKeys};
 use crate::profiles::json_columns::column_as_json;
 use crate::profiles::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
 use crate::segments::memberships::{MembershipOverlay, with_memberships};

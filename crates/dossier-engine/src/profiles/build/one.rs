@@ -37,7 +37,11 @@ struct Component {
 
 /// Streams the snapshot at `snapshot` for the component of `identity` (a component's rows are
 /// contiguous and share its key).
-async fn component_of(lake: &Lake, snapshot: &ObjectPath, identity: &Identity) -> Result<Option<Component>, EngineError> {
+async fn component_of(
+    lake: &Lake,
+    snapshot: &ObjectPath,
+    identity: &Identity,
+) -> Result<Option<Component>, EngineError> {
     let mut run: Vec<Identity> = Vec::new();
     let mut run_key: Option<Identity> = None;
     let mut run_has_identity = false;
@@ -124,7 +128,9 @@ pub async fn key_one_profile(
                 continue;
             };
             keyed.push(row as u32, 0, *row_id);
-            sources.facts[0].observe(is_record, &keyed.file, *row_id, || shared(&mut namespaces, &primary.namespace));
+            sources.facts[0].observe(is_record, &keyed.file, *row_id, || {
+                shared(&mut namespaces, &primary.namespace)
+            });
         }
         if keyed.rows.is_empty() {
             continue;

@@ -130,7 +130,10 @@ pub async fn read_event_identities(
     for (index, rows, picked) in read_picked_rows(lake, &sources.events, &partition.wanted, &keep).await? {
         let keyed = &sources.events[index];
         let dataset = &sources.datasets[keyed.file.dataset];
-        for (fragment, &r) in fragment_identities(&rows, &dataset.schema.identities).into_iter().zip(&picked) {
+        for (fragment, &r) in fragment_identities(&rows, &dataset.schema.identities)
+            .into_iter()
+            .zip(&picked)
+        {
             out[position[&keyed.profiles[r]]].push(fragment);
         }
     }
@@ -159,7 +162,13 @@ mod tests {
 
     #[test]
     fn rows_are_grouped_by_profile_in_merge_order_and_a_profile_without_rows_is_empty() {
-        let ranks = vec![(2, 0, 5, 1, 1), (0, 0, 9, 1, 1), (2, 0, 3, 1, 7), (0, 1, 1, 1, 1), (0, 0, 9, 1, 0)];
+        let ranks = vec![
+            (2, 0, 5, 1, 1),
+            (0, 0, 9, 1, 1),
+            (2, 0, 3, 1, 7),
+            (0, 1, 1, 1, 1),
+            (0, 0, 9, 1, 0),
+        ];
         let groups = group_by_profile(&ranks, &[0, 1, 2]);
         assert_eq!(groups.order, vec![4, 1, 3, 2, 0]);
         assert_eq!(groups.bounds, vec![0..3, 3..3, 3..5]);

@@ -9,7 +9,6 @@ use dossier_storage::Lake;
 
 use super::super::keys::NamespaceNumbers;
 use super::super::spill::{FragmentRow, FragmentSpill};
-use crate::cancel::CancelFlag;
 use super::component_table::ComponentTable;
 use super::graph_join::{join_bucket, merge_in_file_order, scan_graph};
 use super::identity_hash::identity_hash;
@@ -19,6 +18,7 @@ use super::router::ShardRouter;
 use super::spills::{finish, spills};
 use super::{KeyingContext, ShardedKeys};
 use crate::EngineError;
+use crate::cancel::CancelFlag;
 use crate::identity::Identity;
 use crate::identity::read_file_primaries;
 

@@ -31,11 +31,11 @@ use dossier_model::merge_policy::{IdentityGraphType, MergePolicy};
 use dossier_model::tenancy::Tenant;
 use dossier_storage::{Lake, MetaStore};
 
+use super::BuildSettings;
 use super::keys::{EventScan, NamespaceNumbers, SourceDataset, SourceFile, source_datasets, source_files};
 use super::spill::Spill;
-use super::BuildSettings;
-use crate::cancel::CancelFlag;
 use crate::EngineError;
+use crate::cancel::CancelFlag;
 use crate::identity::Identity;
 use crate::identity::store::current_graph_unloaded;
 use crate::segments::memberships::{Row, current_memberships};
