@@ -618,9 +618,11 @@ async fn an_evaluated_membership_reaches_only_its_own_profile_under_none_and_the
     }
 }
 
-/// The rows of a membership file the evaluation wrote: identities (`namespace:id`), status and
-/// time, sorted.
-fn membership_rows(data_dir: &std::path::Path, path: &str) -> Vec<(Vec<String>, String, i64)> {
+/// A row of a membership file: identities (`namespace:id`), status and time.
+type MembershipRow = (Vec<String>, String, i64);
+
+/// The rows of a membership file the evaluation wrote, sorted.
+fn membership_rows(data_dir: &std::path::Path, path: &str) -> Vec<MembershipRow> {
     let file = std::fs::File::open(data_dir.join("lake").join(path)).unwrap();
     let mut rows = Vec::new();
     for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
@@ -744,7 +746,7 @@ async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
             .unwrap()
         }
     };
-    let rows = |evaluation: &Evaluation| -> Vec<(String, Vec<(Vec<String>, String, i64)>)> {
+    let rows = |evaluation: &Evaluation| -> Vec<(String, Vec<MembershipRow>)> {
         let mut files: Vec<_> = evaluation
             .files
             .iter()
