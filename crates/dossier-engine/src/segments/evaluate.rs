@@ -122,12 +122,13 @@ pub async fn evaluate_segments(
     now: EpochMillis,
     cancel: &CancelFlag,
 ) -> Result<Evaluation, SegmentError> {
-    let settings = BuildSettings::default();
-    evaluate_segments_with(meta, lake, tenant, segments, run_id, now, cancel, &settings).await
+    let builder = (&BuildSettings::default(), &ComponentTables::default());
+    evaluate_segments_with(meta, lake, tenant, segments, run_id, now, cancel, builder).await
 }
 
-/// [`evaluate_segments`] building profiles with `settings`: shard by shard, partition by
-/// partition, spilling under its spill root, as exports do.
+/// [`evaluate_segments`] building profiles with `settings` (shard by shard, partition by
+/// partition, spilling under its spill root, as exports do) and keying against the sealed graph
+/// tables of `tables`: what the owner of an exporter's settings and tables passes.
 #[allow(clippy::too_many_arguments)]
 pub async fn evaluate_segments_with(
     meta: &MetaStore,
@@ -137,7 +138,7 @@ pub async fn evaluate_segments_with(
     run_id: &str,
     now: EpochMillis,
     cancel: &CancelFlag,
-    settings: &BuildSettings,
+    (settings, tables): (&BuildSettings, &ComponentTables),
 ) -> Result<Evaluation, SegmentError> {
     let mut metrics = SegmentJobMetrics {
         start: Some(now),
@@ -188,6 +189,7 @@ pub async fn evaluate_segments_with(
         now,
         cancel,
         settings,
+        tables,
         profile_schema: profile_union.arrow_schema(),
         event_schema: event_union.arrow_schema(),
     };
@@ -238,6 +240,7 @@ struct Context<'a> {
     now: EpochMillis,
     cancel: &'a CancelFlag,
     settings: &'a BuildSettings,
+    tables: &'a ComponentTables,
     profile_schema: SchemaRef,
     event_schema: SchemaRef,
 }
@@ -423,14 +426,13 @@ impl Context<'_> {
         let policy = &group[0].policy;
         let plan = self.group_plan(group);
         let memberships = self.memberships_read(group, fresh).await?;
-        let tables = ComponentTables::default();
         let keying = KeyingContext {
             tenant: self.tenant,
             policy,
             events: EventScan::All,
             settings: self.settings,
             cancel: self.cancel,
-            tables: &tables,
+            tables: self.tables,
             memberships: Some(&memberships),
         };
         let mut keyed = ShardedKeys::build(self.meta, self.lake, &keying).await?;

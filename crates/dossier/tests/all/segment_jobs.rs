@@ -657,7 +657,7 @@ fn membership_rows(data_dir: &std::path::Path, path: &str) -> Vec<MembershipRow>
 async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
     use dossier_engine::export::CancelFlag;
     use dossier_engine::export_queue::segments_of;
-    use dossier_engine::profiles::build::BuildSettings;
+    use dossier_engine::profiles::build::{BuildSettings, ComponentTables};
     use dossier_engine::segments::{Evaluation, evaluate_segments_with};
 
     let server = TestServer::start().await;
@@ -729,9 +729,13 @@ async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
     let ids = [engaged.clone(), gold.clone(), active.clone(), graph_active.clone()];
     let segments = segments_of(&meta, &tenant, &ids).await.unwrap().unwrap();
     let at = dossier_model::time::now_millis();
+    // Tables kept from one evaluation to the next, as an exporter keeps them: a later
+    // evaluation of the same graph version resolves stored memberships through them.
+    let tables = ComponentTables::default();
     let run = |run_id: String, settings: BuildSettings| {
-        let (meta, lake, tenant, segments) = (&meta, &lake, &tenant, &segments);
+        let (meta, lake, tenant, segments, tables) = (&meta, &lake, &tenant, &segments, &tables);
         async move {
+            let builder = (&settings, tables);
             evaluate_segments_with(
                 meta,
                 lake,
@@ -740,7 +744,7 @@ async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
                 &run_id,
                 at,
                 &CancelFlag::default(),
-                &settings,
+                builder,
             )
             .await
             .unwrap()
@@ -757,6 +761,8 @@ async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
     };
     let whole = run("whole".into(), BuildSettings::default()).await;
     let expected = rows(&whole);
+    let again = run("again".into(), BuildSettings::default()).await;
+    assert_eq!(rows(&again), expected, "through the kept graph table");
     let of = |segment: &str| &expected.iter().find(|(s, _)| s == segment).unwrap().1;
     let statuses = |segment: &str| -> Vec<(String, String)> {
         of(segment)

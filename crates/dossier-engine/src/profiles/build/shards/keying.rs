@@ -89,10 +89,11 @@ impl ShardedKeys {
         let bucket_count = self.layout.buckets;
         let mut router = ShardRouter::new(spills(folder, "shard", self.layout.shards, false)?, components);
         let mut membership_keys = MembershipKeys::new(&self.memberships);
-        // A graph within one bucket is kept sealed for the next export of the same version,
-        // unless this one must also resolve evaluated memberships while scanning.
+        // A graph within one bucket is kept sealed for the next build of the same version; the
+        // identities of evaluated memberships are then resolved through it instead of while
+        // scanning.
         let path = snapshot.to_string();
-        let cached = match bucket_count == 1 && self.memberships.is_empty() {
+        let cached = match bucket_count == 1 {
             true => context.tables.get(&path),
             false => None,
         };
@@ -108,6 +109,9 @@ impl ShardedKeys {
                 Ok(())
             })
             .await?;
+        }
+        if let Some(table) = &cached {
+            membership_keys.resolve_in(table);
         }
         self.resolved = Some(membership_keys.resolved);
         let table = match cached {
