@@ -154,3 +154,53 @@ fn shared(namespaces: &mut Vec<Arc<str>>, namespace: &str) -> Arc<str> {
     namespaces.push(Arc::from(namespace));
     namespaces[namespaces.len() - 1].clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::identity::snapshot::write_snapshot;
+    use crate::identity::union_find::IdentityGraph;
+
+    fn id(namespace: &str, id: &str) -> Identity {
+        Identity::new(namespace, id)
+    }
+
+    #[tokio::test]
+    async fn the_component_of_an_identity_is_its_key_and_every_identity_linked_to_it() {
+        let lake = Lake::with_store(Arc::new(InMemory::new()));
+        let mut graph = IdentityGraph::new();
+        graph.link(&[id("Email", "ana@x"), id("CRMID", "c1")]);
+        graph.link(&[id("ECID", "e9"), id("Email", "ana@x")]);
+        graph.link(&[id("CRMID", "c2")]);
+        graph.link(&[id("CRMID", "c3"), id("ECID", "e3")]);
+        let location = ObjectPath::from("graph/v1.parquet");
+        write_snapshot(&lake, &location, &mut graph).await.unwrap();
+
+        let first = component_of(&lake, &location, &id("ECID", "e9"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.key, id("CRMID", "c1"));
+        let expected: HashSet<Identity> = [id("CRMID", "c1"), id("Email", "ana@x"), id("ECID", "e9")].into();
+        assert_eq!(first.members, expected);
+        let alone = component_of(&lake, &location, &id("CRMID", "c2"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(alone.members, HashSet::from([id("CRMID", "c2")]));
+        let last = component_of(&lake, &location, &id("ECID", "e3"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.key, id("CRMID", "c3"));
+        assert_eq!(last.members, HashSet::from([id("CRMID", "c3"), id("ECID", "e3")]));
+        assert!(
+            component_of(&lake, &location, &id("CRMID", "c4"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
