@@ -4,6 +4,7 @@
 //! like any shard's profiles ([`super::partition`]).
 
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
@@ -15,7 +16,7 @@ use dossier_storage::{Lake, MetaStore};
 
 use super::keys::{EventScan, KeyedFile, KeyedSources, ProfileFacts, source_datasets, source_files};
 use crate::EngineError;
-use crate::identity::snapshot::scan_snapshot;
+use crate::identity::snapshot::scan_snapshot_until;
 use crate::identity::store::current_graph_unloaded;
 use crate::identity::{Identity, read_file_primaries};
 
@@ -36,7 +37,7 @@ struct Component {
 }
 
 /// Streams the snapshot at `snapshot` for the component of `identity` (a component's rows are
-/// contiguous and share its key).
+/// contiguous and share its key), stopping once it is read.
 async fn component_of(
     lake: &Lake,
     snapshot: &ObjectPath,
@@ -46,10 +47,7 @@ async fn component_of(
     let mut run_key: Option<Identity> = None;
     let mut run_has_identity = false;
     let mut found: Option<Component> = None;
-    scan_snapshot(lake, snapshot, |namespace, id, key_namespace, key_id| {
-        if found.is_some() {
-            return;
-        }
+    scan_snapshot_until(lake, snapshot, |namespace, id, key_namespace, key_id| {
         let same = run_key
             .as_ref()
             .is_some_and(|k| k.namespace == key_namespace && k.id == key_id);
@@ -59,13 +57,14 @@ async fn component_of(
                     key,
                     members: run.drain(..).collect(),
                 });
-                return;
+                return ControlFlow::Break(());
             }
             run.clear();
             run_key = Some(Identity::new(key_namespace, key_id));
         }
         run_has_identity |= namespace == identity.namespace && id == identity.id;
         run.push(Identity::new(namespace, id));
+        ControlFlow::Continue(())
     })
     .await?;
     if found.is_none() && run_has_identity {
