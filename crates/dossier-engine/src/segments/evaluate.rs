@@ -435,8 +435,14 @@ impl Context<'_> {
             tables: self.tables,
             memberships: Some(&memberships),
         };
+        let started = std::time::Instant::now();
         let mut keyed = ShardedKeys::build(self.meta, self.lake, &keying).await?;
         drop(memberships);
+        tracing::info!(
+            org = %self.tenant.org, sandbox = %self.tenant.sandbox, merge_policy = %policy.id,
+            identity_graph_version = ?keyed.graph_version(), shards = keyed.layout.shards, buckets = keyed.layout.buckets,
+            elapsed_ms = started.elapsed().as_millis() as u64, "segment evaluation keyed its fragments"
+        );
         self.check_cancel()?;
         let mut results = GroupResults::new(group.len());
         for shard in 0..keyed.layout.shards {
