@@ -4,6 +4,7 @@
 //! merged profiles, the export pipeline, segment evaluation, and the workers that run export and
 //! segment jobs from one queue (`jobs`). It reads and writes through the storage crate.
 
+mod cancel;
 mod error;
 pub mod export;
 pub mod fragments;

@@ -1,18 +1,15 @@
 //! The export pipeline: merged profiles of a sandbox, filtered, projected and written as Parquet
 //! into the batches of an export job.
 
-pub(crate) mod keys;
 mod project;
 mod run;
 mod selection;
-mod shards;
-mod spill;
 mod types;
 mod writer;
 
+pub use crate::profiles::build::{ComponentTables, ShardLayout};
 pub use project::{ProjectError, project_schema};
 pub use run::{MAX_IDENTITIES, run_export, run_export_sharing, run_export_with};
-pub use shards::{ComponentTables, ShardLayout};
 pub use types::{
     CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, ExportStage, Span,
     StagedBatch,

@@ -20,10 +20,8 @@ use dossier_model::merge_policy::MergePolicy;
 use dossier_model::time::{EpochMillis, now_millis};
 use dossier_storage::{Lake, MetaStore};
 
-use super::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
 use super::project::{ProjectError, project_schema};
 use super::selection::select;
-use super::shards::{ComponentTables, KeyingContext, ShardedKeys};
 use super::types::{
     CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, ExportStage, Span,
     StagedBatch,
@@ -32,6 +30,9 @@ use super::writer::{BatchWriter, SplitLimits};
 use crate::EngineError;
 use crate::identity::{FragmentIdentities, fragment_identities};
 use crate::profiles::align::align_batch;
+use crate::profiles::build::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
+use crate::profiles::build::partition::{Partition, PartitionRecords, read_records};
+use crate::profiles::build::{ComponentTables, KeyingContext, ShardedKeys};
 use crate::profiles::json_columns::column_as_json;
 use crate::profiles::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
 use crate::segments::memberships::{MembershipOverlay, with_memberships};
@@ -65,9 +66,6 @@ struct Plan {
     merge_schema: SchemaRef,
     output_schema: SchemaRef,
     event_schema: Option<SchemaRef>,
-    /// Top-level columns worth reading from record files: the merged ones and the identities
-    /// (a set: a schema can have thousands).
-    record_columns: HashSet<String>,
     /// The same for event files: eventList's columns and the identities.
     event_columns: HashSet<String>,
 }
@@ -114,15 +112,10 @@ async fn plan(
         settings,
         cancel,
         tables,
+        memberships: None,
     };
     let keyed = key_fragments(meta, lake, request.job_id, &context).await?;
     let identity_columns = identity_columns(keyed.datasets());
-    let record_columns = merge_schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .chain(identity_columns.iter().cloned())
-        .collect();
     let event_columns = schemas
         .events
         .iter()
@@ -134,7 +127,6 @@ async fn plan(
         merge_schema,
         output_schema: schemas.output,
         event_schema: schemas.events,
-        record_columns,
         event_columns,
     };
     Ok((plan, keyed))
@@ -296,60 +288,6 @@ async fn select_shard(
     })
 }
 
-/// The record fragments of one partition, aligned to the union and ordered by profile and merge rank.
-struct PartitionRecords {
-    rows: RecordBatch,
-    identities: Vec<FragmentIdentities>,
-    /// Per profile (by position in the partition's profile list), its rows in merge order.
-    groups: Groups,
-}
-
-async fn partition_records(
-    lake: &Lake,
-    plan: &Plan,
-    shard: &Shard,
-    profiles: &[u32],
-    wanted: &[bool],
-) -> Result<PartitionRecords, EngineError> {
-    let sources = &shard.sources;
-    let mut aligned = Vec::new();
-    let mut keys = Vec::new();
-    let mut identities = Vec::new();
-    let keep = |name: &str| plan.record_columns.contains(name);
-    for (index, rows, picked) in read_picked_rows(lake, &sources.records, wanted, &keep).await? {
-        let keyed = &sources.records[index];
-        let dataset = &sources.datasets[keyed.file.dataset];
-        identities.extend(fragment_identities(&rows, &dataset.schema.identities));
-        for &r in &picked {
-            keys.push((
-                keyed.profiles[r],
-                dataset.rank,
-                keyed.file.ingested,
-                keyed.file.batch_seq,
-                keyed.row_ids[r],
-            ));
-        }
-        aligned.push(align_batch(&rows, &plan.merge_schema)?);
-    }
-    let rows = concat_batches(&plan.merge_schema, &aligned)?;
-    let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
-    order.sort_unstable_by_key(|&r| keys[r as usize]);
-    let mut bounds = Vec::with_capacity(profiles.len());
-    let mut cursor = 0;
-    for &profile in profiles {
-        let start = cursor;
-        while cursor < order.len() && keys[order[cursor] as usize].0 == profile {
-            cursor += 1;
-        }
-        bounds.push(start..cursor);
-    }
-    Ok(PartitionRecords {
-        rows,
-        identities,
-        groups: Groups { order, bounds },
-    })
-}
-
 /// The events of one partition: rows aligned to the eventList schema, and per profile its
 /// events in the window, ordered by timestamp then `_id`; plus every event's identities.
 struct PartitionEvents {
@@ -362,9 +300,9 @@ async fn partition_events(
     lake: &Lake,
     plan: &Plan,
     shard: &Shard,
-    profiles: &[u32],
-    wanted: &[bool],
+    partition: &Partition<'_>,
 ) -> Result<PartitionEvents, EngineError> {
+    let profiles = partition.profiles;
     let mut position = vec![usize::MAX; shard.sources.profiles.len()];
     for (i, &p) in profiles.iter().enumerate() {
         position[p as usize] = i;
@@ -375,7 +313,7 @@ async fn partition_events(
     let mut offset = 0u32;
     let window = plan.spec.event_list.as_ref();
     let keep = |name: &str| plan.event_columns.contains(name);
-    for (index, rows, picked) in read_picked_rows(lake, &shard.sources.events, wanted, &keep).await? {
+    for (index, rows, picked) in read_picked_rows(lake, &shard.sources.events, &partition.wanted, &keep).await? {
         let keyed = &shard.sources.events[index];
         let dataset = &shard.sources.datasets[keyed.file.dataset];
         let fragment_ids = fragment_identities(&rows, &dataset.schema.identities);
@@ -575,18 +513,15 @@ async fn read_partition(
     shard: &Shard,
     profiles: &[u32],
 ) -> Result<(PartitionRecords, PartitionEvents), ExportError> {
-    let mut wanted = vec![false; shard.sources.profiles.len()];
-    for &p in profiles {
-        wanted[p as usize] = true;
-    }
+    let partition = Partition::new(&shard.sources, profiles);
     let started = std::time::Instant::now();
-    let records = partition_records(lake, plan, shard, profiles, &wanted)
+    let records = read_records(lake, &shard.sources, &partition, &plan.merge_schema)
         .await
         .map_err(ExportError::Read)?;
     let records_read = started.elapsed();
     let needs_events = plan.spec.event_list.is_some() || plan.spec.empty_profiles;
     let events = if needs_events {
-        partition_events(lake, plan, shard, profiles, &wanted)
+        partition_events(lake, plan, shard, &partition)
             .await
             .map_err(ExportError::Read)?
     } else {

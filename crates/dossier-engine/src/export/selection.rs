@@ -15,10 +15,10 @@ use dossier_model::export_job::{ExportSpec, QualificationWindow, SegmentFilter};
 use dossier_model::time::EpochMillis;
 use dossier_storage::Lake;
 
-use super::keys::{KeyedSources, keyed_selection};
 use super::types::ExportRequest;
 use crate::EngineError;
 use crate::parquet_io::LakeFileReader;
+use crate::profiles::build::keys::{KeyedSources, keyed_selection};
 use crate::profiles::merge::SEGMENT_MEMBERSHIP;
 use crate::segments::MembershipOverlay;
 

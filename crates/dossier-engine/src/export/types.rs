@@ -1,9 +1,7 @@
 //! What an export takes in and gives back.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dossier_model::export_job::{ExportBatchTarget, ExportSpec};
 use dossier_model::tenancy::Tenant;
@@ -11,6 +9,10 @@ use dossier_model::time::EpochMillis;
 use dossier_storage::meta::BatchFile;
 
 use crate::EngineError;
+pub use crate::cancel::CancelFlag;
+/// The sizes exports build profiles with: the profile builder's settings (segment evaluation
+/// reads the same ones).
+pub use crate::profiles::build::BuildSettings as ExportSettings;
 
 /// One export job as the engine runs it.
 #[derive(Debug, Clone)]
@@ -20,40 +22,6 @@ pub struct ExportRequest {
     pub spec: ExportSpec,
     /// One target without a segment, or (segmentPerBatch) one per entry of `spec.segments`.
     pub batches: Vec<ExportBatchTarget>,
-}
-
-/// How an export may use the machine: configuration, not part of the job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportSettings {
-    /// Profiles whose fragments are held in memory at once (one partition); smaller means less
-    /// memory and more passes over the files.
-    pub partition_profiles: usize,
-    /// Profiles keyed and selected at once (one shard); a larger population is split into
-    /// shards exported one after the other, its pass one spilled to disk.
-    pub shard_profiles: usize,
-    /// Identity graph identities held in one hash map while fragments are keyed; a larger graph
-    /// is joined in hash buckets spilled to disk.
-    pub bucket_identities: usize,
-    /// Where spills go (a folder per export, removed when it ends); `None`: the system's
-    /// temporary folder.
-    pub spill_dir: Option<PathBuf>,
-}
-
-impl ExportSettings {
-    pub fn spill_root(&self) -> PathBuf {
-        self.spill_dir.clone().unwrap_or_else(default_spill_root)
-    }
-}
-
-impl Default for ExportSettings {
-    fn default() -> Self {
-        Self {
-            partition_profiles: 250_000,
-            shard_profiles: 2_000_000,
-            bucket_identities: 4_000_000,
-            spill_dir: None,
-        }
-    }
 }
 
 /// Live counters of a running export, read by the job queue for `progress`.
@@ -74,20 +42,6 @@ impl ExportProgress {
             self.bytes_written.load(Ordering::Relaxed),
             self.percent.load(Ordering::Relaxed),
         )
-    }
-}
-
-/// Set by whoever cancels the job; the export checks it between record batches.
-#[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<AtomicBool>);
-
-impl CancelFlag {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -229,11 +183,6 @@ impl ExportError {
             Self::Write(_) => ExportStage::Writing,
         }
     }
-}
-
-/// The default spill root: the system's temporary folder.
-pub fn default_spill_root() -> PathBuf {
-    std::env::temp_dir().join("dossier-spill")
 }
 
 #[cfg(test)]

@@ -117,6 +117,19 @@ pub async fn scan_snapshot(
     location: &ObjectPath,
     mut visit: impl FnMut(&str, &str, &str, &str),
 ) -> Result<(), EngineError> {
+    scan_snapshot_until(lake, location, |namespace, id, key_namespace, key_id| {
+        visit(namespace, id, key_namespace, key_id);
+        std::ops::ControlFlow::Continue(())
+    })
+    .await
+}
+
+/// [`scan_snapshot`] that stops reading when `visit` breaks: for a reader after one component.
+pub async fn scan_snapshot_until(
+    lake: &Lake,
+    location: &ObjectPath,
+    mut visit: impl FnMut(&str, &str, &str, &str) -> std::ops::ControlFlow<()>,
+) -> Result<(), EngineError> {
     let mut stream = LakeFileReader::new(lake, location.clone())
         .builder()
         .await?
@@ -128,12 +141,15 @@ pub async fn scan_snapshot(
         let [namespace, id, key_namespace, key_id] = columns.map(|name| string_column(&rows, name));
         let (namespace, id, key_namespace, key_id) = (namespace?, id?, key_namespace?, key_id?);
         for row in 0..rows.num_rows() {
-            visit(
+            let flow = visit(
                 namespace.value(row),
                 id.value(row),
                 key_namespace.value(row),
                 key_id.value(row),
             );
+            if flow.is_break() {
+                return Ok(());
+            }
         }
     }
     Ok(())

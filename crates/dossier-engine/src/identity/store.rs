@@ -230,22 +230,10 @@ pub async fn fold_every_sandbox(meta: &MetaStore, lake: &Lake) -> Result<usize, 
     Ok(folded)
 }
 
-/// Component indexes loaded lately, by snapshot path. A snapshot file never changes once
-/// written (each version has its own path), so readers of the same version share one index
-/// instead of each paying about a second per million identities to load it.
-static LOADED_INDEXES: std::sync::Mutex<Vec<(String, Arc<ComponentIndex>)>> = std::sync::Mutex::new(Vec::new());
-/// How many versions stay loaded: the current one and the one before it, for readers that
-/// pinned it just before a fold.
-const LOADED_INDEX_LIMIT: usize = 2;
-
+/// Loads the component index of the snapshot at `path`. Not cached: the readers that hold a
+/// whole index (tests, tools) are rare; exports, segment evaluation and lookups stream the
+/// snapshot instead (profiles/build), and an exporter keeps its sealed tables itself.
 async fn component_index(lake: &Lake, path: &str) -> Result<Arc<ComponentIndex>, EngineError> {
-    let cached = {
-        let loaded = LOADED_INDEXES.lock().unwrap_or_else(|e| e.into_inner());
-        loaded.iter().find(|(p, _)| p == path).map(|(_, index)| index.clone())
-    };
-    if let Some(index) = cached {
-        return Ok(index);
-    }
     let started = std::time::Instant::now();
     let index = Arc::new(ComponentIndex::load(lake, &ObjectPath::from(path)).await?);
     tracing::info!(
@@ -254,12 +242,6 @@ async fn component_index(lake: &Lake, path: &str) -> Result<Arc<ComponentIndex>,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "loaded an identity graph version"
     );
-    let mut loaded = LOADED_INDEXES.lock().unwrap_or_else(|e| e.into_inner());
-    loaded.retain(|(p, _)| p != path);
-    loaded.push((path.to_owned(), index.clone()));
-    if loaded.len() > LOADED_INDEX_LIMIT {
-        loaded.remove(0);
-    }
     Ok(index)
 }
 
@@ -336,15 +318,8 @@ async fn catch_up(meta: &MetaStore, lake: &Lake, tenant: &Tenant) {
 }
 
 /// What a reader should see: first every committed batch is folded in (so a batch the Catalog
-/// reports `success` is in the next lookup), then the latest version is pinned.
-pub async fn current_graph(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<PinnedGraph, EngineError> {
-    catch_up(meta, lake, tenant).await;
-    pin_latest(meta, lake, tenant).await
-}
-
-/// [`current_graph`] without loading the version's components (`components` is empty): for a
-/// reader that streams the snapshot itself, as an export does to key a population too large
-/// to hold.
+/// reports `success` is in the next lookup), then the latest version is taken, without loading
+/// its components (`components` is empty): the profile builder streams the snapshot itself.
 pub async fn current_graph_unloaded(
     meta: &MetaStore,
     lake: &Lake,

@@ -2,7 +2,6 @@
 //! an export would write for that customer.
 
 use arrow::array::RecordBatch;
-use arrow::compute::concat_batches;
 use serde_json::{Map, Value};
 
 use dossier_model::merge_policy::{IdentityGraphType, MergePolicy};
@@ -10,11 +9,12 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 use dossier_storage::{Lake, MetaStore};
 
-use super::align::align_batch;
-use super::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
+use super::build::keys::KeyedSources;
+use super::build::{OneProfile, Partition, key_one_profile, read_event_identities, read_records};
+use super::merge::{SEGMENT_MEMBERSHIP, merge_groups};
 use crate::EngineError;
-use crate::export::keys::{EventScan, KeyedSources, read_picked_rows};
-use crate::identity::{Identity, fragment_identities};
+use crate::identity::Identity;
+use crate::segments::memberships::ProfileIndex;
 use crate::segments::{entries_of_profile, overlay_entries};
 
 /// A merged profile as profile access shows it.
@@ -38,8 +38,9 @@ fn render(identity: &Identity) -> String {
 /// The merged profile that `identity` belongs to under `policy`, or `None` when no fragment of
 /// the sandbox makes one.
 ///
-/// It reads as an export of one profile does: the identity columns of every fragment file
-/// (export pass one, `export::keys`), then only the rows of that profile with a row selection.
+/// The profile builder keys just that profile ([`key_one_profile`]: under `pdg` one graph
+/// version, and only the batches it covers), then its rows are read, aligned and merged as an
+/// export's are.
 pub async fn lookup_profile(
     meta: &MetaStore,
     lake: &Lake,
@@ -47,77 +48,28 @@ pub async fn lookup_profile(
     policy: &MergePolicy,
     identity: &Identity,
 ) -> Result<Option<MergedProfile>, EngineError> {
-    // Under `pdg` the keying reads one version of the graph and only the batches it covers, so
-    // a batch committing meanwhile is either wholly in the profile or not at all.
-    let keyed = KeyedSources::load(meta, lake, tenant, policy, EventScan::All).await?;
-    let target = match policy.identity_graph {
-        IdentityGraphType::None => Some(identity.clone()),
-        IdentityGraphType::Pdg => keyed
-            .components
-            .as_ref()
-            .and_then(|components| components.key_of(identity).cloned()),
-    };
-    let Some(target) = target else {
+    let Some(one) = key_one_profile(meta, lake, tenant, policy, identity).await? else {
         return Ok(None);
     };
-    let Some(profile) = keyed.profiles.iter().position(|key| *key == target) else {
-        return Ok(None);
-    };
-    let mut wanted = vec![false; keyed.profiles.len()];
-    wanted[profile] = true;
-
-    let union = meta.profile_union(tenant).await?;
-    let union_schema = union.arrow_schema();
-    let mut selected: Vec<RecordBatch> = Vec::new();
-    let mut ranks = Vec::new();
-    let mut identities = Vec::new();
-    let mut last_modified = None;
-    let mut sources = Vec::new();
-    for (index, rows, picked) in read_picked_rows(lake, &keyed.records, &wanted, &|_| true).await? {
-        let file = &keyed.records[index];
-        let dataset = &keyed.datasets[file.file.dataset];
-        identities.extend(fragment_identities(&rows, &dataset.schema.identities));
-        for &r in &picked {
-            ranks.push((dataset.rank, file.file.ingested, file.file.batch_seq, file.row_ids[r]));
-        }
-        last_modified = last_modified.max(Some(file.file.ingested));
-        selected.push(align_batch(&rows, &union_schema)?);
-        let id = dataset.dataset.id.to_string();
-        if !sources.contains(&id) {
-            sources.push(id);
-        }
-    }
-    let mut event_identities = Vec::new();
-    let identity_columns = keyed.identity_columns();
-    let keep = |name: &str| identity_columns.iter().any(|c| c == name);
-    for (index, rows, _) in read_picked_rows(lake, &keyed.events, &wanted, &keep).await? {
-        let file = &keyed.events[index];
-        let dataset = &keyed.datasets[file.file.dataset];
-        event_identities.extend(fragment_identities(&rows, &dataset.schema.identities));
-        last_modified = last_modified.max(Some(file.file.ingested));
-    }
-    let Some(last_modified) = last_modified else {
-        return Ok(None);
-    };
-
-    let rows = concat_batches(&union_schema, &selected)?;
-    let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
-    order.sort_by_key(|&r| ranks[r as usize]);
-    let whole = 0..order.len();
-    let groups = Groups {
-        bounds: vec![whole],
-        order,
-    };
+    let union_schema = meta.profile_union(tenant).await?.arrow_schema();
+    let sources = &one.sources;
+    let partition = Partition::new(sources, &[0]);
+    let records = read_records(lake, sources, &partition, &union_schema).await?;
     // As in exports: a profile's identityMap is the union of its records' identities; a profile
     // made only of events (an empty profile) shows its events' identities.
-    let extra = if identities.is_empty() {
-        event_identities
-    } else {
-        Vec::new()
+    let extra = match records.identities.is_empty() {
+        true => read_event_identities(lake, sources, &partition).await?,
+        false => vec![Vec::new()],
     };
-    let merged = merge_groups(&rows, &union_schema, &groups, &identities, &[extra])?;
+    let merged = merge_groups(
+        &records.rows,
+        &union_schema,
+        &records.groups,
+        &records.identities,
+        &extra,
+    )?;
     let mut entity = first_row_as_json(&merged)?;
-    let evaluated = entries_of_profile(meta, lake, tenant, &target, keyed.components.as_deref()).await?;
+    let evaluated = entries_of_profile(meta, lake, tenant, &profile_index(policy, &one)).await?;
     if !evaluated.is_empty()
         && let Some(object) = entity.as_object_mut()
     {
@@ -125,11 +77,32 @@ pub async fn lookup_profile(
         overlay_entries(memberships, evaluated.iter().map(|(s, e)| (s.as_str(), *e)));
     }
     Ok(Some(MergedProfile {
-        entity_id: render(&target),
+        entity_id: render(&one.key),
         entity,
-        last_modified,
-        sources,
+        last_modified: sources.facts[0].last_update,
+        sources: record_datasets(sources),
     }))
+}
+
+/// How stored membership rows find the looked-up profile: by its key (`none`), or by any
+/// identity of its component (`pdg`).
+fn profile_index<'a>(policy: &MergePolicy, one: &'a OneProfile) -> ProfileIndex<'a> {
+    match policy.identity_graph {
+        IdentityGraphType::None => ProfileIndex::new(std::slice::from_ref(&one.key)),
+        IdentityGraphType::Pdg => ProfileIndex::by_members(&one.members),
+    }
+}
+
+/// The datasets of the profile's records, in the order their files are read.
+fn record_datasets(sources: &KeyedSources) -> Vec<String> {
+    let mut datasets = Vec::new();
+    for file in &sources.records {
+        let id = sources.datasets[file.file.dataset].dataset.id.to_string();
+        if !datasets.contains(&id) {
+            datasets.push(id);
+        }
+    }
+    datasets
 }
 
 fn first_row_as_json(merged: &RecordBatch) -> Result<Value, EngineError> {

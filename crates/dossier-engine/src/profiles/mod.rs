@@ -1,8 +1,10 @@
 //! Building merged profiles from fragments under a merge policy (semantics.md "Profiles and
-//! merge policies"). Exports and profile lookup key fragments the same way (`export::keys`) and
-//! merge through `merge.rs`; `fragments.rs` loads a whole sandbox, for tests that compare against it.
+//! merge policies"). Exports, segment evaluation and profile lookup key and read fragments through
+//! one builder (`build/`) and merge through `merge.rs`; `fragments.rs` loads a whole sandbox, for
+//! tests that compare against it. Nothing here imports `export::`.
 
 pub mod align;
+pub mod build;
 pub mod fragments;
 pub(crate) mod json_columns;
 pub mod lookup;

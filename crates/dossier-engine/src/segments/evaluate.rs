@@ -1,14 +1,13 @@
-//! One evaluation of segment definitions: profiles are built as exports build them (pass one
-//! keys fragments, then partitions are read and merged), only the columns the expressions read
-//! are merged, every expression is evaluated with arrow kernels, and each segment's new
+//! One evaluation of segment definitions: profiles are built by the profile builder as exports
+//! build them (keyed shard by shard, then partitions read and merged, memory bounded by the
+//! build settings), only the columns the expressions read are merged, every expression is evaluated with arrow kernels, and each segment's new
 //! membership file is written next to the current one. Making the new files current is the
 //! caller's transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, Int64Array, RecordBatch};
-use arrow::compute::concat_batches;
+use arrow::array::{BooleanArray, Int64Array};
 use arrow::datatypes::{Schema, SchemaRef};
 use jiff::Timestamp;
 use object_store::ObjectStoreExt;
@@ -26,17 +25,18 @@ use dossier_storage::meta::MembershipFile;
 use dossier_storage::{Lake, MetaStore};
 
 use super::compile::{Evaluator, Inputs, event_selections, field_refs};
-use super::memberships::{Entry, ProfileIndex, Row, Status, entries_by_profile, read_rows, write_rows};
+use super::memberships::{Entry, MembershipOverlay, Row, Status, read_rows, write_rows};
 use crate::EngineError;
-use crate::export::CancelFlag;
-use crate::export::keys::{EventScan, KeyedSources, read_picked_rows};
-use crate::identity::{FragmentIdentities, Identity, fragment_identities};
+use crate::cancel::CancelFlag;
+use crate::identity::Identity;
 use crate::profiles::align::align_batch;
+use crate::profiles::build::keys::{EventScan, KeyedSources, read_picked_rows};
+use crate::profiles::build::{
+    BuildSettings, ComponentTables, KeyingContext, Partition, PartitionRecords, ShardedKeys, read_event_identities,
+    read_records,
+};
 use crate::profiles::json_columns::column_as_json;
-use crate::profiles::merge::{Groups, IDENTITY_MAP, SEGMENT_MEMBERSHIP, merge_groups};
-
-/// Profiles merged and evaluated at once: memory is bounded by this, not by the population.
-pub const PROFILES_PER_PARTITION: usize = 250_000;
+use crate::profiles::merge::{SEGMENT_MEMBERSHIP, merge_groups};
 
 /// Why an evaluation did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +49,12 @@ pub enum SegmentError {
 
 impl From<EngineError> for SegmentError {
     fn from(error: EngineError) -> Self {
-        Self::Failed {
-            code: "SEGMENT-EVALUATION-500",
-            message: error.to_string(),
+        match error {
+            EngineError::Cancelled => Self::Cancelled,
+            error => Self::Failed {
+                code: "SEGMENT-EVALUATION-500",
+                message: error.to_string(),
+            },
         }
     }
 }
@@ -108,7 +111,8 @@ fn dependency_order(definitions: Vec<Definition>) -> Vec<Definition> {
 }
 
 /// Evaluates `segments` at `now` and writes each one's new membership file, named after
-/// `run_id`. `cancel` is checked between files and partitions.
+/// `run_id`. `cancel` is checked between files and partitions. Profiles are built with the
+/// default [`BuildSettings`].
 pub async fn evaluate_segments(
     meta: &MetaStore,
     lake: &Lake,
@@ -117,6 +121,24 @@ pub async fn evaluate_segments(
     run_id: &str,
     now: EpochMillis,
     cancel: &CancelFlag,
+) -> Result<Evaluation, SegmentError> {
+    let builder = (&BuildSettings::default(), &ComponentTables::default());
+    evaluate_segments_with(meta, lake, tenant, segments, run_id, now, cancel, builder).await
+}
+
+/// [`evaluate_segments`] building profiles with `settings` (shard by shard, partition by
+/// partition, spilling under its spill root, as exports do) and keying against the sealed graph
+/// tables of `tables`: what the owner of an exporter's settings and tables passes.
+#[allow(clippy::too_many_arguments)]
+pub async fn evaluate_segments_with(
+    meta: &MetaStore,
+    lake: &Lake,
+    tenant: &Tenant,
+    segments: &[SegmentJobSegment],
+    run_id: &str,
+    now: EpochMillis,
+    cancel: &CancelFlag,
+    (settings, tables): (&BuildSettings, &ComponentTables),
 ) -> Result<Evaluation, SegmentError> {
     let mut metrics = SegmentJobMetrics {
         start: Some(now),
@@ -166,6 +188,8 @@ pub async fn evaluate_segments(
         tenant,
         now,
         cancel,
+        settings,
+        tables,
         profile_schema: profile_union.arrow_schema(),
         event_schema: event_union.arrow_schema(),
     };
@@ -215,6 +239,8 @@ struct Context<'a> {
     tenant: &'a Tenant,
     now: EpochMillis,
     cancel: &'a CancelFlag,
+    settings: &'a BuildSettings,
+    tables: &'a ComponentTables,
     profile_schema: SchemaRef,
     event_schema: SchemaRef,
 }
@@ -246,6 +272,83 @@ fn ingested_member(memberships: &Value, segment: &str) -> bool {
     })
 }
 
+/// What the evaluation of one group (the definitions of one merge policy) reads, fixed before
+/// its first shard.
+struct GroupPlan<'g> {
+    group: &'g [Definition],
+    /// The union's columns the expressions read (and `segmentMembership` when one reads
+    /// memberships): only these are merged.
+    profile_schema: SchemaRef,
+    /// The event union's columns the expressions' event filters read.
+    event_schema: SchemaRef,
+    reads_memberships: bool,
+    reads_events: bool,
+}
+
+/// A group's new rows and counts, per definition, gathered shard by shard.
+struct GroupResults {
+    rows: Vec<Vec<Row>>,
+    counts: Vec<StatusCounts>,
+    by_namespace: Vec<BTreeMap<String, u64>>,
+    profiles: u64,
+}
+
+impl GroupResults {
+    fn new(definitions: usize) -> Self {
+        Self {
+            rows: vec![Vec::new(); definitions],
+            counts: vec![StatusCounts::default(); definitions],
+            by_namespace: vec![BTreeMap::new(); definitions],
+            profiles: 0,
+        }
+    }
+
+    /// Counts definition `d`'s new `entry` of a profile whose primary identity is in
+    /// `namespace`, and keeps its row.
+    fn add(&mut self, d: usize, entry: Entry, identities: Vec<Identity>, namespace: Option<&str>) {
+        let counts = &mut self.counts[d];
+        match entry.status {
+            Status::Realized => counts.realized += 1,
+            Status::Existing => counts.existing += 1,
+            Status::Exited => counts.exited += 1,
+        }
+        if entry.status.is_member() {
+            *self.by_namespace[d]
+                .entry(namespace.unwrap_or("unknown").to_owned())
+                .or_default() += 1;
+        }
+        self.rows[d].push(Row { identities, entry });
+    }
+}
+
+/// What one shard's evaluation keeps between its partitions: per definition, whether each
+/// profile qualifies and its previous entry; the identities of each profile that will have an
+/// entry.
+struct ShardState {
+    qualifies: Vec<Vec<bool>>,
+    previous: Vec<Vec<Option<Entry>>>,
+    identities: HashMap<u32, Vec<Identity>>,
+}
+
+impl ShardState {
+    fn new(group: &[Definition], profiles: usize, overlay: &MembershipOverlay) -> Self {
+        let previous = group
+            .iter()
+            .map(|d| (0..profiles as u32).map(|p| overlay.entry(p, &d.id)).collect())
+            .collect();
+        Self {
+            qualifies: vec![vec![false; profiles]; group.len()],
+            previous,
+            identities: HashMap::new(),
+        }
+    }
+
+    fn has_entry(&self, profile: u32) -> bool {
+        let p = profile as usize;
+        (0..self.qualifies.len()).any(|d| self.qualifies[d][p] || self.previous[d][p].is_some())
+    }
+}
+
 impl Context<'_> {
     fn check_cancel(&self) -> Result<(), SegmentError> {
         if self.cancel.is_cancelled() {
@@ -263,53 +366,35 @@ impl Context<'_> {
         }
     }
 
-    /// Evaluates the definitions of one merge policy; returns each one's new rows.
-    async fn evaluate_group(
+    /// The memberships a group reads: each definition's stored rows (what its profiles held
+    /// before), then those of every segment `inSegment` names outside the group (fresh from this
+    /// run when evaluated earlier in it, stored otherwise).
+    async fn memberships_read(
         &self,
         group: &[Definition],
         fresh: &HashMap<String, Vec<Row>>,
-        metrics: &mut SegmentJobMetrics,
     ) -> Result<Vec<(String, Vec<Row>)>, SegmentError> {
-        let policy = &group[0].policy;
-        let sources = KeyedSources::load(self.meta, self.lake, self.tenant, policy, EventScan::All).await?;
-        self.check_cancel()?;
-        let total = sources.profiles.len();
-        metrics.total_profiles = metrics.total_profiles.max(total as u64);
-        metrics
-            .total_profiles_by_merge_policy
-            .insert(policy.id.to_string(), total as u64);
-        let index = ProfileIndex::new(&sources.profiles, sources.components.as_deref());
-
-        // What each profile held before, per definition; and the memberships `inSegment` reads
-        // that this group does not compute.
-        let mut previous = Vec::new();
+        let mut read = Vec::new();
         for definition in group {
-            previous.push(entries_by_profile(
-                &self.stored_rows(&definition.id).await?,
-                &index,
-                total,
-            ));
+            read.push((definition.id.clone(), self.stored_rows(&definition.id).await?));
         }
-        let mut external: HashMap<String, Vec<bool>> = HashMap::new();
-        let mut reads_memberships = false;
         for definition in group {
             for dependency in definition.expr.segment_dependencies() {
-                reads_memberships = true;
-                if group.iter().any(|d| d.id == dependency) || external.contains_key(&dependency) {
+                if read.iter().any(|(id, _)| *id == dependency) {
                     continue;
                 }
                 let rows = match fresh.get(&dependency) {
                     Some(rows) => rows.clone(),
                     None => self.stored_rows(&dependency).await?,
                 };
-                let members = entries_by_profile(&rows, &index, total)
-                    .into_iter()
-                    .map(|e| e.is_some_and(|e| e.status.is_member()))
-                    .collect();
-                external.insert(dependency, members);
+                read.push((dependency, rows));
             }
         }
+        Ok(read)
+    }
 
+    fn group_plan<'g>(&self, group: &'g [Definition]) -> GroupPlan<'g> {
+        let reads_memberships = group.iter().any(|d| !d.expr.segment_dependencies().is_empty());
         let mut profile_paths = Vec::new();
         let mut event_paths = Vec::new();
         for definition in group {
@@ -321,109 +406,62 @@ impl Context<'_> {
             }
         }
         let extra: &[&str] = if reads_memberships { &[SEGMENT_MEMBERSHIP] } else { &[] };
-        let profile_schema = projected(&self.profile_schema, &profile_paths, extra);
-        let event_schema = projected(&self.event_schema, &event_paths, &[]);
-        let selections: Vec<usize> = group.iter().map(|d| event_selections(&d.expr).len()).collect();
-        let reads_events = selections.iter().any(|&n| n > 0);
-
-        let mut qualifies: Vec<Vec<bool>> = vec![vec![false; total]; group.len()];
-        let mut identities: HashMap<u32, Vec<Identity>> = HashMap::new();
-        let everyone: Vec<u32> = (0..total as u32).collect();
-        for partition in everyone.chunks(PROFILES_PER_PARTITION) {
-            self.check_cancel()?;
-            let mut wanted = vec![false; total];
-            for &p in partition {
-                wanted[p as usize] = true;
-            }
-            let (merged, fragment_ids, primaries) = self
-                .merge_partition(&sources, partition, &wanted, &profile_schema)
-                .await?;
-            self.check_cancel()?;
-            let counts = if reads_events {
-                self.count_events(&sources, group, partition, &wanted, &event_schema)
-                    .await?
-            } else {
-                vec![Vec::new(); group.len()]
-            };
-            self.check_cancel()?;
-            let ingested = if reads_memberships {
-                column_as_json(&merged, SEGMENT_MEMBERSHIP)?
-            } else {
-                Vec::new()
-            };
-            for (d, definition) in group.iter().enumerate() {
-                let mut in_segment = HashMap::new();
-                for dependency in definition.expr.segment_dependencies() {
-                    let members: BooleanArray = partition
-                        .iter()
-                        .enumerate()
-                        .map(|(g, &p)| {
-                            let computed = match group.iter().position(|x| x.id == dependency) {
-                                Some(other) => qualifies[other][p as usize],
-                                None => external.get(&dependency).is_some_and(|m| m[p as usize]),
-                            };
-                            Some(computed || ingested.get(g).is_some_and(|m| ingested_member(m, &dependency)))
-                        })
-                        .collect();
-                    in_segment.insert(dependency, members);
-                }
-                let inputs = Inputs {
-                    now: Timestamp::from_millisecond(self.now).unwrap_or(Timestamp::UNIX_EPOCH),
-                    event_counts: &counts[d],
-                    in_segment: &in_segment,
-                };
-                let result = Evaluator::profiles(&inputs).eval(&definition.expr, &merged)?;
-                for (g, &p) in partition.iter().enumerate() {
-                    qualifies[d][p as usize] = result.value(g);
-                }
-            }
-            // The identities of every profile that will have an entry, for the new files.
-            for (g, &p) in partition.iter().enumerate() {
-                let has_entry = (0..group.len()).any(|d| qualifies[d][p as usize] || previous[d][p as usize].is_some());
-                if has_entry {
-                    // The profile's primary identity first: under `none` an entry belongs to
-                    // the profile keyed by it alone (memberships.rs), whatever the policy
-                    // evaluation ran under; then the key, then every other identity.
-                    let mut ids: Vec<Identity> = primaries[g].iter().cloned().collect();
-                    let key = &sources.profiles[p as usize];
-                    if !ids.contains(key) {
-                        ids.push(key.clone());
-                    }
-                    for fragment in &fragment_ids[g] {
-                        for identity in &fragment.all {
-                            if !ids.contains(identity) {
-                                ids.push(identity.clone());
-                            }
-                        }
-                    }
-                    identities.insert(p, ids);
-                }
-            }
+        GroupPlan {
+            group,
+            profile_schema: projected(&self.profile_schema, &profile_paths, extra),
+            event_schema: projected(&self.event_schema, &event_paths, &[]),
+            reads_memberships,
+            reads_events: group.iter().any(|d| !event_selections(&d.expr).is_empty()),
         }
+    }
 
+    /// Evaluates the definitions of one merge policy, shard by shard as the profile builder
+    /// keys them (memory bounded by the build settings); returns each one's new rows.
+    async fn evaluate_group(
+        &self,
+        group: &[Definition],
+        fresh: &HashMap<String, Vec<Row>>,
+        metrics: &mut SegmentJobMetrics,
+    ) -> Result<Vec<(String, Vec<Row>)>, SegmentError> {
+        let policy = &group[0].policy;
+        let plan = self.group_plan(group);
+        let memberships = self.memberships_read(group, fresh).await?;
+        let keying = KeyingContext {
+            tenant: self.tenant,
+            policy,
+            events: EventScan::All,
+            settings: self.settings,
+            cancel: self.cancel,
+            tables: self.tables,
+            memberships: Some(&memberships),
+        };
+        let started = std::time::Instant::now();
+        let mut keyed = ShardedKeys::build(self.meta, self.lake, &keying).await?;
+        drop(memberships);
+        tracing::info!(
+            org = %self.tenant.org, sandbox = %self.tenant.sandbox, merge_policy = %policy.id,
+            identity_graph_version = ?keyed.graph_version(), shards = keyed.layout.shards, buckets = keyed.layout.buckets,
+            elapsed_ms = started.elapsed().as_millis() as u64, "segment evaluation keyed its fragments"
+        );
+        self.check_cancel()?;
+        let mut results = GroupResults::new(group.len());
+        for shard in 0..keyed.layout.shards {
+            let (sources, overlay) = keyed.shard(shard)?;
+            self.evaluate_shard(&plan, &sources, &overlay, &mut results).await?;
+        }
+        let total = results.profiles;
+        metrics.total_profiles = metrics.total_profiles.max(total);
+        metrics
+            .total_profiles_by_merge_policy
+            .insert(policy.id.to_string(), total);
         let mut out = Vec::new();
-        for (d, definition) in group.iter().enumerate() {
-            let mut rows = Vec::new();
-            let mut counts = StatusCounts::default();
-            let mut by_namespace: BTreeMap<String, u64> = BTreeMap::new();
-            for p in 0..total {
-                let Some(entry) = next_entry(qualifies[d][p], previous[d][p], self.now) else {
-                    continue;
-                };
-                match entry.status {
-                    Status::Realized => counts.realized += 1,
-                    Status::Existing => counts.existing += 1,
-                    Status::Exited => counts.exited += 1,
-                }
-                if entry.status.is_member() {
-                    let namespace = sources.facts[p].primary_namespace.as_deref().unwrap_or("unknown");
-                    *by_namespace.entry(namespace.to_owned()).or_default() += 1;
-                }
-                rows.push(Row {
-                    identities: identities.get(&(p as u32)).cloned().unwrap_or_default(),
-                    entry,
-                });
-            }
+        let GroupResults {
+            rows,
+            counts,
+            by_namespace,
+            ..
+        } = results;
+        for (((definition, rows), counts), by_namespace) in group.iter().zip(rows).zip(counts).zip(by_namespace) {
             metrics
                 .segmented_profiles
                 .insert(definition.id.clone(), counts.realized + counts.existing);
@@ -436,77 +474,155 @@ impl Context<'_> {
         Ok(out)
     }
 
-    /// The partition's merged profiles (one row per profile, in `partition` order, with the
-    /// columns of `schema`), each profile's record fragments' identities, and each profile's
-    /// primary identity (that of its most recently ingested record fragment).
-    async fn merge_partition(
+    /// Evaluates one shard, partition by partition, and adds its profiles' new entries to
+    /// `results`.
+    async fn evaluate_shard(
+        &self,
+        plan: &GroupPlan<'_>,
+        sources: &KeyedSources,
+        overlay: &MembershipOverlay,
+        results: &mut GroupResults,
+    ) -> Result<(), SegmentError> {
+        let total = sources.profiles.len();
+        results.profiles += total as u64;
+        let mut state = ShardState::new(plan.group, total, overlay);
+        let everyone: Vec<u32> = (0..total as u32).collect();
+        for profiles in everyone.chunks(self.settings.partition_profiles.max(1)) {
+            self.check_cancel()?;
+            let partition = Partition::new(sources, profiles);
+            self.evaluate_partition(plan, sources, overlay, &partition, &mut state)
+                .await?;
+        }
+        for (d, previous) in state.previous.iter().enumerate() {
+            for (p, previous) in previous.iter().enumerate() {
+                let Some(entry) = next_entry(state.qualifies[d][p], *previous, self.now) else {
+                    continue;
+                };
+                let identities = state.identities.get(&(p as u32)).cloned().unwrap_or_default();
+                results.add(d, entry, identities, sources.facts[p].primary_namespace.as_deref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges one partition's profiles (only the columns the expressions read), evaluates every
+    /// definition over them, and keeps the identities of those that will have an entry.
+    async fn evaluate_partition(
+        &self,
+        plan: &GroupPlan<'_>,
+        sources: &KeyedSources,
+        overlay: &MembershipOverlay,
+        partition: &Partition<'_>,
+        state: &mut ShardState,
+    ) -> Result<(), SegmentError> {
+        let group = plan.group;
+        let records = read_records(self.lake, sources, partition, &plan.profile_schema).await?;
+        let no_extra = vec![Vec::new(); partition.profiles.len()];
+        let merged = merge_groups(
+            &records.rows,
+            &plan.profile_schema,
+            &records.groups,
+            &records.identities,
+            &no_extra,
+        )?;
+        self.check_cancel()?;
+        let counts = if plan.reads_events {
+            self.count_events(sources, group, partition, &plan.event_schema).await?
+        } else {
+            vec![Vec::new(); group.len()]
+        };
+        self.check_cancel()?;
+        let ingested = if plan.reads_memberships {
+            column_as_json(&merged, SEGMENT_MEMBERSHIP)?
+        } else {
+            Vec::new()
+        };
+        for (d, definition) in group.iter().enumerate() {
+            let mut in_segment = HashMap::new();
+            for dependency in definition.expr.segment_dependencies() {
+                let members: BooleanArray = partition
+                    .profiles
+                    .iter()
+                    .enumerate()
+                    .map(|(g, &p)| {
+                        let computed = match group.iter().position(|x| x.id == dependency) {
+                            Some(other) => state.qualifies[other][p as usize],
+                            None => overlay.entry(p, &dependency).is_some_and(|e| e.status.is_member()),
+                        };
+                        Some(computed || ingested.get(g).is_some_and(|m| ingested_member(m, &dependency)))
+                    })
+                    .collect();
+                in_segment.insert(dependency, members);
+            }
+            let inputs = Inputs {
+                now: Timestamp::from_millisecond(self.now).unwrap_or(Timestamp::UNIX_EPOCH),
+                event_counts: &counts[d],
+                in_segment: &in_segment,
+            };
+            let result = Evaluator::profiles(&inputs).eval(&definition.expr, &merged)?;
+            for (g, &p) in partition.profiles.iter().enumerate() {
+                state.qualifies[d][p as usize] = result.value(g);
+            }
+        }
+        self.keep_identities(sources, partition, &records, state).await
+    }
+
+    /// The identities of every partition profile that will have an entry, for the new files:
+    /// the primary identity first (under `none` an entry belongs to the profile keyed by it
+    /// alone, memberships.rs, whatever the policy evaluation ran under), then the key, then every
+    /// other identity of its records. A profile of events only (no record, and under `pdg` no
+    /// key) takes its events' identities.
+    async fn keep_identities(
         &self,
         sources: &KeyedSources,
-        partition: &[u32],
-        wanted: &[bool],
-        schema: &SchemaRef,
-    ) -> Result<PartitionMerge, SegmentError> {
-        let mut aligned = Vec::new();
-        let mut keys = Vec::new();
-        let mut identities = Vec::new();
-        // Only the columns evaluation reads, and those identities are taken from.
-        let mut roots: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        roots.push(IDENTITY_MAP.to_owned());
-        for dataset in sources.datasets.iter() {
-            for field in &dataset.schema.identities {
-                roots.extend(field.path.split('.').next().map(str::to_owned));
+        partition: &Partition<'_>,
+        records: &PartitionRecords,
+        state: &mut ShardState,
+    ) -> Result<(), SegmentError> {
+        let mut without = Vec::new();
+        for (g, &p) in partition.profiles.iter().enumerate() {
+            if !state.has_entry(p) {
+                continue;
+            }
+            let mut ids: Vec<Identity> = records.latest_primary(g).cloned().into_iter().collect();
+            let fragments = records.rows_of(g).iter().map(|&r| &records.identities[r as usize]);
+            for identity in sources.key(p).into_iter().chain(fragments.flat_map(|f| &f.all)) {
+                if !ids.contains(identity) {
+                    ids.push(identity.clone());
+                }
+            }
+            if ids.is_empty() {
+                without.push(p);
+            }
+            state.identities.insert(p, ids);
+        }
+        if !without.is_empty() {
+            for (p, ids) in self.event_identities(sources, &without).await? {
+                state.identities.insert(p, ids);
             }
         }
-        let keep = |name: &str| roots.iter().any(|n| n == name);
-        for (index, rows, picked) in read_picked_rows(self.lake, &sources.records, wanted, &keep).await? {
-            let keyed = &sources.records[index];
-            let dataset = &sources.datasets[keyed.file.dataset];
-            identities.extend(fragment_identities(&rows, &dataset.schema.identities));
-            for &r in &picked {
-                keys.push((
-                    keyed.profiles[r],
-                    dataset.rank,
-                    keyed.file.ingested,
-                    keyed.file.batch_seq,
-                    keyed.row_ids[r],
-                ));
+        Ok(())
+    }
+
+    /// The distinct identities of the events of `profiles` (ascending).
+    async fn event_identities(
+        &self,
+        sources: &KeyedSources,
+        profiles: &[u32],
+    ) -> Result<HashMap<u32, Vec<Identity>>, SegmentError> {
+        let partition = Partition::new(sources, profiles);
+        let events = read_event_identities(self.lake, sources, &partition).await?;
+        let mut out = HashMap::new();
+        for (&p, fragments) in profiles.iter().zip(events) {
+            let mut ids: Vec<Identity> = Vec::new();
+            for identity in fragments.into_iter().flat_map(|f| f.all) {
+                if !ids.contains(&identity) {
+                    ids.push(identity);
+                }
             }
-            aligned.push(align_batch(&rows, schema)?);
+            out.insert(p, ids);
         }
-        let rows = concat_batches(schema, &aligned)?;
-        let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
-        order.sort_unstable_by_key(|&r| keys[r as usize]);
-        let mut bounds = Vec::with_capacity(partition.len());
-        let mut cursor = 0;
-        for &profile in partition {
-            let start = cursor;
-            while cursor < order.len() && keys[order[cursor] as usize].0 == profile {
-                cursor += 1;
-            }
-            bounds.push(start..cursor);
-        }
-        let groups = Groups { order, bounds };
-        let by_profile: Vec<Vec<FragmentIdentities>> = (0..partition.len())
-            .map(|g| {
-                groups.order[groups.bounds[g].clone()]
-                    .iter()
-                    .map(|&r| identities[r as usize].clone())
-                    .collect()
-            })
-            .collect();
-        let primaries = (0..partition.len())
-            .map(|g| {
-                let rows = &groups.order[groups.bounds[g].clone()];
-                let latest = rows.iter().max_by_key(|&&r| {
-                    let (_, _, ingested, batch_seq, row_id) = keys[r as usize];
-                    (ingested, batch_seq, row_id)
-                });
-                latest.and_then(|&r| identities[r as usize].primary().cloned())
-            })
-            .collect();
-        let no_extra = vec![Vec::new(); partition.len()];
-        let merged = merge_groups(&rows, schema, &groups, &identities, &no_extra)?;
-        Ok((merged, by_profile, primaries))
+        Ok(out)
     }
 
     /// Per definition and event selection, how many of each partition profile's events pass
@@ -516,22 +632,22 @@ impl Context<'_> {
         &self,
         sources: &KeyedSources,
         group: &[Definition],
-        partition: &[u32],
-        wanted: &[bool],
+        partition: &Partition<'_>,
         schema: &SchemaRef,
     ) -> Result<Vec<Vec<Int64Array>>, SegmentError> {
-        let mut position = HashMap::with_capacity(partition.len());
-        for (g, &p) in partition.iter().enumerate() {
+        let profiles = partition.profiles;
+        let mut position = HashMap::with_capacity(profiles.len());
+        for (g, &p) in profiles.iter().enumerate() {
             position.insert(p, g);
         }
         let mut counts: Vec<Vec<Vec<i64>>> = group
             .iter()
-            .map(|d| vec![vec![0i64; partition.len()]; event_selections(&d.expr).len()])
+            .map(|d| vec![vec![0i64; profiles.len()]; event_selections(&d.expr).len()])
             .collect();
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let keep = |name: &str| names.iter().any(|n| n == name);
         let now = Timestamp::from_millisecond(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
-        for (index, rows, picked) in read_picked_rows(self.lake, &sources.events, wanted, &keep).await? {
+        for (index, rows, picked) in read_picked_rows(self.lake, &sources.events, &partition.wanted, &keep).await? {
             self.check_cancel()?;
             let keyed = &sources.events[index];
             let events = align_batch(&rows, schema)?;
@@ -580,10 +696,6 @@ pub fn next_entry(qualifies: bool, previous: Option<Entry>, now: EpochMillis) ->
         (false, None) => None,
     }
 }
-
-/// What `Context::merge_partition` gives: the merged rows, each profile's record fragments'
-/// identities, and each profile's primary identity.
-type PartitionMerge = (RecordBatch, Vec<Vec<FragmentIdentities>>, Vec<Option<Identity>>);
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@
 //! only: the others may key profiles of their own (a loyalty record whose primary is the CRM
 //! profile's email), which did not qualify.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -29,7 +29,7 @@ use dossier_model::time::EpochMillis;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::EngineError;
-use crate::identity::{ComponentIndex, Identity};
+use crate::identity::Identity;
 use crate::profiles::json_columns::column_from_json;
 use crate::profiles::merge::SEGMENT_MEMBERSHIP;
 
@@ -185,8 +185,8 @@ pub struct ProfileIndex<'a> {
 enum KeyOf<'a> {
     /// `none`: an identity is its own profile's key.
     Itself,
-    /// `pdg`: the key of its component in a loaded graph version.
-    Graph(&'a ComponentIndex),
+    /// `pdg`, one profile: every identity of its component.
+    Members(&'a HashSet<Identity>),
     /// `pdg`, the component of just the identities that will be asked about resolved
     /// beforehand, and the profile of each component.
     Components {
@@ -196,14 +196,21 @@ enum KeyOf<'a> {
 }
 
 impl<'a> ProfileIndex<'a> {
-    /// `profiles[p]` is profile `p`'s key; `components` is the graph the keys came from.
-    pub fn new(profiles: &'a [Identity], components: Option<&'a ComponentIndex>) -> Self {
+    /// Profiles keyed by primary identity (`none`): `profiles[p]` is profile `p`'s key.
+    pub fn new(profiles: &'a [Identity]) -> Self {
         let keys = profiles.iter().enumerate().map(|(p, key)| (key, p as u32)).collect();
-        let key_of = match components {
-            Some(components) => KeyOf::Graph(components),
-            None => KeyOf::Itself,
-        };
-        Self { keys, key_of }
+        Self {
+            keys,
+            key_of: KeyOf::Itself,
+        }
+    }
+
+    /// One profile (number 0) known by every identity of its graph component (`pdg`).
+    pub fn by_members(members: &'a HashSet<Identity>) -> Self {
+        Self {
+            keys: HashMap::new(),
+            key_of: KeyOf::Members(members),
+        }
     }
 
     /// Profiles known by graph component: `component_of` gives the component of every identity
@@ -229,7 +236,12 @@ impl<'a> ProfileIndex<'a> {
         for identity in identities {
             let key = match &self.key_of {
                 KeyOf::Itself => Some(identity),
-                KeyOf::Graph(components) => components.key_of(identity),
+                KeyOf::Members(members) => {
+                    if members.contains(identity) && found.is_empty() {
+                        found.push(0);
+                    }
+                    continue;
+                }
                 KeyOf::Components {
                     component_of,
                     profile_of,
@@ -277,22 +289,6 @@ pub struct MembershipOverlay {
 }
 
 impl MembershipOverlay {
-    /// Loads the tenant's current membership files and maps them onto `profiles` (keys).
-    pub async fn load(
-        meta: &MetaStore,
-        lake: &Lake,
-        tenant: &Tenant,
-        profiles: &[Identity],
-        components: Option<&ComponentIndex>,
-    ) -> Result<Self, EngineError> {
-        let segments = current_memberships(meta, lake, tenant).await?;
-        if segments.is_empty() {
-            return Ok(Self::default());
-        }
-        let index = ProfileIndex::new(profiles, components);
-        Ok(Self::of_segments(&segments, &index, profiles.len()))
-    }
-
     /// The entries of `segments` (as [`current_memberships`] gives them) of the `profiles`
     /// profiles `index` knows.
     pub fn of_segments(segments: &[(String, Vec<Row>)], index: &ProfileIndex<'_>, profiles: usize) -> Self {
@@ -314,6 +310,12 @@ impl MembershipOverlay {
 
     pub fn is_empty(&self) -> bool {
         self.by_profile.is_empty()
+    }
+
+    /// Profile `profile`'s entry for `segment`, if it has one.
+    pub fn entry(&self, profile: u32, segment: &str) -> Option<Entry> {
+        let entries = self.by_profile.get(&profile)?;
+        entries.iter().find(|(s, _)| s.as_ref() == segment).map(|(_, e)| *e)
     }
 
     /// Every profile with evaluated entries, and its (segment id, entry) pairs.
@@ -365,19 +367,16 @@ pub fn overlay_entries<'a>(memberships: &mut Value, entries: impl IntoIterator<I
     }
 }
 
-/// The evaluated entries of the one profile keyed `target` (a lookup), by segment.
+/// The evaluated entries of the one profile (number 0) `index` knows (a lookup), by segment.
 pub async fn entries_of_profile(
     meta: &MetaStore,
     lake: &Lake,
     tenant: &Tenant,
-    target: &Identity,
-    components: Option<&ComponentIndex>,
+    index: &ProfileIndex<'_>,
 ) -> Result<Vec<(String, Entry)>, EngineError> {
-    let profiles = [target.clone()];
-    let index = ProfileIndex::new(&profiles, components);
     let mut out = Vec::new();
     for (segment, rows) in current_memberships(meta, lake, tenant).await? {
-        if let Some(entry) = entries_by_profile(&rows, &index, 1)[0] {
+        if let Some(entry) = entries_by_profile(&rows, index, 1)[0] {
             out.push((segment, entry));
         }
     }

@@ -8,5 +8,5 @@ pub mod evaluate;
 pub mod memberships;
 pub mod window;
 
-pub use evaluate::{Evaluation, SegmentError, evaluate_segments, next_entry, remove_files};
+pub use evaluate::{Evaluation, SegmentError, evaluate_segments, evaluate_segments_with, next_entry, remove_files};
 pub use memberships::{Entry, MembershipOverlay, Status, entries_of_profile, overlay_entries};

@@ -617,3 +617,202 @@ async fn an_evaluated_membership_reaches_only_its_own_profile_under_none_and_the
         assert_eq!(looked_up_status(&caller, namespace, id, pdg, &active).await, "realized");
     }
 }
+
+/// A row of a membership file: identities (`namespace:id`), status and time.
+type MembershipRow = (Vec<String>, String, i64);
+
+/// The rows of a membership file the evaluation wrote, sorted.
+fn membership_rows(data_dir: &std::path::Path, path: &str) -> Vec<MembershipRow> {
+    let file = std::fs::File::open(data_dir.join("lake").join(path)).unwrap();
+    let mut rows = Vec::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
+        let batch = batch.unwrap();
+        let lists = batch.column(0).as_list::<i32>();
+        let statuses = batch.column(1).as_string::<i32>();
+        let times = batch
+            .column(2)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        for r in 0..batch.num_rows() {
+            let identities = lists.value(r);
+            let identities = identities.as_struct();
+            let (namespaces, ids) = (
+                identities.column(0).as_string::<i32>(),
+                identities.column(1).as_string::<i32>(),
+            );
+            let identities = (0..arrow::array::Array::len(identities))
+                .map(|i| format!("{}:{}", namespaces.value(i), ids.value(i)))
+                .collect();
+            rows.push((identities, statuses.value(r).to_owned(), times.value(r)));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Segment evaluation builds profiles as exports do, shard by shard: with one profile per shard
+/// and one identity per bucket (keying spilled to disk), or a few of each, it writes the same
+/// memberships and counts as with the whole population in one shard, under `none` and `pdg`,
+/// with events, `inSegment`, previous entries and a profile made of events only.
+#[tokio::test]
+async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
+    use dossier_engine::export::CancelFlag;
+    use dossier_engine::export_queue::segments_of;
+    use dossier_engine::profiles::build::{BuildSettings, ComponentTables};
+    use dossier_engine::segments::{Evaluation, evaluate_segments_with};
+
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let crm = crm_dataset(&caller).await;
+    let web = caller
+        .create_dataset_with_groups("Web", "experienceevent", &[], json!({}))
+        .await;
+    let crm_with_email = |crm_id: &str, email: &str, crm: Value| {
+        json!({"_id": format!("{crm_id}-{crm}"), "identityMap": {
+            "CRMID": [{"id": crm_id, "primary": true}], "Email": [{"id": email}]}, "crm": crm})
+    };
+    caller
+        .ingest_json_lines(
+            &crm,
+            &[
+                crm_with_email("c1", "e1@example.com", json!({"tier": "gold", "score": 10})),
+                record("c2", json!({"tier": "gold", "score": 1})),
+                record("c3", json!({"tier": "silver", "score": 10})),
+                crm_with_email("c4", "e1@example.com", json!({"tier": "silver", "score": 3})),
+                record("c5", json!({"tier": "gold", "score": 8})),
+            ],
+        )
+        .await;
+    let now = jiff::Timestamp::now().to_string();
+    let event = |id: &str, crm_id: &str| json!({"_id": id, "timestamp": now, "identityMap": {"CRMID": [{"id": crm_id, "primary": true}]}});
+    caller
+        .ingest_json_lines(
+            &web,
+            &[
+                event("v1", "c1"),
+                event("v2", "c3"),
+                event("v3", "c9"),
+                event("v4", "c9"),
+            ],
+        )
+        .await;
+    let body = json!({"name": "Graph", "identityGraph": {"type": "pdg"}, "attributeMerge": {"type": "timestampOrdered"},
+                      "schema": {"name": "_xdm.context.profile"}});
+    let (status, created) = caller
+        .send_json(Method::POST, "/data/core/ups/config/mergePolicies", &body)
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let pdg = created["id"].as_str().unwrap().to_owned();
+    let gold = define(&caller, "Gold", "crm.tier = \"gold\"").await;
+    let engaged = define(
+        &caller,
+        "Engaged gold",
+        &format!("inSegment(\"{gold}\") and crm.score > 5"),
+    )
+    .await;
+    let active = define(&caller, "Active", "xEvent.count() > 0").await;
+    let body = json!({"name": "Active (graph)", "mergePolicyId": pdg,
+                      "expression": {"type": "PQL", "format": "pql/text", "value": "xEvent.count() > 0 or crm.score > 5"}});
+    let (status, created) = caller.send_json(Method::POST, DEFINITIONS, &body).await;
+    assert_eq!(status, 200, "{created}");
+    let graph_active = created["id"].as_str().unwrap().to_owned();
+    // A first job leaves entries behind: the next evaluation sees existing and exited ones.
+    evaluate(&caller, &[&gold, &active, &graph_active]).await;
+    caller
+        .ingest_json_lines(&crm, &[record("c2", json!({"tier": "silver"}))])
+        .await;
+
+    let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let ids = [engaged.clone(), gold.clone(), active.clone(), graph_active.clone()];
+    let segments = segments_of(&meta, &tenant, &ids).await.unwrap().unwrap();
+    let at = dossier_model::time::now_millis();
+    // Tables kept from one evaluation to the next, as an exporter keeps them: a later
+    // evaluation of the same graph version resolves stored memberships through them.
+    let tables = ComponentTables::default();
+    let run = |run_id: String, settings: BuildSettings| {
+        let (meta, lake, tenant, segments, tables) = (&meta, &lake, &tenant, &segments, &tables);
+        async move {
+            let builder = (&settings, tables);
+            evaluate_segments_with(
+                meta,
+                lake,
+                tenant,
+                segments,
+                &run_id,
+                at,
+                &CancelFlag::default(),
+                builder,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let rows = |evaluation: &Evaluation| -> Vec<(String, Vec<MembershipRow>)> {
+        let mut files: Vec<_> = evaluation
+            .files
+            .iter()
+            .map(|f| (f.segment_id.clone(), membership_rows(&server.data_dir(), &f.path)))
+            .collect();
+        files.sort();
+        files
+    };
+    let whole = run("whole".into(), BuildSettings::default()).await;
+    let expected = rows(&whole);
+    let again = run("again".into(), BuildSettings::default()).await;
+    assert_eq!(rows(&again), expected, "through the kept graph table");
+    let of = |segment: &str| &expected.iter().find(|(s, _)| s == segment).unwrap().1;
+    let statuses = |segment: &str| -> Vec<(String, String)> {
+        of(segment)
+            .iter()
+            .map(|(ids, status, _)| (ids[0].clone(), status.clone()))
+            .collect()
+    };
+    assert_eq!(
+        statuses(&gold),
+        [
+            ("CRMID:c1", "existing"),
+            ("CRMID:c2", "exited"),
+            ("CRMID:c5", "existing")
+        ]
+        .map(|(i, s)| (i.to_owned(), s.to_owned()))
+    );
+    assert_eq!(
+        statuses(&engaged),
+        [("CRMID:c1", "realized"), ("CRMID:c5", "realized")].map(|(i, s)| (i.to_owned(), s.to_owned()))
+    );
+    // Under `pdg` c1 and c4 are one profile (one email); c9 is made of events only and keeps its
+    // events' identity.
+    let graph_rows = of(&graph_active);
+    assert_eq!(graph_rows.len(), 4, "{graph_rows:?}");
+    assert!(
+        graph_rows
+            .iter()
+            .any(|(ids, status, _)| ids == &["CRMID:c9"] && status == "existing")
+    );
+    assert!(
+        graph_rows
+            .iter()
+            .any(|(ids, _, _)| ids.len() == 3 && ids.contains(&"CRMID:c4".to_owned()))
+    );
+
+    for (shard_profiles, bucket_identities, partition_profiles) in [(1, 1, 1), (2, 3, 2)] {
+        let spill = tempfile::tempdir().unwrap();
+        let settings = BuildSettings {
+            shard_profiles,
+            bucket_identities,
+            partition_profiles,
+            spill_dir: Some(spill.path().to_path_buf()),
+        };
+        let tiny = run(format!("tiny-{shard_profiles}"), settings).await;
+        assert_eq!(rows(&tiny), expected, "({shard_profiles}, {bucket_identities})");
+        let (a, b) = (&tiny.metrics, &whole.metrics);
+        assert_eq!(a.segmented_by_status, b.segmented_by_status);
+        assert_eq!(a.segmented_by_namespace, b.segmented_by_namespace);
+        assert_eq!(a.total_profiles_by_merge_policy, b.total_profiles_by_merge_policy);
+        let left: Vec<_> = std::fs::read_dir(spill.path()).unwrap().collect();
+        assert!(left.is_empty(), "spill folder emptied: {left:?}");
+    }
+}

@@ -16,7 +16,7 @@ impl ShardedKeys {
     pub fn shard(&mut self, index: usize) -> Result<(KeyedSources, MembershipOverlay), EngineError> {
         let spill = self.shards[index]
             .take()
-            .ok_or_else(|| EngineError::Invalid(format!("export shard {index} was already read")))?;
+            .ok_or_else(|| EngineError::Invalid(format!("shard {index} was already read")))?;
         let mut files: Vec<KeyedFile> = self.files.iter().cloned().map(KeyedFile::new).collect();
         let mut numbers: foldhash::HashMap<u128, u32> = foldhash::HashMap::default();
         let mut profiles: Vec<Identity> = Vec::new();
@@ -58,7 +58,7 @@ impl ShardedKeys {
                 Some(resolved) => {
                     ProfileIndex::by_component(resolved, numbers.iter().map(|(&c, &p)| (c as u32, p)).collect())
                 }
-                None => ProfileIndex::new(&profiles, None),
+                None => ProfileIndex::new(&profiles),
             };
             MembershipOverlay::of_segments(&self.memberships, &index, profiles.len())
         };
@@ -68,7 +68,6 @@ impl ShardedKeys {
             events,
             profiles,
             facts,
-            components: None,
         };
         Ok((sources, overlay))
     }

@@ -1,7 +1,8 @@
-//! Pass one of an export: which profile every fragment belongs to, and what is known about
-//! each profile before merging (last update, whether it has a record, its primary identity).
+//! What keying gives: the sources of a sandbox's profiles (datasets, files), which rows of each
+//! file belong to which profile, and what is known about each profile before merging (last
+//! update, whether it has a record, its primary identity); and reading a file's picked rows.
 //!
-//! Only the identity columns and the system column are read here, so this pass is cheap; it
+//! Only the identity columns and the system column are read while keying, so it is cheap; it
 //! decides which profiles can be skipped before any attribute is read.
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::RowSelection;
 
 use dossier_model::catalog::Dataset;
-use dossier_model::merge_policy::{AttributeMerge, IdentityGraphType, MergePolicy};
+use dossier_model::merge_policy::{AttributeMerge, MergePolicy};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 use dossier_model::xdm::{SchemaClass, XdmSchema};
@@ -22,7 +23,7 @@ use dossier_storage::meta::FileKind;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::EngineError;
-use crate::identity::{ComponentIndex, Identity, PinnedGraph, current_graph, read_file_primaries};
+use crate::identity::{Identity, PinnedGraph};
 use crate::parquet_io::LakeFileReader;
 use crate::profiles::merge::IDENTITY_MAP;
 use crate::schemas::dataset_schema;
@@ -106,8 +107,6 @@ pub struct KeyedSources {
     pub events: Vec<KeyedFile>,
     pub profiles: Vec<Identity>,
     pub facts: Vec<ProfileFacts>,
-    /// The components of that version: where a stored identity's profile is found (`pdg`).
-    pub components: Option<Arc<ComponentIndex>>,
 }
 
 pub(crate) async fn source_datasets(
@@ -190,55 +189,15 @@ impl EventScan {
     }
 }
 
-/// Numbers profiles in the order their first fragment is seen. A profile is a graph component
-/// under `pdg` (looked up by number, so no identity is cloned or hashed twice) and a primary
-/// identity under `none`.
+/// Numbers the namespaces of fragments' primary identities, in the order they are first seen:
+/// what keying spills instead of the namespace itself.
 #[derive(Default)]
-pub(crate) struct ProfileNumbers {
-    by_component: foldhash::HashMap<u32, u32>,
-    by_identity: foldhash::HashMap<Identity, u32>,
+pub(crate) struct NamespaceNumbers {
     namespaces: Vec<Arc<str>>,
     last_namespace: usize,
 }
 
-impl ProfileNumbers {
-    /// The profile of a fragment whose primary identity is `primary`; `add` is called with the
-    /// key of a profile seen for the first time. `None` when the graph does not know `primary`.
-    fn number(
-        &mut self,
-        graph: Option<&PinnedGraph>,
-        primary: &Identity,
-        add: impl FnOnce(Identity) -> u32,
-    ) -> Option<u32> {
-        match graph {
-            Some(graph) => {
-                let component = graph.components.component(primary)?;
-                Some(match self.by_component.get(&component) {
-                    Some(&profile) => profile,
-                    None => {
-                        let profile = add(graph.components.key(component).clone());
-                        self.by_component.insert(component, profile);
-                        profile
-                    }
-                })
-            }
-            None => Some(match self.by_identity.get(primary) {
-                Some(&profile) => profile,
-                None => {
-                    let profile = add(primary.clone());
-                    self.by_identity.insert(primary.clone(), profile);
-                    profile
-                }
-            }),
-        }
-    }
-
-    /// One shared string per namespace.
-    fn namespace(&mut self, namespace: &str) -> Arc<str> {
-        let number = self.namespace_number(namespace);
-        self.namespaces[number as usize].clone()
-    }
-
+impl NamespaceNumbers {
     /// The number of a namespace, in the order namespaces are first seen.
     pub(crate) fn namespace_number(&mut self, namespace: &str) -> u16 {
         // Rows of a file mostly share one namespace: try the last one first.
@@ -266,69 +225,14 @@ impl ProfileNumbers {
 }
 
 impl KeyedSources {
-    /// Reads every fragment's identities and assigns fragments to profiles under `policy`.
-    /// `events` says which event files to read: skipping them saves reading the largest
-    /// datasets when the caller needs no event and no empty profile (a profile with a record
-    /// takes its primary identity from its records anyway).
-    /// Under `pdg` the sandbox's identity graph is pinned first, and only fragments of the
-    /// batches that version covers are read: the export sees one consistent state.
-    pub async fn load(
-        meta: &MetaStore,
-        lake: &Lake,
-        tenant: &Tenant,
-        policy: &MergePolicy,
-        events: EventScan,
-    ) -> Result<Self, EngineError> {
-        let graph = match policy.identity_graph {
-            IdentityGraphType::None => None,
-            IdentityGraphType::Pdg => Some(current_graph(meta, lake, tenant).await?),
-        };
-        let datasets = source_datasets(meta, tenant, policy).await?;
-        let files = source_files(meta, tenant, &datasets, graph.as_ref()).await?;
-        let mut sources = Self {
-            datasets: Arc::new(datasets),
-            records: Vec::new(),
-            events: Vec::new(),
-            profiles: Vec::new(),
-            facts: Vec::new(),
-            components: None,
-        };
-        let mut numbers = ProfileNumbers::default();
-        for file in files {
-            let source = &sources.datasets[file.dataset];
-            let is_record = source.schema.class == SchemaClass::Profile;
-            if !events.reads(source, &file) {
-                continue;
-            }
-            let (primaries, row_ids) = read_file_primaries(lake, &file.location, &source.schema).await?;
-            let mut keyed = KeyedFile::new(file);
-            for (row, (primary, row_id)) in primaries.iter().zip(&row_ids).enumerate() {
-                let add = |key: Identity| {
-                    sources.profiles.push(key);
-                    sources.facts.push(ProfileFacts::default());
-                    (sources.profiles.len() - 1) as u32
-                };
-                let Some(primary) = primary.as_ref() else { continue };
-                let Some(profile) = numbers.number(graph.as_ref(), primary, add) else {
-                    continue;
-                };
-                keyed.push(row as u32, profile, *row_id);
-                sources.facts[profile as usize].observe(is_record, &keyed.file, *row_id, || {
-                    numbers.namespace(&primary.namespace)
-                });
-            }
-            if is_record {
-                sources.records.push(keyed)
-            } else {
-                sources.events.push(keyed)
-            }
-        }
-        sources.components = graph.map(|g| g.components);
-        Ok(sources)
+    /// Profile `profile`'s key when keying knows it: its primary identity under `none`. A
+    /// shard keyed by graph component (`pdg`) knows its profiles by component only.
+    pub fn key(&self, profile: u32) -> Option<&Identity> {
+        self.profiles
+            .get(profile as usize)
+            .filter(|key| !(key.namespace.is_empty() && key.id.is_empty()))
     }
-}
 
-impl KeyedSources {
     /// The top-level columns that hold identities in any source: `identityMap` and the roots of
     /// the schemas' identity fields. What a reader needs to tell whose a row is.
     pub fn identity_columns(&self) -> Vec<String> {

@@ -7,9 +7,8 @@ use object_store::path::Path as ObjectPath;
 
 use dossier_storage::Lake;
 
-use super::super::keys::ProfileNumbers;
+use super::super::keys::NamespaceNumbers;
 use super::super::spill::{FragmentRow, FragmentSpill};
-use super::super::types::CancelFlag;
 use super::component_table::ComponentTable;
 use super::graph_join::{join_bucket, merge_in_file_order, scan_graph};
 use super::identity_hash::identity_hash;
@@ -19,6 +18,7 @@ use super::router::ShardRouter;
 use super::spills::{finish, spills};
 use super::{KeyingContext, ShardedKeys};
 use crate::EngineError;
+use crate::cancel::CancelFlag;
 use crate::identity::Identity;
 use crate::identity::read_file_primaries;
 
@@ -50,7 +50,7 @@ impl ShardedKeys {
         &mut self,
         lake: &Lake,
         folder: Option<&Path>,
-        numbers: &mut ProfileNumbers,
+        numbers: &mut NamespaceNumbers,
         cancel: &CancelFlag,
     ) -> Result<(), EngineError> {
         let mut shards = spills(folder, "shard", self.layout.shards, true)?;
@@ -82,17 +82,18 @@ impl ShardedKeys {
         snapshot: &ObjectPath,
         (identities, components): (usize, usize),
         folder: Option<&Path>,
-        numbers: &mut ProfileNumbers,
+        numbers: &mut NamespaceNumbers,
         context: &KeyingContext<'_>,
     ) -> Result<(), EngineError> {
         let cancel = context.cancel;
         let bucket_count = self.layout.buckets;
         let mut router = ShardRouter::new(spills(folder, "shard", self.layout.shards, false)?, components);
         let mut membership_keys = MembershipKeys::new(&self.memberships);
-        // A graph within one bucket is kept sealed for the next export of the same version,
-        // unless this one must also resolve evaluated memberships while scanning.
+        // A graph within one bucket is kept sealed for the next build of the same version; the
+        // identities of evaluated memberships are then resolved through it instead of while
+        // scanning.
         let path = snapshot.to_string();
-        let cached = match bucket_count == 1 && self.memberships.is_empty() {
+        let cached = match bucket_count == 1 {
             true => context.tables.get(&path),
             false => None,
         };
@@ -108,6 +109,9 @@ impl ShardedKeys {
                 Ok(())
             })
             .await?;
+        }
+        if let Some(table) = &cached {
+            membership_keys.resolve_in(table);
         }
         self.resolved = Some(membership_keys.resolved);
         let table = match cached {
@@ -147,7 +151,7 @@ impl ShardedKeys {
         lake: &Lake,
         snapshot: &ObjectPath,
         folder: Option<&Path>,
-        numbers: &mut ProfileNumbers,
+        numbers: &mut NamespaceNumbers,
         cancel: &CancelFlag,
         mut membership_keys: MembershipKeys,
         mut router: ShardRouter,
@@ -202,7 +206,7 @@ impl ShardedKeys {
         &self,
         lake: &Lake,
         folder: Option<&Path>,
-        numbers: &mut ProfileNumbers,
+        numbers: &mut NamespaceNumbers,
         cancel: &CancelFlag,
     ) -> Result<Vec<FragmentSpill>, EngineError> {
         let bucket_count = self.layout.buckets;

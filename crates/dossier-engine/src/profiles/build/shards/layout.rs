@@ -1,6 +1,6 @@
 //! How many shards and hash buckets a population is split into.
 
-use super::super::types::ExportSettings;
+use super::super::BuildSettings;
 
 /// How pass one splits a population.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub struct ShardLayout {
 
 impl ShardLayout {
     /// The layout for a graph of `identities` identities in `profiles` components.
-    pub fn for_population(settings: &ExportSettings, identities: u64, profiles: u64) -> Self {
+    pub fn for_population(settings: &BuildSettings, identities: u64, profiles: u64) -> Self {
         let parts = |count: u64, per: usize| count.div_ceil(per.max(1) as u64).max(1) as usize;
         Self {
             // Shards are numbered in two bytes per profile while fragments are routed.
@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn a_population_within_the_configured_sizes_is_one_shard_and_one_bucket() {
-        let settings = ExportSettings::default();
+        let settings = BuildSettings::default();
         let layout = ShardLayout::for_population(&settings, 3_650_000, 1_360_000);
         assert_eq!(layout, ShardLayout { shards: 1, buckets: 1 });
         assert!(!layout.spills_to_disk());
@@ -46,10 +46,10 @@ mod tests {
 
     #[test]
     fn a_larger_population_is_split_by_the_configured_sizes() {
-        let settings = ExportSettings {
+        let settings = BuildSettings {
             shard_profiles: 1000,
             bucket_identities: 3000,
-            ..ExportSettings::default()
+            ..BuildSettings::default()
         };
         let layout = ShardLayout::for_population(&settings, 9001, 2500);
         assert_eq!(layout, ShardLayout { shards: 3, buckets: 4 });

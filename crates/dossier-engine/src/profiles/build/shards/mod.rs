@@ -1,7 +1,7 @@
 //! Pass one with memory bounded by configuration, whatever the population: profiles are split
 //! into shards that are keyed, selected and exported one after the other, and the identity graph
 //! is joined to the fragments one hash bucket at a time. What does not fit is spilled to local
-//! disk ([`super::spill`]).
+//! disk (`super::spill`).
 //!
 //! Under `pdg`, every identity of the pinned graph version is hashed (128 bits) with its
 //! component number, every fragment's primary identity is hashed the same way, and both go to
@@ -31,10 +31,11 @@ use dossier_model::merge_policy::{IdentityGraphType, MergePolicy};
 use dossier_model::tenancy::Tenant;
 use dossier_storage::{Lake, MetaStore};
 
-use super::keys::{EventScan, ProfileNumbers, SourceDataset, SourceFile, source_datasets, source_files};
+use super::BuildSettings;
+use super::keys::{EventScan, NamespaceNumbers, SourceDataset, SourceFile, source_datasets, source_files};
 use super::spill::Spill;
-use super::types::{CancelFlag, ExportSettings};
 use crate::EngineError;
+use crate::cancel::CancelFlag;
 use crate::identity::Identity;
 use crate::identity::store::current_graph_unloaded;
 use crate::segments::memberships::{Row, current_memberships};
@@ -43,7 +44,7 @@ pub use component_table::ComponentTables;
 pub use layout::ShardLayout;
 use spills::{finish, spill_folder, spills};
 
-/// Pass one of a whole export, shard by shard: what [`ShardedKeys::build`] spilled, and
+/// Keying of a whole population, shard by shard: what [`ShardedKeys::build`] spilled, and
 /// [`ShardedKeys::shard`] reads back as the [`KeyedSources`] of one shard.
 pub struct ShardedKeys {
     pub layout: ShardLayout,
@@ -66,10 +67,14 @@ pub struct KeyingContext<'a> {
     pub tenant: &'a Tenant,
     pub policy: &'a MergePolicy,
     pub events: EventScan,
-    pub settings: &'a ExportSettings,
+    pub settings: &'a BuildSettings,
     pub cancel: &'a CancelFlag,
     /// The exporter's sealed graph tables: a graph version keyed once is not scanned again.
     pub tables: &'a ComponentTables,
+    /// The evaluated memberships whose entries each shard's overlay gives its profiles: the
+    /// tenant's current ones when `None` (an export), the ones given otherwise (segment
+    /// evaluation: the stored and fresh rows it reads).
+    pub memberships: Option<&'a [(String, Vec<Row>)]>,
 }
 
 impl ShardedKeys {
@@ -98,7 +103,10 @@ impl ShardedKeys {
             true => Some(spill_folder(&context.settings.spill_root())?),
             false => None,
         };
-        let memberships = current_memberships(meta, lake, tenant).await?;
+        let memberships = match context.memberships {
+            Some(given) => given.to_vec(),
+            None => current_memberships(meta, lake, tenant).await?,
+        };
         let mut keyed = Self {
             layout,
             datasets: Arc::new(datasets),
@@ -111,7 +119,7 @@ impl ShardedKeys {
             _folder: None,
         };
         let folder_path = folder.as_ref().map(|f| f.path().to_path_buf());
-        let mut numbers = ProfileNumbers::default();
+        let mut numbers = NamespaceNumbers::default();
         match version.filter(|_| graph.is_some()) {
             Some(version) => {
                 let snapshot = ObjectPath::from(version.path.as_str());

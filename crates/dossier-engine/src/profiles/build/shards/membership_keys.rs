@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::component_table::ComponentTable;
 use super::identity_hash::identity_hash;
 use crate::identity::Identity;
 use crate::segments::memberships::Row;
@@ -25,6 +26,16 @@ impl MembershipKeys {
             wanted,
             hashes,
             resolved: HashMap::new(),
+        }
+    }
+
+    /// Resolves every wanted identity through the sealed table of the graph version, when the
+    /// snapshot is not scanned again (the table is keyed by the same 128-bit hashes).
+    pub(super) fn resolve_in(&mut self, table: &ComponentTable) {
+        for identity in &self.wanted {
+            if let Some(component) = table.get(identity_hash(&identity.namespace, &identity.id)) {
+                self.resolved.insert(identity.clone(), component);
+            }
         }
     }
 
