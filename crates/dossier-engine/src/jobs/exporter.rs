@@ -12,7 +12,7 @@ use crate::export::{
     CancelFlag, ComponentTables, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings,
     run_export_sharing,
 };
-use crate::segments::{Evaluation, SegmentError, evaluate_segments};
+use crate::segments::{Evaluation, SegmentError, evaluate_segments_with};
 
 /// Runs the work of a claimed job, one method per kind. The workers call it; the server uses
 /// [`EngineExporter`], and the queue's tests substitute work whose timing and outcome they
@@ -54,7 +54,7 @@ pub trait Exporter: Send + Sync + 'static {
 }
 
 /// The engine's pipelines: the export pipeline ([`run_export_sharing`]) and segment evaluation
-/// ([`evaluate_segments`]).
+/// ([`evaluate_segments_with`]), sharing the build settings and the kept graph tables.
 pub struct EngineExporter {
     pub meta: MetaStore,
     pub lake: Lake,
@@ -74,7 +74,17 @@ impl Exporter for EngineExporter {
         // `evaluationInfo.segmentation: true`: fresh memberships first, then the export.
         let ids = request.spec.segments_to_evaluate();
         if !ids.is_empty() {
-            evaluate_for_export(&self.meta, &self.lake, &request.tenant, request.job_id, &ids, cancel).await?;
+            let build = (&self.settings, &self.tables);
+            evaluate_for_export(
+                &self.meta,
+                &self.lake,
+                &request.tenant,
+                request.job_id,
+                &ids,
+                cancel,
+                build,
+            )
+            .await?;
         }
         run_export_sharing(
             &self.meta,
@@ -91,6 +101,17 @@ impl Exporter for EngineExporter {
     async fn evaluate(&self, job: &SegmentJob, cancel: &CancelFlag) -> Result<Evaluation, SegmentError> {
         // Memberships are evaluated as of the claim, which the job shows as its start.
         let now = job.metrics.start.unwrap_or_else(now_millis);
-        evaluate_segments(&self.meta, &self.lake, &job.tenant, &job.segments, &job.id, now, cancel).await
+        let build = (&self.settings, &self.tables);
+        evaluate_segments_with(
+            &self.meta,
+            &self.lake,
+            &job.tenant,
+            &job.segments,
+            &job.id,
+            now,
+            cancel,
+            build,
+        )
+        .await
     }
 }

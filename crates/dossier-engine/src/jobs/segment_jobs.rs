@@ -19,7 +19,8 @@ use super::worker::{Supervised, Worker};
 use super::{Exporter, RunningJob};
 use crate::EngineError;
 use crate::export::{CancelFlag, ExportError, ExportStage};
-use crate::segments::{Evaluation, SegmentError, evaluate_segments, remove_files};
+use crate::profiles::build::{BuildSettings, ComponentTables};
+use crate::segments::{Evaluation, SegmentError, evaluate_segments_with, remove_files};
 
 fn job_error(code: &str, msg: String, where_: &str) -> ExportJobError {
     ExportJobError {
@@ -205,6 +206,7 @@ pub(super) async fn evaluate_for_export(
     job_id: i64,
     ids: &[String],
     cancel: &CancelFlag,
+    build: (&BuildSettings, &ComponentTables),
 ) -> Result<(), ExportError> {
     let storage = |source| ExportError::Storage {
         stage: ExportStage::Segmentation,
@@ -216,7 +218,7 @@ pub(super) async fn evaluate_for_export(
         Err(error) => return Err(storage(error)),
     };
     let run_id = format!("export-{job_id}-{}", now_millis());
-    match evaluate_segments(meta, lake, tenant, &segments, &run_id, now_millis(), cancel).await {
+    match evaluate_segments_with(meta, lake, tenant, &segments, &run_id, now_millis(), cancel, build).await {
         Ok(evaluation) => match meta.switch_membership_files(tenant, &evaluation.files).await {
             Ok(superseded) => {
                 delete_paths(lake, &superseded).await;

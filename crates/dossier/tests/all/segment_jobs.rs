@@ -656,7 +656,7 @@ fn membership_rows(data_dir: &std::path::Path, path: &str) -> Vec<MembershipRow>
 #[tokio::test]
 async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
     use dossier_engine::export::CancelFlag;
-    use dossier_engine::export_queue::segments_of;
+    use dossier_engine::jobs::segments_of;
     use dossier_engine::profiles::build::{BuildSettings, ComponentTables};
     use dossier_engine::segments::{Evaluation, evaluate_segments_with};
 
