@@ -10,6 +10,7 @@ pub mod fragments;
 pub mod identity;
 pub mod ingest;
 pub mod jobs;
+mod options;
 pub mod parquet_io;
 pub mod preview;
 pub mod profiles;

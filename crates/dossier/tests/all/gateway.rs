@@ -216,7 +216,7 @@ async fn revoking_a_client_kills_its_secret_and_its_tokens() {
 
 #[tokio::test]
 async fn tokens_expire() {
-    let server = TestServer::start_with(|config| config.token_ttl = Duration::from_secs(1)).await;
+    let server = TestServer::start_with(|config| config.options.token_ttl_secs = 1).await;
     let caller = server.caller(ORG, "prod").await;
     assert_eq!(caller.get(DATASETS).await.0, 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;

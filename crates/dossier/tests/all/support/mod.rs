@@ -71,7 +71,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
         adjust(&mut config);
-        let server = dossier_api::start(config.clone(), open_data_dir(&config.data_dir).await)
+        let server = dossier_api::start(config.clone(), open_data_dir(&config.options.data_dir).await)
             .await
             .expect("server starts");
         let base = format!("http://{}", server.local_addr());
@@ -85,7 +85,7 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.config.data_dir.clone()
+        self.config.options.data_dir.clone()
     }
 
     /// Stops the server and starts a new one on the same data dir (on a new port).
@@ -96,7 +96,7 @@ impl TestServer {
             .shutdown()
             .await
             .expect("clean shutdown");
-        let storage = open_data_dir(&self.config.data_dir).await;
+        let storage = open_data_dir(&self.config.options.data_dir).await;
         let server = dossier_api::start(self.config.clone(), storage)
             .await
             .expect("server restarts");
