@@ -197,6 +197,13 @@ impl Caller {
         into_parts(self.request(Method::DELETE, path).send().await.unwrap()).await
     }
 
+    /// POSTs a create and returns the created object, asserting a 200.
+    pub async fn create_at(&self, path: &str, body: &Value) -> Value {
+        let (status, created) = self.send_json(Method::POST, path, body).await;
+        assert_eq!(status, 200, "{created}");
+        created
+    }
+
     /// Creates the tutorial's dataset (optionally renamed) and returns its id.
     pub async fn create_dataset(&self, name: &str) -> String {
         let mut body: Value = serde_json::from_str(TUTORIAL_DATASET).unwrap();
@@ -324,6 +331,21 @@ impl Caller {
         assert_eq!(self.batch_action(&batch, "COMPLETE").await.0, 200);
         self.wait_for_batch(&batch).await
     }
+}
+
+/// The `id` of a created UPS object (merge policy, segment definition).
+pub fn id_of(created: &Value) -> String {
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// The UPS error shape, and its one error's code and message.
+pub fn ups_error(status: u16, body: &Value) -> (String, String) {
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["requestId"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
+    let error = &body["errors"][status.to_string()][0];
+    let code = error["code"].as_str().unwrap().to_owned();
+    assert_eq!(body["type"], format!("https://ns.adobe.com/aep/errors/{code}"));
+    (code, error["message"].as_str().unwrap().to_owned())
 }
 
 pub fn dataset_id_of(created: &Value) -> String {
