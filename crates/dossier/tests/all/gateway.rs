@@ -312,15 +312,7 @@ async fn unknown_paths_and_methods_answer_json_and_need_a_token_under_data() {
 #[tokio::test]
 async fn openapi_document_lists_the_routes() {
     let server = TestServer::start().await;
-    let doc: Value = server
-        .http
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = server.openapi_document().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/ims/token/v3",

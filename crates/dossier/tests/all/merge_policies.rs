@@ -567,15 +567,7 @@ async fn trailing_slashes_reach_the_same_routes() {
 #[tokio::test]
 async fn the_openapi_document_lists_the_merge_policy_routes() {
     let server = TestServer::start().await;
-    let document: Value = server
-        .http
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = server.openapi_document().await;
     let paths = &document["paths"];
     for (path, methods) in [
         (POLICIES.to_owned(), &["get", "post"][..]),

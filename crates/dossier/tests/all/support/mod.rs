@@ -84,6 +84,17 @@ impl TestServer {
         }
     }
 
+    /// The server's generated OpenAPI document.
+    pub async fn openapi_document(&self) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/openapi.json", self.base))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.config.options.data_dir.clone()
     }
