@@ -131,13 +131,7 @@ impl Options {
             ("job_heartbeat_secs", self.job_heartbeat_secs),
             ("job_idle_poll_secs", self.job_idle_poll_secs),
         ];
-        match periods.into_iter().find(|(_, secs)| *secs == 0) {
-            Some((key, _)) => Err(OptionsError::ZeroSeconds {
-                key,
-                effect: "would make the job workers spin",
-            }),
-            None => Ok(()),
-        }
+        no_zero_seconds(periods, "would make the job workers spin")
     }
 
     /// Refuses connection timeouts of 0, which would close every connection at once. Checked
@@ -147,13 +141,18 @@ impl Options {
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("idle_timeout_secs", self.idle_timeout_secs),
         ];
-        match timeouts.into_iter().find(|(_, secs)| *secs == 0) {
-            Some((key, _)) => Err(OptionsError::ZeroSeconds {
-                key,
-                effect: "would close every connection at once",
-            }),
-            None => Ok(()),
-        }
+        no_zero_seconds(timeouts, "would close every connection at once")
+    }
+}
+
+/// The first key of `durations` set to 0 seconds, refused saying what 0 would do.
+fn no_zero_seconds<const N: usize>(
+    durations: [(&'static str, u64); N],
+    effect: &'static str,
+) -> Result<(), OptionsError> {
+    match durations.into_iter().find(|(_, secs)| *secs == 0) {
+        Some((key, _)) => Err(OptionsError::ZeroSeconds { key, effect }),
+        None => Ok(()),
     }
 }
 
