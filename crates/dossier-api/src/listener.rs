@@ -30,21 +30,30 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Service, ServiceExt};
 
-/// How long a connection may take to send a request's head, and stay idle.
+use dossier_model::options::Options;
+
+/// How long a connection may take to send a request's head, and stay idle: the listener's view
+/// of the process's [`Options`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionSettings {
-    /// The whole head of a request must arrive within this (default 10 s).
+    /// The whole head of a request must arrive within this ([`Options::header_read_timeout_secs`]).
     pub header_read_timeout: Duration,
-    /// A connection with no activity for this long is closed (default 60 s).
+    /// A connection with no activity for this long is closed ([`Options::idle_timeout_secs`]).
     pub idle_timeout: Duration,
+}
+
+impl From<&Options> for ConnectionSettings {
+    fn from(options: &Options) -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(options.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(options.idle_timeout_secs),
+        }
+    }
 }
 
 impl Default for ConnectionSettings {
     fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-        }
+        Self::from(&Options::default())
     }
 }
 

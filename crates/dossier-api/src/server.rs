@@ -19,6 +19,7 @@ use dossier_engine::export::ExportSettings;
 use dossier_engine::ingest::Ingestion;
 use dossier_engine::jobs::{EngineExporter, JobQueue, JobWorkers, WorkerSettings, recover_interrupted_jobs};
 use dossier_model::catalog::BatchStatus;
+use dossier_model::options::Options;
 use dossier_model::tenancy::OrgId;
 use dossier_storage::{Lake, MetaStore};
 
@@ -27,30 +28,26 @@ use crate::listener::{self, ConnectionSettings};
 use crate::routes;
 use crate::state::{AppState, Limits};
 
-/// Everything `dossier serve` needs to run.
+/// Everything `dossier serve` needs to run: the process's options (this crate reads the
+/// listener, token, API, export and worker ones) and the static tokens of the config file.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Local scratch space of this process: export spills. Metadata and the lake live wherever
-    /// the [`Storage`] given to [`start`] was opened.
-    pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    /// How long issued access tokens stay valid.
-    pub token_ttl: Duration,
+    /// `data_dir` is local scratch space of this process (export spills); metadata and the lake
+    /// live wherever the [`Storage`] given to [`start`] was opened.
+    pub options: Options,
     pub static_tokens: Vec<StaticToken>,
-    pub limits: Limits,
-    /// Header read and idle timeouts of every connection.
-    pub connections: ConnectionSettings,
 }
 
 impl ServerConfig {
+    /// The default options, serving from `data_dir` on `listen`.
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
         Self {
-            data_dir: data_dir.into(),
-            listen,
-            token_ttl: Duration::from_secs(86_400),
+            options: Options {
+                data_dir: data_dir.into(),
+                listen,
+                ..Options::default()
+            },
             static_tokens: Vec::new(),
-            limits: Limits::default(),
-            connections: ConnectionSettings::default(),
         }
     }
 }
@@ -112,11 +109,8 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
         meta.ensure_org(&OrgId::parse(&token.org)?).await?;
     }
     let signing_key = meta.token_signing_key().await?;
-    let tokens = Arc::new(TokenService::new(
-        &signing_key,
-        config.token_ttl,
-        &config.static_tokens,
-    )?);
+    let token_ttl = Duration::from_secs(config.options.token_ttl_secs);
+    let tokens = Arc::new(TokenService::new(&signing_key, token_ttl, &config.static_tokens)?);
     let ingestion = Ingestion::new(meta.clone(), lake.clone());
     let resumed = ingestion.resume_interrupted().await?;
     if resumed > 0 {
@@ -130,14 +124,14 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
         );
     }
     let jobs = JobQueue::new(meta.clone());
-    let spill_dir = config.data_dir.join("spill");
+    let spill_dir = config.options.data_dir.join("spill");
     // Spills of exports a crash interrupted: no export runs yet, so whatever is there is stale.
     if let Err(error) = std::fs::remove_dir_all(&spill_dir)
         && error.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(%error, path = %spill_dir.display(), "could not remove old export spills");
     }
-    let export_workers = start_export_workers(&jobs, &meta, &lake, &config.limits, spill_dir);
+    let export_workers = start_export_workers(&jobs, &meta, &lake, &config.options, spill_dir);
     ingestion.spawn_graph_recovery();
     let state = AppState {
         meta: meta.clone(),
@@ -145,23 +139,25 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
         tokens,
         ingestion,
         jobs,
-        limits: config.limits,
+        limits: Limits::from(&config.options),
     };
 
     let router = routes::router(state);
     // Trailing slashes are trimmed before routing, so `/export/jobs/` and `/export/jobs` are one route.
     let app = NormalizePathLayer::trim_trailing_slash().layer(router);
 
-    let listener = TcpListener::bind(config.listen)
+    let listen = config.options.listen;
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let stop_when = async {
         let _ = stopped.await;
     };
-    let task = tokio::spawn(listener::serve(listener, app, config.connections, stop_when));
-    tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "dossier is serving");
+    let connections = ConnectionSettings::from(&config.options);
+    let task = tokio::spawn(listener::serve(listener, app, connections, stop_when));
+    tracing::info!(%local_addr, data_dir = %config.options.data_dir.display(), "dossier is serving");
     Ok(RunningServer {
         local_addr,
         stop,
@@ -175,23 +171,18 @@ fn start_export_workers(
     jobs: &JobQueue,
     meta: &MetaStore,
     lake: &Lake,
-    limits: &Limits,
+    options: &Options,
     spill_dir: std::path::PathBuf,
 ) -> JobWorkers {
     let exporter = Arc::new(EngineExporter {
         meta: meta.clone(),
         lake: lake.clone(),
         settings: ExportSettings {
-            partition_profiles: limits.export_partition_profiles,
-            shard_profiles: limits.export_shard_profiles,
-            bucket_identities: limits.export_bucket_identities,
             spill_dir: Some(spill_dir),
+            ..ExportSettings::from(options)
         },
         tables: Default::default(),
     });
-    let settings = WorkerSettings {
-        workers: limits.export_workers,
-        ..WorkerSettings::default()
-    };
+    let settings = WorkerSettings::from(options);
     JobWorkers::start(jobs.clone(), lake.clone(), exporter, settings)
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use dossier_engine::export::ExportSettings;
 use dossier_engine::ingest::Ingestion;
 use dossier_engine::jobs::JobQueue;
+use dossier_model::options::Options;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::TokenService;
@@ -20,42 +20,30 @@ pub struct AppState {
     pub limits: Limits,
 }
 
-/// Sizes and concurrency the server keeps to.
-#[derive(Debug, Clone, Copy)]
+/// The sizes the API keeps requests to: its view of the process's [`Options`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// The largest file one upload may carry.
+    /// The largest file one upload may carry ([`Options::max_upload_bytes`]).
     pub max_upload_bytes: u64,
-    /// The largest JSON request body (dataset, job, policy, definition...); a larger one answers
-    /// 413. Data goes through batch ingestion, whose uploads `max_upload_bytes` bounds instead.
+    /// The largest JSON request body ([`Options::max_json_body_bytes`]); a larger one answers 413.
     pub max_json_body_bytes: usize,
-    /// Export jobs run at once (one worker each); 0 leaves every job queued.
-    pub export_workers: usize,
-    /// Export jobs that may wait (NEW) at once, across every sandbox; a create beyond it
+    /// Jobs that may wait at once ([`Options::max_queued_export_jobs`]); a create beyond it
     /// answers 429.
     pub max_queued_export_jobs: u64,
-    /// Profiles an export holds in memory at once (its partition): the knob that bounds an
-    /// export's memory for the rows it merges.
-    pub export_partition_profiles: usize,
-    /// Profiles an export keys and selects at once (its shard); a larger population is
-    /// exported shard by shard, with pass one spilled under `<data dir>/spill`.
-    pub export_shard_profiles: usize,
-    /// Identity graph identities an export holds in one map while it keys fragments; a larger
-    /// graph is joined bucket by bucket from spills.
-    pub export_bucket_identities: usize,
+}
+
+impl From<&Options> for Limits {
+    fn from(options: &Options) -> Self {
+        Self {
+            max_upload_bytes: options.max_upload_bytes,
+            max_json_body_bytes: options.max_json_body_bytes,
+            max_queued_export_jobs: options.max_queued_export_jobs,
+        }
+    }
 }
 
 impl Default for Limits {
-    /// The export sizes' defaults are the engine's own ([`ExportSettings::default`]), written once.
     fn default() -> Self {
-        let export = ExportSettings::default();
-        Self {
-            max_upload_bytes: 16 * 1024 * 1024 * 1024,
-            max_json_body_bytes: 2 * 1024 * 1024,
-            export_workers: 2,
-            max_queued_export_jobs: 100,
-            export_partition_profiles: export.partition_profiles,
-            export_shard_profiles: export.shard_profiles,
-            export_bucket_identities: export.bucket_identities,
-        }
+        Self::from(&Options::default())
     }
 }

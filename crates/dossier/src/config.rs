@@ -1,75 +1,37 @@
-//! Settings from flags, environment and the optional TOML config file.
+//! Settings from flags, environment and the optional TOML config file, applied onto
+//! [`Options::default`] (flag, then environment, then config file, then default).
+//!
+//! The config file's keys are the fields of [`Options`] (documented there, with their
+//! defaults), plus `[[static_tokens]]`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
-use dossier_api::{ConnectionSettings, Limits, StaticToken};
+use dossier_api::StaticToken;
+use dossier_model::options::{LogFormat, Options};
 
 use crate::storage::{LakeLocation, MetadataLocation, StorageLocations};
 
-pub const DEFAULT_DATA_DIR: &str = "./dossier-data";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-
-/// The config file's keys. Unknown keys are an error, so a typo never goes unnoticed.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What the config file holds: the options it sets and the static tokens.
+#[derive(Debug, Default)]
 struct ConfigFile {
-    data_dir: Option<PathBuf>,
-    /// The metadata store's URL, `sqlite://<path>`.
-    metadata_url: Option<String>,
-    /// The lake's URL, `file://<path>`.
-    lake_url: Option<String>,
-    listen: Option<SocketAddr>,
-    token_ttl_secs: Option<u64>,
-    log_format: Option<LogFormat>,
-    /// Export jobs run at once.
-    export_workers: Option<usize>,
-    /// Export jobs that may wait at once; beyond it a create answers 429.
-    max_queued_export_jobs: Option<u64>,
-    /// Profiles an export holds in memory at once.
-    export_partition_profiles: Option<usize>,
-    /// Profiles an export keys at once; more are exported shard by shard, spilled to disk.
-    export_shard_profiles: Option<usize>,
-    /// Identity graph identities an export joins at once; more are joined bucket by bucket.
-    export_bucket_identities: Option<usize>,
-    /// The largest JSON request body; a larger one answers 413.
-    max_json_body_bytes: Option<usize>,
-    /// Seconds a client has to send a request's headers.
-    header_read_timeout_secs: Option<u64>,
-    /// Seconds a connection may stay idle before it is closed.
-    idle_timeout_secs: Option<u64>,
-    #[serde(default)]
+    options: Options,
     static_tokens: Vec<StaticToken>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
 }
 
 /// Settings after precedence is applied.
 #[derive(Debug)]
 pub struct Settings {
-    pub data_dir: PathBuf,
+    /// Every tunable, flags and environment applied (except the serving flags, which
+    /// [`serving_options`] applies).
+    pub options: Options,
     /// Where metadata and the lake live; the storage resolver opens them.
     pub storage: StorageLocations,
-    pub listen: SocketAddr,
-    pub token_ttl: Duration,
-    pub log_format: LogFormat,
     pub static_tokens: Vec<StaticToken>,
-    pub limits: Limits,
-    /// The config file's connection timeouts (flags of `serve` override them).
-    pub header_read_timeout_secs: Option<u64>,
-    pub idle_timeout_secs: Option<u64>,
 }
 
 /// Settings every subcommand shares. Precedence: flag, then environment, then config file, then default.
@@ -84,9 +46,23 @@ pub struct GlobalArgs {
     /// The lake (datasets' files, export output): file://<path>; a relative path resolves against the working directory [default: file://<data dir>/lake]
     #[arg(long, env = "DOSSIER_LAKE_URL", global = true)]
     pub lake_url: Option<String>,
-    /// A TOML config file (keys: data_dir, metadata_url, lake_url, listen, token_ttl_secs, log_format, export_workers, max_queued_export_jobs, export_partition_profiles, export_shard_profiles, export_bucket_identities, header_read_timeout_secs, idle_timeout_secs, [[static_tokens]])
+    /// A TOML config file (keys and defaults: README's settings table; plus [[static_tokens]])
     #[arg(long, env = "DOSSIER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    fn apply(&self, options: &mut Options) {
+        if let Some(data_dir) = &self.data_dir {
+            options.data_dir = data_dir.clone();
+        }
+        if let Some(url) = &self.metadata_url {
+            options.metadata_url = Some(url.clone());
+        }
+        if let Some(url) = &self.lake_url {
+            options.lake_url = Some(url.clone());
+        }
+    }
 }
 
 /// Connection limits of `dossier serve`; each overrides the config file's key of the same name.
@@ -100,73 +76,50 @@ pub struct ConnectionArgs {
     pub idle_timeout_secs: Option<u64>,
 }
 
-/// The connection timeouts: flag (or environment), then config file, then default. A zero
-/// timeout would close every connection at once, so it is refused with the fix.
-pub fn connection_settings(flags: ConnectionArgs, settings: &Settings) -> anyhow::Result<ConnectionSettings> {
-    let defaults = ConnectionSettings::default();
-    let pick = |key: &str, flag: Option<u64>, file: Option<u64>, default: Duration| match flag.or(file) {
-        Some(0) => anyhow::bail!("{key} = 0 would close every connection at once; use 1 or more seconds"),
-        Some(secs) => Ok(Duration::from_secs(secs)),
-        None => Ok(default),
-    };
-    Ok(ConnectionSettings {
-        header_read_timeout: pick(
-            "header_read_timeout_secs",
-            flags.header_read_timeout_secs,
-            settings.header_read_timeout_secs,
-            defaults.header_read_timeout,
-        )?,
-        idle_timeout: pick(
-            "idle_timeout_secs",
-            flags.idle_timeout_secs,
-            settings.idle_timeout_secs,
-            defaults.idle_timeout,
-        )?,
-    })
-}
-
-/// The server's limits: the defaults, with what the config file sets.
-fn limits(file: &ConfigFile) -> anyhow::Result<Limits> {
-    let defaults = Limits::default();
-    let zero = [
-        ("export_partition_profiles", file.export_partition_profiles, "partition"),
-        ("export_shard_profiles", file.export_shard_profiles, "shard"),
-        ("export_bucket_identities", file.export_bucket_identities, "bucket"),
-    ]
-    .into_iter()
-    .find(|(_, value, _)| *value == Some(0));
-    if let Some((key, _, unit)) = zero {
-        anyhow::bail!("{key} = 0: an export needs at least one per {unit}; use 1 or more");
+/// The options a command that serves runs with: the settings' options with its listen address
+/// and connection flags (or environment) applied. A zero timeout would close every connection
+/// at once, so it is refused with the fix.
+pub fn serving_options(
+    settings: &Settings,
+    listen: Option<SocketAddr>,
+    flags: ConnectionArgs,
+) -> anyhow::Result<Options> {
+    let mut options = settings.options.clone();
+    if let Some(listen) = listen {
+        options.listen = listen;
     }
-    Ok(Limits {
-        export_workers: file.export_workers.unwrap_or(defaults.export_workers),
-        max_queued_export_jobs: file.max_queued_export_jobs.unwrap_or(defaults.max_queued_export_jobs),
-        export_partition_profiles: file
-            .export_partition_profiles
-            .unwrap_or(defaults.export_partition_profiles),
-        export_shard_profiles: file.export_shard_profiles.unwrap_or(defaults.export_shard_profiles),
-        export_bucket_identities: file
-            .export_bucket_identities
-            .unwrap_or(defaults.export_bucket_identities),
-        max_json_body_bytes: file.max_json_body_bytes.unwrap_or(defaults.max_json_body_bytes),
-        ..defaults
-    })
+    if let Some(secs) = flags.header_read_timeout_secs {
+        options.header_read_timeout_secs = secs;
+    }
+    if let Some(secs) = flags.idle_timeout_secs {
+        options.idle_timeout_secs = secs;
+    }
+    options.check_connections()?;
+    Ok(options)
 }
 
+/// Reads the config file: `[[static_tokens]]` apart, every key is an [`Options`] field.
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+    let invalid = || format!("config file {} is not valid", path.display());
+    let mut table: toml::Table = toml::from_str(&text).with_context(invalid)?;
+    let static_tokens = match table.remove("static_tokens") {
+        Some(tokens) => tokens.try_into().with_context(invalid)?,
+        None => Vec::new(),
+    };
+    let options = table.try_into().with_context(invalid)?;
+    Ok(ConfigFile { options, static_tokens })
 }
 
-/// The storage URLs: flag (or environment), then config file, then inside the data dir.
-fn storage_locations(args: &GlobalArgs, file: &ConfigFile, data_dir: &Path) -> anyhow::Result<StorageLocations> {
-    let metadata = match args.metadata_url.as_deref().or(file.metadata_url.as_deref()) {
+/// The storage URLs of the options, or inside the data dir.
+fn storage_locations(options: &Options) -> anyhow::Result<StorageLocations> {
+    let metadata = match options.metadata_url.as_deref() {
         Some(url) => MetadataLocation::parse(url)?,
-        None => MetadataLocation::in_data_dir(data_dir),
+        None => MetadataLocation::in_data_dir(&options.data_dir),
     };
-    let lake = match args.lake_url.as_deref().or(file.lake_url.as_deref()) {
+    let lake = match options.lake_url.as_deref() {
         Some(url) => LakeLocation::parse(url)?,
-        None => LakeLocation::in_data_dir(data_dir),
+        None => LakeLocation::in_data_dir(&options.data_dir),
     };
     Ok(StorageLocations { metadata, lake })
 }
@@ -174,25 +127,14 @@ fn storage_locations(args: &GlobalArgs, file: &ConfigFile, data_dir: &Path) -> a
 impl Settings {
     pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
         let file = args.config.as_deref().map(read_config).transpose()?.unwrap_or_default();
-        let limits = limits(&file)?;
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or(file.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let storage = storage_locations(args, &file, &data_dir)?;
+        let mut options = file.options;
+        args.apply(&mut options);
+        options.check_jobs()?;
+        let storage = storage_locations(&options)?;
         Ok(Self {
-            data_dir,
+            options,
             storage,
-            listen: file
-                .listen
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
-            token_ttl: Duration::from_secs(file.token_ttl_secs.unwrap_or(86_400)),
-            log_format: file.log_format.unwrap_or_default(),
             static_tokens: file.static_tokens,
-            limits,
-            header_read_timeout_secs: file.header_read_timeout_secs,
-            idle_timeout_secs: file.idle_timeout_secs,
         })
     }
 }
@@ -201,7 +143,7 @@ impl Settings {
 /// `RUST_LOG` overrides the level; `serve_log_json` is `Some` for the server, which logs at info;
 /// administrative commands only log warnings.
 pub fn init_logging(serve_log_json: Option<bool>, settings: &Settings) {
-    let file_json = settings.log_format == LogFormat::Json;
+    let file_json = settings.options.log_format == LogFormat::Json;
     let (default_level, json) = match serve_log_json {
         Some(flag) => ("info", flag || file_json),
         None => ("warn", file_json),
@@ -219,6 +161,12 @@ pub fn init_logging(serve_log_json: Option<bool>, settings: &Settings) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use dossier_api::{ConnectionSettings, Limits};
+    use dossier_engine::export::ExportSettings;
+    use dossier_engine::jobs::WorkerSettings;
+
     use super::*;
 
     fn no_flags() -> GlobalArgs {
@@ -243,35 +191,28 @@ mod tests {
 
     #[test]
     fn export_limits_come_from_the_config_file_or_default() {
-        let set = settings_from("export_workers = 0\nmax_queued_export_jobs = 7\n");
-        assert_eq!((set.limits.export_workers, set.limits.max_queued_export_jobs), (0, 7));
-        let defaults = settings_from("");
+        let set = settings_from("export_workers = 0\nmax_queued_export_jobs = 7\n").options;
+        assert_eq!((set.export_workers, set.max_queued_export_jobs), (0, 7));
+        let defaults = settings_from("").options;
+        assert_eq!((defaults.export_workers, defaults.max_queued_export_jobs), (2, 100));
+        assert_eq!(defaults.max_upload_bytes, 16 * 1024 * 1024 * 1024);
+        assert_eq!(defaults.max_json_body_bytes, 2 * 1024 * 1024);
         assert_eq!(
-            (defaults.limits.export_workers, defaults.limits.max_queued_export_jobs),
-            (2, 100)
-        );
-        assert_eq!(defaults.limits.max_upload_bytes, Limits::default().max_upload_bytes);
-        assert_eq!(defaults.limits.max_json_body_bytes, 2 * 1024 * 1024);
-        assert_eq!(
-            settings_from("max_json_body_bytes = 4096\n").limits.max_json_body_bytes,
+            settings_from("max_json_body_bytes = 4096\n")
+                .options
+                .max_json_body_bytes,
             4096
         );
-        assert_eq!(defaults.limits.export_partition_profiles, 250_000);
-        let small = settings_from("export_partition_profiles = 1000\n");
-        assert_eq!(small.limits.export_partition_profiles, 1000);
+        assert_eq!(defaults.export_partition_profiles, 250_000);
+        let small = settings_from("export_partition_profiles = 1000\n").options;
+        assert_eq!(small.export_partition_profiles, 1000);
         assert_eq!(
-            (
-                defaults.limits.export_shard_profiles,
-                defaults.limits.export_bucket_identities
-            ),
+            (defaults.export_shard_profiles, defaults.export_bucket_identities),
             (2_000_000, 4_000_000)
         );
-        let spilled = settings_from("export_shard_profiles = 10\nexport_bucket_identities = 20\n");
+        let spilled = settings_from("export_shard_profiles = 10\nexport_bucket_identities = 20\n").options;
         assert_eq!(
-            (
-                spilled.limits.export_shard_profiles,
-                spilled.limits.export_bucket_identities
-            ),
+            (spilled.export_shard_profiles, spilled.export_bucket_identities),
             (10, 20)
         );
     }
@@ -292,17 +233,21 @@ mod tests {
         );
     }
 
+    fn connections(flags: ConnectionArgs, settings: &Settings) -> anyhow::Result<ConnectionSettings> {
+        serving_options(settings, None, flags).map(|options| ConnectionSettings::from(&options))
+    }
+
     #[test]
     fn connection_timeouts_come_from_flags_then_the_config_file_then_defaults() {
         let none = ConnectionArgs::default();
-        let defaults = connection_settings(none, &settings_from("")).unwrap();
+        let defaults = connections(none, &settings_from("")).unwrap();
         assert_eq!(defaults, ConnectionSettings::default());
         assert_eq!(
             (defaults.header_read_timeout, defaults.idle_timeout),
             (Duration::from_secs(10), Duration::from_secs(60))
         );
         let file = settings_from("header_read_timeout_secs = 5\nidle_timeout_secs = 30\n");
-        let from_file = connection_settings(none, &file).unwrap();
+        let from_file = connections(none, &file).unwrap();
         assert_eq!(
             (from_file.header_read_timeout, from_file.idle_timeout),
             (Duration::from_secs(5), Duration::from_secs(30))
@@ -311,18 +256,102 @@ mod tests {
             header_read_timeout_secs: Some(2),
             idle_timeout_secs: None,
         };
-        let flagged = connection_settings(flags, &file).unwrap();
+        let flagged = connections(flags, &file).unwrap();
         assert_eq!(
             (flagged.header_read_timeout, flagged.idle_timeout),
             (Duration::from_secs(2), Duration::from_secs(30))
         );
-        let zero = connection_settings(none, &settings_from("idle_timeout_secs = 0\n"))
+        let zero = connections(none, &settings_from("idle_timeout_secs = 0\n"))
             .unwrap_err()
             .to_string();
         assert!(
             zero.contains("idle_timeout_secs = 0") && zero.contains("use 1 or more"),
             "{zero}"
         );
+    }
+
+    /// An empty config file and no flag give `Options::default()`, and every part's view of it
+    /// is that part's own default: no default is written anywhere else.
+    #[test]
+    fn every_default_is_the_options_default_through_every_view() {
+        let settings = settings_from("");
+        let options = &settings.options;
+        assert_eq!(options, &Options::default());
+        assert!(settings.static_tokens.is_empty());
+        assert_eq!(settings.storage, storage_locations(&Options::default()).unwrap());
+        assert_eq!(Limits::from(options), Limits::default());
+        assert_eq!(ConnectionSettings::from(options), ConnectionSettings::default());
+        assert_eq!(ExportSettings::from(options), ExportSettings::default());
+        let workers = WorkerSettings::from(options);
+        let default_workers = WorkerSettings::default();
+        assert_eq!(
+            (workers.workers, workers.heartbeat, workers.idle_poll),
+            (
+                default_workers.workers,
+                default_workers.heartbeat,
+                default_workers.idle_poll
+            )
+        );
+        let server = dossier_api::ServerConfig::new(&options.data_dir, options.listen);
+        assert_eq!(&server.options, options);
+        // And the views read the options, not constants: a file's value reaches each of them.
+        let set = settings_from(
+            "max_upload_bytes = 5\nidle_timeout_secs = 6\nexport_shard_profiles = 7\nexport_workers = 8\njob_heartbeat_secs = 9\n",
+        )
+        .options;
+        assert_eq!(Limits::from(&set).max_upload_bytes, 5);
+        assert_eq!(ConnectionSettings::from(&set).idle_timeout, Duration::from_secs(6));
+        assert_eq!(ExportSettings::from(&set).shard_profiles, 7);
+        let workers = WorkerSettings::from(&set);
+        assert_eq!((workers.workers, workers.heartbeat), (8, Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn an_unknown_key_and_static_tokens_beside_the_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = write_config(dir.path(), "export_worker = 3\n");
+        let error = Settings::resolve(&GlobalArgs {
+            config: Some(typo),
+            ..no_flags()
+        })
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("export_worker"), "{error:#}");
+        let tokens = settings_from(
+            "export_workers = 3\n[[static_tokens]]\ntoken = \"a-long-random-string-for-ci-0123456789\"\nclient_id = \"ci\"\norg = \"1BD6382559DF0C130A49422D@AdobeOrg\"\n",
+        );
+        assert_eq!(tokens.options.export_workers, 3);
+        assert_eq!(tokens.static_tokens.len(), 1);
+        assert_eq!(tokens.static_tokens[0].client_id, "ci");
+    }
+
+    /// README's settings table is the reference users read: each key of [`Options`] has a row,
+    /// and each row's default is the `Options` default.
+    #[test]
+    fn the_readme_settings_table_lists_every_key_with_its_default() {
+        let readme = include_str!("../../../README.md");
+        let mut rows = std::collections::BTreeMap::new();
+        for line in readme.lines().filter(|l| l.starts_with("| ")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 6 {
+                continue;
+            }
+            let key = cells[4].trim_matches('`').split([' ', '=']).next().unwrap_or("");
+            if !key.is_empty() && key != "config key" {
+                let default = cells[5].split(' ').next().unwrap_or("").trim_matches('`');
+                rows.insert(key.to_string(), default.to_string());
+            }
+        }
+        let defaults = toml::Table::try_from(Options::default()).unwrap();
+        for key in ["metadata_url", "lake_url"] {
+            assert!(rows.contains_key(key), "README has no row for {key}");
+        }
+        for (key, value) in &defaults {
+            let shown = match value {
+                toml::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            assert_eq!(rows.get(key), Some(&shown), "README's default of {key}");
+        }
     }
 
     fn write_config(dir: &Path, toml: &str) -> PathBuf {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use dossier_model::ValidationError;
@@ -18,8 +18,9 @@ use dossier_model::merge_policy::{
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_seconds;
 use dossier_storage::meta::{MergePolicyPage, MergePolicyWriteError};
+use dossier_storage::{MetaStore, StorageError};
 
-use super::ups_resource::{UpsResource, storage_failure};
+use super::ups_resource::{self, UpsCollection, UpsResource, storage_failure};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
@@ -303,14 +304,7 @@ pub async fn delete_merge_policy(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = MergePolicyId::from_string(id);
-    state
-        .meta
-        .delete_merge_policy(&caller.tenant, &id)
-        .await
-        .map_err(|e| write_error(e, &caller.tenant))?;
-    tracing::info!(merge_policy_id = %id, "merge policy deleted");
-    Ok(StatusCode::OK.into_response())
+    ups_resource::delete::<MergePolicies>(&state, &caller, id).await
 }
 
 /// Several merge policies by id: 207 with `results` keyed by id, and `errors` keyed by the ids
@@ -326,13 +320,48 @@ pub async fn bulk_get_merge_policies(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let ids = bulk_get_ids(&body).map_err(|e| ApiError::ups_invalid(INVALID_BULK_GET, e))?;
-    let found = state
-        .meta
-        .merge_policies_by_id(&caller.tenant, &ids)
-        .await
-        .map_err(storage_failure)?;
-    Ok(MERGE_POLICY.bulk_get(&ids, &caller.tenant, |id| {
-        found.iter().find(|policy| &policy.id == id).map(merge_policy_json)
-    }))
+    ups_resource::bulk_get::<MergePolicies>(&state, &caller, &body).await
+}
+
+/// Merge policies for the handlers they share with segment definitions.
+struct MergePolicies;
+
+impl UpsCollection for MergePolicies {
+    type Id = MergePolicyId;
+    type Item = MergePolicy;
+    type WriteError = MergePolicyWriteError;
+    const RESOURCE: UpsResource = MERGE_POLICY;
+    const INVALID_BULK_GET: &'static str = INVALID_BULK_GET;
+
+    fn parse_id(raw: String) -> MergePolicyId {
+        MergePolicyId::from_string(raw)
+    }
+
+    fn bulk_get_ids(body: &Value) -> Result<Vec<MergePolicyId>, ValidationError> {
+        bulk_get_ids(body)
+    }
+
+    fn id_of(policy: &MergePolicy) -> &MergePolicyId {
+        &policy.id
+    }
+
+    fn write_error(error: MergePolicyWriteError, tenant: &Tenant) -> ApiError {
+        write_error(error, tenant)
+    }
+
+    async fn by_ids(
+        meta: &MetaStore,
+        tenant: &Tenant,
+        ids: &[MergePolicyId],
+    ) -> Result<Vec<MergePolicy>, StorageError> {
+        meta.merge_policies_by_id(tenant, ids).await
+    }
+
+    async fn delete(meta: &MetaStore, tenant: &Tenant, id: &MergePolicyId) -> Result<(), MergePolicyWriteError> {
+        meta.delete_merge_policy(tenant, id).await
+    }
+
+    async fn show(_: &AppState, _: &Tenant, policies: &[MergePolicy]) -> Result<Vec<Value>, ApiError> {
+        Ok(policies.iter().map(merge_policy_json).collect())
+    }
 }

@@ -3,12 +3,10 @@
 //! change) against the sandbox's union schemas; a refused expression is a 400 whose message
 //! says where and what. Errors are UPS-shaped.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use dossier_model::ValidationError;
@@ -23,8 +21,9 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
 use dossier_model::xdm::XdmSchema;
 use dossier_storage::meta::SegmentDefinitionWriteError;
+use dossier_storage::{MetaStore, StorageError};
 
-use super::ups_resource::{UpsResource, storage_failure};
+use super::ups_resource::{self, UpsCollection, UpsResource, storage_failure};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
@@ -327,14 +326,7 @@ pub async fn delete_segment_definition(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = SegmentDefinitionId::from_string(id);
-    state
-        .meta
-        .delete_segment_definition(&caller.tenant, &id)
-        .await
-        .map_err(|e| write_error(e, &caller.tenant))?;
-    tracing::info!(segment_definition_id = %id, "segment definition deleted");
-    Ok(StatusCode::OK.into_response())
+    ups_resource::delete::<SegmentDefinitions>(&state, &caller, id).await
 }
 
 /// Several segment definitions by id: 207 with `results` keyed by id, and `errors` keyed by the
@@ -350,13 +342,57 @@ pub async fn bulk_get_segment_definitions(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let ids = bulk_get_ids(&body).map_err(|e| ApiError::ups_invalid(INVALID_BULK_GET, e))?;
-    let found = state
-        .meta
-        .segment_definitions_by_id(&caller.tenant, &ids)
-        .await
-        .map_err(storage_failure)?;
-    let shown_found = shown(&state, &caller.tenant, &found).await?;
-    let by_id: HashMap<&SegmentDefinitionId, Value> = found.iter().map(|d| &d.id).zip(shown_found).collect();
-    Ok(SEGMENT_DEFINITION.bulk_get(&ids, &caller.tenant, |id| by_id.get(id).cloned()))
+    ups_resource::bulk_get::<SegmentDefinitions>(&state, &caller, &body).await
+}
+
+/// Segment definitions for the handlers they share with merge policies.
+struct SegmentDefinitions;
+
+impl UpsCollection for SegmentDefinitions {
+    type Id = SegmentDefinitionId;
+    type Item = SegmentDefinition;
+    type WriteError = SegmentDefinitionWriteError;
+    const RESOURCE: UpsResource = SEGMENT_DEFINITION;
+    const INVALID_BULK_GET: &'static str = INVALID_BULK_GET;
+
+    fn parse_id(raw: String) -> SegmentDefinitionId {
+        SegmentDefinitionId::from_string(raw)
+    }
+
+    fn bulk_get_ids(body: &Value) -> Result<Vec<SegmentDefinitionId>, ValidationError> {
+        bulk_get_ids(body)
+    }
+
+    fn id_of(definition: &SegmentDefinition) -> &SegmentDefinitionId {
+        &definition.id
+    }
+
+    fn write_error(error: SegmentDefinitionWriteError, tenant: &Tenant) -> ApiError {
+        write_error(error, tenant)
+    }
+
+    async fn by_ids(
+        meta: &MetaStore,
+        tenant: &Tenant,
+        ids: &[SegmentDefinitionId],
+    ) -> Result<Vec<SegmentDefinition>, StorageError> {
+        meta.segment_definitions_by_id(tenant, ids).await
+    }
+
+    async fn delete(
+        meta: &MetaStore,
+        tenant: &Tenant,
+        id: &SegmentDefinitionId,
+    ) -> Result<(), SegmentDefinitionWriteError> {
+        meta.delete_segment_definition(tenant, id).await
+    }
+
+    /// With the definitions that depend on each.
+    async fn show(
+        state: &AppState,
+        tenant: &Tenant,
+        definitions: &[SegmentDefinition],
+    ) -> Result<Vec<Value>, ApiError> {
+        shown(state, tenant, definitions).await
+    }
 }

@@ -31,12 +31,9 @@ pub struct WorkerSettings {
 }
 
 impl Default for WorkerSettings {
+    /// The [`dossier_model::options::Options`] defaults.
     fn default() -> Self {
-        Self {
-            workers: 2,
-            heartbeat: Duration::from_secs(1),
-            idle_poll: Duration::from_secs(1),
-        }
+        Self::from(&dossier_model::options::Options::default())
     }
 }
 

@@ -176,7 +176,7 @@ fn print_curl(base: &str, token: &str, client_id: &str, job: &Value, summary: &[
 
 pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     let started = Instant::now();
-    let data_dir: PathBuf = settings.data_dir.clone();
+    let data_dir: PathBuf = settings.options.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let state_path = data_dir.join(STATE_FILE);
@@ -198,9 +198,13 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
             }
         }
     };
-    let mut config = ServerConfig::new(&data_dir, args.listen);
-    config.token_ttl = settings.token_ttl;
-    config.connections = crate::config::connection_settings(Default::default(), &settings)?;
+    // The demo serves with every option of the settings, on its own listen address, and
+    // without the config file's static tokens.
+    let options = crate::config::serving_options(&settings, Some(args.listen), Default::default())?;
+    let config = ServerConfig {
+        options,
+        static_tokens: Vec::new(),
+    };
     let storage = settings.storage.open().await?;
     let server = dossier_api::start(config, storage)
         .await

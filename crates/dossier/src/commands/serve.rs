@@ -5,21 +5,20 @@ use std::net::SocketAddr;
 use dossier_api::ServerConfig;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{ConnectionArgs, Settings, connection_settings};
+use crate::config::{ConnectionArgs, Settings, serving_options};
 
 pub async fn run(listen: Option<SocketAddr>, flags: ConnectionArgs, settings: Settings) -> anyhow::Result<()> {
-    let connections = connection_settings(flags, &settings)?;
+    let options = serving_options(&settings, listen, flags)?;
     let storage = settings.storage.open().await?;
     tracing::info!(
         metadata = %settings.storage.metadata.url(),
         lake = %settings.storage.lake.url(),
         "storage opened"
     );
-    let mut config = ServerConfig::new(settings.data_dir, listen.unwrap_or(settings.listen));
-    config.connections = connections;
-    config.token_ttl = settings.token_ttl;
-    config.static_tokens = settings.static_tokens;
-    config.limits = settings.limits;
+    let config = ServerConfig {
+        options,
+        static_tokens: settings.static_tokens,
+    };
     // The handler is installed before the server announces itself: a SIGTERM sent as soon as
     // "listening" is printed must shut down gracefully, not kill the process.
     let mut terminate = signal(SignalKind::terminate())?;

@@ -91,7 +91,7 @@ async fn populate(caller: &Caller) {
 
 #[tokio::test]
 async fn an_offset_past_the_largest_is_refused_on_every_list_naming_the_parameter() {
-    let server = TestServer::start_with(|c| c.limits.export_workers = 0).await;
+    let server = TestServer::start_with(|c| c.options.export_workers = 0).await;
     let caller = server.caller(ORG, "prod").await;
     populate(&caller).await;
     for (path, param) in LISTS {
@@ -116,7 +116,7 @@ async fn an_offset_past_the_largest_is_refused_on_every_list_naming_the_paramete
 
 #[tokio::test]
 async fn the_largest_offset_is_an_empty_last_page_whose_next_never_wraps() {
-    let server = TestServer::start_with(|c| c.limits.export_workers = 0).await;
+    let server = TestServer::start_with(|c| c.options.export_workers = 0).await;
     let caller = server.caller(ORG, "prod").await;
     populate(&caller).await;
     for (path, param) in LISTS {
@@ -154,7 +154,7 @@ async fn a_page_number_past_the_largest_offset_is_refused_naming_page() {
 
 #[tokio::test]
 async fn an_empty_limit_is_the_default_and_a_large_one_is_lowered_on_every_list() {
-    let server = TestServer::start_with(|c| c.limits.export_workers = 0).await;
+    let server = TestServer::start_with(|c| c.options.export_workers = 0).await;
     let caller = server.caller(ORG, "prod").await;
     populate(&caller).await;
     for (path, param) in LISTS {
@@ -249,7 +249,7 @@ async fn a_json_body_over_the_default_limit_is_413_naming_the_limit_and_batch_in
 
 #[tokio::test]
 async fn the_json_body_limit_is_configurable() {
-    let server = TestServer::start_with(|c| c.limits.max_json_body_bytes = 1000).await;
+    let server = TestServer::start_with(|c| c.options.max_json_body_bytes = 1000).await;
     let caller = server.caller(ORG, "prod").await;
     for path in [
         "/data/foundation/catalog/dataSets",

@@ -333,7 +333,7 @@ fn fixture() -> Fixture {
         .build()
         .unwrap();
     let (server, caller, [dataset, records, policy, definition]) = runtime.block_on(async {
-        let server = TestServer::start_with(|c| c.limits.export_workers = 0).await;
+        let server = TestServer::start_with(|c| c.options.export_workers = 0).await;
         let caller = server.caller(ORG, "prod").await;
         let dataset = caller.create_dataset("Fuzz target").await;
         let records = caller.create_ingest_dataset("Fuzz records", "profile", json!({})).await;

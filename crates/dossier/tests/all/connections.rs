@@ -14,8 +14,8 @@ use tokio::net::TcpStream;
 
 async fn server_with(header_read_timeout: Duration, idle_timeout: Duration) -> TestServer {
     TestServer::start_with(|config| {
-        config.connections.header_read_timeout = header_read_timeout;
-        config.connections.idle_timeout = idle_timeout;
+        config.options.header_read_timeout_secs = header_read_timeout.as_secs();
+        config.options.idle_timeout_secs = idle_timeout.as_secs();
     })
     .await
 }

@@ -17,7 +17,7 @@ const JOBS: &str = "/data/core/ups/export/jobs";
 
 /// A server whose jobs stay NEW: no worker runs them.
 async fn server_without_workers() -> TestServer {
-    TestServer::start_with(|config| config.limits.export_workers = 0).await
+    TestServer::start_with(|config| config.options.export_workers = 0).await
 }
 
 fn job_body(dataset: &str) -> Value {
@@ -557,8 +557,8 @@ async fn cancelling_a_new_job_is_immediate_and_a_finished_job_does_not_change() 
 #[tokio::test]
 async fn a_full_queue_answers_429_until_a_job_leaves_it() {
     let server = TestServer::start_with(|config| {
-        config.limits.export_workers = 0;
-        config.limits.max_queued_export_jobs = 1;
+        config.options.export_workers = 0;
+        config.options.max_queued_export_jobs = 1;
     })
     .await;
     let caller = server.caller(ORG, "prod").await;

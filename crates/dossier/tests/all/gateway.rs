@@ -216,7 +216,7 @@ async fn revoking_a_client_kills_its_secret_and_its_tokens() {
 
 #[tokio::test]
 async fn tokens_expire() {
-    let server = TestServer::start_with(|config| config.token_ttl = Duration::from_secs(1)).await;
+    let server = TestServer::start_with(|config| config.options.token_ttl_secs = 1).await;
     let caller = server.caller(ORG, "prod").await;
     assert_eq!(caller.get(DATASETS).await.0, 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -312,15 +312,7 @@ async fn unknown_paths_and_methods_answer_json_and_need_a_token_under_data() {
 #[tokio::test]
 async fn openapi_document_lists_the_routes() {
     let server = TestServer::start().await;
-    let doc: Value = server
-        .http
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = server.openapi_document().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/ims/token/v3",

@@ -373,7 +373,7 @@ async fn complete_is_safe_to_retry_and_abort_discards() {
 
 #[tokio::test]
 async fn upload_errors_name_the_problem() {
-    let server = TestServer::start_with(|config| config.limits.max_upload_bytes = 1024).await;
+    let server = TestServer::start_with(|config| config.options.max_upload_bytes = 1024).await;
     let caller = server.caller(ORG, "prod").await;
     let dataset = loyalty_dataset(&caller).await;
     let batch = caller.create_batch(&dataset).await;

@@ -29,23 +29,7 @@ fn simple_body(name: &str) -> Value {
 }
 
 async fn create(caller: &Caller, body: &Value) -> Value {
-    let (status, created) = caller.send_json(Method::POST, POLICIES, body).await;
-    assert_eq!(status, 200, "{created}");
-    created
-}
-
-fn id_of(policy: &Value) -> String {
-    policy["id"].as_str().unwrap().to_owned()
-}
-
-/// The UPS error shape, and its one error's code and message.
-fn ups_error(status: u16, body: &Value) -> (String, String) {
-    assert_eq!(body["status"], status, "{body}");
-    assert!(body["requestId"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
-    let error = &body["errors"][status.to_string()][0];
-    let code = error["code"].as_str().unwrap().to_owned();
-    assert_eq!(body["type"], format!("https://ns.adobe.com/aep/errors/{code}"));
-    (code, error["message"].as_str().unwrap().to_owned())
+    caller.create_at(POLICIES, body).await
 }
 
 #[tokio::test]
@@ -583,15 +567,7 @@ async fn trailing_slashes_reach_the_same_routes() {
 #[tokio::test]
 async fn the_openapi_document_lists_the_merge_policy_routes() {
     let server = TestServer::start().await;
-    let document: Value = server
-        .http
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = server.openapi_document().await;
     let paths = &document["paths"];
     for (path, methods) in [
         (POLICIES.to_owned(), &["get", "post"][..]),

@@ -26,23 +26,7 @@ fn definition_body(name: &str, pql: &str) -> Value {
 }
 
 async fn create(caller: &Caller, body: &Value) -> Value {
-    let (status, created) = caller.send_json(Method::POST, DEFINITIONS, body).await;
-    assert_eq!(status, 200, "{created}");
-    created
-}
-
-fn id_of(definition: &Value) -> String {
-    definition["id"].as_str().unwrap().to_owned()
-}
-
-/// The UPS error shape, and its one error's code and message.
-fn ups_error(status: u16, body: &Value) -> (String, String) {
-    assert_eq!(body["status"], status, "{body}");
-    assert!(body["requestId"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
-    let error = &body["errors"][status.to_string()][0];
-    let code = error["code"].as_str().unwrap().to_owned();
-    assert_eq!(body["type"], format!("https://ns.adobe.com/aep/errors/{code}"));
-    (code, error["message"].as_str().unwrap().to_owned())
+    caller.create_at(DEFINITIONS, body).await
 }
 
 #[tokio::test]

@@ -306,7 +306,7 @@ async fn in_segment_reads_a_definition_evaluated_first_in_the_same_job() {
 
 #[tokio::test]
 async fn the_jobs_api_validates_lists_gets_and_cancels() {
-    let server = TestServer::start_with(|config| config.limits.export_workers = 0).await;
+    let server = TestServer::start_with(|config| config.options.export_workers = 0).await;
     let caller = server.caller(ORG, "prod").await;
     crm_dataset(&caller).await;
     let segment = define(&caller, "Any score", "crm.score > 0").await;

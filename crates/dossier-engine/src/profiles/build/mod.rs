@@ -52,13 +52,9 @@ impl BuildSettings {
 }
 
 impl Default for BuildSettings {
+    /// The sizes' defaults are the [`dossier_model::options::Options`] defaults.
     fn default() -> Self {
-        Self {
-            partition_profiles: 250_000,
-            shard_profiles: 2_000_000,
-            bucket_identities: 4_000_000,
-            spill_dir: None,
-        }
+        Self::from(&dossier_model::options::Options::default())
     }
 }
 

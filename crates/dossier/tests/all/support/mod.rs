@@ -71,7 +71,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
         adjust(&mut config);
-        let server = dossier_api::start(config.clone(), open_data_dir(&config.data_dir).await)
+        let server = dossier_api::start(config.clone(), open_data_dir(&config.options.data_dir).await)
             .await
             .expect("server starts");
         let base = format!("http://{}", server.local_addr());
@@ -84,8 +84,19 @@ impl TestServer {
         }
     }
 
+    /// The server's generated OpenAPI document.
+    pub async fn openapi_document(&self) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/openapi.json", self.base))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
-        self.config.data_dir.clone()
+        self.config.options.data_dir.clone()
     }
 
     /// Stops the server and starts a new one on the same data dir (on a new port).
@@ -96,7 +107,7 @@ impl TestServer {
             .shutdown()
             .await
             .expect("clean shutdown");
-        let storage = open_data_dir(&self.config.data_dir).await;
+        let storage = open_data_dir(&self.config.options.data_dir).await;
         let server = dossier_api::start(self.config.clone(), storage)
             .await
             .expect("server restarts");
@@ -195,6 +206,13 @@ impl Caller {
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         into_parts(self.request(Method::DELETE, path).send().await.unwrap()).await
+    }
+
+    /// POSTs a create and returns the created object, asserting a 200.
+    pub async fn create_at(&self, path: &str, body: &Value) -> Value {
+        let (status, created) = self.send_json(Method::POST, path, body).await;
+        assert_eq!(status, 200, "{created}");
+        created
     }
 
     /// Creates the tutorial's dataset (optionally renamed) and returns its id.
@@ -324,6 +342,21 @@ impl Caller {
         assert_eq!(self.batch_action(&batch, "COMPLETE").await.0, 200);
         self.wait_for_batch(&batch).await
     }
+}
+
+/// The `id` of a created UPS object (merge policy, segment definition).
+pub fn id_of(created: &Value) -> String {
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// The UPS error shape, and its one error's code and message.
+pub fn ups_error(status: u16, body: &Value) -> (String, String) {
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["requestId"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
+    let error = &body["errors"][status.to_string()][0];
+    let code = error["code"].as_str().unwrap().to_owned();
+    assert_eq!(body["type"], format!("https://ns.adobe.com/aep/errors/{code}"));
+    (code, error["message"].as_str().unwrap().to_owned())
 }
 
 pub fn dataset_id_of(created: &Value) -> String {
