@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use dossier_model::catalog::{Batch, BatchStatus, DataBehavior, Dataset, FileDescription, SchemaRef, Tags};
-use dossier_model::export_job::{ExportBatchTarget, ExportSpec, QualificationWindow};
+use dossier_model::export_job::{ExportBatchTarget, ExportJob, ExportSpec, QualificationWindow};
 use dossier_model::ids::{BatchId, ClientId, DatasetId, MergePolicyId};
 use dossier_model::merge_policy::SEEDED_MERGE_POLICY_ID;
 use dossier_model::pql::{PqlError, PqlSchemas};
@@ -254,12 +254,17 @@ pub(crate) fn new_export_job(
     }
 }
 
-/// Creates the job, which must be `Created`, and returns its id.
-pub(crate) async fn created_export_job(store: &MetaStore, new: &NewExportJob) -> i64 {
+/// Creates the job, which must be `Created`, and returns it as created.
+pub(crate) async fn created_export(store: &MetaStore, new: &NewExportJob) -> ExportJob {
     match store.create_export_job(new, 1_000).await.unwrap() {
-        ExportJobCreation::Created(job) => job.id,
+        ExportJobCreation::Created(job) => job,
         other => panic!("expected a created job, got {other:?}"),
     }
+}
+
+/// Creates the job, which must be `Created`, and returns its id.
+pub(crate) async fn created_export_job(store: &MetaStore, new: &NewExportJob) -> i64 {
+    created_export(store, new).await.id
 }
 
 /// A segment definition spec named `name` with PQL `expression` and the default merge policy.
