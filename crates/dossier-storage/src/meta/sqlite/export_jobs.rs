@@ -20,6 +20,7 @@ use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
 use super::batch_files::commit_batch_in;
+use super::by_id::read_by_id;
 use super::catalog::{get_dataset_row, insert_batch_in};
 use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
@@ -27,6 +28,8 @@ use crate::StorageError;
 use crate::meta::BatchOutcome;
 use crate::meta::prelude::*;
 use crate::meta::{ExportCancellation, ExportJobCreation, ExportJobListing, JobKey, JobKind, NewExportJob};
+
+const TABLE: &str = "export_jobs";
 
 /// An `export_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
 #[derive(sqlx::FromRow)]
@@ -49,7 +52,6 @@ struct ExportJobRow {
 
 impl ExportJobRow {
     fn into_job(self) -> Result<ExportJob, StorageError> {
-        const TABLE: &str = "export_jobs";
         Ok(ExportJob {
             id: self.id,
             tenant: self.tenant.into_tenant(TABLE)?,
@@ -76,13 +78,7 @@ fn job_from_row(row: &SqliteRow) -> Result<ExportJob, StorageError> {
 }
 
 async fn job_in(conn: &mut SqliteConnection, tenant: &Tenant, id: i64) -> Result<Option<ExportJob>, StorageError> {
-    let row = sqlx::query("SELECT * FROM export_jobs WHERE org = ? AND sandbox = ? AND id = ?")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.as_ref().map(job_from_row).transpose()
+    read_by_id(conn, TABLE, "", tenant, id, job_from_row).await
 }
 
 /// The job created with `key` in this tenant and the digest of the body that created it.
@@ -292,7 +288,7 @@ pub(super) async fn record_progress_in(
 #[async_trait]
 impl ExportJobStore for SqliteMetaStore {
     async fn create_export_job(&self, new: &NewExportJob, max_queued: u64) -> Result<ExportJobCreation, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if let Some(idempotency) = &new.idempotency
             && let Some((job, digest)) = job_by_key_in(&mut tx, &new.tenant, &idempotency.key).await?
         {
@@ -371,7 +367,7 @@ impl ExportJobStore for SqliteMetaStore {
         id: i64,
         now: EpochMillis,
     ) -> Result<Option<ExportCancellation>, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(None);
         };
@@ -404,7 +400,7 @@ impl ExportJobStore for SqliteMetaStore {
         batches: &[(BatchId, BatchOutcome)],
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE export_jobs SET status = 'SUCCEEDED', metrics = ?, updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING' AND cancel_requested = 0",
@@ -438,7 +434,7 @@ impl ExportJobStore for SqliteMetaStore {
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         debug_assert!(matches!(status, ExportJobStatus::Failed | ExportJobStatus::Cancelled));
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(false);
         };

@@ -6,8 +6,8 @@
 //! on edge) and write from it, and no other writer may change that state in between.
 
 use async_trait::async_trait;
+use sqlx::FromRow;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
-use sqlx::{FromRow, Sqlite, Transaction};
 
 use dossier_model::ids::{DatasetId, MergePolicyId};
 use dossier_model::listing::Direction;
@@ -19,6 +19,7 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochSeconds;
 
 use super::SqliteMetaStore;
+use super::by_id::{delete_by_id, read_by_id};
 use super::paging::{PageQuery, order_by_then_id, push, read_by_ids, read_page};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
@@ -26,12 +27,6 @@ use crate::meta::prelude::*;
 use crate::meta::{MergePolicyEdit, MergePolicyPage, MergePolicyWriteError};
 
 const TABLE: &str = "merge_policies";
-
-impl From<sqlx::Error> for MergePolicyWriteError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Storage(StorageError::Database(error))
-    }
-}
 
 /// A `merge_policies` row (one version of a policy) as stored.
 #[derive(sqlx::FromRow)]
@@ -162,13 +157,15 @@ async fn latest_in(
     tenant: &Tenant,
     id: &MergePolicyId,
 ) -> Result<Option<MergePolicy>, StorageError> {
-    let row = sqlx::query("SELECT * FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ? AND is_latest = 1")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(merge_policy_from_row).transpose()
+    read_by_id(
+        conn,
+        TABLE,
+        "AND is_latest = 1",
+        tenant,
+        id.as_str(),
+        merge_policy_from_row,
+    )
+    .await
 }
 
 /// Seeds a new sandbox's default policy, in the transaction that creates the sandbox.
@@ -404,22 +401,9 @@ impl MergePolicyStore for SqliteMetaStore {
         if current.is_active_on_edge {
             return Err(MergePolicyWriteError::ActiveOnEdgeCannotBeDeleted(id.clone()));
         }
-        sqlx::query("DELETE FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ?")
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        delete_by_id(&mut tx, TABLE, tenant, id.as_str()).await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-impl SqliteMetaStore {
-    /// A write transaction that holds the write lock from its first statement, so what it reads
-    /// stays true until it commits.
-    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 }
 

@@ -21,6 +21,7 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
+use super::by_id::{delete_by_id, read_by_id};
 use super::paging::{PageQuery, order_by_then_id, push, read_by_ids, read_page};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
@@ -28,12 +29,6 @@ use crate::meta::prelude::*;
 use crate::meta::{SegmentDefinitionPage, SegmentDefinitionWriteError, SegmentSpecCheck, SegmentSpecEdit};
 
 const TABLE: &str = "segment_definitions";
-
-impl From<sqlx::Error> for SegmentDefinitionWriteError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Storage(StorageError::Database(error))
-    }
-}
 
 /// A `segment_definitions` row as stored.
 #[derive(sqlx::FromRow)]
@@ -132,28 +127,12 @@ async fn insert(conn: &mut SqliteConnection, definition: &SegmentDefinition) -> 
     Ok(())
 }
 
-async fn delete_row(conn: &mut SqliteConnection, tenant: &Tenant, id: &SegmentDefinitionId) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM segment_definitions WHERE org = ? AND sandbox = ? AND id = ?")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 async fn definition_in(
     conn: &mut SqliteConnection,
     tenant: &Tenant,
     id: &SegmentDefinitionId,
 ) -> Result<Option<SegmentDefinition>, StorageError> {
-    let row = sqlx::query("SELECT * FROM segment_definitions WHERE org = ? AND sandbox = ? AND id = ?")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(definition_from_row).transpose()
+    read_by_id(conn, TABLE, "", tenant, id.as_str(), definition_from_row).await
 }
 
 /// The merge policy a definition uses: the one named, if it exists in the sandbox, else the
@@ -370,7 +349,7 @@ impl SegmentDefinitionStore for SqliteMetaStore {
             return Ok(current);
         }
         let next = current.changed(checked, now);
-        delete_row(&mut tx, tenant, id).await?;
+        delete_by_id(&mut tx, TABLE, tenant, id.as_str()).await?;
         insert(&mut tx, &next).await?;
         tx.commit().await?;
         Ok(next)
@@ -395,7 +374,7 @@ impl SegmentDefinitionStore for SqliteMetaStore {
                 dependents,
             });
         }
-        delete_row(&mut tx, tenant, id).await?;
+        delete_by_id(&mut tx, TABLE, tenant, id.as_str()).await?;
         tx.commit().await?;
         Ok(())
     }
