@@ -11,10 +11,13 @@ use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobStatus
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
-use super::fixtures::{ORG_A, client, created_export, new_export_job, sandbox, stored_dataset, tenant, with_prod};
+use super::fixtures::{
+    ORG_A, created_export, created_segment_job, new_export_job, new_segment_job, sandbox, stored_dataset, tenant,
+    with_prod,
+};
 use crate::meta::{
-    ClaimedJob, ExportCancellation, ExportJobCreation, JobKey, JobKind, JobState, MetaStore, NewExportJob,
-    NewSegmentJob, PerSandbox, SegmentJobCreation,
+    ClaimedJob, ExportCancellation, ExportJobCreation, JobKey, JobKind, JobState, MetaStore, NewExportJob, PerSandbox,
+    SegmentJobCreation,
 };
 
 const WORKER: &str = "node-a/worker-0";
@@ -36,26 +39,8 @@ async fn queue_export(store: &MetaStore, tenant: &Tenant, created: EpochMillis) 
     created_export(store, &new_export(store, tenant, created).await).await
 }
 
-fn new_segment_job(tenant: &Tenant, id: &str, created: EpochMillis) -> NewSegmentJob {
-    NewSegmentJob {
-        tenant: tenant.clone(),
-        id: id.into(),
-        request_id: "request".into(),
-        segments: Vec::new(),
-        created_client: client(),
-        created,
-    }
-}
-
 async fn queue_segment_job(store: &MetaStore, tenant: &Tenant, id: &str, created: EpochMillis) -> SegmentJob {
-    match store
-        .create_segment_job(&new_segment_job(tenant, id, created), 100)
-        .await
-        .unwrap()
-    {
-        SegmentJobCreation::Created(job) => *job,
-        other => panic!("not created: {other:?}"),
-    }
+    created_segment_job(store, &new_segment_job(tenant, id, created)).await
 }
 
 /// The key of the next job claimed, or `None` when nothing may be claimed.
