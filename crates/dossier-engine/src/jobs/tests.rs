@@ -228,6 +228,27 @@ impl Setup {
     }
 }
 
+/// An ended export's status and first error code.
+fn failure(job: &ExportJob) -> (ExportJobStatus, &str) {
+    (job.status, job.errors.first().map_or("", |e| e.code.as_str()))
+}
+
+/// A fresh store with one export queued, and a worker that runs it as `behaviour` says.
+async fn one_export(behaviour: Behaviour) -> (Setup, ExportJob, JobQueue, JobWorkers) {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    let (queue, workers) = setup.start(behaviour);
+    (setup, job, queue, workers)
+}
+
+/// A fresh store with one segment job `id` queued, and a worker that runs it as `behaviour` says.
+async fn one_segment_job(id: &str, behaviour: Behaviour) -> (Setup, SegmentJob, JobQueue, JobWorkers) {
+    let setup = setup().await;
+    let job = setup.queue_segment_job(id).await;
+    let (queue, workers) = setup.start(behaviour);
+    (setup, job, queue, workers)
+}
+
 /// Reads with `read` every 10 ms until `until` holds of what it returns, for ten seconds at most
 /// (then panics with what `stuck` says of the last read).
 async fn poll<T, F: Future<Output = T>>(
@@ -248,9 +269,7 @@ async fn poll<T, F: Future<Output = T>>(
 
 #[tokio::test]
 async fn a_successful_export_commits_its_batches_files_and_metrics() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (queue, workers) = setup.start(Behaviour::Succeed);
+    let (setup, job, queue, workers) = one_export(Behaviour::Succeed).await;
     queue.job_queued();
     let done = setup.wait_for_end(job.id).await;
     assert_eq!(done.status, ExportJobStatus::Succeeded);
@@ -269,12 +288,9 @@ async fn a_successful_export_commits_its_batches_files_and_metrics() {
 
 #[tokio::test]
 async fn a_failed_export_records_its_error_and_removes_its_files() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (_queue, workers) = setup.start(Behaviour::Fail);
+    let (setup, job, _queue, workers) = one_export(Behaviour::Fail).await;
     let done = setup.wait_for_end(job.id).await;
-    assert_eq!(done.status, ExportJobStatus::Failed);
-    assert_eq!(done.errors[0].code, "EXPORT-WRITE-500");
+    assert_eq!(failure(&done), (ExportJobStatus::Failed, "EXPORT-WRITE-500"));
     assert_eq!(done.errors[0].msg, "the test said so");
     assert!(done.errors[0].call_stack.contains("writing"));
     assert_eq!(setup.batch_status(&done).await, BatchStatus::Failed);
@@ -284,12 +300,9 @@ async fn a_failed_export_records_its_error_and_removes_its_files() {
 
 #[tokio::test]
 async fn a_panicking_export_fails_its_job_instead_of_leaving_it_processing() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (_queue, workers) = setup.start(Behaviour::Panic);
+    let (setup, job, _queue, workers) = one_export(Behaviour::Panic).await;
     let done = setup.wait_for_end(job.id).await;
-    assert_eq!(done.status, ExportJobStatus::Failed);
-    assert_eq!(done.errors[0].code, "EXPORT-INTERNAL-500");
+    assert_eq!(failure(&done), (ExportJobStatus::Failed, "EXPORT-INTERNAL-500"));
     assert!(done.errors[0].msg.contains("the test panics"));
     assert_eq!(setup.files_in_lake(&done).await, 0);
     // The worker survives and takes the next job.
@@ -300,17 +313,12 @@ async fn a_panicking_export_fails_its_job_instead_of_leaving_it_processing() {
 
 #[tokio::test]
 async fn cancelling_a_running_export_stops_it_within_a_second() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (queue, workers) = setup.start(Behaviour::RunUntilCancelled);
+    let (setup, job, queue, workers) = one_export(Behaviour::RunUntilCancelled).await;
     let running = setup.wait_for_processing(job.id).await;
     assert_eq!(setup.batch_status(&running).await, BatchStatus::Processing);
     // Wait until the export has written its file, so the cancel has something to remove.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while setup.files_in_lake(&running).await == 0 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let files = || setup.files_in_lake(&running);
+    poll(files, |count| *count > 0, |_| "the export writes no file".into()).await;
     assert!(queue.live_progress(&setup.tenant, job.id).is_some());
     let asked = Instant::now();
     assert!(matches!(
@@ -328,9 +336,7 @@ async fn cancelling_a_running_export_stops_it_within_a_second() {
 
 #[tokio::test]
 async fn a_cancel_through_the_store_alone_reaches_the_worker_at_its_heartbeat() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (_queue, workers) = setup.start(Behaviour::RunUntilCancelled);
+    let (setup, job, _queue, workers) = one_export(Behaviour::RunUntilCancelled).await;
     setup.wait_for_processing(job.id).await;
     // As another process would: only the row is marked; this process's flag is not touched.
     setup
@@ -344,9 +350,7 @@ async fn a_cancel_through_the_store_alone_reaches_the_worker_at_its_heartbeat() 
 
 #[tokio::test]
 async fn shutting_down_fails_the_running_export_with_the_reason() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (_queue, workers) = setup.start(Behaviour::RunUntilCancelled);
+    let (setup, job, _queue, workers) = one_export(Behaviour::RunUntilCancelled).await;
     setup.wait_for_processing(job.id).await;
     workers.shutdown(Duration::from_secs(5)).await;
     let done = setup.meta.export_job(&setup.tenant, job.id).await.unwrap().unwrap();
@@ -412,9 +416,7 @@ async fn segment_jobs_run_through_the_same_workers_and_seam() {
 
 #[tokio::test]
 async fn cancelling_a_running_segment_job_stops_it_through_the_same_registry() {
-    let setup = setup().await;
-    let job = setup.queue_segment_job("slow").await;
-    let (queue, workers) = setup.start(Behaviour::RunUntilCancelled);
+    let (setup, job, queue, workers) = one_segment_job("slow", Behaviour::RunUntilCancelled).await;
     setup
         .wait_for_segment_job(&job.id, |j| j.status == SegmentJobStatus::Processing)
         .await;
@@ -429,9 +431,7 @@ async fn cancelling_a_running_segment_job_stops_it_through_the_same_registry() {
 
 #[tokio::test]
 async fn a_panicking_evaluation_fails_its_segment_job() {
-    let setup = setup().await;
-    let job = setup.queue_segment_job("boom").await;
-    let (_queue, workers) = setup.start(Behaviour::Panic);
+    let (setup, job, _queue, workers) = one_segment_job("boom", Behaviour::Panic).await;
     let done = setup.wait_for_segment_end(&job.id).await;
     assert_eq!(done.status, SegmentJobStatus::Failed);
     assert_eq!(done.errors[0].code, "SEGMENT-INTERNAL-500");
