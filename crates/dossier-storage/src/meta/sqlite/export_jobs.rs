@@ -23,7 +23,7 @@ use super::batch_files::commit_batch_in;
 use super::by_id::read_by_id;
 use super::catalog::{get_dataset_row, insert_batch_in};
 use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
-use super::rows::{TenantColumns, json_column, parsed_column, to_json};
+use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
 use crate::meta::prelude::*;
@@ -36,40 +36,29 @@ const TABLE: &str = "export_jobs";
 struct ExportJobRow {
     id: i64,
     #[sqlx(flatten)]
-    tenant: TenantColumns,
-    status: String,
-    request_id: String,
+    job: JobColumns,
     request: String,
     spec: String,
     batches: String,
-    metrics: String,
     progress: Option<String>,
-    errors: String,
     cancel_requested: bool,
-    created: EpochMillis,
-    updated: EpochMillis,
 }
 
 impl ExportJobRow {
     fn into_job(self) -> Result<ExportJob, StorageError> {
-        Ok(ExportJob {
+        Ok(job_from_columns!(ExportJob {
+            columns: self.job,
+            table: TABLE,
             id: self.id,
-            tenant: self.tenant.into_tenant(TABLE)?,
-            status: parsed_column(TABLE, "status", self.status.parse::<ExportJobStatus>())?,
-            request_id: self.request_id,
             request: json_column(TABLE, "request", &self.request)?,
             spec: json_column(TABLE, "spec", &self.spec)?,
             batches: json_column(TABLE, "batches", &self.batches)?,
-            metrics: json_column(TABLE, "metrics", &self.metrics)?,
             progress: self
                 .progress
                 .map(|raw| json_column::<ExportJobProgress>(TABLE, "progress", &raw))
                 .transpose()?,
-            errors: json_column(TABLE, "errors", &self.errors)?,
             cancel_requested: self.cancel_requested,
-            created: self.created,
-            updated: self.updated,
-        })
+        }))
     }
 }
 

@@ -19,7 +19,7 @@ use dossier_model::time::EpochMillis;
 use super::SqliteMetaStore;
 use super::by_id::read_by_id;
 use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
-use super::rows::{TenantColumns, json_column, parsed_column, to_json};
+use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{JobKey, JobKind, MembershipFile, NewSegmentJob, SegmentJobCreation};
@@ -31,29 +31,18 @@ const TABLE: &str = "segment_jobs";
 struct SegmentJobRow {
     id: String,
     #[sqlx(flatten)]
-    tenant: TenantColumns,
-    status: String,
-    request_id: String,
+    job: JobColumns,
     segments: String,
-    metrics: String,
-    errors: String,
-    created: EpochMillis,
-    updated: EpochMillis,
 }
 
 impl SegmentJobRow {
     fn into_job(self) -> Result<SegmentJob, StorageError> {
-        Ok(SegmentJob {
+        Ok(job_from_columns!(SegmentJob {
+            columns: self.job,
+            table: TABLE,
             id: self.id,
-            tenant: self.tenant.into_tenant(TABLE)?,
-            status: parsed_column(TABLE, "status", self.status.parse::<SegmentJobStatus>())?,
-            request_id: self.request_id,
             segments: json_column(TABLE, "segments", &self.segments)?,
-            metrics: json_column(TABLE, "metrics", &self.metrics)?,
-            errors: json_column(TABLE, "errors", &self.errors)?,
-            created: self.created,
-            updated: self.updated,
-        })
+        }))
     }
 }
 
