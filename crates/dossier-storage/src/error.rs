@@ -38,3 +38,20 @@ impl StorageError {
         )
     }
 }
+
+/// `From<sqlx::Error>` for the write errors of a concern, through [`StorageError::Database`], so
+/// `?` works on SQL inside the writes that return them. Every sqlx backend shares these.
+macro_rules! write_error_from_sqlx {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<sqlx::Error> for $error {
+            fn from(error: sqlx::Error) -> Self {
+                Self::Storage(StorageError::Database(error))
+            }
+        })*
+    };
+}
+
+write_error_from_sqlx!(
+    crate::meta::MergePolicyWriteError,
+    crate::meta::SegmentDefinitionWriteError,
+);

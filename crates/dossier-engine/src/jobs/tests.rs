@@ -6,26 +6,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde_json::json;
 
-use dossier_model::catalog::{BatchStatus, DataBehavior, Dataset, FileDescription, SchemaRef};
-use dossier_model::export_job::{ExportBatchTarget, ExportJob, ExportJobStatus, ExportSpec, QualificationWindow};
-use dossier_model::ids::{BatchId, ClientId, DatasetId, MergePolicyId};
-use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
+use dossier_model::catalog::BatchStatus;
+use dossier_model::export_job::{ExportJob, ExportJobStatus};
+use dossier_model::ids::DatasetId;
 use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobStatus};
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
-use dossier_storage::meta::{
-    BatchFile, ClaimedJob, ExportCancellation, ExportJobCreation, FileKind, NewExportJob, NewSegmentJob, PerSandbox,
-    SegmentJobCreation,
+use dossier_storage::meta::fixtures::{
+    created_export, created_segment_job, new_export_job, new_segment_job, stored_dataset, with_prod,
 };
+use dossier_storage::meta::{BatchFile, ClaimedJob, ExportCancellation, FileKind, PerSandbox};
 use dossier_storage::{Lake, MetaStore};
 
 use super::*;
 use crate::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, Span, StagedBatch};
 use crate::segments::{Evaluation, SegmentError};
-
-const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 
 /// What the fake export does after writing one file into each batch folder (and the fake
 /// evaluation, which writes nothing).
@@ -36,6 +32,29 @@ enum Behaviour {
     Panic,
     /// Runs until its cancel flag is set.
     RunUntilCancelled,
+}
+
+/// How a run that does not succeed ends; each kind of job turns it into its own error.
+enum Ending {
+    Failed,
+    Cancelled,
+}
+
+impl Behaviour {
+    /// Does what the test asked once the work is written: `Ok` to succeed.
+    async fn act(self, cancel: &CancelFlag) -> Result<(), Ending> {
+        match self {
+            Behaviour::Succeed => Ok(()),
+            Behaviour::Fail => Err(Ending::Failed),
+            Behaviour::Panic => panic!("the test panics"),
+            Behaviour::RunUntilCancelled => loop {
+                if cancel.is_cancelled() {
+                    return Err(Ending::Cancelled);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            },
+        }
+    }
 }
 
 struct FakeExporter {
@@ -72,21 +91,10 @@ impl FakeExporter {
 
     async fn run(&self, request: &ExportRequest, cancel: &CancelFlag) -> Result<ExportOutcome, ExportError> {
         let batches = self.write_files(request).await;
-        match self.behaviour {
-            Behaviour::Succeed => {}
-            Behaviour::Fail => {
-                return Err(ExportError::Write(crate::EngineError::Invalid(
-                    "the test said so".into(),
-                )));
-            }
-            Behaviour::Panic => panic!("the test panics"),
-            Behaviour::RunUntilCancelled => loop {
-                if cancel.is_cancelled() {
-                    return Err(ExportError::Cancelled);
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            },
-        }
+        self.behaviour.act(cancel).await.map_err(|ending| match ending {
+            Ending::Failed => ExportError::Write(crate::EngineError::Invalid("the test said so".into())),
+            Ending::Cancelled => ExportError::Cancelled,
+        })?;
         let span = Span {
             start: now_millis(),
             end: now_millis(),
@@ -103,22 +111,13 @@ impl FakeExporter {
     }
 
     async fn evaluate_segments(&self, cancel: &CancelFlag) -> Result<Evaluation, SegmentError> {
-        match self.behaviour {
-            Behaviour::Succeed => {}
-            Behaviour::Fail => {
-                return Err(SegmentError::Failed {
-                    code: "SEGMENT-TEST-500",
-                    message: "the test said so".into(),
-                });
-            }
-            Behaviour::Panic => panic!("the test panics"),
-            Behaviour::RunUntilCancelled => loop {
-                if cancel.is_cancelled() {
-                    return Err(SegmentError::Cancelled);
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        self.behaviour.act(cancel).await.map_err(|ending| match ending {
+            Ending::Failed => SegmentError::Failed {
+                code: "SEGMENT-TEST-500",
+                message: "the test said so".into(),
             },
-        }
+            Ending::Cancelled => SegmentError::Cancelled,
+        })?;
         Ok(Evaluation {
             files: Vec::new(),
             metrics: SegmentJobMetrics::default(),
@@ -157,87 +156,28 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
     let lake = Lake::local(&dir.path().join("lake")).unwrap();
-    let tenant = Tenant {
-        org: OrgId::parse(ORG).unwrap(),
-        sandbox: SandboxName::prod(),
-    };
-    meta.ensure_org(&tenant.org).await.unwrap();
-    let dataset = Dataset {
-        id: DatasetId::generate(),
-        org: tenant.org.clone(),
-        sandbox: tenant.sandbox.clone(),
-        name: "target".into(),
-        description: None,
-        schema_ref: SchemaRef {
-            id: PROFILE_UNION_SCHEMA_ID.into(),
-            content_type: "application/vnd.adobe.xed+json;version=1".into(),
-        },
-        file_description: FileDescription::default(),
-        tags: Default::default(),
-        aspect: None,
-        data_behavior: DataBehavior::Record,
-        created: 1,
-        updated: 1,
-        created_client: ClientId::from_string("client"),
-        last_batch_id: None,
-        last_batch_status: None,
-    };
-    meta.insert_dataset(&dataset).await.unwrap();
+    let tenant = with_prod(&meta).await;
+    let dataset = stored_dataset(&meta, &tenant, "target", 1).await.id;
     Setup {
         _dir: dir,
         meta,
         lake,
         tenant,
-        dataset: dataset.id,
+        dataset,
     }
 }
 
 impl Setup {
     async fn queue_job(&self) -> ExportJob {
-        let new = NewExportJob {
-            tenant: self.tenant.clone(),
-            request_id: "req".into(),
-            request: json!({}),
-            spec: ExportSpec {
-                fields: None,
-                segments: Vec::new(),
-                qualification: QualificationWindow::default(),
-                from_ingest: None,
-                empty_profiles: false,
-                event_list: None,
-                dataset_id: self.dataset.clone(),
-                segment_per_batch: false,
-                merge_policy_id: MergePolicyId::from_string("timestampOrdered-none-mp"),
-                merge_policy_version: 1,
-                evaluate_segments: false,
-            },
-            batches: vec![ExportBatchTarget {
-                batch_id: BatchId::generate(),
-                segment: None,
-            }],
-            created_client: ClientId::from_string("client"),
-            created: now_millis(),
-            idempotency: None,
-        };
-        match self.meta.create_export_job(&new, 100).await.unwrap() {
-            ExportJobCreation::Created(job) => job,
-            other => panic!("{other:?}"),
-        }
+        created_export(
+            &self.meta,
+            &new_export_job(&self.tenant, &self.dataset, now_millis(), None),
+        )
+        .await
     }
 
     async fn queue_segment_job(&self, id: &str) -> SegmentJob {
-        let new = NewSegmentJob {
-            tenant: self.tenant.clone(),
-            id: id.into(),
-            request_id: "req".into(),
-            segments: Vec::new(),
-            created_client: ClientId::from_string("client"),
-            created: now_millis(),
-        };
-        match self.meta.create_segment_job(&new, 100).await.unwrap() {
-            SegmentJobCreation::Created(job) => *job,
-            other => panic!("{other:?}"),
-        }
+        created_segment_job(&self.meta, &new_segment_job(&self.tenant, id, now_millis())).await
     }
 
     fn start(&self, behaviour: Behaviour) -> (JobQueue, JobWorkers) {
@@ -256,15 +196,12 @@ impl Setup {
     }
 
     async fn wait_for(&self, id: i64, until: impl Fn(&ExportJob) -> bool) -> ExportJob {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let job = self.meta.export_job(&self.tenant, id).await.unwrap().unwrap();
-            if until(&job) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} stays {}", job.status);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let read = || async move { self.meta.export_job(&self.tenant, id).await.unwrap().unwrap() };
+        poll(read, until, |job| format!("job {id} stays {}", job.status)).await
+    }
+
+    async fn wait_for_processing(&self, id: i64) -> ExportJob {
+        self.wait_for(id, |job| job.status == ExportJobStatus::Processing).await
     }
 
     async fn wait_for_end(&self, id: i64) -> ExportJob {
@@ -272,15 +209,12 @@ impl Setup {
     }
 
     async fn wait_for_segment_job(&self, id: &str, until: impl Fn(&SegmentJob) -> bool) -> SegmentJob {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let job = self.meta.segment_job(&self.tenant, id).await.unwrap().unwrap();
-            if until(&job) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "segment job {id} stays {}", job.status);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let read = || async move { self.meta.segment_job(&self.tenant, id).await.unwrap().unwrap() };
+        poll(read, until, |job| format!("segment job {id} stays {}", job.status)).await
+    }
+
+    async fn wait_for_segment_end(&self, id: &str) -> SegmentJob {
+        self.wait_for_segment_job(id, |job| job.status.is_terminal()).await
     }
 
     async fn batch_status(&self, job: &ExportJob) -> BatchStatus {
@@ -294,11 +228,48 @@ impl Setup {
     }
 }
 
-#[tokio::test]
-async fn a_successful_export_commits_its_batches_files_and_metrics() {
+/// An ended export's status and first error code.
+fn failure(job: &ExportJob) -> (ExportJobStatus, &str) {
+    (job.status, job.errors.first().map_or("", |e| e.code.as_str()))
+}
+
+/// A fresh store with one export queued, and a worker that runs it as `behaviour` says.
+async fn one_export(behaviour: Behaviour) -> (Setup, ExportJob, JobQueue, JobWorkers) {
     let setup = setup().await;
     let job = setup.queue_job().await;
-    let (queue, workers) = setup.start(Behaviour::Succeed);
+    let (queue, workers) = setup.start(behaviour);
+    (setup, job, queue, workers)
+}
+
+/// A fresh store with one segment job `id` queued, and a worker that runs it as `behaviour` says.
+async fn one_segment_job(id: &str, behaviour: Behaviour) -> (Setup, SegmentJob, JobQueue, JobWorkers) {
+    let setup = setup().await;
+    let job = setup.queue_segment_job(id).await;
+    let (queue, workers) = setup.start(behaviour);
+    (setup, job, queue, workers)
+}
+
+/// Reads with `read` every 10 ms until `until` holds of what it returns, for ten seconds at most
+/// (then panics with what `stuck` says of the last read).
+async fn poll<T, F: Future<Output = T>>(
+    read: impl Fn() -> F,
+    until: impl Fn(&T) -> bool,
+    stuck: impl Fn(&T) -> String,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = read().await;
+        if until(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{}", stuck(&value));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_successful_export_commits_its_batches_files_and_metrics() {
+    let (setup, job, queue, workers) = one_export(Behaviour::Succeed).await;
     queue.job_queued();
     let done = setup.wait_for_end(job.id).await;
     assert_eq!(done.status, ExportJobStatus::Succeeded);
@@ -317,12 +288,9 @@ async fn a_successful_export_commits_its_batches_files_and_metrics() {
 
 #[tokio::test]
 async fn a_failed_export_records_its_error_and_removes_its_files() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (_queue, workers) = setup.start(Behaviour::Fail);
+    let (setup, job, _queue, workers) = one_export(Behaviour::Fail).await;
     let done = setup.wait_for_end(job.id).await;
-    assert_eq!(done.status, ExportJobStatus::Failed);
-    assert_eq!(done.errors[0].code, "EXPORT-WRITE-500");
+    assert_eq!(failure(&done), (ExportJobStatus::Failed, "EXPORT-WRITE-500"));
     assert_eq!(done.errors[0].msg, "the test said so");
     assert!(done.errors[0].call_stack.contains("writing"));
     assert_eq!(setup.batch_status(&done).await, BatchStatus::Failed);
@@ -332,12 +300,9 @@ async fn a_failed_export_records_its_error_and_removes_its_files() {
 
 #[tokio::test]
 async fn a_panicking_export_fails_its_job_instead_of_leaving_it_processing() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (_queue, workers) = setup.start(Behaviour::Panic);
+    let (setup, job, _queue, workers) = one_export(Behaviour::Panic).await;
     let done = setup.wait_for_end(job.id).await;
-    assert_eq!(done.status, ExportJobStatus::Failed);
-    assert_eq!(done.errors[0].code, "EXPORT-INTERNAL-500");
+    assert_eq!(failure(&done), (ExportJobStatus::Failed, "EXPORT-INTERNAL-500"));
     assert!(done.errors[0].msg.contains("the test panics"));
     assert_eq!(setup.files_in_lake(&done).await, 0);
     // The worker survives and takes the next job.
@@ -348,19 +313,12 @@ async fn a_panicking_export_fails_its_job_instead_of_leaving_it_processing() {
 
 #[tokio::test]
 async fn cancelling_a_running_export_stops_it_within_a_second() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (queue, workers) = setup.start(Behaviour::RunUntilCancelled);
-    let running = setup
-        .wait_for(job.id, |j| j.status == ExportJobStatus::Processing)
-        .await;
+    let (setup, job, queue, workers) = one_export(Behaviour::RunUntilCancelled).await;
+    let running = setup.wait_for_processing(job.id).await;
     assert_eq!(setup.batch_status(&running).await, BatchStatus::Processing);
     // Wait until the export has written its file, so the cancel has something to remove.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while setup.files_in_lake(&running).await == 0 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let files = || setup.files_in_lake(&running);
+    poll(files, |count| *count > 0, |_| "the export writes no file".into()).await;
     assert!(queue.live_progress(&setup.tenant, job.id).is_some());
     let asked = Instant::now();
     assert!(matches!(
@@ -378,12 +336,8 @@ async fn cancelling_a_running_export_stops_it_within_a_second() {
 
 #[tokio::test]
 async fn a_cancel_through_the_store_alone_reaches_the_worker_at_its_heartbeat() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (_queue, workers) = setup.start(Behaviour::RunUntilCancelled);
-    setup
-        .wait_for(job.id, |j| j.status == ExportJobStatus::Processing)
-        .await;
+    let (setup, job, _queue, workers) = one_export(Behaviour::RunUntilCancelled).await;
+    setup.wait_for_processing(job.id).await;
     // As another process would: only the row is marked; this process's flag is not touched.
     setup
         .meta
@@ -396,12 +350,8 @@ async fn a_cancel_through_the_store_alone_reaches_the_worker_at_its_heartbeat() 
 
 #[tokio::test]
 async fn shutting_down_fails_the_running_export_with_the_reason() {
-    let setup = setup().await;
-    let job = setup.queue_job().await;
-    let (_queue, workers) = setup.start(Behaviour::RunUntilCancelled);
-    setup
-        .wait_for(job.id, |j| j.status == ExportJobStatus::Processing)
-        .await;
+    let (setup, job, _queue, workers) = one_export(Behaviour::RunUntilCancelled).await;
+    setup.wait_for_processing(job.id).await;
     workers.shutdown(Duration::from_secs(5)).await;
     let done = setup.meta.export_job(&setup.tenant, job.id).await.unwrap().unwrap();
     assert_eq!(done.status, ExportJobStatus::Failed);
@@ -447,9 +397,7 @@ async fn segment_jobs_run_through_the_same_workers_and_seam() {
     let setup = setup().await;
     let failing = setup.queue_segment_job("first").await;
     let (_queue, workers) = setup.start(Behaviour::Fail);
-    let done = setup
-        .wait_for_segment_job(&failing.id, |j| j.status.is_terminal())
-        .await;
+    let done = setup.wait_for_segment_end(&failing.id).await;
     assert_eq!(done.status, SegmentJobStatus::Failed);
     assert_eq!(done.errors[0].code, "SEGMENT-TEST-500");
     assert_eq!(done.errors[0].call_stack, "segment evaluation");
@@ -460,7 +408,7 @@ async fn segment_jobs_run_through_the_same_workers_and_seam() {
 
     let ok = setup.queue_segment_job("second").await;
     let (_queue, workers) = setup.start(Behaviour::Succeed);
-    let done = setup.wait_for_segment_job(&ok.id, |j| j.status.is_terminal()).await;
+    let done = setup.wait_for_segment_end(&ok.id).await;
     assert_eq!(done.status, SegmentJobStatus::Succeeded);
     assert!(done.metrics.end.is_some());
     workers.shutdown(Duration::from_secs(5)).await;
@@ -468,16 +416,14 @@ async fn segment_jobs_run_through_the_same_workers_and_seam() {
 
 #[tokio::test]
 async fn cancelling_a_running_segment_job_stops_it_through_the_same_registry() {
-    let setup = setup().await;
-    let job = setup.queue_segment_job("slow").await;
-    let (queue, workers) = setup.start(Behaviour::RunUntilCancelled);
+    let (setup, job, queue, workers) = one_segment_job("slow", Behaviour::RunUntilCancelled).await;
     setup
         .wait_for_segment_job(&job.id, |j| j.status == SegmentJobStatus::Processing)
         .await;
     let asked = Instant::now();
     let cancelling = queue.cancel_segment_job(&setup.tenant, &job.id).await.unwrap().unwrap();
     assert_eq!(cancelling.status, SegmentJobStatus::Cancelling);
-    let done = setup.wait_for_segment_job(&job.id, |j| j.status.is_terminal()).await;
+    let done = setup.wait_for_segment_end(&job.id).await;
     assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
     assert_eq!(done.status, SegmentJobStatus::Cancelled);
     workers.shutdown(Duration::from_secs(5)).await;
@@ -485,10 +431,8 @@ async fn cancelling_a_running_segment_job_stops_it_through_the_same_registry() {
 
 #[tokio::test]
 async fn a_panicking_evaluation_fails_its_segment_job() {
-    let setup = setup().await;
-    let job = setup.queue_segment_job("boom").await;
-    let (_queue, workers) = setup.start(Behaviour::Panic);
-    let done = setup.wait_for_segment_job(&job.id, |j| j.status.is_terminal()).await;
+    let (setup, job, _queue, workers) = one_segment_job("boom", Behaviour::Panic).await;
+    let done = setup.wait_for_segment_end(&job.id).await;
     assert_eq!(done.status, SegmentJobStatus::Failed);
     assert_eq!(done.errors[0].code, "SEGMENT-INTERNAL-500");
     assert!(done.errors[0].msg.contains("the test panics"));

@@ -185,5 +185,7 @@ pub mod prelude {
         StoreLifecycle,
     };
 }
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod fixtures;
 #[cfg(test)]
 mod suite;

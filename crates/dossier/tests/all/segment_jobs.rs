@@ -36,11 +36,49 @@ fn record(crm_id: &str, crm: Value) -> Value {
     json!({"_id": format!("{crm_id}-{crm}"), "identityMap": {"CRMID": [{"id": crm_id, "primary": true}]}, "crm": crm})
 }
 
-async fn define(caller: &Caller, name: &str, pql: &str) -> String {
-    let body = json!({"name": name, "expression": {"type": "PQL", "format": "pql/text", "value": pql}});
-    let (status, created) = caller.send_json(Method::POST, DEFINITIONS, &body).await;
+/// POSTs `body` to `path`, which must answer 200, and returns the created object's id.
+async fn created_id(caller: &Caller, path: &str, body: &Value) -> String {
+    let (status, created) = caller.send_json(Method::POST, path, body).await;
     assert_eq!(status, 200, "{created}");
     created["id"].as_str().unwrap().to_owned()
+}
+
+async fn define(caller: &Caller, name: &str, pql: &str) -> String {
+    let body = json!({"name": name, "expression": {"type": "PQL", "format": "pql/text", "value": pql}});
+    created_id(caller, DEFINITIONS, &body).await
+}
+
+/// Defines "Gold" (tier gold) and "Engaged gold" (in Gold, score above 5, through `inSegment`);
+/// returns their ids.
+async fn gold_and_engaged(caller: &Caller) -> (String, String) {
+    let gold = define(caller, "Gold", "crm.tier = \"gold\"").await;
+    let engaged = define(
+        caller,
+        "Engaged gold",
+        &format!("inSegment(\"{gold}\") and crm.score > 5"),
+    )
+    .await;
+    (gold, engaged)
+}
+
+/// Creates a `pdg` merge policy and returns its id.
+async fn pdg_policy(caller: &Caller) -> String {
+    let body = json!({"name": "Graph", "identityGraph": {"type": "pdg"}, "attributeMerge": {"type": "timestampOrdered"},
+                      "schema": {"name": "_xdm.context.profile"}});
+    created_id(caller, "/data/core/ups/config/mergePolicies", &body).await
+}
+
+async fn web_dataset(caller: &Caller) -> String {
+    caller
+        .create_dataset_with_groups("Web", "experienceevent", &[], json!({}))
+        .await
+}
+
+fn prod() -> Tenant {
+    Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    }
 }
 
 async fn wait_for_job(caller: &Caller, id: &str) -> Value {
@@ -90,6 +128,18 @@ fn evaluation_time(job: &Value) -> i64 {
     job["metrics"]["totalTime"]["startTimeInMs"].as_i64().unwrap()
 }
 
+/// The `ups` entry of `crm_id` for `segment`, which must have `status` and the time of the
+/// evaluation `job`.
+async fn membership_from(caller: &Caller, crm_id: &str, segment: &str, status: &str, job: &Value) -> Value {
+    let entry = membership(caller, crm_id, segment).await;
+    assert_eq!(
+        (entry["status"].as_str(), time_of(&entry)),
+        (Some(status), evaluation_time(job)),
+        "{entry}"
+    );
+    entry
+}
+
 #[tokio::test]
 async fn statuses_go_realized_existing_exited_and_an_exit_keeps_its_time_until_reentry() {
     let server = TestServer::start().await;
@@ -104,9 +154,7 @@ async fn statuses_go_realized_existing_exited_and_an_exit_keeps_its_time_until_r
         )
         .await;
     let first = evaluate(&caller, &[&segment]).await;
-    let c1 = membership(&caller, "c1", &segment).await;
-    assert_eq!(c1["status"], "realized", "{c1}");
-    assert_eq!(time_of(&c1), evaluation_time(&first));
+    membership_from(&caller, "c1", &segment, "realized", &first).await;
     assert_eq!(membership(&caller, "c2", &segment).await, Value::Null);
     assert_eq!(
         first["metrics"]["segmentedProfileByStatusCounter"][&segment],
@@ -123,22 +171,14 @@ async fn statuses_go_realized_existing_exited_and_an_exit_keeps_its_time_until_r
         .ingest_json_lines(&crm, &[record("c2", json!({"score": 15}))])
         .await;
     let second = evaluate(&caller, &[&segment]).await;
-    let c1 = membership(&caller, "c1", &segment).await;
-    assert_eq!(
-        (c1["status"].as_str(), time_of(&c1)),
-        (Some("existing"), evaluation_time(&second))
-    );
+    membership_from(&caller, "c1", &segment, "existing", &second).await;
     assert_eq!(membership(&caller, "c2", &segment).await["status"], "realized");
 
     caller
         .ingest_json_lines(&crm, &[record("c1", json!({"score": 1}))])
         .await;
     let third = evaluate(&caller, &[&segment]).await;
-    let exited = membership(&caller, "c1", &segment).await;
-    assert_eq!(
-        (exited["status"].as_str(), time_of(&exited)),
-        (Some("exited"), evaluation_time(&third))
-    );
+    let exited = membership_from(&caller, "c1", &segment, "exited", &third).await;
     assert_eq!(membership(&caller, "c2", &segment).await["status"], "existing");
     assert_eq!(
         third["metrics"]["segmentedProfileByStatusCounter"][&segment],
@@ -153,11 +193,7 @@ async fn statuses_go_realized_existing_exited_and_an_exit_keeps_its_time_until_r
         .ingest_json_lines(&crm, &[record("c1", json!({"score": 99}))])
         .await;
     let fifth = evaluate(&caller, &[&segment]).await;
-    let back = membership(&caller, "c1", &segment).await;
-    assert_eq!(
-        (back["status"].as_str(), time_of(&back)),
-        (Some("realized"), evaluation_time(&fifth))
-    );
+    membership_from(&caller, "c1", &segment, "realized", &fifth).await;
 }
 
 #[tokio::test]
@@ -278,13 +314,7 @@ async fn in_segment_reads_a_definition_evaluated_first_in_the_same_job() {
             ],
         )
         .await;
-    let gold = define(&caller, "Gold", "crm.tier = \"gold\"").await;
-    let engaged = define(
-        &caller,
-        "Engaged gold",
-        &format!("inSegment(\"{gold}\") and crm.score > 5"),
-    )
-    .await;
+    let (gold, engaged) = gold_and_engaged(&caller).await;
     // The dependent is named first; the job evaluates its dependency before it.
     let job = evaluate(&caller, &[&engaged, &gold]).await;
     assert_eq!(
@@ -369,10 +399,7 @@ async fn the_jobs_api_validates_lists_gets_and_cancels() {
 }
 
 fn exported_ids(server: &TestServer, dataset: &str, batch: &str) -> BTreeSet<String> {
-    let tenant = Tenant {
-        org: OrgId::parse(ORG).unwrap(),
-        sandbox: SandboxName::prod(),
-    };
+    let tenant = prod();
     let prefix = Lake::batch_prefix(&tenant, &DatasetId::from_string(dataset), &BatchId::from_string(batch));
     let folder = server.data_dir().join("lake").join(prefix.as_ref());
     let mut ids = BTreeSet::new();
@@ -556,30 +583,27 @@ async fn an_evaluated_membership_reaches_only_its_own_profile_under_none_and_the
     let loyalty = caller
         .create_dataset_with_groups("Loyalty", "profile", &["profile-segmentation"], json!({}))
         .await;
-    let web = caller
-        .create_dataset_with_groups("Web", "experienceevent", &[], json!({}))
-        .await;
-    caller
-        .ingest_json_lines(
+    let web = web_dataset(&caller).await;
+    let rows = [
+        (
             &crm,
-            &[json!({"_id": "r1", "identityMap": {
-                "CRMID": [{"id": "c1", "primary": true}], "Email": [{"id": "e1@example.com"}]}})],
-        )
-        .await;
-    caller
-        .ingest_json_lines(
+            json!({"_id": "r1", "identityMap": {
+                "CRMID": [{"id": "c1", "primary": true}], "Email": [{"id": "e1@example.com"}]}}),
+        ),
+        (
             &loyalty,
-            &[json!({"_id": "r2", "identityMap": {
-                "Email": [{"id": "e1@example.com", "primary": true}], "LoyaltyId": [{"id": "l1"}]}})],
-        )
-        .await;
-    caller
-        .ingest_json_lines(
+            json!({"_id": "r2", "identityMap": {
+                "Email": [{"id": "e1@example.com", "primary": true}], "LoyaltyId": [{"id": "l1"}]}}),
+        ),
+        (
             &web,
-            &[json!({"_id": "v1", "timestamp": jiff::Timestamp::now().to_string(),
-                     "identityMap": {"CRMID": [{"id": "c1", "primary": true}]}})],
-        )
-        .await;
+            json!({"_id": "v1", "timestamp": jiff::Timestamp::now().to_string(),
+                   "identityMap": {"CRMID": [{"id": "c1", "primary": true}]}}),
+        ),
+    ];
+    for (dataset, row) in rows {
+        caller.ingest_json_lines(dataset, &[row]).await;
+    }
     let active = define(&caller, "Active", "xEvent.count() > 0").await;
     let job = evaluate(&caller, &[&active]).await;
     assert_eq!(job["metrics"]["segmentedProfileCounter"][&active], 1, "{job}");
@@ -603,13 +627,7 @@ async fn an_evaluated_membership_reaches_only_its_own_profile_under_none_and_the
     );
 
     // `pdg`: one profile, which has the entry whichever identity finds it.
-    let body = json!({"name": "Graph", "identityGraph": {"type": "pdg"}, "attributeMerge": {"type": "timestampOrdered"},
-                      "schema": {"name": "_xdm.context.profile"}});
-    let (status, created) = caller
-        .send_json(Method::POST, "/data/core/ups/config/mergePolicies", &body)
-        .await;
-    assert_eq!(status, 200, "{created}");
-    let pdg = created["id"].as_str().unwrap();
+    let pdg = &pdg_policy(&caller).await;
     let exported = exported_ups_entries(&caller, pdg, &active).await;
     assert_eq!(exported.len(), 1, "{exported:?}");
     assert_eq!(exported.values().next().unwrap(), "realized");
@@ -663,9 +681,7 @@ async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
     let crm = crm_dataset(&caller).await;
-    let web = caller
-        .create_dataset_with_groups("Web", "experienceevent", &[], json!({}))
-        .await;
+    let web = web_dataset(&caller).await;
     let crm_with_email = |crm_id: &str, email: &str, crm: Value| {
         json!({"_id": format!("{crm_id}-{crm}"), "identityMap": {
             "CRMID": [{"id": crm_id, "primary": true}], "Email": [{"id": email}]}, "crm": crm})
@@ -695,26 +711,12 @@ async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
             ],
         )
         .await;
-    let body = json!({"name": "Graph", "identityGraph": {"type": "pdg"}, "attributeMerge": {"type": "timestampOrdered"},
-                      "schema": {"name": "_xdm.context.profile"}});
-    let (status, created) = caller
-        .send_json(Method::POST, "/data/core/ups/config/mergePolicies", &body)
-        .await;
-    assert_eq!(status, 200, "{created}");
-    let pdg = created["id"].as_str().unwrap().to_owned();
-    let gold = define(&caller, "Gold", "crm.tier = \"gold\"").await;
-    let engaged = define(
-        &caller,
-        "Engaged gold",
-        &format!("inSegment(\"{gold}\") and crm.score > 5"),
-    )
-    .await;
+    let pdg = pdg_policy(&caller).await;
+    let (gold, engaged) = gold_and_engaged(&caller).await;
     let active = define(&caller, "Active", "xEvent.count() > 0").await;
     let body = json!({"name": "Active (graph)", "mergePolicyId": pdg,
                       "expression": {"type": "PQL", "format": "pql/text", "value": "xEvent.count() > 0 or crm.score > 5"}});
-    let (status, created) = caller.send_json(Method::POST, DEFINITIONS, &body).await;
-    assert_eq!(status, 200, "{created}");
-    let graph_active = created["id"].as_str().unwrap().to_owned();
+    let graph_active = created_id(&caller, DEFINITIONS, &body).await;
     // A first job leaves entries behind: the next evaluation sees existing and exited ones.
     evaluate(&caller, &[&gold, &active, &graph_active]).await;
     caller
@@ -722,10 +724,7 @@ async fn evaluation_in_tiny_shards_writes_the_memberships_of_one_shard() {
         .await;
 
     let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
-    let tenant = Tenant {
-        org: OrgId::parse(ORG).unwrap(),
-        sandbox: SandboxName::prod(),
-    };
+    let tenant = prod();
     let ids = [engaged.clone(), gold.clone(), active.clone(), graph_active.clone()];
     let segments = segments_of(&meta, &tenant, &ids).await.unwrap().unwrap();
     let at = dossier_model::time::now_millis();

@@ -41,7 +41,7 @@ impl BatchUploadStore for SqliteMetaStore {
         upload: &BatchUpload,
         now: EpochMillis,
     ) -> Result<UploadRecording, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM batches WHERE id = ? AND org = ? AND sandbox = ?")
                 .bind(batch.as_str())

@@ -294,7 +294,7 @@ impl CatalogStore for SqliteMetaStore {
     async fn delete_dataset(&self, tenant: &Tenant, id: &DatasetId) -> Result<DatasetDeletion, StorageError> {
         // A write transaction from the start, so no export job can be created for the dataset
         // between the check and the delete.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let writer: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM export_jobs WHERE dataset_id = ? AND org = ? AND sandbox = ?
                AND status IN ('NEW', 'PROCESSING') ORDER BY id LIMIT 1",

@@ -20,54 +20,45 @@ use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
 use super::batch_files::commit_batch_in;
+use super::by_id::read_by_id;
 use super::catalog::{get_dataset_row, insert_batch_in};
 use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
-use super::rows::{TenantColumns, json_column, parsed_column, to_json};
+use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
 use crate::meta::prelude::*;
 use crate::meta::{ExportCancellation, ExportJobCreation, ExportJobListing, JobKey, JobKind, NewExportJob};
+
+const TABLE: &str = "export_jobs";
 
 /// An `export_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
 #[derive(sqlx::FromRow)]
 struct ExportJobRow {
     id: i64,
     #[sqlx(flatten)]
-    tenant: TenantColumns,
-    status: String,
-    request_id: String,
+    job: JobColumns,
     request: String,
     spec: String,
     batches: String,
-    metrics: String,
     progress: Option<String>,
-    errors: String,
     cancel_requested: bool,
-    created: EpochMillis,
-    updated: EpochMillis,
 }
 
 impl ExportJobRow {
     fn into_job(self) -> Result<ExportJob, StorageError> {
-        const TABLE: &str = "export_jobs";
-        Ok(ExportJob {
+        Ok(job_from_columns!(ExportJob {
+            columns: self.job,
+            table: TABLE,
             id: self.id,
-            tenant: self.tenant.into_tenant(TABLE)?,
-            status: parsed_column(TABLE, "status", self.status.parse::<ExportJobStatus>())?,
-            request_id: self.request_id,
             request: json_column(TABLE, "request", &self.request)?,
             spec: json_column(TABLE, "spec", &self.spec)?,
             batches: json_column(TABLE, "batches", &self.batches)?,
-            metrics: json_column(TABLE, "metrics", &self.metrics)?,
             progress: self
                 .progress
                 .map(|raw| json_column::<ExportJobProgress>(TABLE, "progress", &raw))
                 .transpose()?,
-            errors: json_column(TABLE, "errors", &self.errors)?,
             cancel_requested: self.cancel_requested,
-            created: self.created,
-            updated: self.updated,
-        })
+        }))
     }
 }
 
@@ -76,13 +67,7 @@ fn job_from_row(row: &SqliteRow) -> Result<ExportJob, StorageError> {
 }
 
 async fn job_in(conn: &mut SqliteConnection, tenant: &Tenant, id: i64) -> Result<Option<ExportJob>, StorageError> {
-    let row = sqlx::query("SELECT * FROM export_jobs WHERE org = ? AND sandbox = ? AND id = ?")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.as_ref().map(job_from_row).transpose()
+    read_by_id(conn, TABLE, "", tenant, id, job_from_row).await
 }
 
 /// The job created with `key` in this tenant and the digest of the body that created it.
@@ -292,7 +277,7 @@ pub(super) async fn record_progress_in(
 #[async_trait]
 impl ExportJobStore for SqliteMetaStore {
     async fn create_export_job(&self, new: &NewExportJob, max_queued: u64) -> Result<ExportJobCreation, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if let Some(idempotency) = &new.idempotency
             && let Some((job, digest)) = job_by_key_in(&mut tx, &new.tenant, &idempotency.key).await?
         {
@@ -371,7 +356,7 @@ impl ExportJobStore for SqliteMetaStore {
         id: i64,
         now: EpochMillis,
     ) -> Result<Option<ExportCancellation>, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(None);
         };
@@ -404,7 +389,7 @@ impl ExportJobStore for SqliteMetaStore {
         batches: &[(BatchId, BatchOutcome)],
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE export_jobs SET status = 'SUCCEEDED', metrics = ?, updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING' AND cancel_requested = 0",
@@ -438,7 +423,7 @@ impl ExportJobStore for SqliteMetaStore {
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         debug_assert!(matches!(status, ExportJobStatus::Failed | ExportJobStatus::Cancelled));
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(false);
         };
@@ -452,146 +437,29 @@ impl ExportJobStore for SqliteMetaStore {
 
 #[cfg(test)]
 mod tests {
-    use dossier_model::export_job::QualificationWindow;
-    use dossier_model::ids::{DatasetId, MergePolicyId};
-    use dossier_model::tenancy::OrgId;
-    use serde_json::json;
+    //! What SQLite does beyond the backend suite (`meta/suite/`), which covers creation, ids,
+    //! idempotency, listing and the queue: the end of a job and its batch files in one commit.
 
     use super::*;
-    use crate::meta::suite::job_queue::{ORG, target_dataset, tenant};
-    use crate::meta::{BatchFile, ClaimedJob, DatasetDeletion, FileKind, IdempotencyKey, MetaStore, PerSandbox};
-    use dossier_model::export_job::{ExportBatchTarget, ExportSpec};
-    use dossier_model::ids::ClientId;
-
-    async fn store() -> (tempfile::TempDir, MetaStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
-        meta.ensure_org(&OrgId::parse(ORG).unwrap()).await.unwrap();
-        (dir, meta)
-    }
-
-    fn new_job(tenant: &Tenant, dataset: &DatasetId, created: EpochMillis, key: Option<(&str, &str)>) -> NewExportJob {
-        NewExportJob {
-            tenant: tenant.clone(),
-            request_id: "req".into(),
-            request: json!({"schema": {"name": "_xdm.context.profile"}}),
-            spec: ExportSpec {
-                fields: None,
-                segments: Vec::new(),
-                qualification: QualificationWindow::default(),
-                from_ingest: None,
-                empty_profiles: false,
-                event_list: None,
-                dataset_id: dataset.clone(),
-                segment_per_batch: false,
-                merge_policy_id: MergePolicyId::from_string("timestampOrdered-none-mp"),
-                merge_policy_version: 1,
-                evaluate_segments: false,
-            },
-            batches: vec![ExportBatchTarget {
-                batch_id: BatchId::generate(),
-                segment: None,
-            }],
-            created_client: ClientId::from_string("client"),
-            created,
-            idempotency: key.map(|(key, digest)| IdempotencyKey {
-                key: key.into(),
-                body_sha256: digest.into(),
-            }),
-        }
-    }
-
-    async fn created(meta: &MetaStore, new: &NewExportJob) -> ExportJob {
-        match meta.create_export_job(new, 100).await.unwrap() {
-            ExportJobCreation::Created(job) => job,
-            other => panic!("not created: {other:?}"),
-        }
-    }
-
-    async fn batch_status(meta: &MetaStore, job: &ExportJob) -> BatchStatus {
-        meta.get_batch(&job.tenant, &job.batches[0].batch_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-    }
-
-    #[tokio::test]
-    async fn ids_increase_per_sandbox_and_batches_are_created_loading() {
-        let (_dir, meta) = store().await;
-        let (prod, dev) = (tenant("prod"), tenant("dev"));
-        meta.create_sandbox(&dev.org, &dev.sandbox).await.unwrap();
-        let (prod_ds, dev_ds) = (target_dataset(&meta, &prod).await, target_dataset(&meta, &dev).await);
-        let first = created(&meta, &new_job(&prod, &prod_ds, 10, None)).await;
-        let second = created(&meta, &new_job(&prod, &prod_ds, 11, None)).await;
-        let other = created(&meta, &new_job(&dev, &dev_ds, 12, None)).await;
-        assert_eq!((first.id, second.id, other.id), (1, 2, 1));
-        assert_eq!(first.status, ExportJobStatus::New);
-        let batch = meta
-            .get_batch(&prod, &first.batches[0].batch_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(batch.status, BatchStatus::Loading);
-        assert!(!batch.is_ingestion());
-    }
-
-    #[tokio::test]
-    async fn an_idempotency_key_replays_the_same_body_and_refuses_another() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        let ds = target_dataset(&meta, &t).await;
-        let first = created(&meta, &new_job(&t, &ds, 10, Some(("k", "aaa")))).await;
-        match meta
-            .create_export_job(&new_job(&t, &ds, 11, Some(("k", "aaa"))), 100)
-            .await
-            .unwrap()
-        {
-            ExportJobCreation::Replayed(job) => assert_eq!(job.id, first.id),
-            other => panic!("{other:?}"),
-        }
-        match meta
-            .create_export_job(&new_job(&t, &ds, 12, Some(("k", "bbb"))), 100)
-            .await
-            .unwrap()
-        {
-            ExportJobCreation::KeyReused { job_id } => assert_eq!(job_id, first.id),
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::meta::suite::fixtures::{created_export, new_export_job, stored_dataset, success, with_prod};
+    use crate::meta::{ClaimedJob, DatasetDeletion, FileKind, PerSandbox};
 
     #[tokio::test]
     async fn success_commits_the_job_and_its_batch_files_together() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        let ds = target_dataset(&meta, &t).await;
-        created(&meta, &new_job(&t, &ds, 10, None)).await;
-        // The queue's own cases (claim, fairness, heartbeat, cancel, recovery) are in the backend suite (`meta/suite/job_queue.rs`).
+        let (meta, _dir) = crate::meta::suite::open_sqlite().await;
+        let t = with_prod(&meta).await;
+        let ds = stored_dataset(&meta, &t, "export target", 1).await.id;
+        created_export(&meta, &new_export_job(&t, &ds, 10, None)).await;
         let Some(ClaimedJob::Export(job)) = meta.claim_next_job("worker", 20, PerSandbox::UNLIMITED).await.unwrap()
         else {
             panic!("the export is claimed");
         };
-        let batch_id = job.batches[0].batch_id.clone();
-        let file = BatchFile {
-            file_id: format!("{batch_id}-0"),
-            batch_id: batch_id.clone(),
-            dataset_id: ds.clone(),
-            kind: FileKind::Data,
-            name: "part-00000.parquet".into(),
-            path: "somewhere/part-00000.parquet".into(),
-            size: 10,
-            records: 3,
-            created: 25,
-        };
-        let outcome = BatchOutcome {
-            status: BatchStatus::Success,
-            completed: 30,
-            records_read: 3,
-            record_count: 3,
-            size: 10,
-            errors: Vec::new(),
-            files: vec![file],
-        };
+        let batch = meta
+            .get_batch(&t, &job.batches[0].batch_id)
+            .await
+            .unwrap()
+            .expect("the export's batch");
+        let outcome = success(&batch, 30, &["part-00000.parquet"]);
         let mut metrics = job.metrics.clone();
         metrics.total_time.end = Some(30);
         assert!(matches!(
@@ -599,43 +467,15 @@ mod tests {
             DatasetDeletion::ExportInProgress { job_id: 1 }
         ));
         assert!(
-            meta.succeed_export_job(&job, &metrics, &[(batch_id.clone(), outcome)], 30)
+            meta.succeed_export_job(&job, &metrics, &[(batch.id.clone(), outcome)], 30)
                 .await
                 .unwrap()
         );
         let done = meta.export_job(&t, job.id).await.unwrap().unwrap();
         assert_eq!(done.status, ExportJobStatus::Succeeded);
-        assert_eq!(batch_status(&meta, &done).await, BatchStatus::Success);
-        assert_eq!(meta.batch_files(&t, &batch_id, FileKind::Data).await.unwrap().len(), 1);
+        let stored = meta.get_batch(&t, &batch.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, BatchStatus::Success);
+        assert_eq!(meta.batch_files(&t, &batch.id, FileKind::Data).await.unwrap().len(), 1);
         assert_eq!(meta.delete_dataset(&t, &ds).await.unwrap(), DatasetDeletion::Deleted);
-    }
-
-    #[tokio::test]
-    async fn the_listing_walks_newest_first_after_a_cursor() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        let ds = target_dataset(&meta, &t).await;
-        for created_at in [10, 10, 20] {
-            created(&meta, &new_job(&t, &ds, created_at, None)).await;
-        }
-        let page = |after, limit| ExportJobListing {
-            status: None,
-            after,
-            skip: 0,
-            limit,
-        };
-        let ids = |jobs: Vec<ExportJob>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
-        assert_eq!(
-            ids(meta.list_export_jobs(&t, &page(None, 10)).await.unwrap()),
-            [3, 2, 1]
-        );
-        assert_eq!(
-            ids(meta.list_export_jobs(&t, &page(Some((10, 2)), 10)).await.unwrap()),
-            [1]
-        );
-        assert_eq!(
-            ids(meta.list_export_jobs(&t, &page(Some((20, 3)), 1)).await.unwrap()),
-            [2]
-        );
     }
 }

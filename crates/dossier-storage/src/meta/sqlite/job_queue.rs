@@ -202,7 +202,7 @@ impl JobQueueStore for SqliteMetaStore {
         if !any_queued {
             return Ok(None);
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let Some(key) = next_queued_in(&mut tx, per_sandbox).await? else {
             return Ok(None);
         };

@@ -6,8 +6,8 @@
 //! on edge) and write from it, and no other writer may change that state in between.
 
 use async_trait::async_trait;
+use sqlx::FromRow;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
-use sqlx::{FromRow, Sqlite, Transaction};
 
 use dossier_model::ids::{DatasetId, MergePolicyId};
 use dossier_model::listing::Direction;
@@ -19,6 +19,7 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochSeconds;
 
 use super::SqliteMetaStore;
+use super::by_id::{delete_by_id, read_by_id};
 use super::paging::{PageQuery, order_by_then_id, push, read_by_ids, read_page};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
@@ -26,12 +27,6 @@ use crate::meta::prelude::*;
 use crate::meta::{MergePolicyEdit, MergePolicyPage, MergePolicyWriteError};
 
 const TABLE: &str = "merge_policies";
-
-impl From<sqlx::Error> for MergePolicyWriteError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Storage(StorageError::Database(error))
-    }
-}
 
 /// A `merge_policies` row (one version of a policy) as stored.
 #[derive(sqlx::FromRow)]
@@ -162,13 +157,15 @@ async fn latest_in(
     tenant: &Tenant,
     id: &MergePolicyId,
 ) -> Result<Option<MergePolicy>, StorageError> {
-    let row = sqlx::query("SELECT * FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ? AND is_latest = 1")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(merge_policy_from_row).transpose()
+    read_by_id(
+        conn,
+        TABLE,
+        "AND is_latest = 1",
+        tenant,
+        id.as_str(),
+        merge_policy_from_row,
+    )
+    .await
 }
 
 /// Seeds a new sandbox's default policy, in the transaction that creates the sandbox.
@@ -404,80 +401,26 @@ impl MergePolicyStore for SqliteMetaStore {
         if current.is_active_on_edge {
             return Err(MergePolicyWriteError::ActiveOnEdgeCannotBeDeleted(id.clone()));
         }
-        sqlx::query("DELETE FROM merge_policies WHERE org = ? AND sandbox = ? AND id = ?")
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        delete_by_id(&mut tx, TABLE, tenant, id.as_str()).await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
-impl SqliteMetaStore {
-    /// A write transaction that holds the write lock from its first statement, so what it reads
-    /// stays true until it commits.
-    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    //! What only SQLite has: its migrations. The store's behaviour is the backend suite's
+    //! (`meta/suite/merge_policies.rs`).
+
     use std::str::FromStr;
 
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-    use dossier_model::catalog::{DataBehavior, Dataset, FileDescription, SchemaRef};
-    use dossier_model::ids::ClientId;
-    use dossier_model::merge_policy::{IdentityGraphType, SEEDED_MERGE_POLICY_ID};
-    use dossier_model::schema::{PROFILE_SCHEMA_NAME, PROFILE_UNION_SCHEMA_ID};
-    use dossier_model::tenancy::{OrgId, SandboxName};
+    use dossier_model::schema::PROFILE_SCHEMA_NAME;
 
     use super::*;
     use crate::meta::MetaStore;
-
-    const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
-
-    fn tenant(sandbox: &str) -> Tenant {
-        Tenant {
-            org: OrgId::parse(ORG).unwrap(),
-            sandbox: SandboxName::parse(sandbox).unwrap(),
-        }
-    }
-
-    fn seeded_id() -> MergePolicyId {
-        MergePolicyId::from_string(SEEDED_MERGE_POLICY_ID)
-    }
-
-    async fn store() -> (tempfile::TempDir, MetaStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
-        meta.ensure_org(&OrgId::parse(ORG).unwrap()).await.unwrap();
-        (dir, meta)
-    }
-
-    fn definition(name: &str, is_default: bool) -> MergePolicyDefinition {
-        MergePolicyDefinition {
-            name: name.to_owned(),
-            schema_name: PROFILE_SCHEMA_NAME.to_owned(),
-            identity_graph: IdentityGraphType::Pdg,
-            attribute_merge: AttributeMerge::TimestampOrdered,
-            is_default,
-            is_active_on_edge: false,
-        }
-    }
-
-    async fn create(meta: &MetaStore, definition: MergePolicyDefinition) -> MergePolicy {
-        let policy = MergePolicy::new(MergePolicyId::generate(), &tenant("prod"), definition, 1_000);
-        meta.create_merge_policy(&policy).await.unwrap();
-        policy
-    }
-
-    async fn latest(meta: &MetaStore, id: &MergePolicyId) -> MergePolicy {
-        meta.merge_policy(&tenant("prod"), id, None).await.unwrap().unwrap()
-    }
+    use crate::meta::suite::fixtures::{ORG_A, tenant};
 
     #[tokio::test]
     async fn sandboxes_from_before_the_migration_get_the_seeded_policy() {
@@ -490,8 +433,8 @@ mod tests {
         let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
         super::super::MIGRATIONS.run_to(1, &pool).await.unwrap();
         sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, 'prod', 1), (?, 'dev', 1)")
-            .bind(ORG)
-            .bind(ORG)
+            .bind(ORG_A)
+            .bind(ORG_A)
             .execute(&pool)
             .await
             .unwrap();
@@ -500,187 +443,15 @@ mod tests {
         let meta = MetaStore::open_sqlite(&path).await.unwrap();
         for sandbox in ["prod", "dev"] {
             let seeded = meta
-                .default_merge_policy(&tenant(sandbox), PROFILE_SCHEMA_NAME)
+                .default_merge_policy(&tenant(ORG_A, sandbox), PROFILE_SCHEMA_NAME)
                 .await
                 .unwrap()
                 .unwrap();
-            let expected = MergePolicy::seeded(&tenant(sandbox), seeded.update_epoch);
+            let expected = MergePolicy::seeded(&tenant(ORG_A, sandbox), seeded.update_epoch);
             assert_eq!(
                 seeded, expected,
                 "the migration seeds what MergePolicy::seeded describes"
             );
         }
-    }
-
-    #[tokio::test]
-    async fn new_sandboxes_start_with_the_seeded_default() {
-        let (_dir, meta) = store().await;
-        meta.create_sandbox(&OrgId::parse(ORG).unwrap(), &SandboxName::parse("dev").unwrap())
-            .await
-            .unwrap();
-        for sandbox in ["prod", "dev"] {
-            let seeded = meta
-                .merge_policy(&tenant(sandbox), &seeded_id(), None)
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(seeded.is_default);
-            assert_eq!((seeded.version, seeded.sandbox.as_str()), (1, sandbox));
-        }
-    }
-
-    #[tokio::test]
-    async fn a_new_default_gives_the_old_one_a_new_version() {
-        let (_dir, meta) = store().await;
-        let first = create(&meta, definition("first", true)).await;
-        let seeded = latest(&meta, &seeded_id()).await;
-        assert_eq!((seeded.version, seeded.is_default), (2, false));
-        let original = meta
-            .merge_policy(&tenant("prod"), &seeded_id(), Some(1))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(original.is_default, "version 1 stays as it was");
-
-        let seeded = meta
-            .update_merge_policy(&tenant("prod"), &seeded_id(), 2_000, |current| {
-                Ok(MergePolicyDefinition {
-                    is_default: true,
-                    ..current.definition()
-                })
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            (seeded.version, seeded.is_default, seeded.update_epoch),
-            (3, true, 2_000)
-        );
-        let first = latest(&meta, &first.id).await;
-        assert_eq!((first.version, first.is_default), (2, false));
-        let default = meta
-            .default_merge_policy(&tenant("prod"), PROFILE_SCHEMA_NAME)
-            .await
-            .unwrap();
-        assert_eq!(default.unwrap().id, seeded_id());
-    }
-
-    #[tokio::test]
-    async fn an_unchanged_definition_keeps_the_version() {
-        let (_dir, meta) = store().await;
-        let policy = create(&meta, definition("same", false)).await;
-        let unchanged = meta
-            .update_merge_policy(&tenant("prod"), &policy.id, 5_000, |current| Ok(current.definition()))
-            .await
-            .unwrap();
-        assert_eq!(unchanged, policy);
-    }
-
-    #[tokio::test]
-    async fn the_default_and_the_edge_policy_are_protected() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        let result = meta
-            .update_merge_policy(&t, &seeded_id(), 1, |current| {
-                Ok(MergePolicyDefinition {
-                    is_default: false,
-                    ..current.definition()
-                })
-            })
-            .await;
-        assert!(matches!(
-            result,
-            Err(MergePolicyWriteError::DefaultCannotBeCleared { .. })
-        ));
-        let result = meta.delete_merge_policy(&t, &seeded_id()).await;
-        assert!(matches!(
-            result,
-            Err(MergePolicyWriteError::DefaultCannotBeDeleted { .. })
-        ));
-
-        let edge = create(
-            &meta,
-            MergePolicyDefinition {
-                is_active_on_edge: true,
-                ..definition("edge", false)
-            },
-        )
-        .await;
-        let second = MergePolicy::new(
-            MergePolicyId::generate(),
-            &t,
-            MergePolicyDefinition {
-                is_active_on_edge: true,
-                ..definition("second edge", false)
-            },
-            1,
-        );
-        let result = meta.create_merge_policy(&second).await;
-        assert!(matches!(result, Err(MergePolicyWriteError::EdgeTaken { active }) if active == edge.id));
-        let result = meta.delete_merge_policy(&t, &edge.id).await;
-        assert!(matches!(
-            result,
-            Err(MergePolicyWriteError::ActiveOnEdgeCannotBeDeleted(_))
-        ));
-        assert!(matches!(
-            meta.delete_merge_policy(&t, &MergePolicyId::generate()).await,
-            Err(MergePolicyWriteError::NotFound(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn precedence_datasets_must_exist_when_added() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        let dataset = DatasetId::generate();
-        meta.insert_dataset(&Dataset {
-            id: dataset.clone(),
-            org: t.org.clone(),
-            sandbox: t.sandbox.clone(),
-            name: "crm".into(),
-            description: None,
-            schema_ref: SchemaRef {
-                id: PROFILE_UNION_SCHEMA_ID.into(),
-                content_type: "application/vnd.adobe.xed+json;version=1".into(),
-            },
-            file_description: FileDescription::default(),
-            tags: Default::default(),
-            aspect: None,
-            data_behavior: DataBehavior::Record,
-            created: 1,
-            updated: 1,
-            created_client: ClientId::generate(),
-            last_batch_id: None,
-            last_batch_status: None,
-        })
-        .await
-        .unwrap();
-        let unknown = DatasetId::generate();
-        let ranked = |order: Vec<DatasetId>| MergePolicyDefinition {
-            attribute_merge: AttributeMerge::DataSetPrecedence { order },
-            ..definition("ranked", false)
-        };
-        let refused = MergePolicy::new(
-            MergePolicyId::generate(),
-            &t,
-            ranked(vec![dataset.clone(), unknown.clone()]),
-            1,
-        );
-        let result = meta.create_merge_policy(&refused).await;
-        assert!(matches!(result, Err(MergePolicyWriteError::UnknownDataset(id)) if id == unknown));
-        assert!(meta.merge_policy(&t, &refused.id, None).await.unwrap().is_none());
-
-        let policy = create(&meta, ranked(vec![dataset.clone()])).await;
-        meta.delete_dataset(&t, &dataset).await.unwrap();
-        let renamed = meta
-            .update_merge_policy(&t, &policy.id, 2, |current| {
-                Ok(MergePolicyDefinition {
-                    name: "renamed".into(),
-                    ..current.definition()
-                })
-            })
-            .await
-            .unwrap();
-        assert_eq!((renamed.version, renamed.name.as_str()), (2, "renamed"));
-        assert_eq!(renamed.attribute_merge.dataset_order(), [dataset]);
     }
 }

@@ -9,6 +9,7 @@
 
 mod batch_files;
 mod batch_uploads;
+mod by_id;
 mod catalog;
 mod clients;
 mod export_jobs;
@@ -63,6 +64,14 @@ impl SqliteMetaStore {
             pool,
             graph_writers: Default::default(),
         })
+    }
+}
+
+impl SqliteMetaStore {
+    /// A write transaction that holds the write lock from its first statement (`BEGIN
+    /// IMMEDIATE`), so what it reads stays true until it commits.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 }
 

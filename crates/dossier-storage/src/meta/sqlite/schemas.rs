@@ -337,7 +337,7 @@ impl SchemaStore for SqliteMetaStore {
     }
 
     async fn insert_dataset_checked(&self, dataset: &Dataset) -> Result<Result<(), UnionConflict>, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if dataset.is_profile_enabled()
             && let Err(conflict) = union_admits(&mut tx, &tenant_of(dataset), &dataset.schema_ref.id).await?
         {
@@ -355,7 +355,7 @@ impl SchemaStore for SqliteMetaStore {
         patch: &DatasetPatch,
         now: EpochMillis,
     ) -> Result<Result<Option<Dataset>, UnionConflict>, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let Some(current) = get_dataset_row(&mut *tx, tenant, id).await? else {
             return Ok(Ok(None));
         };

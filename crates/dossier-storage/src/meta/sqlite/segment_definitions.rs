@@ -21,6 +21,7 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
+use super::by_id::{delete_by_id, read_by_id};
 use super::paging::{PageQuery, order_by_then_id, push, read_by_ids, read_page};
 use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
@@ -28,12 +29,6 @@ use crate::meta::prelude::*;
 use crate::meta::{SegmentDefinitionPage, SegmentDefinitionWriteError, SegmentSpecCheck, SegmentSpecEdit};
 
 const TABLE: &str = "segment_definitions";
-
-impl From<sqlx::Error> for SegmentDefinitionWriteError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Storage(StorageError::Database(error))
-    }
-}
 
 /// A `segment_definitions` row as stored.
 #[derive(sqlx::FromRow)]
@@ -132,28 +127,12 @@ async fn insert(conn: &mut SqliteConnection, definition: &SegmentDefinition) -> 
     Ok(())
 }
 
-async fn delete_row(conn: &mut SqliteConnection, tenant: &Tenant, id: &SegmentDefinitionId) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM segment_definitions WHERE org = ? AND sandbox = ? AND id = ?")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 async fn definition_in(
     conn: &mut SqliteConnection,
     tenant: &Tenant,
     id: &SegmentDefinitionId,
 ) -> Result<Option<SegmentDefinition>, StorageError> {
-    let row = sqlx::query("SELECT * FROM segment_definitions WHERE org = ? AND sandbox = ? AND id = ?")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(definition_from_row).transpose()
+    read_by_id(conn, TABLE, "", tenant, id.as_str(), definition_from_row).await
 }
 
 /// The merge policy a definition uses: the one named, if it exists in the sandbox, else the
@@ -370,7 +349,7 @@ impl SegmentDefinitionStore for SqliteMetaStore {
             return Ok(current);
         }
         let next = current.changed(checked, now);
-        delete_row(&mut tx, tenant, id).await?;
+        delete_by_id(&mut tx, TABLE, tenant, id.as_str()).await?;
         insert(&mut tx, &next).await?;
         tx.commit().await?;
         Ok(next)
@@ -395,220 +374,8 @@ impl SegmentDefinitionStore for SqliteMetaStore {
                 dependents,
             });
         }
-        delete_row(&mut tx, tenant, id).await?;
+        delete_by_id(&mut tx, TABLE, tenant, id.as_str()).await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use dossier_model::merge_policy::SEEDED_MERGE_POLICY_ID;
-    use dossier_model::pql::PqlSchemas;
-    use dossier_model::tenancy::{OrgId, SandboxName};
-    use dossier_model::xdm::XdmSchema;
-    use serde_json::json;
-
-    use super::*;
-    use crate::meta::MetaStore;
-
-    const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
-
-    fn tenant(sandbox: &str) -> Tenant {
-        Tenant {
-            org: OrgId::parse(ORG).unwrap(),
-            sandbox: SandboxName::parse(sandbox).unwrap(),
-        }
-    }
-
-    async fn store() -> (tempfile::TempDir, MetaStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
-        meta.ensure_org(&OrgId::parse(ORG).unwrap()).await.unwrap();
-        (dir, meta)
-    }
-
-    fn spec(name: &str, expression: &str) -> SegmentDefinitionSpec {
-        SegmentDefinitionSpec::from_json(&json!({"name": name, "expression": {"value": expression}})).unwrap()
-    }
-
-    fn check(spec: SegmentDefinitionSpec, merge_policy_id: MergePolicyId) -> Result<CheckedSpec, PqlError> {
-        let profile = XdmSchema::builtin_profile();
-        let event = XdmSchema::builtin_experience_event();
-        let schemas = PqlSchemas {
-            profile: &profile,
-            event: &event,
-        };
-        CheckedSpec::check(spec, schemas, merge_policy_id).map(|(checked, _)| checked)
-    }
-
-    async fn create(
-        meta: &MetaStore,
-        name: &str,
-        expression: &str,
-    ) -> Result<SegmentDefinition, SegmentDefinitionWriteError> {
-        meta.create_segment_definition(
-            &tenant("prod"),
-            SegmentDefinitionId::generate(),
-            spec(name, expression),
-            1_000,
-            check,
-        )
-        .await
-    }
-
-    #[tokio::test]
-    async fn definitions_get_the_default_merge_policy_and_unique_names() {
-        let (_dir, meta) = store().await;
-        let first = create(&meta, "first", "homeAddress.countryCode = \"US\"")
-            .await
-            .unwrap();
-        assert_eq!(first.merge_policy_id.as_str(), SEEDED_MERGE_POLICY_ID);
-        assert_eq!(
-            meta.segment_definition(&tenant("prod"), &first.id).await.unwrap(),
-            Some(first.clone())
-        );
-        assert_eq!(meta.segment_definition(&tenant("dev"), &first.id).await.unwrap(), None);
-
-        let taken = create(&meta, "first", "homeAddress.countryCode = \"CA\"").await;
-        assert!(matches!(taken, Err(SegmentDefinitionWriteError::NameTaken { id, .. }) if id == first.id));
-        let bad_pql = create(&meta, "second", "homeAddress.nope = 1").await;
-        assert!(matches!(bad_pql, Err(SegmentDefinitionWriteError::Pql(_))));
-        let mut unknown_policy = spec("third", "homeAddress.countryCode = \"US\"");
-        unknown_policy.merge_policy_id = Some(MergePolicyId::from_string("nope"));
-        let result = meta
-            .create_segment_definition(
-                &tenant("prod"),
-                SegmentDefinitionId::generate(),
-                unknown_policy,
-                1,
-                check,
-            )
-            .await;
-        assert!(matches!(
-            result,
-            Err(SegmentDefinitionWriteError::UnknownMergePolicy(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn cycles_are_refused_and_dependencies_protect_deletion() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        let a = create(&meta, "a", "homeAddress.countryCode = \"US\"").await.unwrap();
-        let b = create(&meta, "b", &format!("inSegment(\"{}\")", a.id)).await.unwrap();
-        assert_eq!(b.dependencies, [a.id.to_string()]);
-
-        let closing = format!("inSegment(\"{}\") or inSegment(\"external\")", b.id);
-        let result = meta
-            .update_segment_definition(
-                &t,
-                &a.id,
-                2_000,
-                |current| {
-                    Ok(SegmentDefinitionSpec {
-                        expression: closing.clone(),
-                        ..current.spec()
-                    })
-                },
-                check,
-            )
-            .await;
-        assert!(
-            matches!(&result, Err(SegmentDefinitionWriteError::Cycle(path)) if path == &[a.id.to_string(), b.id.to_string(), a.id.to_string()]),
-            "{result:?}"
-        );
-
-        let dependents = meta.segment_dependents(&t, &[&a.id, &b.id]).await.unwrap();
-        assert_eq!(dependents.get(&a.id), Some(&vec![b.id.clone()]));
-        assert_eq!(dependents.get(&b.id), None);
-        let refused = meta.delete_segment_definition(&t, &a.id).await;
-        assert!(
-            matches!(refused, Err(SegmentDefinitionWriteError::HasDependents { dependents, .. }) if dependents == [b.id.clone()])
-        );
-        meta.delete_segment_definition(&t, &b.id).await.unwrap();
-        meta.delete_segment_definition(&t, &a.id).await.unwrap();
-        assert!(matches!(
-            meta.delete_segment_definition(&t, &a.id).await,
-            Err(SegmentDefinitionWriteError::NotFound(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn updates_move_the_update_time_and_no_op_updates_do_not() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        let created = create(&meta, "a", "homeAddress.countryCode = \"US\"").await.unwrap();
-        let same = meta
-            .update_segment_definition(&t, &created.id, 9_000, |current| Ok(current.spec()), check)
-            .await
-            .unwrap();
-        assert_eq!(same, created);
-        let renamed = meta
-            .update_segment_definition(
-                &t,
-                &created.id,
-                900,
-                |current| {
-                    Ok(SegmentDefinitionSpec {
-                        name: "renamed".into(),
-                        ..current.spec()
-                    })
-                },
-                check,
-            )
-            .await
-            .unwrap();
-        assert_eq!((renamed.creation_time, renamed.update_time), (1_000, 1_001));
-        assert_eq!(meta.segment_definition(&t, &created.id).await.unwrap(), Some(renamed));
-    }
-
-    #[tokio::test]
-    async fn listing_pages_sorts_and_filters() {
-        let (_dir, meta) = store().await;
-        let t = tenant("prod");
-        for (index, name) in ["b", "c", "a"].iter().enumerate() {
-            let mut spec = spec(name, "homeAddress.countryCode = \"US\"");
-            spec.batch_enabled = index != 1;
-            meta.create_segment_definition(&t, SegmentDefinitionId::generate(), spec, 1_000 + index as i64, check)
-                .await
-                .unwrap();
-        }
-        let query = |pairs: &[(&str, &str)]| {
-            let params = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            SegmentDefinitionListQuery::from_params(&params).unwrap()
-        };
-        let names = |page: &SegmentDefinitionPage| page.items.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-        let newest_first = meta
-            .list_segment_definitions(&t, &query(&[("limit", "2")]))
-            .await
-            .unwrap();
-        assert_eq!(
-            (names(&newest_first), newest_first.total),
-            (vec!["a".into(), "c".into()], 3)
-        );
-        let second = meta
-            .list_segment_definitions(&t, &query(&[("limit", "2"), ("page", "2")]))
-            .await
-            .unwrap();
-        assert_eq!(names(&second), ["b"]);
-        let by_name = meta
-            .list_segment_definitions(
-                &t,
-                &query(&[("sort", "name:asc"), ("evaluationInfo.batch.enabled", "true")]),
-            )
-            .await
-            .unwrap();
-        assert_eq!((names(&by_name), by_name.total), (vec!["a".into(), "b".into()], 2));
-        let streaming = meta
-            .list_segment_definitions(&t, &query(&[("evaluationInfo.continuous.enabled", "true")]))
-            .await
-            .unwrap();
-        assert_eq!(streaming.total, 0);
-        let elsewhere = meta
-            .list_segment_definitions(&tenant("dev"), &query(&[]))
-            .await
-            .unwrap();
-        assert_eq!(elsewhere.total, 0);
     }
 }

@@ -17,41 +17,32 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
+use super::by_id::read_by_id;
 use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
-use super::rows::{TenantColumns, json_column, parsed_column, to_json};
+use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::{JobKey, JobKind, MembershipFile, NewSegmentJob, SegmentJobCreation};
+
+const TABLE: &str = "segment_jobs";
 
 /// A `segment_jobs` row as stored (`SELECT *`; the queue's own columns are not read here).
 #[derive(sqlx::FromRow)]
 struct SegmentJobRow {
     id: String,
     #[sqlx(flatten)]
-    tenant: TenantColumns,
-    status: String,
-    request_id: String,
+    job: JobColumns,
     segments: String,
-    metrics: String,
-    errors: String,
-    created: EpochMillis,
-    updated: EpochMillis,
 }
 
 impl SegmentJobRow {
     fn into_job(self) -> Result<SegmentJob, StorageError> {
-        const TABLE: &str = "segment_jobs";
-        Ok(SegmentJob {
+        Ok(job_from_columns!(SegmentJob {
+            columns: self.job,
+            table: TABLE,
             id: self.id,
-            tenant: self.tenant.into_tenant(TABLE)?,
-            status: parsed_column(TABLE, "status", self.status.parse::<SegmentJobStatus>())?,
-            request_id: self.request_id,
             segments: json_column(TABLE, "segments", &self.segments)?,
-            metrics: json_column(TABLE, "metrics", &self.metrics)?,
-            errors: json_column(TABLE, "errors", &self.errors)?,
-            created: self.created,
-            updated: self.updated,
-        })
+        }))
     }
 }
 
@@ -60,13 +51,7 @@ fn job_from_row(row: &SqliteRow) -> Result<SegmentJob, StorageError> {
 }
 
 async fn job_in(conn: &mut SqliteConnection, tenant: &Tenant, id: &str) -> Result<Option<SegmentJob>, StorageError> {
-    let row = sqlx::query("SELECT * FROM segment_jobs WHERE org = ? AND sandbox = ? AND id = ?")
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.as_ref().map(job_from_row).transpose()
+    read_by_id(conn, TABLE, "", tenant, id, job_from_row).await
 }
 
 /// Makes `files` current, returning the files they supersede (for the caller to delete).
@@ -167,7 +152,7 @@ impl SegmentJobStore for SqliteMetaStore {
         new: &NewSegmentJob,
         max_queued: u64,
     ) -> Result<SegmentJobCreation, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let queued = queued_count_in(&mut tx, JobKind::Segment).await?;
         if queued >= max_queued {
             return Ok(SegmentJobCreation::QueueFull { queued });
@@ -242,7 +227,7 @@ impl SegmentJobStore for SqliteMetaStore {
         id: &str,
         now: EpochMillis,
     ) -> Result<Option<SegmentJob>, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(None);
         };
@@ -279,7 +264,7 @@ impl SegmentJobStore for SqliteMetaStore {
         files: &[MembershipFile],
         now: EpochMillis,
     ) -> Result<Option<Vec<String>>, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE segment_jobs SET status = 'SUCCEEDED', metrics = ?, updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'",
@@ -305,7 +290,7 @@ impl SegmentJobStore for SqliteMetaStore {
         tenant: &Tenant,
         files: &[MembershipFile],
     ) -> Result<Vec<String>, StorageError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let superseded = switch_files_in(&mut tx, tenant, files).await?;
         tx.commit().await?;
         Ok(superseded)
@@ -321,7 +306,7 @@ impl SegmentJobStore for SqliteMetaStore {
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         debug_assert!(matches!(status, SegmentJobStatus::Failed | SegmentJobStatus::Cancelled));
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE segment_jobs SET status = ?, errors = ?, metrics = COALESCE(?, metrics), updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status IN ('NEW', 'PROCESSING', 'CANCELLING')",

@@ -2,127 +2,45 @@
 //! heartbeat, end, cancel, recovery, and each kind's side of them.
 //!
 //! Part of the backend suite ([`super::backend_suite!`]): each case takes a freshly opened, empty
-//! store and panics when the backend breaks the contract. The fixtures (tenants, a target
-//! dataset) serve SQLite's per-kind tests too.
+//! store and panics when the backend breaks the contract. Its tenants, datasets and export jobs
+//! come from [`super::fixtures`].
 
-use serde_json::json;
-
-use dossier_model::catalog::{BatchStatus, DataBehavior, Dataset, FileDescription, SchemaRef};
-use dossier_model::export_job::{
-    ExportBatchTarget, ExportJob, ExportJobError, ExportJobProgress, ExportJobStatus, ExportSpec, QualificationWindow,
-};
-use dossier_model::ids::{BatchId, ClientId, DatasetId, MergePolicyId};
-use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
+use dossier_model::catalog::BatchStatus;
+use dossier_model::export_job::{ExportJob, ExportJobError, ExportJobProgress, ExportJobStatus};
 use dossier_model::segment_job::{SegmentJob, SegmentJobMetrics, SegmentJobStatus};
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
+use super::fixtures::{
+    ORG_A, created_export, created_segment_job, new_export_job, new_segment_job, sandbox, stored_dataset, tenant,
+    with_prod,
+};
 use crate::meta::{
-    ClaimedJob, ExportCancellation, ExportJobCreation, JobKey, JobKind, JobState, MetaStore, NewExportJob,
-    NewSegmentJob, PerSandbox, SegmentJobCreation,
+    ClaimedJob, ExportCancellation, ExportJobCreation, JobKey, JobKind, JobState, MetaStore, NewExportJob, PerSandbox,
+    SegmentJobCreation,
 };
 
-pub(crate) const ORG: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
 const WORKER: &str = "node-a/worker-0";
-
-pub(crate) fn tenant(sandbox: &str) -> Tenant {
-    Tenant {
-        org: OrgId::parse(ORG).unwrap(),
-        sandbox: SandboxName::parse(sandbox).unwrap(),
-    }
-}
 
 /// The organization with its `prod` sandbox, and a `dev` sandbox: the two tenants of the cases.
 async fn tenants(store: &MetaStore) -> (Tenant, Tenant) {
-    let (prod, dev) = (tenant("prod"), tenant("dev"));
-    store.ensure_org(&prod.org).await.unwrap();
-    store.create_sandbox(&dev.org, &dev.sandbox).await.unwrap();
-    (prod, dev)
-}
-
-pub(crate) async fn target_dataset(store: &MetaStore, tenant: &Tenant) -> DatasetId {
-    let dataset = Dataset {
-        id: DatasetId::generate(),
-        org: tenant.org.clone(),
-        sandbox: tenant.sandbox.clone(),
-        name: "export target".into(),
-        description: None,
-        schema_ref: SchemaRef {
-            id: PROFILE_UNION_SCHEMA_ID.into(),
-            content_type: "application/vnd.adobe.xed+json;version=1".into(),
-        },
-        file_description: FileDescription::default(),
-        tags: Default::default(),
-        aspect: None,
-        data_behavior: DataBehavior::Record,
-        created: 1,
-        updated: 1,
-        created_client: ClientId::from_string("client"),
-        last_batch_id: None,
-        last_batch_status: None,
-    };
-    store.insert_dataset(&dataset).await.unwrap();
-    dataset.id
+    let prod = with_prod(store).await;
+    store.create_sandbox(&prod.org, &sandbox("dev")).await.unwrap();
+    (prod, tenant(ORG_A, "dev"))
 }
 
 /// An export job created at `created` into a dataset of its own.
 async fn new_export(store: &MetaStore, tenant: &Tenant, created: EpochMillis) -> NewExportJob {
-    let dataset = target_dataset(store, tenant).await;
-    NewExportJob {
-        tenant: tenant.clone(),
-        request_id: "req".into(),
-        request: json!({"schema": {"name": "_xdm.context.profile"}}),
-        spec: ExportSpec {
-            fields: None,
-            segments: Vec::new(),
-            qualification: QualificationWindow::default(),
-            from_ingest: None,
-            empty_profiles: false,
-            event_list: None,
-            dataset_id: dataset,
-            segment_per_batch: false,
-            merge_policy_id: MergePolicyId::from_string("timestampOrdered-none-mp"),
-            merge_policy_version: 1,
-            evaluate_segments: false,
-        },
-        batches: vec![ExportBatchTarget {
-            batch_id: BatchId::generate(),
-            segment: None,
-        }],
-        created_client: ClientId::from_string("client"),
-        created,
-        idempotency: None,
-    }
+    let dataset = stored_dataset(store, tenant, "export target", 1).await;
+    new_export_job(tenant, &dataset.id, created, None)
 }
 
 async fn queue_export(store: &MetaStore, tenant: &Tenant, created: EpochMillis) -> ExportJob {
-    let new = new_export(store, tenant, created).await;
-    match store.create_export_job(&new, 100).await.unwrap() {
-        ExportJobCreation::Created(job) => job,
-        other => panic!("not created: {other:?}"),
-    }
-}
-
-fn new_segment_job(tenant: &Tenant, id: &str, created: EpochMillis) -> NewSegmentJob {
-    NewSegmentJob {
-        tenant: tenant.clone(),
-        id: id.into(),
-        request_id: "request".into(),
-        segments: Vec::new(),
-        created_client: ClientId::from_string("client"),
-        created,
-    }
+    created_export(store, &new_export(store, tenant, created).await).await
 }
 
 async fn queue_segment_job(store: &MetaStore, tenant: &Tenant, id: &str, created: EpochMillis) -> SegmentJob {
-    match store
-        .create_segment_job(&new_segment_job(tenant, id, created), 100)
-        .await
-        .unwrap()
-    {
-        SegmentJobCreation::Created(job) => *job,
-        other => panic!("not created: {other:?}"),
-    }
+    created_segment_job(store, &new_segment_job(tenant, id, created)).await
 }
 
 /// The key of the next job claimed, or `None` when nothing may be claimed.
@@ -379,7 +297,7 @@ pub(crate) async fn cancel_ends_a_queued_job_and_marks_a_running_one(store: Meta
     ));
     assert!(
         store
-            .cancel_export_job(&tenant("dev"), running_export.id, 38)
+            .cancel_export_job(&tenant(ORG_A, "dev"), running_export.id, 38)
             .await
             .unwrap()
             .is_none()

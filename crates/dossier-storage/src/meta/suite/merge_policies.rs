@@ -60,6 +60,8 @@ pub(crate) async fn one_default_per_schema(store: MetaStore) {
         (2, false),
         "the old default gets a new version"
     );
+    let original = store.merge_policy(&t, &seeded_id(), Some(1)).await.unwrap();
+    assert!(original.is_some_and(|v1| v1.is_default), "version 1 stays as it was");
     assert_eq!(defaults(&store, &t).await, std::slice::from_ref(&first.id));
     assert_eq!(
         store

@@ -23,7 +23,7 @@ pub(crate) mod batch_files;
 pub(crate) mod catalog;
 pub(crate) mod clients;
 pub(crate) mod export_jobs;
-pub(crate) mod fixtures;
+pub(crate) use super::fixtures;
 pub(crate) mod identity_graph;
 pub(crate) mod job_queue;
 pub(crate) mod merge_policies;

@@ -76,6 +76,24 @@ pub(crate) async fn definitions_round_trip_and_update(store: MetaStore) {
         store.segment_definition(&t, &created.id).await.unwrap(),
         Some(renamed.clone())
     );
+    // A clock that went back still moves the update time forward, and that is what is stored.
+    let earlier = store
+        .update_segment_definition(
+            &t,
+            &created.id,
+            900,
+            |current| {
+                Ok(SegmentDefinitionSpec {
+                    name: "renamed again".into(),
+                    ..current.spec()
+                })
+            },
+            check_pql,
+        )
+        .await
+        .unwrap();
+    assert_eq!((earlier.creation_time, earlier.update_time), (1_000, 5_001));
+    assert_eq!(store.segment_definition(&t, &created.id).await.unwrap(), Some(earlier));
 
     let invalid = store
         .update_segment_definition(

@@ -1,33 +1,40 @@
-//! Values the cases build their stores from: two organizations, sandboxes, datasets, batches,
+//! Values tests build their stores from: two organizations, sandboxes, datasets, batches,
 //! schemas and jobs with fixed, recognizable fields.
+//!
+//! The backend suite (`meta/suite/`) and the SQLite tests use them; other crates' tests get them
+//! with this crate's `test-fixtures` feature (a dev-dependency feature: never in a build).
 
 use serde_json::json;
 
 use dossier_model::catalog::{Batch, BatchStatus, DataBehavior, Dataset, FileDescription, SchemaRef, Tags};
-use dossier_model::export_job::{ExportBatchTarget, ExportSpec, QualificationWindow};
+use dossier_model::export_job::{ExportBatchTarget, ExportJob, ExportSpec, QualificationWindow};
 use dossier_model::ids::{BatchId, ClientId, DatasetId, MergePolicyId};
 use dossier_model::merge_policy::SEEDED_MERGE_POLICY_ID;
 use dossier_model::pql::{PqlError, PqlSchemas};
 use dossier_model::schema::PROFILE_UNION_SCHEMA_ID;
 use dossier_model::segment_definition::{CheckedSpec, SegmentDefinitionSpec};
+use dossier_model::segment_job::SegmentJob;
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::EpochMillis;
 use dossier_model::xdm::{RegisteredSchema, SchemaIds, XdmSchema};
 
-use crate::meta::{BatchFile, BatchOutcome, ExportJobCreation, FileKind, IdempotencyKey, MetaStore, NewExportJob};
+use crate::meta::{
+    BatchFile, BatchOutcome, ExportJobCreation, FileKind, IdempotencyKey, MetaStore, NewExportJob, NewSegmentJob,
+    SegmentJobCreation,
+};
 
-pub(crate) const ORG_A: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
-pub(crate) const ORG_B: &str = "2CE7493660EA1D241B5A533E@AdobeOrg";
+pub const ORG_A: &str = "1BD6382559DF0C130A49422D@AdobeOrg";
+pub const ORG_B: &str = "2CE7493660EA1D241B5A533E@AdobeOrg";
 
-pub(crate) fn org(raw: &str) -> OrgId {
+pub fn org(raw: &str) -> OrgId {
     OrgId::parse(raw).expect("a valid org id")
 }
 
-pub(crate) fn sandbox(name: &str) -> SandboxName {
+pub fn sandbox(name: &str) -> SandboxName {
     SandboxName::parse(name).expect("a valid sandbox name")
 }
 
-pub(crate) fn tenant(org_id: &str, sandbox_name: &str) -> Tenant {
+pub fn tenant(org_id: &str, sandbox_name: &str) -> Tenant {
     Tenant {
         org: org(org_id),
         sandbox: sandbox(sandbox_name),
@@ -35,13 +42,13 @@ pub(crate) fn tenant(org_id: &str, sandbox_name: &str) -> Tenant {
 }
 
 /// `ORG_A/prod`: the tenant most cases write to.
-pub(crate) fn prod() -> Tenant {
+pub fn prod() -> Tenant {
     tenant(ORG_A, "prod")
 }
 
 /// Makes the three tenants the tenancy cases compare: `ORG_A/prod`, `ORG_A/dev` and
 /// `ORG_B/prod`, returned in that order.
-pub(crate) async fn three_tenants(store: &MetaStore) -> [Tenant; 3] {
+pub async fn three_tenants(store: &MetaStore) -> [Tenant; 3] {
     store.ensure_org(&org(ORG_A)).await.unwrap();
     store.create_sandbox(&org(ORG_A), &sandbox("dev")).await.unwrap();
     store.ensure_org(&org(ORG_B)).await.unwrap();
@@ -49,23 +56,23 @@ pub(crate) async fn three_tenants(store: &MetaStore) -> [Tenant; 3] {
 }
 
 /// Creates `ORG_A` (so `ORG_A/prod`) and returns that tenant.
-pub(crate) async fn with_prod(store: &MetaStore) -> Tenant {
+pub async fn with_prod(store: &MetaStore) -> Tenant {
     store.ensure_org(&org(ORG_A)).await.unwrap();
     prod()
 }
 
-pub(crate) fn client() -> ClientId {
+pub fn client() -> ClientId {
     ClientId::from_string("suite-client")
 }
 
-pub(crate) fn profile_enabled_tags() -> Tags {
+pub fn profile_enabled_tags() -> Tags {
     let mut tags = Tags::new();
     tags.insert("unifiedProfile".into(), vec!["enabled:true".into()]);
     tags
 }
 
 /// A dataset on `schema_id`, profile-enabled or not, created at `created`.
-pub(crate) fn dataset_on(tenant: &Tenant, name: &str, schema_id: &str, enabled: bool, created: EpochMillis) -> Dataset {
+pub fn dataset_on(tenant: &Tenant, name: &str, schema_id: &str, enabled: bool, created: EpochMillis) -> Dataset {
     Dataset {
         id: DatasetId::generate(),
         org: tenant.org.clone(),
@@ -89,19 +96,19 @@ pub(crate) fn dataset_on(tenant: &Tenant, name: &str, schema_id: &str, enabled: 
 }
 
 /// A dataset on the profile union, not profile-enabled.
-pub(crate) fn dataset(tenant: &Tenant, name: &str, created: EpochMillis) -> Dataset {
+pub fn dataset(tenant: &Tenant, name: &str, created: EpochMillis) -> Dataset {
     dataset_on(tenant, name, PROFILE_UNION_SCHEMA_ID, false, created)
 }
 
 /// Inserts [`dataset`] and returns it as stored.
-pub(crate) async fn stored_dataset(store: &MetaStore, tenant: &Tenant, name: &str, created: EpochMillis) -> Dataset {
+pub async fn stored_dataset(store: &MetaStore, tenant: &Tenant, name: &str, created: EpochMillis) -> Dataset {
     let dataset = dataset(tenant, name, created);
     store.insert_dataset(&dataset).await.unwrap();
     dataset
 }
 
 /// An ingestion batch of `dataset` in `status`, created at `created`.
-pub(crate) fn batch(dataset: &Dataset, status: BatchStatus, created: EpochMillis) -> Batch {
+pub fn batch(dataset: &Dataset, status: BatchStatus, created: EpochMillis) -> Batch {
     Batch {
         id: BatchId::generate(),
         org: dataset.org.clone(),
@@ -123,7 +130,7 @@ pub(crate) fn batch(dataset: &Dataset, status: BatchStatus, created: EpochMillis
 }
 
 /// Inserts a `loading` batch of `dataset` and moves it to `processing`, as COMPLETE does.
-pub(crate) async fn processing_batch(store: &MetaStore, dataset: &Dataset, created: EpochMillis) -> Batch {
+pub async fn processing_batch(store: &MetaStore, dataset: &Dataset, created: EpochMillis) -> Batch {
     let tenant = dataset_tenant(dataset);
     let loading = batch(dataset, BatchStatus::Loading, created);
     store.insert_batch(&loading).await.unwrap();
@@ -144,7 +151,7 @@ pub(crate) async fn processing_batch(store: &MetaStore, dataset: &Dataset, creat
 
 /// Takes a batch through `loading` and `processing` and commits it `success` at `completed`
 /// with one data file; returns the batch as stored afterwards.
-pub(crate) async fn committed_batch(
+pub async fn committed_batch(
     store: &MetaStore,
     dataset: &Dataset,
     created: EpochMillis,
@@ -161,7 +168,7 @@ pub(crate) async fn committed_batch(
         .expect("committed batch")
 }
 
-pub(crate) fn data_file(batch: &Batch, name: &str, created: EpochMillis) -> BatchFile {
+pub fn data_file(batch: &Batch, name: &str, created: EpochMillis) -> BatchFile {
     BatchFile {
         file_id: format!("{}-{name}", batch.id),
         batch_id: batch.id.clone(),
@@ -179,7 +186,7 @@ pub(crate) fn data_file(batch: &Batch, name: &str, created: EpochMillis) -> Batc
 }
 
 /// A `success` outcome with one data file per name.
-pub(crate) fn success(batch: &Batch, completed: EpochMillis, files: &[&str]) -> BatchOutcome {
+pub fn success(batch: &Batch, completed: EpochMillis, files: &[&str]) -> BatchOutcome {
     BatchOutcome {
         status: BatchStatus::Success,
         completed,
@@ -191,7 +198,7 @@ pub(crate) fn success(batch: &Batch, completed: EpochMillis, files: &[&str]) -> 
     }
 }
 
-pub(crate) fn dataset_tenant(dataset: &Dataset) -> Tenant {
+pub fn dataset_tenant(dataset: &Dataset) -> Tenant {
     Tenant {
         org: dataset.org.clone(),
         sandbox: dataset.sandbox.clone(),
@@ -199,7 +206,7 @@ pub(crate) fn dataset_tenant(dataset: &Dataset) -> Tenant {
 }
 
 /// A profile schema registered in `tenant` with `properties` (an XDM `properties` object).
-pub(crate) fn profile_schema(tenant: &Tenant, title: &str, properties: serde_json::Value) -> RegisteredSchema {
+pub fn profile_schema(tenant: &Tenant, title: &str, properties: serde_json::Value) -> RegisteredSchema {
     let body = json!({
         "title": title,
         "meta:class": "https://ns.adobe.com/xdm/context/profile",
@@ -218,7 +225,7 @@ pub(crate) fn profile_schema(tenant: &Tenant, title: &str, properties: serde_jso
 
 /// A job exporting into `dataset` with one batch, created at `created`, with an optional
 /// `(Idempotency-Key, body digest)`.
-pub(crate) fn new_export_job(
+pub fn new_export_job(
     tenant: &Tenant,
     dataset: &DatasetId,
     created: EpochMillis,
@@ -254,22 +261,47 @@ pub(crate) fn new_export_job(
     }
 }
 
-/// Creates the job, which must be `Created`, and returns its id.
-pub(crate) async fn created_export_job(store: &MetaStore, new: &NewExportJob) -> i64 {
+/// Creates the job, which must be `Created`, and returns it as created.
+pub async fn created_export(store: &MetaStore, new: &NewExportJob) -> ExportJob {
     match store.create_export_job(new, 1_000).await.unwrap() {
-        ExportJobCreation::Created(job) => job.id,
+        ExportJobCreation::Created(job) => job,
         other => panic!("expected a created job, got {other:?}"),
     }
 }
 
+/// Creates the job, which must be `Created`, and returns its id.
+pub async fn created_export_job(store: &MetaStore, new: &NewExportJob) -> i64 {
+    created_export(store, new).await.id
+}
+
+/// A segment job `id` with no segments named, created at `created`.
+pub fn new_segment_job(tenant: &Tenant, id: &str, created: EpochMillis) -> NewSegmentJob {
+    NewSegmentJob {
+        tenant: tenant.clone(),
+        id: id.into(),
+        request_id: "request".into(),
+        segments: Vec::new(),
+        created_client: client(),
+        created,
+    }
+}
+
+/// Creates the segment job, which must be `Created`, and returns it as created.
+pub async fn created_segment_job(store: &MetaStore, new: &NewSegmentJob) -> SegmentJob {
+    match store.create_segment_job(new, 1_000).await.unwrap() {
+        SegmentJobCreation::Created(job) => *job,
+        other => panic!("expected a created segment job, got {other:?}"),
+    }
+}
+
 /// A segment definition spec named `name` with PQL `expression` and the default merge policy.
-pub(crate) fn segment_spec(name: &str, expression: &str) -> SegmentDefinitionSpec {
+pub fn segment_spec(name: &str, expression: &str) -> SegmentDefinitionSpec {
     SegmentDefinitionSpec::from_json(&json!({"name": name, "expression": {"value": expression}}))
         .expect("a valid segment definition body")
 }
 
 /// What the API passes as `check`: PQL parsed against the built-in profile and event schemas.
-pub(crate) fn check_pql(spec: SegmentDefinitionSpec, merge_policy_id: MergePolicyId) -> Result<CheckedSpec, PqlError> {
+pub fn check_pql(spec: SegmentDefinitionSpec, merge_policy_id: MergePolicyId) -> Result<CheckedSpec, PqlError> {
     let profile = XdmSchema::builtin_profile();
     let event = XdmSchema::builtin_experience_event();
     let schemas = PqlSchemas {
@@ -280,7 +312,7 @@ pub(crate) fn check_pql(spec: SegmentDefinitionSpec, merge_policy_id: MergePolic
 }
 
 /// Sorted copy, for comparing results a method returns "in no particular order".
-pub(crate) fn sorted<T: Ord + Clone>(items: &[T]) -> Vec<T> {
+pub fn sorted<T: Ord + Clone>(items: &[T]) -> Vec<T> {
     let mut items = items.to_vec();
     items.sort();
     items

@@ -1,0 +1,55 @@
+//! One row of a per-sandbox table named by its id (`org`, `sandbox`, `id`): read it or delete it.
+//! Export and segment jobs, segment definitions and merge policies key their rows so; the SQL is
+//! written once here.
+
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{AssertSqlSafe, Sqlite};
+
+use dossier_model::tenancy::Tenant;
+
+use crate::StorageError;
+
+/// The row of `table` with this id in this tenant (and `also`, a constant extra condition such
+/// as `AND is_latest = 1`), read with `from_row`.
+pub(super) async fn read_by_id<'q, I, T>(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+    also: &'static str,
+    tenant: &'q Tenant,
+    id: I,
+    from_row: impl Fn(&SqliteRow) -> Result<T, StorageError>,
+) -> Result<Option<T>, StorageError>
+where
+    I: 'q + Send + sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
+{
+    // The only text put into the SQL is the table and `also`, both constant.
+    let sql = format!("SELECT * FROM {table} WHERE org = ? AND sandbox = ? AND id = ? {also}");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Deletes every row of `table` with this id in this tenant (all versions, where a table keeps
+/// several).
+pub(super) async fn delete_by_id<'q, I>(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+    tenant: &'q Tenant,
+    id: I,
+) -> Result<(), sqlx::Error>
+where
+    I: 'q + Send + sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
+{
+    let sql = format!("DELETE FROM {table} WHERE org = ? AND sandbox = ? AND id = ?");
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
