@@ -299,18 +299,15 @@ pub async fn patch_segment_definition(
     post, path = "/segment/definitions/{id}", tag = "segment definitions",
     params(("id" = String, Path, description = "Segment definition id")),
     request_body(content = Object, description = "As for PATCH"),
-    responses((status = 200, description = "The segment definition as it now is"),
-              (status = 400, description = "The body, the resulting definition or its PQL is invalid"),
-              (status = 404, description = "No such definition in this sandbox"),
-              (status = 409, description = "Another definition of the sandbox has the new name"))
+    responses((status = 200, description = "The segment definition as it now is"), (status = 400, description = "As for PATCH"), (status = 404, description = "No such definition in this sandbox"), (status = 409, description = "As for PATCH"))
 )]
 pub async fn post_segment_definition(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    id: Path<String>,
+    body: JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    update(&state, &caller, id, &body).await
+    patch_segment_definition(state, caller, id, body).await
 }
 
 /// Deletes a segment definition. One that another definition names with inSegment is refused.

@@ -68,49 +68,33 @@ pub trait StoreLifecycle: Send + Sync {
     async fn close(&self);
 }
 
-/// Every concern of the metadata store: what a backend implements. Implemented for every type
-/// that implements all the traits, so a backend never names it.
-pub trait MetaBackend:
-    CatalogStore
-    + BatchFileStore
-    + BatchUploadStore
-    + ClientStore
-    + SandboxStore
-    + SchemaStore
-    + MergePolicyStore
-    + SegmentDefinitionStore
-    + ExportJobStore
-    + SegmentJobStore
-    + IdentityGraphStore
-    + JobQueueStore
-    + StoreLifecycle
-    + Send
-    + Sync
-    + Debug
-    + 'static
-{
+/// Declares [`MetaBackend`] as the sum of the concern traits and implements it for every type
+/// that implements them all, from one list.
+macro_rules! meta_backend {
+    ($($concern:path),+ $(,)?) => {
+        /// Every concern of the metadata store: what a backend implements. Implemented for every
+        /// type that implements all the traits, so a backend never names it.
+        pub trait MetaBackend: $($concern +)+ Send + Sync + Debug + 'static {}
+
+        impl<T> MetaBackend for T where T: $($concern +)+ Send + Sync + Debug + 'static {}
+    };
 }
 
-impl<T> MetaBackend for T where
-    T: CatalogStore
-        + BatchFileStore
-        + BatchUploadStore
-        + ClientStore
-        + SandboxStore
-        + SchemaStore
-        + MergePolicyStore
-        + SegmentDefinitionStore
-        + ExportJobStore
-        + SegmentJobStore
-        + IdentityGraphStore
-        + JobQueueStore
-        + StoreLifecycle
-        + Send
-        + Sync
-        + Debug
-        + 'static
-{
-}
+meta_backend!(
+    CatalogStore,
+    BatchFileStore,
+    BatchUploadStore,
+    ClientStore,
+    SandboxStore,
+    SchemaStore,
+    MergePolicyStore,
+    SegmentDefinitionStore,
+    ExportJobStore,
+    SegmentJobStore,
+    IdentityGraphStore,
+    JobQueueStore,
+    StoreLifecycle,
+);
 
 /// The metadata store as the engine and the API hold it: a backend behind one pointer. Cheap to
 /// clone (clones share the backend). It dereferences to `dyn MetaBackend`, so every trait

@@ -1,8 +1,10 @@
-//! One row of a per-sandbox table named by its id (`org`, `sandbox`, `id`): read it or delete it.
+//! One row of a per-sandbox table named by its id (`org`, `sandbox`, `id`): read it, update it or
+//! delete it.
 //! Export and segment jobs, segment definitions and merge policies key their rows so; the SQL is
 //! written once here.
 
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{AssertSqlSafe, Sqlite};
 
 use dossier_model::tenancy::Tenant;
@@ -52,4 +54,25 @@ where
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Runs `update` (an `UPDATE` whose `WHERE` starts `org = ? AND sandbox = ? AND id = ?`, after
+/// the `SET` values it has bound) on the row with this id in this tenant. Returns whether a row
+/// changed: `false` when the row is not in the state the rest of the `WHERE` asks for.
+pub(super) async fn update_by_id<'q, I>(
+    conn: &mut SqliteConnection,
+    update: Query<'q, Sqlite, SqliteArguments>,
+    tenant: &'q Tenant,
+    id: I,
+) -> Result<bool, sqlx::Error>
+where
+    I: 'q + Send + sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
+{
+    let done = update
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }

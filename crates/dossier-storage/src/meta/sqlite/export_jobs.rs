@@ -20,7 +20,7 @@ use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
 use super::batch_files::commit_batch_in;
-use super::by_id::read_by_id;
+use super::by_id::{read_by_id, update_by_id};
 use super::catalog::{get_dataset_row, insert_batch_in};
 use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
 use super::rows::{JobColumns, job_from_columns, json_column, to_json};
@@ -191,20 +191,15 @@ async fn end_unsuccessfully_in(
 ) -> Result<bool, StorageError> {
     let mut metrics = job.metrics.clone();
     metrics.total_time.end = Some(now);
-    let updated = sqlx::query(
+    let update = sqlx::query(
         "UPDATE export_jobs SET status = ?, errors = ?, metrics = ?, updated = ?
          WHERE org = ? AND sandbox = ? AND id = ? AND status IN ('NEW', 'PROCESSING')",
     )
     .bind(status.as_str())
     .bind(to_json(&errors))
     .bind(to_json(&metrics))
-    .bind(now)
-    .bind(job.tenant.org.as_str())
-    .bind(job.tenant.sandbox.as_str())
-    .bind(job.id)
-    .execute(&mut *conn)
-    .await?;
-    if updated.rows_affected() == 0 {
+    .bind(now);
+    if !update_by_id(&mut *conn, update, &job.tenant, job.id).await? {
         return Ok(false);
     }
     dequeue_in(conn, &JobKey::export(&job.tenant, job.id)).await?;
@@ -238,17 +233,12 @@ pub(super) async fn claim_in(
     id: i64,
     now: EpochMillis,
 ) -> Result<Option<ExportJob>, StorageError> {
-    let claimed = sqlx::query(
+    let claim = sqlx::query(
         "UPDATE export_jobs SET status = 'PROCESSING', updated = ?
          WHERE org = ? AND sandbox = ? AND id = ? AND status = 'NEW'",
     )
-    .bind(now)
-    .bind(tenant.org.as_str())
-    .bind(tenant.sandbox.as_str())
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    if claimed.rows_affected() == 0 {
+    .bind(now);
+    if !update_by_id(&mut *conn, claim, tenant, id).await? {
         return Ok(None);
     }
     let job = job_in(conn, tenant, id).await?.expect("updated in this transaction");
@@ -390,18 +380,13 @@ impl ExportJobStore for SqliteMetaStore {
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
+        let update = sqlx::query(
             "UPDATE export_jobs SET status = 'SUCCEEDED', metrics = ?, updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING' AND cancel_requested = 0",
         )
         .bind(to_json(metrics))
-        .bind(now)
-        .bind(job.tenant.org.as_str())
-        .bind(job.tenant.sandbox.as_str())
-        .bind(job.id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
+        .bind(now);
+        if !update_by_id(&mut tx, update, &job.tenant, job.id).await? {
             return Ok(false);
         }
         dequeue_in(&mut tx, &JobKey::export(&job.tenant, job.id)).await?;

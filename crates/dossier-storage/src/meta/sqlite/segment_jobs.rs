@@ -17,7 +17,7 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
-use super::by_id::read_by_id;
+use super::by_id::{read_by_id, update_by_id};
 use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
 use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
@@ -101,18 +101,13 @@ pub(super) async fn claim_in(
         start: Some(now),
         ..SegmentJobMetrics::default()
     };
-    let claimed = sqlx::query(
+    let claim = sqlx::query(
         "UPDATE segment_jobs SET status = 'PROCESSING', updated = ?, metrics = ?
          WHERE org = ? AND sandbox = ? AND id = ? AND status = 'NEW'",
     )
     .bind(now)
-    .bind(to_json(&metrics))
-    .bind(tenant.org.as_str())
-    .bind(tenant.sandbox.as_str())
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    if claimed.rows_affected() == 0 {
+    .bind(to_json(&metrics));
+    if !update_by_id(&mut *conn, claim, tenant, id).await? {
         return Ok(None);
     }
     job_in(conn, tenant, id).await
@@ -265,18 +260,13 @@ impl SegmentJobStore for SqliteMetaStore {
         now: EpochMillis,
     ) -> Result<Option<Vec<String>>, StorageError> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
+        let update = sqlx::query(
             "UPDATE segment_jobs SET status = 'SUCCEEDED', metrics = ?, updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'",
         )
         .bind(to_json(metrics))
-        .bind(now)
-        .bind(job.tenant.org.as_str())
-        .bind(job.tenant.sandbox.as_str())
-        .bind(&job.id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
+        .bind(now);
+        if !update_by_id(&mut tx, update, &job.tenant, &job.id).await? {
             return Ok(None);
         }
         dequeue_in(&mut tx, &JobKey::segment(&job.tenant, &job.id)).await?;
@@ -307,20 +297,15 @@ impl SegmentJobStore for SqliteMetaStore {
     ) -> Result<bool, StorageError> {
         debug_assert!(matches!(status, SegmentJobStatus::Failed | SegmentJobStatus::Cancelled));
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
+        let update = sqlx::query(
             "UPDATE segment_jobs SET status = ?, errors = ?, metrics = COALESCE(?, metrics), updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status IN ('NEW', 'PROCESSING', 'CANCELLING')",
         )
         .bind(status.as_str())
         .bind(to_json(&errors))
         .bind(metrics.map(to_json))
-        .bind(now)
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
+        .bind(now);
+        if !update_by_id(&mut tx, update, tenant, id).await? {
             return Ok(false);
         }
         dequeue_in(&mut tx, &JobKey::segment(tenant, id)).await?;
