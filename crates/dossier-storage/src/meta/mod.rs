@@ -21,6 +21,7 @@ mod sandbox_store;
 mod schema_store;
 mod segment_definition_store;
 mod segment_job_store;
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt::Debug;

@@ -13,7 +13,8 @@
 //!
 //! `$open` is called once per case and returns `(MetaStore, guard)`: the store, and whatever
 //! must live as long as the case (the temp folder of a SQLite file, the throw-away database of a
-//! server). Every case is listed in [`backend_suite!`]; a case written but not listed is dead
+//! server); or an `Option` of that, `None` when the backend's server is not installed here (the
+//! case then skips, as `dossier_testkit::missing` said — under `CI=true` it has already failed). Every case is listed in [`backend_suite!`]; a case written but not listed is dead
 //! code, which the workspace's `-D warnings` refuses, so none is silently skipped.
 //!
 //! The job queue's cases (`job_queue.rs`: claim, fairness, heartbeat, end, cancel, recovery, for
@@ -131,7 +132,9 @@ macro_rules! backend_suite {
                     $(
                         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                         async fn $case() {
-                            let (store, _guard) = ($open)().await;
+                            let Some((store, _guard)) = $crate::meta::suite::Opened::opened(($open)().await) else {
+                                return;
+                            };
                             $crate::meta::suite::$concern::$case(store).await;
                         }
                     )*
@@ -152,4 +155,37 @@ pub(crate) async fn open_sqlite() -> (MetaStore, tempfile::TempDir) {
     (store, dir)
 }
 
+/// What a backend's opener returns: a store and its guard, or `None` when the server is missing.
+pub(crate) trait Opened {
+    type Guard;
+    fn opened(self) -> Option<(MetaStore, Self::Guard)>;
+}
+
+impl<G> Opened for (MetaStore, G) {
+    type Guard = G;
+    fn opened(self) -> Option<(MetaStore, G)> {
+        Some(self)
+    }
+}
+
+impl<G> Opened for Option<(MetaStore, G)> {
+    type Guard = G;
+    fn opened(self) -> Option<(MetaStore, G)> {
+        self
+    }
+}
+
+/// The PostgreSQL backend's opener: a fresh database in the test process's private cluster
+/// (`dossier_testkit::postgres`); `None` when PostgreSQL 15 is not installed.
+pub(crate) async fn open_postgres() -> Option<(MetaStore, dossier_testkit::postgres::PgDatabase)> {
+    let database = tokio::task::spawn_blocking(dossier_testkit::postgres::database)
+        .await
+        .expect("the database is created")?;
+    let store = MetaStore::open_postgres(&database.url)
+        .await
+        .expect("a fresh PostgreSQL store opens");
+    Some((store, database))
+}
+
 backend_suite!(sqlite, crate::meta::suite::open_sqlite);
+backend_suite!(postgres, crate::meta::suite::open_postgres);

@@ -1,0 +1,1 @@
+//! What PostgreSQL does beyond the backend suite.
