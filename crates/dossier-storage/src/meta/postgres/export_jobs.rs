@@ -253,7 +253,7 @@ pub(super) async fn record_progress_in(
     progress: &ExportJobProgress,
 ) -> Result<(), StorageError> {
     sqlx::query(
-        "UPDATE export_jobs SET progress = $1 WHERE org = $2 AND sandbox = $3 AND id = $4 AND status = 'PROCESSING'",
+        "UPDATE export_jobs SET progress = $1 WHERE org = $2 AND sandbox = $3 AND id = $4::BIGINT AND status = 'PROCESSING'",
     )
     .bind(to_json(progress))
     .bind(key.tenant.org.as_str())

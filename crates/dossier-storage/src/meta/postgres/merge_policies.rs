@@ -184,7 +184,7 @@ async fn check_datasets_exist(
     ids: &[DatasetId],
 ) -> Result<(), MergePolicyWriteError> {
     for id in ids {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM datasets WHERE id = $1 AND org = $2 AND sandbox = $3")
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM datasets WHERE id = $1 AND org = $2 AND sandbox = $3")
             .bind(id.as_str())
             .bind(tenant.org.as_str())
             .bind(tenant.sandbox.as_str())

@@ -60,7 +60,7 @@ impl SandboxStore for PostgresMetaStore {
     }
 
     async fn sandbox_exists(&self, tenant: &Tenant) -> Result<bool, StorageError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sandboxes WHERE org = $1 AND name = $2")
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM sandboxes WHERE org = $1 AND name = $2")
             .bind(tenant.org.as_str())
             .bind(tenant.sandbox.as_str())
             .fetch_optional(&self.pool)
