@@ -50,8 +50,8 @@ impl std::fmt::Debug for IdentityGraphWriteGuard {
 /// The versions of each sandbox's identity graph and its writer lock.
 #[async_trait]
 pub trait IdentityGraphStore: Send + Sync {
-    /// Waits until no one else folds `tenant`'s identity graph in this process, and holds that
-    /// until the guard is dropped.
+    /// Waits until no one else folds `tenant`'s identity graph (in this process on SQLite, on any
+    /// node sharing the database on PostgreSQL), and holds that until the guard is dropped.
     async fn lock_identity_graph(&self, tenant: &Tenant) -> Result<IdentityGraphWriteGuard, StorageError>;
 
     /// The newest committed version of the sandbox's graph; `None` before the first fold.

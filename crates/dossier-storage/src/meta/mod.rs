@@ -4,7 +4,8 @@
 //! traits' methods on it. Each concern's trait (`*_store.rs`) holds its methods with their
 //! contract and the backend-neutral types they take and give (rows, filters, outcomes, errors,
 //! [`Page`]); [`MetaBackend`] is all of them together. A backend is a folder implementing every
-//! trait: [`sqlite`] is today's. The shared backend test suite runs against a [`MetaStore`], so a
+//! trait: [`sqlite`] (one file, one process: the default) and [`postgres`] (one database shared
+//! by several nodes). The shared backend test suite runs against a [`MetaStore`], so a
 //! new backend passes the same cases. The layout follows quickwit's metastore.
 
 mod batch_file_store;
@@ -17,11 +18,11 @@ mod job_queue_store;
 mod merge_policy_store;
 mod page;
 mod per_sandbox;
+pub mod postgres;
 mod sandbox_store;
 mod schema_store;
 mod segment_definition_store;
 mod segment_job_store;
-pub mod postgres;
 pub mod sqlite;
 
 use std::fmt::Debug;

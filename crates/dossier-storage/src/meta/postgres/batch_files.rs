@@ -193,12 +193,10 @@ impl BatchFileStore for PostgresMetaStore {
 
     async fn batches_in_status(&self, statuses: &[BatchStatus]) -> Result<Vec<Batch>, StorageError> {
         let wanted: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-        let rows = sqlx::query(
-            "SELECT * FROM batches WHERE status = ANY($1) ORDER BY created, seq",
-        )
-        .bind(&wanted)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM batches WHERE status = ANY($1) ORDER BY created, seq")
+            .bind(&wanted)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(batch_from_row).collect()
     }
 

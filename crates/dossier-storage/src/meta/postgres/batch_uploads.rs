@@ -1,9 +1,10 @@
 //! The uploads of ingestion batches: what COMPLETE ingests.
 //!
-//! An upload is recorded only when its bytes are fully staged, in a `BEGIN IMMEDIATE` transaction
-//! that first checks the batch is still `loading`. COMPLETE's move to `processing` is a write to
-//! the same row, so SQLite orders the two: an upload recorded before COMPLETE is ingested, one
-//! that ends after it is refused. No upload is answered 200 and then left out.
+//! An upload is recorded only when its bytes are fully staged, in a transaction holding the
+//! sandbox's write lock that first checks the batch is still `loading`. COMPLETE's move to
+//! `processing` (`transition_batch`) takes the same lock, so the two are ordered: an upload
+//! recorded before COMPLETE is ingested, one that ends after it is refused. No upload is answered
+//! 200 and then left out, whichever nodes the two requests reach.
 
 use async_trait::async_trait;
 

@@ -3,8 +3,8 @@
 //! Export and segment jobs, segment definitions and merge policies key their rows so; the SQL is
 //! written once here.
 
-use sqlx::query::Query;
 use sqlx::postgres::{PgArguments, PgConnection, PgRow};
+use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres};
 
 use dossier_model::tenancy::Tenant;

@@ -4,8 +4,14 @@
 //! transaction: created (job NEW, batches `loading`, queued), claimed (PROCESSING /
 //! `processing`, running; the claim itself is `job_queue`'s), and ended — SUCCEEDED with every
 //! batch `success` and its files, or FAILED / CANCELLED with every batch `failed`, off the
-//! queue. Writes that decide on what they read (create, claim, cancel) take SQLite's write lock
-//! first (`BEGIN IMMEDIATE`), which makes them the single-writer claim the design asks for.
+//! queue. Writes that decide on what they read take the sandbox's write lock first
+//! ([`PostgresMetaStore::begin_write`]): creation numbers the job the sandbox's largest id + 1
+//! under it, so ids are gap-free and unique whichever node creates. The claim is `job_queue`'s
+//! (it does not take the sandbox lock); cancel and end lock the job's queue row before reading
+//! the job, so a claim on another node either comes first or passes the job over.
+//! The queue limit counts every sandbox's queued jobs while holding one sandbox's lock, so
+//! creations in different sandboxes at the same instant may overshoot it by a few: it is a
+//! back-pressure bound, not an invariant.
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -112,11 +118,12 @@ fn export_batch(new: &NewExportJob, batch_id: &BatchId) -> Batch {
 }
 
 async fn insert_job_in(conn: &mut PgConnection, new: &NewExportJob) -> Result<i64, StorageError> {
-    let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM export_jobs WHERE org = $1 AND sandbox = $2")
-        .bind(new.tenant.org.as_str())
-        .bind(new.tenant.sandbox.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
+    let id: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM export_jobs WHERE org = $1 AND sandbox = $2")
+            .bind(new.tenant.org.as_str())
+            .bind(new.tenant.sandbox.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
     let (key, digest) = match &new.idempotency {
         Some(k) => (Some(k.key.as_str()), Some(k.body_sha256.as_str())),
         None => (None, None),
@@ -170,13 +177,15 @@ async fn set_job_batches_in(
         .bind(job.tenant.sandbox.as_str())
         .execute(&mut *conn)
         .await?;
-        sqlx::query("UPDATE datasets SET last_batch_status = $1 WHERE last_batch_id = $2 AND org = $3 AND sandbox = $4")
-            .bind(to.as_str())
-            .bind(target.batch_id.as_str())
-            .bind(job.tenant.org.as_str())
-            .bind(job.tenant.sandbox.as_str())
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE datasets SET last_batch_status = $1 WHERE last_batch_id = $2 AND org = $3 AND sandbox = $4",
+        )
+        .bind(to.as_str())
+        .bind(target.batch_id.as_str())
+        .bind(job.tenant.org.as_str())
+        .bind(job.tenant.sandbox.as_str())
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -357,12 +366,14 @@ impl ExportJobStore for PostgresMetaStore {
                 ExportCancellation::Cancelled
             }
             ExportJobStatus::Processing => {
-                sqlx::query("UPDATE export_jobs SET cancel_requested = TRUE WHERE org = $1 AND sandbox = $2 AND id = $3")
-                    .bind(tenant.org.as_str())
-                    .bind(tenant.sandbox.as_str())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE export_jobs SET cancel_requested = TRUE WHERE org = $1 AND sandbox = $2 AND id = $3",
+                )
+                .bind(tenant.org.as_str())
+                .bind(tenant.sandbox.as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 request_cancel_in(&mut tx, &JobKey::export(tenant, id)).await?;
                 ExportCancellation::Requested
             }
@@ -422,4 +433,3 @@ impl ExportJobStore for PostgresMetaStore {
         Ok(true)
     }
 }
-

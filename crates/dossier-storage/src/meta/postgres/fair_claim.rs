@@ -5,7 +5,7 @@ use crate::meta::PerSandbox;
 
 /// The query for the next queued job of either kind to claim (`$1`: [`PerSandbox::bound`]): a
 /// queued job of a sandbox under its cap, fewest running first, then oldest (`queued`, then queue
-/// order), as on SQLite. Its row is locked `FOR UPDATE SKIP LOCKED`: a row another transaction
+/// order), as on SQLite (`seq` standing in for its rowid). Its row is locked `FOR UPDATE SKIP LOCKED`: a row another transaction
 /// holds (a cancel deciding on it) is passed over rather than waited for.
 pub(super) const NEXT_QUEUED_JOB: &str = "WITH running AS (
        SELECT org, sandbox, COUNT(*) AS n FROM job_queue WHERE state = 'running' GROUP BY org, sandbox)

@@ -195,13 +195,14 @@ impl IdentityGraphStore for PostgresMetaStore {
 
     async fn discard_identity_graph_version(&self, tenant: &Tenant, version: i64) -> Result<bool, StorageError> {
         let mut tx = self.begin_write(tenant).await?;
-        let deleted = sqlx::query("DELETE FROM identity_graph_versions WHERE org = $1 AND sandbox = $2 AND version = $3")
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .bind(version)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM identity_graph_versions WHERE org = $1 AND sandbox = $2 AND version = $3")
+                .bind(tenant.org.as_str())
+                .bind(tenant.sandbox.as_str())
+                .bind(version)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         sqlx::query("DELETE FROM identity_graph_batches WHERE org = $1 AND sandbox = $2 AND version = $3")
             .bind(tenant.org.as_str())
             .bind(tenant.sandbox.as_str())

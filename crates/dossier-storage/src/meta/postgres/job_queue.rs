@@ -99,11 +99,7 @@ pub(super) async fn lock_entry_in(conn: &mut PgConnection, key: &JobKey) -> Resu
 }
 
 /// Queues a new job (in its creating transaction).
-pub(super) async fn enqueue_in(
-    conn: &mut PgConnection,
-    key: &JobKey,
-    queued: EpochMillis,
-) -> Result<(), StorageError> {
+pub(super) async fn enqueue_in(conn: &mut PgConnection, key: &JobKey, queued: EpochMillis) -> Result<(), StorageError> {
     let mut args = key_args(key);
     push(&mut args, queued);
     sqlx::query_with(
@@ -179,11 +175,7 @@ async fn mark_running_in(
 }
 
 /// The kind's side of a claim: its job PROCESSING (and, for an export, its batches).
-async fn claim_kind_in(
-    conn: &mut PgConnection,
-    key: &JobKey,
-    now: EpochMillis,
-) -> Result<ClaimedJob, StorageError> {
+async fn claim_kind_in(conn: &mut PgConnection, key: &JobKey, now: EpochMillis) -> Result<ClaimedJob, StorageError> {
     let corrupt = || StorageError::Corrupt {
         table: TABLE,
         column: "job_id",
@@ -210,7 +202,7 @@ impl JobQueueStore for PostgresMetaStore {
         now: EpochMillis,
         per_sandbox: PerSandbox,
     ) -> Result<Option<ClaimedJob>, StorageError> {
-        // Idle workers poll; a plain read keeps them from taking the write lock for nothing.
+        // Idle workers poll; a plain read keeps them from taking the claim lock for nothing.
         let any_queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM job_queue WHERE state = 'queued')")
             .fetch_one(&self.pool)
             .await?;
@@ -282,4 +274,3 @@ impl JobQueueStore for PostgresMetaStore {
         row.map(QueueRow::into_entry).transpose()
     }
 }
-

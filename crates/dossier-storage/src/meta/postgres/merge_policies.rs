@@ -1,9 +1,10 @@
 //! Merge policies, with every version kept.
 //!
 //! Each change writes a new row (version + 1) and marks it the latest; older rows stay as they
-//! were so that an export pinned to a version builds the same profiles later. Writes run in
-//! `BEGIN IMMEDIATE` transactions: they read the current state (who is the default, who is active
-//! on edge) and write from it, and no other writer may change that state in between.
+//! were so that an export pinned to a version builds the same profiles later. Writes hold the
+//! sandbox's write lock ([`PostgresMetaStore::begin_write`]): they read the current state (who is
+//! the default, who is active on edge) and write from it, and no other writer may change that
+//! state in between.
 
 use async_trait::async_trait;
 use sqlx::FromRow;
@@ -143,12 +144,14 @@ async fn insert_version(conn: &mut PgConnection, policy: &MergePolicy) -> Result
 
 /// Makes `next` the latest version of its policy, keeping the previous version as history.
 async fn write_next_version(conn: &mut PgConnection, next: &MergePolicy) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE merge_policies SET is_latest = FALSE WHERE org = $1 AND sandbox = $2 AND id = $3 AND is_latest = TRUE")
-        .bind(next.org.as_str())
-        .bind(next.sandbox.as_str())
-        .bind(next.id.as_str())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE merge_policies SET is_latest = FALSE WHERE org = $1 AND sandbox = $2 AND id = $3 AND is_latest = TRUE",
+    )
+    .bind(next.org.as_str())
+    .bind(next.sandbox.as_str())
+    .bind(next.id.as_str())
+    .execute(&mut *conn)
+    .await?;
     insert_version(conn, next).await
 }
 
@@ -184,12 +187,13 @@ async fn check_datasets_exist(
     ids: &[DatasetId],
 ) -> Result<(), MergePolicyWriteError> {
     for id in ids {
-        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM datasets WHERE id = $1 AND org = $2 AND sandbox = $3")
-            .bind(id.as_str())
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM datasets WHERE id = $1 AND org = $2 AND sandbox = $3")
+                .bind(id.as_str())
+                .bind(tenant.org.as_str())
+                .bind(tenant.sandbox.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
         if found.is_none() {
             return Err(MergePolicyWriteError::UnknownDataset(id.clone()));
         }
@@ -406,4 +410,3 @@ impl MergePolicyStore for PostgresMetaStore {
         Ok(())
     }
 }
-

@@ -83,9 +83,7 @@ pub(super) async fn read_by_ids<T>(
     ids: &[&str],
     from_row: impl Fn(&PgRow) -> Result<T, StorageError>,
 ) -> Result<Vec<T>, StorageError> {
-    let sql = format!(
-        "SELECT * FROM {table} WHERE org = $1 AND sandbox = $2 {also} AND id = ANY($3)"
-    );
+    let sql = format!("SELECT * FROM {table} WHERE org = $1 AND sandbox = $2 {also} AND id = ANY($3)");
     let rows = sqlx::query(AssertSqlSafe(sql))
         .bind(tenant.org.as_str())
         .bind(tenant.sandbox.as_str())

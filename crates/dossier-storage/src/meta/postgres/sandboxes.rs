@@ -69,12 +69,13 @@ impl SandboxStore for PostgresMetaStore {
     }
 
     async fn list_sandboxes(&self, org: Option<&OrgId>) -> Result<Vec<(Tenant, EpochMillis)>, StorageError> {
-        let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT org, name, created FROM sandboxes WHERE ($1 IS NULL OR org = $2) ORDER BY org, name")
-                .bind(org.map(OrgId::as_str))
-                .bind(org.map(OrgId::as_str))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT org, name, created FROM sandboxes WHERE ($1 IS NULL OR org = $2) ORDER BY org, name",
+        )
+        .bind(org.map(OrgId::as_str))
+        .bind(org.map(OrgId::as_str))
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(|(org, name, created)| {
                 let tenant = Tenant {

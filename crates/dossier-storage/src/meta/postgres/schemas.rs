@@ -4,8 +4,8 @@
 //! A union is computed when asked for, never stored: storage gathers the built-in class and the
 //! schemas of the sandbox's profile-enabled datasets, and the model merges them
 //! ([`dossier_model::xdm::union`]). Enabling a dataset checks its schema against the union and
-//! writes the dataset in one `BEGIN IMMEDIATE` transaction, so two enablements can never both
-//! pass against a union that contains neither.
+//! writes the dataset in one transaction holding the sandbox's write lock, so two enablements can
+//! never both pass against a union that contains neither.
 
 use async_trait::async_trait;
 use sqlx::FromRow;
@@ -152,10 +152,7 @@ async fn schema_by_key(
 }
 
 /// Schema refs of the tenant's profile-enabled datasets, oldest dataset first, each once.
-async fn profile_enabled_schema_refs(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-) -> Result<Vec<String>, StorageError> {
+async fn profile_enabled_schema_refs(conn: &mut PgConnection, tenant: &Tenant) -> Result<Vec<String>, StorageError> {
     let rows = sqlx::query("SELECT * FROM datasets WHERE org = $1 AND sandbox = $2 ORDER BY created, seq")
         .bind(tenant.org.as_str())
         .bind(tenant.sandbox.as_str())
@@ -379,4 +376,3 @@ impl SchemaStore for PostgresMetaStore {
         Ok(Ok(updated))
     }
 }
-

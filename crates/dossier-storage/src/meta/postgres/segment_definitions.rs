@@ -1,6 +1,6 @@
 //! Segment definitions: one row each, rewritten on change.
 //!
-//! Writes run in `BEGIN IMMEDIATE` transactions because they check what other rows say (the
+//! Writes hold the sandbox's write lock because they check what other rows say (the
 //! merge policy exists, the name is free, no `inSegment` chain leads back to the definition, no
 //! other definition depends on one being deleted) and nothing may change that in between.
 
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnection, PgRow};
-use sqlx::{FromRow, Row, Postgres, Transaction};
+use sqlx::{FromRow, Postgres, Row, Transaction};
 
 use dossier_model::ids::{MergePolicyId, SegmentDefinitionId};
 use dossier_model::listing::Direction;
@@ -179,14 +179,15 @@ async fn check_name_free(
     name: &str,
     id: &SegmentDefinitionId,
 ) -> Result<(), SegmentDefinitionWriteError> {
-    let holder: Option<String> =
-        sqlx::query_scalar("SELECT id FROM segment_definitions WHERE org = $1 AND sandbox = $2 AND name = $3 AND id <> $4")
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .bind(name)
-            .bind(id.as_str())
-            .fetch_optional(conn)
-            .await?;
+    let holder: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM segment_definitions WHERE org = $1 AND sandbox = $2 AND name = $3 AND id <> $4",
+    )
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .bind(name)
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
     match holder {
         Some(holder) => Err(SegmentDefinitionWriteError::NameTaken {
             name: name.to_owned(),

@@ -2,8 +2,8 @@
 //! membership file of each segment.
 //!
 //! As with export jobs, a job and its `job_queue` entry change in one transaction, and writes
-//! that decide on what they read (create, claim, cancel, end) take SQLite's write lock first
-//! (`BEGIN IMMEDIATE`). A job's success and the switch of its segments' membership files are one
+//! that decide on what they read (create, cancel, end) take the sandbox's write lock first, and
+//! lock the job's queue row before reading the job (see `export_jobs`). A job's success and the switch of its segments' membership files are one
 //! transaction: a reader sees the old files or the new ones.
 
 use async_trait::async_trait;
@@ -62,13 +62,14 @@ async fn switch_files_in(
 ) -> Result<Vec<String>, StorageError> {
     let mut superseded = Vec::new();
     for file in files {
-        let old: Option<String> =
-            sqlx::query_scalar("SELECT path FROM segment_memberships WHERE org = $1 AND sandbox = $2 AND segment_id = $3")
-                .bind(tenant.org.as_str())
-                .bind(tenant.sandbox.as_str())
-                .bind(&file.segment_id)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let old: Option<String> = sqlx::query_scalar(
+            "SELECT path FROM segment_memberships WHERE org = $1 AND sandbox = $2 AND segment_id = $3",
+        )
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .bind(&file.segment_id)
+        .fetch_optional(&mut *conn)
+        .await?;
         sqlx::query(
             "INSERT INTO segment_memberships (org, sandbox, segment_id, path, job_id, evaluated, rows)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -233,14 +234,16 @@ impl SegmentJobStore for PostgresMetaStore {
             _ => None,
         };
         if let Some(next) = next {
-            sqlx::query("UPDATE segment_jobs SET status = $1, updated = $2 WHERE org = $3 AND sandbox = $4 AND id = $5")
-                .bind(next.as_str())
-                .bind(now)
-                .bind(tenant.org.as_str())
-                .bind(tenant.sandbox.as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE segment_jobs SET status = $1, updated = $2 WHERE org = $3 AND sandbox = $4 AND id = $5",
+            )
+            .bind(next.as_str())
+            .bind(now)
+            .bind(tenant.org.as_str())
+            .bind(tenant.sandbox.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             let key = JobKey::segment(tenant, id);
             if next == SegmentJobStatus::Cancelled {
                 dequeue_in(&mut tx, &key).await?;

@@ -49,7 +49,10 @@ async fn two_hundred_creations_across_nodes_number_each_sandbox_without_gaps() {
     let mut targets = Vec::new();
     for (t, _) in &sandboxes {
         for n in 0..TARGETS {
-            targets.push((t.clone(), stored_dataset(&nodes[0], t, &format!("target {n}"), 1).await.id));
+            targets.push((
+                t.clone(),
+                stored_dataset(&nodes[0], t, &format!("target {n}"), 1).await.id,
+            ));
         }
     }
     let tasks: Vec<_> = (0..PER_SANDBOX * 2)
@@ -70,7 +73,11 @@ async fn two_hundred_creations_across_nodes_number_each_sandbox_without_gaps() {
     for (t, _) in &sandboxes {
         let mut ids = returned.remove(t).unwrap();
         ids.sort_unstable();
-        assert_eq!(ids, (1..=PER_SANDBOX).collect::<Vec<_>>(), "{t:?}: ids 1..={PER_SANDBOX}, each once");
+        assert_eq!(
+            ids,
+            (1..=PER_SANDBOX).collect::<Vec<_>>(),
+            "{t:?}: ids 1..={PER_SANDBOX}, each once"
+        );
     }
 }
 
@@ -120,10 +127,7 @@ async fn the_per_sandbox_cap_holds_across_nodes() {
     for n in 0..12 {
         created_export_job(&nodes[0], &new_export_job(&prod, &target, n, None)).await;
     }
-    let claims = join_all(
-        (0..12).map(|w| nodes[w % 3].claim_next_job("worker", 100, PerSandbox::at_most(2))),
-    )
-    .await;
+    let claims = join_all((0..12).map(|w| nodes[w % 3].claim_next_job("worker", 100, PerSandbox::at_most(2)))).await;
     let claimed = claims.into_iter().filter(|c| c.as_ref().unwrap().is_some()).count();
     assert_eq!(claimed, 2, "at most two jobs of one sandbox run, whichever node claims");
 }
@@ -138,7 +142,9 @@ async fn a_cancel_racing_a_claim_on_another_node_leaves_one_story() {
             nodes[0].claim_next_job("worker", 100, PerSandbox::UNLIMITED),
             nodes[1].cancel_export_job(&prod, id, 100),
         );
-        let claimed = claim.unwrap().is_some_and(|job| matches!(job, ClaimedJob::Export(j) if j.id == id));
+        let claimed = claim
+            .unwrap()
+            .is_some_and(|job| matches!(job, ClaimedJob::Export(j) if j.id == id));
         let cancel = cancel.unwrap().expect("the job exists");
         let job = nodes[1].export_job(&prod, id).await.unwrap().unwrap();
         let entry = nodes[1].queue_entry(&JobKey::export(&prod, id)).await.unwrap();
@@ -196,6 +202,10 @@ async fn every_node_signs_with_one_key() {
     let Some((nodes, _db)) = nodes(4).await else { return };
     let keys = join_all(nodes.iter().map(|node| node.token_signing_key())).await;
     let keys: HashSet<Vec<u8>> = keys.into_iter().map(Result::unwrap).collect();
-    assert_eq!(keys.len(), 1, "the nodes racing to make the key all read the one that won");
+    assert_eq!(
+        keys.len(),
+        1,
+        "the nodes racing to make the key all read the one that won"
+    );
     assert_eq!(keys.into_iter().next().unwrap().len(), 32);
 }
