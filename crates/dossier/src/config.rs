@@ -40,7 +40,7 @@ pub struct GlobalArgs {
     /// Local working space (export spills, demo files), and metadata and lake unless their URLs say otherwise [default: ./dossier-data]
     #[arg(long, env = "DOSSIER_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// The metadata store: sqlite://<path>; a relative path resolves against the working directory [default: sqlite://<data dir>/meta.sqlite]
+    /// The metadata store: sqlite://<path> (a relative path resolves against the working directory) or postgres://<user>[:<password>]@<host>[:<port>]/<database> [default: sqlite://<data dir>/meta.sqlite]
     #[arg(long, env = "DOSSIER_METADATA_URL", global = true)]
     pub metadata_url: Option<String>,
     /// The lake (datasets' files, export output): file://<path>; a relative path resolves against the working directory [default: file://<data dir>/lake]

@@ -2,14 +2,16 @@
 //!
 //! `metadata_url` picks the metadata store and `lake_url` the lake. Everything below the binary
 //! (API, engine) takes the opened [`Storage`] and never learns which backend it is. A new backend
-//! (PostgreSQL metadata, an S3 lake) is a new scheme here: a variant of [`MetadataLocation`] or
-//! [`LakeLocation`], its parse arm and its open arm.
+//! is a new scheme here: a variant of [`MetadataLocation`] or [`LakeLocation`], its parse arm and
+//! its open arm. The metadata store is SQLite (`sqlite://`, one process) or PostgreSQL
+//! (`postgres://` or `postgresql://`, shared by several nodes).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use dossier_api::Storage;
+use dossier_storage::meta::postgres::PostgresMetaStore;
 use dossier_storage::meta::sqlite::SqliteMetaStore;
 use dossier_storage::{Lake, MetaStore};
 
@@ -18,8 +20,8 @@ static METADATA_SETTING: Setting = Setting {
     key: "metadata_url",
     flag: "--metadata-url",
     env: "DOSSIER_METADATA_URL",
-    supported: "sqlite://<path>",
-    future: "PostgreSQL is future work",
+    supported: "sqlite://<path> or postgres://<user>[:<password>]@<host>[:<port>]/<database>",
+    note: "postgresql:// is taken for postgres://",
 };
 
 /// The lake's URL setting, as flag, environment variable and config key.
@@ -28,7 +30,7 @@ static LAKE_SETTING: Setting = Setting {
     flag: "--lake-url",
     env: "DOSSIER_LAKE_URL",
     supported: "file://<path>",
-    future: "S3 is future work",
+    note: "S3 is future work",
 };
 
 /// How a URL setting is named to the operator, and what it accepts.
@@ -38,7 +40,8 @@ pub struct Setting {
     flag: &'static str,
     env: &'static str,
     supported: &'static str,
-    future: &'static str,
+    /// Said after what is supported when a scheme is refused.
+    note: &'static str,
 }
 
 impl std::fmt::Display for Setting {
@@ -57,7 +60,7 @@ pub enum UrlError {
     NoScheme { setting: &'static Setting, value: String },
     #[error(
         "{setting} = \"{value}\": the scheme {scheme}:// is not supported; use {} ({})",
-        setting.supported, setting.future
+        setting.supported, setting.note
     )]
     UnsupportedScheme {
         setting: &'static Setting,
@@ -73,6 +76,32 @@ pub enum UrlError {
 pub enum MetadataLocation {
     /// A SQLite database file (created on first use).
     Sqlite(PathBuf),
+    /// A PostgreSQL database (which must exist; its tables are created on first use).
+    Postgres(PostgresUrl),
+}
+
+/// A `postgres://` URL as given, password included (the connection needs it). Shown, logged or
+/// debug-printed, the password is hidden.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// The URL to connect with, password included: never for logs.
+    pub fn connect_url(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
 }
 
 /// Where the lake lives.
@@ -84,8 +113,21 @@ pub enum LakeLocation {
 
 impl MetadataLocation {
     /// `sqlite://<path>`: `sqlite:///var/lib/dossier/meta.sqlite` is absolute,
-    /// `sqlite://data/meta.sqlite` relative to the working directory.
+    /// `sqlite://data/meta.sqlite` relative to the working directory. `postgres://...` or
+    /// `postgresql://...`: a PostgreSQL connection URL, kept whole (host, port, database, user,
+    /// password and query parameters such as `sslmode` are the driver's to read).
     pub fn parse(value: &str) -> Result<Self, UrlError> {
+        if let Some((scheme, rest)) = value.split_once("://")
+            && matches!(scheme.to_ascii_lowercase().as_str(), "postgres" | "postgresql")
+        {
+            if rest.is_empty() {
+                return Err(UrlError::NoPath {
+                    setting: &METADATA_SETTING,
+                    value: redact(value),
+                });
+            }
+            return Ok(Self::Postgres(PostgresUrl(value.to_owned())));
+        }
         match split(&METADATA_SETTING, value)? {
             ("sqlite", path) => Ok(Self::Sqlite(path)),
             (scheme, _) => Err(unsupported(&METADATA_SETTING, value, scheme)),
@@ -97,9 +139,11 @@ impl MetadataLocation {
         Self::Sqlite(data_dir.join("meta.sqlite"))
     }
 
+    /// The URL as shown to operators: a PostgreSQL password is hidden.
     pub fn url(&self) -> String {
         match self {
             Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(url) => url.to_string(),
         }
     }
 }
@@ -157,8 +201,7 @@ fn unsupported(setting: &'static Setting, value: &str, scheme: &str) -> UrlError
     }
 }
 
-/// Hides the password of `scheme://user:password@host/...`: a PostgreSQL or S3 URL given today
-/// is refused, and the refusal goes to logs and terminals.
+/// Hides the password of `scheme://user:password@host/...`: URLs go to logs and terminals.
 fn redact(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_owned();
@@ -193,9 +236,7 @@ impl StorageLocations {
 
     /// Opens (creating on first use) the metadata store and the lake.
     pub async fn open(&self) -> anyhow::Result<Storage> {
-        let meta = match &self.metadata {
-            MetadataLocation::Sqlite(path) => open_sqlite(path).await?,
-        };
+        let meta = self.open_metadata().await?;
         let lake = match &self.lake {
             LakeLocation::Local(path) => {
                 Lake::local(path).with_context(|| format!("cannot open the lake at {}", self.lake.url()))?
@@ -208,8 +249,17 @@ impl StorageLocations {
     pub async fn open_metadata(&self) -> anyhow::Result<MetaStore> {
         match &self.metadata {
             MetadataLocation::Sqlite(path) => open_sqlite(path).await,
+            MetadataLocation::Postgres(url) => open_postgres(url).await,
         }
     }
+}
+
+async fn open_postgres(url: &PostgresUrl) -> anyhow::Result<MetaStore> {
+    // sqlx's errors name the host and the database, never the password.
+    let backend = PostgresMetaStore::open(url.connect_url())
+        .await
+        .with_context(|| format!("cannot open the metadata store {url}"))?;
+    Ok(MetaStore::new(backend))
 }
 
 async fn open_sqlite(path: &Path) -> anyhow::Result<MetaStore> {
@@ -245,17 +295,38 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_select_postgresql_and_hide_their_password() {
+        for url in [
+            "postgres://dossier:s3cret@db:5432/dossier",
+            "postgresql://dossier:s3cret@db:5432/dossier?sslmode=require",
+            "POSTGRES://dossier:s3cret@db/dossier",
+        ] {
+            let location = MetadataLocation::parse(url).unwrap();
+            let MetadataLocation::Postgres(parsed) = &location else {
+                panic!("{url} selects PostgreSQL")
+            };
+            assert_eq!(parsed.connect_url(), url, "kept whole to connect");
+            for shown in [location.url(), parsed.to_string(), format!("{location:?}")] {
+                assert!(!shown.contains("s3cret"), "the password is hidden: {shown}");
+                assert!(shown.contains("dossier:***@db"), "{shown}");
+            }
+        }
+        let error = MetadataLocation::parse("postgres://").unwrap_err().to_string();
+        assert!(error.contains("names no path"), "{error}");
+    }
+
+    #[test]
     fn an_unknown_scheme_names_the_setting_the_value_and_what_is_supported() {
-        let error = MetadataLocation::parse("postgres://dossier:s3cret@db:5432/dossier")
+        let error = MetadataLocation::parse("mysql://dossier:s3cret@db:3306/dossier")
             .unwrap_err()
             .to_string();
         for expected in [
             "metadata_url",
             "--metadata-url",
             "DOSSIER_METADATA_URL",
-            "postgres://dossier:***@db:5432/dossier",
+            "mysql://dossier:***@db:3306/dossier",
             "sqlite://<path>",
-            "PostgreSQL is future work",
+            "postgres://<user>[:<password>]@<host>[:<port>]/<database>",
         ] {
             assert!(error.contains(expected), "{expected:?} missing from: {error}");
         }
