@@ -399,20 +399,111 @@ async fn serve_keeps_metadata_and_lake_where_their_urls_say() {
 fn an_unsupported_storage_url_is_refused_naming_the_setting_and_the_schemes() {
     let (ok, _, stderr) = run_dossier(&[
         "--metadata-url",
-        "postgres://dossier:s3cret@db/dossier",
+        "mysql://dossier:s3cret@db/dossier",
         "sandboxes",
         "list",
     ]);
     assert!(!ok);
     for expected in [
         "metadata_url",
-        "postgres://dossier:***@db/dossier",
+        "mysql://dossier:***@db/dossier",
         "sqlite://<path>",
-        "PostgreSQL",
+        "postgres://<user>",
     ] {
         assert!(stderr.contains(expected), "{expected:?} missing from: {stderr}");
     }
     assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+/// `dossier <global> serve --listen 127.0.0.1:0`, storage URLs only from `global`; returns the
+/// server once it listens, and what it logged until then.
+fn serve_with(global: &[String]) -> (ServerProcess, Vec<String>) {
+    let mut child = dossier_cmd()
+        .env_remove("DOSSIER_METADATA_URL")
+        .env_remove("DOSSIER_LAKE_URL")
+        .env("RUST_LOG", "info")
+        .args(global)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut logged = Vec::new();
+    let base = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("dossier listening on ") {
+            break rest.to_owned();
+        }
+        logged.push(line);
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (ServerProcess { child, base }, logged)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_on_one_postgres_store_share_clients_tokens_and_datasets() {
+    let Some(database) = tokio::task::spawn_blocking(dossier_testkit::postgres::database)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    // The private cluster trusts loopback, so the password is never checked: it is here to be
+    // hidden from every log line and message.
+    let url = database
+        .url
+        .replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = format!("file://{}", dir.path().join("lake").display());
+    let node = |name: &str| -> Vec<String> {
+        let data = dir.path().join(name).display().to_string();
+        ["--data-dir", &data, "--metadata-url", &url, "--lake-url", &lake]
+            .map(str::to_owned)
+            .to_vec()
+    };
+
+    let mut create = node("admin");
+    create.extend(["clients", "create", "--org", ORG, "--json"].map(str::to_owned));
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || run_dossier(&create))
+        .await
+        .unwrap();
+    assert!(ok, "{stderr}");
+    let created: Value = serde_json::from_str(&stdout).unwrap();
+    let credentials = Credentials {
+        client_id: created["clientId"].as_str().unwrap().to_owned(),
+        secret: created["clientSecret"].as_str().unwrap().to_owned(),
+        org: ORG.to_owned(),
+    };
+
+    let (a, logged_a) = serve_with(&node("node-a"));
+    let (b, logged_b) = serve_with(&node("node-b"));
+    for line in logged_a.iter().chain(&logged_b) {
+        assert!(!line.contains("s3cret"), "the password is never logged: {line}");
+    }
+    assert!(
+        logged_a.iter().any(|l| l.contains("postgres://postgres:***@127.0.0.1")),
+        "serve says which store it opened: {logged_a:?}"
+    );
+
+    // A token from node A, for the client the command line created, works on node B.
+    let on_a = a.caller(&credentials).await;
+    let dataset = on_a.create_dataset("Shared").await;
+    let on_b = Caller {
+        base: b.base.clone(),
+        ..on_a.clone()
+    };
+    let (status, body) = on_b.get(&format!("/data/foundation/catalog/dataSets/{dataset}")).await;
+    assert_eq!(status, 200, "node B knows node A's token and dataset: {body}");
+    assert_eq!(body[&dataset]["name"], "Shared", "{body}");
+    a.kill();
+    b.kill();
+
+    for name in ["admin", "node-a", "node-b"] {
+        assert!(
+            !dir.path().join(name).join("meta.sqlite").exists(),
+            "no SQLite store beside the PostgreSQL one"
+        );
+    }
 }
 
 /// Every file below `dir` (none when it does not exist).
