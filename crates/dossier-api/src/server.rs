@@ -17,7 +17,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use dossier_engine::export::ExportSettings;
 use dossier_engine::ingest::Ingestion;
-use dossier_engine::jobs::{EngineExporter, JobQueue, JobWorkers, WorkerSettings, recover_interrupted_jobs};
+use dossier_engine::jobs::{EngineExporter, JobQueue, JobWorkers, Orphans, WorkerSettings, recover_orphaned_jobs};
 use dossier_model::catalog::BatchStatus;
 use dossier_model::options::Options;
 use dossier_model::tenancy::OrgId;
@@ -78,7 +78,7 @@ impl RunningServer {
     }
 
     /// Stops accepting connections, lets requests in flight finish, stops the job workers
-    /// (a running export ends FAILED, saying the server stopped), and closes storage.
+    /// (a running job's files are removed and it goes back on the queue), and closes storage.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await.context("server task panicked")??;
@@ -116,11 +116,16 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     if resumed > 0 {
         tracing::warn!(batches = resumed, "resumed ingestion interrupted by the last stop");
     }
-    let recovered = recover_interrupted_jobs(&meta, &lake).await?;
+    let workers = WorkerSettings {
+        node: node_name(&config.options)?,
+        ..WorkerSettings::from(&config.options)
+    };
+    let recovered = recover_orphaned_jobs(&meta, &lake, &workers, Orphans::AtStartup).await?;
     if recovered > 0 {
         tracing::warn!(
             jobs = recovered,
-            "ended export and segment jobs interrupted by the last stop"
+            node = %workers.node,
+            "took over export and segment jobs whose node stopped (this one's last run, or an expired lease)"
         );
     }
     let jobs = JobQueue::new(meta.clone());
@@ -131,7 +136,7 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     {
         tracing::warn!(%error, path = %spill_dir.display(), "could not remove old export spills");
     }
-    let export_workers = start_export_workers(&jobs, &meta, &lake, &config.options, spill_dir);
+    let export_workers = start_export_workers(&jobs, &meta, &lake, &config.options, workers, spill_dir);
     ingestion.spawn_graph_recovery();
     let state = AppState {
         meta: meta.clone(),
@@ -172,6 +177,7 @@ fn start_export_workers(
     meta: &MetaStore,
     lake: &Lake,
     options: &Options,
+    settings: WorkerSettings,
     spill_dir: std::path::PathBuf,
 ) -> JobWorkers {
     let exporter = Arc::new(EngineExporter {
@@ -183,6 +189,31 @@ fn start_export_workers(
         },
         tables: Default::default(),
     });
-    let settings = WorkerSettings::from(options);
     JobWorkers::start(jobs.clone(), lake.clone(), exporter, settings)
+}
+
+/// This node's name in the job queue: `node_name`, or the one kept in `<data dir>/node-id`
+/// (made once, `node-<8 hex>`). Nodes sharing a metadata store each have a data dir of their
+/// own, so the name is theirs alone, and a restart keeps it: a start takes over at once the
+/// jobs its previous run left, instead of waiting for their leases to expire.
+fn node_name(options: &Options) -> anyhow::Result<String> {
+    if let Some(name) = &options.node_name {
+        anyhow::ensure!(
+            !name.is_empty() && !name.contains('/'),
+            "node_name = {name:?}: a node's name must be non-empty and without '/'; choose another"
+        );
+        return Ok(name.clone());
+    }
+    let path = options.data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(name) if !name.trim().is_empty() => return Ok(name.trim().to_owned()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("cannot read the node name in {}", path.display())),
+    }
+    let name = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    std::fs::create_dir_all(&options.data_dir)
+        .and_then(|()| std::fs::write(&path, format!("{name}\n")))
+        .with_context(|| format!("cannot keep the node name in {}", path.display()))?;
+    Ok(name)
 }

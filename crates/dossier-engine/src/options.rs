@@ -21,11 +21,15 @@ impl From<&Options> for ExportSettings {
 }
 
 impl From<&Options> for WorkerSettings {
+    /// Without `node_name`, the node is `local`; the server names it from its data dir first.
     fn from(options: &Options) -> Self {
         Self {
             workers: options.export_workers,
             heartbeat: Duration::from_secs(options.job_heartbeat_secs),
             idle_poll: Duration::from_secs(options.job_idle_poll_secs),
+            node: options.node_name.clone().unwrap_or_else(|| "local".into()),
+            lease: Duration::from_secs(options.job_lease_secs),
+            max_attempts: options.job_max_attempts,
         }
     }
 }

@@ -59,6 +59,17 @@ pub struct Options {
     /// Seconds between an idle worker's looks for jobs queued by another process (jobs queued
     /// by its own process wake it at once).
     pub job_idle_poll_secs: u64,
+    /// Seconds a running job's lease lasts without a heartbeat. Past it the job's node is taken
+    /// for dead: any node removes what the job wrote and queues it again. Longer than
+    /// `job_heartbeat_secs` by a margin for pauses (a few heartbeats at least).
+    pub job_lease_secs: u64,
+    /// Runs a job gets when the nodes running it die: after this many, it ends FAILED saying
+    /// so instead of being queued again.
+    pub job_max_attempts: u32,
+    /// This node's name in the job queue (workers claim as `<node>/worker-<n>`); unique among
+    /// the nodes sharing a metadata store. `None`: the name kept in `<data dir>/node-id`,
+    /// made once.
+    pub node_name: Option<String>,
 }
 
 impl Default for Options {
@@ -81,6 +92,9 @@ impl Default for Options {
             idle_timeout_secs: 60,
             job_heartbeat_secs: 1,
             job_idle_poll_secs: 1,
+            job_lease_secs: 30,
+            job_max_attempts: 3,
+            node_name: None,
         }
     }
 }
@@ -101,6 +115,10 @@ pub enum OptionsError {
     NoExportUnit { key: &'static str, unit: &'static str },
     /// A timeout or period of 0 would close every connection at once or spin.
     ZeroSeconds { key: &'static str, effect: &'static str },
+    /// A lease no longer than two heartbeats would take live jobs from their nodes.
+    LeaseTooShort { lease: u64, heartbeat: u64 },
+    /// A job with no attempt would never run.
+    NoAttempt,
 }
 
 impl std::fmt::Display for OptionsError {
@@ -110,6 +128,13 @@ impl std::fmt::Display for OptionsError {
                 write!(f, "{key} = 0: an export needs at least one per {unit}; use 1 or more")
             }
             Self::ZeroSeconds { key, effect } => write!(f, "{key} = 0 {effect}; use 1 or more seconds"),
+            Self::LeaseTooShort { lease, heartbeat } => write!(
+                f,
+                "job_lease_secs = {lease} is not more than two heartbeats (job_heartbeat_secs = {heartbeat}): live \
+                 jobs would be taken from their nodes; use at least {} seconds",
+                heartbeat * 2 + 1
+            ),
+            Self::NoAttempt => write!(f, "job_max_attempts = 0 would never run a job; use 1 or more"),
         }
     }
 }
@@ -131,7 +156,17 @@ impl Options {
             ("job_heartbeat_secs", self.job_heartbeat_secs),
             ("job_idle_poll_secs", self.job_idle_poll_secs),
         ];
-        no_zero_seconds(periods, "would make the job workers spin")
+        no_zero_seconds(periods, "would make the job workers spin")?;
+        if self.job_lease_secs <= self.job_heartbeat_secs.saturating_mul(2) {
+            return Err(OptionsError::LeaseTooShort {
+                lease: self.job_lease_secs,
+                heartbeat: self.job_heartbeat_secs,
+            });
+        }
+        if self.job_max_attempts == 0 {
+            return Err(OptionsError::NoAttempt);
+        }
+        Ok(())
     }
 
     /// Refuses connection timeouts of 0, which would close every connection at once. Checked
@@ -188,6 +223,15 @@ mod tests {
         assert_eq!(
             zero_idle.check_connections().unwrap_err().to_string(),
             "idle_timeout_secs = 0 would close every connection at once; use 1 or more seconds"
+        );
+        let short_lease = Options {
+            job_lease_secs: 2,
+            ..Options::default()
+        };
+        assert_eq!(
+            short_lease.check_jobs().unwrap_err().to_string(),
+            "job_lease_secs = 2 is not more than two heartbeats (job_heartbeat_secs = 1): live jobs would be taken \
+             from their nodes; use at least 3 seconds"
         );
         assert_eq!(Options::default().check_jobs(), Ok(()));
         assert_eq!(Options::default().check_connections(), Ok(()));

@@ -342,7 +342,7 @@ mod tests {
             }
         }
         let defaults = toml::Table::try_from(Options::default()).unwrap();
-        for key in ["metadata_url", "lake_url"] {
+        for key in ["metadata_url", "lake_url", "node_name"] {
             assert!(rows.contains_key(key), "README has no row for {key}");
         }
         for (key, value) in &defaults {

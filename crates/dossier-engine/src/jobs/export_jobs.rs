@@ -14,6 +14,7 @@ use dossier_model::time::now_millis;
 use dossier_storage::meta::{BatchOutcome, JobKey, QueueEntry};
 use dossier_storage::{Lake, MetaStore, StorageError};
 
+use super::recovery::Takeover;
 use super::worker::{Supervised, Worker};
 use super::{Exporter, RunningJob};
 use crate::EngineError;
@@ -69,19 +70,26 @@ impl<E: Exporter> Worker<E> {
         }
     }
 
-    /// The export stopped on its cancel flag: a cancel request, or the server stopping.
+    /// The export stopped on its cancel flag: a cancel request, the server stopping (the job
+    /// goes back on the queue for another node or the next start), or a lost lease.
     async fn stopped(&self, job: &ExportJob, key: &JobKey, server_stopping: bool) {
-        if self.cancel_requested(key).await {
+        if !self.holds(key).await {
+            // The heartbeat found the job no longer ours: ended, or taken over by a node that
+            // thought this one dead and runs it again into the same batch folders. Its holder
+            // cleans up; removing files now could remove the new run's.
+            tracing::warn!(
+                job_id = job.id,
+                "export job no longer held by this worker; leaving it to its holder"
+            );
+        } else if self.cancel_requested(key).await {
             self.undo(job, ExportJobStatus::Cancelled, Vec::new()).await;
         } else if server_stopping {
-            let error = server_stopped(
-                "export worker shutdown",
-                "the server was shut down while the job was PROCESSING",
-            );
-            self.undo(job, ExportJobStatus::Failed, vec![error]).await;
-        } else {
-            // The heartbeat found the job no longer PROCESSING: whoever ended it recorded why.
             self.remove_files(job).await;
+            match self.queue.meta.requeue_job(key, &self.name, true).await {
+                Ok(true) => tracing::info!(job_id = job.id, "export job put back on the queue: the server stops"),
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, job_id = job.id, "could not put an export job back on the queue"),
+            }
         }
     }
 
@@ -97,7 +105,12 @@ impl<E: Exporter> Worker<E> {
         metrics.exported_profiles = Some(outcome.exported_profiles);
         metrics.exported_by_namespace = outcome.by_namespace;
         metrics.left_out_by_reason = outcome.left_out;
-        match self.queue.meta.succeed_export_job(job, &metrics, &batches, now).await {
+        match self
+            .queue
+            .meta
+            .succeed_export_job(job, &self.name, &metrics, &batches, now)
+            .await
+        {
             Ok(true) => tracing::info!(
                 job_id = job.id,
                 profiles = outcome.exported_profiles,
@@ -105,6 +118,14 @@ impl<E: Exporter> Worker<E> {
             ),
             Ok(false) if self.cancel_requested(key).await => {
                 self.undo(job, ExportJobStatus::Cancelled, Vec::new()).await;
+            }
+            Ok(false) if !self.holds(key).await => {
+                // Another node took the job over (this node looked dead) and runs it again into
+                // the same batch folders: its run decides, and cleans up.
+                tracing::warn!(
+                    job_id = job.id,
+                    "export job taken over by another node before its commit"
+                );
             }
             Ok(false) => {
                 let error = ExportJobError {
@@ -136,7 +157,7 @@ impl<E: Exporter> Worker<E> {
         match self
             .queue
             .meta
-            .end_export_job(&job.tenant, job.id, status, &errors, now_millis())
+            .end_export_job(&job.tenant, job.id, Some(&self.name), status, &errors, now_millis())
             .await
         {
             Ok(_) => tracing::info!(job_id = job.id, status = %status, "export job ended"),
@@ -191,24 +212,16 @@ async fn remove_job_files(lake: &Lake, job: &ExportJob) -> Result<(), StorageErr
     Ok(())
 }
 
-/// The error of a job whose export the server's stop interrupted.
-fn server_stopped(where_: &str, detail: &str) -> ExportJobError {
-    ExportJobError {
-        code: "EXPORT-SERVER-STOPPED".into(),
-        msg: format!(
-            "The server stopped during the export ({detail}). Nothing of this job was kept: its files were removed \
-             and its batches marked failed. Create the job again."
-        ),
-        call_stack: where_.into(),
-    }
-}
-
-/// Ends an export whose worker is gone, after removing the files it wrote: CANCELLED when a
-/// cancel was requested, FAILED otherwise; its batches become `failed`.
-///
-/// The export is not retried: its batches may have been half written, and a user who still
-/// wants it creates the job again knowing the first one failed.
-pub(super) async fn recover(meta: &MetaStore, lake: &Lake, entry: &QueueEntry) -> Result<(), EngineError> {
+/// Takes over an export whose worker is gone (recovery holds its lease as `taker`): removes
+/// the files it wrote, then queues it again, or ends it CANCELLED or FAILED; its batches stay
+/// `processing` for the next attempt, or become `failed` with the job.
+pub(super) async fn take_over(
+    meta: &MetaStore,
+    lake: &Lake,
+    entry: &QueueEntry,
+    taker: &str,
+    takeover: Takeover,
+) -> Result<(), EngineError> {
     let Some(job) = (match entry.key.id.parse::<i64>() {
         Ok(id) => meta.export_job(&entry.key.tenant, id).await?,
         Err(_) => None,
@@ -218,19 +231,20 @@ pub(super) async fn recover(meta: &MetaStore, lake: &Lake, entry: &QueueEntry) -
         tracing::error!(job_id = %entry.key.id, "a running export job on the queue does not exist");
         return Ok(());
     };
-    tracing::warn!(job_id = job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox,
-        "ending an export job the last stop interrupted");
     remove_job_files(lake, &job).await?;
-    let (status, errors) = if entry.cancel_requested {
-        (ExportJobStatus::Cancelled, Vec::new())
-    } else {
-        let error = server_stopped(
-            "startup recovery",
-            "the job was still PROCESSING when the server started again",
-        );
-        (ExportJobStatus::Failed, vec![error])
-    };
-    meta.end_export_job(&job.tenant, job.id, status, &errors, now_millis())
-        .await?;
+    let now = now_millis();
+    match takeover {
+        Takeover::Requeue => {
+            meta.requeue_job(&entry.key, taker, false).await?;
+        }
+        Takeover::Cancel => {
+            meta.end_export_job(&job.tenant, job.id, Some(taker), ExportJobStatus::Cancelled, &[], now)
+                .await?;
+        }
+        Takeover::GiveUp(error) => {
+            meta.end_export_job(&job.tenant, job.id, Some(taker), ExportJobStatus::Failed, &[error], now)
+                .await?;
+        }
+    }
     Ok(())
 }

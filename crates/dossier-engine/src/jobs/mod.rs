@@ -1,7 +1,8 @@
 //! The jobs a server runs in the background — export jobs and segment jobs — on one queue: one
 //! pool of workers that claim the next job of any kind from the metadata store, run it through
 //! the [`Exporter`] seam with a heartbeat beside it, and commit or undo what it wrote; one cancel
-//! registry; one recovery at startup.
+//! registry; one recovery, by lease: a job whose node stopped renewing its lease is taken over
+//! by another node (or by the same node's next start), cleaned and queued again.
 //!
 //! The queue itself is the `job_queue` table (see `dossier_storage::meta::ClaimedJob`). This
 //! module adds what only a running process has: the workers, and the cancel flag (and, for an
@@ -32,7 +33,7 @@ use dossier_storage::{MetaStore, StorageError};
 use crate::export::{CancelFlag, ExportProgress};
 
 pub use exporter::{EngineExporter, Exporter};
-pub use recovery::recover_interrupted_jobs;
+pub use recovery::{Orphans, recover_orphaned_jobs};
 pub use segment_jobs::segments_of;
 pub use worker::{JobWorkers, WorkerSettings};
 

@@ -15,6 +15,7 @@ use dossier_model::time::now_millis;
 use dossier_storage::meta::{JobKey, QueueEntry};
 use dossier_storage::{Lake, MetaStore};
 
+use super::recovery::Takeover;
 use super::worker::{Supervised, Worker};
 use super::{Exporter, RunningJob};
 use crate::EngineError;
@@ -56,72 +57,82 @@ impl<E: Exporter> Worker<E> {
         ended: Supervised<Result<Evaluation, SegmentError>>,
     ) {
         let (meta, lake) = (&self.queue.meta, &self.lake);
-        match ended.result {
+        let result: Result<(), SegmentError> = match ended.result {
             Ok(Ok(Evaluation { files, mut metrics })) => {
                 metrics.end = Some(now_millis());
-                match meta.succeed_segment_job(job, &metrics, &files, now_millis()).await {
+                match meta
+                    .succeed_segment_job(job, &self.name, &metrics, &files, now_millis())
+                    .await
+                {
                     Ok(Some(superseded)) => {
                         delete_paths(lake, &superseded).await;
-                        tracing::info!(job_id = %job.id, "segment job succeeded");
+                        return tracing::info!(job_id = %job.id, "segment job succeeded");
                     }
-                    Ok(None) => {
-                        // A cancel arrived after the last check: nothing of this job is kept.
-                        remove_files(lake, &files).await;
-                        end_job(meta, job, SegmentJobStatus::Cancelled, Vec::new()).await;
-                    }
+                    // Refused: a cancel came after the last check, or the job was taken over.
+                    Ok(None) => Err(SegmentError::Cancelled),
+                    Err(error) => Err(SegmentError::Failed {
+                        code: "SEGMENT-STORAGE-500",
+                        message: format!(
+                            "The evaluation's result could not be recorded in the metadata store: {error}"
+                        ),
+                    }),
+                }
+            }
+            Ok(Err(error)) => Err(error),
+            Err(message) => Err(SegmentError::Failed {
+                code: "SEGMENT-INTERNAL-500",
+                message: format!("The evaluation stopped on an internal error: {message}. Please report it."),
+            }),
+        };
+        if !self.holds(key).await {
+            // Ended, or taken over by a node that runs it again and writes the same files: its
+            // holder cleans up; removing them now could remove the new run's.
+            return tracing::warn!(job_id = %job.id, "segment job no longer held by this worker; leaving it to its holder");
+        }
+        remove_job_files(lake, job).await;
+        match result {
+            Err(SegmentError::Cancelled) if ended.server_stopping && !self.cancel_requested(key).await => {
+                match meta.requeue_job(key, &self.name, true).await {
+                    Ok(true) => tracing::info!(job_id = %job.id, "segment job put back on the queue: the server stops"),
+                    Ok(false) => {}
                     Err(error) => {
-                        remove_files(lake, &files).await;
-                        let msg =
-                            format!("The evaluation's result could not be recorded in the metadata store: {error}");
-                        let error = job_error("SEGMENT-STORAGE-500", msg, "segment worker, commit");
-                        end_job(meta, job, SegmentJobStatus::Failed, vec![error]).await;
+                        tracing::error!(%error, job_id = %job.id, "could not put a segment job back on the queue")
                     }
                 }
             }
-            Ok(Err(SegmentError::Cancelled)) => {
-                remove_job_files(lake, job).await;
-                if ended.server_stopping && !self.cancel_requested(key).await {
-                    let error = server_stopped("segment worker shutdown");
-                    end_job(meta, job, SegmentJobStatus::Failed, vec![error]).await;
-                } else {
-                    end_job(meta, job, SegmentJobStatus::Cancelled, Vec::new()).await;
-                }
+            Err(SegmentError::Cancelled) => {
+                end_job(meta, job, &self.name, SegmentJobStatus::Cancelled, Vec::new()).await
             }
-            Ok(Err(SegmentError::Failed { code, message })) => {
-                remove_job_files(lake, job).await;
-                let error = job_error(code, message, "segment evaluation");
-                end_job(meta, job, SegmentJobStatus::Failed, vec![error]).await;
+            Err(SegmentError::Failed { code, message }) => {
+                let where_ = match code {
+                    "SEGMENT-STORAGE-500" => "segment worker, commit",
+                    "SEGMENT-INTERNAL-500" => "segment worker",
+                    _ => "segment evaluation",
+                };
+                let error = job_error(code, message, where_);
+                end_job(meta, job, &self.name, SegmentJobStatus::Failed, vec![error]).await;
             }
-            Err(message) => {
-                remove_job_files(lake, job).await;
-                let msg = format!("The evaluation stopped on an internal error: {message}. Please report it.");
-                let error = job_error("SEGMENT-INTERNAL-500", msg, "segment worker");
-                end_job(meta, job, SegmentJobStatus::Failed, vec![error]).await;
-            }
+            Ok(()) => {}
         }
     }
 }
 
-async fn end_job(meta: &MetaStore, job: &SegmentJob, status: SegmentJobStatus, errors: Vec<ExportJobError>) {
+async fn end_job(
+    meta: &MetaStore,
+    job: &SegmentJob,
+    holder: &str,
+    status: SegmentJobStatus,
+    errors: Vec<ExportJobError>,
+) {
     let mut metrics = job.metrics.clone();
     metrics.end = Some(now_millis());
     if let Err(error) = meta
-        .end_segment_job(&job.tenant, &job.id, status, &errors, Some(&metrics), now_millis())
+        .end_segment_job(job, Some(holder), status, &errors, Some(&metrics), now_millis())
         .await
     {
         tracing::error!(%error, job_id = %job.id, "could not record the end of a segment job");
     }
     tracing::info!(job_id = %job.id, %status, "segment job ended");
-}
-
-fn server_stopped(where_: &str) -> ExportJobError {
-    job_error(
-        "SEGMENT-SERVER-STOPPED",
-        "The server stopped while the segment job was PROCESSING. Nothing of it was kept: the memberships \
-         evaluated before it stay current. Create the job again."
-            .into(),
-        where_,
-    )
 }
 
 /// Removes the membership files a job may have written (never a current one: a job's files
@@ -136,33 +147,33 @@ async fn remove_job_files(lake: &Lake, job: &SegmentJob) {
     }
 }
 
-/// Ends a segment job whose worker is gone, after removing what it wrote (the previous
-/// membership files stay current): CANCELLED when a cancel was requested (it was CANCELLING),
-/// FAILED otherwise.
-pub(super) async fn recover(meta: &MetaStore, lake: &Lake, entry: &QueueEntry) -> Result<(), EngineError> {
+/// Takes over a segment job whose worker is gone (recovery holds its lease as `taker`):
+/// removes what it wrote (the previous membership files stay current), then queues it again,
+/// or ends it CANCELLED or FAILED.
+pub(super) async fn take_over(
+    meta: &MetaStore,
+    lake: &Lake,
+    entry: &QueueEntry,
+    taker: &str,
+    takeover: Takeover,
+) -> Result<(), EngineError> {
     let Some(job) = meta.segment_job(&entry.key.tenant, &entry.key.id).await? else {
         // The queue entry and its job are written together, so this is not expected.
         tracing::error!(job_id = %entry.key.id, "a running segment job on the queue does not exist");
         return Ok(());
     };
-    tracing::warn!(job_id = %job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox,
-        "ending a segment job the last stop interrupted");
     remove_job_files(lake, &job).await;
-    let (status, errors) = if entry.cancel_requested {
-        (SegmentJobStatus::Cancelled, Vec::new())
-    } else {
-        let error = job_error(
-            "SEGMENT-SERVER-STOPPED",
-            "The server stopped while the segment job was PROCESSING (found at startup). Nothing of \
-             it was kept: the memberships evaluated before it stay current. Create the job again."
-                .into(),
-            "startup recovery",
-        );
-        (SegmentJobStatus::Failed, vec![error])
+    let (status, errors) = match takeover {
+        Takeover::Requeue => {
+            meta.requeue_job(&entry.key, taker, false).await?;
+            return Ok(());
+        }
+        Takeover::Cancel => (SegmentJobStatus::Cancelled, Vec::new()),
+        Takeover::GiveUp(error) => (SegmentJobStatus::Failed, vec![error]),
     };
     let mut metrics = job.metrics.clone();
     metrics.end = Some(now_millis());
-    meta.end_segment_job(&job.tenant, &job.id, status, &errors, Some(&metrics), now_millis())
+    meta.end_segment_job(&job, Some(taker), status, &errors, Some(&metrics), now_millis())
         .await?;
     Ok(())
 }

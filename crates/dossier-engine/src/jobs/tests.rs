@@ -1,5 +1,5 @@
 //! The queue with exports and segment evaluations whose timing and outcome the tests decide:
-//! success, failure, panic, cancel while running, shutdown, and recovery after a stop.
+//! success, failure, panic, cancel while running, shutdown, and takeover of a dead node's jobs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use dossier_model::time::now_millis;
 use dossier_storage::meta::fixtures::{
     created_export, created_segment_job, new_export_job, new_segment_job, stored_dataset, with_prod,
 };
-use dossier_storage::meta::{BatchFile, ClaimedJob, ExportCancellation, FileKind, PerSandbox};
+use dossier_storage::meta::{BatchFile, ClaimedJob, ExportCancellation, FileKind, JobKey, JobState, PerSandbox};
 use dossier_storage::{Lake, MetaStore};
 
 use super::*;
@@ -186,13 +186,24 @@ impl Setup {
             lake: self.lake.clone(),
             behaviour,
         });
-        let settings = WorkerSettings {
-            workers: 1,
-            heartbeat: Duration::from_millis(50),
-            idle_poll: Duration::from_millis(50),
-        };
-        let workers = JobWorkers::start(queue.clone(), self.lake.clone(), exporter, settings);
+        let workers = JobWorkers::start(queue.clone(), self.lake.clone(), exporter, test_settings("here"));
         (queue, workers)
+    }
+
+    /// Runs the recovery a node named `node` does (see [`test_settings`]).
+    async fn recover(&self, node: &str, orphans: Orphans) -> usize {
+        recover_orphaned_jobs(&self.meta, &self.lake, &test_settings(node), orphans)
+            .await
+            .unwrap()
+    }
+
+    /// Claims the next job as a worker of a node that then dies, with a heartbeat of `beat`.
+    async fn claim_as_dead(&self, worker: &str, beat: i64) -> ClaimedJob {
+        self.meta
+            .claim_next_job(worker, beat, PerSandbox::UNLIMITED)
+            .await
+            .unwrap()
+            .expect("a job is queued")
     }
 
     async fn wait_for(&self, id: i64, until: impl Fn(&ExportJob) -> bool) -> ExportJob {
@@ -226,6 +237,23 @@ impl Setup {
         let folder = Lake::batch_prefix(&self.tenant, &self.dataset, &job.batches[0].batch_id);
         self.lake.list(&folder).await.unwrap().len()
     }
+}
+
+/// One worker, quick heartbeats, a lease of 2 s and 2 attempts, on node `node`.
+fn test_settings(node: &str) -> WorkerSettings {
+    WorkerSettings {
+        workers: 1,
+        heartbeat: Duration::from_millis(50),
+        idle_poll: Duration::from_millis(50),
+        node: node.into(),
+        lease: Duration::from_secs(2),
+        max_attempts: 2,
+    }
+}
+
+/// A heartbeat old enough for the lease of [`test_settings`] to have expired.
+fn expired() -> i64 {
+    now_millis() - 60_000
 }
 
 /// An ended export's status and first error code.
@@ -349,27 +377,41 @@ async fn a_cancel_through_the_store_alone_reaches_the_worker_at_its_heartbeat() 
 }
 
 #[tokio::test]
-async fn shutting_down_fails_the_running_export_with_the_reason() {
+async fn shutting_down_puts_the_running_export_back_on_the_queue_without_its_files() {
     let (setup, job, _queue, workers) = one_export(Behaviour::RunUntilCancelled).await;
-    setup.wait_for_processing(job.id).await;
+    let running = setup.wait_for_processing(job.id).await;
+    let files = || setup.files_in_lake(&running);
+    poll(files, |count| *count > 0, |_| "the export writes no file".into()).await;
     workers.shutdown(Duration::from_secs(5)).await;
-    let done = setup.meta.export_job(&setup.tenant, job.id).await.unwrap().unwrap();
-    assert_eq!(done.status, ExportJobStatus::Failed);
-    assert_eq!(done.errors[0].code, "EXPORT-SERVER-STOPPED");
-    assert_eq!(setup.files_in_lake(&done).await, 0);
+    let after = setup.meta.export_job(&setup.tenant, job.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.status,
+        ExportJobStatus::Processing,
+        "still to be done, by another run"
+    );
+    assert_eq!(setup.files_in_lake(&after).await, 0);
+    let entry = setup
+        .meta
+        .queue_entry(&JobKey::export(&setup.tenant, after.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (entry.state, entry.worker, entry.attempts),
+        (JobState::Queued, None, 0),
+        "the stop costs no attempt"
+    );
+    // The next start (or another node) runs it to the end.
+    let (_queue, workers) = setup.start(Behaviour::Succeed);
+    assert_eq!(setup.wait_for_end(job.id).await.status, ExportJobStatus::Succeeded);
+    workers.shutdown(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
-async fn recovery_fails_jobs_a_dead_process_left_processing() {
+async fn a_job_of_a_dead_node_is_taken_over_only_once_its_lease_expired() {
     let setup = setup().await;
     let job = setup.queue_job().await;
-    // A process claims the job, writes a file, and dies.
-    let Some(ClaimedJob::Export(claimed)) = setup
-        .meta
-        .claim_next_job("dead", now_millis(), PerSandbox::UNLIMITED)
-        .await
-        .unwrap()
-    else {
+    let ClaimedJob::Export(claimed) = setup.claim_as_dead("elsewhere/worker-0", now_millis()).await else {
         panic!("the export is claimed");
     };
     FakeExporter {
@@ -383,13 +425,124 @@ async fn recovery_fails_jobs_a_dead_process_left_processing() {
         batches: claimed.batches.clone(),
     })
     .await;
-    assert_eq!(recover_interrupted_jobs(&setup.meta, &setup.lake).await.unwrap(), 1);
+    // A live lease of another node is not this node's business, at startup or later.
+    assert_eq!(setup.recover("here", Orphans::AtStartup).await, 0);
+    assert_eq!(setup.recover("here", Orphans::Expired).await, 0);
+    assert_eq!(setup.files_in_lake(&job).await, 1);
+    // The lease expires: the job is cleaned and queued again, once, whoever races for it.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (one, two) = tokio::join!(
+        setup.recover("here", Orphans::Expired),
+        setup.recover("there", Orphans::Expired)
+    );
+    assert_eq!(one + two, 1, "one node takes the job over");
+    assert_eq!(setup.files_in_lake(&job).await, 0);
+    let entry = setup
+        .meta
+        .queue_entry(&JobKey::export(&setup.tenant, job.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((entry.state, entry.attempts), (JobState::Queued, 1));
+    // The dead worker, if it was only slow, may no longer beat or end the job.
+    let key = JobKey::export(&setup.tenant, job.id);
+    assert_eq!(
+        setup
+            .meta
+            .job_heartbeat(&key, "elsewhere/worker-0", None, now_millis())
+            .await
+            .unwrap(),
+        None
+    );
+    let fenced = setup
+        .meta
+        .end_export_job(
+            &setup.tenant,
+            job.id,
+            Some("elsewhere/worker-0"),
+            ExportJobStatus::Failed,
+            &[],
+            now_millis(),
+        )
+        .await
+        .unwrap();
+    assert!(!fenced);
+    // Another worker runs it again to the end.
+    let (_queue, workers) = setup.start(Behaviour::Succeed);
+    let done = setup.wait_for_end(job.id).await;
+    assert_eq!(done.status, ExportJobStatus::Succeeded);
+    assert_eq!(setup.batch_status(&done).await, BatchStatus::Success);
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_start_takes_over_its_own_last_runs_jobs_at_once() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    setup.claim_as_dead("here/worker-1", now_millis()).await;
+    assert_eq!(
+        setup.recover("there", Orphans::AtStartup).await,
+        0,
+        "not the other node's"
+    );
+    assert_eq!(setup.recover("here", Orphans::Expired).await, 0, "its lease is live");
+    assert_eq!(setup.recover("here", Orphans::AtStartup).await, 1);
+    let entry = setup
+        .meta
+        .queue_entry(&JobKey::export(&setup.tenant, job.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.state, JobState::Queued);
+}
+
+#[tokio::test]
+async fn a_job_whose_nodes_keep_dying_fails_after_its_attempts_saying_why() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    for attempt in 1..=2 {
+        setup
+            .claim_as_dead(&format!("dead-{attempt}/worker-0"), expired())
+            .await;
+        assert_eq!(setup.recover("here", Orphans::Expired).await, 1);
+    }
     let done = setup.meta.export_job(&setup.tenant, job.id).await.unwrap().unwrap();
-    assert_eq!(done.status, ExportJobStatus::Failed);
-    assert_eq!(done.errors[0].code, "EXPORT-SERVER-STOPPED");
-    assert!(done.errors[0].msg.contains("server stopped"));
+    assert_eq!(failure(&done), (ExportJobStatus::Failed, "EXPORT-WORKER-LOST"));
+    assert!(
+        done.errors[0].msg.contains("attempted 2 times"),
+        "{}",
+        done.errors[0].msg
+    );
+    assert!(
+        done.errors[0].msg.contains("'dead-2/worker-0'"),
+        "{}",
+        done.errors[0].msg
+    );
+    assert_eq!(done.errors[0].call_stack, "lease recovery, attempt 2 of 2");
     assert_eq!(setup.batch_status(&done).await, BatchStatus::Failed);
-    assert_eq!(setup.files_in_lake(&done).await, 0);
+    assert!(
+        setup
+            .meta
+            .queue_entry(&JobKey::export(&setup.tenant, job.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_job_queued_again_after_its_node_died_ends_it_at_once() {
+    let setup = setup().await;
+    let job = setup.queue_job().await;
+    setup.claim_as_dead("dead/worker-0", expired()).await;
+    assert_eq!(setup.recover("here", Orphans::Expired).await, 1);
+    let queue = JobQueue::new(setup.meta.clone());
+    assert!(matches!(
+        queue.cancel_export_job(&setup.tenant, job.id).await.unwrap(),
+        Some(ExportCancellation::Cancelled(_))
+    ));
+    let done = setup.meta.export_job(&setup.tenant, job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, ExportJobStatus::Cancelled);
 }
 
 #[tokio::test]
@@ -440,40 +593,39 @@ async fn a_panicking_evaluation_fails_its_segment_job() {
 }
 
 #[tokio::test]
-async fn one_recovery_ends_running_jobs_of_both_kinds() {
+async fn one_recovery_takes_over_running_jobs_of_both_kinds() {
     let setup = setup().await;
     let export = setup.queue_job().await;
     let cancelled = setup.queue_segment_job("cancelled").await;
-    let failed = setup.queue_segment_job("failed").await;
+    let requeued = setup.queue_segment_job("requeued").await;
     let waiting = setup.queue_segment_job("waiting").await;
     for _ in 0..3 {
-        let claimed = setup
-            .meta
-            .claim_next_job("dead", now_millis(), PerSandbox::UNLIMITED)
-            .await
-            .unwrap();
-        assert!(claimed.is_some());
+        setup.claim_as_dead("dead/worker-0", expired()).await;
     }
     setup
         .meta
         .cancel_segment_job(&setup.tenant, &cancelled.id, now_millis())
         .await
         .unwrap();
-    assert_eq!(recover_interrupted_jobs(&setup.meta, &setup.lake).await.unwrap(), 3);
+    assert_eq!(setup.recover("here", Orphans::Expired).await, 3);
     let export = setup.meta.export_job(&setup.tenant, export.id).await.unwrap().unwrap();
-    assert_eq!(export.status, ExportJobStatus::Failed);
+    assert_eq!(export.status, ExportJobStatus::Processing);
     let status = |id: String| {
         let meta = setup.meta.clone();
         let tenant = setup.tenant.clone();
         async move { meta.segment_job(&tenant, &id).await.unwrap().unwrap() }
     };
     assert_eq!(status(cancelled.id).await.status, SegmentJobStatus::Cancelled);
-    let failed = status(failed.id).await;
-    assert_eq!(
-        (failed.status, failed.errors[0].code.as_str()),
-        (SegmentJobStatus::Failed, "SEGMENT-SERVER-STOPPED")
-    );
+    assert_eq!(status(requeued.id.clone()).await.status, SegmentJobStatus::Processing);
     // A queued job is not recovery's business: it waits for a worker.
     assert_eq!(status(waiting.id).await.status, SegmentJobStatus::New);
     assert!(setup.meta.running_jobs(None).await.unwrap().is_empty());
+    // Workers run both taken-over jobs again, and the waiting one.
+    let (_queue, workers) = setup.start(Behaviour::Succeed);
+    assert_eq!(setup.wait_for_end(export.id).await.status, ExportJobStatus::Succeeded);
+    assert_eq!(
+        setup.wait_for_segment_end(&requeued.id).await.status,
+        SegmentJobStatus::Succeeded
+    );
+    workers.shutdown(Duration::from_secs(5)).await;
 }

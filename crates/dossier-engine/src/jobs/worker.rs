@@ -12,13 +12,14 @@ use futures::FutureExt;
 use tokio::sync::watch;
 
 use dossier_model::time::now_millis;
-use dossier_storage::Lake;
 use dossier_storage::meta::{ClaimedJob, JobKey, PerSandbox};
+use dossier_storage::{Lake, MetaStore};
 
+use super::recovery::{Orphans, recover_orphaned_jobs};
 use super::{Exporter, JobQueue, RunningJob, progress_snapshot};
 
-/// How the workers pace themselves.
-#[derive(Debug, Clone, Copy)]
+/// How the workers pace themselves, and how this node takes over the jobs of dead ones.
+#[derive(Debug, Clone)]
 pub struct WorkerSettings {
     /// Workers running jobs at once; 0 leaves jobs queued (NEW).
     pub workers: usize,
@@ -28,10 +29,18 @@ pub struct WorkerSettings {
     /// How often an idle worker looks for jobs queued by another process; jobs queued by this
     /// one wake a worker at once.
     pub idle_poll: Duration,
+    /// This node's name in the queue: its workers claim as `<node>/worker-<n>`, and a start
+    /// takes over at once the jobs its previous run left (see [`super::recover_orphaned_jobs`]).
+    pub node: String,
+    /// How long a running job's lease lasts without a heartbeat; past it, any node takes the job
+    /// over (removes what it wrote and queues it again).
+    pub lease: Duration,
+    /// Runs a job gets: a job whose node died this many times ends FAILED saying so.
+    pub max_attempts: u32,
 }
 
 impl Default for WorkerSettings {
-    /// The [`dossier_model::options::Options`] defaults.
+    /// The [`dossier_model::options::Options`] defaults, on a node named `local`.
     fn default() -> Self {
         Self::from(&dossier_model::options::Options::default())
     }
@@ -47,14 +56,20 @@ pub struct JobWorkers {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// How often the lease watcher looks for expired leases: a few times a lease, so a dead node's
+/// job waits little more than the lease itself.
+fn lease_check_period(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_secs(1))
+}
+
 /// One worker: what a run of any kind needs.
 pub(super) struct Worker<E> {
     pub(super) queue: JobQueue,
     pub(super) lake: Lake,
     pub(super) exporter: Arc<E>,
-    settings: WorkerSettings,
-    /// Who claims, as the queue records it: this process and the worker's number.
-    name: String,
+    pub(super) settings: WorkerSettings,
+    /// Who claims, as the queue records it: this node and the worker's number.
+    pub(super) name: String,
 }
 
 /// How a job's run ended, before its kind records it.
@@ -68,14 +83,14 @@ pub(super) struct Supervised<T> {
 impl JobWorkers {
     pub fn start<E: Exporter>(queue: JobQueue, lake: Lake, exporter: Arc<E>, settings: WorkerSettings) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let threads = (0..settings.workers)
+        let mut threads: Vec<_> = (0..settings.workers)
             .map(|n| {
                 let worker = Worker {
                     queue: queue.clone(),
                     lake: lake.clone(),
                     exporter: exporter.clone(),
-                    settings,
-                    name: format!("pid-{}/worker-{n}", std::process::id()),
+                    name: format!("{}/worker-{n}", settings.node),
+                    settings: settings.clone(),
                 };
                 let stopped = stopped.clone();
                 std::thread::Builder::new()
@@ -84,12 +99,20 @@ impl JobWorkers {
                     .expect("the operating system starts a thread")
             })
             .collect();
+        let (meta, watcher) = (queue.meta.clone(), settings);
+        threads.push(
+            std::thread::Builder::new()
+                .name("dossier-leases".into())
+                .spawn(move || watch_leases(meta, lake, watcher, stopped))
+                .expect("the operating system starts a thread"),
+        );
         Self { stop, threads }
     }
 
-    /// Stops claiming jobs and stops the running ones (they end FAILED, saying the server
-    /// stopped). Waits up to `grace` for the workers; a worker still busy then is abandoned, and
-    /// its job is failed by the next start's recovery.
+    /// Stops claiming jobs and stops the running ones: what they wrote is removed and they go
+    /// back on the queue, for another node (or this one's next start) to run. Waits up to
+    /// `grace` for the workers; a worker still busy then is abandoned, and its job taken over
+    /// by this node's next start or, once its lease expires, by another node.
     pub async fn shutdown(self, grace: Duration) {
         let Self { stop, threads } = self;
         let _ = stop.send(true);
@@ -99,9 +122,32 @@ impl JobWorkers {
             }
         });
         if tokio::time::timeout(grace, joined).await.is_err() {
-            tracing::warn!("job workers did not stop in time; the next start fails their jobs");
+            tracing::warn!("job workers did not stop in time; their jobs are taken over once their leases expire");
         }
     }
+}
+
+/// The lease watcher: every few seconds, takes over the jobs whose lease expired (their node
+/// died), until the workers stop. One per node; of several nodes racing for a job, one wins.
+fn watch_leases(meta: MetaStore, lake: Lake, settings: WorkerSettings, mut stopped: watch::Receiver<bool>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return tracing::error!(%error, "the lease watcher could not start its runtime"),
+    };
+    runtime.block_on(async {
+        let period = lease_check_period(settings.lease);
+        while !*stopped.borrow() && stopped.has_changed().is_ok() {
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                _ = stopped.changed() => break,
+            }
+            match recover_orphaned_jobs(&meta, &lake, &settings, Orphans::Expired).await {
+                Ok(0) => {}
+                Ok(taken) => tracing::warn!(jobs = taken, "took over jobs whose node stopped renewing their lease"),
+                Err(error) => tracing::error!(%error, "could not look for jobs with expired leases"),
+            }
+        }
+    });
 }
 
 impl<E: Exporter> Worker<E> {
@@ -194,6 +240,18 @@ impl<E: Exporter> Worker<E> {
             Ok(Some(false)) => {}
             Ok(Some(true)) | Ok(None) => running.cancel.cancel(),
             Err(error) => tracing::warn!(%error, kind = %key.kind, job_id = %key.id, "could not record a heartbeat"),
+        }
+    }
+
+    /// Whether this worker still holds the job's lease (read back after its run stopped or its
+    /// commit was refused). A failed read answers yes: the fenced end then decides.
+    pub(super) async fn holds(&self, key: &JobKey) -> bool {
+        match self.queue.meta.queue_entry(key).await {
+            Ok(entry) => entry.is_some_and(|entry| entry.worker.as_deref() == Some(self.name.as_str())),
+            Err(error) => {
+                tracing::error!(%error, kind = %key.kind, job_id = %key.id, "could not read a job back");
+                true
+            }
         }
     }
 

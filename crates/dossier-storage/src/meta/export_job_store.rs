@@ -118,21 +118,26 @@ pub trait ExportJobStore: Send + Sync {
     /// The commit of a successful export, in one transaction: the job SUCCEEDED with its
     /// metrics, and every batch `success` with its files (readable from this moment). Returns
     /// `false` and changes nothing when the job is no longer PROCESSING, a cancel was requested
-    /// meanwhile, or a batch is not `processing`.
+    /// meanwhile, a batch is not `processing`, or `worker` no longer holds the job's lease
+    /// (another node took the job over: its run, not this one, may commit).
     async fn succeed_export_job(
         &self,
         job: &ExportJob,
+        worker: &str,
         metrics: &ExportJobMetrics,
         batches: &[(BatchId, BatchOutcome)],
         now: EpochMillis,
     ) -> Result<bool, StorageError>;
 
     /// Ends a NEW or PROCESSING job FAILED (with `errors`) or CANCELLED, its batches `failed`,
-    /// in one transaction. Returns `false` when the job had already ended.
+    /// in one transaction. Returns `false` when the job had already ended, or when `holder` is
+    /// given and no longer holds the job's lease. `holder` is `None` only for a job no worker
+    /// runs (a cancel of a NEW job).
     async fn end_export_job(
         &self,
         tenant: &Tenant,
         id: i64,
+        holder: Option<&str>,
         status: ExportJobStatus,
         errors: &[ExportJobError],
         now: EpochMillis,

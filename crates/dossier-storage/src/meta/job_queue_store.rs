@@ -120,7 +120,8 @@ pub struct QueueEntry {
 #[async_trait]
 pub trait JobQueueStore: Send + Sync {
     /// Claims the next queued job of either kind for `worker`: running under its name with a
-    /// fresh heartbeat and one more attempt, and its kind's job PROCESSING, in one transaction.
+    /// fresh heartbeat and one more attempt, and its kind's job PROCESSING (a NEW one, or a
+    /// PROCESSING one put back by [`JobQueueStore::requeue_job`]), in one transaction.
     /// The job is the oldest of the sandbox with the fewest jobs running, among sandboxes under
     /// `per_sandbox` (see [`PerSandbox`]).
     async fn claim_next_job(
@@ -149,4 +150,16 @@ pub trait JobQueueStore: Send + Sync {
 
     /// The queue entry of a live job; `None` once it ended (or if it never existed).
     async fn queue_entry(&self, key: &JobKey) -> Result<Option<QueueEntry>, StorageError>;
+
+    /// Takes over the lease of a running job whose worker is gone: if the entry still runs under
+    /// `entry.worker` with `entry.heartbeat` (nobody renewed or took it since it was read), it
+    /// runs under `taker` with a fresh heartbeat, so the old worker's heartbeats and ends are
+    /// refused from now on. Returns whether this call took it; of several nodes racing, one does.
+    async fn take_over_job(&self, entry: &QueueEntry, taker: &str, now: EpochMillis) -> Result<bool, StorageError>;
+
+    /// Puts a job `holder` runs back on the queue for any worker to claim again, first in its
+    /// sandbox's line (it keeps its queue time); its kind's job stays PROCESSING. With
+    /// `refund_attempt`, the attempt this run counted is given back (the run did not fail: its
+    /// server stopped). Returns `false` when `holder` does not hold the job.
+    async fn requeue_job(&self, key: &JobKey, holder: &str, refund_attempt: bool) -> Result<bool, StorageError>;
 }

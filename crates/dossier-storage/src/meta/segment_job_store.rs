@@ -83,10 +83,12 @@ pub trait SegmentJobStore: Send + Sync {
 
     /// Ends a job SUCCEEDED with its metrics and makes `files` the current membership files of
     /// their segments, in one transaction. Returns the superseded files' paths, or `None` (and
-    /// changes nothing) when the job is no longer PROCESSING (a cancel came first).
+    /// changes nothing) when the job is no longer PROCESSING (a cancel came first) or `worker`
+    /// no longer holds its lease (another node took it over).
     async fn succeed_segment_job(
         &self,
         job: &SegmentJob,
+        worker: &str,
         metrics: &SegmentJobMetrics,
         files: &[MembershipFile],
         now: EpochMillis,
@@ -101,11 +103,12 @@ pub trait SegmentJobStore: Send + Sync {
     ) -> Result<Vec<String>, StorageError>;
 
     /// Ends a NEW, PROCESSING or CANCELLING job FAILED (with `errors`) or CANCELLED, with its
-    /// metrics. Returns `false` when it had already ended.
+    /// metrics. Returns `false` when it had already ended, or when `holder` is given and no
+    /// longer holds the job's lease (`None`: a job no worker runs).
     async fn end_segment_job(
         &self,
-        tenant: &Tenant,
-        id: &str,
+        job: &SegmentJob,
+        holder: Option<&str>,
         status: SegmentJobStatus,
         errors: &[ExportJobError],
         metrics: Option<&SegmentJobMetrics>,

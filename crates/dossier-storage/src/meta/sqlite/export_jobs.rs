@@ -22,7 +22,7 @@ use super::SqliteMetaStore;
 use super::batch_files::commit_batch_in;
 use super::by_id::{read_by_id, update_by_id};
 use super::catalog::{get_dataset_row, insert_batch_in};
-use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
+use super::job_queue::{dequeue_in, enqueue_in, held_by_in, queued_count_in, request_cancel_in, waiting_in};
 use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
@@ -235,7 +235,7 @@ pub(super) async fn claim_in(
 ) -> Result<Option<ExportJob>, StorageError> {
     let claim = sqlx::query(
         "UPDATE export_jobs SET status = 'PROCESSING', updated = ?
-         WHERE org = ? AND sandbox = ? AND id = ? AND status = 'NEW'",
+         WHERE org = ? AND sandbox = ? AND id = ? AND status IN ('NEW', 'PROCESSING')",
     )
     .bind(now);
     if !update_by_id(&mut *conn, claim, tenant, id).await? {
@@ -350,8 +350,9 @@ impl ExportJobStore for SqliteMetaStore {
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(None);
         };
+        let waiting = waiting_in(&mut tx, &JobKey::export(tenant, id)).await?;
         let outcome = match job.status {
-            ExportJobStatus::New => {
+            ExportJobStatus::New | ExportJobStatus::Processing if waiting => {
                 end_unsuccessfully_in(&mut tx, &job, ExportJobStatus::Cancelled, &[], now).await?;
                 ExportCancellation::Cancelled
             }
@@ -375,11 +376,15 @@ impl ExportJobStore for SqliteMetaStore {
     async fn succeed_export_job(
         &self,
         job: &ExportJob,
+        worker: &str,
         metrics: &ExportJobMetrics,
         batches: &[(BatchId, BatchOutcome)],
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         let mut tx = self.begin_write().await?;
+        if !held_by_in(&mut tx, &JobKey::export(&job.tenant, job.id), Some(worker)).await? {
+            return Ok(false);
+        }
         let update = sqlx::query(
             "UPDATE export_jobs SET status = 'SUCCEEDED', metrics = ?, updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING' AND cancel_requested = 0",
@@ -403,12 +408,16 @@ impl ExportJobStore for SqliteMetaStore {
         &self,
         tenant: &Tenant,
         id: i64,
+        holder: Option<&str>,
         status: ExportJobStatus,
         errors: &[ExportJobError],
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         debug_assert!(matches!(status, ExportJobStatus::Failed | ExportJobStatus::Cancelled));
         let mut tx = self.begin_write().await?;
+        if !held_by_in(&mut tx, &JobKey::export(tenant, id), holder).await? {
+            return Ok(false);
+        }
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(false);
         };
@@ -452,7 +461,7 @@ mod tests {
             DatasetDeletion::ExportInProgress { job_id: 1 }
         ));
         assert!(
-            meta.succeed_export_job(&job, &metrics, &[(batch.id.clone(), outcome)], 30)
+            meta.succeed_export_job(&job, "worker", &metrics, &[(batch.id.clone(), outcome)], 30)
                 .await
                 .unwrap()
         );

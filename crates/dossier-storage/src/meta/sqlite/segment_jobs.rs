@@ -18,7 +18,7 @@ use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
 use super::by_id::{read_by_id, update_by_id};
-use super::job_queue::{dequeue_in, enqueue_in, queued_count_in, request_cancel_in};
+use super::job_queue::{dequeue_in, enqueue_in, held_by_in, queued_count_in, request_cancel_in, waiting_in};
 use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
@@ -103,7 +103,7 @@ pub(super) async fn claim_in(
     };
     let claim = sqlx::query(
         "UPDATE segment_jobs SET status = 'PROCESSING', updated = ?, metrics = ?
-         WHERE org = ? AND sandbox = ? AND id = ? AND status = 'NEW'",
+         WHERE org = ? AND sandbox = ? AND id = ? AND status IN ('NEW', 'PROCESSING')",
     )
     .bind(now)
     .bind(to_json(&metrics));
@@ -226,8 +226,9 @@ impl SegmentJobStore for SqliteMetaStore {
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(None);
         };
+        let waiting = waiting_in(&mut tx, &JobKey::segment(tenant, id)).await?;
         let next = match job.status {
-            SegmentJobStatus::New => Some(SegmentJobStatus::Cancelled),
+            SegmentJobStatus::New | SegmentJobStatus::Processing if waiting => Some(SegmentJobStatus::Cancelled),
             SegmentJobStatus::Processing => Some(SegmentJobStatus::Cancelling),
             _ => None,
         };
@@ -255,11 +256,15 @@ impl SegmentJobStore for SqliteMetaStore {
     async fn succeed_segment_job(
         &self,
         job: &SegmentJob,
+        worker: &str,
         metrics: &SegmentJobMetrics,
         files: &[MembershipFile],
         now: EpochMillis,
     ) -> Result<Option<Vec<String>>, StorageError> {
         let mut tx = self.begin_write().await?;
+        if !held_by_in(&mut tx, &JobKey::segment(&job.tenant, &job.id), Some(worker)).await? {
+            return Ok(None);
+        }
         let update = sqlx::query(
             "UPDATE segment_jobs SET status = 'SUCCEEDED', metrics = ?, updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status = 'PROCESSING'",
@@ -288,15 +293,19 @@ impl SegmentJobStore for SqliteMetaStore {
 
     async fn end_segment_job(
         &self,
-        tenant: &Tenant,
-        id: &str,
+        job: &SegmentJob,
+        holder: Option<&str>,
         status: SegmentJobStatus,
         errors: &[ExportJobError],
         metrics: Option<&SegmentJobMetrics>,
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         debug_assert!(matches!(status, SegmentJobStatus::Failed | SegmentJobStatus::Cancelled));
+        let (tenant, id) = (&job.tenant, job.id.as_str());
         let mut tx = self.begin_write().await?;
+        if !held_by_in(&mut tx, &JobKey::segment(tenant, id), holder).await? {
+            return Ok(false);
+        }
         let update = sqlx::query(
             "UPDATE segment_jobs SET status = ?, errors = ?, metrics = COALESCE(?, metrics), updated = ?
              WHERE org = ? AND sandbox = ? AND id = ? AND status IN ('NEW', 'PROCESSING', 'CANCELLING')",

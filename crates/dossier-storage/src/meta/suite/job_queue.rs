@@ -226,7 +226,7 @@ pub(crate) async fn heartbeat_renews_the_lease_and_reports_a_cancel(store: MetaS
     // Ended under its worker: the heartbeat says so.
     assert!(
         store
-            .end_export_job(&prod, job.id, ExportJobStatus::Cancelled, &[], 40)
+            .end_export_job(&prod, job.id, Some(WORKER), ExportJobStatus::Cancelled, &[], 40)
             .await
             .unwrap()
     );
@@ -281,13 +281,20 @@ pub(crate) async fn cancel_ends_a_queued_job_and_marks_a_running_one(store: Meta
     let claimed = store.export_job(&prod, running_export.id).await.unwrap().unwrap();
     assert!(
         !store
-            .succeed_export_job(&claimed, &claimed.metrics, &[], 35)
+            .succeed_export_job(&claimed, WORKER, &claimed.metrics, &[], 35)
             .await
             .unwrap()
     );
     assert!(
         store
-            .end_export_job(&prod, running_export.id, ExportJobStatus::Cancelled, &[], 36)
+            .end_export_job(
+                &prod,
+                running_export.id,
+                Some(WORKER),
+                ExportJobStatus::Cancelled,
+                &[],
+                36
+            )
             .await
             .unwrap()
     );
@@ -321,7 +328,7 @@ pub(crate) async fn an_end_takes_the_job_off_the_queue_once(store: MetaStore) {
     let running = store.export_job(&prod, export.id).await.unwrap().unwrap();
     assert!(
         store
-            .succeed_export_job(&running, &running.metrics, &[], 30)
+            .succeed_export_job(&running, WORKER, &running.metrics, &[], 30)
             .await
             .unwrap()
     );
@@ -333,19 +340,33 @@ pub(crate) async fn an_end_takes_the_job_off_the_queue_once(store: MetaStore) {
     let errors = std::slice::from_ref(&error);
     assert!(
         store
-            .end_export_job(&prod, failed_export.id, ExportJobStatus::Failed, errors, 31)
+            .end_export_job(
+                &prod,
+                failed_export.id,
+                Some(WORKER),
+                ExportJobStatus::Failed,
+                errors,
+                31
+            )
             .await
             .unwrap()
     );
     let running = store.segment_job(&prod, &segment.id).await.unwrap().unwrap();
     let superseded = store
-        .succeed_segment_job(&running, &SegmentJobMetrics::default(), &[], 32)
+        .succeed_segment_job(&running, WORKER, &SegmentJobMetrics::default(), &[], 32)
         .await
         .unwrap();
     assert_eq!(superseded, Some(Vec::new()));
     assert!(
         store
-            .end_segment_job(&prod, &failed_segment.id, SegmentJobStatus::Failed, errors, None, 33)
+            .end_segment_job(
+                &failed_segment,
+                Some(WORKER),
+                SegmentJobStatus::Failed,
+                errors,
+                None,
+                33
+            )
             .await
             .unwrap()
     );
@@ -358,13 +379,27 @@ pub(crate) async fn an_end_takes_the_job_off_the_queue_once(store: MetaStore) {
     );
     assert!(
         !store
-            .end_export_job(&prod, failed_export.id, ExportJobStatus::Cancelled, &[], 34)
+            .end_export_job(
+                &prod,
+                failed_export.id,
+                Some(WORKER),
+                ExportJobStatus::Cancelled,
+                &[],
+                34
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .end_segment_job(&prod, &failed_segment.id, SegmentJobStatus::Cancelled, &[], None, 35)
+            .end_segment_job(
+                &failed_segment,
+                Some(WORKER),
+                SegmentJobStatus::Cancelled,
+                &[],
+                None,
+                35
+            )
             .await
             .unwrap()
     );
@@ -395,4 +430,78 @@ pub(crate) async fn recovery_lists_running_jobs_and_expired_leases(store: MetaSt
     let expired = store.running_jobs(Some(30)).await.unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!((expired[0].key.kind, expired[0].heartbeat), (JobKind::Export, Some(20)));
+}
+
+/// A takeover is a compare-and-set on the lease: it succeeds once, against the lease as read;
+/// from then on the old worker's heartbeats, successes and ends are refused, and the new
+/// holder may put the job back on the queue, where a claim takes it again (PROCESSING, one
+/// more attempt) and a cancel ends it at once.
+pub(crate) async fn a_takeover_fences_the_old_worker_and_requeues_the_job(store: MetaStore) {
+    let store = &store;
+    let (prod, _) = tenants(store).await;
+    let export = queue_export(store, &prod, 10).await;
+    let segment = queue_segment_job(store, &prod, "seg", 11).await;
+    claim(store, 20, PerSandbox::UNLIMITED).await.unwrap();
+    claim(store, 21, PerSandbox::UNLIMITED).await.unwrap();
+    let (export_key, segment_key) = (export_key(&export), segment_key(&segment));
+    let read = store.queue_entry(&export_key).await.unwrap().unwrap();
+    // A lease renewed since it was read is not taken.
+    store.job_heartbeat(&export_key, WORKER, None, 25).await.unwrap();
+    assert!(!store.take_over_job(&read, "node-b/recovery", 60).await.unwrap());
+    let read = store.queue_entry(&export_key).await.unwrap().unwrap();
+    assert!(store.take_over_job(&read, "node-b/recovery", 60).await.unwrap());
+    assert!(
+        !store.take_over_job(&read, "node-c/recovery", 61).await.unwrap(),
+        "once"
+    );
+    let taken = store.queue_entry(&export_key).await.unwrap().unwrap();
+    assert_eq!(
+        (taken.worker.as_deref(), taken.heartbeat),
+        (Some("node-b/recovery"), Some(60))
+    );
+    // The old worker is fenced.
+    assert_eq!(store.job_heartbeat(&export_key, WORKER, None, 62).await.unwrap(), None);
+    let running = store.export_job(&prod, export.id).await.unwrap().unwrap();
+    assert!(
+        !store
+            .succeed_export_job(&running, WORKER, &running.metrics, &[], 63)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .end_export_job(&prod, export.id, Some(WORKER), ExportJobStatus::Failed, &[], 63)
+            .await
+            .unwrap()
+    );
+    assert!(!store.requeue_job(&export_key, WORKER, false).await.unwrap());
+    // The holder puts it back; a claim takes it again as a new attempt.
+    assert!(store.requeue_job(&export_key, "node-b/recovery", false).await.unwrap());
+    let queued = store.queue_entry(&export_key).await.unwrap().unwrap();
+    assert_eq!(
+        (queued.state, queued.worker, queued.attempts),
+        (JobState::Queued, None, 1)
+    );
+    assert_eq!(
+        store.export_job(&prod, export.id).await.unwrap().unwrap().status,
+        ExportJobStatus::Processing
+    );
+    assert_eq!(claim(store, 70, PerSandbox::UNLIMITED).await, Some(export_key.clone()));
+    let again = store.export_job(&prod, export.id).await.unwrap().unwrap();
+    let entry = store.queue_entry(&export_key).await.unwrap().unwrap();
+    assert_eq!((entry.state, entry.attempts), (JobState::Running, 2));
+    assert!(
+        store
+            .succeed_export_job(&again, WORKER, &again.metrics, &[], 71)
+            .await
+            .unwrap()
+    );
+    // A requeue that refunds the attempt (a server that stops) leaves the count as it was.
+    assert!(store.requeue_job(&segment_key, WORKER, true).await.unwrap());
+    let queued = store.queue_entry(&segment_key).await.unwrap().unwrap();
+    assert_eq!((queued.state, queued.attempts), (JobState::Queued, 0));
+    // A job waiting again is cancelled at once, as a NEW one is.
+    let job = store.cancel_segment_job(&prod, &segment.id, 80).await.unwrap().unwrap();
+    assert_eq!(job.status, SegmentJobStatus::Cancelled);
+    assert_eq!(store.queue_entry(&segment_key).await.unwrap(), None);
 }

@@ -122,6 +122,7 @@ macro_rules! backend_suite {
                 cancel_ends_a_queued_job_and_marks_a_running_one,
                 an_end_takes_the_job_off_the_queue_once,
                 recovery_lists_running_jobs_and_expired_leases,
+                a_takeover_fences_the_old_worker_and_requeues_the_job,
             ],
         });
     };
