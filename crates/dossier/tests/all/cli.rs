@@ -464,9 +464,7 @@ async fn two_servers_on_one_postgres_store_share_clients_tokens_and_datasets() {
 
     let mut create = node("admin");
     create.extend(["clients", "create", "--org", ORG, "--json"].map(str::to_owned));
-    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || run_dossier(&create))
-        .await
-        .unwrap();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || run_dossier(&create)).await.unwrap();
     assert!(ok, "{stderr}");
     let created: Value = serde_json::from_str(&stdout).unwrap();
     let credentials = Credentials {

@@ -28,7 +28,9 @@ use super::PostgresMetaStore;
 use super::batch_files::commit_batch_in;
 use super::by_id::{read_by_id, update_by_id};
 use super::catalog::{get_dataset_row, insert_batch_in};
-use super::job_queue::{dequeue_in, enqueue_in, lock_entry_in, queued_count_in, request_cancel_in};
+use super::job_queue::{
+    dequeue_in, enqueue_in, held_by_in, lock_entry_in, queued_count_in, request_cancel_in, waiting_in,
+};
 use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
@@ -244,7 +246,7 @@ pub(super) async fn claim_in(
 ) -> Result<Option<ExportJob>, StorageError> {
     let claim = sqlx::query(
         "UPDATE export_jobs SET status = 'PROCESSING', updated = $1
-         WHERE org = $2 AND sandbox = $3 AND id = $4 AND status = 'NEW'",
+         WHERE org = $2 AND sandbox = $3 AND id = $4 AND status IN ('NEW', 'PROCESSING')",
     )
     .bind(now);
     if !update_by_id(&mut *conn, claim, tenant, id).await? {
@@ -360,8 +362,9 @@ impl ExportJobStore for PostgresMetaStore {
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(None);
         };
+        let waiting = waiting_in(&mut tx, &JobKey::export(tenant, id)).await?;
         let outcome = match job.status {
-            ExportJobStatus::New => {
+            ExportJobStatus::New | ExportJobStatus::Processing if waiting => {
                 end_unsuccessfully_in(&mut tx, &job, ExportJobStatus::Cancelled, &[], now).await?;
                 ExportCancellation::Cancelled
             }
@@ -387,12 +390,17 @@ impl ExportJobStore for PostgresMetaStore {
     async fn succeed_export_job(
         &self,
         job: &ExportJob,
+        worker: &str,
         metrics: &ExportJobMetrics,
         batches: &[(BatchId, BatchOutcome)],
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         let mut tx = self.begin_write(&job.tenant).await?;
-        lock_entry_in(&mut tx, &JobKey::export(&job.tenant, job.id)).await?;
+        let key = JobKey::export(&job.tenant, job.id);
+        lock_entry_in(&mut tx, &key).await?;
+        if !held_by_in(&mut tx, &key, Some(worker)).await? {
+            return Ok(false);
+        }
         let update = sqlx::query(
             "UPDATE export_jobs SET status = 'SUCCEEDED', metrics = $1, updated = $2
              WHERE org = $3 AND sandbox = $4 AND id = $5 AND status = 'PROCESSING' AND cancel_requested = FALSE",
@@ -416,13 +424,18 @@ impl ExportJobStore for PostgresMetaStore {
         &self,
         tenant: &Tenant,
         id: i64,
+        holder: Option<&str>,
         status: ExportJobStatus,
         errors: &[ExportJobError],
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         debug_assert!(matches!(status, ExportJobStatus::Failed | ExportJobStatus::Cancelled));
         let mut tx = self.begin_write(tenant).await?;
-        lock_entry_in(&mut tx, &JobKey::export(tenant, id)).await?;
+        let key = JobKey::export(tenant, id);
+        lock_entry_in(&mut tx, &key).await?;
+        if !held_by_in(&mut tx, &key, holder).await? {
+            return Ok(false);
+        }
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(false);
         };

@@ -143,6 +143,48 @@ pub(super) async fn dequeue_in(conn: &mut PgConnection, key: &JobKey) -> Result<
     Ok(())
 }
 
+/// Whether the job waits on the queue for a worker: a NEW job, or a PROCESSING one put back
+/// after its node died (a cancel ends either at once: no worker would see a mark).
+pub(super) async fn waiting_in(conn: &mut PgConnection, key: &JobKey) -> Result<bool, StorageError> {
+    let waiting: bool = sqlx::query_scalar_with(
+        concat!(
+            "SELECT EXISTS (SELECT 1 FROM job_queue WHERE ",
+            where_key!(),
+            " AND state = 'queued')"
+        ),
+        key_args(key),
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(waiting)
+}
+
+/// Whether `holder` runs the job (the fence of a worker's end: a node that lost the lease to
+/// another may not end the job). `None` holds nothing to check: true. The caller has locked
+/// the queue row ([`lock_entry_in`]), so a takeover cannot slip in before its end commits.
+pub(super) async fn held_by_in(
+    conn: &mut PgConnection,
+    key: &JobKey,
+    holder: Option<&str>,
+) -> Result<bool, StorageError> {
+    let Some(holder) = holder else {
+        return Ok(true);
+    };
+    let mut args = key_args(key);
+    push(&mut args, holder);
+    let held: bool = sqlx::query_scalar_with(
+        concat!(
+            "SELECT EXISTS (SELECT 1 FROM job_queue WHERE ",
+            where_key!(),
+            " AND state = 'running' AND worker = $5)"
+        ),
+        args,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(held)
+}
+
 /// The next queued job a worker may take (see `fair_claim`), or `None`.
 async fn next_queued_in(conn: &mut PgConnection, per_sandbox: PerSandbox) -> Result<Option<JobKey>, StorageError> {
     let row: Option<QueueRow> = sqlx::query_as(super::fair_claim::NEXT_QUEUED_JOB)
@@ -272,5 +314,44 @@ impl JobQueueStore for PostgresMetaStore {
                 .fetch_optional(&self.pool)
                 .await?;
         row.map(QueueRow::into_entry).transpose()
+    }
+
+    async fn take_over_job(&self, entry: &QueueEntry, taker: &str, now: EpochMillis) -> Result<bool, StorageError> {
+        let mut args = key_args(&entry.key);
+        push(&mut args, taker);
+        push(&mut args, now);
+        push(&mut args, entry.worker.as_deref());
+        push(&mut args, entry.heartbeat);
+        // One compare-and-set: of nodes racing, the first to update wins; the others re-read
+        // the row after it commits, find another worker or heartbeat, and change nothing.
+        let taken = sqlx::query_with(
+            concat!(
+                "UPDATE job_queue SET worker = $5, heartbeat = $6 WHERE ",
+                where_key!(),
+                " AND state = 'running' AND worker IS NOT DISTINCT FROM $7 AND heartbeat IS NOT DISTINCT FROM $8"
+            ),
+            args,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    async fn requeue_job(&self, key: &JobKey, holder: &str, refund_attempt: bool) -> Result<bool, StorageError> {
+        let mut args = key_args(key);
+        push(&mut args, holder);
+        push(&mut args, i64::from(refund_attempt));
+        let requeued = sqlx::query_with(
+            concat!(
+                "UPDATE job_queue SET state = 'queued', worker = NULL, heartbeat = NULL,
+                                      attempts = GREATEST(attempts - $6, 0) WHERE ",
+                where_key!(),
+                " AND state = 'running' AND worker = $5"
+            ),
+            args,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(requeued.rows_affected() == 1)
     }
 }

@@ -18,7 +18,9 @@ use dossier_model::time::EpochMillis;
 
 use super::PostgresMetaStore;
 use super::by_id::{read_by_id, update_by_id};
-use super::job_queue::{dequeue_in, enqueue_in, lock_entry_in, queued_count_in, request_cancel_in};
+use super::job_queue::{
+    dequeue_in, enqueue_in, held_by_in, lock_entry_in, queued_count_in, request_cancel_in, waiting_in,
+};
 use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
@@ -104,7 +106,7 @@ pub(super) async fn claim_in(
     };
     let claim = sqlx::query(
         "UPDATE segment_jobs SET status = 'PROCESSING', updated = $1, metrics = $2
-         WHERE org = $3 AND sandbox = $4 AND id = $5 AND status = 'NEW'",
+         WHERE org = $3 AND sandbox = $4 AND id = $5 AND status IN ('NEW', 'PROCESSING')",
     )
     .bind(now)
     .bind(to_json(&metrics));
@@ -228,8 +230,9 @@ impl SegmentJobStore for PostgresMetaStore {
         let Some(job) = job_in(&mut tx, tenant, id).await? else {
             return Ok(None);
         };
+        let waiting = waiting_in(&mut tx, &JobKey::segment(tenant, id)).await?;
         let next = match job.status {
-            SegmentJobStatus::New => Some(SegmentJobStatus::Cancelled),
+            SegmentJobStatus::New | SegmentJobStatus::Processing if waiting => Some(SegmentJobStatus::Cancelled),
             SegmentJobStatus::Processing => Some(SegmentJobStatus::Cancelling),
             _ => None,
         };
@@ -259,12 +262,17 @@ impl SegmentJobStore for PostgresMetaStore {
     async fn succeed_segment_job(
         &self,
         job: &SegmentJob,
+        worker: &str,
         metrics: &SegmentJobMetrics,
         files: &[MembershipFile],
         now: EpochMillis,
     ) -> Result<Option<Vec<String>>, StorageError> {
         let mut tx = self.begin_write(&job.tenant).await?;
-        lock_entry_in(&mut tx, &JobKey::segment(&job.tenant, &job.id)).await?;
+        let key = JobKey::segment(&job.tenant, &job.id);
+        lock_entry_in(&mut tx, &key).await?;
+        if !held_by_in(&mut tx, &key, Some(worker)).await? {
+            return Ok(None);
+        }
         let update = sqlx::query(
             "UPDATE segment_jobs SET status = 'SUCCEEDED', metrics = $1, updated = $2
              WHERE org = $3 AND sandbox = $4 AND id = $5 AND status = 'PROCESSING'",
@@ -293,16 +301,21 @@ impl SegmentJobStore for PostgresMetaStore {
 
     async fn end_segment_job(
         &self,
-        tenant: &Tenant,
-        id: &str,
+        job: &SegmentJob,
+        holder: Option<&str>,
         status: SegmentJobStatus,
         errors: &[ExportJobError],
         metrics: Option<&SegmentJobMetrics>,
         now: EpochMillis,
     ) -> Result<bool, StorageError> {
         debug_assert!(matches!(status, SegmentJobStatus::Failed | SegmentJobStatus::Cancelled));
+        let (tenant, id) = (&job.tenant, job.id.as_str());
         let mut tx = self.begin_write(tenant).await?;
-        lock_entry_in(&mut tx, &JobKey::segment(tenant, id)).await?;
+        let key = JobKey::segment(tenant, id);
+        lock_entry_in(&mut tx, &key).await?;
+        if !held_by_in(&mut tx, &key, holder).await? {
+            return Ok(false);
+        }
         let update = sqlx::query(
             "UPDATE segment_jobs SET status = $1, errors = $2, metrics = COALESCE($3, metrics), updated = $4
              WHERE org = $5 AND sandbox = $6 AND id = $7 AND status IN ('NEW', 'PROCESSING', 'CANCELLING')",

@@ -162,7 +162,7 @@ async fn a_cancel_racing_a_claim_on_another_node_leaves_one_story() {
                 // End it, so the next round's claim finds only its own job.
                 assert!(
                     nodes[0]
-                        .end_export_job(&prod, id, ExportJobStatus::Cancelled, &[], 101)
+                        .end_export_job(&prod, id, Some("worker"), ExportJobStatus::Cancelled, &[], 101)
                         .await
                         .unwrap()
                 );
@@ -208,4 +208,42 @@ async fn every_node_signs_with_one_key() {
         "the nodes racing to make the key all read the one that won"
     );
     assert_eq!(keys.into_iter().next().unwrap().len(), 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_nodes_racing_to_take_over_a_job_one_does() {
+    let Some((nodes, _db)) = nodes(4).await else { return };
+    let [(prod, target), _] = two_sandboxes(&nodes[0]).await;
+    let id = created_export_job(&nodes[0], &new_export_job(&prod, &target, 1, None)).await;
+    nodes[0]
+        .claim_next_job("dead-node", 10, PerSandbox::UNLIMITED)
+        .await
+        .unwrap()
+        .expect("claimed");
+    let key = JobKey::export(&prod, id);
+    let expired = nodes[1].queue_entry(&key).await.unwrap().unwrap();
+    let takers = join_all(nodes.iter().enumerate().map(|(n, node)| {
+        let expired = expired.clone();
+        async move { node.take_over_job(&expired, &format!("node-{n}"), 100).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(takers.iter().filter(|&&took| took).count(), 1, "{takers:?}");
+    let winner = format!("node-{}", takers.iter().position(|&took| took).unwrap());
+    let entry = nodes[2].queue_entry(&key).await.unwrap().unwrap();
+    assert_eq!(entry.worker.as_deref(), Some(winner.as_str()));
+    assert!(
+        !nodes[0]
+            .end_export_job(&prod, id, Some("dead-node"), ExportJobStatus::Failed, &[], 101)
+            .await
+            .unwrap(),
+        "the old worker's end is fenced off"
+    );
+    assert!(nodes[3].requeue_job(&key, &winner, false).await.unwrap());
+    let again = nodes[1]
+        .claim_next_job("node-1", 102, PerSandbox::UNLIMITED)
+        .await
+        .unwrap()
+        .expect("the requeued job is claimed again");
+    assert_eq!(again.key(), key);
+    assert_eq!(nodes[2].queue_entry(&key).await.unwrap().unwrap().attempts, 2);
 }
