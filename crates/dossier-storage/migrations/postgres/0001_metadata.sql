@@ -3,21 +3,23 @@
 -- migrations/sqlite/; this file notes only what differs.
 --
 -- Integers are BIGINT (Rust's i64), flags BOOLEAN, JSON documents TEXT (written and read whole by
--- the store; lists it searches are cast to JSONB in the query). Tables whose listings or claims
--- order by insertion carry `seq`, an identity column standing in for SQLite's rowid.
+-- the store; lists it searches are cast to JSONB in the query). Text is `COLLATE "C"`: listings
+-- sort byte by byte, as SQLite's BINARY does, whatever the database's own locale. Tables whose
+-- listings or claims order by insertion carry `seq`, an identity column standing in for SQLite's
+-- rowid.
 
 CREATE TABLE sandboxes (
-    org     TEXT   NOT NULL,
-    name    TEXT   NOT NULL,
+    org     TEXT COLLATE "C" NOT NULL,
+    name    TEXT COLLATE "C" NOT NULL,
     created BIGINT NOT NULL,
     PRIMARY KEY (org, name)
 );
 
 CREATE TABLE api_clients (
-    client_id     TEXT   PRIMARY KEY,
-    secret_sha256 TEXT   NOT NULL,
-    org           TEXT   NOT NULL,
-    sandboxes     TEXT, -- JSON array of sandbox names, or NULL for every sandbox of the org
+    client_id     TEXT COLLATE "C" PRIMARY KEY,
+    secret_sha256 TEXT COLLATE "C" NOT NULL,
+    org           TEXT COLLATE "C" NOT NULL,
+    sandboxes     TEXT COLLATE "C", -- JSON array of sandbox names, or NULL for every sandbox of the org
     created       BIGINT NOT NULL,
     revoked       BIGINT
 );
@@ -30,32 +32,32 @@ CREATE TABLE signing_keys (
 );
 
 CREATE TABLE datasets (
-    id                TEXT   PRIMARY KEY,
-    org               TEXT   NOT NULL,
-    sandbox           TEXT   NOT NULL,
-    name              TEXT   NOT NULL,
-    description       TEXT,
-    schema_ref        TEXT   NOT NULL,
-    file_description  TEXT   NOT NULL,
-    tags              TEXT   NOT NULL,
-    aspect            TEXT,
-    data_behavior     TEXT   NOT NULL,
+    id                TEXT COLLATE "C" PRIMARY KEY,
+    org               TEXT COLLATE "C" NOT NULL,
+    sandbox           TEXT COLLATE "C" NOT NULL,
+    name              TEXT COLLATE "C" NOT NULL,
+    description       TEXT COLLATE "C",
+    schema_ref        TEXT COLLATE "C" NOT NULL,
+    file_description  TEXT COLLATE "C" NOT NULL,
+    tags              TEXT COLLATE "C" NOT NULL,
+    aspect            TEXT COLLATE "C",
+    data_behavior     TEXT COLLATE "C" NOT NULL,
     created           BIGINT NOT NULL,
     updated           BIGINT NOT NULL,
-    created_client    TEXT   NOT NULL,
-    last_batch_id     TEXT,
-    last_batch_status TEXT,
+    created_client    TEXT COLLATE "C" NOT NULL,
+    last_batch_id     TEXT COLLATE "C",
+    last_batch_status TEXT COLLATE "C",
     seq               BIGINT GENERATED ALWAYS AS IDENTITY,
     FOREIGN KEY (org, sandbox) REFERENCES sandboxes (org, name)
 );
 CREATE INDEX datasets_by_tenant ON datasets (org, sandbox, created);
 
 CREATE TABLE batches (
-    id                TEXT    PRIMARY KEY,
-    org               TEXT    NOT NULL,
-    sandbox           TEXT    NOT NULL,
-    dataset_id        TEXT    NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
-    status            TEXT    NOT NULL,
+    id                TEXT COLLATE "C" PRIMARY KEY,
+    org               TEXT COLLATE "C" NOT NULL,
+    sandbox           TEXT COLLATE "C" NOT NULL,
+    dataset_id        TEXT COLLATE "C" NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+    status            TEXT COLLATE "C" NOT NULL,
     created           BIGINT  NOT NULL,
     updated           BIGINT  NOT NULL,
     started           BIGINT,
@@ -63,9 +65,9 @@ CREATE TABLE batches (
     record_count      BIGINT,
     size              BIGINT,
     records_read      BIGINT,
-    errors            TEXT    NOT NULL DEFAULT '[]',
-    input_format      TEXT,
-    created_client    TEXT    NOT NULL,
+    errors            TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+    input_format      TEXT COLLATE "C",
+    created_client    TEXT COLLATE "C" NOT NULL,
     partial_ingestion BOOLEAN NOT NULL DEFAULT FALSE,
     -- Insertion order; a dataset's committed batches read back in (completed, seq) order.
     seq               BIGINT  GENERATED ALWAYS AS IDENTITY
@@ -75,19 +77,19 @@ CREATE INDEX batches_by_dataset ON batches (dataset_id, created);
 CREATE INDEX batches_by_status ON batches (status);
 
 CREATE TABLE schemas (
-    org            TEXT   NOT NULL,
-    sandbox        TEXT   NOT NULL,
-    id             TEXT   NOT NULL,
-    alt_id         TEXT   NOT NULL,
-    title          TEXT   NOT NULL,
-    description    TEXT,
-    class          TEXT   NOT NULL,
-    version        TEXT   NOT NULL,
-    extends        TEXT   NOT NULL,
-    properties     TEXT   NOT NULL,
+    org            TEXT COLLATE "C" NOT NULL,
+    sandbox        TEXT COLLATE "C" NOT NULL,
+    id             TEXT COLLATE "C" NOT NULL,
+    alt_id         TEXT COLLATE "C" NOT NULL,
+    title          TEXT COLLATE "C" NOT NULL,
+    description    TEXT COLLATE "C",
+    class          TEXT COLLATE "C" NOT NULL,
+    version        TEXT COLLATE "C" NOT NULL,
+    extends        TEXT COLLATE "C" NOT NULL,
+    properties     TEXT COLLATE "C" NOT NULL,
     created        BIGINT NOT NULL,
     updated        BIGINT NOT NULL,
-    created_client TEXT   NOT NULL,
+    created_client TEXT COLLATE "C" NOT NULL,
     seq            BIGINT GENERATED ALWAYS AS IDENTITY,
     PRIMARY KEY (org, sandbox, id),
     UNIQUE (org, sandbox, alt_id),
@@ -96,15 +98,15 @@ CREATE TABLE schemas (
 CREATE INDEX schemas_by_tenant ON schemas (org, sandbox, created);
 
 CREATE TABLE identity_descriptors (
-    org            TEXT    NOT NULL,
-    sandbox        TEXT    NOT NULL,
-    id             TEXT    NOT NULL,
-    schema_id      TEXT    NOT NULL,
-    path           TEXT    NOT NULL,
-    namespace      TEXT    NOT NULL,
+    org            TEXT COLLATE "C" NOT NULL,
+    sandbox        TEXT COLLATE "C" NOT NULL,
+    id             TEXT COLLATE "C" NOT NULL,
+    schema_id      TEXT COLLATE "C" NOT NULL,
+    path           TEXT COLLATE "C" NOT NULL,
+    namespace      TEXT COLLATE "C" NOT NULL,
     is_primary     BOOLEAN NOT NULL,
     created        BIGINT  NOT NULL,
-    created_client TEXT    NOT NULL,
+    created_client TEXT COLLATE "C" NOT NULL,
     seq            BIGINT  GENERATED ALWAYS AS IDENTITY,
     PRIMARY KEY (org, sandbox, id),
     UNIQUE (org, sandbox, schema_id, path),
@@ -113,16 +115,16 @@ CREATE TABLE identity_descriptors (
 CREATE UNIQUE INDEX one_primary_identity_per_schema ON identity_descriptors (org, sandbox, schema_id) WHERE is_primary;
 
 CREATE TABLE merge_policies (
-    org               TEXT    NOT NULL,
-    sandbox           TEXT    NOT NULL,
-    id                TEXT    NOT NULL,
+    org               TEXT COLLATE "C" NOT NULL,
+    sandbox           TEXT COLLATE "C" NOT NULL,
+    id                TEXT COLLATE "C" NOT NULL,
     version           BIGINT  NOT NULL CHECK (version >= 1),
     is_latest         BOOLEAN NOT NULL,
-    name              TEXT    NOT NULL,
-    schema_name       TEXT    NOT NULL,
-    identity_graph    TEXT    NOT NULL CHECK (identity_graph IN ('none', 'pdg')),
-    attribute_merge   TEXT    NOT NULL CHECK (attribute_merge IN ('timestampOrdered', 'dataSetPrecedence')),
-    dataset_order     TEXT    NOT NULL DEFAULT '[]',
+    name              TEXT COLLATE "C" NOT NULL,
+    schema_name       TEXT COLLATE "C" NOT NULL,
+    identity_graph    TEXT COLLATE "C" NOT NULL CHECK (identity_graph IN ('none', 'pdg')),
+    attribute_merge   TEXT COLLATE "C" NOT NULL CHECK (attribute_merge IN ('timestampOrdered', 'dataSetPrecedence')),
+    dataset_order     TEXT COLLATE "C" NOT NULL DEFAULT '[]',
     is_default        BOOLEAN NOT NULL,
     is_active_on_edge BOOLEAN NOT NULL,
     update_epoch      BIGINT  NOT NULL,
@@ -136,14 +138,14 @@ CREATE UNIQUE INDEX merge_policies_one_on_edge
     ON merge_policies (org, sandbox) WHERE is_latest AND is_active_on_edge;
 
 CREATE TABLE batch_files (
-    file_id    TEXT   PRIMARY KEY,
-    batch_id   TEXT   NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
-    org        TEXT   NOT NULL,
-    sandbox    TEXT   NOT NULL,
-    dataset_id TEXT   NOT NULL,
-    kind       TEXT   NOT NULL,
-    name       TEXT   NOT NULL,
-    path       TEXT   NOT NULL,
+    file_id    TEXT COLLATE "C" PRIMARY KEY,
+    batch_id   TEXT COLLATE "C" NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+    org        TEXT COLLATE "C" NOT NULL,
+    sandbox    TEXT COLLATE "C" NOT NULL,
+    dataset_id TEXT COLLATE "C" NOT NULL,
+    kind       TEXT COLLATE "C" NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL,
+    path       TEXT COLLATE "C" NOT NULL,
     size       BIGINT NOT NULL,
     records    BIGINT NOT NULL,
     created    BIGINT NOT NULL
@@ -151,22 +153,22 @@ CREATE TABLE batch_files (
 CREATE INDEX batch_files_by_batch ON batch_files (batch_id, kind, name);
 
 CREATE TABLE export_jobs (
-    org              TEXT    NOT NULL,
-    sandbox          TEXT    NOT NULL,
+    org              TEXT COLLATE "C" NOT NULL,
+    sandbox          TEXT COLLATE "C" NOT NULL,
     id               BIGINT  NOT NULL CHECK (id >= 1),
-    status           TEXT    NOT NULL CHECK (status IN ('NEW', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLED')),
-    request_id       TEXT    NOT NULL,
-    request          TEXT    NOT NULL,
-    spec             TEXT    NOT NULL,
-    batches          TEXT    NOT NULL,
-    dataset_id       TEXT    NOT NULL,
-    metrics          TEXT    NOT NULL,
-    progress         TEXT,
-    errors           TEXT    NOT NULL DEFAULT '[]',
+    status           TEXT COLLATE "C" NOT NULL CHECK (status IN ('NEW', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLED')),
+    request_id       TEXT COLLATE "C" NOT NULL,
+    request          TEXT COLLATE "C" NOT NULL,
+    spec             TEXT COLLATE "C" NOT NULL,
+    batches          TEXT COLLATE "C" NOT NULL,
+    dataset_id       TEXT COLLATE "C" NOT NULL,
+    metrics          TEXT COLLATE "C" NOT NULL,
+    progress         TEXT COLLATE "C",
+    errors           TEXT COLLATE "C" NOT NULL DEFAULT '[]',
     cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
-    idempotency_key  TEXT,
-    body_sha256      TEXT,
-    created_client   TEXT    NOT NULL,
+    idempotency_key  TEXT COLLATE "C",
+    body_sha256      TEXT COLLATE "C",
+    created_client   TEXT COLLATE "C" NOT NULL,
     created          BIGINT  NOT NULL,
     updated          BIGINT  NOT NULL,
     PRIMARY KEY (org, sandbox, id),
@@ -178,10 +180,10 @@ CREATE UNIQUE INDEX export_jobs_idempotency ON export_jobs (org, sandbox, idempo
     WHERE idempotency_key IS NOT NULL;
 
 CREATE TABLE identity_graph_versions (
-    org        TEXT   NOT NULL,
-    sandbox    TEXT   NOT NULL,
+    org        TEXT COLLATE "C" NOT NULL,
+    sandbox    TEXT COLLATE "C" NOT NULL,
     version    BIGINT NOT NULL CHECK (version >= 1),
-    path       TEXT   NOT NULL,
+    path       TEXT COLLATE "C" NOT NULL,
     created    BIGINT NOT NULL,
     nodes      BIGINT NOT NULL,
     components BIGINT NOT NULL,
@@ -190,25 +192,25 @@ CREATE TABLE identity_graph_versions (
 );
 
 CREATE TABLE identity_graph_batches (
-    batch_id TEXT   PRIMARY KEY REFERENCES batches (id) ON DELETE CASCADE,
-    org      TEXT   NOT NULL,
-    sandbox  TEXT   NOT NULL,
+    batch_id TEXT COLLATE "C" PRIMARY KEY REFERENCES batches (id) ON DELETE CASCADE,
+    org      TEXT COLLATE "C" NOT NULL,
+    sandbox  TEXT COLLATE "C" NOT NULL,
     version  BIGINT NOT NULL
 );
 CREATE INDEX identity_graph_batches_by_version ON identity_graph_batches (org, sandbox, version);
 
 CREATE TABLE segment_definitions (
-    org             TEXT    NOT NULL,
-    sandbox         TEXT    NOT NULL,
-    id              TEXT    NOT NULL,
-    name            TEXT    NOT NULL,
-    description     TEXT,
-    schema_name     TEXT    NOT NULL,
-    expression      TEXT    NOT NULL,
-    merge_policy_id TEXT    NOT NULL,
+    org             TEXT COLLATE "C" NOT NULL,
+    sandbox         TEXT COLLATE "C" NOT NULL,
+    id              TEXT COLLATE "C" NOT NULL,
+    name            TEXT COLLATE "C" NOT NULL,
+    description     TEXT COLLATE "C",
+    schema_name     TEXT COLLATE "C" NOT NULL,
+    expression      TEXT COLLATE "C" NOT NULL,
+    merge_policy_id TEXT COLLATE "C" NOT NULL,
     batch_enabled   BOOLEAN NOT NULL,
     ttl_in_days     BIGINT  CHECK (ttl_in_days IS NULL OR ttl_in_days >= 1),
-    dependencies    TEXT    NOT NULL DEFAULT '[]',
+    dependencies    TEXT COLLATE "C" NOT NULL DEFAULT '[]',
     creation_time   BIGINT  NOT NULL,
     update_time     BIGINT  NOT NULL,
     PRIMARY KEY (org, sandbox, id),
@@ -218,15 +220,15 @@ CREATE UNIQUE INDEX segment_definitions_name ON segment_definitions (org, sandbo
 CREATE INDEX segment_definitions_creation ON segment_definitions (org, sandbox, creation_time);
 
 CREATE TABLE segment_jobs (
-    org            TEXT   NOT NULL,
-    sandbox        TEXT   NOT NULL,
-    id             TEXT   NOT NULL,
-    status         TEXT   NOT NULL CHECK (status IN ('NEW', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLING', 'CANCELLED')),
-    request_id     TEXT   NOT NULL,
-    segments       TEXT   NOT NULL,
-    metrics        TEXT   NOT NULL,
-    errors         TEXT   NOT NULL DEFAULT '[]',
-    created_client TEXT   NOT NULL,
+    org            TEXT COLLATE "C" NOT NULL,
+    sandbox        TEXT COLLATE "C" NOT NULL,
+    id             TEXT COLLATE "C" NOT NULL,
+    status         TEXT COLLATE "C" NOT NULL CHECK (status IN ('NEW', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLING', 'CANCELLED')),
+    request_id     TEXT COLLATE "C" NOT NULL,
+    segments       TEXT COLLATE "C" NOT NULL,
+    metrics        TEXT COLLATE "C" NOT NULL,
+    errors         TEXT COLLATE "C" NOT NULL DEFAULT '[]',
+    created_client TEXT COLLATE "C" NOT NULL,
     created        BIGINT NOT NULL,
     updated        BIGINT NOT NULL,
     seq            BIGINT GENERATED ALWAYS AS IDENTITY,
@@ -236,11 +238,11 @@ CREATE TABLE segment_jobs (
 CREATE INDEX segment_jobs_listing ON segment_jobs (org, sandbox, created DESC);
 
 CREATE TABLE segment_memberships (
-    org        TEXT   NOT NULL,
-    sandbox    TEXT   NOT NULL,
-    segment_id TEXT   NOT NULL,
-    path       TEXT   NOT NULL,
-    job_id     TEXT   NOT NULL,
+    org        TEXT COLLATE "C" NOT NULL,
+    sandbox    TEXT COLLATE "C" NOT NULL,
+    segment_id TEXT COLLATE "C" NOT NULL,
+    path       TEXT COLLATE "C" NOT NULL,
+    job_id     TEXT COLLATE "C" NOT NULL,
     evaluated  BIGINT NOT NULL,
     rows       BIGINT NOT NULL,
     PRIMARY KEY (org, sandbox, segment_id),
@@ -248,11 +250,11 @@ CREATE TABLE segment_memberships (
 );
 
 CREATE TABLE batch_uploads (
-    batch_id TEXT   NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
-    org      TEXT   NOT NULL,
-    sandbox  TEXT   NOT NULL,
-    name     TEXT   NOT NULL,
-    path     TEXT   NOT NULL,
+    batch_id TEXT COLLATE "C" NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+    org      TEXT COLLATE "C" NOT NULL,
+    sandbox  TEXT COLLATE "C" NOT NULL,
+    name     TEXT COLLATE "C" NOT NULL,
+    path     TEXT COLLATE "C" NOT NULL,
     size     BIGINT NOT NULL,
     created  BIGINT NOT NULL,
     PRIMARY KEY (batch_id, name)
@@ -260,13 +262,13 @@ CREATE TABLE batch_uploads (
 
 -- Several nodes claim from this table at once: a claim takes its row `FOR UPDATE SKIP LOCKED`.
 CREATE TABLE job_queue (
-    kind             TEXT    NOT NULL CHECK (kind IN ('export', 'segment')),
-    org              TEXT    NOT NULL,
-    sandbox          TEXT    NOT NULL,
-    job_id           TEXT    NOT NULL,
-    state            TEXT    NOT NULL CHECK (state IN ('queued', 'running')),
+    kind             TEXT COLLATE "C" NOT NULL CHECK (kind IN ('export', 'segment')),
+    org              TEXT COLLATE "C" NOT NULL,
+    sandbox          TEXT COLLATE "C" NOT NULL,
+    job_id           TEXT COLLATE "C" NOT NULL,
+    state            TEXT COLLATE "C" NOT NULL CHECK (state IN ('queued', 'running')),
     queued           BIGINT  NOT NULL,
-    worker           TEXT,
+    worker           TEXT COLLATE "C",
     heartbeat        BIGINT,
     attempts         BIGINT  NOT NULL DEFAULT 0,
     cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
