@@ -493,8 +493,32 @@ async fn two_servers_on_one_postgres_store_share_clients_tokens_and_datasets() {
     let (status, body) = on_b.get(&format!("/data/foundation/catalog/dataSets/{dataset}")).await;
     assert_eq!(status, 200, "node B knows node A's token and dataset: {body}");
     assert_eq!(body[&dataset]["name"], "Shared", "{body}");
-    a.kill();
-    b.kill();
+
+    // Data ingested through node B is exported by a job posted to node A, run by whichever
+    // node's worker claims it from the shared queue.
+    let properties = serde_json::json!({"loyalty": {"type": "object", "properties": {"points": {"type": "integer"}}}});
+    let crm = on_b.create_ingest_dataset("Loyalty", "profile", properties).await;
+    let record = serde_json::json!({"_id": "r1", "identityMap": {"CRMID": [{"id": "c1", "primary": true}]}, "loyalty": {"points": 7}});
+    let batch = on_b.ingest_json_lines(&crm, &[record]).await;
+    assert_eq!(batch["status"], "success", "{batch}");
+    let target = on_a.create_dataset("Profile Data Export").await;
+    let body = serde_json::json!({"destination": {"datasetId": target}, "schema": {"name": "_xdm.context.profile"}});
+    let job = on_a.run_export_job(&body).await;
+    assert_eq!(job["metrics"]["totalExportedProfileCounter"], 1, "{job}");
+    let (status, seen) = on_b.get(&format!("/data/core/ups/export/jobs/{}", job["id"])).await;
+    assert_eq!((status, &seen["status"]), (200, &Value::from("SUCCEEDED")), "{seen}");
+
+    // Both stop gracefully: their workers' connections go back or away without an error.
+    for mut server in [a, b] {
+        Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
+    }
 
     for name in ["admin", "node-a", "node-b"] {
         assert!(
