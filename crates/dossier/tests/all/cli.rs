@@ -382,9 +382,10 @@ async fn serve_keeps_metadata_and_lake_where_their_urls_say() {
         lake_files.iter().any(|f| f.extension().is_some_and(|e| e == "parquet")),
         "the batch's files are in the lake at its URL: {lake_files:?}"
     );
+    // The data dir keeps only this node's name (the job queue's name for it).
     let in_data_dir = files_under(&data);
     assert!(
-        in_data_dir.is_empty(),
+        in_data_dir == [data.join("node-id")],
         "nothing of metadata or lake under the data dir: {in_data_dir:?}"
     );
 
