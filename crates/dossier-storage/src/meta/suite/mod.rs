@@ -3,7 +3,7 @@
 //! Each concern has a file of cases; a case is an `async fn case_name(store: MetaStore)` that
 //! gets a fresh, empty store (no organization, no sandbox) and panics when the backend breaks
 //! what the engine and the API rely on. The cases call the store's methods only, never SQL, so
-//! the same file judges SQLite today and PostgreSQL tomorrow.
+//! the same file judges SQLite and PostgreSQL.
 //!
 //! A backend runs the suite with one line in a `#[cfg(test)]` module of its own:
 //!
