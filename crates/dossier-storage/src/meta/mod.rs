@@ -19,6 +19,7 @@ mod merge_policy_store;
 mod page;
 mod per_sandbox;
 pub mod postgres;
+mod rows;
 mod sandbox_store;
 mod schema_store;
 mod segment_definition_store;

@@ -14,9 +14,9 @@ use dossier_model::time::EpochMillis;
 
 use super::PostgresMetaStore;
 use super::catalog::batch_from_row;
-use super::rows::{parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
+use crate::meta::rows::{parsed_column, to_json};
 use crate::meta::{BatchFile, BatchOutcome, FileKind};
 
 /// A `batch_files` row as stored.

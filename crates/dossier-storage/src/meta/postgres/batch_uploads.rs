@@ -14,9 +14,9 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::PostgresMetaStore;
-use super::rows::parsed_column;
 use crate::StorageError;
 use crate::meta::prelude::*;
+use crate::meta::rows::parsed_column;
 use crate::meta::{BatchUpload, UploadRecording};
 
 /// A `batch_uploads` row as the listing selects it.

@@ -13,9 +13,9 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::PostgresMetaStore;
-use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
+use crate::meta::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::meta::{BATCH_SORTABLE, BatchFilter, DATASET_SORTABLE, DatasetDeletion, DatasetFilter};
 
 /// `ORDER BY` for a listing; ties go by insertion order (seq). The field was checked against the listing's sortable fields by

@@ -9,10 +9,10 @@ use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::{EpochMillis, now_millis};
 
 use super::PostgresMetaStore;
-use super::rows::{json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::client_store::{random_hex, secret_digest};
 use crate::meta::prelude::*;
+use crate::meta::rows::{json_column, parsed_column, to_json};
 use crate::meta::{ApiClient, IssuedClient};
 
 /// An `api_clients` row as stored.

@@ -33,7 +33,6 @@ mod identity_graph;
 mod job_queue;
 mod merge_policies;
 mod paging;
-mod rows;
 mod sandboxes;
 mod schemas;
 mod segment_definitions;

@@ -8,9 +8,9 @@ use dossier_model::time::{EpochMillis, now_millis, now_seconds};
 
 use super::PostgresMetaStore;
 use super::merge_policies::seed_merge_policy;
-use super::rows::parsed_column;
 use crate::StorageError;
 use crate::meta::prelude::*;
+use crate::meta::rows::parsed_column;
 
 /// Creates the sandbox unless it exists, with what every sandbox starts with (its default merge
 /// policy), in the caller's transaction. Returns whether it was created.

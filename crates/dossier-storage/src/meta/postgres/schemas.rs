@@ -24,9 +24,9 @@ use dossier_model::xdm::{
 
 use super::PostgresMetaStore;
 use super::catalog::{dataset_from_row, get_dataset_row, insert_dataset_row, update_dataset_row};
-use super::rows::{TenantColumns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
+use crate::meta::rows::{TenantColumns, json_column, to_json};
 
 fn corrupt(table: &'static str, column: &'static str, reason: impl ToString) -> StorageError {
     StorageError::Corrupt {

@@ -13,9 +13,9 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
-use super::rows::parsed_column;
 use crate::StorageError;
 use crate::meta::prelude::*;
+use crate::meta::rows::parsed_column;
 use crate::meta::{BatchUpload, UploadRecording};
 
 /// A `batch_uploads` row as the listing selects it.

@@ -23,10 +23,10 @@ use super::batch_files::commit_batch_in;
 use super::by_id::{read_by_id, update_by_id};
 use super::catalog::{get_dataset_row, insert_batch_in};
 use super::job_queue::{dequeue_in, enqueue_in, held_by_in, queued_count_in, request_cancel_in, waiting_in};
-use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::BatchOutcome;
 use crate::meta::prelude::*;
+use crate::meta::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::meta::{ExportCancellation, ExportJobCreation, ExportJobListing, JobKey, JobKind, NewExportJob};
 
 const TABLE: &str = "export_jobs";

@@ -18,10 +18,10 @@ use dossier_model::export_job::ExportJobProgress;
 use dossier_model::time::EpochMillis;
 
 use super::paging::push;
-use super::rows::{TenantColumns, parsed_column};
 use super::{SqliteMetaStore, export_jobs, segment_jobs};
 use crate::StorageError;
 use crate::meta::prelude::*;
+use crate::meta::rows::{TenantColumns, parsed_column};
 use crate::meta::{ClaimedJob, JobKey, JobKind, JobState, PerSandbox, QueueEntry};
 
 /// A `job_queue` row as stored.

@@ -9,9 +9,9 @@ use sqlx::{Arguments, AssertSqlSafe};
 use dossier_model::listing::{Direction, sql_offset};
 use dossier_model::tenancy::Tenant;
 
-use super::rows::to_json;
 use crate::StorageError;
 use crate::meta::Page;
+use crate::meta::rows::to_json;
 
 /// A listing's page as SQL reads it: rows of `table` where `filter_sql` holds (its `?` bound by
 /// the arguments the listing gives), in `order`, `limit` of them after `start`.

@@ -23,9 +23,9 @@ use dossier_model::time::EpochMillis;
 use super::SqliteMetaStore;
 use super::by_id::{delete_by_id, read_by_id};
 use super::paging::{PageQuery, order_by_then_id, push, read_by_ids, read_page};
-use super::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
+use crate::meta::rows::{TenantColumns, json_column, parsed_column, to_json};
 use crate::meta::{SegmentDefinitionPage, SegmentDefinitionWriteError, SegmentSpecCheck, SegmentSpecEdit};
 
 const TABLE: &str = "segment_definitions";

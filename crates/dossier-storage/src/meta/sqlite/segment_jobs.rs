@@ -19,9 +19,9 @@ use dossier_model::time::EpochMillis;
 use super::SqliteMetaStore;
 use super::by_id::{read_by_id, update_by_id};
 use super::job_queue::{dequeue_in, enqueue_in, held_by_in, queued_count_in, request_cancel_in, waiting_in};
-use super::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::StorageError;
 use crate::meta::prelude::*;
+use crate::meta::rows::{JobColumns, job_from_columns, json_column, to_json};
 use crate::meta::{JobKey, JobKind, MembershipFile, NewSegmentJob, SegmentJobCreation};
 
 const TABLE: &str = "segment_jobs";

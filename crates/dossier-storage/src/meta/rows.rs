@@ -1,4 +1,5 @@
-//! Helpers to read typed values out of rows.
+//! Helpers to read typed values out of rows, shared by the SQL backends (`sqlite`, `postgres`):
+//! the row structs derive `sqlx::FromRow` for any database's rows.
 //!
 //! Tables are read with `sqlx::FromRow` into a row struct of plain column values; the row struct
 //! then turns into the model type, so a stored value that no longer parses is a
