@@ -165,6 +165,14 @@ impl Lake {
         )
     }
 
+    /// [`Lake::s3`] in `bucket` with the standard AWS variables of the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...); without keys, object_store looks for
+    /// credentials in a web identity token or the instance metadata service.
+    pub async fn s3_from_env(bucket: &str, prefix: &str) -> Result<Self, S3LakeError> {
+        Self::s3(AmazonS3Builder::from_env().with_bucket_name(bucket), prefix).await
+    }
+
     /// A lake on any object store (S3, GCS, Azure, or memory in tests of this crate).
     pub fn with_store(store: Arc<dyn ObjectStore>) -> Self {
         Self {
