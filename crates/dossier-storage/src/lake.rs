@@ -66,7 +66,7 @@ pub enum S3LakeError {
     },
     #[error("bucket '{bucket}' does not exist at {endpoint}")]
     NoSuchBucket { bucket: String, endpoint: String },
-    #[error("{endpoint} refused the credentials for bucket '{bucket}': {source}")]
+    #[error("{endpoint} did not accept the credentials for bucket '{bucket}' (or none were found): {source}")]
     Denied {
         bucket: String,
         endpoint: String,
@@ -141,7 +141,13 @@ impl Lake {
         // object_store wraps a failed listing in `Error::Generic` whose HTTP status and S3 error
         // code are only in the text (its retry error type is private).
         let text = format!("{source:?}");
-        let denied = ["status: 401", "status: 403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"];
+        let denied = [
+            "status: 401",
+            "status: 403",
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+        ];
         Err(
             if matches!(source, object_store::Error::NotFound { .. }) || text.contains("NoSuchBucket") {
                 S3LakeError::NoSuchBucket { bucket, endpoint }

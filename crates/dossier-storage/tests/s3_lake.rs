@@ -7,9 +7,9 @@ use dossier_model::ids::{BatchId, DatasetId};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_storage::{Lake, S3LakeError, WriteStreamError};
 use dossier_testkit::s3::S3Bucket;
+use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
-use object_store::ObjectStoreExt;
 
 fn tenant(sandbox: &str) -> Tenant {
     Tenant {
@@ -91,11 +91,16 @@ async fn staged_files_are_promoted_by_copy_and_the_sweep_removes_only_staged_one
     let (t, ds, batch) = (tenant("prod"), DatasetId::generate(), BatchId::generate());
     for name in ["part-0.parquet", "failed/errors.json"] {
         let location = name.split('/').fold(Lake::output_prefix(&t, &batch), ObjectPath::join);
-        lake.put(&location, Bytes::from(name.as_bytes().to_vec())).await.unwrap();
+        lake.put(&location, Bytes::from(name.as_bytes().to_vec()))
+            .await
+            .unwrap();
     }
     let orphan = BatchId::generate();
     let neighbour_staged = Lake::staging_prefix(&t, &orphan).join("kept.parquet");
-    neighbour.put(&neighbour_staged, Bytes::from_static(b"n")).await.unwrap();
+    neighbour
+        .put(&neighbour_staged, Bytes::from_static(b"n"))
+        .await
+        .unwrap();
 
     assert_eq!(lake.promote_staged(&t, &ds, &batch).await.unwrap(), 2);
     let promoted: Vec<String> = lake
@@ -108,7 +113,10 @@ async fn staged_files_are_promoted_by_copy_and_the_sweep_removes_only_staged_one
     let folder = Lake::batch_prefix(&t, &ds, &batch);
     assert_eq!(
         promoted,
-        [format!("{folder}/failed/errors.json"), format!("{folder}/part-0.parquet")]
+        [
+            format!("{folder}/failed/errors.json"),
+            format!("{folder}/part-0.parquet")
+        ]
     );
     assert_eq!(
         read(&lake, &folder.clone().join("part-0.parquet")).await,
@@ -118,19 +126,33 @@ async fn staged_files_are_promoted_by_copy_and_the_sweep_removes_only_staged_one
 
     // Left by writers that never finished: one batch still open, one gone, in two sandboxes.
     let open = BatchId::generate();
-    lake.put(&Lake::upload_prefix(&t, &open).join("a.json"), Bytes::from_static(b"{}"))
-        .await
-        .unwrap();
+    lake.put(
+        &Lake::upload_prefix(&t, &open).join("a.json"),
+        Bytes::from_static(b"{}"),
+    )
+    .await
+    .unwrap();
     let dev = tenant("dev");
-    lake.put(&Lake::output_prefix(&dev, &orphan).join("b.parquet"), Bytes::from_static(b"y"))
-        .await
-        .unwrap();
-    lake.put(&Lake::staging_prefix(&t, &orphan).join("c.parquet"), Bytes::from_static(b"z"))
-        .await
-        .unwrap();
+    lake.put(
+        &Lake::output_prefix(&dev, &orphan).join("b.parquet"),
+        Bytes::from_static(b"y"),
+    )
+    .await
+    .unwrap();
+    lake.put(
+        &Lake::staging_prefix(&t, &orphan).join("c.parquet"),
+        Bytes::from_static(b"z"),
+    )
+    .await
+    .unwrap();
     assert_eq!(lake.sweep_staging(|b| b == open.as_str()).await.unwrap(), 2);
     assert_eq!(lake.list(&Lake::staging_prefix(&t, &open)).await.unwrap().len(), 1);
-    assert!(lake.list(&Lake::staging_prefix(&dev, &orphan)).await.unwrap().is_empty());
+    assert!(
+        lake.list(&Lake::staging_prefix(&dev, &orphan))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(lake.list(&Lake::staging_prefix(&t, &orphan)).await.unwrap().is_empty());
     assert_eq!(lake.list(&folder).await.unwrap().len(), 2, "committed files stay");
     assert_eq!(
@@ -147,8 +169,17 @@ async fn a_conditional_put_refuses_the_second_writer() {
     };
     let lake = lake_in(&bucket, "").await;
     let location = Lake::identity_graph_prefix(&tenant("prod")).join("v1.parquet");
-    assert!(lake.put_if_absent(&location, Bytes::from_static(b"first")).await.unwrap());
-    assert!(!lake.put_if_absent(&location, Bytes::from_static(b"second")).await.unwrap());
+    assert!(
+        lake.put_if_absent(&location, Bytes::from_static(b"first"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !lake
+            .put_if_absent(&location, Bytes::from_static(b"second"))
+            .await
+            .unwrap()
+    );
     assert_eq!(read(&lake, &location).await, Bytes::from_static(b"first"));
 
     // Two writers at once: exactly one wins, and the object is the winner's.
@@ -220,10 +251,7 @@ async fn opening_names_a_missing_bucket_and_refused_credentials() {
     }
     let wrong_secret = settings(&bucket).with_secret_access_key("not-the-secret");
     assert!(
-        matches!(
-            Lake::s3(wrong_secret, "lake").await,
-            Err(S3LakeError::Denied { .. })
-        ),
+        matches!(Lake::s3(wrong_secret, "lake").await, Err(S3LakeError::Denied { .. })),
         "a wrong secret is refused at open"
     );
     let unsigned = settings(&bucket).with_skip_signature(true);

@@ -102,8 +102,18 @@ fn start() -> anyhow::Result<Server> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
     let ports = free_ports(10)?;
-    let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, admin, admin_grpc] =
-        ports[..]
+    let [
+        master,
+        master_grpc,
+        volume,
+        volume_grpc,
+        filer,
+        filer_grpc,
+        s3,
+        s3_grpc,
+        admin,
+        admin_grpc,
+    ] = ports[..]
     else {
         unreachable!("ten ports")
     };
@@ -138,7 +148,9 @@ fn start() -> anyhow::Result<Server> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    let child = command.spawn().with_context(|| format!("cannot run {}", weed.display()))?;
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot run {}", weed.display()))?;
     watchdog(child.id(), &dir)?;
     let deadline = Instant::now() + START_TIMEOUT;
     while !(answers_http(s3) && answers_http(filer)) {

@@ -236,11 +236,9 @@ impl StorageLocations {
             LakeLocation::Local(path) => {
                 Lake::local(path).with_context(|| format!("cannot open the lake at {}", self.lake.url()))?
             }
-            LakeLocation::S3 { bucket, prefix } => {
-                Lake::s3_from_env(bucket, prefix)
-                    .await
-                    .map_err(|error| anyhow::anyhow!(s3_open_error(&self.lake, &error)))?
-            }
+            LakeLocation::S3 { bucket, prefix } => Lake::s3_from_env(bucket, prefix)
+                .await
+                .map_err(|error| anyhow::anyhow!(s3_open_error(&self.lake, &error)))?,
         };
         Ok(Storage { meta, lake })
     }
@@ -332,7 +330,12 @@ mod tests {
         assert!(!error.contains("s3cret"), "the password is hidden: {error}");
 
         let error = LakeLocation::parse("gs://bucket/lake").unwrap_err().to_string();
-        for expected in ["lake_url", "gs://bucket/lake", "file://<path>", "s3://<bucket>/<prefix>"] {
+        for expected in [
+            "lake_url",
+            "gs://bucket/lake",
+            "file://<path>",
+            "s3://<bucket>/<prefix>",
+        ] {
             assert!(error.contains(expected), "{expected:?} missing from: {error}");
         }
         // A file URL given for the metadata store, and the reverse, are refused too.
@@ -358,9 +361,17 @@ mod tests {
             }
         );
         assert_eq!(root.url(), "s3://dossier-lake/");
-        for bad in ["s3://Upper/lake", "s3://ab/lake", "s3:///lake", "s3://user:secret@bucket/lake"] {
+        for bad in [
+            "s3://Upper/lake",
+            "s3://ab/lake",
+            "s3:///lake",
+            "s3://user:secret@bucket/lake",
+        ] {
             let error = LakeLocation::parse(bad).unwrap_err().to_string();
-            assert!(error.contains("lake_url") && error.contains("s3://<bucket>/<prefix>"), "{error}");
+            assert!(
+                error.contains("lake_url") && error.contains("s3://<bucket>/<prefix>"),
+                "{error}"
+            );
             assert!(!error.contains("secret"), "the password is hidden: {error}");
         }
     }
