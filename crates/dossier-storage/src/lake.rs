@@ -6,23 +6,35 @@
 //! <org>/<sandbox>/_profile/identity-graph/v<N>-<random>.parquet
 //! ```
 //!
-//! Writers put files under the staging prefix; a batch's files are moved into place just before
-//! its metadata commits, and readers only ever look at batches the metadata store says are
-//! committed. Whatever is left under `_staging` after a crash is swept at startup.
+//! Two backends: a folder on local disk ([`Lake::local`], the default) and an S3 bucket under a
+//! prefix ([`Lake::s3`]). Neither is trusted to rename atomically: what a reader may see is decided
+//! by the metadata commit alone, since readers only ever open files the metadata store names as
+//! committed (batch files, snapshot and membership rows), never a listing of the lake.
+//!
+//! Ingestion writers put files under the staging prefix; a batch's files are promoted into place
+//! just before its metadata commits (a rename on local disk; on S3, which has no rename, a
+//! server-side copy then a delete, so no byte goes through Dossier twice). Exports, identity-graph
+//! snapshots and membership files are written straight to their final, unique paths. Whatever
+//! is left under `_staging` after a crash is swept at startup.
 //!
 //! On local disk the object store writes each object to a temp file (`<name>#<n>`) and renames
 //! it when done; its listings never show those files, so a write cut short (a crash, a client
 //! gone mid-upload) leaves one that only a walk of the disk finds. [`Lake::remove_staging`] and
-//! [`Lake::sweep_staging`] walk the disk too.
+//! [`Lake::sweep_staging`] walk the disk too. On S3 a write cut short is a multipart upload never
+//! completed, which listings do not show either and which S3 has no cheap way to enumerate per
+//! prefix: the writer aborts it when it can, and a bucket lifecycle rule
+//! (`AbortIncompleteMultipartUpload`) removes those a crash left.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use dossier_model::ids::{BatchId, DatasetId};
 use dossier_model::tenancy::Tenant;
@@ -38,6 +50,36 @@ pub enum WriteStreamError {
     Source(String),
     #[error("the lake could not store the body: {0}")]
     Lake(String),
+}
+
+/// Why an S3 lake could not be opened. The bucket is probed with one listing, so a lake that
+/// opens is one the server can read.
+#[derive(Debug, thiserror::Error)]
+pub enum S3LakeError {
+    #[error("the S3 settings are not usable: {0}")]
+    Settings(#[source] object_store::Error),
+    #[error("the prefix '{prefix}' is not a valid object path: {source}")]
+    Prefix {
+        prefix: String,
+        #[source]
+        source: object_store::path::Error,
+    },
+    #[error("bucket '{bucket}' does not exist at {endpoint}")]
+    NoSuchBucket { bucket: String, endpoint: String },
+    #[error("{endpoint} did not accept the credentials for bucket '{bucket}' (or none were found): {source}")]
+    Denied {
+        bucket: String,
+        endpoint: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("cannot list bucket '{bucket}' at {endpoint}: {source}")]
+    Unreachable {
+        bucket: String,
+        endpoint: String,
+        #[source]
+        source: object_store::Error,
+    },
 }
 
 /// The lake. Cheap to clone.
@@ -63,6 +105,78 @@ impl Lake {
             store: Arc::new(store),
             local_root: Some(Arc::new(root.to_path_buf())),
         })
+    }
+
+    /// A lake in an S3 bucket under `prefix` (empty: the bucket's root), with the bucket,
+    /// credentials, region and endpoint of `settings` (the binary starts from
+    /// [`AmazonS3Builder::from_env`]). Conditional puts use `If-None-Match` (object_store's
+    /// default for S3). Lists the lake's root once, so that a missing bucket or refused
+    /// credentials fail here, not at the first request.
+    pub async fn s3(settings: AmazonS3Builder, prefix: &str) -> Result<Self, S3LakeError> {
+        let bucket = settings
+            .get_config_value(&AmazonS3ConfigKey::Bucket)
+            .unwrap_or_default();
+        let endpoint = settings
+            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+            .unwrap_or_else(|| {
+                let region = settings
+                    .get_config_value(&AmazonS3ConfigKey::Region)
+                    .unwrap_or_else(|| "us-east-1".into());
+                format!("AWS S3 ({region})")
+            });
+        let store = settings.build().map_err(S3LakeError::Settings)?;
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(store)
+        } else {
+            let path = ObjectPath::parse(prefix).map_err(|source| S3LakeError::Prefix {
+                prefix: prefix.to_owned(),
+                source,
+            })?;
+            Arc::new(PrefixStore::new(store, path))
+        };
+        let Err(source) = store.list_with_delimiter(None).await else {
+            return Ok(Self::with_store(store));
+        };
+        // object_store wraps a failed listing in `Error::Generic` whose HTTP status and S3 error
+        // code are only in the text (its retry error type is private).
+        let text = format!("{source:?}");
+        let denied = [
+            "status: 401",
+            "status: 403",
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+        ];
+        Err(
+            if matches!(source, object_store::Error::NotFound { .. }) || text.contains("NoSuchBucket") {
+                S3LakeError::NoSuchBucket { bucket, endpoint }
+            } else if matches!(
+                source,
+                object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+            ) || denied.iter().any(|marker| text.contains(marker))
+            {
+                S3LakeError::Denied {
+                    bucket,
+                    endpoint,
+                    source,
+                }
+            } else {
+                S3LakeError::Unreachable {
+                    bucket,
+                    endpoint,
+                    source,
+                }
+            },
+        )
+    }
+
+    /// [`Lake::s3`] in `bucket` with the standard AWS variables of the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...); without keys, object_store looks for
+    /// credentials in a web identity token or the instance metadata service.
+    pub async fn s3_from_env(bucket: &str, prefix: &str) -> Result<Self, S3LakeError> {
+        Self::s3(AmazonS3Builder::from_env().with_bucket_name(bucket), prefix).await
     }
 
     /// A lake on any object store (S3, GCS, Azure, or memory in tests of this crate).
@@ -185,6 +299,18 @@ impl Lake {
         Ok(())
     }
 
+    /// Stores `bytes` at `location` unless an object is already there: `false` when one is, and
+    /// then that object is left as it was. Two writers racing for one path cannot both win (on
+    /// S3 a conditional put, `If-None-Match: *`; on local disk an exclusive create).
+    pub async fn put_if_absent(&self, location: &ObjectPath, bytes: Bytes) -> Result<bool, StorageError> {
+        let options = PutOptions::from(PutMode::Create);
+        match self.store.put_opts(location, PutPayload::from(bytes), options).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Every object under `prefix`, sorted by path.
     pub async fn list(&self, prefix: &ObjectPath) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
         let mut objects: Vec<_> = self.store.list(Some(prefix)).try_collect().await?;
@@ -192,7 +318,10 @@ impl Lake {
         Ok(objects)
     }
 
-    /// Moves every file under `batch`'s output prefix into the batch's folder of `dataset`.
+    /// Moves every file under `batch`'s output prefix into the batch's folder of `dataset`. On
+    /// local disk a rename; elsewhere a server-side copy then a delete of the staged object (S3
+    /// has no rename). Either way nothing is visible to readers until the batch's metadata
+    /// commits, and running it again after a crash midway redoes what is left.
     pub async fn promote_staged(
         &self,
         tenant: &Tenant,
@@ -205,7 +334,12 @@ impl Lake {
         for object in self.list(&staging).await? {
             let relative = object.location.prefix_match(&staging).into_iter().flatten();
             let destination = relative.fold(target.clone(), ObjectPath::join);
-            self.store.rename(&object.location, &destination).await?;
+            if self.local_root.is_some() {
+                self.store.rename(&object.location, &destination).await?;
+            } else {
+                self.store.copy(&object.location, &destination).await?;
+                self.store.delete(&object.location).await?;
+            }
             moved += 1;
         }
         Ok(moved)
@@ -257,20 +391,37 @@ impl Lake {
     /// Returns how many files were removed.
     pub async fn sweep_staging(&self, keep: impl Fn(&str) -> bool) -> Result<u64, StorageError> {
         let mut swept = 0;
-        let all: Vec<_> = self.store.list(None).try_collect().await?;
-        for object in all {
-            let parts: Vec<_> = object.location.parts().collect();
-            let is_staged = parts.get(2).is_some_and(|part| part.as_ref() == STAGING);
-            let kept = parts.get(3).is_some_and(|batch| keep(batch.as_ref()));
-            if is_staged && !kept {
-                self.store.delete(&object.location).await?;
-                swept += 1;
+        for staging in self.staging_folders().await? {
+            let staged: Vec<_> = self.store.list(Some(&staging)).try_collect().await?;
+            for object in staged {
+                let parts: Vec<_> = object.location.parts().collect();
+                let kept = parts.get(3).is_some_and(|batch| keep(batch.as_ref()));
+                if !kept {
+                    match self.store.delete(&object.location).await {
+                        Ok(()) => swept += 1,
+                        Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
         }
         if let Some(root) = self.local_dir(&ObjectPath::default()) {
             swept += sweep_local_staging(&root, &keep)?;
         }
         Ok(swept)
+    }
+
+    /// `<org>/<sandbox>/_staging` of every sandbox in the lake, found by listing two levels of
+    /// folders rather than every object: on S3 a listing of the whole lake at each start would
+    /// cost a request per thousand data files.
+    async fn staging_folders(&self) -> Result<Vec<ObjectPath>, StorageError> {
+        let mut folders = Vec::new();
+        for org in self.store.list_with_delimiter(None).await?.common_prefixes {
+            for sandbox in self.store.list_with_delimiter(Some(&org)).await?.common_prefixes {
+                folders.push(sandbox.join(STAGING));
+            }
+        }
+        Ok(folders)
     }
 }
 

@@ -15,5 +15,5 @@ pub mod lake;
 pub mod meta;
 
 pub use error::StorageError;
-pub use lake::{Lake, WriteStreamError};
+pub use lake::{Lake, S3LakeError, WriteStreamError};
 pub use meta::MetaStore;

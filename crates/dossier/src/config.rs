@@ -43,7 +43,7 @@ pub struct GlobalArgs {
     /// The metadata store: sqlite://<path> (a relative path resolves against the working directory) or postgres://<user>[:<password>]@<host>[:<port>]/<database> [default: sqlite://<data dir>/meta.sqlite]
     #[arg(long, env = "DOSSIER_METADATA_URL", global = true)]
     pub metadata_url: Option<String>,
-    /// The lake (datasets' files, export output): file://<path>; a relative path resolves against the working directory [default: file://<data dir>/lake]
+    /// The lake (datasets' files, export output): file://<path> (a relative path resolves against the working directory) or s3://<bucket>/<prefix> (credentials from AWS_* variables) [default: file://<data dir>/lake]
     #[arg(long, env = "DOSSIER_LAKE_URL", global = true)]
     pub lake_url: Option<String>,
     /// A TOML config file (keys and defaults: README's settings table; plus [[static_tokens]])
@@ -431,7 +431,7 @@ mod tests {
     #[test]
     fn an_unsupported_storage_url_in_the_config_file_is_refused_with_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), "lake_url = \"s3://bucket/lake\"\n");
+        let config = write_config(dir.path(), "lake_url = \"gs://bucket/lake\"\n");
         let error = Settings::resolve(&GlobalArgs {
             config: Some(config),
             ..no_flags()
@@ -439,7 +439,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            error.contains("lake_url") && error.contains("s3://bucket/lake") && error.contains("file://<path>"),
+            error.contains("lake_url") && error.contains("gs://bucket/lake") && error.contains("file://<path>"),
             "{error}"
         );
     }

@@ -5,6 +5,11 @@
 //! is a new scheme here: a variant of [`MetadataLocation`] or [`LakeLocation`], its parse arm and
 //! its open arm. The metadata store is SQLite (`sqlite://`, one process) or PostgreSQL
 //! (`postgres://` or `postgresql://`, shared by several nodes).
+//!
+//! An S3 lake (`s3://<bucket>/<prefix>`) takes its credentials, region and endpoint from the
+//! standard AWS variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+//! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`), never from the URL, so that no secret is
+//! written in a setting that gets logged.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +18,7 @@ use anyhow::Context;
 use dossier_api::Storage;
 use dossier_storage::meta::postgres::PostgresMetaStore;
 use dossier_storage::meta::sqlite::SqliteMetaStore;
-use dossier_storage::{Lake, MetaStore};
+use dossier_storage::{Lake, MetaStore, S3LakeError};
 
 /// The metadata store's URL setting, as flag, environment variable and config key.
 static METADATA_SETTING: Setting = Setting {
@@ -29,8 +34,8 @@ static LAKE_SETTING: Setting = Setting {
     key: "lake_url",
     flag: "--lake-url",
     env: "DOSSIER_LAKE_URL",
-    supported: "file://<path>",
-    note: "S3 is future work",
+    supported: "file://<path> or s3://<bucket>/<prefix>",
+    note: "other object stores are future work",
 };
 
 /// How a URL setting is named to the operator, and what it accepts.
@@ -69,6 +74,10 @@ pub enum UrlError {
     },
     #[error("{setting} = \"{value}\" names no path; write it as {}", setting.supported)]
     NoPath { setting: &'static Setting, value: String },
+    #[error(
+        "{setting} = \"{value}\" names no S3 bucket (3 to 63 lower-case letters, digits, dots and hyphens); write it as s3://<bucket>/<prefix>"
+    )]
+    BadBucket { setting: &'static Setting, value: String },
 }
 
 /// Where the metadata store lives.
@@ -109,6 +118,8 @@ impl std::fmt::Debug for PostgresUrl {
 pub enum LakeLocation {
     /// A folder on the local file system (created on first use).
     Local(PathBuf),
+    /// A prefix (possibly empty) in an existing S3 bucket.
+    S3 { bucket: String, prefix: String },
 }
 
 impl MetadataLocation {
@@ -150,10 +161,25 @@ impl MetadataLocation {
 
 impl LakeLocation {
     /// `file://<path>`: `file:///var/lib/dossier/lake` is absolute, `file://lake` relative to
-    /// the working directory.
+    /// the working directory. `s3://<bucket>/<prefix>`: the lake's objects are keyed
+    /// `<prefix>/<org>/...` in the bucket; the prefix may be empty (`s3://<bucket>`).
     pub fn parse(value: &str) -> Result<Self, UrlError> {
         match split(&LAKE_SETTING, value)? {
             ("file", path) => Ok(Self::Local(path)),
+            ("s3", rest) => {
+                let rest = rest.to_string_lossy();
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((&rest, ""));
+                if !is_bucket_name(bucket) {
+                    return Err(UrlError::BadBucket {
+                        setting: &LAKE_SETTING,
+                        value: redact(value),
+                    });
+                }
+                Ok(Self::S3 {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.trim_matches('/').to_owned(),
+                })
+            }
             (scheme, _) => Err(unsupported(&LAKE_SETTING, value, scheme)),
         }
     }
@@ -166,6 +192,7 @@ impl LakeLocation {
     pub fn url(&self) -> String {
         match self {
             Self::Local(path) => format!("file://{}", path.display()),
+            Self::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
         }
     }
 }
@@ -182,6 +209,7 @@ fn split(setting: &'static Setting, value: &str) -> Result<(&'static str, PathBu
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "sqlite" => "sqlite",
         "file" => "file",
+        "s3" => "s3",
         _ => return Err(unsupported(setting, value, scheme)),
     };
     if rest.is_empty() {
@@ -191,6 +219,14 @@ fn split(setting: &'static Setting, value: &str) -> Result<(&'static str, PathBu
         });
     }
     Ok((scheme, PathBuf::from(rest)))
+}
+
+/// S3's rule for new buckets, loosely: enough to catch a URL written wrong, not a validator.
+fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
 }
 
 fn unsupported(setting: &'static Setting, value: &str, scheme: &str) -> UrlError {
@@ -241,6 +277,9 @@ impl StorageLocations {
             LakeLocation::Local(path) => {
                 Lake::local(path).with_context(|| format!("cannot open the lake at {}", self.lake.url()))?
             }
+            LakeLocation::S3 { bucket, prefix } => Lake::s3_from_env(bucket, prefix)
+                .await
+                .map_err(|error| anyhow::anyhow!(s3_open_error(&self.lake, &error)))?,
         };
         Ok(Storage { meta, lake })
     }
@@ -260,6 +299,35 @@ async fn open_postgres(url: &PostgresUrl) -> anyhow::Result<MetaStore> {
         .await
         .with_context(|| format!("cannot open the metadata store {url}"))?;
     Ok(MetaStore::new(backend))
+}
+
+/// Why an S3 lake did not open, naming the setting, its value and what to change.
+fn s3_open_error(location: &LakeLocation, error: &S3LakeError) -> String {
+    let at = format!("{LAKE_SETTING} = \"{}\"", location.url());
+    let fix = match error {
+        S3LakeError::NoSuchBucket { bucket, .. } => format!(
+            "create the bucket (`aws s3 mb s3://{bucket}`) or name an existing one; the server is the one AWS_ENDPOINT_URL names (AWS itself when unset)"
+        ),
+        S3LakeError::Denied { .. } => {
+            let missing = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+                .into_iter()
+                .filter(|name| std::env::var_os(name).is_none())
+                .collect::<Vec<_>>();
+            let set = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} not set)", missing.join(" and "))
+            };
+            format!(
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY{set} (and AWS_SESSION_TOKEN for temporary credentials) to a key that may list, read, write and delete in the bucket"
+            )
+        }
+        S3LakeError::Unreachable { .. } => "check AWS_ENDPOINT_URL and AWS_REGION, and set AWS_ALLOW_HTTP=true for an http:// endpoint; without AWS_ACCESS_KEY_ID the credentials are looked for in the instance metadata service".to_owned(),
+        S3LakeError::Settings(_) | S3LakeError::Prefix { .. } => {
+            "check the AWS_* variables and the URL's prefix".to_owned()
+        }
+    };
+    format!("{at}: cannot open the lake: {error}; {fix}")
 }
 
 async fn open_sqlite(path: &Path) -> anyhow::Result<MetaStore> {
@@ -332,13 +400,51 @@ mod tests {
         }
         assert!(!error.contains("s3cret"), "the password is hidden: {error}");
 
-        let error = LakeLocation::parse("s3://bucket/lake").unwrap_err().to_string();
-        for expected in ["lake_url", "s3://bucket/lake", "file://<path>", "S3 is future work"] {
+        let error = LakeLocation::parse("gs://bucket/lake").unwrap_err().to_string();
+        for expected in [
+            "lake_url",
+            "gs://bucket/lake",
+            "file://<path>",
+            "s3://<bucket>/<prefix>",
+        ] {
             assert!(error.contains(expected), "{expected:?} missing from: {error}");
         }
         // A file URL given for the metadata store, and the reverse, are refused too.
         assert!(MetadataLocation::parse("file:///x").is_err());
         assert!(LakeLocation::parse("sqlite:///x").is_err());
+    }
+
+    #[test]
+    fn an_s3_url_names_a_bucket_and_a_prefix() {
+        assert_eq!(
+            LakeLocation::parse("s3://dossier-lake/prod/lake/").unwrap(),
+            LakeLocation::S3 {
+                bucket: "dossier-lake".into(),
+                prefix: "prod/lake".into()
+            }
+        );
+        let root = LakeLocation::parse("S3://dossier-lake").unwrap();
+        assert_eq!(
+            root,
+            LakeLocation::S3 {
+                bucket: "dossier-lake".into(),
+                prefix: String::new()
+            }
+        );
+        assert_eq!(root.url(), "s3://dossier-lake/");
+        for bad in [
+            "s3://Upper/lake",
+            "s3://ab/lake",
+            "s3:///lake",
+            "s3://user:secret@bucket/lake",
+        ] {
+            let error = LakeLocation::parse(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("lake_url") && error.contains("s3://<bucket>/<prefix>"),
+                "{error}"
+            );
+            assert!(!error.contains("secret"), "the password is hidden: {error}");
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod merge_policies;
 mod merge_properties;
 mod profiles;
 mod readme;
+mod s3_lake;
 mod schemas;
 mod segment_definitions;
 mod segment_jobs;

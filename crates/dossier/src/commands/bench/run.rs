@@ -214,7 +214,9 @@ fn files_under(root: &Path, suffix: &str) -> Vec<PathBuf> {
 /// The lake folder of the bench sandbox (`<lake>/<org>/prod`), however the store encodes the org.
 /// The bench's server always runs on its data dir's default lake (see `ChildServer::spawn`).
 fn sandbox_dir(server_dir: &Path) -> anyhow::Result<PathBuf> {
-    let LakeLocation::Local(lake) = StorageLocations::in_data_dir(server_dir).lake;
+    let LakeLocation::Local(lake) = StorageLocations::in_data_dir(server_dir).lake else {
+        unreachable!("the default lake is a local folder")
+    };
     std::fs::read_dir(&lake)?
         .flatten()
         .map(|e| e.path().join("prod"))

@@ -396,11 +396,19 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn spawn(data_dir: &Path) -> Self {
+        Self::spawn_with(data_dir, &[], &[])
+    }
+
+    /// `dossier serve` with more global `args` (`--lake-url ...`) and `env` added to this
+    /// process's environment.
+    pub fn spawn_with(data_dir: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_dossier"))
             .arg("--data-dir")
             .arg(data_dir)
+            .args(args)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("dossier serve starts");
