@@ -416,13 +416,14 @@ fn an_unsupported_storage_url_is_refused_naming_the_setting_and_the_schemes() {
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
 
-/// `dossier <global> serve --listen 127.0.0.1:0`, storage URLs only from `global`; returns the
-/// server once it listens, and what it logged until then.
-fn serve_with(global: &[String]) -> (ServerProcess, Vec<String>) {
+/// `dossier <global> serve --listen 127.0.0.1:0` with `env` added, storage URLs only from
+/// `global`; returns the server once it listens, and what it logged until then.
+fn serve_with(global: &[String], env: &[(&str, String)]) -> (ServerProcess, Vec<String>) {
     let mut child = dossier_cmd()
         .env_remove("DOSSIER_METADATA_URL")
         .env_remove("DOSSIER_LAKE_URL")
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(key, value)| (*key, value)))
         .args(global)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
@@ -442,7 +443,26 @@ fn serve_with(global: &[String]) -> (ServerProcess, Vec<String>) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_servers_on_one_postgres_store_share_clients_tokens_and_datasets() {
+async fn two_servers_on_one_postgres_store_and_a_shared_disk_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = format!("file://{}", dir.path().join("lake").display());
+    two_servers_on_one_postgres_store(dir.path(), &lake, &[]).await;
+}
+
+/// The production setup of docs/deployment.md: PostgreSQL metadata, an S3 lake.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_on_one_postgres_store_and_an_s3_lake() {
+    let Some(bucket) = tokio::task::spawn_blocking(dossier_testkit::s3::bucket).await.unwrap() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    two_servers_on_one_postgres_store(dir.path(), &bucket.lake_url("lake"), &bucket.env()).await;
+}
+
+/// Two `serve` processes (data dirs of their own under `dir`) on one fresh PostgreSQL database
+/// and the lake at `lake`: a client made by the command line, a token from one node used on the
+/// other, data ingested on one exported by a job posted to the other, both stopped gracefully.
+async fn two_servers_on_one_postgres_store(dir: &std::path::Path, lake: &str, env: &[(&str, String)]) {
     let Some(database) = tokio::task::spawn_blocking(dossier_testkit::postgres::database)
         .await
         .unwrap()
@@ -454,11 +474,9 @@ async fn two_servers_on_one_postgres_store_share_clients_tokens_and_datasets() {
     let url = database
         .url
         .replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let lake = format!("file://{}", dir.path().join("lake").display());
     let node = |name: &str| -> Vec<String> {
-        let data = dir.path().join(name).display().to_string();
-        ["--data-dir", &data, "--metadata-url", &url, "--lake-url", &lake]
+        let data = dir.join(name).display().to_string();
+        ["--data-dir", &data, "--metadata-url", &url, "--lake-url", lake]
             .map(str::to_owned)
             .to_vec()
     };
@@ -474,8 +492,8 @@ async fn two_servers_on_one_postgres_store_share_clients_tokens_and_datasets() {
         org: ORG.to_owned(),
     };
 
-    let (a, logged_a) = serve_with(&node("node-a"));
-    let (b, logged_b) = serve_with(&node("node-b"));
+    let (a, logged_a) = serve_with(&node("node-a"), env);
+    let (b, logged_b) = serve_with(&node("node-b"), env);
     for line in logged_a.iter().chain(&logged_b) {
         assert!(!line.contains("s3cret"), "the password is never logged: {line}");
     }
@@ -523,7 +541,7 @@ async fn two_servers_on_one_postgres_store_share_clients_tokens_and_datasets() {
 
     for name in ["admin", "node-a", "node-b"] {
         assert!(
-            !dir.path().join(name).join("meta.sqlite").exists(),
+            !dir.join(name).join("meta.sqlite").exists(),
             "no SQLite store beside the PostgreSQL one"
         );
     }
