@@ -19,6 +19,7 @@ mod identity_graph;
 mod ingestion;
 mod merge_policies;
 mod merge_properties;
+mod nodes;
 mod profiles;
 mod readme;
 mod s3_lake;
