@@ -110,7 +110,7 @@ fn customer(n: usize) -> Value {
         "_id": format!("r{n}"),
         "identityMap": {"CRMID": [{"id": format!("c{n}"), "primary": true}],
                         "Email": [{"id": format!("p{}@example.com", n / 2)}]},
-        "crm": {"tier": if n % 3 == 0 { "gold" } else { "silver" }, "score": n % 97},
+        "crm": {"tier": if n.is_multiple_of(3) { "gold" } else { "silver" }, "score": n % 97},
     })
 }
 
