@@ -65,6 +65,8 @@ pub struct RunningServer {
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
     export_workers: JobWorkers,
+    /// The watch for ingestions whose node died, stopped with the server.
+    ingest_leases: JoinHandle<()>,
     meta: MetaStore,
 }
 
@@ -82,6 +84,7 @@ impl RunningServer {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await.context("server task panicked")??;
+        self.ingest_leases.abort();
         self.export_workers.shutdown(EXPORT_STOP_GRACE).await;
         self.meta.close().await;
         Ok(())
@@ -111,15 +114,15 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     let signing_key = meta.token_signing_key().await?;
     let token_ttl = Duration::from_secs(config.options.token_ttl_secs);
     let tokens = Arc::new(TokenService::new(&signing_key, token_ttl, &config.static_tokens)?);
-    let ingestion = Ingestion::new(meta.clone(), lake.clone());
-    let resumed = ingestion.resume_interrupted().await?;
-    if resumed > 0 {
-        tracing::warn!(batches = resumed, "resumed ingestion interrupted by the last stop");
-    }
     let workers = WorkerSettings {
         node: node_name(&config.options)?,
         ..WorkerSettings::from(&config.options)
     };
+    let ingestion = Ingestion::new(meta.clone(), lake.clone(), workers.clone());
+    let resumed = ingestion.resume_orphaned(Orphans::AtStartup).await?;
+    if resumed > 0 {
+        tracing::warn!(batches = resumed, "resumed ingestions whose node stopped");
+    }
     let recovered = recover_orphaned_jobs(&meta, &lake, &workers, Orphans::AtStartup).await?;
     if recovered > 0 {
         tracing::warn!(
@@ -138,6 +141,7 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     }
     let export_workers = start_export_workers(&jobs, &meta, &lake, &config.options, workers, spill_dir);
     ingestion.spawn_graph_recovery();
+    let ingest_leases = ingestion.spawn_lease_watch();
     let state = AppState {
         meta: meta.clone(),
         lake,
@@ -168,6 +172,7 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
         stop,
         task,
         export_workers,
+        ingest_leases,
         meta,
     })
 }

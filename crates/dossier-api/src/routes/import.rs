@@ -264,7 +264,7 @@ pub async fn batch_action(
         Some("COMPLETE") => {
             let (batch, started) = state
                 .meta
-                .transition_batch(tenant, &batch_id, &[BatchStatus::Loading], BatchStatus::Processing, now)
+                .start_ingestion(tenant, &batch_id, &state.ingestion.worker(), now)
                 .await?
                 .ok_or_else(|| batch_not_found(&batch_id))?;
             if started {

@@ -1,4 +1,5 @@
-//! Runs COMPLETE in the background and resumes it after a restart; a committed batch of a
+//! Runs COMPLETE in the background under a lease, and resumes it when its node dies (another
+//! node once the lease expires, or the same node's next start); a committed batch of a
 //! profile-enabled dataset is then folded into its sandbox's identity graph.
 
 use std::sync::Arc;
@@ -7,12 +8,13 @@ use dossier_model::catalog::{BatchError, BatchStatus};
 use dossier_model::ids::BatchId;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
-use dossier_storage::meta::BatchOutcome;
+use dossier_storage::meta::{BatchOutcome, JobKey, JobKind};
 use dossier_storage::{Lake, MetaStore};
 
 use super::complete::{IngestTarget, complete_batch};
 use crate::EngineError;
 use crate::identity::{fold_every_sandbox, fold_pending};
+use crate::jobs::{Orphans, WorkerSettings, orphaned};
 use crate::schemas::dataset_schema;
 
 /// Starts and resumes ingestion of completed batches.
@@ -20,36 +22,87 @@ use crate::schemas::dataset_schema;
 pub struct Ingestion {
     meta: MetaStore,
     lake: Lake,
+    /// This node's name, heartbeat and lease: a COMPLETE runs under a lease on the job queue
+    /// (see [`dossier_storage::meta::BatchFileStore::start_ingestion`]).
+    settings: WorkerSettings,
 }
 
 impl Ingestion {
-    pub fn new(meta: MetaStore, lake: Lake) -> Self {
-        Self { meta, lake }
+    pub fn new(meta: MetaStore, lake: Lake, settings: WorkerSettings) -> Self {
+        Self { meta, lake, settings }
     }
 
-    /// Converts and commits a batch that was just moved to `processing`, in the background.
+    /// Who holds the leases of this node's conversions.
+    pub fn worker(&self) -> String {
+        format!("{}/ingest", self.settings.node)
+    }
+
+    /// Converts and commits a batch that was just moved to `processing` under this node's
+    /// lease ([`Ingestion::worker`]), in the background, renewing the lease while it runs.
     pub fn spawn(&self, tenant: Tenant, batch_id: BatchId) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move { this.run(tenant, batch_id).await })
+        tokio::spawn(async move {
+            // The heartbeat is a task of its own: a conversion busy between awaits must not
+            // starve it, or another node would take a live conversion for dead.
+            let heartbeat = tokio::spawn(this.clone().renew_lease(JobKey::ingest(&tenant, &batch_id)));
+            this.run(tenant, batch_id).await;
+            heartbeat.abort();
+        })
     }
 
-    /// Picks up every ingestion batch a previous process left `processing` (it died during
-    /// COMPLETE): the conversion is idempotent, so it simply runs again.
-    pub async fn resume_interrupted(&self) -> Result<usize, EngineError> {
-        let interrupted = self.meta.batches_in_status(&[BatchStatus::Processing]).await?;
+    async fn renew_lease(self, key: JobKey) {
+        let (worker, period) = (self.worker(), self.settings.heartbeat);
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            beat.tick().await;
+            match self.meta.job_heartbeat(&key, &worker, None, now_millis()).await {
+                Ok(Some(_)) => {}
+                // Committed (the lease went with the commit), aborted, or taken over by a node
+                // that thought this one dead: its commit is a compare-and-set, one of the two wins.
+                Ok(None) => return,
+                Err(error) => tracing::warn!(%error, batch_id = %key.id, "could not renew an ingestion's lease"),
+            }
+        }
+    }
+
+    /// Resumes the conversions whose node is gone: those whose lease expired and, at startup,
+    /// those this node's previous run held (see [`Orphans`]). Each is taken over once (a
+    /// compare-and-set on its lease, so of several nodes one resumes it) and converted again
+    /// from its recorded uploads: the conversion is idempotent. Returns how many.
+    pub async fn resume_orphaned(&self, orphans: Orphans) -> Result<usize, EngineError> {
+        let now = now_millis();
+        let worker = self.worker();
         let mut resumed = 0;
-        for batch in interrupted.into_iter().filter(|b| b.is_ingestion()) {
-            tracing::warn!(batch_id = %batch.id, "resuming an ingestion batch interrupted by a restart");
-            self.spawn(
-                Tenant {
-                    org: batch.org.clone(),
-                    sandbox: batch.sandbox.clone(),
-                },
-                batch.id.clone(),
-            );
+        for entry in self.meta.running_jobs(None).await? {
+            if entry.key.kind != JobKind::Ingest || !orphaned(&entry, &self.settings, orphans, now) {
+                continue;
+            }
+            if !self.meta.take_over_job(&entry, &worker, now).await? {
+                continue;
+            }
+            tracing::warn!(batch_id = %entry.key.id, org = %entry.key.tenant.org, sandbox = %entry.key.tenant.sandbox,
+                worker = entry.worker.as_deref().unwrap_or(""), "resuming an ingestion whose node stopped");
+            self.spawn(entry.key.tenant.clone(), BatchId::from_string(entry.key.id.clone()));
             resumed += 1;
         }
         Ok(resumed)
+    }
+
+    /// Looks for conversions with expired leases every `job_lease_secs / 3`, for as long as
+    /// the returned task runs.
+    pub fn spawn_lease_watch(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let period = (this.settings.lease / 3).max(std::time::Duration::from_secs(1));
+            loop {
+                tokio::time::sleep(period).await;
+                match this.resume_orphaned(Orphans::Expired).await {
+                    Ok(0) => {}
+                    Ok(resumed) => tracing::warn!(batches = resumed, "resumed ingestions whose node stopped"),
+                    Err(error) => tracing::error!(%error, "could not look for ingestions with expired leases"),
+                }
+            }
+        })
     }
 
     /// Folds, in the background, every committed batch some sandbox's identity graph does not

@@ -76,7 +76,11 @@ pub async fn recover_orphaned_jobs(
     let taker = format!("{}/recovery", settings.node);
     let mut taken = 0;
     for entry in meta.running_jobs(None).await? {
-        if !orphaned(&entry, settings, orphans, now) || !meta.take_over_job(&entry, &taker, now).await? {
+        // Ingestions hold leases on the same queue; the ingestion runner resumes its own.
+        if entry.key.kind == JobKind::Ingest
+            || !orphaned(&entry, settings, orphans, now)
+            || !meta.take_over_job(&entry, &taker, now).await?
+        {
             continue;
         }
         tracing::warn!(kind = %entry.key.kind, job_id = %entry.key.id, org = %entry.key.tenant.org,
@@ -91,13 +95,16 @@ pub async fn recover_orphaned_jobs(
                 let takeover = Takeover::decide(&entry, settings, "SEGMENT-WORKER-LOST", "evaluation");
                 segment_jobs::take_over(meta, lake, &entry, &taker, takeover).await?;
             }
+            JobKind::Ingest => unreachable!("skipped above"),
         }
         taken += 1;
     }
     Ok(taken)
 }
 
-fn orphaned(entry: &QueueEntry, settings: &WorkerSettings, orphans: Orphans, now: i64) -> bool {
+/// Whether a running entry's node is gone: its lease expired, or (at startup) it is this
+/// node's own, left by its previous run.
+pub(crate) fn orphaned(entry: &QueueEntry, settings: &WorkerSettings, orphans: Orphans, now: i64) -> bool {
     let lease = i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX);
     let expired = entry.heartbeat.is_none_or(|beat| beat.saturating_add(lease) < now);
     let own = entry

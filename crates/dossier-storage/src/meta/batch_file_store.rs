@@ -72,9 +72,22 @@ pub trait BatchFileStore: Send + Sync {
         now: EpochMillis,
     ) -> Result<Option<(Batch, bool)>, StorageError>;
 
-    /// Ends a `processing` batch: records its outcome and files in one transaction. Returns
-    /// `false` (and changes nothing) when the batch is no longer `processing`, e.g. because it
-    /// was aborted meanwhile.
+    /// The COMPLETE of an ingestion batch: moves it from `loading` to `processing` and, in the
+    /// same transaction, takes the ingestion's lease on the job queue for `worker` (a running
+    /// `ingest` entry: heartbeat `now`, one attempt), so that if this node dies another resumes
+    /// the conversion. As [`BatchFileStore::transition_batch`] otherwise: the batch afterwards,
+    /// and whether this call moved it.
+    async fn start_ingestion(
+        &self,
+        tenant: &Tenant,
+        id: &BatchId,
+        worker: &str,
+        now: EpochMillis,
+    ) -> Result<Option<(Batch, bool)>, StorageError>;
+
+    /// Ends a `processing` batch: records its outcome and files in one transaction, and drops an
+    /// ingestion's lease. Returns `false` (and changes nothing) when the batch is no longer
+    /// `processing`, e.g. because it was aborted meanwhile (an abort drops the lease too).
     async fn commit_batch(&self, tenant: &Tenant, id: &BatchId, outcome: &BatchOutcome) -> Result<bool, StorageError>;
 
     /// The files of one kind of a batch, by name.

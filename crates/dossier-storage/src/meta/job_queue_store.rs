@@ -27,6 +27,10 @@ use crate::StorageError;
 pub enum JobKind {
     Export,
     Segment,
+    /// The COMPLETE of an ingestion batch: never queued (the node that accepted the COMPLETE
+    /// runs it at once), only held under a lease so that another node resumes it when that
+    /// node dies. `job_id` is the batch id.
+    Ingest,
 }
 
 impl JobKind {
@@ -34,6 +38,7 @@ impl JobKind {
         match self {
             Self::Export => "export",
             Self::Segment => "segment",
+            Self::Ingest => "ingest",
         }
     }
 }
@@ -51,6 +56,7 @@ impl FromStr for JobKind {
         match s {
             "export" => Ok(Self::Export),
             "segment" => Ok(Self::Segment),
+            "ingest" => Ok(Self::Ingest),
             other => Err(format!("unknown job kind '{other}'")),
         }
     }
@@ -70,6 +76,15 @@ impl JobKey {
             kind: JobKind::Export,
             tenant: tenant.clone(),
             id: id.to_string(),
+        }
+    }
+
+    /// The lease of an ingestion batch's COMPLETE.
+    pub fn ingest(tenant: &Tenant, batch: &dossier_model::ids::BatchId) -> Self {
+        Self {
+            kind: JobKind::Ingest,
+            tenant: tenant.clone(),
+            id: batch.to_string(),
         }
     }
 

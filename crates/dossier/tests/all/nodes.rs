@@ -305,3 +305,66 @@ fn deployment_sandbox(deployment: &Deployment, name: &str) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     dossier(&deployment.dir.path().join("admin"), &args);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_complete_whose_node_is_killed_is_resumed_by_another_node_once_its_lease_expires() {
+    let settings = "job_heartbeat_secs = 1\njob_lease_secs = 4\n";
+    let Some(deployment) = Deployment::new(settings).await else {
+        return;
+    };
+    let credentials = deployment.create_client();
+    let mut nodes: Vec<Option<ServerProcess>> = (0..2).map(|n| Some(deployment.start_node(n))).collect();
+    let mut callers = Vec::new();
+    for node in nodes.iter().flatten() {
+        callers.push(node.caller(&credentials).await);
+    }
+    let crm = callers[0]
+        .create_ingest_dataset("CRM", "profile", crm_properties())
+        .await;
+    let body: String = (0..60_000).map(|n| format!("{}\n", customer(n))).collect();
+    let store = deployment.store().await;
+    let mut interrupted = None;
+    for _ in 0..5 {
+        let batch = callers[0].create_batch(&crm).await;
+        let (status, answer) = callers[0]
+            .upload(&batch, &crm, "records.json", body.clone().into_bytes())
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(callers[0].batch_action(&batch, "COMPLETE").await.0, 200);
+        // The COMPLETE runs on the node that accepted it, under its lease.
+        let key = JobKey::ingest(&prod(), &dossier_model::ids::BatchId::from_string(batch.clone()));
+        let entry = store.queue_entry(&key).await.unwrap();
+        assert!(
+            entry
+                .as_ref()
+                .is_none_or(|e| e.worker.as_deref() == Some(&format!("{}/ingest", deployment.node_name(0)))),
+            "{entry:?}"
+        );
+        nodes[0].take().unwrap().kill();
+        let (_, found) = callers[1]
+            .get(&format!("/data/foundation/catalog/batches/{batch}"))
+            .await;
+        if found[&batch]["status"] == "processing" {
+            interrupted = Some(batch);
+            break;
+        }
+        nodes[0] = Some(deployment.start_node(0));
+        callers[0] = nodes[0].as_ref().unwrap().caller(&credentials).await;
+    }
+    let batch = interrupted.expect("a COMPLETE was still converting when its node was killed");
+    // Node 1 resumes the conversion once the lease expires; nothing of it is lost or doubled.
+    let started = Instant::now();
+    let done = callers[1].wait_for_batch(&batch).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["recordCount"], 60_000, "{done}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+    let key = JobKey::ingest(&prod(), &dossier_model::ids::BatchId::from_string(batch));
+    assert_eq!(
+        store.queue_entry(&key).await.unwrap(),
+        None,
+        "the commit dropped the lease"
+    );
+    for node in nodes.into_iter().flatten() {
+        node.kill();
+    }
+}

@@ -14,10 +14,11 @@ use dossier_model::time::EpochMillis;
 
 use super::PostgresMetaStore;
 use super::catalog::batch_from_row;
+use super::job_queue::{dequeue_in, lease_in};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::rows::{parsed_column, to_json};
-use crate::meta::{BatchFile, BatchOutcome, FileKind};
+use crate::meta::{BatchFile, BatchOutcome, FileKind, JobKey};
 
 /// A `batch_files` row as stored.
 #[derive(sqlx::FromRow)]
@@ -107,6 +108,54 @@ pub(super) async fn commit_batch_in(
     Ok(true)
 }
 
+/// [`BatchFileStore::transition_batch`] inside the caller's transaction.
+async fn transition_in(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: &BatchId,
+    from: &[BatchStatus],
+    to: BatchStatus,
+    now: EpochMillis,
+) -> Result<Option<(Batch, bool)>, StorageError> {
+    let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let changed = sqlx::query(
+        "UPDATE batches SET status = $1, updated = $2, started = COALESCE(started, $3)
+         WHERE id = $4 AND org = $5 AND sandbox = $6 AND status = ANY($7)",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(if to == BatchStatus::Processing { Some(now) } else { None })
+    .bind(id.as_str())
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .bind(&allowed)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        > 0;
+    let row = sqlx::query("SELECT * FROM batches WHERE id = $1 AND org = $2 AND sandbox = $3")
+        .bind(id.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let batch = batch_from_row(&row)?;
+    if changed && to != BatchStatus::Processing {
+        // A batch leaving `processing` (an abort) leaves no ingestion lease behind.
+        dequeue_in(&mut *conn, &JobKey::ingest(tenant, id)).await?;
+    }
+    if changed {
+        sqlx::query("UPDATE datasets SET last_batch_status = $1 WHERE id = $2 AND last_batch_id = $3")
+            .bind(to.as_str())
+            .bind(batch.dataset_id.as_str())
+            .bind(batch.id.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(Some((batch, changed)))
+}
+
 #[async_trait]
 impl BatchFileStore for PostgresMetaStore {
     async fn transition_batch(
@@ -118,40 +167,33 @@ impl BatchFileStore for PostgresMetaStore {
         now: EpochMillis,
     ) -> Result<Option<(Batch, bool)>, StorageError> {
         let mut tx = self.begin_write(tenant).await?;
-        let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        let changed = sqlx::query(
-            "UPDATE batches SET status = $1, updated = $2, started = COALESCE(started, $3)
-             WHERE id = $4 AND org = $5 AND sandbox = $6 AND status = ANY($7)",
+        let moved = transition_in(&mut tx, tenant, id, from, to, now).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn start_ingestion(
+        &self,
+        tenant: &Tenant,
+        id: &BatchId,
+        worker: &str,
+        now: EpochMillis,
+    ) -> Result<Option<(Batch, bool)>, StorageError> {
+        let mut tx = self.begin_write(tenant).await?;
+        let moved = transition_in(
+            &mut tx,
+            tenant,
+            id,
+            &[BatchStatus::Loading],
+            BatchStatus::Processing,
+            now,
         )
-        .bind(to.as_str())
-        .bind(now)
-        .bind(if to == BatchStatus::Processing { Some(now) } else { None })
-        .bind(id.as_str())
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(&allowed)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        let row = sqlx::query("SELECT * FROM batches WHERE id = $1 AND org = $2 AND sandbox = $3")
-            .bind(id.as_str())
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let batch = batch_from_row(&row)?;
-        if changed {
-            sqlx::query("UPDATE datasets SET last_batch_status = $1 WHERE id = $2 AND last_batch_id = $3")
-                .bind(to.as_str())
-                .bind(batch.dataset_id.as_str())
-                .bind(batch.id.as_str())
-                .execute(&mut *tx)
-                .await?;
+        .await?;
+        if let Some((_, true)) = &moved {
+            lease_in(&mut tx, &JobKey::ingest(tenant, id), worker, now).await?;
         }
         tx.commit().await?;
-        Ok(Some((batch, changed)))
+        Ok(moved)
     }
 
     async fn commit_batch(&self, tenant: &Tenant, id: &BatchId, outcome: &BatchOutcome) -> Result<bool, StorageError> {
@@ -159,6 +201,7 @@ impl BatchFileStore for PostgresMetaStore {
         if !commit_batch_in(&mut tx, tenant, id, outcome).await? {
             return Ok(false);
         }
+        dequeue_in(&mut tx, &JobKey::ingest(tenant, id)).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -8,7 +8,8 @@ use crate::meta::PerSandbox;
 /// order), as on SQLite (`seq` standing in for its rowid). Its row is locked `FOR UPDATE SKIP LOCKED`: a row another transaction
 /// holds (a cancel deciding on it) is passed over rather than waited for.
 pub(super) const NEXT_QUEUED_JOB: &str = "WITH running AS (
-       SELECT org, sandbox, COUNT(*) AS n FROM job_queue WHERE state = 'running' GROUP BY org, sandbox)
+       SELECT org, sandbox, COUNT(*) AS n FROM job_queue WHERE state = 'running' AND kind <> 'ingest'
+       GROUP BY org, sandbox)
      SELECT q.* FROM job_queue q
      LEFT JOIN running r ON r.org = q.org AND r.sandbox = q.sandbox
      WHERE q.state = 'queued' AND COALESCE(r.n, 0) < $1

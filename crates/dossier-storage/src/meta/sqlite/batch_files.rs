@@ -14,10 +14,11 @@ use dossier_model::time::EpochMillis;
 
 use super::SqliteMetaStore;
 use super::catalog::batch_from_row;
+use super::job_queue::{dequeue_in, lease_in};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::rows::{parsed_column, to_json};
-use crate::meta::{BatchFile, BatchOutcome, FileKind};
+use crate::meta::{BatchFile, BatchOutcome, FileKind, JobKey};
 
 /// A `batch_files` row as stored.
 #[derive(sqlx::FromRow)]
@@ -107,6 +108,54 @@ pub(super) async fn commit_batch_in(
     Ok(true)
 }
 
+/// [`BatchFileStore::transition_batch`] inside the caller's transaction.
+async fn transition_in(
+    conn: &mut SqliteConnection,
+    tenant: &Tenant,
+    id: &BatchId,
+    from: &[BatchStatus],
+    to: BatchStatus,
+    now: EpochMillis,
+) -> Result<Option<(Batch, bool)>, StorageError> {
+    let allowed = to_json(&from.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let changed = sqlx::query(
+        "UPDATE batches SET status = ?, updated = ?, started = COALESCE(started, ?)
+         WHERE id = ? AND org = ? AND sandbox = ? AND status IN (SELECT value FROM json_each(?))",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(if to == BatchStatus::Processing { Some(now) } else { None })
+    .bind(id.as_str())
+    .bind(tenant.org.as_str())
+    .bind(tenant.sandbox.as_str())
+    .bind(allowed)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        > 0;
+    let row = sqlx::query("SELECT * FROM batches WHERE id = ? AND org = ? AND sandbox = ?")
+        .bind(id.as_str())
+        .bind(tenant.org.as_str())
+        .bind(tenant.sandbox.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let batch = batch_from_row(&row)?;
+    if changed && to != BatchStatus::Processing {
+        // A batch leaving `processing` (an abort) leaves no ingestion lease behind.
+        dequeue_in(&mut *conn, &JobKey::ingest(tenant, id)).await?;
+    }
+    if changed {
+        sqlx::query("UPDATE datasets SET last_batch_status = ? WHERE id = ? AND last_batch_id = ?")
+            .bind(to.as_str())
+            .bind(batch.dataset_id.as_str())
+            .bind(batch.id.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(Some((batch, changed)))
+}
+
 #[async_trait]
 impl BatchFileStore for SqliteMetaStore {
     async fn transition_batch(
@@ -118,40 +167,33 @@ impl BatchFileStore for SqliteMetaStore {
         now: EpochMillis,
     ) -> Result<Option<(Batch, bool)>, StorageError> {
         let mut tx = self.pool.begin().await?;
-        let allowed = to_json(&from.iter().map(|s| s.as_str()).collect::<Vec<_>>());
-        let changed = sqlx::query(
-            "UPDATE batches SET status = ?, updated = ?, started = COALESCE(started, ?)
-             WHERE id = ? AND org = ? AND sandbox = ? AND status IN (SELECT value FROM json_each(?))",
+        let moved = transition_in(&mut tx, tenant, id, from, to, now).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn start_ingestion(
+        &self,
+        tenant: &Tenant,
+        id: &BatchId,
+        worker: &str,
+        now: EpochMillis,
+    ) -> Result<Option<(Batch, bool)>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let moved = transition_in(
+            &mut tx,
+            tenant,
+            id,
+            &[BatchStatus::Loading],
+            BatchStatus::Processing,
+            now,
         )
-        .bind(to.as_str())
-        .bind(now)
-        .bind(if to == BatchStatus::Processing { Some(now) } else { None })
-        .bind(id.as_str())
-        .bind(tenant.org.as_str())
-        .bind(tenant.sandbox.as_str())
-        .bind(allowed)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        let row = sqlx::query("SELECT * FROM batches WHERE id = ? AND org = ? AND sandbox = ?")
-            .bind(id.as_str())
-            .bind(tenant.org.as_str())
-            .bind(tenant.sandbox.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let batch = batch_from_row(&row)?;
-        if changed {
-            sqlx::query("UPDATE datasets SET last_batch_status = ? WHERE id = ? AND last_batch_id = ?")
-                .bind(to.as_str())
-                .bind(batch.dataset_id.as_str())
-                .bind(batch.id.as_str())
-                .execute(&mut *tx)
-                .await?;
+        .await?;
+        if let Some((_, true)) = &moved {
+            lease_in(&mut tx, &JobKey::ingest(tenant, id), worker, now).await?;
         }
         tx.commit().await?;
-        Ok(Some((batch, changed)))
+        Ok(moved)
     }
 
     async fn commit_batch(&self, tenant: &Tenant, id: &BatchId, outcome: &BatchOutcome) -> Result<bool, StorageError> {
@@ -159,6 +201,7 @@ impl BatchFileStore for SqliteMetaStore {
         if !commit_batch_in(&mut tx, tenant, id, outcome).await? {
             return Ok(false);
         }
+        dequeue_in(&mut tx, &JobKey::ingest(tenant, id)).await?;
         tx.commit().await?;
         Ok(true)
     }

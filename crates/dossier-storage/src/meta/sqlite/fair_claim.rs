@@ -8,7 +8,8 @@ use crate::meta::PerSandbox;
 /// queue order). The kinds compete on the same terms: a segment job no longer waits behind a
 /// younger export.
 pub(super) const NEXT_QUEUED_JOB: &str = "WITH running AS (
-       SELECT org, sandbox, COUNT(*) AS n FROM job_queue WHERE state = 'running' GROUP BY org, sandbox)
+       SELECT org, sandbox, COUNT(*) AS n FROM job_queue WHERE state = 'running' AND kind <> 'ingest'
+       GROUP BY org, sandbox)
      SELECT q.* FROM job_queue q
      LEFT JOIN running r ON r.org = q.org AND r.sandbox = q.sandbox
      WHERE q.state = 'queued' AND COALESCE(r.n, 0) < ?

@@ -100,6 +100,27 @@ pub(super) async fn enqueue_in(
     Ok(())
 }
 
+/// Takes a lease that no worker claimed: a running entry under `worker` from `now` (an
+/// ingestion's COMPLETE, run at once by the node that accepted it).
+pub(super) async fn lease_in(
+    conn: &mut SqliteConnection,
+    key: &JobKey,
+    worker: &str,
+    now: EpochMillis,
+) -> Result<(), StorageError> {
+    let mut args = key_args(key);
+    push(&mut args, worker);
+    push(&mut args, now);
+    sqlx::query_with(
+        "INSERT INTO job_queue (kind, org, sandbox, job_id, state, queued, worker, heartbeat, attempts)
+         VALUES (?1, ?2, ?3, ?4, 'running', ?6, ?5, ?6, 1)",
+        args,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// How many jobs of `kind` wait for a worker, across every tenant (the workers are shared).
 pub(super) async fn queued_count_in(conn: &mut SqliteConnection, kind: JobKind) -> Result<u64, StorageError> {
     let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_queue WHERE kind = ? AND state = 'queued'")
@@ -225,6 +246,8 @@ async fn claim_kind_in(
             let job = segment_jobs::claim_in(conn, &key.tenant, &key.id, now).await?;
             job.map(|job| ClaimedJob::Segment(Box::new(job))).ok_or_else(corrupt)
         }
+        // An ingestion's lease is taken running, never queued: no worker claims it.
+        JobKind::Ingest => Err(corrupt()),
     }
 }
 

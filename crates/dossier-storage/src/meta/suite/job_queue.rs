@@ -12,8 +12,8 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::fixtures::{
-    ORG_A, created_export, created_segment_job, new_export_job, new_segment_job, sandbox, stored_dataset, tenant,
-    with_prod,
+    ORG_A, batch, created_export, created_segment_job, new_export_job, new_segment_job, sandbox, stored_dataset,
+    success, tenant, with_prod,
 };
 use crate::meta::{
     ClaimedJob, ExportCancellation, ExportJobCreation, JobKey, JobKind, JobState, MetaStore, NewExportJob, PerSandbox,
@@ -504,4 +504,81 @@ pub(crate) async fn a_takeover_fences_the_old_worker_and_requeues_the_job(store:
     let job = store.cancel_segment_job(&prod, &segment.id, 80).await.unwrap().unwrap();
     assert_eq!(job.status, SegmentJobStatus::Cancelled);
     assert_eq!(store.queue_entry(&segment_key).await.unwrap(), None);
+}
+
+/// The COMPLETE of an ingestion batch takes a running `ingest` lease in the transaction that
+/// moves the batch to `processing` (once: a second COMPLETE takes nothing); its heartbeat and
+/// takeover are a job's; workers never claim it and it does not count against its sandbox's
+/// running jobs; the batch's commit, or its abort, drops it.
+pub(crate) async fn an_ingestion_holds_a_lease_until_its_batch_commits_or_aborts(store: MetaStore) {
+    let store = &store;
+    let (prod, _) = tenants(store).await;
+    let dataset = stored_dataset(store, &prod, "crm", 1).await;
+    let (committed, aborted) = (
+        batch(&dataset, BatchStatus::Loading, 2),
+        batch(&dataset, BatchStatus::Loading, 3),
+    );
+    for loading in [&committed, &aborted] {
+        store.insert_batch(loading).await.unwrap();
+    }
+    let (moved, started) = store
+        .start_ingestion(&prod, &committed.id, "node-a/ingest", 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(started && moved.status == BatchStatus::Processing);
+    let (_, again) = store
+        .start_ingestion(&prod, &committed.id, "node-b/ingest", 11)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!again, "a second COMPLETE moves nothing and takes no lease");
+    store
+        .start_ingestion(&prod, &aborted.id, "node-a/ingest", 12)
+        .await
+        .unwrap();
+    let key = JobKey::ingest(&prod, &committed.id);
+    let entry = store.queue_entry(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (entry.state, entry.worker.as_deref(), entry.heartbeat, entry.attempts),
+        (JobState::Running, Some("node-a/ingest"), Some(10), 1)
+    );
+    assert_eq!(
+        store.job_heartbeat(&key, "node-a/ingest", None, 20).await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        store.job_heartbeat(&key, "node-b/ingest", None, 21).await.unwrap(),
+        None
+    );
+    let leased: Vec<_> = store.running_jobs(Some(30)).await.unwrap();
+    assert_eq!(leased.len(), 2, "both ingestions' leases are listed for recovery");
+    // An export of the same sandbox is claimed under a cap of one running job per sandbox.
+    let export = queue_export(store, &prod, 25).await;
+    assert_eq!(
+        claim(store, 26, PerSandbox::at_most(1)).await,
+        Some(export_key(&export))
+    );
+    // A takeover moves the lease; the commit then drops it whoever holds it.
+    assert!(
+        store
+            .take_over_job(&entry_now(store, &key).await, "node-b/ingest", 40)
+            .await
+            .unwrap()
+    );
+    let outcome = success(&moved, 50, &["part-00000.parquet"]);
+    assert!(store.commit_batch(&prod, &committed.id, &outcome).await.unwrap());
+    assert_eq!(store.queue_entry(&key).await.unwrap(), None);
+    store
+        .transition_batch(&prod, &aborted.id, &[BatchStatus::Processing], BatchStatus::Aborted, 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.queue_entry(&JobKey::ingest(&prod, &aborted.id)).await.unwrap(),
+        None
+    );
+}
+
+async fn entry_now(store: &MetaStore, key: &JobKey) -> crate::meta::QueueEntry {
+    store.queue_entry(key).await.unwrap().expect("a live entry")
 }

@@ -123,6 +123,7 @@ macro_rules! backend_suite {
                 an_end_takes_the_job_off_the_queue_once,
                 recovery_lists_running_jobs_and_expired_leases,
                 a_takeover_fences_the_old_worker_and_requeues_the_job,
+                an_ingestion_holds_a_lease_until_its_batch_commits_or_aborts,
             ],
         });
     };
