@@ -68,8 +68,8 @@ pub struct BenchStores {
 
 impl BenchStores {
     /// Empties `dir` and makes fresh stores in it: the data dir itself (sqlite, today's layout),
-    /// or `dir/data` with a new PostgreSQL cluster in `dir/postgres` and SeaweedFS in
-    /// `dir/seaweedfs` (postgres-s3).
+    /// or `dir/data` with a new PostgreSQL cluster in `dir/postgres-<pid>` and SeaweedFS in
+    /// `dir/seaweedfs-<pid>` (postgres-s3), removed when this process exits.
     pub fn fresh(kind: StoresKind, dir: &Path) -> anyhow::Result<Self> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
@@ -80,8 +80,11 @@ impl BenchStores {
                 let data_dir = dir.join("data");
                 std::fs::create_dir_all(&data_dir)?;
                 eprintln!("starting PostgreSQL 15 and SeaweedFS in {}", dir.display());
-                let postgres = PgCluster::start_in(&dir.join("postgres"))?;
-                let seaweedfs = match SeaweedFs::start_in(&dir.join("seaweedfs")) {
+                // Named by process: a watchdog of an earlier run removes its folders once that
+                // run has exited, maybe while this one runs.
+                let pid = std::process::id();
+                let postgres = PgCluster::start_in(&dir.join(format!("postgres-{pid}")))?;
+                let seaweedfs = match SeaweedFs::start_in(&dir.join(format!("seaweedfs-{pid}"))) {
                     Ok(seaweedfs) => seaweedfs,
                     Err(error) => {
                         let _ = postgres.stop();
