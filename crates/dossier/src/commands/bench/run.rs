@@ -334,7 +334,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut done = Vec::new();
     let mut failure = None;
     for kind in kinds {
-        eprintln!("== {} ==", kind.label());
+        if several {
+            eprintln!("== {} ==", kind.label());
+        }
         let (result, problem) = run_on(&args, kind, &inputs).await?;
         if several && !args.json {
             println!("{}:", kind.label());
