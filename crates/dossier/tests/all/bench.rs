@@ -210,3 +210,53 @@ fn bench_run_exports_the_same_rows_as_duckdb_for_every_job() {
     }
     assert_eq!(reports[0]["rows"], 400, "every profile has a record: {}", reports[0]);
 }
+
+/// `dossier bench run --stores sqlite,postgres-s3` on a tiny population: the bench starts its own
+/// PostgreSQL and SeaweedFS, and on both sets of stores every job exports the rows DuckDB
+/// exports. The postgres-s3 server's data dir stays without `meta.sqlite` or `lake/`, so those
+/// rows did not come from the SQLite setup.
+#[test]
+fn bench_run_on_postgres_and_s3_exports_the_same_rows_as_duckdb() {
+    if !dossier_testkit::postgres::available() || !dossier_testkit::s3::available() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let printed = dossier(
+        work.path(),
+        &[
+            "bench",
+            "run",
+            "--profiles",
+            "300",
+            "--runs",
+            "1",
+            "--json",
+            "--stores",
+            "sqlite,postgres-s3",
+            "--work",
+            work.path().to_str().unwrap(),
+        ],
+    );
+    let reports: Vec<Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(reports.len(), 10, "five jobs on each set of stores: {printed}");
+    let (sqlite, postgres_s3) = reports.split_at(5);
+    for (on_sqlite, on_s3) in sqlite.iter().zip(postgres_s3) {
+        assert_eq!(on_sqlite["stores"], "sqlite", "{on_sqlite}");
+        assert_eq!(on_s3["stores"], "postgres-s3", "{on_s3}");
+        assert_eq!(on_sqlite["job"], on_s3["job"]);
+        assert_eq!(on_s3["rows_match"], true, "{on_s3}");
+        assert_eq!(on_sqlite["rows_match"], true, "{on_sqlite}");
+        assert_eq!(on_sqlite["rows"], on_s3["rows"], "{on_sqlite} {on_s3}");
+        assert!(on_s3["rows"].as_u64().unwrap() > 0, "{on_s3}");
+    }
+    assert_eq!(
+        postgres_s3[0]["rows"], 300,
+        "every profile has a record: {}",
+        postgres_s3[0]
+    );
+    let data_dir = work.path().join("server-300-postgres-s3").join("data");
+    assert!(data_dir.is_dir());
+    assert!(!data_dir.join("meta.sqlite").exists());
+    assert!(!data_dir.join("lake").exists());
+    assert!(work.path().join("results-300-postgres-s3.json").is_file());
+}

@@ -8,6 +8,7 @@ mod report;
 mod run;
 mod segments;
 mod server;
+mod stores;
 
 pub use fields::FieldsArgs;
 pub use generate::GenerateArgs;

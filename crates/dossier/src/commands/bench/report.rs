@@ -6,6 +6,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct JobReport {
     pub job: String,
+    /// The stores the server ran on (`sqlite`, `postgres-s3`).
+    pub stores: String,
     pub rows: u64,
     pub ours_s: f64,
     /// `None` with `--no-peer`.
@@ -45,6 +47,35 @@ pub fn print_table(reports: &[JobReport]) {
             mib(r.peak_rss_bytes),
             matched
         );
+    }
+}
+
+/// Each later set of stores' times over the first's: ingestion, then every job both ran.
+pub fn print_comparison(runs: &[super::run::StoresRun]) {
+    let Some((base, others)) = runs.split_first() else {
+        return;
+    };
+    for other in others {
+        println!("{} over {} (ours):", other.kind.label(), base.kind.label());
+        println!(
+            "{:<26} {:>14} {:>14} {:>7}",
+            "step",
+            format!("{} s", base.kind.name()),
+            format!("{} s", other.kind.name()),
+            "ratio"
+        );
+        let mut lines = vec![("ingestion".to_owned(), base.ingest_s, other.ingest_s)];
+        for job in &other.reports {
+            if let Some(first) = base.reports.iter().find(|r| r.job == job.job) {
+                lines.push((job.job.clone(), first.ours_s, job.ours_s));
+            }
+        }
+        for (step, first, second) in lines {
+            println!(
+                "{step:<26} {first:>14.2} {second:>14.2} {:>7.2}",
+                second / first.max(1e-9)
+            );
+        }
     }
 }
 

@@ -2,6 +2,9 @@
 //! into a fresh `dossier serve` child process through the API, runs the fixed export jobs of
 //! [`super::plan`] a few times each, then has DuckDB do the same selections over the same files
 //! and compares the rows. Times are medians; peak memory is the server process's.
+//!
+//! `--stores sqlite,postgres-s3` does all of it once per set of stores (see [`super::stores`])
+//! over the same generated files, then compares our times on each with the first.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,11 +16,11 @@ use dossier_model::tenancy::OrgId;
 
 use super::peer::{check_available, run_peer};
 use super::plan::{JOB_NAMES, PeerPlan, PeerSource, jobs};
-use super::report::{JobReport, median, print_json, print_table};
+use super::report::{JobReport, median, print_comparison, print_json, print_table};
 use super::server::ChildServer;
+use super::stores::{BenchStores, LakeFiles, StoresKind};
 use crate::commands::demo::DEMO_ORG;
 use crate::remote::{Remote, RemoteArgs};
-use crate::storage::{LakeLocation, StorageLocations};
 use crate::workload::{LoadedDataset, load_generated};
 
 const TARGET_DATASET: &str = include_str!("../../../assets/create-dataset.json");
@@ -59,8 +62,14 @@ pub struct RunArgs {
     /// Reuse the loaded server data dir of an earlier run of the same workload (its
     /// `bench-load.json`) instead of ingesting again: for repeating export measurements at a
     /// size whose load takes a quarter of an hour. The ingestion figures are the saved ones.
+    /// SQLite only: a postgres-s3 run's servers are removed at its end.
     #[arg(long)]
     pub reuse_load: bool,
+    /// The stores the server runs on, comma-separated; each gets its own fresh load and jobs
+    /// over the same generated files, and with several the report compares our times on each
+    /// with the first
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sqlite")]
+    pub stores: Vec<StoresKind>,
 }
 
 /// What a finished load leaves in the server's data dir, so a later run can skip it.
@@ -123,41 +132,43 @@ pub(super) async fn ensure_workload(
     read_json(&manifest_path)
 }
 
-/// A server data dir with the benchmark's API client, started as often as needed.
+/// A server's stores with the benchmark's API client, started as often as needed.
 pub(super) struct BenchServer {
-    dir: PathBuf,
+    stores: BenchStores,
     client_id: String,
     client_secret: String,
 }
 
 impl BenchServer {
-    /// A data dir loaded by an earlier run, with its client.
+    /// A SQLite data dir loaded by an earlier run, with its client.
     fn existing(dir: &Path, saved: &SavedLoad) -> Self {
         Self {
-            dir: dir.to_path_buf(),
+            stores: BenchStores::existing_sqlite(dir),
             client_id: saved.client_id.clone(),
             client_secret: saved.client_secret.clone(),
         }
     }
 
-    /// Empties `dir` and creates the client.
+    /// Empties the SQLite data dir `dir` and creates the client.
     pub(super) async fn create(dir: &Path) -> anyhow::Result<Self> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
-        }
-        let meta = StorageLocations::in_data_dir(dir).open_metadata().await?;
+        Self::create_on(BenchStores::fresh(StoresKind::Sqlite, dir)?).await
+    }
+
+    /// Creates the client in fresh `stores`.
+    async fn create_on(stores: BenchStores) -> anyhow::Result<Self> {
+        let meta = stores.locations.open_metadata().await?;
         let issued = meta.create_client(&OrgId::parse(DEMO_ORG)?, None).await?;
         meta.close().await;
         Ok(Self {
-            dir: dir.to_path_buf(),
+            stores,
             client_id: issued.client.client_id.to_string(),
             client_secret: issued.secret,
         })
     }
 
-    /// Starts a `dossier serve` process on the data dir and connects to it.
+    /// Starts a `dossier serve` process on the stores and connects to it.
     pub(super) async fn start(&self) -> anyhow::Result<(ChildServer, Remote)> {
-        let server = ChildServer::spawn(&self.dir)?;
+        let server = ChildServer::spawn(&self.stores)?;
         let remote = Remote::connect(RemoteArgs {
             url: server.base.clone(),
             client_id: self.client_id.clone(),
@@ -191,52 +202,6 @@ fn print_ingestion(loaded: &[LoadedDataset], peak: u64) {
         records as f64 / seconds.max(1e-9),
         peak as f64 / (1024.0 * 1024.0)
     );
-}
-
-/// Files under `root` whose name ends with `suffix`, sorted.
-fn files_under(root: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.to_string_lossy().ends_with(suffix) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The lake folder of the bench sandbox (`<lake>/<org>/prod`), however the store encodes the org.
-/// The bench's server always runs on its data dir's default lake (see `ChildServer::spawn`).
-fn sandbox_dir(server_dir: &Path) -> anyhow::Result<PathBuf> {
-    let LakeLocation::Local(lake) = StorageLocations::in_data_dir(server_dir).lake else {
-        unreachable!("the default lake is a local folder")
-    };
-    std::fs::read_dir(&lake)?
-        .flatten()
-        .map(|e| e.path().join("prod"))
-        .find(|p| p.is_dir())
-        .with_context(|| format!("no sandbox folder in {}", lake.display()))
-}
-
-/// The newest identity graph snapshot: the components the exports keyed profiles by.
-fn latest_snapshot(sandbox: &Path) -> anyhow::Result<PathBuf> {
-    files_under(&sandbox.join("_profile").join("identity-graph"), ".parquet")
-        .into_iter()
-        .max_by_key(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.trim_start_matches('v')
-                .split('-')
-                .next()
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(-1)
-        })
-        .context("the server wrote no identity graph snapshot")
 }
 
 struct JobRun {
@@ -334,6 +299,14 @@ fn peer_sources(data: &Path, manifest: &Value, loaded: &[LoadedDataset]) -> anyh
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut kinds = args.stores.clone();
+    kinds.dedup();
+    if args.reuse_load && kinds.iter().any(|k| *k != StoresKind::Sqlite) {
+        bail!(
+            "--reuse-load works with --stores sqlite only: a postgres-s3 run's PostgreSQL and SeaweedFS \
+             are stopped and removed at its end, so every such run loads again"
+        );
+    }
     if !args.no_peer {
         check_available(&args.python)?;
     }
@@ -351,7 +324,72 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             dir
         }
     };
-    let server_dir = work.join(format!("server-{}", args.profiles));
+    let inputs = Inputs {
+        work: &work,
+        data: &data,
+        ingested: &ingested,
+        manifest: &manifest,
+    };
+    let several = kinds.len() > 1;
+    let mut done = Vec::new();
+    let mut failure = None;
+    for kind in kinds {
+        if several {
+            eprintln!("== {} ==", kind.label());
+        }
+        let (result, problem) = run_on(&args, kind, &inputs).await?;
+        if several && !args.json {
+            println!("{}:", kind.label());
+        }
+        if args.json {
+            print_json(&result.reports)?;
+        } else {
+            print_table(&result.reports);
+        }
+        if several && !args.json {
+            println!();
+        }
+        failure = failure.or(problem);
+        done.push(result);
+    }
+    if several && !args.json {
+        print_comparison(&done);
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// What every store's run shares: the work folder and the generated workload.
+struct Inputs<'a> {
+    work: &'a Path,
+    /// The Parquet files DuckDB reads.
+    data: &'a Path,
+    /// The files Dossier ingests.
+    ingested: &'a Path,
+    manifest: &'a Value,
+}
+
+/// One set of stores' figures.
+pub(super) struct StoresRun {
+    pub kind: StoresKind,
+    /// Seconds of the whole ingestion.
+    pub ingest_s: f64,
+    pub reports: Vec<JobReport>,
+}
+
+/// Loads (or reuses) and exports on one set of stores, then has DuckDB check the rows. The
+/// second value is what went wrong on the peer's side, if anything: reported after the tables.
+async fn run_on(
+    args: &RunArgs,
+    kind: StoresKind,
+    inputs: &Inputs<'_>,
+) -> anyhow::Result<(StoresRun, Option<anyhow::Error>)> {
+    let server_dir = match kind {
+        StoresKind::Sqlite => inputs.work.join(format!("server-{}", args.profiles)),
+        _ => inputs.work.join(format!("server-{}-{}", args.profiles, kind.name())),
+    };
     let ingest_name = format!("{:?}", args.ingest).to_lowercase();
     let saved = match args.reuse_load {
         true => read_json(&server_dir.join(SAVED_LOAD))
@@ -371,7 +409,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             (server, saved.loaded, saved.policy, saved.dataset)
         }
         None => {
-            let (server, saved) = load_fresh(&server_dir, &ingested, (args.profiles, args.seed, &ingest_name)).await?;
+            let stores = BenchStores::fresh(kind, &server_dir)?;
+            let (server, saved) = load_fresh(
+                stores,
+                &server_dir,
+                inputs.ingested,
+                (args.profiles, args.seed, &ingest_name),
+            )
+            .await?;
             (server, saved.loaded, saved.policy, saved.dataset)
         }
     };
@@ -381,31 +426,52 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         completions.sort_unstable();
         completions[completions.len().saturating_sub(2)]
     };
-    let sandbox = sandbox_dir(&server_dir)?;
+    let lake_files = LakeFiles::new(&bench_server.stores, &inputs.work.join("lake-copy")).await?;
     let mut reports = Vec::new();
     let mut peer_jobs = Vec::new();
     run_jobs(
-        &args,
+        args,
         &bench_server,
         &policy,
         &dataset,
         incremental_from,
-        &sandbox,
+        &lake_files,
         &mut reports,
         &mut peer_jobs,
     )
     .await?;
-    finish_run(&args, &work, &data, &manifest, &loaded, &sandbox, reports, peer_jobs)
+    let identity_graph = match args.no_peer {
+        true => None,
+        false => Some(lake_files.latest_snapshot().await?),
+    };
+    // DuckDB reads files: what it needs from the lake is copied out by now.
+    bench_server.stores.stop()?;
+    let problem = finish_run(
+        args,
+        kind,
+        inputs,
+        &loaded,
+        identity_graph.as_deref(),
+        &mut reports,
+        peer_jobs,
+    )?;
+    let run = StoresRun {
+        kind,
+        ingest_s: loaded.iter().map(|d| d.seconds).sum(),
+        reports,
+    };
+    Ok((run, problem))
 }
 
 /// Creates the server data dir, loads the workload, creates the merge policy and the target
 /// dataset, waits for the identity graph, and saves what a `--reuse-load` run needs.
 async fn load_fresh(
+    stores: BenchStores,
     server_dir: &Path,
     ingested: &Path,
     (profiles, seed, ingest): (u64, u64, &str),
 ) -> anyhow::Result<(BenchServer, SavedLoad)> {
-    let bench_server = BenchServer::create(server_dir).await?;
+    let bench_server = BenchServer::create_on(stores).await?;
     let (server, remote) = bench_server.start().await?;
 
     server.reset_peak()?;
@@ -469,7 +535,7 @@ async fn run_jobs(
     policy: &Value,
     dataset: &str,
     incremental_from: i64,
-    sandbox: &Path,
+    lake_files: &LakeFiles,
     reports: &mut Vec<JobReport>,
     peer_jobs: &mut Vec<super::plan::PeerJob>,
 ) -> anyhow::Result<()> {
@@ -496,18 +562,15 @@ async fn run_jobs(
         }
         let job = last.expect("at least one run");
         eprintln!("{name}: ours {:.2} s (runs {times:.2?})", median(&times));
-        bench_job.peer.our_batches = batch_ids(&job)
-            .into_iter()
-            .map(|batch| {
-                let folder = sandbox.join("datasets").join(dataset).join("batches").join(batch);
-                files_under(&folder, ".parquet")
-                    .into_iter()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .collect()
-            })
-            .collect();
+        let mut our_batches = Vec::new();
+        for batch in batch_ids(&job) {
+            let files = lake_files.batch_files(dataset, &batch).await?;
+            our_batches.push(files.iter().map(|p| p.to_string_lossy().into_owned()).collect());
+        }
+        bench_job.peer.our_batches = our_batches;
         reports.push(JobReport {
             job: name,
+            stores: bench_server.stores.kind.name().to_owned(),
             rows: batch_records(&remote, &job).await?,
             ours_s: median(&times),
             peer_s: None,
@@ -522,32 +585,31 @@ async fn run_jobs(
     Ok(())
 }
 
-/// Runs DuckDB's side, compares, saves and prints the report.
-#[allow(clippy::too_many_arguments)]
+/// Runs DuckDB's side, compares and saves the report; what went wrong on the peer's side, or
+/// rows that differ, is returned for the caller to report after the tables.
 fn finish_run(
     args: &RunArgs,
-    work: &Path,
-    data: &Path,
-    manifest: &Value,
+    kind: StoresKind,
+    inputs: &Inputs<'_>,
     loaded: &[LoadedDataset],
-    sandbox: &Path,
-    mut reports: Vec<JobReport>,
+    identity_graph: Option<&Path>,
+    reports: &mut [JobReport],
     peer_jobs: Vec<super::plan::PeerJob>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<anyhow::Error>> {
     let mut peer_failure = None;
-    if !args.no_peer {
+    if let Some(identity_graph) = identity_graph {
         let plan = PeerPlan {
             threads: args
                 .peer_threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             runs: args.runs as usize,
-            identity_graph: latest_snapshot(sandbox)?.to_string_lossy().into_owned(),
-            out_dir: work.join("peer-out").to_string_lossy().into_owned(),
-            sources: peer_sources(data, manifest, loaded)?,
+            identity_graph: identity_graph.to_string_lossy().into_owned(),
+            out_dir: inputs.work.join("peer-out").to_string_lossy().into_owned(),
+            sources: peer_sources(inputs.data, inputs.manifest, loaded)?,
             jobs: peer_jobs,
         };
         // Our figures are reported even when DuckDB fails (at 10 M it can run out of memory).
-        let results = match run_peer(&args.python, work, &plan) {
+        let results = match run_peer(&args.python, inputs.work, &plan) {
             Ok(results) => results,
             Err(error) => {
                 peer_failure = Some(error);
@@ -567,20 +629,22 @@ fn finish_run(
             );
         }
     }
-    std::fs::write(
-        work.join(format!("results-{}.json", args.profiles)),
-        serde_json::to_string_pretty(&reports)?,
-    )?;
-    if args.json {
-        print_json(&reports)?;
-    } else {
-        print_table(&reports);
-    }
+    let results_file = match kind {
+        StoresKind::Sqlite => format!("results-{}.json", args.profiles),
+        _ => format!("results-{}-{}.json", args.profiles, kind.name()),
+    };
+    std::fs::write(inputs.work.join(results_file), serde_json::to_string_pretty(&reports)?)?;
     if let Some(error) = peer_failure {
-        return Err(error.context("DuckDB did not finish: the report has no peer columns"));
+        return Ok(Some(error.context(format!(
+            "DuckDB did not finish on the {} run: its report has no peer columns",
+            kind.name()
+        ))));
     }
     if reports.iter().any(|r| r.rows_match == Some(false)) {
-        bail!("Dossier and DuckDB exported different rows for some job (see the match column)");
+        return Ok(Some(anyhow::anyhow!(
+            "Dossier on {} and DuckDB exported different rows for some job (see the match column)",
+            kind.name()
+        )));
     }
-    Ok(())
+    Ok(None)
 }

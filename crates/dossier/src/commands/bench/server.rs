@@ -2,12 +2,11 @@
 //! can be measured per job (the benchmark's client and DuckDB run in other processes).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::storage::StorageLocations;
+use super::stores::BenchStores;
 
 pub struct ChildServer {
     child: Child,
@@ -15,18 +14,19 @@ pub struct ChildServer {
 }
 
 impl ChildServer {
-    /// Starts `dossier serve` on an ephemeral port over `data_dir` and waits until it listens.
-    /// Metadata and lake are the data dir's, given as flags so that storage URLs in the
-    /// environment cannot point the server elsewhere than where the benchmark loaded.
-    pub fn spawn(data_dir: &Path) -> anyhow::Result<Self> {
+    /// Starts `dossier serve` on an ephemeral port over `stores` and waits until it listens.
+    /// Metadata and lake are given as flags so that storage URLs in the environment cannot
+    /// point the server elsewhere than where the benchmark loaded; an S3 lake's credentials and
+    /// endpoint are the stores' (over any AWS variables of this process).
+    pub fn spawn(stores: &BenchStores) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the dossier executable")?;
-        let storage = StorageLocations::in_data_dir(data_dir);
         let mut child = Command::new(exe)
             .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--metadata-url", &storage.metadata.url()])
-            .args(["--lake-url", &storage.lake.url()])
+            .arg(&stores.data_dir)
+            .args(["--metadata-url", &stores.metadata_arg()])
+            .args(["--lake-url", &stores.locations.lake.url()])
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .envs(stores.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stderr(Stdio::piped())
             .spawn()
