@@ -120,6 +120,27 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// How much a cluster's commits survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Tests: a commit is not flushed (`fsync`, `synchronous_commit`, `full_page_writes` off); a
+    /// crash of the machine loses what a test would throw away anyway.
+    Fast,
+    /// Benchmarks: PostgreSQL's defaults (every commit flushed), with a production-sized
+    /// `shared_buffers`, so the comparison with SQLite (WAL, `synchronous=NORMAL`) is not
+    /// flattered.
+    Durable,
+}
+
+impl Durability {
+    fn settings(self) -> &'static str {
+        match self {
+            Self::Fast => "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=64MB",
+            Self::Durable => "-c shared_buffers=512MB",
+        }
+    }
+}
+
 impl PgCluster {
     fn start() -> anyhow::Result<Self> {
         // Kept past this function: the watchdog removes it once the server has stopped.
@@ -128,13 +149,13 @@ impl PgCluster {
             .tempdir()
             .context("a temp folder for the cluster")?
             .keep();
-        Self::start_in(&dir)
+        Self::start_in(&dir, Durability::Fast)
     }
 
     /// Starts a new cluster in `dir` (created; it should be empty). The folder is removed once
     /// this process exits, by the watchdog that also stops the server if [`PgCluster::stop`] was
     /// not called.
-    pub fn start_in(dir: &Path) -> anyhow::Result<Self> {
+    pub fn start_in(dir: &Path, durability: Durability) -> anyhow::Result<Self> {
         check_installed()
             .map_err(|why| anyhow::anyhow!("PostgreSQL 15 is not available ({why}); install it with: {INSTALL}"))?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -157,9 +178,9 @@ impl PgCluster {
         for _ in 0..3 {
             let port = free_port()?;
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB",
-                dir.display()
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 {}",
+                dir.display(),
+                durability.settings()
             );
             let mut start = pg_command("pg_ctl", as_postgres);
             start

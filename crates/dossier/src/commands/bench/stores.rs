@@ -16,7 +16,7 @@ use object_store::path::Path as ObjectPath;
 use dossier_model::ids::{BatchId, DatasetId};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_storage::Lake;
-use dossier_testkit::postgres::PgCluster;
+use dossier_testkit::postgres::{Durability, PgCluster};
 use dossier_testkit::s3::SeaweedFs;
 
 use crate::commands::demo::DEMO_ORG;
@@ -83,7 +83,7 @@ impl BenchStores {
                 // Named by process: a watchdog of an earlier run removes its folders once that
                 // run has exited, maybe while this one runs.
                 let pid = std::process::id();
-                let postgres = PgCluster::start_in(&dir.join(format!("postgres-{pid}")))?;
+                let postgres = PgCluster::start_in(&dir.join(format!("postgres-{pid}")), Durability::Durable)?;
                 let seaweedfs = match SeaweedFs::start_in(&dir.join(format!("seaweedfs-{pid}"))) {
                     Ok(seaweedfs) => seaweedfs,
                     Err(error) => {
