@@ -104,7 +104,10 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
         .filter(|b| b.is_ingestion())
         .map(|b| b.id.to_string())
         .collect();
-    let swept = lake.sweep_staging(|batch| open.contains(batch)).await?;
+    // A temp file another node's upload still writes to stays fresh; one a dead node left
+    // goes once a lease has passed without a write to it.
+    let stale_before = std::time::SystemTime::now() - Duration::from_secs(config.options.job_lease_secs);
+    let swept = lake.sweep_staging(|batch| open.contains(batch), stale_before).await?;
     if swept > 0 {
         tracing::warn!(files = swept, "removed staged files of batches that never committed");
     }

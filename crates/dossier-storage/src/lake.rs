@@ -373,7 +373,7 @@ impl Lake {
     async fn remove_staged_folder(&self, prefix: &ObjectPath) -> Result<u64, StorageError> {
         let mut removed = self.delete_prefix(prefix).await?;
         if let Some(dir) = self.local_dir(prefix) {
-            removed += remove_dir_counting(&dir, &|_| true)?;
+            removed += remove_dir_counting(&dir, &|_, _| true)?;
         }
         Ok(removed)
     }
@@ -386,10 +386,15 @@ impl Lake {
     }
 
     /// Removes staged files left by writers that never finished (a crash, a kill), except those
-    /// of batches `keep` names (uploads of batches still open); temp files of writes cut short are
-    /// removed even there, since no write is in flight. Run at startup, before any writer starts.
-    /// Returns how many files were removed.
-    pub async fn sweep_staging(&self, keep: impl Fn(&str) -> bool) -> Result<u64, StorageError> {
+    /// of batches `keep` names (uploads of batches still open). In those, the temp files of
+    /// writes cut short go once they are stale — unchanged since `stale_before` — since with
+    /// several nodes on one lake a temp file may be another node's upload in flight, which keeps
+    /// it fresh. Run at startup. Returns how many files were removed.
+    pub async fn sweep_staging(
+        &self,
+        keep: impl Fn(&str) -> bool,
+        stale_before: std::time::SystemTime,
+    ) -> Result<u64, StorageError> {
         let mut swept = 0;
         for staging in self.staging_folders().await? {
             let staged: Vec<_> = self.store.list(Some(&staging)).try_collect().await?;
@@ -406,7 +411,7 @@ impl Lake {
             }
         }
         if let Some(root) = self.local_dir(&ObjectPath::default()) {
-            swept += sweep_local_staging(&root, &keep)?;
+            swept += sweep_local_staging(&root, &keep, stale_before)?;
         }
         Ok(swept)
     }
@@ -433,16 +438,26 @@ fn is_temp_file(name: &str) -> bool {
 
 /// Walks `<root>/<org>/<sandbox>/_staging/<batch>` on disk: removes the folders of batches not
 /// kept, and the temp files in those kept.
-fn sweep_local_staging(root: &Path, keep: &impl Fn(&str) -> bool) -> Result<u64, StorageError> {
+fn sweep_local_staging(
+    root: &Path,
+    keep: &impl Fn(&str) -> bool,
+    stale_before: std::time::SystemTime,
+) -> Result<u64, StorageError> {
+    let stale_temp = |name: &str, path: &Path| {
+        is_temp_file(name)
+            && std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < stale_before)
+    };
     let mut swept = 0;
     for org in subdirs(root)? {
         for sandbox in subdirs(&org)? {
             for batch in subdirs(&sandbox.join(STAGING))? {
                 let name = batch.file_name().and_then(|n| n.to_str()).unwrap_or_default();
                 swept += if keep(name) {
-                    remove_dir_counting(&batch, &is_temp_file)?
+                    remove_dir_counting(&batch, &stale_temp)?
                 } else {
-                    remove_dir_counting(&batch, &|_| true)?
+                    remove_dir_counting(&batch, &|_, _| true)?
                 };
             }
         }
@@ -468,7 +483,7 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
 
 /// Removes the files under `dir` whose name `remove` picks, and the folders left empty
 /// (`dir` included); a missing `dir` is nothing to do. Returns how many files were removed.
-fn remove_dir_counting(dir: &Path, remove: &dyn Fn(&str) -> bool) -> Result<u64, StorageError> {
+fn remove_dir_counting(dir: &Path, remove: &dyn Fn(&str, &Path) -> bool) -> Result<u64, StorageError> {
     let mut removed = 0;
     for sub in subdirs(dir)? {
         removed += remove_dir_counting(&sub, remove)?;
@@ -481,7 +496,7 @@ fn remove_dir_counting(dir: &Path, remove: &dyn Fn(&str) -> bool) -> Result<u64,
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        if path.is_file() && remove(&name.to_string_lossy()) {
+        if path.is_file() && remove(&name.to_string_lossy(), &path) {
             match std::fs::remove_file(&path) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -594,7 +609,21 @@ mod tests {
         let gone_dir = lake.local_dir(&Lake::upload_prefix(&t, &BatchId::generate())).unwrap();
         std::fs::create_dir_all(gone_dir.join("0123")).unwrap();
         std::fs::write(gone_dir.join("0123").join("late.json#12"), b"{").unwrap();
-        assert_eq!(lake.sweep_staging(|batch| batch == open.as_str()).await.unwrap(), 3);
+        // A temp file still fresh may be another node's upload in flight: kept.
+        let now = std::time::SystemTime::now();
+        let a_lease_ago = now - std::time::Duration::from_secs(30);
+        assert_eq!(
+            lake.sweep_staging(|batch| batch == open.as_str(), a_lease_ago)
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(open_dir.join("cut.json#1").exists());
+        let later = now + std::time::Duration::from_secs(1);
+        assert_eq!(
+            lake.sweep_staging(|batch| batch == open.as_str(), later).await.unwrap(),
+            1
+        );
         assert_eq!(lake.list(&Lake::staging_prefix(&t, &open)).await.unwrap().len(), 1);
         assert!(!open_dir.join("cut.json#1").exists());
         assert!(!gone_dir.exists());

@@ -145,7 +145,12 @@ async fn staged_files_are_promoted_by_copy_and_the_sweep_removes_only_staged_one
     )
     .await
     .unwrap();
-    assert_eq!(lake.sweep_staging(|b| b == open.as_str()).await.unwrap(), 2);
+    assert_eq!(
+        lake.sweep_staging(|b| b == open.as_str(), std::time::SystemTime::now())
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(lake.list(&Lake::staging_prefix(&t, &open)).await.unwrap().len(), 1);
     assert!(
         lake.list(&Lake::staging_prefix(&dev, &orphan))

@@ -625,19 +625,28 @@ async fn temp_files_under_staging_go_with_complete_and_with_a_restart() {
         staged_files(&server, &completed)
     );
 
-    // A restart sweeps temp files: all of a committed batch's, and those of an open batch,
-    // whose recorded uploads stay.
+    // A restart sweeps temp files: all of a committed batch's, and those of an open batch that
+    // went a lease without a write (a dead node's upload), whose recorded uploads stay. A fresh
+    // one may be another node's upload in flight: it stays.
     let committed_leftover = leave_temp_file(&server, &completed, "late.json#2");
     let open = caller.create_batch(&dataset).await;
     let body = format!("{}\n{}\n", member(2), member(3)).into_bytes();
     assert_eq!(caller.upload(&open, &dataset, "b.json", body).await.0, 200);
     let open_leftover = leave_temp_file(&server, &open, "b.json#1");
+    let a_lease_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(31);
+    std::fs::File::options()
+        .write(true)
+        .open(&open_leftover)
+        .and_then(|file| file.set_modified(a_lease_ago))
+        .unwrap();
+    let in_flight = leave_temp_file(&server, &open, "c.json#1");
     server.restart().await;
     assert!(
         !committed_leftover.exists(),
         "{committed_leftover:?} survived the restart"
     );
     assert!(!open_leftover.exists(), "{open_leftover:?} survived the restart");
+    assert!(in_flight.exists(), "a fresh temp file may be an upload in flight");
     let caller = Caller {
         base: server.base.clone(),
         ..caller
