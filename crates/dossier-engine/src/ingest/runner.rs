@@ -8,7 +8,7 @@ use dossier_model::catalog::{BatchError, BatchStatus};
 use dossier_model::ids::BatchId;
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
-use dossier_storage::meta::{BatchOutcome, JobKey, JobKind};
+use dossier_storage::meta::{BatchOutcome, JobKey, JobKind, QueueEntry};
 use dossier_storage::{Lake, MetaStore};
 
 use super::complete::{IngestTarget, complete_batch};
@@ -77,13 +77,18 @@ impl Ingestion {
             if entry.key.kind != JobKind::Ingest || !orphaned(&entry, &self.settings, orphans, now) {
                 continue;
             }
-            if !self.meta.take_over_job(&entry, &worker, now).await? {
+            if !self.meta.take_over_job(&entry, &worker, true, now).await? {
+                continue;
+            }
+            let (tenant, batch_id) = (entry.key.tenant.clone(), BatchId::from_string(entry.key.id.clone()));
+            resumed += 1;
+            if entry.attempts >= self.settings.max_attempts {
+                self.give_up(&tenant, &batch_id, &entry).await;
                 continue;
             }
             tracing::warn!(batch_id = %entry.key.id, org = %entry.key.tenant.org, sandbox = %entry.key.tenant.sandbox,
                 worker = entry.worker.as_deref().unwrap_or(""), "resuming an ingestion whose node stopped");
-            self.spawn(entry.key.tenant.clone(), BatchId::from_string(entry.key.id.clone()));
-            resumed += 1;
+            self.spawn(tenant, batch_id);
         }
         Ok(resumed)
     }
@@ -160,23 +165,98 @@ impl Ingestion {
         })
     }
 
+    /// Ends a batch whose conversions kept losing their node: `failed`, saying so, after
+    /// `job_max_attempts` runs (a batch that brings down every node it runs on does not loop).
+    async fn give_up(&self, tenant: &Tenant, batch_id: &BatchId, entry: &QueueEntry) {
+        let error = BatchError {
+            code: "INGEST-WORKER-LOST".into(),
+            description: format!(
+                "The batch's COMPLETE was run {} times, and each time the node converting it stopped (the last one, \
+                 '{}', stopped renewing its lease of {} s). Nothing of it became readable; create a new batch and \
+                 upload its files again, and look at why nodes stop during it (memory, restarts).",
+                entry.attempts,
+                entry.worker.as_deref().unwrap_or("unknown"),
+                self.settings.lease.as_secs()
+            ),
+        };
+        tracing::error!(batch_id = %batch_id, attempts = entry.attempts, "giving up an ingestion whose nodes kept stopping");
+        self.fail_with(tenant, batch_id, error).await;
+    }
+
     /// Ends the batch `failed` with the reason, so it never stays `processing`.
     async fn fail(&self, tenant: &Tenant, batch_id: &BatchId, error: &EngineError) {
+        let error = BatchError {
+            code: "INGEST-INTERNAL-500".into(),
+            description: format!("Ingestion stopped: {error}"),
+        };
+        self.fail_with(tenant, batch_id, error).await;
+    }
+
+    async fn fail_with(&self, tenant: &Tenant, batch_id: &BatchId, error: BatchError) {
         let outcome = BatchOutcome {
             status: BatchStatus::Failed,
             completed: now_millis(),
             records_read: 0,
             record_count: 0,
             size: 0,
-            errors: vec![BatchError {
-                code: "INGEST-INTERNAL-500".into(),
-                description: format!("Ingestion stopped: {error}"),
-            }],
+            errors: vec![error],
             files: Vec::new(),
         };
         if let Err(e) = self.meta.commit_batch(tenant, batch_id, &outcome).await {
             tracing::error!(error = %e, batch_id = %batch_id, "could not record the failure of an ingestion batch");
         }
         let _ = self.lake.remove_staging(tenant, batch_id).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dossier_model::catalog::BatchStatus;
+    use dossier_storage::meta::fixtures::{batch, stored_dataset, with_prod};
+
+    use super::*;
+
+    /// A node's settings with one run per batch, so that the first takeover gives up.
+    fn one_attempt(node: &str) -> WorkerSettings {
+        WorkerSettings {
+            node: node.into(),
+            lease: Duration::from_secs(2),
+            max_attempts: 1,
+            ..WorkerSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ingestion_whose_nodes_keep_dying_fails_after_its_attempts_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+        let lake = Lake::local(&dir.path().join("lake")).unwrap();
+        let tenant = with_prod(&meta).await;
+        let dataset = stored_dataset(&meta, &tenant, "crm", 1).await;
+        let loading = batch(&dataset, BatchStatus::Loading, 2);
+        meta.insert_batch(&loading).await.unwrap();
+        // A node took the COMPLETE a minute ago and died: its lease expired long since.
+        let a_minute_ago = now_millis() - 60_000;
+        meta.start_ingestion(&tenant, &loading.id, "dead/ingest", a_minute_ago)
+            .await
+            .unwrap();
+        let here = Ingestion::new(meta.clone(), lake, one_attempt("here"));
+        assert_eq!(here.resume_orphaned(Orphans::Expired).await.unwrap(), 1);
+        let failed = meta.get_batch(&tenant, &loading.id).await.unwrap().unwrap();
+        assert_eq!(failed.status, BatchStatus::Failed);
+        assert_eq!(failed.errors[0].code, "INGEST-WORKER-LOST");
+        assert!(
+            failed.errors[0].description.contains("'dead/ingest'"),
+            "{:?}",
+            failed.errors
+        );
+        assert_eq!(
+            meta.queue_entry(&JobKey::ingest(&tenant, &loading.id)).await.unwrap(),
+            None
+        );
+        // Nothing is left to resume.
+        assert_eq!(here.resume_orphaned(Orphans::Expired).await.unwrap(), 0);
     }
 }

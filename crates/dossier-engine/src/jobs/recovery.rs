@@ -79,7 +79,7 @@ pub async fn recover_orphaned_jobs(
         // Ingestions hold leases on the same queue; the ingestion runner resumes its own.
         if entry.key.kind == JobKind::Ingest
             || !orphaned(&entry, settings, orphans, now)
-            || !meta.take_over_job(&entry, &taker, now).await?
+            || !meta.take_over_job(&entry, &taker, false, now).await?
         {
             continue;
         }

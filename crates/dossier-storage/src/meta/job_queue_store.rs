@@ -169,8 +169,16 @@ pub trait JobQueueStore: Send + Sync {
     /// Takes over the lease of a running job whose worker is gone: if the entry still runs under
     /// `entry.worker` with `entry.heartbeat` (nobody renewed or took it since it was read), it
     /// runs under `taker` with a fresh heartbeat, so the old worker's heartbeats and ends are
-    /// refused from now on. Returns whether this call took it; of several nodes racing, one does.
-    async fn take_over_job(&self, entry: &QueueEntry, taker: &str, now: EpochMillis) -> Result<bool, StorageError>;
+    /// refused from now on. With `count_attempt` the takeover is a new run of its own (an
+    /// ingestion, resumed by the taker; a job instead counts its attempt when claimed again).
+    /// Returns whether this call took it; of several nodes racing, one does.
+    async fn take_over_job(
+        &self,
+        entry: &QueueEntry,
+        taker: &str,
+        count_attempt: bool,
+        now: EpochMillis,
+    ) -> Result<bool, StorageError>;
 
     /// Puts a job `holder` runs back on the queue for any worker to claim again, first in its
     /// sandbox's line (it keeps its queue time); its kind's job stays PROCESSING. With

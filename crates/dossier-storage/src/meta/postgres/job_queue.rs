@@ -339,17 +339,24 @@ impl JobQueueStore for PostgresMetaStore {
         row.map(QueueRow::into_entry).transpose()
     }
 
-    async fn take_over_job(&self, entry: &QueueEntry, taker: &str, now: EpochMillis) -> Result<bool, StorageError> {
+    async fn take_over_job(
+        &self,
+        entry: &QueueEntry,
+        taker: &str,
+        count_attempt: bool,
+        now: EpochMillis,
+    ) -> Result<bool, StorageError> {
         let mut args = key_args(&entry.key);
         push(&mut args, taker);
         push(&mut args, now);
         push(&mut args, entry.worker.as_deref());
         push(&mut args, entry.heartbeat);
+        push(&mut args, i64::from(count_attempt));
         // One compare-and-set: of nodes racing, the first to update wins; the others re-read
         // the row after it commits, find another worker or heartbeat, and change nothing.
         let taken = sqlx::query_with(
             concat!(
-                "UPDATE job_queue SET worker = $5, heartbeat = $6 WHERE ",
+                "UPDATE job_queue SET worker = $5, heartbeat = $6, attempts = attempts + $9 WHERE ",
                 where_key!(),
                 " AND state = 'running' AND worker IS NOT DISTINCT FROM $7 AND heartbeat IS NOT DISTINCT FROM $8"
             ),

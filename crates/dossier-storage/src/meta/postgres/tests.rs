@@ -224,7 +224,11 @@ async fn of_nodes_racing_to_take_over_a_job_one_does() {
     let expired = nodes[1].queue_entry(&key).await.unwrap().unwrap();
     let takers = join_all(nodes.iter().enumerate().map(|(n, node)| {
         let expired = expired.clone();
-        async move { node.take_over_job(&expired, &format!("node-{n}"), 100).await.unwrap() }
+        async move {
+            node.take_over_job(&expired, &format!("node-{n}"), false, 100)
+                .await
+                .unwrap()
+        }
     }))
     .await;
     assert_eq!(takers.iter().filter(|&&took| took).count(), 1, "{takers:?}");

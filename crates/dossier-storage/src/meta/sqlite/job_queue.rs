@@ -327,15 +327,22 @@ impl JobQueueStore for SqliteMetaStore {
         row.map(QueueRow::into_entry).transpose()
     }
 
-    async fn take_over_job(&self, entry: &QueueEntry, taker: &str, now: EpochMillis) -> Result<bool, StorageError> {
+    async fn take_over_job(
+        &self,
+        entry: &QueueEntry,
+        taker: &str,
+        count_attempt: bool,
+        now: EpochMillis,
+    ) -> Result<bool, StorageError> {
         let mut args = key_args(&entry.key);
         push(&mut args, taker);
         push(&mut args, now);
         push(&mut args, entry.worker.as_deref());
         push(&mut args, entry.heartbeat);
+        push(&mut args, i64::from(count_attempt));
         let taken = sqlx::query_with(
             concat!(
-                "UPDATE job_queue SET worker = ?5, heartbeat = ?6 WHERE ",
+                "UPDATE job_queue SET worker = ?5, heartbeat = ?6, attempts = attempts + ?9 WHERE ",
                 where_key!(),
                 " AND state = 'running' AND worker IS ?7 AND heartbeat IS ?8"
             ),

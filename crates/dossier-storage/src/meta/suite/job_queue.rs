@@ -447,11 +447,11 @@ pub(crate) async fn a_takeover_fences_the_old_worker_and_requeues_the_job(store:
     let read = store.queue_entry(&export_key).await.unwrap().unwrap();
     // A lease renewed since it was read is not taken.
     store.job_heartbeat(&export_key, WORKER, None, 25).await.unwrap();
-    assert!(!store.take_over_job(&read, "node-b/recovery", 60).await.unwrap());
+    assert!(!store.take_over_job(&read, "node-b/recovery", false, 60).await.unwrap());
     let read = store.queue_entry(&export_key).await.unwrap().unwrap();
-    assert!(store.take_over_job(&read, "node-b/recovery", 60).await.unwrap());
+    assert!(store.take_over_job(&read, "node-b/recovery", false, 60).await.unwrap());
     assert!(
-        !store.take_over_job(&read, "node-c/recovery", 61).await.unwrap(),
+        !store.take_over_job(&read, "node-c/recovery", false, 61).await.unwrap(),
         "once"
     );
     let taken = store.queue_entry(&export_key).await.unwrap().unwrap();
@@ -559,13 +559,16 @@ pub(crate) async fn an_ingestion_holds_a_lease_until_its_batch_commits_or_aborts
         claim(store, 26, PerSandbox::at_most(1)).await,
         Some(export_key(&export))
     );
-    // A takeover moves the lease; the commit then drops it whoever holds it.
+    // A takeover moves the lease, here counting a run of its own; the commit then drops it
+    // whoever holds it.
     assert!(
         store
-            .take_over_job(&entry_now(store, &key).await, "node-b/ingest", 40)
+            .take_over_job(&entry_now(store, &key).await, "node-b/ingest", true, 40)
             .await
             .unwrap()
     );
+    let taken = entry_now(store, &key).await;
+    assert_eq!((taken.worker.as_deref(), taken.attempts), (Some("node-b/ingest"), 2));
     let outcome = success(&moved, 50, &["part-00000.parquet"]);
     assert!(store.commit_batch(&prod, &committed.id, &outcome).await.unwrap());
     assert_eq!(store.queue_entry(&key).await.unwrap(), None);
