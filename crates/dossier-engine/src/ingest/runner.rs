@@ -14,7 +14,7 @@ use dossier_storage::{Lake, MetaStore};
 use super::complete::{IngestTarget, complete_batch};
 use crate::EngineError;
 use crate::identity::{fold_every_sandbox, fold_pending};
-use crate::jobs::{Orphans, WorkerSettings, orphaned};
+use crate::jobs::{Orphans, WorkerSettings, orphaned_entries};
 use crate::schemas::dataset_schema;
 
 /// Starts and resumes ingestion of completed batches.
@@ -70,14 +70,11 @@ impl Ingestion {
     /// compare-and-set on its lease, so of several nodes one resumes it) and converted again
     /// from its recorded uploads: the conversion is idempotent. Returns how many.
     pub async fn resume_orphaned(&self, orphans: Orphans) -> Result<usize, EngineError> {
-        let now = now_millis();
         let worker = self.worker();
         let mut resumed = 0;
-        for entry in self.meta.running_jobs(None).await? {
-            if entry.key.kind != JobKind::Ingest || !orphaned(&entry, &self.settings, orphans, now) {
-                continue;
-            }
-            if !self.meta.take_over_job(&entry, &worker, true, now).await? {
+        let ingestions = |kind| kind == JobKind::Ingest;
+        for entry in orphaned_entries(&self.meta, &self.settings, orphans, ingestions).await? {
+            if !self.meta.take_over_job(&entry, &worker, true, now_millis()).await? {
                 continue;
             }
             let (tenant, batch_id) = (entry.key.tenant.clone(), BatchId::from_string(entry.key.id.clone()));
@@ -98,7 +95,7 @@ impl Ingestion {
     pub fn spawn_lease_watch(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let period = (this.settings.lease / 3).max(std::time::Duration::from_secs(1));
+            let period = this.settings.lease_check_period();
             loop {
                 tokio::time::sleep(period).await;
                 match this.resume_orphaned(Orphans::Expired).await {

@@ -33,7 +33,7 @@ use dossier_storage::{MetaStore, StorageError};
 use crate::export::{CancelFlag, ExportProgress};
 
 pub use exporter::{EngineExporter, Exporter};
-pub(crate) use recovery::orphaned;
+pub(crate) use recovery::orphaned_entries;
 pub use recovery::{Orphans, recover_orphaned_jobs};
 pub use segment_jobs::segments_of;
 pub use worker::{JobWorkers, WorkerSettings};

@@ -72,15 +72,12 @@ pub async fn recover_orphaned_jobs(
     settings: &WorkerSettings,
     orphans: Orphans,
 ) -> Result<usize, EngineError> {
-    let now = now_millis();
     let taker = format!("{}/recovery", settings.node);
     let mut taken = 0;
-    for entry in meta.running_jobs(None).await? {
-        // Ingestions hold leases on the same queue; the ingestion runner resumes its own.
-        if entry.key.kind == JobKind::Ingest
-            || !orphaned(&entry, settings, orphans, now)
-            || !meta.take_over_job(&entry, &taker, false, now).await?
-        {
+    // Ingestions hold leases on the same queue; the ingestion runner resumes its own.
+    let jobs = |kind| kind != JobKind::Ingest;
+    for entry in orphaned_entries(meta, settings, orphans, jobs).await? {
+        if !meta.take_over_job(&entry, &taker, false, now_millis()).await? {
             continue;
         }
         tracing::warn!(kind = %entry.key.kind, job_id = %entry.key.id, org = %entry.key.tenant.org,
@@ -102,9 +99,23 @@ pub async fn recover_orphaned_jobs(
     Ok(taken)
 }
 
+/// The running entries of the kinds `wanted` picks whose node is gone, as read: for the caller
+/// to take over one by one (a compare-and-set each, which another node may win).
+pub(crate) async fn orphaned_entries(
+    meta: &MetaStore,
+    settings: &WorkerSettings,
+    orphans: Orphans,
+    wanted: impl Fn(JobKind) -> bool,
+) -> Result<Vec<QueueEntry>, EngineError> {
+    let now = now_millis();
+    let mut running = meta.running_jobs(None).await?;
+    running.retain(|entry| wanted(entry.key.kind) && orphaned(entry, settings, orphans, now));
+    Ok(running)
+}
+
 /// Whether a running entry's node is gone: its lease expired, or (at startup) it is this
 /// node's own, left by its previous run.
-pub(crate) fn orphaned(entry: &QueueEntry, settings: &WorkerSettings, orphans: Orphans, now: i64) -> bool {
+fn orphaned(entry: &QueueEntry, settings: &WorkerSettings, orphans: Orphans, now: i64) -> bool {
     let lease = i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX);
     let expired = entry.heartbeat.is_none_or(|beat| beat.saturating_add(lease) < now);
     let own = entry

@@ -56,10 +56,12 @@ pub struct JobWorkers {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// How often the lease watcher looks for expired leases: a few times a lease, so a dead node's
-/// job waits little more than the lease itself.
-fn lease_check_period(lease: Duration) -> Duration {
-    (lease / 3).max(Duration::from_secs(1))
+impl WorkerSettings {
+    /// How often a node looks for expired leases (of jobs and of ingestions): a few times a
+    /// lease, so a dead node's work waits little more than the lease itself.
+    pub fn lease_check_period(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_secs(1))
+    }
 }
 
 /// One worker: what a run of any kind needs.
@@ -135,7 +137,7 @@ fn watch_leases(meta: MetaStore, lake: Lake, settings: WorkerSettings, mut stopp
         Err(error) => return tracing::error!(%error, "the lease watcher could not start its runtime"),
     };
     runtime.block_on(async {
-        let period = lease_check_period(settings.lease);
+        let period = settings.lease_check_period();
         while !*stopped.borrow() && stopped.has_changed().is_ok() {
             tokio::select! {
                 () = tokio::time::sleep(period) => {}

@@ -374,9 +374,6 @@ impl JobQueueStore for SqliteMetaStore {
 
 #[cfg(test)]
 mod tests {
-    use std::str::FromStr;
-
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
     use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 
@@ -389,12 +386,7 @@ mod tests {
     async fn the_migration_moves_live_jobs_of_both_kinds_onto_the_queue() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.sqlite");
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .unwrap()
-            .filename(&path)
-            .create_if_missing(true);
-        let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
-        super::super::MIGRATIONS.run_to(9, &pool).await.unwrap();
+        let pool = super::super::pool_at_version(&path, 9).await;
         sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, 'prod', 1)")
             .bind(ORG)
             .execute(&pool)

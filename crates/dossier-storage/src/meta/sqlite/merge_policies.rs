@@ -412,10 +412,6 @@ mod tests {
     //! What only SQLite has: its migrations. The store's behaviour is the backend suite's
     //! (`meta/suite/merge_policies.rs`).
 
-    use std::str::FromStr;
-
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-
     use dossier_model::schema::PROFILE_SCHEMA_NAME;
 
     use super::*;
@@ -426,12 +422,7 @@ mod tests {
     async fn sandboxes_from_before_the_migration_get_the_seeded_policy() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.sqlite");
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .unwrap()
-            .filename(&path)
-            .create_if_missing(true);
-        let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
-        super::super::MIGRATIONS.run_to(1, &pool).await.unwrap();
+        let pool = super::super::pool_at_version(&path, 1).await;
         sqlx::query("INSERT INTO sandboxes (org, name, created) VALUES (?, 'prod', 1), (?, 'dev', 1)")
             .bind(ORG_A)
             .bind(ORG_A)

@@ -93,3 +93,16 @@ impl MetaStore {
         Ok(Self::new(SqliteMetaStore::open(path).await?))
     }
 }
+
+/// A SQLite file at `path` migrated only up to `version`, as an older Dossier left it: for the
+/// tests of a later migration, which fill it and then open it with [`SqliteMetaStore::open`].
+#[cfg(test)]
+pub(super) async fn pool_at_version(path: &Path, version: i64) -> SqlitePool {
+    let options = SqliteConnectOptions::from_str("sqlite:")
+        .unwrap()
+        .filename(path)
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new().connect_with(options).await.unwrap();
+    MIGRATIONS.run_to(version, &pool).await.unwrap();
+    pool
+}
