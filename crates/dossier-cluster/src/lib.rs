@@ -1,0 +1,10 @@
+//! Dossier beyond one machine: the export, segment evaluation and the identity graph's
+//! connected components as Apache DataFusion plans, run on an Apache DataFusion Ballista cluster
+//! (scheduler + executors) that reads the same lake; and the scheduler and executor processes
+//! themselves, with Dossier's functions, codecs and the lake's object store registered.
+//!
+//! Built only with the `cluster` feature of the `dossier` crate: DataFusion and Ballista add many
+//! minutes to a clean build, and one machine needs neither.
+
+pub mod functions;
+pub mod session;
