@@ -20,5 +20,5 @@ mod views;
 pub use auth::StaticToken;
 pub use error::{ApiError, Service};
 pub use listener::ConnectionSettings;
-pub use server::{RunningServer, ServerConfig, Storage, start};
+pub use server::{RunningServer, ServerConfig, Storage, start, start_with};
 pub use state::Limits;

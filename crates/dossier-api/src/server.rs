@@ -17,7 +17,9 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use dossier_engine::export::ExportSettings;
 use dossier_engine::ingest::Ingestion;
-use dossier_engine::jobs::{EngineExporter, JobQueue, JobWorkers, Orphans, WorkerSettings, recover_orphaned_jobs};
+use dossier_engine::jobs::{
+    EngineExporter, Exporter, JobQueue, JobWorkers, Orphans, WorkerSettings, recover_orphaned_jobs,
+};
 use dossier_model::catalog::BatchStatus;
 use dossier_model::options::Options;
 use dossier_model::tenancy::OrgId;
@@ -92,8 +94,20 @@ impl RunningServer {
 }
 
 /// Recovers from any crash, binds the listener and starts serving over `storage`, which the
-/// server owns from now on: [`RunningServer::shutdown`] closes it.
+/// server owns from now on: [`RunningServer::shutdown`] closes it. Jobs run on the engine's
+/// own pipelines ([`EngineExporter`]).
 pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<RunningServer> {
+    start_with(config, storage, |engine| engine).await
+}
+
+/// [`start`], with the jobs run by the exporter `exporter` makes from the engine's: how the
+/// binary puts another engine (the Ballista cluster, `export_engine = "cluster"`) behind the
+/// same queue, without this crate knowing it.
+pub async fn start_with<E: Exporter>(
+    config: ServerConfig,
+    storage: Storage,
+    exporter: impl FnOnce(EngineExporter) -> E,
+) -> anyhow::Result<RunningServer> {
     let Storage { meta, lake } = storage;
     // Uploads of batches still open, and of batches whose COMPLETE a crash interrupted, are kept:
     // the first wait for more files, the second are converted again below.
@@ -142,7 +156,8 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     {
         tracing::warn!(%error, path = %spill_dir.display(), "could not remove old export spills");
     }
-    let export_workers = start_export_workers(&jobs, &meta, &lake, &config.options, workers, spill_dir);
+    let engine = engine_exporter(&meta, &lake, &config.options, spill_dir);
+    let export_workers = JobWorkers::start(jobs.clone(), lake.clone(), Arc::new(exporter(engine)), workers);
     ingestion.spawn_graph_recovery();
     let ingest_leases = ingestion.spawn_lease_watch();
     let state = AppState {
@@ -180,15 +195,8 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     })
 }
 
-fn start_export_workers(
-    jobs: &JobQueue,
-    meta: &MetaStore,
-    lake: &Lake,
-    options: &Options,
-    settings: WorkerSettings,
-    spill_dir: std::path::PathBuf,
-) -> JobWorkers {
-    let exporter = Arc::new(EngineExporter {
+fn engine_exporter(meta: &MetaStore, lake: &Lake, options: &Options, spill_dir: std::path::PathBuf) -> EngineExporter {
+    EngineExporter {
         meta: meta.clone(),
         lake: lake.clone(),
         settings: ExportSettings {
@@ -196,8 +204,7 @@ fn start_export_workers(
             ..ExportSettings::from(options)
         },
         tables: Default::default(),
-    });
-    JobWorkers::start(jobs.clone(), lake.clone(), exporter, settings)
+    }
 }
 
 /// This node's name in the job queue: `node_name`, or the one kept in `<data dir>/node-id`

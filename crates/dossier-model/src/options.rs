@@ -70,6 +70,12 @@ pub struct Options {
     /// the nodes sharing a metadata store. `None`: the name kept in `<data dir>/node-id`,
     /// made once.
     pub node_name: Option<String>,
+    /// Where export and segment jobs run: `native` (this process's engine) or `cluster` (as
+    /// distributed plans on the Ballista cluster at `cluster_url`; needs a binary built with
+    /// `--features cluster`).
+    pub export_engine: ExportEngine,
+    /// The Ballista scheduler jobs run on when `export_engine = "cluster"`: `df://HOST:PORT`.
+    pub cluster_url: Option<String>,
 }
 
 impl Default for Options {
@@ -95,8 +101,34 @@ impl Default for Options {
             job_lease_secs: 30,
             job_max_attempts: 3,
             node_name: None,
+            export_engine: ExportEngine::Native,
+            cluster_url: None,
         }
     }
+}
+
+/// The engine export and segment jobs run on.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum ExportEngine {
+    /// This process's engine (Arrow kernels), the jobs spread over the nodes' workers.
+    #[default]
+    Native,
+    /// Distributed plans on an Apache DataFusion Ballista cluster.
+    Cluster,
 }
 
 /// The format of log lines.
@@ -119,6 +151,8 @@ pub enum OptionsError {
     LeaseTooShort { lease: u64, heartbeat: u64 },
     /// A job with no attempt would never run.
     NoAttempt,
+    /// `export_engine = "cluster"` without a scheduler to send jobs to.
+    NoClusterUrl,
 }
 
 impl std::fmt::Display for OptionsError {
@@ -135,6 +169,11 @@ impl std::fmt::Display for OptionsError {
                 heartbeat * 2 + 1
             ),
             Self::NoAttempt => write!(f, "job_max_attempts = 0 would never run a job; use 1 or more"),
+            Self::NoClusterUrl => write!(
+                f,
+                "export_engine = \"cluster\" needs cluster_url, the Ballista scheduler (df://HOST:PORT, see \
+                 `dossier cluster scheduler`); set it, or use export_engine = \"native\""
+            ),
         }
     }
 }
@@ -165,6 +204,9 @@ impl Options {
         }
         if self.job_max_attempts == 0 {
             return Err(OptionsError::NoAttempt);
+        }
+        if self.export_engine == ExportEngine::Cluster && self.cluster_url.is_none() {
+            return Err(OptionsError::NoClusterUrl);
         }
         Ok(())
     }
@@ -232,6 +274,17 @@ mod tests {
             short_lease.check_jobs().unwrap_err().to_string(),
             "job_lease_secs = 2 is not more than two heartbeats (job_heartbeat_secs = 1): live jobs would be taken \
              from their nodes; use at least 3 seconds"
+        );
+        let no_scheduler = Options {
+            export_engine: ExportEngine::Cluster,
+            ..Options::default()
+        };
+        assert!(
+            no_scheduler
+                .check_jobs()
+                .unwrap_err()
+                .to_string()
+                .starts_with("export_engine = \"cluster\" needs cluster_url")
         );
         assert_eq!(Options::default().check_jobs(), Ok(()));
         assert_eq!(Options::default().check_connections(), Ok(()));

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 
 use crate::commands;
-use crate::config::{ConnectionArgs, GlobalArgs, Settings};
+use crate::config::{ConnectionArgs, EngineArgs, GlobalArgs, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +34,8 @@ pub enum Command {
         log_json: bool,
         #[command(flatten)]
         connections: ConnectionArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Manage API clients (client id + secret, exchanged for tokens at /ims/token/v3).
     #[command(subcommand)]
@@ -62,8 +64,11 @@ impl Command {
     pub async fn run(self, settings: Settings) -> anyhow::Result<()> {
         match self {
             Command::Serve {
-                listen, connections, ..
-            } => commands::serve::run(listen, connections, settings).await,
+                listen,
+                connections,
+                engine,
+                ..
+            } => commands::serve::run(listen, connections, engine, settings).await,
             Command::Clients(command) => commands::clients::run(command, &settings).await,
             Command::Sandboxes(command) => commands::sandboxes::run(command, &settings).await,
             Command::Ingest(args) => commands::ingest::run(*args).await,

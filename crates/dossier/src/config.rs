@@ -12,7 +12,7 @@ use clap::Args;
 use tracing_subscriber::EnvFilter;
 
 use dossier_api::StaticToken;
-use dossier_model::options::{LogFormat, Options};
+use dossier_model::options::{ExportEngine, LogFormat, Options};
 
 use crate::storage::{LakeLocation, MetadataLocation, StorageLocations};
 
@@ -74,6 +74,31 @@ pub struct ConnectionArgs {
     /// Seconds a connection may stay idle (no byte moving, no request at work) before it is closed [default: 60]
     #[arg(long, env = "DOSSIER_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+}
+
+/// Where `dossier serve` runs its jobs; each overrides the config file's key of the same name.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EngineArgs {
+    /// Where export and segment jobs run: native, or cluster (the Ballista cluster at --cluster-url) [default: native]
+    #[arg(long, env = "DOSSIER_EXPORT_ENGINE")]
+    pub export_engine: Option<ExportEngine>,
+    /// The Ballista scheduler of --export-engine cluster: df://HOST:PORT
+    #[arg(long, env = "DOSSIER_CLUSTER_URL")]
+    pub cluster_url: Option<String>,
+}
+
+impl EngineArgs {
+    /// Applies the flags to `options` and checks the pair (cluster needs a scheduler).
+    pub fn apply(&self, options: &mut Options) -> anyhow::Result<()> {
+        if let Some(engine) = self.export_engine {
+            options.export_engine = engine;
+        }
+        if let Some(url) = &self.cluster_url {
+            options.cluster_url = Some(url.clone());
+        }
+        options.check_jobs()?;
+        Ok(())
+    }
 }
 
 /// The options a command that serves runs with: the settings' options with its listen address

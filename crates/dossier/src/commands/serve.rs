@@ -2,13 +2,20 @@
 
 use std::net::SocketAddr;
 
-use dossier_api::ServerConfig;
+use dossier_api::{RunningServer, ServerConfig, Storage};
+use dossier_model::options::ExportEngine;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{ConnectionArgs, Settings, serving_options};
+use crate::config::{ConnectionArgs, EngineArgs, Settings, serving_options};
 
-pub async fn run(listen: Option<SocketAddr>, flags: ConnectionArgs, settings: Settings) -> anyhow::Result<()> {
-    let options = serving_options(&settings, listen, flags)?;
+pub async fn run(
+    listen: Option<SocketAddr>,
+    flags: ConnectionArgs,
+    engine: EngineArgs,
+    settings: Settings,
+) -> anyhow::Result<()> {
+    let mut options = serving_options(&settings, listen, flags)?;
+    engine.apply(&mut options)?;
     let storage = settings.storage.open().await?;
     tracing::info!(
         metadata = %settings.storage.metadata.url(),
@@ -22,7 +29,7 @@ pub async fn run(listen: Option<SocketAddr>, flags: ConnectionArgs, settings: Se
     // The handler is installed before the server announces itself: a SIGTERM sent as soon as
     // "listening" is printed must shut down gracefully, not kill the process.
     let mut terminate = signal(SignalKind::terminate())?;
-    let server = dossier_api::start(config, storage).await?;
+    let server = start(config, storage).await?;
     eprintln!("dossier listening on http://{}", server.local_addr());
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
@@ -32,4 +39,27 @@ pub async fn run(listen: Option<SocketAddr>, flags: ConnectionArgs, settings: Se
     server.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the server with its jobs on the engine `export_engine` names.
+pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<RunningServer> {
+    match config.options.export_engine {
+        ExportEngine::Native => dossier_api::start(config, storage).await,
+        ExportEngine::Cluster => start_on_cluster(config, storage).await,
+    }
+}
+
+#[cfg(feature = "cluster")]
+async fn start_on_cluster(config: ServerConfig, _storage: Storage) -> anyhow::Result<RunningServer> {
+    // Wired when the cluster client and exporter land (issue 15).
+    let url = config.options.cluster_url.clone().unwrap_or_default();
+    anyhow::bail!("export_engine = \"cluster\" ({url}) is not wired yet")
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn start_on_cluster(_config: ServerConfig, _storage: Storage) -> anyhow::Result<RunningServer> {
+    anyhow::bail!(
+        "export_engine = \"cluster\": this dossier binary was built without the cluster engine; build it with \
+         `cargo build --release -p dossier --features cluster`, or use export_engine = \"native\""
+    )
 }

@@ -557,3 +557,37 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .flat_map(|path| if path.is_dir() { files_under(&path) } else { vec![path] })
         .collect()
 }
+
+/// `dossier serve` with `--export-engine`: the cluster needs a scheduler, and a binary that has
+/// the cluster engine; each refusal names the setting and the fix, before anything listens.
+#[test]
+fn serve_refuses_a_cluster_engine_it_cannot_use_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |args: &[&str]| {
+        let output = dossier_cmd()
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("DOSSIER_CLUSTER_URL")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "serve {args:?} started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let no_url = serve(&["--export-engine", "cluster"]);
+    assert!(no_url.contains("needs cluster_url"), "{no_url}");
+    let bad_engine = serve(&["--export-engine", "spark"]);
+    assert!(bad_engine.contains("spark"), "{bad_engine}");
+    // Port 1 on loopback: nothing listens there.
+    let unreachable = serve(&["--export-engine", "cluster", "--cluster-url", "df://127.0.0.1:1"]);
+    if cfg!(feature = "cluster") {
+        assert!(unreachable.contains("df://127.0.0.1:1"), "{unreachable}");
+    } else {
+        assert!(
+            unreachable.contains("built without the cluster engine"),
+            "{unreachable}"
+        );
+        assert!(unreachable.contains("--features cluster"), "{unreachable}");
+    }
+}
