@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, Int64Array};
+use arrow::array::BooleanArray;
 use arrow::datatypes::{Schema, SchemaRef};
 use jiff::Timestamp;
 use object_store::ObjectStoreExt;
@@ -24,7 +24,8 @@ use dossier_model::time::EpochMillis;
 use dossier_storage::meta::MembershipFile;
 use dossier_storage::{Lake, MetaStore};
 
-use super::compile::{Evaluator, Inputs, event_selections, field_refs};
+use super::compile::{event_selections, field_refs};
+use super::decide::{Decide, EventRows, NativeDecide, PartitionInputs};
 use super::memberships::{Entry, MembershipOverlay, Row, Status, read_rows, write_rows};
 use crate::EngineError;
 use crate::cancel::CancelFlag;
@@ -138,7 +139,34 @@ pub async fn evaluate_segments_with(
     run_id: &str,
     now: EpochMillis,
     cancel: &CancelFlag,
+    build: (&BuildSettings, &ComponentTables),
+) -> Result<Evaluation, SegmentError> {
+    let run = Run { run_id, now, cancel };
+    evaluate_segments_deciding(meta, lake, tenant, segments, run, build, &NativeDecide).await
+}
+
+/// One evaluation run: the name of its files, its time and its cancel flag.
+#[derive(Clone, Copy)]
+pub struct Run<'a> {
+    /// Names the new membership files.
+    pub run_id: &'a str,
+    /// The evaluation time: `now` of the expressions and `lastQualificationTime` of entries.
+    pub now: EpochMillis,
+    /// Checked between files and partitions.
+    pub cancel: &'a CancelFlag,
+}
+
+/// [`evaluate_segments_with`] with each partition's decision taken by `decide` (decide.rs):
+/// profiles, previous entries, statuses, identities and files are this module's whatever
+/// engine decides, so every engine writes the same memberships for the same decisions.
+pub async fn evaluate_segments_deciding<D: Decide>(
+    meta: &MetaStore,
+    lake: &Lake,
+    tenant: &Tenant,
+    segments: &[SegmentJobSegment],
+    Run { run_id, now, cancel }: Run<'_>,
     (settings, tables): (&BuildSettings, &ComponentTables),
+    decide: &D,
 ) -> Result<Evaluation, SegmentError> {
     let mut metrics = SegmentJobMetrics {
         start: Some(now),
@@ -192,6 +220,7 @@ pub async fn evaluate_segments_with(
         tables,
         profile_schema: profile_union.arrow_schema(),
         event_schema: event_union.arrow_schema(),
+        decide,
     };
     let mut fresh: HashMap<String, Vec<Row>> = HashMap::new();
     let mut files = Vec::new();
@@ -233,7 +262,7 @@ pub async fn remove_files(lake: &Lake, files: &[MembershipFile]) {
     }
 }
 
-struct Context<'a> {
+struct Context<'a, D> {
     meta: &'a MetaStore,
     lake: &'a Lake,
     tenant: &'a Tenant,
@@ -243,6 +272,7 @@ struct Context<'a> {
     tables: &'a ComponentTables,
     profile_schema: SchemaRef,
     event_schema: SchemaRef,
+    decide: &'a D,
 }
 
 /// The union's top-level fields that `paths` start with (plus `extra`).
@@ -349,7 +379,7 @@ impl ShardState {
     }
 }
 
-impl Context<'_> {
+impl<D: Decide> Context<'_, D> {
     fn check_cancel(&self) -> Result<(), SegmentError> {
         if self.cancel.is_cancelled() {
             Err(SegmentError::Cancelled)
@@ -526,12 +556,17 @@ impl Context<'_> {
             &no_extra,
         )?;
         self.check_cancel()?;
-        let counts = if plan.reads_events {
-            self.count_events(sources, group, partition, &plan.event_schema).await?
+        let events = if plan.reads_events {
+            self.read_events(sources, partition, &plan.event_schema).await?
         } else {
-            vec![Vec::new(); group.len()]
+            Vec::new()
         };
         self.check_cancel()?;
+        let inputs = PartitionInputs {
+            now: Timestamp::from_millisecond(self.now).unwrap_or(Timestamp::UNIX_EPOCH),
+            profiles: &merged,
+            events: &events,
+        };
         let ingested = if plan.reads_memberships {
             column_as_json(&merged, SEGMENT_MEMBERSHIP)?
         } else {
@@ -554,12 +589,7 @@ impl Context<'_> {
                     .collect();
                 in_segment.insert(dependency, members);
             }
-            let inputs = Inputs {
-                now: Timestamp::from_millisecond(self.now).unwrap_or(Timestamp::UNIX_EPOCH),
-                event_counts: &counts[d],
-                in_segment: &in_segment,
-            };
-            let result = Evaluator::profiles(&inputs).eval(&definition.expr, &merged)?;
+            let result = self.decide.decide(&definition.expr, &inputs, &in_segment).await?;
             for (g, &p) in partition.profiles.iter().enumerate() {
                 state.qualifies[d][p as usize] = result.value(g);
             }
@@ -625,54 +655,30 @@ impl Context<'_> {
         Ok(out)
     }
 
-    /// Per definition and event selection, how many of each partition profile's events pass
-    /// the selection's filter: the filter runs vectorized over each file's events, and the
-    /// passing rows are counted by profile.
-    async fn count_events(
+    /// The events of the partition's profiles, file by file, with the columns `schema` keeps
+    /// and, per event, the row of its profile in the partition.
+    async fn read_events(
         &self,
         sources: &KeyedSources,
-        group: &[Definition],
         partition: &Partition<'_>,
         schema: &SchemaRef,
-    ) -> Result<Vec<Vec<Int64Array>>, SegmentError> {
-        let profiles = partition.profiles;
-        let mut position = HashMap::with_capacity(profiles.len());
-        for (g, &p) in profiles.iter().enumerate() {
-            position.insert(p, g);
+    ) -> Result<Vec<EventRows>, SegmentError> {
+        let mut position = HashMap::with_capacity(partition.profiles.len());
+        for (g, &p) in partition.profiles.iter().enumerate() {
+            position.insert(p, g as u32);
         }
-        let mut counts: Vec<Vec<Vec<i64>>> = group
-            .iter()
-            .map(|d| vec![vec![0i64; profiles.len()]; event_selections(&d.expr).len()])
-            .collect();
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let keep = |name: &str| names.iter().any(|n| n == name);
-        let now = Timestamp::from_millisecond(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
+        let mut out = Vec::new();
         for (index, rows, picked) in read_picked_rows(self.lake, &sources.events, &partition.wanted, &keep).await? {
             self.check_cancel()?;
             let keyed = &sources.events[index];
-            let events = align_batch(&rows, schema)?;
-            let owners: Vec<usize> = picked.iter().map(|&r| position[&keyed.profiles[r]]).collect();
-            for (d, definition) in group.iter().enumerate() {
-                for (s, selection) in event_selections(&definition.expr).into_iter().enumerate() {
-                    let slot = &mut counts[d][s];
-                    match &selection.filter {
-                        None => owners.iter().for_each(|&g| slot[g] += 1),
-                        Some(filter) => {
-                            let passing = Evaluator::events(now).eval(filter, &events)?;
-                            for (i, &g) in owners.iter().enumerate() {
-                                if passing.value(i) {
-                                    slot[g] += 1;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            out.push(EventRows {
+                events: align_batch(&rows, schema)?,
+                owners: picked.iter().map(|&r| position[&keyed.profiles[r]]).collect(),
+            });
         }
-        Ok(counts
-            .into_iter()
-            .map(|per_selection| per_selection.into_iter().map(Int64Array::from).collect())
-            .collect())
+        Ok(out)
     }
 }
 

@@ -68,10 +68,20 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_with_exporter(adjust, |engine| engine).await
+    }
+
+    /// A server whose jobs run through the exporter `exporter` makes of the engine's (as the
+    /// binary does for `export_engine = "cluster"`).
+    pub async fn start_with_exporter<E: dossier_engine::jobs::Exporter>(
+        adjust: impl FnOnce(&mut ServerConfig),
+        exporter: impl FnOnce(dossier_engine::jobs::EngineExporter) -> E,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
         adjust(&mut config);
-        let server = dossier_api::start(config.clone(), open_data_dir(&config.options.data_dir).await)
+        let storage = open_data_dir(&config.options.data_dir).await;
+        let server = dossier_api::start_with(config.clone(), storage, exporter)
             .await
             .expect("server starts");
         let base = format!("http://{}", server.local_addr());
