@@ -2,9 +2,16 @@
 //! the scheduler's and each executor's, so a plan that names them runs anywhere in the cluster.
 //! One list, here; each module that defines a function adds it to [`register`].
 
+pub mod align;
+pub mod identities;
+pub mod merge_profile;
+
 use datafusion::prelude::SessionContext;
 
 /// Registers every Dossier function in `ctx`.
 pub fn register(ctx: &SessionContext) {
-    let _ = ctx;
+    // Profiles: aligning fragments to the union, their identities, merging them (`profiles`).
+    ctx.register_udf(align::udf());
+    ctx.register_udf(identities::udf());
+    ctx.register_udf(merge_profile::udf());
 }

@@ -6,6 +6,8 @@
 //! Built only with the `cluster` feature of the `dossier` crate: DataFusion and Ballista add many
 //! minutes to a clean build, and one machine needs neither.
 
+pub mod export;
 pub mod functions;
+pub mod profiles;
 pub mod segments;
 pub mod session;
