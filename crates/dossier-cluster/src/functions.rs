@@ -2,9 +2,11 @@
 //! the scheduler's and each executor's, so a plan that names them runs anywhere in the cluster.
 //! One list, here; each module that defines a function adds it to [`register`].
 
+pub mod identity_hash;
+
 use datafusion::prelude::SessionContext;
 
 /// Registers every Dossier function in `ctx`.
 pub fn register(ctx: &SessionContext) {
-    let _ = ctx;
+    ctx.register_udf(identity_hash::udf());
 }

@@ -8,6 +8,8 @@ mod api_fuzz;
 mod bench;
 mod catalog;
 mod cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod connections;
 mod crash;
 mod export_engine;
