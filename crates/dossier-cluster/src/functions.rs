@@ -4,6 +4,7 @@
 
 pub mod align;
 pub mod identities;
+pub mod identity_hash;
 pub mod merge_profile;
 
 use datafusion::prelude::SessionContext;
@@ -14,4 +15,6 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(align::udf());
     ctx.register_udf(identities::udf());
     ctx.register_udf(merge_profile::udf());
+    // Identities: the engine's identity hash (`node` tests its registration on every process).
+    ctx.register_udf(identity_hash::udf());
 }
