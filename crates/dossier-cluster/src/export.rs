@@ -443,6 +443,22 @@ impl Exporter for ClusterExporter {
     }
 
     async fn evaluate(&self, job: &SegmentJob, cancel: &CancelFlag) -> Result<Evaluation, SegmentError> {
-        self.engine.evaluate(job, cancel).await
+        // As the engine's: memberships as of the claim, which the job shows as its start; the
+        // profiles from the engine's builder, each segment's decision a plan on the cluster.
+        let engine = &self.engine;
+        let now = job.metrics.start.unwrap_or_else(now_millis);
+        let build = (&engine.settings, &engine.tables);
+        crate::segments::evaluate_on_with(
+            &self.ctx,
+            &engine.meta,
+            &engine.lake,
+            &job.tenant,
+            &job.segments,
+            &job.id,
+            now,
+            cancel,
+            build,
+        )
+        .await
     }
 }

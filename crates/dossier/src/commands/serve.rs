@@ -60,11 +60,10 @@ async fn start_on_cluster(config: ServerConfig, storage: Storage) -> anyhow::Res
     };
     let ctx = dossier_cluster::node::connect(&url, &storage.lake).await?;
     tracing::info!(cluster = %url, "connected to the cluster");
-    // wired at merge: `dossier_api::start_with(config, storage, |engine|
-    // dossier_cluster::export::ClusterExporter::new(engine, ctx))`; until the cluster exporter
-    // lands, jobs run on the engine's exporter.
-    drop(ctx);
-    dossier_api::start(config, storage).await
+    dossier_api::start_with(config, storage, move |engine| {
+        dossier_cluster::export::ClusterExporter::new(engine, ctx)
+    })
+    .await
 }
 
 #[cfg(not(feature = "cluster"))]

@@ -24,7 +24,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const AAM: &str = "4edc8488-2c35-4f6d-b4c6-9075c68d2df4";
+pub(super) const AAM: &str = "4edc8488-2c35-4f6d-b4c6-9075c68d2df4";
 const OTHER: &str = "9abc8488-2c35-4f6d-b4c6-9075c68d2df4";
 
 fn member(status: &str, time: &str) -> Value {
@@ -66,14 +66,14 @@ fn event(id: &str, crm: &str) -> Value {
 
 /// The sandbox the test exports: two record datasets and one event dataset, ingested in four
 /// batches; `mid` falls between the first batch and the others.
-struct Seeded {
+pub(super) struct Seeded {
     crm: String,
     loyalty: String,
-    target: String,
-    mid: i64,
+    pub(super) target: String,
+    pub(super) mid: i64,
 }
 
-async fn seed(caller: &Caller) -> Seeded {
+pub(super) async fn seed(caller: &Caller) -> Seeded {
     let properties = json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}});
     let groups = ["profile-personal-details", "profile-identities-deprecated"];
     let crm = caller
@@ -162,7 +162,7 @@ async fn merge_policy(caller: &Caller, name: &str, graph: &str, merge: Value) ->
 }
 
 /// The files of one batch of the target dataset, every row as canonical JSON, sorted.
-fn batch_rows(data_dir: &Path, tenant: &Tenant, dataset: &str, batch: &BatchId) -> Vec<String> {
+pub(super) fn batch_rows(data_dir: &Path, tenant: &Tenant, dataset: &str, batch: &BatchId) -> Vec<String> {
     let prefix = Lake::batch_prefix(tenant, &DatasetId::from_string(dataset), batch);
     let folder = data_dir.join("lake").join(prefix.as_ref());
     let mut rows = Vec::new();
@@ -191,7 +191,7 @@ fn json_rows(batch: &RecordBatch) -> Vec<String> {
     rows.iter().map(|row| serde_json::to_string(row).unwrap()).collect()
 }
 
-fn checksum(rows: &[String]) -> u64 {
+pub(super) fn checksum(rows: &[String]) -> u64 {
     let mut hasher = DefaultHasher::new();
     rows.hash(&mut hasher);
     hasher.finish()

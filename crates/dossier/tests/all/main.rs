@@ -14,6 +14,8 @@ mod cluster;
 mod cluster_export;
 #[cfg(feature = "cluster")]
 mod cluster_segments;
+#[cfg(feature = "cluster")]
+mod cluster_serve;
 mod connections;
 mod crash;
 mod export_engine;
