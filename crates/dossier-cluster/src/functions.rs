@@ -4,6 +4,7 @@
 
 pub mod align;
 pub mod identities;
+pub mod mentions;
 pub mod merge_profile;
 
 use datafusion::prelude::SessionContext;
@@ -14,4 +15,5 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(align::udf());
     ctx.register_udf(identities::udf());
     ctx.register_udf(merge_profile::udf());
+    ctx.register_udf(mentions::udf());
 }

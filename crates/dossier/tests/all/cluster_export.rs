@@ -427,3 +427,35 @@ async fn what_is_not_done_yet_fails_as_unsupported() {
     assert!(error.to_string().contains("eventList"), "{error}");
     assert!(error.to_string().contains("use export_engine = native"), "{error}");
 }
+
+/// A cancelled job stops with `Cancelled` and writes nothing.
+#[tokio::test]
+async fn a_cancelled_export_on_datafusion_stops_without_writing() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let seeded = seed(&caller).await;
+    let policy = merge_policy(&caller, "stitched", "pdg", json!({"type": "timestampOrdered"})).await;
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
+    let ctx = local_context(&lake).unwrap();
+    let batch = BatchId::generate();
+    let request = ExportRequest {
+        tenant: tenant.clone(),
+        job_id: 1,
+        spec: spec(&seeded.target, &policy),
+        batches: vec![ExportBatchTarget {
+            batch_id: batch.clone(),
+            segment: None,
+        }],
+    };
+    let cancel = CancelFlag::default();
+    cancel.cancel();
+    let error = run_export_on(&ctx, &meta, &lake, &request, &ExportProgress::default(), &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ExportError::Cancelled), "{error:?}");
+    assert!(batch_rows(&server.data_dir(), &tenant, &seeded.target, &batch).is_empty());
+}
