@@ -10,9 +10,12 @@ use std::path::Path;
 
 use crate::support::*;
 use arrow::array::RecordBatch;
-use dossier_cluster::export::run_export_on;
+use dossier_cluster::export::{ClusterExporter, run_export_on};
 use dossier_cluster::session::local_context;
-use dossier_engine::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, run_export};
+use dossier_engine::export::{
+    CancelFlag, ComponentTables, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export,
+};
+use dossier_engine::jobs::{EngineExporter, Exporter};
 use dossier_model::export_job::{
     EventListSpec, ExportBatchTarget, ExportSpec, MembershipStatus, QualificationWindow, SegmentFilter,
 };
@@ -240,9 +243,16 @@ async fn run(context: &Context<'_>, spec: &ExportSpec, cluster: bool) -> (Result
     let (progress, cancel) = (ExportProgress::default(), CancelFlag::default());
     let outcome: ExportOutcome = match cluster {
         false => run_export(context.meta, context.lake, &request, &progress, &cancel).await,
+        // Through the exporter the server uses for `export_engine = "cluster"`.
         true => {
-            let ctx = local_context(context.lake).unwrap();
-            run_export_on(&ctx, context.meta, context.lake, &request, &progress, &cancel).await
+            let engine = EngineExporter {
+                meta: context.meta.clone(),
+                lake: context.lake.clone(),
+                settings: ExportSettings::default(),
+                tables: ComponentTables::default(),
+            };
+            let exporter = ClusterExporter::new(engine, local_context(context.lake).unwrap());
+            exporter.export(&request, &progress, &cancel).await
         }
     }
     .unwrap_or_else(|e| panic!("cluster={cluster}: {e}"));
@@ -458,4 +468,60 @@ async fn a_cancelled_export_on_datafusion_stops_without_writing() {
         .unwrap_err();
     assert!(matches!(error, ExportError::Cancelled), "{error:?}");
     assert!(batch_rows(&server.data_dir(), &tenant, &seeded.target, &batch).is_empty());
+}
+
+/// Times both engines on `DOSSIER_CLUSTER_EXPORT_PROFILES` (default 20 000) CRM profiles with a
+/// linked loyalty record each: a measurement, not a check of speed (run with `--ignored
+/// --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement; run by hand"]
+async fn time_both_engines() {
+    let profiles: u32 = std::env::var("DOSSIER_CLUSTER_EXPORT_PROFILES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let properties = json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}});
+    let groups = ["profile-personal-details", "profile-identities-deprecated"];
+    let crm = caller
+        .create_dataset_with_groups("CRM", "profile", &groups, properties.clone())
+        .await;
+    let loyalty_set = caller
+        .create_dataset_with_groups("Loyalty", "profile", &groups, properties)
+        .await;
+    let membership = json!({"AAM": {AAM: member("realized", "2019-09-01T10:00:00Z")}});
+    let customers: Vec<Value> = (0..profiles)
+        .map(|n| customer(n, "gold", &format!("c{n}@example.com"), membership.clone()))
+        .collect();
+    caller.ingest_json_lines(&crm, &customers).await;
+    let records: Vec<Value> = (0..profiles)
+        .map(|n| loyalty(&format!("c{n}@example.com"), Some(n), "silver", json!({})))
+        .collect();
+    caller.ingest_json_lines(&loyalty_set, &records).await;
+    let target = caller.create_dataset("Profile Data Export").await;
+    let policy = merge_policy(&caller, "stitched", "pdg", json!({"type": "timestampOrdered"})).await;
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let data_dir = server.data_dir();
+    let (meta, lake) = open_storage(&data_dir).await.unwrap();
+    let context = Context {
+        meta: &meta,
+        lake: &lake,
+        data_dir: &data_dir,
+        tenant: &tenant,
+        target: &target,
+    };
+    let spec = spec(&target, &policy);
+    for cluster in [false, true, false, true] {
+        let started = std::time::Instant::now();
+        let (result, _) = run(&context, &spec, cluster).await;
+        eprintln!(
+            "cluster={cluster}: {} profiles in {} ms",
+            result.exported,
+            started.elapsed().as_millis()
+        );
+    }
 }
