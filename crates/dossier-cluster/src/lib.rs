@@ -6,6 +6,11 @@
 //! Built only with the `cluster` feature of the `dossier` crate: DataFusion and Ballista add many
 //! minutes to a clean build, and one machine needs neither.
 
+// The DataFusion this crate plans with, for callers that inspect or ship its plans (tests
+// serialize them as Ballista does) without a second dependency declaration.
+pub use datafusion;
+pub use datafusion_proto;
+
 pub mod export;
 pub mod functions;
 pub mod profiles;

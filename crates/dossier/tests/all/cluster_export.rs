@@ -525,3 +525,71 @@ async fn time_both_engines() {
         );
     }
 }
+
+/// The merged profiles plan survives what Ballista does to it: the logical plan and the physical
+/// plan encoded with DataFusion's protobuf codec, decoded in another session (functions and lake
+/// registered, as a scheduler and an executor have them) and run, give the same rows.
+#[tokio::test]
+async fn the_plan_survives_serialization_to_another_session() {
+    use dossier_cluster::datafusion::physical_plan::collect;
+    use dossier_cluster::datafusion::prelude::DataFrame;
+    use dossier_cluster::datafusion_proto::bytes::{
+        logical_plan_from_bytes, logical_plan_to_bytes, physical_plan_from_bytes, physical_plan_to_bytes,
+    };
+    use dossier_cluster::profiles::{Wanted, merged_profiles};
+    use dossier_engine::profiles::build::keys::EventScan;
+
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let seeded = seed(&caller).await;
+    let policy_id = merge_policy(&caller, "stitched", "pdg", json!({"type": "timestampOrdered"})).await;
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
+    let policy = meta.merge_policy(&tenant, &policy_id, Some(1)).await.unwrap().unwrap();
+    let union = meta.profile_union(&tenant).await.unwrap().arrow_schema();
+    let segments = [filter(&[MembershipStatus::Realized])];
+    let wanted = Wanted {
+        events: EventScan::IngestedAfter(seeded.mid),
+        segments: &segments,
+    };
+    let client = local_context(&lake).unwrap();
+    let merged = merged_profiles(&client, &meta, &lake, &tenant, &policy, &union, wanted)
+        .await
+        .unwrap();
+    let expected: usize = merged
+        .frame
+        .clone()
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert!(expected > 0);
+
+    let scheduler = local_context(&lake).unwrap();
+    let logical = logical_plan_to_bytes(merged.frame.logical_plan()).unwrap();
+    let decoded = logical_plan_from_bytes(&logical, &scheduler.task_ctx()).unwrap();
+    let rows: usize = DataFrame::new(scheduler.state(), decoded)
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert_eq!(rows, expected, "the logical plan, decoded");
+
+    let executor = local_context(&lake).unwrap();
+    let physical = physical_plan_to_bytes(merged.frame.create_physical_plan().await.unwrap()).unwrap();
+    let decoded = physical_plan_from_bytes(&physical, &executor.task_ctx()).unwrap();
+    let rows: usize = collect(decoded, executor.task_ctx())
+        .await
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert_eq!(rows, expected, "the physical plan, decoded");
+}
