@@ -20,10 +20,8 @@
 //! engine reads, so both see the same fragments in the same merge order.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DataFusionError;
 use datafusion::datasource::file_format::options::ParquetReadOptions;
 use datafusion::functions::core::expr_fn::{get_field, named_struct};
@@ -342,11 +340,15 @@ fn grouped(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
         .select(vec![ident(LAST_UPDATE), merge_profile(ident(FRAGMENTS)).alias(PROFILE)])?)
 }
 
-/// No profiles, with the columns a plan would have.
+/// No profiles, with the columns a plan would have: typed nulls over one row, filtered out.
+/// Built of plan nodes the protobuf codec carries (an in-memory table would not reach a
+/// Ballista scheduler).
 fn empty(ctx: &SessionContext, data_type: &DataType) -> Result<DataFrame, ProfilesError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new(LAST_UPDATE, DataType::Int64, true),
-        Field::new(PROFILE, profile_type(data_type), true),
-    ]));
-    Ok(ctx.read_batch(RecordBatch::new_empty(schema))?)
+    Ok(ctx
+        .read_empty()?
+        .select(vec![
+            typed_null(&DataType::Int64)?.alias(LAST_UPDATE),
+            typed_null(&profile_type(data_type))?.alias(PROFILE),
+        ])?
+        .filter(lit(false))?)
 }

@@ -593,3 +593,32 @@ async fn the_plan_survives_serialization_to_another_session() {
         .sum();
     assert_eq!(rows, expected, "the physical plan, decoded");
 }
+
+/// A sandbox without fragments exports nothing on both engines (the empty plan runs).
+#[tokio::test]
+async fn an_empty_sandbox_exports_nothing_on_both_engines() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let target = caller.create_dataset("Profile Data Export").await;
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let data_dir = server.data_dir();
+    let (meta, lake) = open_storage(&data_dir).await.unwrap();
+    let context = Context {
+        meta: &meta,
+        lake: &lake,
+        data_dir: &data_dir,
+        tenant: &tenant,
+        target: &target,
+    };
+    for graph in ["pdg", "none"] {
+        let policy = merge_policy(&caller, graph, graph, json!({"type": "timestampOrdered"})).await;
+        let spec = spec(&target, &policy);
+        let (native, _) = run(&context, &spec, false).await;
+        let (cluster, _) = run(&context, &spec, true).await;
+        assert_eq!(cluster, native, "{graph}");
+        assert_eq!(native.exported, 0);
+    }
+}
