@@ -207,6 +207,8 @@ struct Result {
     by_namespace: BTreeMap<String, u64>,
     left_out: BTreeMap<String, u64>,
     graph_version: Option<i64>,
+    /// The `profilesScanned` counter.
+    scanned: u64,
     /// Per batch: records, row count, checksum.
     batches: Vec<(i64, usize, u64)>,
 }
@@ -265,6 +267,7 @@ async fn run(context: &Context<'_>, spec: &ExportSpec, cluster: bool) -> (Result
         by_namespace: outcome.by_namespace,
         left_out: outcome.left_out,
         graph_version: outcome.identity_graph_version,
+        scanned: progress.snapshot().0,
         batches: outcome
             .batches
             .iter()
