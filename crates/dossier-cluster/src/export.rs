@@ -36,7 +36,7 @@ use dossier_model::time::{EpochMillis, now_millis};
 use dossier_storage::{Lake, MetaStore};
 
 use crate::functions::merge_profile::{DATA, IDENTITY_COUNT, PRIMARY_NAMESPACE};
-use crate::profiles::{LAST_UPDATE, PROFILE, ProfilesError, merged_profiles};
+use crate::profiles::{LAST_UPDATE, PROFILE, ProfilesError, Wanted, merged_profiles};
 
 /// How this engine names itself in [`ExportError::Unsupported`].
 const ENGINE: &str = "cluster";
@@ -198,7 +198,11 @@ pub async fn run_export_on(
         Some(from) => EventScan::IngestedAfter(from),
         None => EventScan::None,
     };
-    let merged = merged_profiles(ctx, meta, lake, &request.tenant, &policy, &merge_schema, events)
+    let wanted = Wanted {
+        events,
+        segments: &spec.segments,
+    };
+    let merged = merged_profiles(ctx, meta, lake, &request.tenant, &policy, &merge_schema, wanted)
         .await
         .map_err(from_profiles)?;
     let frame = match spec.from_ingest {

@@ -5,6 +5,7 @@
 pub mod align;
 pub mod identities;
 pub mod identity_hash;
+pub mod mentions;
 pub mod merge_profile;
 
 use datafusion::prelude::SessionContext;
@@ -17,4 +18,5 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(merge_profile::udf());
     // Identities: the engine's identity hash (`node` tests its registration on every process).
     ctx.register_udf(identity_hash::udf());
+    ctx.register_udf(mentions::udf());
 }

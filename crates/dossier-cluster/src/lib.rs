@@ -14,5 +14,7 @@ pub mod profiles;
 pub mod segments;
 pub mod session;
 
-// The DataFusion this crate plans with, for the tests and callers that build plans for it.
+// The DataFusion this crate plans with, for callers that inspect or ship its plans (tests
+// serialize them as Ballista does) without a second dependency declaration.
 pub use datafusion;
+pub use datafusion_proto;

@@ -8,6 +8,8 @@
 //! ```text
 //! union(fragments of every batch)
 //!   -> [pdg] inner join graph snapshot on (primary namespace, id) = (namespace, id)
+//!   -> [segment filters] left semi join the keys of fragments whose memberships mention a
+//!      filtered segment (read from the membership column alone)
 //!   -> group by profile key: array_agg(fragment) FILTER (is_record), max(ingested), bool_or(is_record)
 //!   -> filter has_record
 //!   -> select last_update, dossier_merge_profile(fragments) AS profile
@@ -18,10 +20,8 @@
 //! engine reads, so both see the same fragments in the same merge order.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DataFusionError;
 use datafusion::datasource::file_format::options::ParquetReadOptions;
 use datafusion::functions::core::expr_fn::{get_field, named_struct};
@@ -34,7 +34,8 @@ use dossier_engine::EngineError;
 use dossier_engine::fragments::SYSTEM_METADATA;
 use dossier_engine::identity::store::current_graph_unloaded;
 use dossier_engine::profiles::build::keys::{EventScan, SourceDataset, SourceFile, source_datasets, source_files};
-use dossier_engine::profiles::merge::IDENTITY_MAP;
+use dossier_engine::profiles::merge::{IDENTITY_MAP, SEGMENT_MEMBERSHIP};
+use dossier_model::export_job::SegmentFilter;
 use dossier_model::merge_policy::{IdentityGraphType, MergePolicy};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
@@ -43,6 +44,7 @@ use dossier_storage::{Lake, MetaStore};
 
 use crate::functions::align::{align, typed_null};
 use crate::functions::identities::{self, fragment_identities_expr};
+use crate::functions::mentions::mentions_segments;
 use crate::functions::merge_profile::{self, merge_profile, profile_type};
 use crate::session::lake_file_url;
 
@@ -62,6 +64,19 @@ const PRIMARY_ID: &str = "primary_id";
 const FRAGMENT: &str = "fragment";
 const FRAGMENTS: &str = "fragments";
 const HAS_RECORD: &str = "has_record";
+const MENTIONS: &str = "mentions";
+const KEY_NAMESPACE: &str = "key_namespace";
+const KEY_ID: &str = "key_id";
+
+/// Which fragments and profiles a caller needs besides the records.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    /// Which event files are scanned (they count in [`LAST_UPDATE`] only).
+    pub events: EventScan,
+    /// Segment filters: only profiles with a fragment that mentions one of these segments are
+    /// merged (none: every profile).
+    pub segments: &'a [SegmentFilter],
+}
 
 /// The merged profiles of a sandbox, as a plan not yet run.
 pub struct MergedProfiles {
@@ -113,8 +128,8 @@ fn source_batches(datasets: &[SourceDataset], files: Vec<SourceFile>, events: Ev
         .collect()
 }
 
-/// The merged profiles of `tenant` under `policy`, with the columns of `merge_schema` merged;
-/// event files are scanned as `events` says (they count in [`LAST_UPDATE`] only).
+/// The merged profiles of `tenant` under `policy`, with the columns of `merge_schema` merged,
+/// of the fragments and profiles `wanted` says.
 pub async fn merged_profiles(
     ctx: &SessionContext,
     meta: &MetaStore,
@@ -122,7 +137,7 @@ pub async fn merged_profiles(
     tenant: &Tenant,
     policy: &MergePolicy,
     merge_schema: &SchemaRef,
-    events: EventScan,
+    wanted: Wanted<'_>,
 ) -> Result<MergedProfiles, ProfilesError> {
     let graph = match policy.identity_graph {
         IdentityGraphType::None => None,
@@ -133,8 +148,9 @@ pub async fn merged_profiles(
     let files = source_files(meta, tenant, &datasets, graph.as_ref()).await?;
     let data_type = DataType::Struct(merge_schema.fields().clone());
     let mut fragments: Option<DataFrame> = None;
-    for batch in source_batches(&datasets, files, events) {
-        let Some(frame) = batch_fragments(ctx, &datasets[batch.dataset], &batch, &data_type).await? else {
+    for batch in source_batches(&datasets, files, wanted.events) {
+        let Some(frame) = batch_fragments(ctx, &datasets[batch.dataset], &batch, &data_type, wanted.segments).await?
+        else {
             continue;
         };
         fragments = Some(match fragments {
@@ -149,15 +165,17 @@ pub async fn merged_profiles(
         // No fragments, or (`pdg`) no graph yet: nothing was committed, nothing to key.
         (None, _) | (_, Some(None)) => None,
         (Some(fragments), None) => Some(fragments.select(vec![
-            ident(PRIMARY_NAMESPACE).alias("key_namespace"),
-            ident(PRIMARY_ID).alias("key_id"),
+            ident(PRIMARY_NAMESPACE).alias(KEY_NAMESPACE),
+            ident(PRIMARY_ID).alias(KEY_ID),
             ident(IS_RECORD),
             ident(INGESTED),
+            ident(MENTIONS),
             ident(FRAGMENT),
         ])?),
         (Some(fragments), Some(Some(snapshot))) => Some(join_graph(ctx, fragments, &snapshot).await?),
     };
     let frame = match keyed {
+        Some(keyed) if !wanted.segments.is_empty() => grouped(mentioned(keyed)?)?,
         Some(keyed) => grouped(keyed)?,
         None => empty(ctx, &data_type)?,
     };
@@ -171,6 +189,7 @@ async fn batch_fragments(
     dataset: &SourceDataset,
     batch: &SourceBatch,
     data_type: &DataType,
+    segments: &[SegmentFilter],
 ) -> Result<Option<DataFrame>, ProfilesError> {
     let urls: Vec<String> = batch.files.iter().map(lake_file_url).collect();
     // Lake files are named by the lake, not by extension.
@@ -196,6 +215,10 @@ async fn batch_fragments(
         return Err(ProfilesError::NoRowIds(batch.files[0].to_string()));
     }
     let is_record = dataset.schema.class == SchemaClass::Profile;
+    let mentions = match is_record && !segments.is_empty() && has(SEGMENT_MEMBERSHIP) {
+        true => mentions_segments(ident(SEGMENT_MEMBERSHIP), segments),
+        false => lit(false),
+    };
     let roots = named_struct(roots.iter().flat_map(|r| [lit(r.as_str()), ident(r)]).collect());
     let first = scan.select(vec![
         lit(is_record).alias(IS_RECORD),
@@ -203,6 +226,7 @@ async fn batch_fragments(
         get_field(ident(SYSTEM_METADATA), "rowId").alias(ROW_ID),
         fragment_identities_expr(roots, &dataset.schema.identities).alias(IDS),
         fragment_data(data_type, is_record, &has)?.alias(DATA),
+        mentions.alias(MENTIONS),
     ])?;
     let fragment = named_struct(vec![
         lit(merge_profile::DATASET_RANK),
@@ -224,6 +248,7 @@ async fn batch_fragments(
             ident(INGESTED),
             get_field(ident(IDS), identities::PRIMARY_NAMESPACE).alias(PRIMARY_NAMESPACE),
             get_field(ident(IDS), identities::PRIMARY_ID).alias(PRIMARY_ID),
+            ident(MENTIONS),
             fragment.alias(FRAGMENT),
         ])?
         // A fragment without a primary identity belongs to no profile.
@@ -269,12 +294,34 @@ async fn join_graph(
         None,
     )?;
     Ok(joined.select(vec![
-        ident("component_namespace").alias("key_namespace"),
-        ident("component_id").alias("key_id"),
+        ident("component_namespace").alias(KEY_NAMESPACE),
+        ident("component_id").alias(KEY_ID),
         ident(IS_RECORD),
         ident(INGESTED),
+        ident(MENTIONS),
         ident(FRAGMENT),
     ])?)
+}
+
+/// Only the fragments of profiles one of whose fragments mentions a filtered segment: a left
+/// semi join with those profiles' keys, so the others are never grouped or merged.
+fn mentioned(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
+    let (hit_namespace, hit_id) = ("hit_namespace", "hit_id");
+    let hits = keyed
+        .clone()
+        .filter(ident(MENTIONS))?
+        .select(vec![
+            ident(KEY_NAMESPACE).alias(hit_namespace),
+            ident(KEY_ID).alias(hit_id),
+        ])?
+        .distinct()?;
+    Ok(keyed.join(
+        hits,
+        JoinType::LeftSemi,
+        &[KEY_NAMESPACE, KEY_ID],
+        &[hit_namespace, hit_id],
+        None,
+    )?)
 }
 
 /// Grouped by profile key and merged; only profiles with a record.
@@ -282,7 +329,7 @@ fn grouped(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
     let fragments = array_agg(ident(FRAGMENT)).filter(ident(IS_RECORD)).build()?;
     Ok(keyed
         .aggregate(
-            vec![ident("key_namespace"), ident("key_id")],
+            vec![ident(KEY_NAMESPACE), ident(KEY_ID)],
             vec![
                 fragments.alias(FRAGMENTS),
                 max(ident(INGESTED)).alias(LAST_UPDATE),
@@ -293,11 +340,15 @@ fn grouped(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
         .select(vec![ident(LAST_UPDATE), merge_profile(ident(FRAGMENTS)).alias(PROFILE)])?)
 }
 
-/// No profiles, with the columns a plan would have.
+/// No profiles, with the columns a plan would have: typed nulls over one row, filtered out.
+/// Built of plan nodes the protobuf codec carries (an in-memory table would not reach a
+/// Ballista scheduler).
 fn empty(ctx: &SessionContext, data_type: &DataType) -> Result<DataFrame, ProfilesError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new(LAST_UPDATE, DataType::Int64, true),
-        Field::new(PROFILE, profile_type(data_type), true),
-    ]));
-    Ok(ctx.read_batch(RecordBatch::new_empty(schema))?)
+    Ok(ctx
+        .read_empty()?
+        .select(vec![
+            typed_null(&DataType::Int64)?.alias(LAST_UPDATE),
+            typed_null(&profile_type(data_type))?.alias(PROFILE),
+        ])?
+        .filter(lit(false))?)
 }

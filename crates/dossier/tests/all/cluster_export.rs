@@ -10,9 +10,12 @@ use std::path::Path;
 
 use crate::support::*;
 use arrow::array::RecordBatch;
-use dossier_cluster::export::run_export_on;
+use dossier_cluster::export::{ClusterExporter, run_export_on};
 use dossier_cluster::session::local_context;
-use dossier_engine::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, run_export};
+use dossier_engine::export::{
+    CancelFlag, ComponentTables, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export,
+};
+use dossier_engine::jobs::{EngineExporter, Exporter};
 use dossier_model::export_job::{
     EventListSpec, ExportBatchTarget, ExportSpec, MembershipStatus, QualificationWindow, SegmentFilter,
 };
@@ -204,6 +207,8 @@ struct Result {
     by_namespace: BTreeMap<String, u64>,
     left_out: BTreeMap<String, u64>,
     graph_version: Option<i64>,
+    /// The `profilesScanned` counter.
+    scanned: u64,
     /// Per batch: records, row count, checksum.
     batches: Vec<(i64, usize, u64)>,
 }
@@ -240,9 +245,16 @@ async fn run(context: &Context<'_>, spec: &ExportSpec, cluster: bool) -> (Result
     let (progress, cancel) = (ExportProgress::default(), CancelFlag::default());
     let outcome: ExportOutcome = match cluster {
         false => run_export(context.meta, context.lake, &request, &progress, &cancel).await,
+        // Through the exporter the server uses for `export_engine = "cluster"`.
         true => {
-            let ctx = local_context(context.lake).unwrap();
-            run_export_on(&ctx, context.meta, context.lake, &request, &progress, &cancel).await
+            let engine = EngineExporter {
+                meta: context.meta.clone(),
+                lake: context.lake.clone(),
+                settings: ExportSettings::default(),
+                tables: ComponentTables::default(),
+            };
+            let exporter = ClusterExporter::new(engine, local_context(context.lake).unwrap());
+            exporter.export(&request, &progress, &cancel).await
         }
     }
     .unwrap_or_else(|e| panic!("cluster={cluster}: {e}"));
@@ -255,6 +267,7 @@ async fn run(context: &Context<'_>, spec: &ExportSpec, cluster: bool) -> (Result
         by_namespace: outcome.by_namespace,
         left_out: outcome.left_out,
         graph_version: outcome.identity_graph_version,
+        scanned: progress.snapshot().0,
         batches: outcome
             .batches
             .iter()
@@ -426,4 +439,189 @@ async fn what_is_not_done_yet_fails_as_unsupported() {
     assert_eq!(error.code(), "EXPORT-UNSUPPORTED-501");
     assert!(error.to_string().contains("eventList"), "{error}");
     assert!(error.to_string().contains("use export_engine = native"), "{error}");
+}
+
+/// A cancelled job stops with `Cancelled` and writes nothing.
+#[tokio::test]
+async fn a_cancelled_export_on_datafusion_stops_without_writing() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let seeded = seed(&caller).await;
+    let policy = merge_policy(&caller, "stitched", "pdg", json!({"type": "timestampOrdered"})).await;
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
+    let ctx = local_context(&lake).unwrap();
+    let batch = BatchId::generate();
+    let request = ExportRequest {
+        tenant: tenant.clone(),
+        job_id: 1,
+        spec: spec(&seeded.target, &policy),
+        batches: vec![ExportBatchTarget {
+            batch_id: batch.clone(),
+            segment: None,
+        }],
+    };
+    let cancel = CancelFlag::default();
+    cancel.cancel();
+    let error = run_export_on(&ctx, &meta, &lake, &request, &ExportProgress::default(), &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ExportError::Cancelled), "{error:?}");
+    assert!(batch_rows(&server.data_dir(), &tenant, &seeded.target, &batch).is_empty());
+}
+
+/// Times both engines on `DOSSIER_CLUSTER_EXPORT_PROFILES` (default 20 000) CRM profiles with a
+/// linked loyalty record each: a measurement, not a check of speed (run with `--ignored
+/// --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement; run by hand"]
+async fn time_both_engines() {
+    let profiles: u32 = std::env::var("DOSSIER_CLUSTER_EXPORT_PROFILES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let properties = json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}});
+    let groups = ["profile-personal-details", "profile-identities-deprecated"];
+    let crm = caller
+        .create_dataset_with_groups("CRM", "profile", &groups, properties.clone())
+        .await;
+    let loyalty_set = caller
+        .create_dataset_with_groups("Loyalty", "profile", &groups, properties)
+        .await;
+    let membership = json!({"AAM": {AAM: member("realized", "2019-09-01T10:00:00Z")}});
+    let customers: Vec<Value> = (0..profiles)
+        .map(|n| customer(n, "gold", &format!("c{n}@example.com"), membership.clone()))
+        .collect();
+    caller.ingest_json_lines(&crm, &customers).await;
+    let records: Vec<Value> = (0..profiles)
+        .map(|n| loyalty(&format!("c{n}@example.com"), Some(n), "silver", json!({})))
+        .collect();
+    caller.ingest_json_lines(&loyalty_set, &records).await;
+    let target = caller.create_dataset("Profile Data Export").await;
+    let policy = merge_policy(&caller, "stitched", "pdg", json!({"type": "timestampOrdered"})).await;
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let data_dir = server.data_dir();
+    let (meta, lake) = open_storage(&data_dir).await.unwrap();
+    let context = Context {
+        meta: &meta,
+        lake: &lake,
+        data_dir: &data_dir,
+        tenant: &tenant,
+        target: &target,
+    };
+    let spec = spec(&target, &policy);
+    for cluster in [false, true, false, true] {
+        let started = std::time::Instant::now();
+        let (result, _) = run(&context, &spec, cluster).await;
+        eprintln!(
+            "cluster={cluster}: {} profiles in {} ms",
+            result.exported,
+            started.elapsed().as_millis()
+        );
+    }
+}
+
+/// The merged profiles plan survives what Ballista does to it: the logical plan and the physical
+/// plan encoded with DataFusion's protobuf codec, decoded in another session (functions and lake
+/// registered, as a scheduler and an executor have them) and run, give the same rows.
+#[tokio::test]
+async fn the_plan_survives_serialization_to_another_session() {
+    use dossier_cluster::datafusion::physical_plan::collect;
+    use dossier_cluster::datafusion::prelude::DataFrame;
+    use dossier_cluster::datafusion_proto::bytes::{
+        logical_plan_from_bytes, logical_plan_to_bytes, physical_plan_from_bytes, physical_plan_to_bytes,
+    };
+    use dossier_cluster::profiles::{Wanted, merged_profiles};
+    use dossier_engine::profiles::build::keys::EventScan;
+
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let seeded = seed(&caller).await;
+    let policy_id = merge_policy(&caller, "stitched", "pdg", json!({"type": "timestampOrdered"})).await;
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
+    let policy = meta.merge_policy(&tenant, &policy_id, Some(1)).await.unwrap().unwrap();
+    let union = meta.profile_union(&tenant).await.unwrap().arrow_schema();
+    let segments = [filter(&[MembershipStatus::Realized])];
+    let wanted = Wanted {
+        events: EventScan::IngestedAfter(seeded.mid),
+        segments: &segments,
+    };
+    let client = local_context(&lake).unwrap();
+    let merged = merged_profiles(&client, &meta, &lake, &tenant, &policy, &union, wanted)
+        .await
+        .unwrap();
+    let expected: usize = merged
+        .frame
+        .clone()
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert!(expected > 0);
+
+    let scheduler = local_context(&lake).unwrap();
+    let logical = logical_plan_to_bytes(merged.frame.logical_plan()).unwrap();
+    let decoded = logical_plan_from_bytes(&logical, &scheduler.task_ctx()).unwrap();
+    let rows: usize = DataFrame::new(scheduler.state(), decoded)
+        .collect()
+        .await
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert_eq!(rows, expected, "the logical plan, decoded");
+
+    let executor = local_context(&lake).unwrap();
+    let physical = physical_plan_to_bytes(merged.frame.create_physical_plan().await.unwrap()).unwrap();
+    let decoded = physical_plan_from_bytes(&physical, &executor.task_ctx()).unwrap();
+    let rows: usize = collect(decoded, executor.task_ctx())
+        .await
+        .unwrap()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert_eq!(rows, expected, "the physical plan, decoded");
+}
+
+/// A sandbox without fragments exports nothing on both engines (the empty plan runs).
+#[tokio::test]
+async fn an_empty_sandbox_exports_nothing_on_both_engines() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let target = caller.create_dataset("Profile Data Export").await;
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let data_dir = server.data_dir();
+    let (meta, lake) = open_storage(&data_dir).await.unwrap();
+    let context = Context {
+        meta: &meta,
+        lake: &lake,
+        data_dir: &data_dir,
+        tenant: &tenant,
+        target: &target,
+    };
+    for graph in ["pdg", "none"] {
+        let policy = merge_policy(&caller, graph, graph, json!({"type": "timestampOrdered"})).await;
+        let spec = spec(&target, &policy);
+        let (native, _) = run(&context, &spec, false).await;
+        let (cluster, _) = run(&context, &spec, true).await;
+        assert_eq!(cluster, native, "{graph}");
+        assert_eq!(native.exported, 0);
+    }
 }
