@@ -6,6 +6,13 @@
 //! Built only with the `cluster` feature of the `dossier` crate: DataFusion and Ballista add many
 //! minutes to a clean build, and one machine needs neither.
 
+pub mod codec;
+pub mod export;
 pub mod functions;
+pub mod node;
+pub mod profiles;
 pub mod segments;
 pub mod session;
+
+// The DataFusion this crate plans with, for the tests and callers that build plans for it.
+pub use datafusion;

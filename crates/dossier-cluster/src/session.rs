@@ -29,10 +29,20 @@ pub fn register_lake(ctx: &SessionContext, lake: &Lake) {
     ctx.register_object_store(lake_url().as_ref(), Arc::clone(lake.store()));
 }
 
+/// The configuration every Dossier session (local, client, scheduler, executors) starts from.
+/// Parquet strings and binaries are read as `Utf8`/`Binary`, not DataFusion's default view
+/// types: the lake's files are written with those, and the engine's merge code (which the
+/// functions call) reads exactly those types.
+pub fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new().with_information_schema(false);
+    config.options_mut().execution.parquet.schema_force_view_types = false;
+    config
+}
+
 /// A session on this process alone, with the lake and Dossier's functions registered: what the
 /// tests of each plan use to check it before it runs on a cluster.
 pub fn local_context(lake: &Lake) -> Result<SessionContext> {
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+    let ctx = SessionContext::new_with_config(session_config());
     register_lake(&ctx, lake);
     crate::functions::register(&ctx);
     Ok(ctx)

@@ -10,6 +10,7 @@
 //! ([`postgres::PgCluster::start_in`], [`s3::SeaweedFs::start_in`]); there a missing server is an
 //! error saying how to install it, never a skip.
 
+pub mod ballista;
 pub mod postgres;
 pub mod s3;
 

@@ -50,6 +50,10 @@ pub enum Command {
     /// Benchmark workloads: generate deterministic data sets.
     #[command(subcommand)]
     Bench(crate::commands::bench::BenchCommand),
+    /// Run the processes of a Ballista cluster (scheduler, executors) for --export-engine cluster.
+    #[cfg(feature = "cluster")]
+    #[command(subcommand)]
+    Cluster(crate::commands::cluster::ClusterCommand),
 }
 
 impl Command {
@@ -57,6 +61,9 @@ impl Command {
     pub fn log_json(&self) -> Option<bool> {
         match self {
             Command::Serve { log_json, .. } => Some(*log_json),
+            // Long-running like the server: operators read what the scheduler and executors do.
+            #[cfg(feature = "cluster")]
+            Command::Cluster(_) => Some(false),
             _ => None,
         }
     }
@@ -75,6 +82,8 @@ impl Command {
             Command::Export(args) => commands::export::run(*args).await,
             Command::Demo(args) => commands::demo::run(*args, settings).await,
             Command::Bench(command) => commands::bench::run(command).await,
+            #[cfg(feature = "cluster")]
+            Command::Cluster(command) => commands::cluster::run(command, settings).await,
         }
     }
 }

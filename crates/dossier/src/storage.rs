@@ -273,15 +273,21 @@ impl StorageLocations {
     /// Opens (creating on first use) the metadata store and the lake.
     pub async fn open(&self) -> anyhow::Result<Storage> {
         let meta = self.open_metadata().await?;
-        let lake = match &self.lake {
+        let lake = self.open_lake().await?;
+        Ok(Storage { meta, lake })
+    }
+
+    /// Opens the lake alone, for processes that never touch the metadata store (the cluster's
+    /// scheduler and executors).
+    pub async fn open_lake(&self) -> anyhow::Result<Lake> {
+        match &self.lake {
             LakeLocation::Local(path) => {
-                Lake::local(path).with_context(|| format!("cannot open the lake at {}", self.lake.url()))?
+                Lake::local(path).with_context(|| format!("cannot open the lake at {}", self.lake.url()))
             }
             LakeLocation::S3 { bucket, prefix } => Lake::s3_from_env(bucket, prefix)
                 .await
-                .map_err(|error| anyhow::anyhow!(s3_open_error(&self.lake, &error)))?,
-        };
-        Ok(Storage { meta, lake })
+                .map_err(|error| anyhow::anyhow!(s3_open_error(&self.lake, &error))),
+        }
     }
 
     /// Opens the metadata store alone, for commands that never touch the lake.

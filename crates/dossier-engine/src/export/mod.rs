@@ -14,3 +14,4 @@ pub use types::{
     CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, ExportStage, Span,
     StagedBatch,
 };
+pub use writer::{BatchWriter, SplitLimits};

@@ -113,6 +113,10 @@ pub enum ExportError {
     /// Writing the output files failed.
     #[error(transparent)]
     Write(EngineError),
+    /// The job asks for something `engine` cannot do yet: failing says so, where going on
+    /// would write rows that differ from the native engine's.
+    #[error("{feature} is not supported by the {engine} export engine yet; use export_engine = native")]
+    Unsupported { engine: &'static str, feature: String },
 }
 
 fn fields_gone(event_list: &bool, fields: &[String]) -> String {
@@ -169,6 +173,7 @@ impl ExportError {
             Self::Read(_) => "EXPORT-READ-500",
             Self::Merge(_) => "EXPORT-MERGE-500",
             Self::Write(_) => "EXPORT-WRITE-500",
+            Self::Unsupported { .. } => "EXPORT-UNSUPPORTED-501",
         }
     }
 
@@ -176,7 +181,7 @@ impl ExportError {
     pub fn stage(&self) -> ExportStage {
         match self {
             Self::Cancelled | Self::Read(_) => ExportStage::Reading,
-            Self::MergePolicyGone { .. } | Self::FieldsGone { .. } => ExportStage::Planning,
+            Self::MergePolicyGone { .. } | Self::FieldsGone { .. } | Self::Unsupported { .. } => ExportStage::Planning,
             Self::SegmentGone(_) | Self::Segmentation { .. } => ExportStage::Segmentation,
             Self::Storage { stage, .. } => *stage,
             Self::Merge(_) => ExportStage::Merging,
@@ -225,6 +230,15 @@ mod tests {
                 "EXPORT-SEGMENT-404",
                 "segmentation",
                 "segment definition s9 no longer exists; create the job again without it",
+            ),
+            (
+                ExportError::Unsupported {
+                    engine: "cluster",
+                    feature: "eventList".into(),
+                },
+                "EXPORT-UNSUPPORTED-501",
+                "planning",
+                "eventList is not supported by the cluster export engine yet; use export_engine = native",
             ),
             (
                 ExportError::Write(EngineError::Invalid("disk full".into())),

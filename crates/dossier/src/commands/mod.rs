@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod clients;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod demo;
 pub mod export;
 pub mod ingest;

@@ -49,11 +49,22 @@ pub async fn start(config: ServerConfig, storage: Storage) -> anyhow::Result<Run
     }
 }
 
+/// Connects to the cluster first: a server whose jobs would all fail on an unreachable cluster
+/// refuses to start, naming the URL.
 #[cfg(feature = "cluster")]
-async fn start_on_cluster(config: ServerConfig, _storage: Storage) -> anyhow::Result<RunningServer> {
-    // Wired when the cluster client and exporter land (issue 15).
-    let url = config.options.cluster_url.clone().unwrap_or_default();
-    anyhow::bail!("export_engine = \"cluster\" ({url}) is not wired yet")
+async fn start_on_cluster(config: ServerConfig, storage: Storage) -> anyhow::Result<RunningServer> {
+    let Some(url) = config.options.cluster_url.clone() else {
+        anyhow::bail!(
+            "export_engine = \"cluster\" needs cluster_url (--cluster-url, DOSSIER_CLUSTER_URL) = df://HOST:PORT"
+        );
+    };
+    let ctx = dossier_cluster::node::connect(&url, &storage.lake).await?;
+    tracing::info!(cluster = %url, "connected to the cluster");
+    // wired at merge: `dossier_api::start_with(config, storage, |engine|
+    // dossier_cluster::export::ClusterExporter::new(engine, ctx))`; until the cluster exporter
+    // lands, jobs run on the engine's exporter.
+    drop(ctx);
+    dossier_api::start(config, storage).await
 }
 
 #[cfg(not(feature = "cluster"))]

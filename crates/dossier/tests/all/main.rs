@@ -9,6 +9,10 @@ mod bench;
 mod catalog;
 mod cli;
 #[cfg(feature = "cluster")]
+mod cluster;
+#[cfg(feature = "cluster")]
+mod cluster_export;
+#[cfg(feature = "cluster")]
 mod cluster_segments;
 mod connections;
 mod crash;

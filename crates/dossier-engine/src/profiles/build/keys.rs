@@ -109,7 +109,7 @@ pub struct KeyedSources {
     pub facts: Vec<ProfileFacts>,
 }
 
-pub(crate) async fn source_datasets(
+pub async fn source_datasets(
     meta: &MetaStore,
     tenant: &Tenant,
     policy: &MergePolicy,
@@ -139,7 +139,7 @@ pub(crate) async fn source_datasets(
 }
 
 /// The data files of the committed batches `graph` covers (every committed batch without one).
-pub(crate) async fn source_files(
+pub async fn source_files(
     meta: &MetaStore,
     tenant: &Tenant,
     datasets: &[SourceDataset],

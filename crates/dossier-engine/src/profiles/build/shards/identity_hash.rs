@@ -4,7 +4,7 @@ use std::hash::BuildHasher;
 
 /// 128 bits of an identity: two fixed-seed hashes, so that two identities of one export share a
 /// hash with a probability of about n²/2¹²⁹ (nil for any real graph).
-pub(super) fn identity_hash(namespace: &str, id: &str) -> u128 {
+pub fn identity_hash(namespace: &str, id: &str) -> u128 {
     const LOW: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x9e37_79b9_7f4a_7c15);
     const HIGH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0xc2b2_ae3d_27d4_eb4f);
     let low = LOW.hash_one((namespace, id));

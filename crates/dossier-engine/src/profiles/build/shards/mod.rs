@@ -14,7 +14,7 @@
 
 mod component_table;
 mod graph_join;
-mod identity_hash;
+pub mod identity_hash;
 mod keying;
 mod layout;
 mod membership_keys;

@@ -1,0 +1,448 @@
+//! Exports on a DataFusion session: the merged profiles plan ([`merged_profiles`]) run on `ctx`
+//! (a local session in tests, a Ballista one on the cluster), its rows filtered, projected and
+//! written by the engine's [`BatchWriter`] into the job's batch folders, as the native engine
+//! writes them.
+//!
+//! What a job asks for that this path does not do yet fails with
+//! [`ExportError::Unsupported`] before anything is read, never with different rows:
+//! `eventList`, `emptyProfiles`, `evaluationInfo.segmentation`, and evaluated (`ups`) memberships
+//! where they would change the rows (a `ups` filter, or `segmentMembership` in the output).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, MapArray, RecordBatch, StructArray};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::prelude::{SessionContext, ident, lit};
+use futures::StreamExt;
+
+use dossier_engine::EngineError;
+use dossier_engine::export::{
+    BatchWriter, CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportStage, MAX_IDENTITIES,
+    ProjectError, Span, SplitLimits, StagedBatch, project_schema,
+};
+use dossier_engine::jobs::{EngineExporter, Exporter};
+use dossier_engine::profiles::align::align_batch;
+use dossier_engine::profiles::build::keys::EventScan;
+use dossier_engine::profiles::merge::SEGMENT_MEMBERSHIP;
+use dossier_engine::segments::memberships::{UPS, current_memberships};
+use dossier_engine::segments::{Evaluation, SegmentError};
+use dossier_model::export_job::{ExportSpec, QualificationWindow, SegmentFilter};
+use dossier_model::merge_policy::MergePolicy;
+use dossier_model::segment_job::SegmentJob;
+use dossier_model::time::{EpochMillis, now_millis};
+use dossier_storage::{Lake, MetaStore};
+
+use crate::functions::merge_profile::{DATA, IDENTITY_COUNT, PRIMARY_NAMESPACE};
+use crate::profiles::{LAST_UPDATE, PROFILE, ProfilesError, merged_profiles};
+
+/// How this engine names itself in [`ExportError::Unsupported`].
+const ENGINE: &str = "cluster";
+const GUARDRAIL_REASON: &str = "identityGraphTooLarge";
+
+fn unsupported(feature: &str) -> ExportError {
+    ExportError::Unsupported {
+        engine: ENGINE,
+        feature: feature.to_owned(),
+    }
+}
+
+/// A failure of the plan: planning and running it read the lake, so it is a read failure.
+fn plan_failed(error: impl std::error::Error + Send + Sync + 'static) -> ExportError {
+    ExportError::Read(EngineError::Invalid(error.to_string()))
+}
+
+fn from_profiles(error: ProfilesError) -> ExportError {
+    match error {
+        ProfilesError::Engine(error) => ExportError::reading(error),
+        error => plan_failed(error),
+    }
+}
+
+fn planning_storage(error: dossier_storage::StorageError) -> ExportError {
+    ExportError::Storage {
+        stage: ExportStage::Planning,
+        source: error.into(),
+    }
+}
+
+fn check_cancel(cancel: &CancelFlag) -> Result<(), ExportError> {
+    match cancel.is_cancelled() {
+        true => Err(ExportError::Cancelled),
+        false => Ok(()),
+    }
+}
+
+/// What the job's spec asks that this engine cannot do yet.
+fn unsupported_features(spec: &ExportSpec) -> Result<(), ExportError> {
+    if spec.event_list.is_some() {
+        return Err(unsupported("eventList"));
+    }
+    if spec.empty_profiles {
+        return Err(unsupported("emptyProfiles"));
+    }
+    if !spec.segments_to_evaluate().is_empty() {
+        return Err(unsupported("evaluationInfo.segmentation"));
+    }
+    Ok(())
+}
+
+/// Evaluated memberships are laid over the merged ones by profile number in the native engine;
+/// this engine does not lay them yet, so a job they would change is refused.
+async fn no_evaluated_memberships(
+    meta: &MetaStore,
+    lake: &Lake,
+    request: &ExportRequest,
+    output: &SchemaRef,
+) -> Result<(), ExportError> {
+    let ups_filter = request
+        .spec
+        .segments
+        .iter()
+        .any(|f| f.segment_ns.eq_ignore_ascii_case(UPS));
+    let writes_memberships = output.field_with_name(SEGMENT_MEMBERSHIP).is_ok();
+    if !ups_filter && !writes_memberships {
+        return Ok(());
+    }
+    let evaluated = current_memberships(meta, lake, &request.tenant)
+        .await
+        .map_err(ExportError::reading)?;
+    match evaluated.iter().all(|(_, rows)| rows.is_empty()) {
+        true => Ok(()),
+        false => Err(unsupported("evaluated (ups) segment memberships")),
+    }
+}
+
+/// The merge policy version the job pinned, which may have been deleted since.
+async fn pinned_policy(meta: &MetaStore, request: &ExportRequest) -> Result<MergePolicy, ExportError> {
+    let spec = &request.spec;
+    meta.merge_policy(&request.tenant, &spec.merge_policy_id, Some(spec.merge_policy_version))
+        .await
+        .map_err(planning_storage)?
+        .ok_or_else(|| ExportError::MergePolicyGone {
+            id: spec.merge_policy_id.to_string(),
+            version: spec.merge_policy_version,
+        })
+}
+
+/// The union and the output (the union projected to the job's fields).
+async fn schemas(
+    meta: &MetaStore,
+    request: &ExportRequest,
+    cancel: &CancelFlag,
+) -> Result<(SchemaRef, SchemaRef), ExportError> {
+    let union = meta
+        .profile_union(&request.tenant)
+        .await
+        .map_err(planning_storage)?
+        .arrow_schema();
+    check_cancel(cancel)?;
+    let output = match &request.spec.fields {
+        None => union.clone(),
+        Some(paths) => {
+            project_schema(&union, paths, &["identityMap"], &|| cancel.is_cancelled()).map_err(|error| match error {
+                ProjectError::Cancelled => ExportError::Cancelled,
+                ProjectError::Unknown(fields) => ExportError::FieldsGone {
+                    event_list: false,
+                    fields,
+                },
+            })?
+        }
+    };
+    Ok((union, output))
+}
+
+/// The union's top-level columns to merge: the output's, and `segmentMembership` when segment
+/// filters read it.
+fn merge_schema(union: &SchemaRef, output: &SchemaRef, filters: bool) -> SchemaRef {
+    let names: HashSet<&str> = output.fields().iter().map(|f| f.name().as_str()).collect();
+    let wanted = |name: &str| names.contains(name) || (filters && name == SEGMENT_MEMBERSHIP);
+    Arc::new(Schema::new(
+        union
+            .fields()
+            .iter()
+            .filter(|f| wanted(f.name()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    ))
+}
+
+struct Totals {
+    exported: u64,
+    by_namespace: BTreeMap<String, u64>,
+    left_out: BTreeMap<String, u64>,
+}
+
+/// Runs `request` as a plan on `ctx`, to the point where every batch's files are written and
+/// ready to commit: what [`dossier_engine::export::run_export`] gives, computed by DataFusion.
+pub async fn run_export_on(
+    ctx: &SessionContext,
+    meta: &MetaStore,
+    lake: &Lake,
+    request: &ExportRequest,
+    progress: &ExportProgress,
+    cancel: &CancelFlag,
+) -> Result<ExportOutcome, ExportError> {
+    let started = now_millis();
+    let spec = &request.spec;
+    unsupported_features(spec)?;
+    let policy = pinned_policy(meta, request).await?;
+    let (union, output) = schemas(meta, request, cancel).await?;
+    no_evaluated_memberships(meta, lake, request, &output).await?;
+    check_cancel(cancel)?;
+    let merge_schema = merge_schema(&union, &output, !spec.segments.is_empty());
+    // Events only move a profile's last update: read those that can move it past `fromIngest`.
+    let events = match spec.from_ingest {
+        Some(from) => EventScan::IngestedAfter(from),
+        None => EventScan::None,
+    };
+    let merged = merged_profiles(ctx, meta, lake, &request.tenant, &policy, &merge_schema, events)
+        .await
+        .map_err(from_profiles)?;
+    let frame = match spec.from_ingest {
+        Some(from) => merged
+            .frame
+            .filter(ident(LAST_UPDATE).gt(lit(from)))
+            .map_err(plan_failed)?,
+        None => merged.frame,
+    };
+    check_cancel(cancel)?;
+    let mut stream = frame.execute_stream().await.map_err(plan_failed)?;
+    let mut writers = batch_writers(lake, request, &output);
+    let mut totals = Totals {
+        exported: 0,
+        by_namespace: BTreeMap::new(),
+        left_out: BTreeMap::new(),
+    };
+    while let Some(rows) = stream.next().await {
+        check_cancel(cancel)?;
+        let rows = rows.map_err(plan_failed)?;
+        export_rows(request, &output, &rows, &mut writers, &mut totals, progress).await?;
+    }
+    let merged_at = now_millis();
+    let batches = finish_batches(request, writers, progress).await?;
+    progress.percent.store(100, Ordering::Relaxed);
+    Ok(ExportOutcome {
+        batches,
+        identity_graph_version: merged.graph_version,
+        exported_profiles: totals.exported,
+        by_namespace: totals.by_namespace,
+        left_out: totals.left_out,
+        profile_export_time: Span {
+            start: started,
+            end: merged_at,
+        },
+        dataset_write_time: Span {
+            start: started,
+            end: now_millis(),
+        },
+    })
+}
+
+/// One writer per batch of the job, each into its batch's staging folder.
+fn batch_writers(lake: &Lake, request: &ExportRequest, output: &SchemaRef) -> Vec<BatchWriter> {
+    request
+        .batches
+        .iter()
+        .map(|target| {
+            BatchWriter::new(
+                lake.store().clone(),
+                Lake::batch_prefix(&request.tenant, &request.spec.dataset_id, &target.batch_id),
+                target.batch_id.clone(),
+                request.spec.dataset_id.clone(),
+                output.clone(),
+                SplitLimits::default(),
+            )
+        })
+        .collect()
+}
+
+/// One batch of merged profiles: selected by segment, held to the guardrail, projected to the
+/// output and written to the batches each profile goes to.
+async fn export_rows(
+    request: &ExportRequest,
+    output: &SchemaRef,
+    rows: &RecordBatch,
+    writers: &mut [BatchWriter],
+    totals: &mut Totals,
+    progress: &ExportProgress,
+) -> Result<(), ExportError> {
+    let merge_failed = |what: &str| ExportError::Merge(EngineError::Invalid(format!("merged profiles lack {what}")));
+    let profiles = rows
+        .column_by_name(PROFILE)
+        .and_then(|c| c.as_struct_opt())
+        .ok_or_else(|| merge_failed(PROFILE))?;
+    let data = profiles
+        .column_by_name(DATA)
+        .and_then(|c| c.as_struct_opt())
+        .ok_or_else(|| merge_failed(DATA))?;
+    let counts = profiles
+        .column_by_name(IDENTITY_COUNT)
+        .and_then(|c| c.as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>())
+        .ok_or_else(|| merge_failed(IDENTITY_COUNT))?;
+    let namespaces = profiles
+        .column_by_name(PRIMARY_NAMESPACE)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| merge_failed(PRIMARY_NAMESPACE))?;
+    let memberships = data.column_by_name(SEGMENT_MEMBERSHIP).and_then(|c| c.as_map_opt());
+    let mut chosen: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut selected = 0u64;
+    for row in 0..rows.num_rows() {
+        let targets = targets(request, memberships, row);
+        if targets.is_empty() {
+            continue;
+        }
+        selected += 1;
+        if counts.value(row) as usize > MAX_IDENTITIES {
+            *totals.left_out.entry(GUARDRAIL_REASON.to_owned()).or_default() += 1;
+            continue;
+        }
+        chosen.push((row, targets));
+    }
+    progress.profiles_scanned.fetch_add(selected, Ordering::Relaxed);
+    let projected = project(data, output).map_err(ExportError::Merge)?;
+    for (target, writer) in writers.iter_mut().enumerate() {
+        let mask: BooleanArray = (0..rows.num_rows())
+            .map(|row| Some(chosen.iter().any(|(r, t)| *r == row && t.contains(&target))))
+            .collect();
+        let selected = filter_record_batch(&projected, &mask).map_err(|e| ExportError::Write(e.into()))?;
+        if selected.num_rows() > 0 {
+            writer.write(&selected).await.map_err(ExportError::Write)?;
+        }
+    }
+    for (row, _) in &chosen {
+        let namespace = match namespaces.is_valid(*row) {
+            true => namespaces.value(*row),
+            false => "unknown",
+        };
+        *totals.by_namespace.entry(namespace.to_owned()).or_default() += 1;
+    }
+    totals.exported += chosen.len() as u64;
+    progress
+        .profiles_exported
+        .fetch_add(chosen.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The merged columns projected to the output, as the engine projects them.
+fn project(data: &StructArray, output: &SchemaRef) -> Result<RecordBatch, EngineError> {
+    let merged = RecordBatch::from(data.clone());
+    Ok(align_batch(&merged, output)?)
+}
+
+/// The indices of the batches profile `row` goes to: every batch without segment filters;
+/// otherwise those of the filters its merged memberships pass (semantics.md "Segment filters").
+fn targets(request: &ExportRequest, memberships: Option<&MapArray>, row: usize) -> Vec<usize> {
+    let spec = &request.spec;
+    if spec.segments.is_empty() {
+        return (0..request.batches.len()).collect();
+    }
+    let hits: Vec<bool> = spec
+        .segments
+        .iter()
+        .map(|filter| memberships.is_some_and(|m| passes(m, row, filter, spec.qualification)))
+        .collect();
+    request
+        .batches
+        .iter()
+        .enumerate()
+        .filter(|(_, target)| match target.segment {
+            Some(index) => hits[index],
+            None => hits.iter().any(|&h| h),
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Whether a merged `segmentMembership` (one entry per namespace spelling and segment, the
+/// latest qualification) has an entry for `filter` with a wanted status in the window.
+fn passes(memberships: &MapArray, row: usize, filter: &SegmentFilter, window: QualificationWindow) -> bool {
+    if memberships.is_null(row) {
+        return false;
+    }
+    let namespaces = memberships.keys().as_string::<i32>();
+    let Some(inner) = memberships.values().as_map_opt() else {
+        return false;
+    };
+    let segments = inner.keys().as_string::<i32>();
+    let values = inner.values().as_struct();
+    let statuses = values.column_by_name("status").and_then(|c| c.as_string_opt::<i32>());
+    let times = values
+        .column_by_name("lastQualificationTime")
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
+    let outer = memberships.value_offsets();
+    let inner_offsets = inner.value_offsets();
+    (outer[row] as usize..outer[row + 1] as usize)
+        .filter(|&n| !inner.is_null(n) && filter.segment_ns.eq_ignore_ascii_case(namespaces.value(n)))
+        .flat_map(|n| inner_offsets[n] as usize..inner_offsets[n + 1] as usize)
+        .filter(|&s| segments.value(s) == filter.segment_id)
+        .any(|s| {
+            let present = values.is_valid(s);
+            let status = statuses.filter(|c| present && c.is_valid(s)).map(|c| c.value(s));
+            let time = times
+                .filter(|t| present && t.is_valid(s))
+                .map(|t| t.value(s).div_euclid(1000));
+            let wanted = status.is_some_and(|s| filter.statuses.iter().any(|w| w.as_str() == s));
+            wanted && in_window(window, time)
+        })
+}
+
+fn in_window(window: QualificationWindow, time: Option<EpochMillis>) -> bool {
+    if window.start.is_none() && window.end.is_none() {
+        return true;
+    }
+    time.is_some_and(|t| window.start.is_none_or(|s| t >= s) && window.end.is_none_or(|e| t <= e))
+}
+
+/// Closes every batch's writer: its files, ready to commit.
+async fn finish_batches(
+    request: &ExportRequest,
+    writers: Vec<BatchWriter>,
+    progress: &ExportProgress,
+) -> Result<Vec<StagedBatch>, ExportError> {
+    let mut batches = Vec::new();
+    for (target, writer) in request.batches.iter().zip(writers) {
+        let files = writer.finish().await.map_err(ExportError::Write)?;
+        let records = files.iter().map(|f| f.records).sum();
+        let size = files.iter().map(|f| f.size).sum();
+        progress.bytes_written.fetch_add(size as u64, Ordering::Relaxed);
+        batches.push(StagedBatch {
+            target: target.clone(),
+            files,
+            records,
+            size,
+        });
+    }
+    Ok(batches)
+}
+
+/// The exporter of `export_engine = "cluster"`: exports run as plans on `ctx` (a Ballista
+/// session), segment jobs still on the engine.
+pub struct ClusterExporter {
+    pub engine: EngineExporter,
+    pub ctx: SessionContext,
+}
+
+impl ClusterExporter {
+    pub fn new(engine: EngineExporter, ctx: SessionContext) -> Self {
+        Self { engine, ctx }
+    }
+}
+
+impl Exporter for ClusterExporter {
+    async fn export(
+        &self,
+        request: &ExportRequest,
+        progress: &ExportProgress,
+        cancel: &CancelFlag,
+    ) -> Result<ExportOutcome, ExportError> {
+        let engine = &self.engine;
+        run_export_on(&self.ctx, &engine.meta, &engine.lake, request, progress, cancel).await
+    }
+
+    async fn evaluate(&self, job: &SegmentJob, cancel: &CancelFlag) -> Result<Evaluation, SegmentError> {
+        self.engine.evaluate(job, cancel).await
+    }
+}

@@ -1,0 +1,135 @@
+//! The client side of the cluster: a session whose queries run on the Ballista scheduler at a
+//! `df://HOST:PORT` URL, with the lake and Dossier's functions registered for planning.
+
+use std::time::Duration;
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use dossier_storage::Lake;
+
+/// How long [`connect`] waits for the scheduler to answer: a scheduler on the network answers
+/// in milliseconds, and a server should not hang at start-up on one that is gone.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a session on the cluster could not be had. Each names the URL and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "cluster_url = \"{url}\": {reason}; write it as df://HOST:PORT, the --listen of `dossier cluster scheduler`"
+    )]
+    BadUrl { url: String, reason: &'static str },
+    #[error(
+        "cluster_url = \"{url}\": no Ballista scheduler answers there ({reason}); start one with `dossier cluster scheduler --listen {address}` or fix the URL"
+    )]
+    Unreachable {
+        url: String,
+        address: String,
+        reason: String,
+    },
+    #[error("cluster_url = \"{url}\": cannot build a session on the scheduler: {source}")]
+    Session {
+        url: String,
+        #[source]
+        source: DataFusionError,
+    },
+}
+
+/// A session whose queries run on the scheduler at `url` (`df://HOST:PORT`), with `lake`
+/// registered under [`crate::session::LAKE_URL`] and Dossier's functions. Fails within
+/// [`CONNECT_TIMEOUT`] when no scheduler answers there, rather than at the first query.
+pub async fn connect(url: &str, lake: &Lake) -> Result<SessionContext, ClusterError> {
+    let address = parse(url)?;
+    probe(url, &address).await?;
+    let config = SessionConfig::new_with_ballista()
+        .with_ballista_logical_extension_codec(crate::codec::logical())
+        .with_ballista_physical_extension_codec(crate::codec::physical());
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .build();
+    let ctx = SessionContext::remote_with_state(&format!("df://{address}"), state)
+        .await
+        .map_err(|source| ClusterError::Session {
+            url: url.to_owned(),
+            source,
+        })?;
+    // After the upgrade to a Ballista session, which resets the function lists.
+    super::with_dossier(&ctx, lake);
+    Ok(ctx)
+}
+
+/// `HOST:PORT` of a `df://HOST:PORT` URL.
+fn parse(url: &str) -> Result<String, ClusterError> {
+    let bad = |reason| ClusterError::BadUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let rest = url
+        .strip_prefix("df://")
+        .ok_or_else(|| bad("the scheme is not df://"))?;
+    let address = rest.trim_end_matches('/');
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| bad("it names no port"))?;
+    if host.is_empty() || address.contains('/') {
+        return Err(bad("it names no host, or more than HOST:PORT"));
+    }
+    port.parse::<u16>()
+        .ok()
+        .filter(|port| *port != 0)
+        .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?;
+    Ok(address.to_owned())
+}
+
+/// Opens one gRPC connection to the scheduler: Ballista's own session creation never dials, so
+/// without this a wrong URL would only show at the first query.
+async fn probe(url: &str, address: &str) -> Result<(), ClusterError> {
+    let unreachable = |reason: String| ClusterError::Unreachable {
+        url: url.to_owned(),
+        address: address.to_owned(),
+        reason,
+    };
+    let endpoint = ballista_core::utils::create_grpc_client_endpoint(format!("http://{address}"), None)
+        .map_err(|error| unreachable(error.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+        Ok(Ok(_channel)) => Ok(()),
+        Ok(Err(error)) => Err(unreachable(describe(&error))),
+        Err(_) => Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+    }
+}
+
+/// The error with its causes: tonic's own text is only "transport error".
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_df_host_port_is_a_cluster_url() {
+        assert_eq!(parse("df://10.0.0.5:50050").unwrap(), "10.0.0.5:50050");
+        assert_eq!(parse("df://scheduler:50050/").unwrap(), "scheduler:50050");
+        for bad in [
+            "http://a:1",
+            "df://a",
+            "df://:1",
+            "df://a:0",
+            "df://a:x",
+            "df://a:1/b",
+            "a:1",
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains(bad) && error.contains("df://HOST:PORT"), "{error}");
+        }
+    }
+}

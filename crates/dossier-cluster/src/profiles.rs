@@ -1,0 +1,303 @@
+//! Merged profiles as a DataFusion plan: the committed fragments of the pinned batches (Parquet
+//! in the lake, one scan per batch), keyed to their profile (the primary identity under `none`,
+//! joined to the pinned identity graph snapshot under `pdg`), grouped by profile and merged by
+//! [`dossier_merge_profile`](crate::functions::merge_profile), which calls the engine's merge.
+//!
+//! The plan, per batch of fragments (`scan` → `fragment`), then for all of them:
+//!
+//! ```text
+//! union(fragments of every batch)
+//!   -> [pdg] inner join graph snapshot on (primary namespace, id) = (namespace, id)
+//!   -> group by profile key: array_agg(fragment) FILTER (is_record), max(ingested), bool_or(is_record)
+//!   -> filter has_record
+//!   -> select last_update, dossier_merge_profile(fragments) AS profile
+//! ```
+//!
+//! The engine decides everything the plan names as literals (which batches, their ingestion
+//! time and sequence, dataset ranks, identity fields), from the same metadata store the native
+//! engine reads, so both see the same fragments in the same merge order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DataFusionError;
+use datafusion::datasource::file_format::options::ParquetReadOptions;
+use datafusion::functions::core::expr_fn::{get_field, named_struct};
+use datafusion::functions_aggregate::expr_fn::{array_agg, bool_or, max};
+use datafusion::logical_expr::{ExprFunctionExt, JoinType};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit};
+use object_store::path::Path as ObjectPath;
+
+use dossier_engine::EngineError;
+use dossier_engine::fragments::SYSTEM_METADATA;
+use dossier_engine::identity::store::current_graph_unloaded;
+use dossier_engine::profiles::build::keys::{EventScan, SourceDataset, SourceFile, source_datasets, source_files};
+use dossier_engine::profiles::merge::IDENTITY_MAP;
+use dossier_model::merge_policy::{IdentityGraphType, MergePolicy};
+use dossier_model::tenancy::Tenant;
+use dossier_model::time::EpochMillis;
+use dossier_model::xdm::SchemaClass;
+use dossier_storage::{Lake, MetaStore};
+
+use crate::functions::align::{align, typed_null};
+use crate::functions::identities::{self, fragment_identities_expr};
+use crate::functions::merge_profile::{self, merge_profile, profile_type};
+use crate::session::lake_file_url;
+
+/// Columns of [`MergedProfiles::frame`]: the latest ingestion time of the profile's fragments
+/// (records and the event files scanned) and the merged profile ([`profile_type`]).
+pub const LAST_UPDATE: &str = "last_update";
+pub const PROFILE: &str = "profile";
+
+/// Intermediate columns.
+const IS_RECORD: &str = "is_record";
+const INGESTED: &str = "ingested";
+const IDS: &str = "ids";
+const DATA: &str = "data";
+const ROW_ID: &str = "row_id";
+const PRIMARY_NAMESPACE: &str = "primary_namespace";
+const PRIMARY_ID: &str = "primary_id";
+const FRAGMENT: &str = "fragment";
+const FRAGMENTS: &str = "fragments";
+const HAS_RECORD: &str = "has_record";
+
+/// The merged profiles of a sandbox, as a plan not yet run.
+pub struct MergedProfiles {
+    /// One row per profile with a record: [`LAST_UPDATE`] and [`PROFILE`].
+    pub frame: DataFrame,
+    /// The identity graph version keyed against (`pdg`); `None` under `none`.
+    pub graph_version: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfilesError {
+    /// Reading the metadata store or the graph's version failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Planning failed.
+    #[error(transparent)]
+    Plan(#[from] DataFusionError),
+    /// A fragment file without `_acp_system_metadata.rowId`: its rows would have no merge order.
+    #[error("fragment file {0} has no {SYSTEM_METADATA}.rowId")]
+    NoRowIds(String),
+}
+
+/// One committed batch of a source dataset: its files are scanned together.
+struct SourceBatch {
+    dataset: usize,
+    ingested: EpochMillis,
+    batch_seq: i64,
+    files: Vec<ObjectPath>,
+}
+
+/// The source files grouped by batch (files of a batch share its rank), keeping those `events`
+/// reads (records: in scope; events: as the export needs them).
+fn source_batches(datasets: &[SourceDataset], files: Vec<SourceFile>, events: EventScan) -> Vec<SourceBatch> {
+    let mut batches: BTreeMap<(usize, i64, EpochMillis), Vec<ObjectPath>> = BTreeMap::new();
+    for file in files.into_iter().filter(|f| events.reads(&datasets[f.dataset], f)) {
+        batches
+            .entry((file.dataset, file.batch_seq, file.ingested))
+            .or_default()
+            .push(file.location);
+    }
+    batches
+        .into_iter()
+        .map(|((dataset, batch_seq, ingested), files)| SourceBatch {
+            dataset,
+            ingested,
+            batch_seq,
+            files,
+        })
+        .collect()
+}
+
+/// The merged profiles of `tenant` under `policy`, with the columns of `merge_schema` merged;
+/// event files are scanned as `events` says (they count in [`LAST_UPDATE`] only).
+pub async fn merged_profiles(
+    ctx: &SessionContext,
+    meta: &MetaStore,
+    lake: &Lake,
+    tenant: &Tenant,
+    policy: &MergePolicy,
+    merge_schema: &SchemaRef,
+    events: EventScan,
+) -> Result<MergedProfiles, ProfilesError> {
+    let graph = match policy.identity_graph {
+        IdentityGraphType::None => None,
+        IdentityGraphType::Pdg => Some(current_graph_unloaded(meta, lake, tenant).await?),
+    };
+    let graph_version = graph.as_ref().and_then(|g| g.version_number());
+    let datasets = source_datasets(meta, tenant, policy).await?;
+    let files = source_files(meta, tenant, &datasets, graph.as_ref()).await?;
+    let data_type = DataType::Struct(merge_schema.fields().clone());
+    let mut fragments: Option<DataFrame> = None;
+    for batch in source_batches(&datasets, files, events) {
+        let Some(frame) = batch_fragments(ctx, &datasets[batch.dataset], &batch, &data_type).await? else {
+            continue;
+        };
+        fragments = Some(match fragments {
+            Some(all) => all.union(frame)?,
+            None => frame,
+        });
+    }
+    let snapshot = graph
+        .as_ref()
+        .map(|g| g.version.as_ref().map(|v| ObjectPath::from(v.path.as_str())));
+    let keyed = match (fragments, snapshot) {
+        // No fragments, or (`pdg`) no graph yet: nothing was committed, nothing to key.
+        (None, _) | (_, Some(None)) => None,
+        (Some(fragments), None) => Some(fragments.select(vec![
+            ident(PRIMARY_NAMESPACE).alias("key_namespace"),
+            ident(PRIMARY_ID).alias("key_id"),
+            ident(IS_RECORD),
+            ident(INGESTED),
+            ident(FRAGMENT),
+        ])?),
+        (Some(fragments), Some(Some(snapshot))) => Some(join_graph(ctx, fragments, &snapshot).await?),
+    };
+    let frame = match keyed {
+        Some(keyed) => grouped(keyed)?,
+        None => empty(ctx, &data_type)?,
+    };
+    Ok(MergedProfiles { frame, graph_version })
+}
+
+/// The fragments of one batch: `is_record`, `ingested`, the primary identity, and the fragment
+/// struct the merge takes. `None` when its files have no identity column (nothing to key).
+async fn batch_fragments(
+    ctx: &SessionContext,
+    dataset: &SourceDataset,
+    batch: &SourceBatch,
+    data_type: &DataType,
+) -> Result<Option<DataFrame>, ProfilesError> {
+    let urls: Vec<String> = batch.files.iter().map(lake_file_url).collect();
+    // Lake files are named by the lake, not by extension.
+    let options = ParquetReadOptions {
+        file_extension: "",
+        ..ParquetReadOptions::default()
+    };
+    let scan = ctx.read_parquet(urls, options).await?;
+    let columns: std::collections::HashSet<String> = scan.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let has = |name: &str| columns.contains(name);
+    let mut roots: Vec<String> = vec![IDENTITY_MAP.to_owned()];
+    for field in &dataset.schema.identities {
+        let root = field.path.split('.').next().unwrap_or(&field.path).to_owned();
+        if !roots.contains(&root) {
+            roots.push(root);
+        }
+    }
+    roots.retain(|root| has(root));
+    if roots.is_empty() {
+        return Ok(None);
+    }
+    if !has(SYSTEM_METADATA) {
+        return Err(ProfilesError::NoRowIds(batch.files[0].to_string()));
+    }
+    let is_record = dataset.schema.class == SchemaClass::Profile;
+    let roots = named_struct(roots.iter().flat_map(|r| [lit(r.as_str()), ident(r)]).collect());
+    let first = scan.select(vec![
+        lit(is_record).alias(IS_RECORD),
+        lit(batch.ingested).alias(INGESTED),
+        get_field(ident(SYSTEM_METADATA), "rowId").alias(ROW_ID),
+        fragment_identities_expr(roots, &dataset.schema.identities).alias(IDS),
+        fragment_data(data_type, is_record, &has)?.alias(DATA),
+    ])?;
+    let fragment = named_struct(vec![
+        lit(merge_profile::DATASET_RANK),
+        lit(dataset.rank),
+        lit(merge_profile::INGESTED),
+        ident(INGESTED),
+        lit(merge_profile::BATCH_SEQ),
+        lit(batch.batch_seq),
+        lit(merge_profile::ROW_ID),
+        ident(ROW_ID),
+        lit(merge_profile::IDENTITIES),
+        ident(IDS),
+        lit(merge_profile::DATA),
+        ident(DATA),
+    ]);
+    let frame = first
+        .select(vec![
+            ident(IS_RECORD),
+            ident(INGESTED),
+            get_field(ident(IDS), identities::PRIMARY_NAMESPACE).alias(PRIMARY_NAMESPACE),
+            get_field(ident(IDS), identities::PRIMARY_ID).alias(PRIMARY_ID),
+            fragment.alias(FRAGMENT),
+        ])?
+        // A fragment without a primary identity belongs to no profile.
+        .filter(ident(PRIMARY_NAMESPACE).is_not_null())?;
+    Ok(Some(frame))
+}
+
+/// The merged columns of a fragment, aligned to the union; nulls for an event (it merges
+/// nothing) and for `identityMap` (merged from the fragments' identities, not its values).
+fn fragment_data(data_type: &DataType, is_record: bool, has: &dyn Fn(&str) -> bool) -> Result<Expr, ProfilesError> {
+    let DataType::Struct(fields) = data_type else {
+        unreachable!("the merged columns are a struct")
+    };
+    let mut args = Vec::with_capacity(fields.len() * 2);
+    for field in fields {
+        let name = field.name().as_str();
+        let value = match is_record && name != IDENTITY_MAP && has(name) {
+            true => align(ident(name), field.data_type())?,
+            false => typed_null(field.data_type())?,
+        };
+        args.extend([lit(name), value]);
+    }
+    Ok(named_struct(args))
+}
+
+/// `pdg`: each fragment's profile is the component of its primary identity in the pinned
+/// snapshot; a fragment whose primary identity the snapshot lacks belongs to no profile.
+async fn join_graph(
+    ctx: &SessionContext,
+    fragments: DataFrame,
+    snapshot: &ObjectPath,
+) -> Result<DataFrame, ProfilesError> {
+    let options = ParquetReadOptions {
+        file_extension: "",
+        ..ParquetReadOptions::default()
+    };
+    let graph = ctx.read_parquet(lake_file_url(snapshot), options).await?;
+    let joined = fragments.join(
+        graph,
+        JoinType::Inner,
+        &[PRIMARY_NAMESPACE, PRIMARY_ID],
+        &["namespace", "id"],
+        None,
+    )?;
+    Ok(joined.select(vec![
+        ident("component_namespace").alias("key_namespace"),
+        ident("component_id").alias("key_id"),
+        ident(IS_RECORD),
+        ident(INGESTED),
+        ident(FRAGMENT),
+    ])?)
+}
+
+/// Grouped by profile key and merged; only profiles with a record.
+fn grouped(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
+    let fragments = array_agg(ident(FRAGMENT)).filter(ident(IS_RECORD)).build()?;
+    Ok(keyed
+        .aggregate(
+            vec![ident("key_namespace"), ident("key_id")],
+            vec![
+                fragments.alias(FRAGMENTS),
+                max(ident(INGESTED)).alias(LAST_UPDATE),
+                bool_or(ident(IS_RECORD)).alias(HAS_RECORD),
+            ],
+        )?
+        .filter(ident(HAS_RECORD))?
+        .select(vec![ident(LAST_UPDATE), merge_profile(ident(FRAGMENTS)).alias(PROFILE)])?)
+}
+
+/// No profiles, with the columns a plan would have.
+fn empty(ctx: &SessionContext, data_type: &DataType) -> Result<DataFrame, ProfilesError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(LAST_UPDATE, DataType::Int64, true),
+        Field::new(PROFILE, profile_type(data_type), true),
+    ]));
+    Ok(ctx.read_batch(RecordBatch::new_empty(schema))?)
+}
