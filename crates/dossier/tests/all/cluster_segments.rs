@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use arrow::array::AsArray;
 use dossier_cluster::node::connect;
-use dossier_cluster::segments::{evaluate_on, evaluate_on_with};
+use dossier_cluster::segments::evaluate_on_with;
 use dossier_cluster::session::local_context;
 use dossier_engine::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest};
 use dossier_engine::jobs::{EngineExporter, Exporter, segments_of};
+use dossier_engine::profiles::build::{BuildSettings, ComponentTables};
 use dossier_engine::segments::{Evaluation, SegmentError, evaluate_segments};
 use dossier_model::segment_job::SegmentJob;
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
@@ -323,13 +324,19 @@ async fn prepared() -> Prepared {
 }
 
 impl Prepared {
-    /// Evaluates on `ctx` as run `run_id` and checks every segment's rows and the metrics
-    /// against the native evaluation's.
-    async fn check_on(&self, ctx: &dossier_cluster::datafusion::prelude::SessionContext, run_id: &str) {
+    /// Evaluates on `ctx` as run `run_id`, building profiles with `settings`, and checks every
+    /// segment's rows and the metrics against the native evaluation's.
+    async fn check_on(
+        &self,
+        ctx: &dossier_cluster::datafusion::prelude::SessionContext,
+        run_id: &str,
+        settings: BuildSettings,
+    ) {
         let cancel = CancelFlag::default();
         let started = Instant::now();
         let (meta, lake, segments) = (&self.meta, &self.lake, &self.segments);
-        let cluster = evaluate_on(ctx, meta, lake, &prod(), segments, run_id, self.at, &cancel)
+        let build = (&settings, &ComponentTables::default());
+        let cluster = evaluate_on_with(ctx, meta, lake, &prod(), segments, run_id, self.at, &cancel, build)
             .await
             .unwrap();
         eprintln!(
@@ -400,7 +407,17 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn every_construct_decides_the_same_on_the_cluster_engine() {
     let prepared = prepared().await;
     let ctx = local_context(&prepared.lake).unwrap();
-    prepared.check_on(&ctx, "local").await;
+    prepared.check_on(&ctx, "local", BuildSettings::default()).await;
+    // Partitions of two profiles, shards of three: decisions per partition, rows put back in
+    // place.
+    let spill = tempfile::tempdir().unwrap();
+    let tiny = BuildSettings {
+        shard_profiles: 3,
+        bucket_identities: 2,
+        partition_profiles: 2,
+        spill_dir: Some(spill.path().to_path_buf()),
+    };
+    prepared.check_on(&ctx, "local-tiny", tiny).await;
 }
 
 /// The same on a Ballista cluster of real processes (one scheduler, two executors on loopback):
@@ -418,7 +435,7 @@ async fn every_construct_decides_the_same_on_a_ballista_cluster() {
     .unwrap_or_else(|error| panic!("{error:#}"));
     eprintln!("cluster of 2 executors ready in {:?}", started.elapsed());
     let ctx = connect(&cluster.url(), &prepared.lake).await.unwrap();
-    prepared.check_on(&ctx, "ballista").await;
+    prepared.check_on(&ctx, "ballista", BuildSettings::default()).await;
     let jobs = cluster.jobs().unwrap();
     assert!(jobs.matches("\"job_id\"").count() >= prepared.ids.len() - 1, "{jobs}");
 }
