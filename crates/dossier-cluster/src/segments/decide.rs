@@ -267,3 +267,61 @@ fn profile_batch(
     }
     Ok((batch, names))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Date32Array, StringArray, StructArray};
+    use dossier_engine::segments::NativeDecide;
+    use dossier_model::pql::{PqlSchemas, parse};
+    use dossier_model::xdm::XdmSchema;
+
+    /// Three profiles: born 1980 with a purchase, born 1980 without, no `person` with one.
+    fn partition() -> (RecordBatch, Vec<EventRows>) {
+        let born = Arc::new(Date32Array::from(vec![Some(3_000), Some(3_000), Some(3_000)])) as ArrayRef;
+        let person = StructArray::try_new(
+            vec![Field::new("birthDate", DataType::Date32, true)].into(),
+            vec![born],
+            Some(vec![true, true, false].into()),
+        )
+        .unwrap();
+        let profiles = RecordBatch::try_from_iter([("person", Arc::new(person) as ArrayRef)]).unwrap();
+        let kinds = Arc::new(StringArray::from(vec!["buy", "view", "buy"])) as ArrayRef;
+        let events = RecordBatch::try_from_iter([("eventType", kinds)]).unwrap();
+        let rows = EventRows {
+            events,
+            owners: vec![0, 1, 2],
+        };
+        (profiles, vec![rows])
+    }
+
+    /// Memory tables and lake files give the native decision; the scratch files are removed.
+    #[tokio::test]
+    async fn inputs_in_memory_or_through_the_lake_decide_as_the_native_evaluator() {
+        let (profile, event) = (XdmSchema::builtin_profile(), XdmSchema::builtin_experience_event());
+        let schemas = PqlSchemas {
+            profile: &profile,
+            event: &event,
+        };
+        let text = "person.birthDate occurs before date(1990, 1, 1) and xEvent[eventType = \"buy\"].count() >= 1";
+        let expr = parse(text, schemas).unwrap();
+        let (profiles, events) = partition();
+        let partition = PartitionInputs {
+            now: Timestamp::now(),
+            profiles: &profiles,
+            events: &events,
+        };
+        let none = HashMap::new();
+        let native = NativeDecide.decide(&expr, &partition, &none).await.unwrap();
+        assert_eq!(native, BooleanArray::from(vec![true, false, false]));
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let ctx = crate::session::local_context(&lake).unwrap();
+        let memory = ClusterDecide::in_memory(ctx.clone());
+        assert_eq!(memory.decide(&expr, &partition, &none).await.unwrap(), native);
+        let through = ClusterDecide::through_lake(ctx, lake.clone(), ObjectPath::from("scratch"));
+        assert_eq!(through.decide(&expr, &partition, &none).await.unwrap(), native);
+        let left = futures::StreamExt::count(lake.store().list(None)).await;
+        assert_eq!(left, 0, "scratch files removed");
+    }
+}
