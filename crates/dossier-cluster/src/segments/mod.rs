@@ -13,6 +13,7 @@ pub mod decide;
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
+use object_store::path::Path as ObjectPath;
 
 use dossier_engine::export::CancelFlag;
 use dossier_engine::profiles::build::{BuildSettings, ComponentTables};
@@ -35,6 +36,10 @@ pub enum DecideError {
     Plan(#[from] DataFusionError),
     #[error("the decision's input could not be built: {0}")]
     Arrow(#[from] ArrowError),
+    #[error("the decision's input could not be written: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("the decision's input could not be stored in the lake: {0}")]
+    Scratch(#[from] dossier_storage::StorageError),
 }
 
 impl From<DecideError> for SegmentError {
@@ -46,7 +51,19 @@ impl From<DecideError> for SegmentError {
     }
 }
 
-/// Evaluates `segments` at `now` with every decision a plan in `ctx`, and writes each one's
+/// Where one run's decisions write their inputs: a folder of the tenant's own, named after the
+/// job and unique to this run (a job taken over runs again under the same id).
+fn scratch_folder(tenant: &Tenant, job_id: &str) -> ObjectPath {
+    let run = format!(
+        "{job_id}-{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    ObjectPath::from_iter([tenant.org.as_str(), tenant.sandbox.as_str(), "segment-decisions", &run])
+}
+
+/// Evaluates `segments` at `now` with every decision a plan in `ctx` (a Ballista session, or a
+/// session on this process: the inputs of each decision go through the lake, which both see), and writes each one's
 /// new membership file named after `job_id`, as the native evaluation would. Profiles are
 /// built with the default [`BuildSettings`].
 #[allow(clippy::too_many_arguments)]
@@ -78,7 +95,7 @@ pub async fn evaluate_on_with(
     cancel: &CancelFlag,
     build: (&BuildSettings, &ComponentTables),
 ) -> Result<Evaluation, SegmentError> {
-    let decide = ClusterDecide::new(ctx.clone());
+    let decide = ClusterDecide::through_lake(ctx.clone(), lake.clone(), scratch_folder(tenant, job_id));
     let run = Run {
         run_id: job_id,
         now,

@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use arrow::array::AsArray;
-use dossier_cluster::segments::{evaluate_on, evaluate_on_with};
+use dossier_cluster::node::connect;
+use dossier_cluster::segments::evaluate_on_with;
 use dossier_cluster::session::local_context;
 use dossier_engine::export::{CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest};
 use dossier_engine::jobs::{EngineExporter, Exporter, segments_of};
+use dossier_engine::profiles::build::{BuildSettings, ComponentTables};
 use dossier_engine::segments::{Evaluation, SegmentError, evaluate_segments};
 use dossier_model::segment_job::SegmentJob;
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::now_millis;
+use dossier_testkit::ballista::BallistaCluster;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -261,11 +264,20 @@ async fn ingest_population(caller: &Caller) -> String {
     crm
 }
 
-/// Every supported construct decides the same on the cluster engine (DataFusion plans) as on
-/// the native one: each of the cases writes the same membership rows, statuses included (a first
-/// job leaves entries, then the data changes, so that realized, existing and exited all occur).
-#[tokio::test]
-async fn every_construct_decides_the_same_on_the_cluster_engine() {
+/// The state both engines evaluate: the population, the cases defined, a first job's entries,
+/// then changed data; and the native evaluation of it at `at`.
+struct Prepared {
+    server: TestServer,
+    ids: Vec<String>,
+    pql: Vec<String>,
+    segments: Vec<dossier_model::segment_job::SegmentJobSegment>,
+    meta: dossier_storage::MetaStore,
+    lake: dossier_storage::Lake,
+    at: i64,
+    native: Evaluation,
+}
+
+async fn prepared() -> Prepared {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
     let crm = ingest_population(&caller).await;
@@ -293,60 +305,139 @@ async fn every_construct_decides_the_same_on_the_cluster_engine() {
             ],
         )
         .await;
-
     let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
-    let tenant = prod();
-    let segments = segments_of(&meta, &tenant, &ids).await.unwrap().unwrap();
+    let segments = segments_of(&meta, &prod(), &ids).await.unwrap().unwrap();
     let at = now_millis();
-    let cancel = CancelFlag::default();
-    let native = evaluate_segments(&meta, &lake, &tenant, &segments, "native", at, &cancel)
+    let native = evaluate_segments(&meta, &lake, &prod(), &segments, "native", at, &CancelFlag::default())
         .await
         .unwrap();
-    let ctx = local_context(&lake).unwrap();
-    let started = Instant::now();
-    let cluster = evaluate_on(&ctx, &meta, &lake, &tenant, &segments, "cluster", at, &cancel)
-        .await
-        .unwrap();
-    eprintln!(
-        "{} definitions decided by DataFusion plans in {:?}",
-        ids.len(),
-        started.elapsed()
-    );
-    let (expected, got) = (
-        rows_by_segment(&server.data_dir(), &native),
-        rows_by_segment(&server.data_dir(), &cluster),
-    );
-    let mut differences = Vec::new();
-    for (id, text) in ids.iter().zip(&pql) {
-        if expected[id] != got[id] {
-            differences.push(format!(
-                "{text}\n  native:  {:?}\n  cluster: {:?}",
-                expected[id], got[id]
-            ));
+    Prepared {
+        server,
+        ids,
+        pql,
+        segments,
+        meta,
+        lake,
+        at,
+        native,
+    }
+}
+
+impl Prepared {
+    /// Evaluates on `ctx` as run `run_id`, building profiles with `settings`, and checks every
+    /// segment's rows and the metrics against the native evaluation's.
+    async fn check_on(
+        &self,
+        ctx: &dossier_cluster::datafusion::prelude::SessionContext,
+        run_id: &str,
+        settings: BuildSettings,
+    ) {
+        let cancel = CancelFlag::default();
+        let started = Instant::now();
+        let (meta, lake, segments) = (&self.meta, &self.lake, &self.segments);
+        let build = (&settings, &ComponentTables::default());
+        let cluster = evaluate_on_with(ctx, meta, lake, &prod(), segments, run_id, self.at, &cancel, build)
+            .await
+            .unwrap();
+        eprintln!(
+            "{run_id}: {} definitions decided by DataFusion plans in {:?}",
+            self.ids.len(),
+            started.elapsed()
+        );
+        let data_dir = self.server.data_dir();
+        let (expected, got) = (
+            rows_by_segment(&data_dir, &self.native),
+            rows_by_segment(&data_dir, &cluster),
+        );
+        let mut differences = Vec::new();
+        for (id, text) in self.ids.iter().zip(&self.pql) {
+            if expected[id] != got[id] {
+                differences.push(format!(
+                    "{text}\n  native:  {:?}\n  cluster: {:?}",
+                    expected[id], got[id]
+                ));
+            }
+        }
+        assert!(differences.is_empty(), "{}", differences.join("\n"));
+        let (native, cluster) = (&self.native.metrics, &cluster.metrics);
+        assert_eq!(native.segmented_by_status, cluster.segmented_by_status);
+        assert_eq!(native.segmented_by_namespace, cluster.segmented_by_namespace);
+        // The cases are not vacuous: most select someone, and every status occurs.
+        let selecting = expected
+            .values()
+            .filter(|rows| rows.iter().any(|(_, s, _)| s != "exited"))
+            .count();
+        let total = self.ids.len();
+        assert!(selecting * 3 > total * 2, "{selecting} of {total} select someone");
+        for status in ["realized", "existing", "exited"] {
+            assert!(
+                expected.values().flatten().any(|(_, s, _)| s == status),
+                "no {status} entry"
+            );
+        }
+        // The decisions' scratch inputs are gone.
+        let scratch = data_dir.join("lake").join(ORG).join("prod").join("segment-decisions");
+        let left: Vec<_> = walk(&scratch);
+        assert!(left.is_empty(), "scratch files left: {left:?}");
+    }
+}
+
+/// The files under `dir` (none when it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
         }
     }
-    assert!(differences.is_empty(), "{}", differences.join("\n"));
-    assert_eq!(native.metrics.segmented_by_status, cluster.metrics.segmented_by_status);
-    assert_eq!(
-        native.metrics.segmented_by_namespace,
-        cluster.metrics.segmented_by_namespace
-    );
-    // The cases are not vacuous: most select someone, and every status occurs.
-    let selecting = expected
-        .values()
-        .filter(|rows| rows.iter().any(|(_, s, _)| s != "exited"))
-        .count();
-    assert!(
-        selecting * 3 > ids.len() * 2,
-        "{selecting} of {} select someone",
-        ids.len()
-    );
-    for status in ["realized", "existing", "exited"] {
-        assert!(
-            expected.values().flatten().any(|(_, s, _)| s == status),
-            "no {status} entry"
-        );
-    }
+    files
+}
+
+/// Every supported construct decides the same on the cluster engine (DataFusion plans on a
+/// session of this process) as on the native one: each of the cases writes the same membership
+/// rows, statuses included (a first job leaves entries, then the data changes, so that
+/// realized, existing and exited all occur).
+#[tokio::test]
+async fn every_construct_decides_the_same_on_the_cluster_engine() {
+    let prepared = prepared().await;
+    let ctx = local_context(&prepared.lake).unwrap();
+    prepared.check_on(&ctx, "local", BuildSettings::default()).await;
+    // Partitions of two profiles, shards of three: decisions per partition, rows put back in
+    // place.
+    let spill = tempfile::tempdir().unwrap();
+    let tiny = BuildSettings {
+        shard_profiles: 3,
+        bucket_identities: 2,
+        partition_profiles: 2,
+        spill_dir: Some(spill.path().to_path_buf()),
+    };
+    prepared.check_on(&ctx, "local-tiny", tiny).await;
+}
+
+/// The same on a Ballista cluster of real processes (one scheduler, two executors on loopback):
+/// the decisions' inputs reach the executors through the lake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_construct_decides_the_same_on_a_ballista_cluster() {
+    let prepared = prepared().await;
+    let lake_url = format!("file://{}", prepared.server.data_dir().join("lake").display());
+    let started = Instant::now();
+    let cluster = tokio::task::spawn_blocking(move || {
+        BallistaCluster::start(std::path::Path::new(env!("CARGO_BIN_EXE_dossier")), &lake_url, 2)
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|error| panic!("{error:#}"));
+    eprintln!("cluster of 2 executors ready in {:?}", started.elapsed());
+    let ctx = connect(&cluster.url(), &prepared.lake).await.unwrap();
+    prepared.check_on(&ctx, "ballista", BuildSettings::default()).await;
+    let jobs = cluster.jobs().unwrap();
+    assert!(jobs.matches("\"job_id\"").count() >= prepared.ids.len() - 1, "{jobs}");
 }
 
 /// Jobs run through segment evaluation on the cluster engine, and the engine's export.
