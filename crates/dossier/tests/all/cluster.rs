@@ -18,6 +18,8 @@ use dossier_cluster::session::{LAKE_URL, local_context};
 use dossier_storage::Lake;
 use dossier_testkit::ballista::BallistaCluster;
 
+use crate::support::ServerProcess;
+
 /// Spend and events per tier: a GROUP BY on Dossier's identity hash (a hash shuffle), a JOIN
 /// on it, and a second GROUP BY.
 const SPEND_BY_TIER: &str = "
@@ -80,7 +82,7 @@ impl TestLake {
 }
 
 fn person(n: usize) -> (&'static str, String) {
-    let namespace = if n % 3 == 0 { "ECID" } else { "Email" };
+    let namespace = if n.is_multiple_of(3) { "ECID" } else { "Email" };
     (namespace, format!("person-{n}"))
 }
 
@@ -173,6 +175,13 @@ async fn a_shuffled_query_with_a_dossier_function_returns_the_local_rows() {
             cluster.logs()
         );
     }
+    // And a server set to this cluster connects to it and starts.
+    let env = [
+        ("DOSSIER_EXPORT_ENGINE", "cluster".to_owned()),
+        ("DOSSIER_CLUSTER_URL", cluster.url()),
+    ];
+    let server = ServerProcess::spawn_with(&lake.dir.path().join("server"), &["--lake-url", &lake.url()], &env);
+    server.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
