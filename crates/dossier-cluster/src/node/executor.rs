@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ballista_core::RuntimeProducer;
 use ballista_core::registry::BallistaFunctionRegistry;
@@ -19,9 +20,10 @@ use dossier_storage::Lake;
 use super::NodeError;
 use super::scheduler::HEARTBEAT_SECS;
 
-/// Seconds an executor keeps retrying to reach its scheduler at start-up: scheduler and
-/// executors are usually started together, in any order.
-const SCHEDULER_CONNECT_SECS: u16 = 20;
+/// How long an executor keeps trying to reach its scheduler at start-up: scheduler and
+/// executors are usually started together, in any order. Waited for here, not by Ballista,
+/// whose own retry loop (`scheduler_connect_timeout_seconds`) never gives up.
+pub const SCHEDULER_WAIT: Duration = Duration::from_secs(10);
 
 /// What `dossier cluster executor` was asked for.
 #[derive(Debug, Clone)]
@@ -99,6 +101,7 @@ impl std::fmt::Display for SchedulerAddress {
 /// Runs an executor until SIGTERM, Ctrl-C or the scheduler stops it.
 pub async fn run(settings: ExecutorSettings, lake: &Lake) -> Result<(), NodeError> {
     settings.check()?;
+    wait_for_scheduler(&settings.scheduler).await?;
     let config = process_config(&settings, lake)?;
     start_executor_process(Arc::new(config))
         .await
@@ -107,6 +110,24 @@ pub async fn run(settings: ExecutorSettings, lake: &Lake) -> Result<(), NodeErro
             scheduler: settings.scheduler.to_string(),
             source,
         })
+}
+
+/// Returns once the scheduler answers, or fails after [`SCHEDULER_WAIT`] naming it.
+async fn wait_for_scheduler(scheduler: &SchedulerAddress) -> Result<(), NodeError> {
+    let deadline = Instant::now() + SCHEDULER_WAIT;
+    loop {
+        match super::client::answers(&scheduler.to_string()).await {
+            Ok(()) => return Ok(()),
+            Err(reason) if Instant::now() > deadline => {
+                return Err(NodeError::SchedulerUnreachable {
+                    scheduler: scheduler.to_string(),
+                    waited: SCHEDULER_WAIT,
+                    reason,
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
 }
 
 fn process_config(settings: &ExecutorSettings, lake: &Lake) -> Result<ExecutorProcessConfig, NodeError> {
@@ -124,7 +145,8 @@ fn process_config(settings: &ExecutorSettings, lake: &Lake) -> Result<ExecutorPr
         grpc_port: settings.grpc_port,
         scheduler_host: settings.scheduler.host.clone(),
         scheduler_port: settings.scheduler.port,
-        scheduler_connect_timeout_seconds: SCHEDULER_CONNECT_SECS,
+        // Connected once: the scheduler answered just now.
+        scheduler_connect_timeout_seconds: 0,
         vcores: settings.concurrent_tasks,
         work_dir: settings.work_dir.as_ref().map(|dir| dir.display().to_string()),
         memory_pool_size: settings.memory_limit,

@@ -36,6 +36,14 @@ pub enum NodeError {
     NoPort { address: SocketAddr },
     #[error("--grpc-port {port} is the executor's Flight port too; pick another")]
     SamePorts { port: u16 },
+    #[error(
+        "--scheduler {scheduler}: no scheduler answered there within {waited:?} ({reason}); start it (`dossier cluster scheduler --listen {scheduler}`) or fix the address"
+    )]
+    SchedulerUnreachable {
+        scheduler: String,
+        waited: std::time::Duration,
+        reason: String,
+    },
     #[error("the scheduler on {address} stopped: {source}")]
     Scheduler {
         address: SocketAddr,

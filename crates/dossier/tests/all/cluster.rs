@@ -317,6 +317,21 @@ fn the_executor_refuses_bad_flags_with_the_fix() {
 }
 
 #[test]
+fn an_executor_whose_scheduler_never_answers_gives_up_naming_it() {
+    let scheduler = format!("127.0.0.1:{}", closed_port());
+    let listen = format!("127.0.0.1:{}", closed_port());
+    let started = Instant::now();
+    let (code, stderr) = run_dossier(&["cluster", "executor", "--scheduler", &scheduler, "--listen", &listen]);
+    let waited = started.elapsed();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--scheduler {scheduler}: no scheduler answered")),
+        "{stderr}"
+    );
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+}
+
+#[test]
 fn serve_on_an_unreachable_cluster_refuses_to_start_naming_the_url() {
     let url = format!("df://127.0.0.1:{}", closed_port());
     let started = Instant::now();
