@@ -34,8 +34,9 @@ pub struct ExecutorSettings {
     pub listen: SocketAddr,
     /// The port of the gRPC service the scheduler pushes tasks to.
     pub grpc_port: u16,
-    /// Where shuffle files and spills go; a temporary folder when `None`.
-    pub work_dir: Option<PathBuf>,
+    /// Where shuffle files and spills go (created if missing). One per executor: two executors
+    /// in one folder would write the same shuffle paths.
+    pub work_dir: PathBuf,
     /// Tasks run at once (Ballista's vcores); 0 for one per core.
     pub concurrent_tasks: usize,
     /// Bytes of memory all tasks may hold before spilling; when `None`, 70 % of the machine's
@@ -101,6 +102,10 @@ impl std::fmt::Display for SchedulerAddress {
 /// Runs an executor until SIGTERM, Ctrl-C or the scheduler stops it.
 pub async fn run(settings: ExecutorSettings, lake: &Lake) -> Result<(), NodeError> {
     settings.check()?;
+    std::fs::create_dir_all(&settings.work_dir).map_err(|source| NodeError::WorkDir {
+        path: settings.work_dir.clone(),
+        source,
+    })?;
     wait_for_scheduler(&settings.scheduler).await?;
     let config = process_config(&settings, lake)?;
     start_executor_process(Arc::new(config))
@@ -148,7 +153,7 @@ fn process_config(settings: &ExecutorSettings, lake: &Lake) -> Result<ExecutorPr
         // Connected once: the scheduler answered just now.
         scheduler_connect_timeout_seconds: 0,
         vcores: settings.concurrent_tasks,
-        work_dir: settings.work_dir.as_ref().map(|dir| dir.display().to_string()),
+        work_dir: Some(settings.work_dir.display().to_string()),
         memory_pool_size: settings.memory_limit,
         executor_heartbeat_interval_seconds: HEARTBEAT_SECS,
         override_function_registry: Some(Arc::new(functions)),
@@ -168,13 +173,9 @@ fn function_registry(lake: &Lake) -> datafusion::error::Result<BallistaFunctionR
 /// Each task's runtime: spills in the work dir, and the lake under
 /// [`crate::session::LAKE_URL`] (Ballista keeps the object stores when it adds a task's memory
 /// pool).
-fn runtime_producer(lake: Lake, work_dir: Option<PathBuf>) -> RuntimeProducer {
+fn runtime_producer(lake: Lake, work_dir: PathBuf) -> RuntimeProducer {
     Arc::new(move |_: &SessionConfig| {
-        let mut builder = RuntimeEnvBuilder::new();
-        if let Some(dir) = &work_dir {
-            builder = builder.with_temp_file_path(dir.clone());
-        }
-        let runtime = builder.build()?;
+        let runtime = RuntimeEnvBuilder::new().with_temp_file_path(work_dir.clone()).build()?;
         runtime.register_object_store(crate::session::lake_url().as_ref(), Arc::clone(lake.store()));
         Ok(Arc::new(runtime))
     })
