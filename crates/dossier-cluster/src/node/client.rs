@@ -84,18 +84,23 @@ fn parse(url: &str) -> Result<String, ClusterError> {
 /// Opens one gRPC connection to the scheduler: Ballista's own session creation never dials, so
 /// without this a wrong URL would only show at the first query.
 async fn probe(url: &str, address: &str) -> Result<(), ClusterError> {
-    let unreachable = |reason: String| ClusterError::Unreachable {
+    answers(address).await.map_err(|reason| ClusterError::Unreachable {
         url: url.to_owned(),
         address: address.to_owned(),
         reason,
-    };
+    })
+}
+
+/// Whether a gRPC server answers at `address` (`HOST:PORT`) within [`CONNECT_TIMEOUT`]; why
+/// not when it does not.
+pub(crate) async fn answers(address: &str) -> Result<(), String> {
     let endpoint = ballista_core::utils::create_grpc_client_endpoint(format!("http://{address}"), None)
-        .map_err(|error| unreachable(error.to_string()))?
+        .map_err(|error| describe(&error))?
         .connect_timeout(CONNECT_TIMEOUT);
     match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
         Ok(Ok(_channel)) => Ok(()),
-        Ok(Err(error)) => Err(unreachable(describe(&error))),
-        Err(_) => Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+        Ok(Err(error)) => Err(describe(&error)),
+        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
     }
 }
 

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ballista_core::RuntimeProducer;
 use ballista_core::registry::BallistaFunctionRegistry;
@@ -19,9 +20,10 @@ use dossier_storage::Lake;
 use super::NodeError;
 use super::scheduler::HEARTBEAT_SECS;
 
-/// Seconds an executor keeps retrying to reach its scheduler at start-up: scheduler and
-/// executors are usually started together, in any order.
-const SCHEDULER_CONNECT_SECS: u16 = 20;
+/// How long an executor keeps trying to reach its scheduler at start-up: scheduler and
+/// executors are usually started together, in any order. Waited for here, not by Ballista,
+/// whose own retry loop (`scheduler_connect_timeout_seconds`) never gives up.
+pub const SCHEDULER_WAIT: Duration = Duration::from_secs(10);
 
 /// What `dossier cluster executor` was asked for.
 #[derive(Debug, Clone)]
@@ -32,8 +34,9 @@ pub struct ExecutorSettings {
     pub listen: SocketAddr,
     /// The port of the gRPC service the scheduler pushes tasks to.
     pub grpc_port: u16,
-    /// Where shuffle files and spills go; a temporary folder when `None`.
-    pub work_dir: Option<PathBuf>,
+    /// Where shuffle files and spills go (created if missing). One per executor: two executors
+    /// in one folder would write the same shuffle paths.
+    pub work_dir: PathBuf,
     /// Tasks run at once (Ballista's vcores); 0 for one per core.
     pub concurrent_tasks: usize,
     /// Bytes of memory all tasks may hold before spilling; when `None`, 70 % of the machine's
@@ -99,6 +102,11 @@ impl std::fmt::Display for SchedulerAddress {
 /// Runs an executor until SIGTERM, Ctrl-C or the scheduler stops it.
 pub async fn run(settings: ExecutorSettings, lake: &Lake) -> Result<(), NodeError> {
     settings.check()?;
+    std::fs::create_dir_all(&settings.work_dir).map_err(|source| NodeError::WorkDir {
+        path: settings.work_dir.clone(),
+        source,
+    })?;
+    wait_for_scheduler(&settings.scheduler).await?;
     let config = process_config(&settings, lake)?;
     start_executor_process(Arc::new(config))
         .await
@@ -107,6 +115,24 @@ pub async fn run(settings: ExecutorSettings, lake: &Lake) -> Result<(), NodeErro
             scheduler: settings.scheduler.to_string(),
             source,
         })
+}
+
+/// Returns once the scheduler answers, or fails after [`SCHEDULER_WAIT`] naming it.
+async fn wait_for_scheduler(scheduler: &SchedulerAddress) -> Result<(), NodeError> {
+    let deadline = Instant::now() + SCHEDULER_WAIT;
+    loop {
+        match super::client::answers(&scheduler.to_string()).await {
+            Ok(()) => return Ok(()),
+            Err(reason) if Instant::now() > deadline => {
+                return Err(NodeError::SchedulerUnreachable {
+                    scheduler: scheduler.to_string(),
+                    waited: SCHEDULER_WAIT,
+                    reason,
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
 }
 
 fn process_config(settings: &ExecutorSettings, lake: &Lake) -> Result<ExecutorProcessConfig, NodeError> {
@@ -124,9 +150,10 @@ fn process_config(settings: &ExecutorSettings, lake: &Lake) -> Result<ExecutorPr
         grpc_port: settings.grpc_port,
         scheduler_host: settings.scheduler.host.clone(),
         scheduler_port: settings.scheduler.port,
-        scheduler_connect_timeout_seconds: SCHEDULER_CONNECT_SECS,
+        // Connected once: the scheduler answered just now.
+        scheduler_connect_timeout_seconds: 0,
         vcores: settings.concurrent_tasks,
-        work_dir: settings.work_dir.as_ref().map(|dir| dir.display().to_string()),
+        work_dir: Some(settings.work_dir.display().to_string()),
         memory_pool_size: settings.memory_limit,
         executor_heartbeat_interval_seconds: HEARTBEAT_SECS,
         override_function_registry: Some(Arc::new(functions)),
@@ -146,13 +173,9 @@ fn function_registry(lake: &Lake) -> datafusion::error::Result<BallistaFunctionR
 /// Each task's runtime: spills in the work dir, and the lake under
 /// [`crate::session::LAKE_URL`] (Ballista keeps the object stores when it adds a task's memory
 /// pool).
-fn runtime_producer(lake: Lake, work_dir: Option<PathBuf>) -> RuntimeProducer {
+fn runtime_producer(lake: Lake, work_dir: PathBuf) -> RuntimeProducer {
     Arc::new(move |_: &SessionConfig| {
-        let mut builder = RuntimeEnvBuilder::new();
-        if let Some(dir) = &work_dir {
-            builder = builder.with_temp_file_path(dir.clone());
-        }
-        let runtime = builder.build()?;
+        let runtime = RuntimeEnvBuilder::new().with_temp_file_path(work_dir.clone()).build()?;
         runtime.register_object_store(crate::session::lake_url().as_ref(), Arc::clone(lake.store()));
         Ok(Arc::new(runtime))
     })

@@ -34,8 +34,22 @@ pub enum NodeError {
         "--listen {address}: an executor needs a fixed port (not 0), because it tells the scheduler where to fetch its shuffle files"
     )]
     NoPort { address: SocketAddr },
+    #[error("cannot create the work dir {}: {source}; give another with --work-dir", path.display())]
+    WorkDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("--grpc-port {port} is the executor's Flight port too; pick another")]
     SamePorts { port: u16 },
+    #[error(
+        "--scheduler {scheduler}: no scheduler answered there within {waited:?} ({reason}); start it (`dossier cluster scheduler --listen {scheduler}`) or fix the address"
+    )]
+    SchedulerUnreachable {
+        scheduler: String,
+        waited: std::time::Duration,
+        reason: String,
+    },
     #[error("the scheduler on {address} stopped: {source}")]
     Scheduler {
         address: SocketAddr,

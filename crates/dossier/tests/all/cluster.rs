@@ -18,6 +18,8 @@ use dossier_cluster::session::{LAKE_URL, local_context};
 use dossier_storage::Lake;
 use dossier_testkit::ballista::BallistaCluster;
 
+use crate::support::ServerProcess;
+
 /// Spend and events per tier: a GROUP BY on Dossier's identity hash (a hash shuffle), a JOIN
 /// on it, and a second GROUP BY.
 const SPEND_BY_TIER: &str = "
@@ -80,7 +82,7 @@ impl TestLake {
 }
 
 fn person(n: usize) -> (&'static str, String) {
-    let namespace = if n % 3 == 0 { "ECID" } else { "Email" };
+    let namespace = if n.is_multiple_of(3) { "ECID" } else { "Email" };
     (namespace, format!("person-{n}"))
 }
 
@@ -173,6 +175,13 @@ async fn a_shuffled_query_with_a_dossier_function_returns_the_local_rows() {
             cluster.logs()
         );
     }
+    // And a server set to this cluster connects to it and starts.
+    let env = [
+        ("DOSSIER_EXPORT_ENGINE", "cluster".to_owned()),
+        ("DOSSIER_CLUSTER_URL", cluster.url()),
+    ];
+    let server = ServerProcess::spawn_with(&lake.dir.path().join("server"), &["--lake-url", &lake.url()], &env);
+    server.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,6 +205,19 @@ async fn an_executor_killed_mid_query_costs_retries_not_rows() {
     cluster.kill_executor(0).unwrap();
     let killed = Instant::now();
     eprintln!("executor 0 killed {:?} into the query", started.elapsed());
+    let cluster = Arc::new(cluster);
+    let watcher = {
+        let cluster = Arc::clone(&cluster);
+        tokio::task::spawn_blocking(move || {
+            while cluster.is_registered(0).unwrap() {
+                std::thread::sleep(Duration::from_millis(200));
+                if killed.elapsed() > Duration::from_secs(60) {
+                    return None;
+                }
+            }
+            Some(killed.elapsed())
+        })
+    };
     let on_cluster = tokio::time::timeout(Duration::from_secs(120), query)
         .await
         .unwrap_or_else(|_| panic!("the query did not end within 120 s; logs:\n{}", cluster.logs()))
@@ -206,15 +228,13 @@ async fn an_executor_killed_mid_query_costs_retries_not_rows() {
         killed.elapsed()
     );
     assert_eq!(on_cluster, expected, "logs:\n{}", cluster.logs());
-    let noticed = tokio::task::spawn_blocking(move || {
-        while cluster.is_registered(0).unwrap() {
-            assert!(killed.elapsed() < Duration::from_secs(60), "logs:\n{}", cluster.logs());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        killed.elapsed()
-    })
-    .await
-    .unwrap();
+    let noticed = watcher.await.unwrap();
+    let noticed = noticed.unwrap_or_else(|| {
+        panic!(
+            "executor 0 still registered 60 s after its death; logs:\n{}",
+            cluster.logs()
+        )
+    });
     eprintln!("executor 0's loss noticed by the scheduler {noticed:?} after the kill");
 }
 
@@ -305,6 +325,21 @@ fn the_executor_refuses_bad_flags_with_the_fix() {
     let (code, stderr) = executor(&["--listen", "127.0.0.1:50051"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--scheduler"), "{stderr}");
+}
+
+#[test]
+fn an_executor_whose_scheduler_never_answers_gives_up_naming_it() {
+    let scheduler = format!("127.0.0.1:{}", closed_port());
+    let listen = format!("127.0.0.1:{}", closed_port());
+    let started = Instant::now();
+    let (code, stderr) = run_dossier(&["cluster", "executor", "--scheduler", &scheduler, "--listen", &listen]);
+    let waited = started.elapsed();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--scheduler {scheduler}: no scheduler answered")),
+        "{stderr}"
+    );
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `dossier cluster executor --scheduler HOST:PORT --listen HOST:PORT ...`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use dossier_cluster::node::executor::{self, ExecutorSettings, SchedulerAddress};
@@ -19,7 +19,7 @@ pub struct ExecutorArgs {
     /// Port of the gRPC service the scheduler sends tasks to [default: the --listen port + 1]
     #[arg(long)]
     grpc_port: Option<u16>,
-    /// Folder of shuffle files and spills [default: a new temporary folder]
+    /// Folder of shuffle files and spills, one per executor [default: <data dir>/executor-<--listen port>]
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Tasks run at once [default: the machine's cores]
@@ -31,7 +31,7 @@ pub struct ExecutorArgs {
 }
 
 impl ExecutorArgs {
-    fn settings(self) -> anyhow::Result<ExecutorSettings> {
+    fn settings(self, data_dir: &Path) -> anyhow::Result<ExecutorSettings> {
         let grpc_port = match self.grpc_port {
             Some(port) => port,
             None => self
@@ -44,7 +44,9 @@ impl ExecutorArgs {
             scheduler: self.scheduler,
             listen: self.listen,
             grpc_port,
-            work_dir: self.work_dir,
+            work_dir: self
+                .work_dir
+                .unwrap_or_else(|| data_dir.join(format!("executor-{}", self.listen.port()))),
             concurrent_tasks: self.concurrent_tasks.map_or(0, usize::from),
             memory_limit: self.memory_limit,
         })
@@ -52,7 +54,7 @@ impl ExecutorArgs {
 }
 
 pub async fn run(args: ExecutorArgs, settings: &Settings) -> anyhow::Result<()> {
-    let executor = args.settings()?;
+    let executor = args.settings(&settings.options.data_dir)?;
     executor.check()?;
     let lake = settings.storage.open_lake().await?;
     eprintln!(
