@@ -7,4 +7,5 @@
 //! minutes to a clean build, and one machine needs neither.
 
 pub mod functions;
+pub mod graph;
 pub mod session;
