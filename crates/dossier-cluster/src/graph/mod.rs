@@ -29,8 +29,9 @@ use dossier_storage::meta::{FileKind, IdentityGraphVersion};
 use dossier_storage::{Lake, MetaStore, StorageError};
 
 pub use components::MAX_ROUNDS;
+use components::{Scratch, connected_components, snapshot_rows};
 /// The session [`rebuild_graph`] takes, for callers (the binary) that do not name DataFusion.
-pub use components::{Scratch, connected_components, snapshot_rows};
+pub use datafusion::prelude::SessionContext;
 use links::{FragmentFile, write_links};
 
 /// Why a rebuild did not produce a version.
