@@ -29,29 +29,45 @@ use object_store::path::Path as ObjectPath;
 /// One fragment: its identities as (namespace, id), the first one primary.
 type Fragment = Vec<(&'static str, String)>;
 
-/// A sandbox with one profile-enabled dataset on the profile union, in a temporary folder.
+/// A sandbox with one profile-enabled dataset on the profile union, in a temporary folder (or
+/// in an existing data dir, for measurements).
 struct Sandbox {
-    dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    _temporary: Option<tempfile::TempDir>,
     meta: MetaStore,
     lake: Lake,
     tenant: Tenant,
     dataset: Dataset,
+    /// Rows per fragment file: few in the tests, so a batch has several files.
+    file_rows: usize,
 }
 
 impl Sandbox {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
-        let lake = Lake::local(&dir.path().join("lake")).unwrap();
         let tenant = with_prod(&meta).await;
+        Self::in_store(dir.path().to_owned(), Some(dir), meta, tenant).await
+    }
+
+    /// A new profile-enabled dataset in `tenant` of the store and lake under `root`.
+    async fn in_store(
+        root: std::path::PathBuf,
+        temporary: Option<tempfile::TempDir>,
+        meta: MetaStore,
+        tenant: Tenant,
+    ) -> Self {
+        let lake = Lake::local(&root.join("lake")).unwrap();
         let dataset = dataset_on(&tenant, "crm", PROFILE_UNION_SCHEMA_ID, true, now_millis());
         meta.insert_dataset(&dataset).await.unwrap();
         Self {
-            dir,
+            root,
+            _temporary: temporary,
             meta,
             lake,
             tenant,
             dataset,
+            file_rows: 7,
         }
     }
 
@@ -60,7 +76,9 @@ impl Sandbox {
         let batch = processing_batch(&self.meta, &self.dataset, now_millis()).await;
         let schema = self.meta.profile_union(&self.tenant).await.unwrap().arrow_schema();
         let folder = Lake::batch_prefix(&self.tenant, &self.dataset.id, &batch.id);
-        let limits = FileLimits { max_rows: 7 };
+        let limits = FileLimits {
+            max_rows: self.file_rows,
+        };
         let mut writer =
             FragmentWriter::new(self.lake.store().clone(), folder, batch.id.as_str(), schema, limits).unwrap();
         for (n, fragment) in fragments.iter().enumerate() {
@@ -143,8 +161,7 @@ impl Sandbox {
             "the rebuild is the current version"
         );
         let scratch = self
-            .dir
-            .path()
+            .root
             .join("lake")
             .join(self.tenant.org.as_str())
             .join("prod/_scratch");
@@ -296,7 +313,7 @@ async fn export_rows(sandbox: &Sandbox, policy: &MergePolicyId, target: &Dataset
     .unwrap();
     let mut lines = Vec::new();
     for file in outcome.batches.iter().flat_map(|b| &b.files) {
-        let local = sandbox.dir.path().join("lake").join(&file.path);
+        let local = sandbox.root.join("lake").join(&file.path);
         let reader =
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(local).unwrap())
                 .unwrap()
@@ -384,4 +401,48 @@ proptest! {
             sandbox.fold_then_rebuild_agree().await;
         });
     }
+}
+
+/// Not a check: times the fold and the rebuild on an existing data dir (`dossier demo`'s, say),
+/// one per run so that each run's peak memory is its own (`/usr/bin/time -v`).
+/// `DOSSIER_GRAPH_DATA_DIR` names the dir (its meta.sqlite and lake), `DOSSIER_GRAPH_MEASURE`
+/// what to do in ORG_A's sandbox `DOSSIER_GRAPH_SANDBOX` (default prod): `fold` discards every
+/// version and folds all batches from nothing; `rebuild` rebuilds on a local session;
+/// `path:N` creates the sandbox and commits a path of N identities (many rounds) into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement on a data dir the caller names"]
+async fn measure_on_a_data_dir() {
+    let root = std::path::PathBuf::from(std::env::var("DOSSIER_GRAPH_DATA_DIR").unwrap());
+    let what = std::env::var("DOSSIER_GRAPH_MEASURE").unwrap();
+    let sandbox = std::env::var("DOSSIER_GRAPH_SANDBOX").unwrap_or_else(|_| "prod".into());
+    let meta = MetaStore::open_sqlite(&root.join("meta.sqlite")).await.unwrap();
+    let lake = Lake::local(&root.join("lake")).unwrap();
+    let tenant = dossier_storage::meta::fixtures::tenant(dossier_storage::meta::fixtures::ORG_A, &sandbox);
+    let started = std::time::Instant::now();
+    match what.split_once(':') {
+        Some(("path", n)) => {
+            meta.create_sandbox(&tenant.org, &tenant.sandbox).await.unwrap();
+            let mut sandbox = Sandbox::in_store(root.clone(), None, meta.clone(), tenant.clone()).await;
+            sandbox.file_rows = FileLimits::default().max_rows;
+            let path = long_path(n.parse().unwrap());
+            for part in path.chunks(200_000) {
+                sandbox.commit(part).await;
+            }
+        }
+        _ if what == "fold" => {
+            for version in meta.identity_graph_versions(&tenant).await.unwrap() {
+                meta.discard_identity_graph_version(&tenant, version.version)
+                    .await
+                    .unwrap();
+            }
+            let outcome = fold_pending(&meta, &lake, &tenant).await.unwrap();
+            eprintln!("folded {} batches: {:?}", outcome.folded_batches, outcome.version);
+        }
+        _ => {
+            let ctx = local_context(&lake).unwrap();
+            let rebuilt = rebuild_graph(&ctx, &meta, &lake, &tenant).await.unwrap();
+            eprintln!("rebuilt: {rebuilt:?}");
+        }
+    }
+    eprintln!("{what}: {:.1} s", started.elapsed().as_secs_f64());
 }
