@@ -10,9 +10,12 @@
 //! component's smallest vertex: then neither step changes them (the algorithm's fixed point),
 //! which takes O(log² n) rounds on n vertices, not the diameter that label propagation takes.
 
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
-use datafusion::functions_aggregate::expr_fn::{count, min};
+use datafusion::error::DataFusionError;
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, min};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, JoinType};
 use datafusion::prelude::{ParquetReadOptions, SessionContext, cast, coalesce, col, lit, when};
@@ -156,22 +159,38 @@ fn small_star(edges: DataFrame) -> Result<DataFrame, GraphError> {
 }
 
 /// Whether `edges` are stars around their smallest vertex: each vertex has at most one smaller
-/// neighbour, and no such neighbour has one itself. Neither step changes such edges.
+/// neighbour (as many edges as distinct upper ends), and no such neighbour has one itself (no
+/// lower end is an upper end). Neither step changes such edges. One job: it runs every round.
 async fn is_star_forest(edges: &DataFrame) -> Result<bool, GraphError> {
-    let parents = edges
+    let uppers = edges
         .clone()
-        .aggregate(vec![col("hi")], vec![count(lit(1)).alias("parents")])?;
-    let shared = parents.clone().filter(col("parents").gt(lit(1)))?.count().await?;
-    if shared > 0 {
-        return Ok(false);
-    }
-    let children = parents.select(vec![col("hi").alias("child")])?;
-    let chained = edges
+        .aggregate(vec![col("hi")], vec![])?
+        .select(vec![col("hi").alias("upper")])?;
+    let summary = edges
         .clone()
-        .join(children, JoinType::LeftSemi, &["lo"], &["child"], None)?
-        .count()
+        .join(uppers, JoinType::Left, &["lo"], &["upper"], None)?
+        .aggregate(
+            vec![],
+            vec![
+                count(lit(1)).alias("edges"),
+                count_distinct(col("hi")).alias("uppers"),
+                count(col("upper")).alias("chained"),
+            ],
+        )?
+        .collect()
         .await?;
-    Ok(chained == 0)
+    let row = summary
+        .first()
+        .filter(|rows| rows.num_rows() == 1)
+        .ok_or_else(|| DataFusionError::Internal("a global aggregate gave no row".into()))?;
+    let value = |name: &str| -> Result<i64, GraphError> {
+        let column = row
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| DataFusionError::Internal(format!("no count '{name}'")))?;
+        Ok(column.value(0))
+    };
+    Ok(value("edges")? == value("uppers")? && value("chained")? == 0)
 }
 
 /// The vertices and the converged edges (each non-smallest vertex to its component's smallest)
