@@ -243,6 +243,12 @@ impl Lake {
         Self::identity_graph_prefix(tenant).join(format!("v{version}-{nonce:016x}.parquet"))
     }
 
+    /// A folder of the sandbox for one distributed job's intermediate files (e.g. the rounds of
+    /// an identity graph rebuild), which the job deletes when done. `job` names it uniquely.
+    pub fn scratch_prefix(tenant: &Tenant, job: &str) -> ObjectPath {
+        Self::tenant_prefix(tenant).join("_scratch").join(job)
+    }
+
     /// Where the membership files of one segment live (`ups` memberships written by evaluation).
     pub fn segment_memberships_prefix(tenant: &Tenant, segment_id: &str) -> ObjectPath {
         Self::tenant_prefix(tenant)

@@ -42,9 +42,13 @@ pub enum ClusterError {
 pub async fn connect(url: &str, lake: &Lake) -> Result<SessionContext, ClusterError> {
     let address = parse(url)?;
     probe(url, &address).await?;
-    let config = SessionConfig::new_with_ballista()
+    let mut config = SessionConfig::new_with_ballista()
         .with_ballista_logical_extension_codec(crate::codec::logical())
         .with_ballista_physical_extension_codec(crate::codec::physical());
+    // As in every Dossier session (`session::session_config`): plain string types, which the
+    // engine's functions read. Ballista sends the client's settings with each job, so the
+    // scheduler and the executors plan and run with this one too.
+    config.options_mut().execution.parquet.schema_force_view_types = false;
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)

@@ -63,6 +63,61 @@ fn rows_batch(schema: &SchemaRef, rows: &[(Identity, Identity)]) -> Result<Recor
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// Writes a snapshot from rows that arrive already sorted by component, then identity: the
+/// fold writes its in-memory graph through it, and a distributed rebuild streams the rows of
+/// its final plan through it, so both give the same file for the same graph.
+pub struct SnapshotWriter {
+    schema: SchemaRef,
+    writer: AsyncArrowWriter<BufWriter>,
+    counts: SnapshotCounts,
+}
+
+impl SnapshotWriter {
+    /// Starts the snapshot at `location` (replacing any file there once finished).
+    pub fn create(lake: &Lake, location: &ObjectPath) -> Result<Self, EngineError> {
+        let schema = snapshot_schema();
+        let sink = BufWriter::new(lake.store().clone(), location.clone());
+        let writer = AsyncArrowWriter::try_new(sink, schema.clone(), Some(writer_properties()))?;
+        Ok(Self {
+            schema,
+            writer,
+            counts: SnapshotCounts {
+                nodes: 0,
+                components: 0,
+            },
+        })
+    }
+
+    /// Appends rows with the snapshot's four string columns (by name; any string type, e.g.
+    /// DataFusion's view strings, is cast to the file's). They must follow the rows written
+    /// before in (component, identity) order.
+    pub async fn write(&mut self, rows: &RecordBatch) -> Result<(), EngineError> {
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for field in self.schema.fields() {
+            let column = rows.column_by_name(field.name()).ok_or_else(|| {
+                EngineError::Invalid(format!("identity graph rows have no '{}' column", field.name()))
+            })?;
+            columns.push(arrow::compute::cast(column, field.data_type())?);
+        }
+        let rows = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let [namespace, id, key_namespace, key_id] = [0, 1, 2, 3].map(|i| rows.column(i).as_string::<i32>());
+        // A component's key is one of its identities: its own row counts the component once.
+        let keys = (0..rows.num_rows())
+            .filter(|&row| namespace.value(row) == key_namespace.value(row) && id.value(row) == key_id.value(row))
+            .count();
+        self.counts.nodes += rows.num_rows() as i64;
+        self.counts.components += keys as i64;
+        self.writer.write(&rows).await?;
+        Ok(())
+    }
+
+    /// Closes the file; gives what it holds.
+    pub async fn finish(self) -> Result<SnapshotCounts, EngineError> {
+        self.writer.close().await?;
+        Ok(self.counts)
+    }
+}
+
 /// Writes the components of `graph` as a snapshot at `location` (replacing any file there).
 pub async fn write_snapshot(
     lake: &Lake,
@@ -71,18 +126,12 @@ pub async fn write_snapshot(
 ) -> Result<SnapshotCounts, EngineError> {
     let mut rows: Vec<(Identity, Identity)> = graph.components();
     rows.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-    let components = rows.iter().filter(|(identity, key)| identity == key).count() as i64;
     let schema = snapshot_schema();
-    let sink = BufWriter::new(lake.store().clone(), location.clone());
-    let mut writer = AsyncArrowWriter::try_new(sink, schema.clone(), Some(writer_properties()))?;
+    let mut writer = SnapshotWriter::create(lake, location)?;
     for chunk in rows.chunks(ROWS_PER_BATCH) {
         writer.write(&rows_batch(&schema, chunk)?).await?;
     }
-    writer.close().await?;
-    Ok(SnapshotCounts {
-        nodes: rows.len() as i64,
-        components,
-    })
+    writer.finish().await
 }
 
 fn string_column<'a>(rows: &'a RecordBatch, name: &str) -> Result<&'a StringArray, EngineError> {

@@ -24,7 +24,7 @@ use dossier_storage::meta::{FileKind, IdentityGraphVersion};
 use dossier_storage::{Lake, MetaStore};
 
 use super::read::read_file_identities;
-use super::snapshot::{ComponentIndex, load_graph, write_snapshot};
+use super::snapshot::{ComponentIndex, SnapshotCounts, load_graph, write_snapshot};
 use super::union_find::IdentityGraph;
 use crate::EngineError;
 use crate::schemas::fragment_datasets;
@@ -55,7 +55,8 @@ pub struct FoldOutcome {
     pub folded_batches: usize,
 }
 
-async fn covered_batches(
+/// The batches the graph's `version` covers (none without a version).
+pub async fn covered_batches(
     meta: &MetaStore,
     tenant: &Tenant,
     version: Option<&IdentityGraphVersion>,
@@ -126,6 +127,20 @@ async fn commit_version(
 ) -> Result<IdentityGraphVersion, EngineError> {
     let location = Lake::new_identity_graph_snapshot(tenant, number);
     let counts = write_snapshot(lake, &location, graph).await?;
+    record_version(meta, tenant, number, &location, counts, folded).await
+}
+
+/// Makes the snapshot already written at `location` version `number`, current, covering
+/// `folded` as well as what the versions before it cover. Fails when another writer committed
+/// that number first: the caller's snapshot file is then an orphan the garbage collection takes.
+pub async fn record_version(
+    meta: &MetaStore,
+    tenant: &Tenant,
+    number: i64,
+    location: &ObjectPath,
+    counts: SnapshotCounts,
+    folded: &[BatchId],
+) -> Result<IdentityGraphVersion, EngineError> {
     let version = IdentityGraphVersion {
         version: number,
         path: location.to_string(),
@@ -153,7 +168,7 @@ async fn delete_snapshot(lake: &Lake, location: &ObjectPath) -> Result<(), Engin
 /// Drops versions older than the kept ones (row, then file), and snapshot files no row names
 /// that are older than [`ORPHAN_AGE`]: left by folds that crashed or lost a race before their
 /// row committed. A younger unnamed file may be a fold of another process still in flight.
-async fn collect_garbage(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<usize, EngineError> {
+pub async fn collect_garbage(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<usize, EngineError> {
     let pruned = meta.prune_identity_graph_versions(tenant, KEPT_VERSIONS).await?;
     for version in &pruned {
         delete_snapshot(lake, &ObjectPath::from(version.path.as_str())).await?;

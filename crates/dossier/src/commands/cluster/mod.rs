@@ -5,6 +5,7 @@
 //! arm in [`run`].
 
 mod executor;
+mod rebuild_graph;
 mod scheduler;
 
 use crate::config::Settings;
@@ -16,12 +17,16 @@ pub enum ClusterCommand {
     Scheduler(scheduler::SchedulerArgs),
     /// Start a Ballista executor that reads the lake (--lake-url) and runs the scheduler's tasks.
     Executor(executor::ExecutorArgs),
+    /// Rebuild a sandbox's identity graph as a distributed connected-components job on the
+    /// cluster (--cluster-url), writing the version the fold would write.
+    RebuildGraph(rebuild_graph::RebuildGraphArgs),
 }
 
 pub async fn run(command: ClusterCommand, settings: Settings) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Scheduler(args) => scheduler::run(args, &settings).await,
         ClusterCommand::Executor(args) => executor::run(args, &settings).await,
+        ClusterCommand::RebuildGraph(args) => rebuild_graph::run(args, &settings).await,
     }
 }
 
