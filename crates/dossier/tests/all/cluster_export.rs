@@ -155,7 +155,7 @@ pub(super) async fn seed(caller: &Caller) -> Seeded {
     }
 }
 
-async fn merge_policy(caller: &Caller, name: &str, graph: &str, merge: Value) -> MergePolicyId {
+pub(super) async fn merge_policy(caller: &Caller, name: &str, graph: &str, merge: Value) -> MergePolicyId {
     let body = json!({"name": name, "schema": {"name": "_xdm.context.profile"}, "identityGraph": {"type": graph}, "attributeMerge": merge});
     let (status, policy) = caller
         .send_json(Method::POST, "/data/core/ups/config/mergePolicies", &body)

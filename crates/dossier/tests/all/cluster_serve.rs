@@ -16,7 +16,7 @@ use dossier_testkit::ballista::BallistaCluster;
 use crate::cluster_export::{AAM, batch_rows, checksum, seed};
 use crate::support::*;
 
-const ORG: &str = "cluster-org";
+pub(super) const ORG: &str = "cluster-org";
 
 /// The jobs both engines run: every profile with `fields`; the tutorial's segment filter with
 /// its qualification window, one batch per status set; what changed after the first batch.
@@ -38,9 +38,9 @@ fn bodies(target: &str, mid: i64) -> Vec<Value> {
 }
 
 /// Per job and batch: row count and checksum of the rows, and the rows themselves.
-type Exported = Vec<Vec<(usize, u64, Vec<String>)>>;
+pub(super) type Exported = Vec<Vec<(usize, u64, Vec<String>)>>;
 
-async fn export_all(caller: &Caller, data_dir: &Path, target: &str, bodies: &[Value]) -> Exported {
+pub(super) async fn export_all(caller: &Caller, data_dir: &Path, target: &str, bodies: &[Value]) -> Exported {
     let tenant = Tenant {
         org: OrgId::parse(ORG).unwrap(),
         sandbox: SandboxName::prod(),

@@ -13,6 +13,8 @@ mod cluster;
 #[cfg(feature = "cluster")]
 mod cluster_export;
 #[cfg(feature = "cluster")]
+mod cluster_graph;
+#[cfg(feature = "cluster")]
 mod cluster_segments;
 #[cfg(feature = "cluster")]
 mod cluster_serve;
