@@ -406,7 +406,7 @@ fn ups(segment: &str, statuses: &[MembershipStatus]) -> SegmentFilter {
 }
 
 /// Defines a segment of `pql` and returns its id.
-async fn define(caller: &Caller, name: &str, pql: &str) -> String {
+pub(super) async fn define(caller: &Caller, name: &str, pql: &str) -> String {
     let body = json!({"name": name, "expression": {"type": "PQL", "format": "pql/text", "value": pql}});
     let (status, created) = caller
         .send_json(Method::POST, "/data/core/ups/segment/definitions", &body)
@@ -417,7 +417,7 @@ async fn define(caller: &Caller, name: &str, pql: &str) -> String {
 
 /// Runs a segment job over `segments` on the server (the native engine) to its success: its
 /// memberships become current.
-async fn evaluate(caller: &Caller, segments: &[&str]) {
+pub(super) async fn evaluate(caller: &Caller, segments: &[&str]) {
     let body: Vec<Value> = segments.iter().map(|s| json!({"segmentId": s})).collect();
     let (status, job) = caller.send_json(Method::POST, SEGMENT_JOBS, &json!(body)).await;
     assert_eq!(status, 200, "{job}");
