@@ -290,7 +290,7 @@ async fn export_rows(
     let mut chosen: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut selected = 0u64;
     for row in 0..rows.num_rows() {
-        let targets = targets(request, memberships, &evaluated, row);
+        let targets = targets(request, memberships, evaluated, row);
         if targets.is_empty() {
             continue;
         }
