@@ -729,11 +729,18 @@ async fn the_plan_survives_serialization_to_another_session() {
     let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
     let policy = meta.merge_policy(&tenant, &policy_id, Some(1)).await.unwrap().unwrap();
     let union = meta.profile_union(&tenant).await.unwrap().arrow_schema();
-    let segments = [filter(&[MembershipStatus::Realized])];
+    // Evaluated memberships too: their files unnested and keyed through the graph snapshot.
+    let gold = define(&caller, "Gold", "crm.tier = \"gold\"").await;
+    evaluate(&caller, &[&gold]).await;
+    let evaluated = meta.membership_files(&tenant).await.unwrap();
+    let segments = [
+        filter(&[MembershipStatus::Realized]),
+        ups(&gold, &[MembershipStatus::Realized]),
+    ];
     let wanted = Wanted {
         events: EventScan::IngestedAfter(seeded.mid),
         segments: &segments,
-        evaluated: &[],
+        evaluated: &evaluated,
     };
     let client = local_context(&lake).unwrap();
     let merged = merged_profiles(&client, &meta, &lake, &tenant, &policy, &union, wanted)
@@ -749,6 +756,7 @@ async fn the_plan_survives_serialization_to_another_session() {
         .map(RecordBatch::num_rows)
         .sum();
     assert!(expected > 0);
+    assert!(merged.frame.schema().field_with_unqualified_name("evaluated").is_ok());
 
     let scheduler = local_context(&lake).unwrap();
     let logical = logical_plan_to_bytes(merged.frame.logical_plan()).unwrap();
