@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, MapArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, MapArray, RecordBatch, StructArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::prelude::{SessionContext, ident, lit};
@@ -302,8 +302,9 @@ async fn export_rows(
         chosen.push((row, targets));
     }
     progress.profiles_scanned.fetch_add(selected, Ordering::Relaxed);
-    let laid = evaluated.lay_over(data).map_err(ExportError::Merge)?;
-    let projected = align_batch(&laid, output).map_err(|e| ExportError::Merge(e.into()))?;
+    // Written memberships carry the evaluated entries too, laid over the merged ones.
+    let data = StructArray::from(evaluated.lay_over(data).map_err(ExportError::Merge)?);
+    let projected = project(&data, output).map_err(ExportError::Merge)?;
     for (target, writer) in writers.iter_mut().enumerate() {
         let mask: BooleanArray = (0..rows.num_rows())
             .map(|row| Some(chosen.iter().any(|(r, t)| *r == row && t.contains(&target))))
@@ -325,6 +326,12 @@ async fn export_rows(
         .profiles_exported
         .fetch_add(chosen.len() as u64, Ordering::Relaxed);
     Ok(())
+}
+
+/// The merged columns projected to the output, as the engine projects them.
+fn project(data: &StructArray, output: &SchemaRef) -> Result<RecordBatch, EngineError> {
+    let merged = RecordBatch::from(data.clone());
+    Ok(align_batch(&merged, output)?)
 }
 
 /// The indices of the batches profile `row` goes to: every batch without segment filters;
