@@ -5,8 +5,9 @@
 //!
 //! What a job asks for that this path does not do yet fails with
 //! [`ExportError::Unsupported`] before anything is read, never with different rows:
-//! `eventList`, `emptyProfiles`, `evaluationInfo.segmentation`, and evaluated (`ups`) memberships
-//! where they would change the rows (a `ups` filter, or `segmentMembership` in the output).
+//! `eventList` and `emptyProfiles`. Evaluated (`ups`) memberships are joined to the profiles and
+//! laid over their own ([`crate::memberships`]); `evaluationInfo.segmentation` evaluates first
+//! ([`ClusterExporter`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, MapArray, RecordBatch, StructArray};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::prelude::{SessionContext, ident, lit};
 use futures::StreamExt;
 
@@ -27,15 +28,17 @@ use dossier_engine::jobs::{EngineExporter, Exporter};
 use dossier_engine::profiles::align::align_batch;
 use dossier_engine::profiles::build::keys::EventScan;
 use dossier_engine::profiles::merge::SEGMENT_MEMBERSHIP;
-use dossier_engine::segments::memberships::{UPS, current_memberships};
+use dossier_engine::segments::memberships::UPS;
 use dossier_engine::segments::{Evaluation, SegmentError};
-use dossier_model::export_job::{ExportSpec, QualificationWindow, SegmentFilter};
+use dossier_model::export_job::ExportSpec;
 use dossier_model::merge_policy::MergePolicy;
 use dossier_model::segment_job::SegmentJob;
-use dossier_model::time::{EpochMillis, now_millis};
+use dossier_model::time::now_millis;
+use dossier_storage::meta::MembershipFile;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::functions::merge_profile::{DATA, IDENTITY_COUNT, PRIMARY_NAMESPACE};
+use crate::memberships::{Evaluated, evaluate_for_export};
 use crate::profiles::{LAST_UPDATE, PROFILE, ProfilesError, Wanted, merged_profiles};
 
 /// How this engine names itself in [`ExportError::Unsupported`].
@@ -83,20 +86,16 @@ fn unsupported_features(spec: &ExportSpec) -> Result<(), ExportError> {
     if spec.empty_profiles {
         return Err(unsupported("emptyProfiles"));
     }
-    if !spec.segments_to_evaluate().is_empty() {
-        return Err(unsupported("evaluationInfo.segmentation"));
-    }
     Ok(())
 }
 
-/// Evaluated memberships are laid over the merged ones by profile number in the native engine;
-/// this engine does not lay them yet, so a job they would change is refused.
-async fn no_evaluated_memberships(
+/// The current membership files whose entries can change the rows: with a `ups` filter, or
+/// `segmentMembership` in the output (none otherwise: the plan joins nothing).
+async fn evaluated_files(
     meta: &MetaStore,
-    lake: &Lake,
     request: &ExportRequest,
     output: &SchemaRef,
-) -> Result<(), ExportError> {
+) -> Result<Vec<MembershipFile>, ExportError> {
     let ups_filter = request
         .spec
         .segments
@@ -104,15 +103,9 @@ async fn no_evaluated_memberships(
         .any(|f| f.segment_ns.eq_ignore_ascii_case(UPS));
     let writes_memberships = output.field_with_name(SEGMENT_MEMBERSHIP).is_ok();
     if !ups_filter && !writes_memberships {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let evaluated = current_memberships(meta, lake, &request.tenant)
-        .await
-        .map_err(ExportError::reading)?;
-    match evaluated.iter().all(|(_, rows)| rows.is_empty()) {
-        true => Ok(()),
-        false => Err(unsupported("evaluated (ups) segment memberships")),
-    }
+    meta.membership_files(&request.tenant).await.map_err(planning_storage)
 }
 
 /// The merge policy version the job pinned, which may have been deleted since.
@@ -190,7 +183,7 @@ pub async fn run_export_on(
     unsupported_features(spec)?;
     let policy = pinned_policy(meta, request).await?;
     let (union, output) = schemas(meta, request, cancel).await?;
-    no_evaluated_memberships(meta, lake, request, &output).await?;
+    let evaluated = evaluated_files(meta, request, &output).await?;
     check_cancel(cancel)?;
     let merge_schema = merge_schema(&union, &output, !spec.segments.is_empty());
     // Events only move a profile's last update: read those that can move it past `fromIngest`.
@@ -201,6 +194,7 @@ pub async fn run_export_on(
     let wanted = Wanted {
         events,
         segments: &spec.segments,
+        evaluated: &evaluated,
     };
     let merged = merged_profiles(ctx, meta, lake, &request.tenant, &policy, &merge_schema, wanted)
         .await
@@ -223,7 +217,8 @@ pub async fn run_export_on(
     while let Some(rows) = stream.next().await {
         check_cancel(cancel)?;
         let rows = rows.map_err(plan_failed)?;
-        export_rows(request, &output, &rows, &mut writers, &mut totals, progress).await?;
+        let laid = Evaluated::of(&rows, &evaluated);
+        export_rows(request, &output, &rows, &laid, &mut writers, &mut totals, progress).await?;
     }
     let merged_at = now_millis();
     let batches = finish_batches(request, writers, progress).await?;
@@ -269,6 +264,7 @@ async fn export_rows(
     request: &ExportRequest,
     output: &SchemaRef,
     rows: &RecordBatch,
+    evaluated: &Evaluated,
     writers: &mut [BatchWriter],
     totals: &mut Totals,
     progress: &ExportProgress,
@@ -294,7 +290,7 @@ async fn export_rows(
     let mut chosen: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut selected = 0u64;
     for row in 0..rows.num_rows() {
-        let targets = targets(request, memberships, row);
+        let targets = targets(request, memberships, evaluated, row);
         if targets.is_empty() {
             continue;
         }
@@ -306,7 +302,9 @@ async fn export_rows(
         chosen.push((row, targets));
     }
     progress.profiles_scanned.fetch_add(selected, Ordering::Relaxed);
-    let projected = project(data, output).map_err(ExportError::Merge)?;
+    // Written memberships carry the evaluated entries too, laid over the merged ones.
+    let data = StructArray::from(evaluated.lay_over(data).map_err(ExportError::Merge)?);
+    let projected = project(&data, output).map_err(ExportError::Merge)?;
     for (target, writer) in writers.iter_mut().enumerate() {
         let mask: BooleanArray = (0..rows.num_rows())
             .map(|row| Some(chosen.iter().any(|(r, t)| *r == row && t.contains(&target))))
@@ -338,7 +336,7 @@ fn project(data: &StructArray, output: &SchemaRef) -> Result<RecordBatch, Engine
 
 /// The indices of the batches profile `row` goes to: every batch without segment filters;
 /// otherwise those of the filters its merged memberships pass (semantics.md "Segment filters").
-fn targets(request: &ExportRequest, memberships: Option<&MapArray>, row: usize) -> Vec<usize> {
+fn targets(request: &ExportRequest, memberships: Option<&MapArray>, evaluated: &Evaluated, row: usize) -> Vec<usize> {
     let spec = &request.spec;
     if spec.segments.is_empty() {
         return (0..request.batches.len()).collect();
@@ -346,7 +344,7 @@ fn targets(request: &ExportRequest, memberships: Option<&MapArray>, row: usize) 
     let hits: Vec<bool> = spec
         .segments
         .iter()
-        .map(|filter| memberships.is_some_and(|m| passes(m, row, filter, spec.qualification)))
+        .map(|filter| evaluated.passes(memberships, row, filter, spec.qualification))
         .collect();
     request
         .batches
@@ -358,46 +356,6 @@ fn targets(request: &ExportRequest, memberships: Option<&MapArray>, row: usize) 
         })
         .map(|(i, _)| i)
         .collect()
-}
-
-/// Whether a merged `segmentMembership` (one entry per namespace spelling and segment, the
-/// latest qualification) has an entry for `filter` with a wanted status in the window.
-fn passes(memberships: &MapArray, row: usize, filter: &SegmentFilter, window: QualificationWindow) -> bool {
-    if memberships.is_null(row) {
-        return false;
-    }
-    let namespaces = memberships.keys().as_string::<i32>();
-    let Some(inner) = memberships.values().as_map_opt() else {
-        return false;
-    };
-    let segments = inner.keys().as_string::<i32>();
-    let values = inner.values().as_struct();
-    let statuses = values.column_by_name("status").and_then(|c| c.as_string_opt::<i32>());
-    let times = values
-        .column_by_name("lastQualificationTime")
-        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
-    let outer = memberships.value_offsets();
-    let inner_offsets = inner.value_offsets();
-    (outer[row] as usize..outer[row + 1] as usize)
-        .filter(|&n| !inner.is_null(n) && filter.segment_ns.eq_ignore_ascii_case(namespaces.value(n)))
-        .flat_map(|n| inner_offsets[n] as usize..inner_offsets[n + 1] as usize)
-        .filter(|&s| segments.value(s) == filter.segment_id)
-        .any(|s| {
-            let present = values.is_valid(s);
-            let status = statuses.filter(|c| present && c.is_valid(s)).map(|c| c.value(s));
-            let time = times
-                .filter(|t| present && t.is_valid(s))
-                .map(|t| t.value(s).div_euclid(1000));
-            let wanted = status.is_some_and(|s| filter.statuses.iter().any(|w| w.as_str() == s));
-            wanted && in_window(window, time)
-        })
-}
-
-fn in_window(window: QualificationWindow, time: Option<EpochMillis>) -> bool {
-    if window.start.is_none() && window.end.is_none() {
-        return true;
-    }
-    time.is_some_and(|t| window.start.is_none_or(|s| t >= s) && window.end.is_none_or(|e| t <= e))
 }
 
 /// Closes every batch's writer: its files, ready to commit.
@@ -443,6 +401,11 @@ impl Exporter for ClusterExporter {
         cancel: &CancelFlag,
     ) -> Result<ExportOutcome, ExportError> {
         let engine = &self.engine;
+        // `evaluationInfo.segmentation: true`: fresh memberships first, then the export.
+        let ids = request.spec.segments_to_evaluate();
+        if !ids.is_empty() {
+            evaluate_for_export(&self.ctx, engine, &request.tenant, request.job_id, &ids, cancel).await?;
+        }
         run_export_on(&self.ctx, &engine.meta, &engine.lake, request, progress, cancel).await
     }
 

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod export;
 pub mod functions;
 pub mod graph;
+pub mod memberships;
 pub mod node;
 pub mod profiles;
 pub mod segments;

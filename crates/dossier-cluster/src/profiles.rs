@@ -40,12 +40,15 @@ use dossier_model::merge_policy::{IdentityGraphType, MergePolicy};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 use dossier_model::xdm::SchemaClass;
+use dossier_storage::meta::MembershipFile;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::functions::align::{align, typed_null};
 use crate::functions::identities::{self, fragment_identities_expr};
 use crate::functions::mentions::mentions_segments;
 use crate::functions::merge_profile::{self, merge_profile, profile_type};
+use crate::memberships::{EVALUATED, EVALUATED_ID, EVALUATED_NAMESPACE};
+use crate::memberships::{evaluated_by_key, evaluated_keys, filtered_keys};
 use crate::session::lake_file_url;
 
 /// Columns of [`MergedProfiles::frame`]: the latest ingestion time of the profile's fragments
@@ -76,6 +79,9 @@ pub struct Wanted<'a> {
     /// Segment filters: only profiles with a fragment that mentions one of these segments are
     /// merged (none: every profile).
     pub segments: &'a [SegmentFilter],
+    /// The current membership files whose evaluated (`ups`) entries are joined to the profiles
+    /// they land on, as [`EVALUATED`] (none: no such column).
+    pub evaluated: &'a [MembershipFile],
 }
 
 /// The merged profiles of a sandbox, as a plan not yet run.
@@ -161,6 +167,12 @@ pub async fn merged_profiles(
     let snapshot = graph
         .as_ref()
         .map(|g| g.version.as_ref().map(|v| ObjectPath::from(v.path.as_str())));
+    let evaluated = match (&snapshot, wanted.evaluated.is_empty()) {
+        // Without a graph (`pdg`) or files there is nothing to key the entries to.
+        (Some(None), _) | (_, true) => None,
+        (Some(Some(snapshot)), false) => evaluated_keys(ctx, wanted.evaluated, Some(snapshot)).await?,
+        (None, false) => evaluated_keys(ctx, wanted.evaluated, None).await?,
+    };
     let keyed = match (fragments, snapshot) {
         // No fragments, or (`pdg`) no graph yet: nothing was committed, nothing to key.
         (None, _) | (_, Some(None)) => None,
@@ -175,9 +187,19 @@ pub async fn merged_profiles(
         (Some(fragments), Some(Some(snapshot))) => Some(join_graph(ctx, fragments, &snapshot).await?),
     };
     let frame = match keyed {
-        Some(keyed) if !wanted.segments.is_empty() => grouped(mentioned(keyed)?)?,
+        Some(keyed) if !wanted.segments.is_empty() => {
+            let also = match &evaluated {
+                Some(evaluated) => filtered_keys(evaluated.clone(), wanted.segments)?,
+                None => None,
+            };
+            grouped(mentioned(keyed, also)?)?
+        }
         Some(keyed) => grouped(keyed)?,
         None => empty(ctx, &data_type)?,
+    };
+    let frame = match evaluated {
+        Some(evaluated) => with_evaluated(frame, evaluated)?,
+        None => frame.select(vec![ident(LAST_UPDATE), ident(PROFILE)])?,
     };
     Ok(MergedProfiles { frame, graph_version })
 }
@@ -305,16 +327,22 @@ async fn join_graph(
 
 /// Only the fragments of profiles one of whose fragments mentions a filtered segment: a left
 /// semi join with those profiles' keys, so the others are never grouped or merged.
-fn mentioned(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
+/// `also`: further keys ([`EVALUATED_NAMESPACE`], [`EVALUATED_ID`]), of profiles with an
+/// evaluated entry for a filtered segment.
+fn mentioned(keyed: DataFrame, also: Option<DataFrame>) -> Result<DataFrame, ProfilesError> {
     let (hit_namespace, hit_id) = ("hit_namespace", "hit_id");
-    let hits = keyed
-        .clone()
-        .filter(ident(MENTIONS))?
-        .select(vec![
-            ident(KEY_NAMESPACE).alias(hit_namespace),
-            ident(KEY_ID).alias(hit_id),
-        ])?
-        .distinct()?;
+    let hits = keyed.clone().filter(ident(MENTIONS))?.select(vec![
+        ident(KEY_NAMESPACE).alias(hit_namespace),
+        ident(KEY_ID).alias(hit_id),
+    ])?;
+    let hits = match also {
+        Some(also) => hits.union(also.select(vec![
+            ident(EVALUATED_NAMESPACE).alias(hit_namespace),
+            ident(EVALUATED_ID).alias(hit_id),
+        ])?)?,
+        None => hits,
+    }
+    .distinct()?;
     Ok(keyed.join(
         hits,
         JoinType::LeftSemi,
@@ -324,7 +352,21 @@ fn mentioned(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
     )?)
 }
 
-/// Grouped by profile key and merged; only profiles with a record.
+/// The merged profiles with each one's evaluated entries ([`EVALUATED`], null for none), joined
+/// by profile key.
+fn with_evaluated(frame: DataFrame, evaluated: DataFrame) -> Result<DataFrame, ProfilesError> {
+    Ok(frame
+        .join(
+            evaluated_by_key(evaluated)?,
+            JoinType::Left,
+            &[KEY_NAMESPACE, KEY_ID],
+            &[EVALUATED_NAMESPACE, EVALUATED_ID],
+            None,
+        )?
+        .select(vec![ident(LAST_UPDATE), ident(PROFILE), ident(EVALUATED)])?)
+}
+
+/// Grouped by profile key and merged; only profiles with a record, with their key.
 fn grouped(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
     let fragments = array_agg(ident(FRAGMENT)).filter(ident(IS_RECORD)).build()?;
     Ok(keyed
@@ -337,7 +379,12 @@ fn grouped(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
             ],
         )?
         .filter(ident(HAS_RECORD))?
-        .select(vec![ident(LAST_UPDATE), merge_profile(ident(FRAGMENTS)).alias(PROFILE)])?)
+        .select(vec![
+            ident(KEY_NAMESPACE),
+            ident(KEY_ID),
+            ident(LAST_UPDATE),
+            merge_profile(ident(FRAGMENTS)).alias(PROFILE),
+        ])?)
 }
 
 /// No profiles, with the columns a plan would have: typed nulls over one row, filtered out.
@@ -347,6 +394,8 @@ fn empty(ctx: &SessionContext, data_type: &DataType) -> Result<DataFrame, Profil
     Ok(ctx
         .read_empty()?
         .select(vec![
+            typed_null(&DataType::Utf8)?.alias(KEY_NAMESPACE),
+            typed_null(&DataType::Utf8)?.alias(KEY_ID),
             typed_null(&DataType::Int64)?.alias(LAST_UPDATE),
             typed_null(&profile_type(data_type))?.alias(PROFILE),
         ])?

@@ -6,7 +6,7 @@
 pub mod align;
 pub mod build;
 pub mod fragments;
-pub(crate) mod json_columns;
+pub mod json_columns;
 pub mod lookup;
 pub mod merge;
 

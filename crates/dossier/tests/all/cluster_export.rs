@@ -395,6 +395,182 @@ async fn exports_on_datafusion_write_the_native_engines_rows() {
     assert!(compared > 20, "the requests export profiles ({compared})");
 }
 
+const SEGMENT_JOBS: &str = "/data/core/ups/segment/jobs";
+
+fn ups(segment: &str, statuses: &[MembershipStatus]) -> SegmentFilter {
+    SegmentFilter {
+        segment_id: segment.into(),
+        segment_ns: "ups".into(),
+        statuses: statuses.to_vec(),
+    }
+}
+
+/// Defines a segment of `pql` and returns its id.
+pub(super) async fn define(caller: &Caller, name: &str, pql: &str) -> String {
+    let body = json!({"name": name, "expression": {"type": "PQL", "format": "pql/text", "value": pql}});
+    let (status, created) = caller
+        .send_json(Method::POST, "/data/core/ups/segment/definitions", &body)
+        .await;
+    assert_eq!(status, 200, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// Runs a segment job over `segments` on the server (the native engine) to its success: its
+/// memberships become current.
+pub(super) async fn evaluate(caller: &Caller, segments: &[&str]) {
+    let body: Vec<Value> = segments.iter().map(|s| json!({"segmentId": s})).collect();
+    let (status, job) = caller.send_json(Method::POST, SEGMENT_JOBS, &json!(body)).await;
+    assert_eq!(status, 200, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (_, job) = caller.get(&format!("{SEGMENT_JOBS}/{id}")).await;
+        match job["status"].as_str().unwrap() {
+            "SUCCEEDED" => return,
+            "FAILED" | "CANCELLED" => panic!("segment job {id}: {job}"),
+            _ => {}
+        }
+        assert!(std::time::Instant::now() < deadline, "segment job {id} never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Requests whose rows evaluated (`ups`) memberships change: `ups` filters with statuses and
+/// windows, beside a fragment's own `ups` entries and `AAM` ones, and `segmentMembership` in
+/// the output.
+fn ups_requests(
+    seeded: &Seeded,
+    policy: &MergePolicyId,
+    gold: &str,
+    platinum: &str,
+) -> Vec<(&'static str, ExportSpec)> {
+    let base = spec(&seeded.target, policy);
+    let since = now_millis() - 3_600_000;
+    vec![
+        (
+            "ups filters per batch, windowed",
+            ExportSpec {
+                segments: vec![
+                    ups(gold, &[MembershipStatus::Realized]),
+                    ups(platinum, &[MembershipStatus::Realized, MembershipStatus::Existing]),
+                    ups(OTHER, &[MembershipStatus::Exited]),
+                    filter(&[MembershipStatus::Realized]),
+                ],
+                qualification: QualificationWindow {
+                    start: Some(since),
+                    end: None,
+                },
+                segment_per_batch: true,
+                ..base.clone()
+            },
+        ),
+        (
+            "ups filters in one batch, memberships written",
+            ExportSpec {
+                segments: vec![
+                    ups(gold, &[MembershipStatus::Realized, MembershipStatus::Existing]),
+                    ups(OTHER, &[MembershipStatus::Exited]),
+                ],
+                fields: Some(vec!["segmentMembership".into(), "crm".into()]),
+                ..base.clone()
+            },
+        ),
+        (
+            "an exited status only",
+            ExportSpec {
+                segments: vec![ups(gold, &[MembershipStatus::Exited])],
+                ..base.clone()
+            },
+        ),
+        (
+            "every profile, memberships written",
+            ExportSpec {
+                fields: Some(vec!["segmentMembership".into(), "identities.id".into()]),
+                ..base.clone()
+            },
+        ),
+        ("every profile, whole", base),
+    ]
+}
+
+/// With evaluated memberships in the sandbox (a segment job ran), `ups` filters and written
+/// `segmentMembership` give the native engine's rows on DataFusion; and
+/// `evaluationInfo.segmentation` evaluates on DataFusion and makes the memberships current
+/// before exporting, so a native export right after reads the same memberships.
+#[tokio::test]
+async fn evaluated_memberships_on_datafusion_write_the_native_engines_rows() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let seeded = seed(&caller).await;
+    let gold = define(&caller, "Gold", "crm.tier = \"gold\"").await;
+    let platinum = define(&caller, "Platinum", "crm.tier = \"platinum\"").await;
+    evaluate(&caller, &[&gold, &platinum]).await;
+    let tenant = Tenant {
+        org: OrgId::parse(ORG).unwrap(),
+        sandbox: SandboxName::prod(),
+    };
+    let data_dir = server.data_dir();
+    let (meta, lake) = open_storage(&data_dir).await.unwrap();
+    let context = Context {
+        meta: &meta,
+        lake: &lake,
+        data_dir: &data_dir,
+        tenant: &tenant,
+        target: &seeded.target,
+    };
+    let policies = [
+        ("pdg, timestampOrdered", "pdg", json!({"type": "timestampOrdered"})),
+        ("none, timestampOrdered", "none", json!({"type": "timestampOrdered"})),
+        (
+            "none, dataSetPrecedence (loyalty only)",
+            "none",
+            json!({"type": "dataSetPrecedence", "order": [seeded.loyalty]}),
+        ),
+    ];
+    let mut compared = 0;
+    for (name, graph, merge) in policies {
+        let policy = merge_policy(&caller, name, graph, merge).await;
+        for (what, spec) in ups_requests(&seeded, &policy, &gold, &platinum) {
+            let (native, native_rows) = run(&context, &spec, false).await;
+            let (cluster, cluster_rows) = run(&context, &spec, true).await;
+            assert_eq!(cluster_rows, native_rows, "{name}, {what}: the rows");
+            assert_eq!(cluster, native, "{name}, {what}: counts and checksums");
+            compared += native.exported;
+        }
+        // Segmentation first on DataFusion, then the same export natively, without.
+        let fresh = ExportSpec {
+            segments: vec![ups(&gold, &[MembershipStatus::Existing])],
+            fields: Some(vec!["segmentMembership".into()]),
+            evaluate_segments: true,
+            ..spec(&seeded.target, &policy)
+        };
+        let before = meta.membership_files(&tenant).await.unwrap();
+        let (cluster, cluster_rows) = run(&context, &fresh, true).await;
+        let after = meta.membership_files(&tenant).await.unwrap();
+        let gold_file = |files: &[dossier_storage::meta::MembershipFile]| {
+            files.iter().find(|f| f.segment_id == gold).unwrap().path.clone()
+        };
+        assert_ne!(
+            gold_file(&before),
+            gold_file(&after),
+            "{name}: the export's evaluation is current"
+        );
+        let (native, native_rows) = run(
+            &context,
+            &ExportSpec {
+                evaluate_segments: false,
+                ..fresh
+            },
+            false,
+        )
+        .await;
+        assert!(native.exported > 0, "{name}: re-evaluated gold profiles are existing");
+        assert_eq!(cluster_rows, native_rows, "{name}, segmentation: the rows");
+        assert_eq!(cluster, native, "{name}, segmentation: counts and checksums");
+    }
+    assert!(compared > 20, "the requests export profiles ({compared})");
+}
+
 /// What the DataFusion path does not do yet fails with its own code before reading anything.
 #[tokio::test]
 async fn what_is_not_done_yet_fails_as_unsupported() {
@@ -553,10 +729,18 @@ async fn the_plan_survives_serialization_to_another_session() {
     let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
     let policy = meta.merge_policy(&tenant, &policy_id, Some(1)).await.unwrap().unwrap();
     let union = meta.profile_union(&tenant).await.unwrap().arrow_schema();
-    let segments = [filter(&[MembershipStatus::Realized])];
+    // Evaluated memberships too: their files unnested and keyed through the graph snapshot.
+    let gold = define(&caller, "Gold", "crm.tier = \"gold\"").await;
+    evaluate(&caller, &[&gold]).await;
+    let evaluated = meta.membership_files(&tenant).await.unwrap();
+    let segments = [
+        filter(&[MembershipStatus::Realized]),
+        ups(&gold, &[MembershipStatus::Realized]),
+    ];
     let wanted = Wanted {
         events: EventScan::IngestedAfter(seeded.mid),
         segments: &segments,
+        evaluated: &evaluated,
     };
     let client = local_context(&lake).unwrap();
     let merged = merged_profiles(&client, &meta, &lake, &tenant, &policy, &union, wanted)
@@ -572,6 +756,7 @@ async fn the_plan_survives_serialization_to_another_session() {
         .map(RecordBatch::num_rows)
         .sum();
     assert!(expected > 0);
+    assert!(merged.frame.schema().field_with_unqualified_name("evaluated").is_ok());
 
     let scheduler = local_context(&lake).unwrap();
     let logical = logical_plan_to_bytes(merged.frame.logical_plan()).unwrap();

@@ -13,14 +13,17 @@ use dossier_model::ids::BatchId;
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_testkit::ballista::BallistaCluster;
 
-use crate::cluster_export::{AAM, batch_rows, checksum, seed};
+use crate::cluster_export::{AAM, batch_rows, checksum, define, evaluate, seed};
 use crate::support::*;
 
 pub(super) const ORG: &str = "cluster-org";
 
 /// The jobs both engines run: every profile with `fields`; the tutorial's segment filter with
-/// its qualification window, one batch per status set; what changed after the first batch.
-fn bodies(target: &str, mid: i64) -> Vec<Value> {
+/// its qualification window, one batch per status set; what changed after the first batch; the
+/// tutorial's `ups` filter on the segment `gold` a segment job evaluated. (Not
+/// `evaluationInfo.segmentation`: it would move the evaluated times the whole profiles of the
+/// other jobs carry between the runs; `cluster_export` compares it.)
+fn bodies(target: &str, mid: i64, gold: &str) -> Vec<Value> {
     let since = jiff::Timestamp::from_millisecond(mid).unwrap().to_string();
     let destination = json!({"datasetId": target});
     let schema = json!({"name": "_xdm.context.profile"});
@@ -34,6 +37,9 @@ fn bodies(target: &str, mid: i64) -> Vec<Value> {
                    "segmentQualificationTime": {"startTime": "2019-09-01T00:00:00Z", "endTime": "2019-09-02T00:00:00Z"}},
                "destination": {"datasetId": target, "segmentPerBatch": true}, "schema": schema}),
         json!({"filter": {"fromIngestTimestamp": since}, "destination": destination, "schema": schema}),
+        json!({"fields": "identities.id,crm.tier,segmentMembership",
+               "filter": {"segments": [{"segmentId": gold, "segmentNs": "ups", "status": ["realized", "existing"]}]},
+               "destination": destination, "schema": schema}),
     ]
 }
 
@@ -79,7 +85,9 @@ async fn serve_on_a_cluster_exports_the_native_rows_even_with_an_executor_lost()
     let native = ServerProcess::spawn(&data_dir);
     let caller = native.caller(&credentials).await;
     let seeded = seed(&caller).await;
-    let bodies = bodies(&seeded.target, seeded.mid);
+    let gold = define(&caller, "Gold", "crm.tier = \"gold\"").await;
+    evaluate(&caller, &[&gold]).await;
+    let bodies = bodies(&seeded.target, seeded.mid, &gold);
     let expected = export_all(&caller, &data_dir, &seeded.target, &bodies).await;
     native.kill();
     assert!(
