@@ -237,7 +237,7 @@ fn unsupported_reason(job: &Value) -> Option<String> {
         .into_iter()
         .flatten()
         .find(|e| e["code"] == UNSUPPORTED_ON_CLUSTER)
-        .and_then(|e| e["message"].as_str().map(str::to_owned));
+        .and_then(|e| e["msg"].as_str().map(str::to_owned));
     Some(message.unwrap_or_else(|| job["errors"].to_string()))
 }
 
