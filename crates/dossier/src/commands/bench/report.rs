@@ -93,7 +93,11 @@ pub fn print_comparison(runs: &[super::run::StoresRun]) {
         );
         let mut lines = vec![("ingestion".to_owned(), base.ingest_s, other.ingest_s)];
         for job in other.reports.iter().filter(|r| r.unsupported.is_none()) {
-            if let Some(first) = base.reports.iter().find(|r| r.job == job.job) {
+            if let Some(first) = base
+                .reports
+                .iter()
+                .find(|r| r.job == job.job && r.unsupported.is_none())
+            {
                 lines.push((job.job.clone(), first.ours_s, job.ours_s));
             }
         }
