@@ -136,6 +136,11 @@ impl BallistaCluster {
         http_get(self.scheduler.port, "/api/jobs")
     }
 
+    /// The body of the scheduler's REST API at `path` (`/api/job/<id>/stages`, ...).
+    pub fn api(&self, path: &str) -> anyhow::Result<String> {
+        http_get(self.scheduler.port, path)
+    }
+
     /// The last lines of every process's log, for a failing test's message.
     pub fn logs(&self) -> String {
         std::iter::once(&self.scheduler)

@@ -81,3 +81,22 @@ impl BenchCluster {
         peaks.with_context(|| format!("an executor is gone; logs:\n{}", self.cluster.logs()))
     }
 }
+
+impl BenchCluster {
+    /// Every job the scheduler ran, with its stages (`/api/jobs`, `/api/job/<id>/stages`), as
+    /// one JSON array: where a cluster job's time went, saved beside the report.
+    pub fn jobs_with_stages(&self) -> anyhow::Result<serde_json::Value> {
+        let jobs: serde_json::Value = serde_json::from_str(&self.cluster.jobs()?)?;
+        let mut out = Vec::new();
+        for job in jobs.as_array().into_iter().flatten() {
+            let id = job["job_id"].as_str().unwrap_or_default();
+            let stages = self
+                .cluster
+                .api(&format!("/api/job/{id}/stages"))
+                .and_then(|body| Ok(serde_json::from_str::<serde_json::Value>(&body)?))
+                .unwrap_or(serde_json::Value::Null);
+            out.push(serde_json::json!({"job": job, "stages": stages}));
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+}

@@ -482,7 +482,12 @@ async fn run_on(
         true => None,
         false => Some(lake_files.latest_snapshot().await?),
     };
-    drop(cluster);
+    if let Some(cluster) = cluster {
+        save_cluster_jobs(
+            &cluster,
+            &inputs.work.join(format!("cluster-jobs-{}.json", args.profiles)),
+        );
+    }
     // DuckDB reads files: what it needs from the lake is copied out by now.
     bench_server.stores.stop()?;
     let problem = finish_run(
@@ -500,6 +505,18 @@ async fn run_on(
         reports,
     };
     Ok((run, problem))
+}
+
+/// Saves the scheduler's jobs and stages (their times) to `path`; a bench whose numbers are in
+/// does not fail for want of them.
+fn save_cluster_jobs(cluster: &BenchCluster, path: &Path) {
+    let saved = cluster
+        .jobs_with_stages()
+        .and_then(|jobs| Ok(std::fs::write(path, serde_json::to_string_pretty(&jobs)?)?));
+    match saved {
+        Ok(()) => eprintln!("the cluster's jobs and stages: {}", path.display()),
+        Err(error) => eprintln!("could not save the cluster's jobs and stages: {error:#}"),
+    }
 }
 
 /// Creates the server data dir, loads the workload, creates the merge policy and the target
