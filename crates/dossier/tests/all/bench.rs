@@ -260,3 +260,60 @@ fn bench_run_on_postgres_and_s3_exports_the_same_rows_as_duckdb() {
     assert!(!data_dir.join("lake").exists());
     assert!(work.path().join("results-300-postgres-s3.json").is_file());
 }
+
+/// `dossier bench run --engine cluster --executors 2` on a tiny population, after a native run
+/// over the same load: the bench starts its own scheduler and two executors, and every job the
+/// cluster engine runs exports the native run's rows (same count, same checksum, DuckDB's too),
+/// with each executor's peak memory. A job the cluster engine refuses (EXPORT-UNSUPPORTED-501)
+/// is a row saying so, neither a failure nor left out.
+#[cfg(feature = "cluster")]
+#[test]
+fn bench_run_on_a_cluster_of_two_executors_exports_the_native_rows() {
+    let work = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| -> Vec<Value> {
+        let mut args = vec![
+            "bench",
+            "run",
+            "--profiles",
+            "300",
+            "--runs",
+            "1",
+            "--json",
+            "--work",
+            work.path().to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let printed = dossier(work.path(), &args);
+        printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let native = run(&[]);
+    let cluster = run(&["--reuse-load", "--engine", "cluster", "--executors", "2"]);
+    assert_eq!(native.len(), 5, "{native:?}");
+    assert_eq!(cluster.len(), native.len(), "every job has a row: {cluster:?}");
+    let mut supported = 0;
+    for (on_native, on_cluster) in native.iter().zip(&cluster) {
+        assert_eq!(on_native["job"], on_cluster["job"]);
+        assert_eq!(on_native["engine"], "native", "{on_native}");
+        assert_eq!(on_cluster["engine"], "cluster", "{on_cluster}");
+        assert_eq!(on_native["rows_match"], true, "{on_native}");
+        if let Some(reason) = on_cluster["unsupported"].as_str() {
+            assert!(reason.contains("not supported by the cluster"), "{on_cluster}");
+            assert_eq!(on_cluster["rows_match"], Value::Null, "{on_cluster}");
+            continue;
+        }
+        supported += 1;
+        assert_eq!(on_cluster["rows_match"], true, "{on_cluster}");
+        assert_eq!(on_cluster["rows"], on_native["rows"], "{on_native} {on_cluster}");
+        assert_eq!(
+            on_cluster["checksum"], on_native["checksum"],
+            "{on_native} {on_cluster}"
+        );
+        assert!(on_cluster["checksum"].is_string(), "{on_cluster}");
+        let peaks = on_cluster["executor_peak_rss_bytes"].as_array().unwrap();
+        assert_eq!(peaks.len(), 2, "{on_cluster}");
+        assert!(peaks.iter().all(|p| p.as_u64().unwrap() > 0), "{on_cluster}");
+    }
+    // All profiles, one segment, segments per batch and incremental run on the cluster today.
+    assert!(supported >= 4, "{cluster:?}");
+    assert_eq!(cluster[0]["rows"], 300, "{}", cluster[0]);
+}

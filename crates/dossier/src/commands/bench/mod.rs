@@ -1,5 +1,6 @@
 //! `dossier bench`: the benchmark workload (generate) and the side-by-side benchmark (run).
 
+mod cluster;
 mod fields;
 mod generate;
 mod peer;

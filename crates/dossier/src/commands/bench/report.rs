@@ -8,14 +8,24 @@ pub struct JobReport {
     pub job: String,
     /// The stores the server ran on (`sqlite`, `postgres-s3`).
     pub stores: String,
+    /// Where the jobs ran (`native`, `cluster`).
+    pub engine: String,
+    /// Why the cluster engine refused the job (`EXPORT-UNSUPPORTED-501`): such a row has no
+    /// rows, peer or match.
+    pub unsupported: Option<String>,
     pub rows: u64,
     pub ours_s: f64,
     /// `None` with `--no-peer`.
     pub peer_s: Option<f64>,
     pub ratio: Option<f64>,
+    /// The server process's peak.
     pub peak_rss_bytes: u64,
+    /// Each executor's peak during the job (`--engine cluster`; empty on native).
+    pub executor_peak_rss_bytes: Vec<u64>,
     /// Same row count and checksum as the peer; `None` with `--no-peer`.
     pub rows_match: Option<bool>,
+    /// Our rows' order-independent checksum, as the peer computes it; `None` with `--no-peer`.
+    pub checksum: Option<String>,
     /// Every run's time, for the medians' spread.
     pub ours_runs_s: Vec<f64>,
 }
@@ -25,11 +35,18 @@ fn mib(bytes: u64) -> f64 {
 }
 
 pub fn print_table(reports: &[JobReport]) {
+    if let Some(first) = reports.first() {
+        println!("engine: {}", first.engine);
+    }
     println!(
-        "{:<26} {:>10} {:>9} {:>9} {:>7} {:>10} {:>6}",
-        "job", "rows", "ours s", "duckdb s", "ratio", "peak MiB", "match"
+        "{:<26} {:>10} {:>9} {:>9} {:>7} {:>10} {:>6} {:>16}",
+        "job", "rows", "ours s", "duckdb s", "ratio", "peak MiB", "match", "executors MiB"
     );
     for r in reports {
+        if r.unsupported.is_some() {
+            println!("{:<26} unsupported on the cluster (EXPORT-UNSUPPORTED-501)", r.job);
+            continue;
+        }
         let peer = r.peer_s.map_or("-".to_owned(), |s| format!("{s:.2}"));
         let ratio = r.ratio.map_or("-".to_owned(), |x| format!("{x:.2}"));
         let matched = match r.rows_match {
@@ -37,15 +54,25 @@ pub fn print_table(reports: &[JobReport]) {
             Some(false) => "NO",
             None => "-",
         };
+        let executors = match r.executor_peak_rss_bytes.is_empty() {
+            true => "-".to_owned(),
+            false => r
+                .executor_peak_rss_bytes
+                .iter()
+                .map(|b| format!("{:.0}", mib(*b)))
+                .collect::<Vec<_>>()
+                .join("/"),
+        };
         println!(
-            "{:<26} {:>10} {:>9.2} {:>9} {:>7} {:>10.0} {:>6}",
+            "{:<26} {:>10} {:>9.2} {:>9} {:>7} {:>10.0} {:>6} {:>16}",
             r.job,
             r.rows,
             r.ours_s,
             peer,
             ratio,
             mib(r.peak_rss_bytes),
-            matched
+            matched,
+            executors
         );
     }
 }
@@ -65,8 +92,12 @@ pub fn print_comparison(runs: &[super::run::StoresRun]) {
             "ratio"
         );
         let mut lines = vec![("ingestion".to_owned(), base.ingest_s, other.ingest_s)];
-        for job in &other.reports {
-            if let Some(first) = base.reports.iter().find(|r| r.job == job.job) {
+        for job in other.reports.iter().filter(|r| r.unsupported.is_none()) {
+            if let Some(first) = base
+                .reports
+                .iter()
+                .find(|r| r.job == job.job && r.unsupported.is_none())
+            {
                 lines.push((job.job.clone(), first.ours_s, job.ours_s));
             }
         }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use dossier_model::tenancy::OrgId;
 
+use super::cluster::{BenchCluster, BenchEngine};
 use super::peer::{check_available, run_peer};
 use super::plan::{JOB_NAMES, PeerPlan, PeerSource, jobs};
 use super::report::{JobReport, median, print_comparison, print_json, print_table};
@@ -70,6 +71,13 @@ pub struct RunArgs {
     /// with the first
     #[arg(long, value_enum, value_delimiter = ',', default_value = "sqlite")]
     pub stores: Vec<StoresKind>,
+    /// Where the export jobs run: in the server (native), or on a Ballista cluster the bench
+    /// starts over the server's lake (cluster: needs a binary built with the cluster feature)
+    #[arg(long, value_enum, default_value = "native")]
+    pub engine: BenchEngine,
+    /// Executors of the bench's cluster (--engine cluster); each runs cores / N tasks at once
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub executors: u64,
 }
 
 /// What a finished load leaves in the server's data dir, so a later run can skip it.
@@ -168,7 +176,12 @@ impl BenchServer {
 
     /// Starts a `dossier serve` process on the stores and connects to it.
     pub(super) async fn start(&self) -> anyhow::Result<(ChildServer, Remote)> {
-        let server = ChildServer::spawn(&self.stores)?;
+        self.start_on(None).await
+    }
+
+    /// [`BenchServer::start`], with the jobs on the cluster at `cluster_url` when given.
+    async fn start_on(&self, cluster_url: Option<&str>) -> anyhow::Result<(ChildServer, Remote)> {
+        let server = ChildServer::spawn(&self.stores, cluster_url)?;
         let remote = Remote::connect(RemoteArgs {
             url: server.base.clone(),
             client_id: self.client_id.clone(),
@@ -210,6 +223,24 @@ struct JobRun {
     job: Value,
 }
 
+/// The code a job fails with when the cluster engine cannot run it yet (the native engine can).
+const UNSUPPORTED_ON_CLUSTER: &str = "EXPORT-UNSUPPORTED-501";
+
+/// Why the cluster engine refused `job`, if it did: such a job is a row of its own in the
+/// report, neither a failure nor left out.
+fn unsupported_reason(job: &Value) -> Option<String> {
+    if job["status"] != "FAILED" || !job["errors"].to_string().contains(UNSUPPORTED_ON_CLUSTER) {
+        return None;
+    }
+    let message = job["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["code"] == UNSUPPORTED_ON_CLUSTER)
+        .and_then(|e| e["msg"].as_str().map(str::to_owned));
+    Some(message.unwrap_or_else(|| job["errors"].to_string()))
+}
+
 /// Polls the job at `path` (an export or a segment job) until it has ended.
 pub(super) async fn wait_until_ended(remote: &Remote, path: &str) -> anyhow::Result<Value> {
     loop {
@@ -229,7 +260,7 @@ async fn run_job(server: &ChildServer, remote: &Remote, body: &Value) -> anyhow:
     let job = wait_until_ended(remote, &format!("/data/core/ups/export/jobs/{id}")).await?;
     let seconds = started.elapsed().as_secs_f64();
     let peak = server.peak_rss_bytes()?;
-    if job["status"] != "SUCCEEDED" {
+    if job["status"] != "SUCCEEDED" && unsupported_reason(&job).is_none() {
         bail!("export job {id} ended {}: {}", job["status"], job["errors"]);
     }
     Ok(JobRun { seconds, peak, job })
@@ -299,6 +330,7 @@ fn peer_sources(data: &Path, manifest: &Value, loaded: &[LoadedDataset]) -> anyh
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    args.engine.check_built()?;
     let mut kinds = args.stores.clone();
     kinds.dedup();
     if args.reuse_load && kinds.iter().any(|k| *k != StoresKind::Sqlite) {
@@ -429,9 +461,15 @@ async fn run_on(
     let lake_files = LakeFiles::new(&bench_server.stores, &inputs.work.join("lake-copy")).await?;
     let mut reports = Vec::new();
     let mut peer_jobs = Vec::new();
+    // Started after the load (ingestion does not depend on the engine), stopped when dropped
+    // below, before the stores.
+    let cluster = match args.engine {
+        BenchEngine::Native => None,
+        BenchEngine::Cluster => Some(BenchCluster::start(&bench_server.stores, args.executors as usize)?),
+    };
     run_jobs(
         args,
-        &bench_server,
+        (&bench_server, cluster.as_ref()),
         &policy,
         &dataset,
         incremental_from,
@@ -444,6 +482,12 @@ async fn run_on(
         true => None,
         false => Some(lake_files.latest_snapshot().await?),
     };
+    if let Some(cluster) = cluster {
+        save_cluster_jobs(
+            &cluster,
+            &inputs.work.join(format!("cluster-jobs-{}.json", args.profiles)),
+        );
+    }
     // DuckDB reads files: what it needs from the lake is copied out by now.
     bench_server.stores.stop()?;
     let problem = finish_run(
@@ -461,6 +505,18 @@ async fn run_on(
         reports,
     };
     Ok((run, problem))
+}
+
+/// Saves the scheduler's jobs and stages (their times) to `path`; a bench whose numbers are in
+/// does not fail for want of them.
+fn save_cluster_jobs(cluster: &BenchCluster, path: &Path) {
+    let saved = cluster
+        .jobs_with_stages()
+        .and_then(|jobs| Ok(std::fs::write(path, serde_json::to_string_pretty(&jobs)?)?));
+    match saved {
+        Ok(()) => eprintln!("the cluster's jobs and stages: {}", path.display()),
+        Err(error) => eprintln!("could not save the cluster's jobs and stages: {error:#}"),
+    }
 }
 
 /// Creates the server data dir, loads the workload, creates the merge policy and the target
@@ -527,11 +583,12 @@ async fn load_fresh(
     Ok((bench_server, saved))
 }
 
-/// Runs each export job of the plan on a server of its own, `--runs` times.
+/// Runs each export job of the plan on a server of its own, `--runs` times, its jobs on
+/// `cluster` when there is one.
 #[allow(clippy::too_many_arguments)]
 async fn run_jobs(
     args: &RunArgs,
-    bench_server: &BenchServer,
+    (bench_server, cluster): (&BenchServer, Option<&BenchCluster>),
     policy: &Value,
     dataset: &str,
     incremental_from: i64,
@@ -539,6 +596,7 @@ async fn run_jobs(
     reports: &mut Vec<JobReport>,
     peer_jobs: &mut Vec<super::plan::PeerJob>,
 ) -> anyhow::Result<()> {
+    let cluster_url = cluster.map(BenchCluster::url);
     for mut bench_job in jobs(incremental_from) {
         let name = bench_job.peer.name.clone();
         if !args.jobs.is_empty() && !args.jobs.contains(&name) {
@@ -550,39 +608,87 @@ async fn run_jobs(
         body["schema"] = json!({"name": "_xdm.context.profile"});
         // Each job gets a fresh server process, so its peak memory is its own and not what an
         // earlier job or the ingestion left allocated. Its first run loads the identity graph.
-        let (server, remote) = bench_server.start().await?;
-        let mut times = Vec::new();
-        let mut peak = 0;
-        let mut last = None;
-        for _ in 0..args.runs {
-            let run = run_job(&server, &remote, &body).await?;
-            times.push(run.seconds);
-            peak = peak.max(run.peak);
-            last = Some(run.job);
+        let (server, remote) = bench_server.start_on(cluster_url.as_deref()).await?;
+        let measured = measure_job(args.runs, (&server, &remote), cluster, &body).await?;
+        let mut report = JobReport {
+            job: name.clone(),
+            stores: bench_server.stores.kind.name().to_owned(),
+            engine: args.engine.name().to_owned(),
+            unsupported: None,
+            rows: 0,
+            ours_s: median(&measured.times),
+            peer_s: None,
+            ratio: None,
+            peak_rss_bytes: measured.peak,
+            executor_peak_rss_bytes: measured.executor_peaks,
+            rows_match: None,
+            checksum: None,
+            ours_runs_s: measured.times,
+        };
+        if let Some(reason) = unsupported_reason(&measured.job) {
+            // Not a failure, and not dropped: DuckDB has nothing to compare it with.
+            eprintln!("{name}: unsupported on the cluster ({reason})");
+            report.unsupported = Some(reason);
+            reports.push(report);
+            server.stop()?;
+            continue;
         }
-        let job = last.expect("at least one run");
-        eprintln!("{name}: ours {:.2} s (runs {times:.2?})", median(&times));
+        eprintln!("{name}: ours {:.2} s (runs {:.2?})", report.ours_s, report.ours_runs_s);
         let mut our_batches = Vec::new();
-        for batch in batch_ids(&job) {
+        for batch in batch_ids(&measured.job) {
             let files = lake_files.batch_files(dataset, &batch).await?;
             our_batches.push(files.iter().map(|p| p.to_string_lossy().into_owned()).collect());
         }
         bench_job.peer.our_batches = our_batches;
-        reports.push(JobReport {
-            job: name,
-            stores: bench_server.stores.kind.name().to_owned(),
-            rows: batch_records(&remote, &job).await?,
-            ours_s: median(&times),
-            peer_s: None,
-            ratio: None,
-            peak_rss_bytes: peak,
-            rows_match: None,
-            ours_runs_s: times,
-        });
+        report.rows = batch_records(&remote, &measured.job).await?;
+        reports.push(report);
         peer_jobs.push(bench_job.peer);
         server.stop()?;
     }
     Ok(())
+}
+
+/// One job's runs: their times, the server's and each executor's peak memory, the last job.
+struct Measured {
+    times: Vec<f64>,
+    peak: u64,
+    executor_peaks: Vec<u64>,
+    job: Value,
+}
+
+/// Runs the job `runs` times (once when the cluster refuses it: every run would).
+async fn measure_job(
+    runs: u64,
+    (server, remote): (&ChildServer, &Remote),
+    cluster: Option<&BenchCluster>,
+    body: &Value,
+) -> anyhow::Result<Measured> {
+    let mut measured = Measured {
+        times: Vec::new(),
+        peak: 0,
+        executor_peaks: Vec::new(),
+        job: Value::Null,
+    };
+    for _ in 0..runs {
+        if let Some(cluster) = cluster {
+            cluster.reset_peaks()?;
+        }
+        let run = run_job(server, remote, body).await?;
+        measured.times.push(run.seconds);
+        measured.peak = measured.peak.max(run.peak);
+        if let Some(cluster) = cluster {
+            let peaks = cluster.peaks()?;
+            measured.executor_peaks.resize(peaks.len(), 0);
+            for (kept, peak) in measured.executor_peaks.iter_mut().zip(peaks) {
+                *kept = (*kept).max(peak);
+            }
+        }
+        measured.job = run.job;
+        if unsupported_reason(&measured.job).is_some() {
+            break;
+        }
+    }
+    Ok(measured)
 }
 
 /// Runs DuckDB's side, compares and saves the report; what went wrong on the peer's side, or
@@ -622,6 +728,7 @@ fn finish_run(
             };
             report.peer_s = Some(result.peer_s);
             report.ratio = Some(report.ours_s / result.peer_s.max(1e-9));
+            report.checksum = Some(result.our_checksum.clone());
             report.rows_match = Some(
                 result.our_rows == report.rows
                     && result.peer_rows == result.our_rows

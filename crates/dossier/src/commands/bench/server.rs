@@ -17,8 +17,9 @@ impl ChildServer {
     /// Starts `dossier serve` on an ephemeral port over `stores` and waits until it listens.
     /// Metadata and lake are given as flags so that storage URLs in the environment cannot
     /// point the server elsewhere than where the benchmark loaded; an S3 lake's credentials and
-    /// endpoint are the stores' (over any AWS variables of this process).
-    pub fn spawn(stores: &BenchStores) -> anyhow::Result<Self> {
+    /// endpoint are the stores' (over any AWS variables of this process). With `cluster_url`,
+    /// its jobs run on that Ballista cluster (`--export-engine cluster`).
+    pub fn spawn(stores: &BenchStores, cluster_url: Option<&str>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the dossier executable")?;
         let mut child = Command::new(exe)
             .arg("--data-dir")
@@ -26,6 +27,9 @@ impl ChildServer {
             .args(["--metadata-url", &stores.metadata_arg()])
             .args(["--lake-url", &stores.locations.lake.url()])
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(cluster_url.map_or(Vec::new(), |url| {
+                vec!["--export-engine", "cluster", "--cluster-url", url]
+            }))
             .envs(stores.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stderr(Stdio::piped())
@@ -62,20 +66,30 @@ impl ChildServer {
 
     /// Starts a new peak-memory measurement (Linux: writing 5 to `clear_refs` resets VmHWM).
     pub fn reset_peak(&self) -> anyhow::Result<()> {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
-            .context("cannot reset the server's peak memory (needs Linux /proc)")
+        reset_peak(self.child.id()).context("cannot reset the server's peak memory (needs Linux /proc)")
     }
 
     /// The server's peak resident memory since the last reset, in bytes.
     pub fn peak_rss_bytes(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .context("no VmHWM in /proc status")?;
-        Ok(kib * 1024)
+        peak_rss_bytes(self.child.id())
     }
+}
+
+/// Starts a new peak-memory measurement of process `pid` (Linux: writing 5 to `clear_refs`
+/// resets VmHWM).
+pub fn reset_peak(pid: u32) -> anyhow::Result<()> {
+    Ok(std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?)
+}
+
+/// Process `pid`'s peak resident memory since its last reset, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .context("no VmHWM in /proc status")?;
+    Ok(kib * 1024)
 }
 
 impl Drop for ChildServer {
