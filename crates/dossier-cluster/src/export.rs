@@ -3,18 +3,19 @@
 //! written by the engine's [`BatchWriter`] into the job's batch folders, as the native engine
 //! writes them.
 //!
-//! What a job asks for that this path does not do yet fails with
-//! [`ExportError::Unsupported`] before anything is read, never with different rows:
-//! `eventList`, `emptyProfiles`, `evaluationInfo.segmentation`, and evaluated (`ups`) memberships
-//! where they would change the rows (a `ups` filter, or `segmentMembership` in the output).
+//! `eventList` and `emptyProfiles` are part of the plan ([`crate::event_list`]). What a job asks
+//! for that this path does not do yet fails with [`ExportError::Unsupported`] before anything is
+//! read, never with different rows: `evaluationInfo.segmentation`, and evaluated (`ups`)
+//! memberships where they would change the rows (a `ups` filter, or `segmentMembership` in the
+//! output).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, MapArray, RecordBatch, StructArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, MapArray, RecordBatch, StructArray};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::prelude::{SessionContext, ident, lit};
 use futures::StreamExt;
 
@@ -35,6 +36,7 @@ use dossier_model::segment_job::SegmentJob;
 use dossier_model::time::{EpochMillis, now_millis};
 use dossier_storage::{Lake, MetaStore};
 
+use crate::event_list::{self, EVENT_LIST};
 use crate::functions::merge_profile::{DATA, IDENTITY_COUNT, PRIMARY_NAMESPACE};
 use crate::profiles::{LAST_UPDATE, PROFILE, ProfilesError, Wanted, merged_profiles};
 
@@ -77,12 +79,6 @@ fn check_cancel(cancel: &CancelFlag) -> Result<(), ExportError> {
 
 /// What the job's spec asks that this engine cannot do yet.
 fn unsupported_features(spec: &ExportSpec) -> Result<(), ExportError> {
-    if spec.event_list.is_some() {
-        return Err(unsupported("eventList"));
-    }
-    if spec.empty_profiles {
-        return Err(unsupported("emptyProfiles"));
-    }
     if !spec.segments_to_evaluate().is_empty() {
         return Err(unsupported("evaluationInfo.segmentation"));
     }
@@ -193,14 +189,23 @@ pub async fn run_export_on(
     no_evaluated_memberships(meta, lake, request, &output).await?;
     check_cancel(cancel)?;
     let merge_schema = merge_schema(&union, &output, !spec.segments.is_empty());
-    // Events only move a profile's last update: read those that can move it past `fromIngest`.
+    let listing = event_list::listing(meta, request, cancel).await?;
+    let output = match &listing {
+        Some(listing) => event_list::with_event_list(&output, listing),
+        None => output,
+    };
+    // As the engine's pass one: every event when events are listed or make profiles; else only
+    // those that can move a profile's last update past `fromIngest`.
     let events = match spec.from_ingest {
+        _ if spec.event_list.is_some() || spec.empty_profiles => EventScan::All,
         Some(from) => EventScan::IngestedAfter(from),
         None => EventScan::None,
     };
     let wanted = Wanted {
         events,
         segments: &spec.segments,
+        listing: listing.as_ref(),
+        empty_profiles: spec.empty_profiles,
     };
     let merged = merged_profiles(ctx, meta, lake, &request.tenant, &policy, &merge_schema, wanted)
         .await
@@ -306,7 +311,8 @@ async fn export_rows(
         chosen.push((row, targets));
     }
     progress.profiles_scanned.fetch_add(selected, Ordering::Relaxed);
-    let projected = project(data, output).map_err(ExportError::Merge)?;
+    let events = rows.column_by_name(EVENT_LIST);
+    let projected = project(data, events, output).map_err(ExportError::Merge)?;
     for (target, writer) in writers.iter_mut().enumerate() {
         let mask: BooleanArray = (0..rows.num_rows())
             .map(|row| Some(chosen.iter().any(|(r, t)| *r == row && t.contains(&target))))
@@ -330,9 +336,21 @@ async fn export_rows(
     Ok(())
 }
 
-/// The merged columns projected to the output, as the engine projects them.
-fn project(data: &StructArray, output: &SchemaRef) -> Result<RecordBatch, EngineError> {
+/// The merged columns (and the listed events) projected to the output, as the engine projects
+/// them.
+fn project(data: &StructArray, events: Option<&ArrayRef>, output: &SchemaRef) -> Result<RecordBatch, EngineError> {
     let merged = RecordBatch::from(data.clone());
+    let merged = match events {
+        Some(events) => {
+            let events = event_list::nulls_as_empty(events)?;
+            let mut fields: Vec<Field> = merged.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(EVENT_LIST, events.data_type().clone(), true));
+            let mut columns = merged.columns().to_vec();
+            columns.push(events);
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?
+        }
+        None => merged,
+    };
     Ok(align_batch(&merged, output)?)
 }
 
