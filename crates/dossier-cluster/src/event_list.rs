@@ -8,8 +8,8 @@
 //! - [`LISTED`]: whether its batch's ingestion time is in the window (`from` exclusive, `to`
 //!   inclusive), a literal per batch, as the engine decides it per file.
 //!
-//! Grouping then collects the listed events ordered by `timestamp` then `_id` (nulls first: the
-//! engine sorts a missing time as `i64::MIN` and a missing id as `""`), and, for a profile
+//! Grouping then collects the listed events (ordered by `timestamp` then `_id` on the client, as
+//! the engine orders them: [`in_order`]), and, for a profile
 //! without a record, its event fragments: merged by `dossier_merge_profile` they give the
 //! engine's empty profile (no attributes, the events' identities in file order, the primary
 //! namespace of the latest event).
@@ -19,11 +19,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, UInt32Array};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::common::DataFusionError;
-use datafusion::functions::core::expr_fn::{get_field, named_struct};
+use datafusion::functions::core::expr_fn::named_struct;
 use datafusion::functions_aggregate::expr_fn::array_agg;
-use datafusion::logical_expr::{ExprFunctionExt, SortExpr};
+use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::prelude::{Expr, ident, lit};
 
 use dossier_engine::EngineError;
@@ -139,31 +139,45 @@ pub fn fragment_columns(
     Ok([event.alias(EVENT), lit(listed).alias(LISTED)])
 }
 
-/// The listed events of a group, ordered as the engine orders them.
+/// The listed events of a group, in no order: [`in_order`] orders them.
 pub fn listed_events() -> Result<Expr, DataFusionError> {
-    let order = |name: &str| SortExpr::new(get_field(ident(EVENT), name), true, true);
     array_agg(ident(EVENT))
-        .order_by(vec![order("timestamp"), order("_id")])
         .filter(ident(LISTED))
         .build()
         .map(|e| e.alias(EVENT_LIST))
 }
 
-/// `lists` with every null list (a profile without listed events: `array_agg` of nothing)
-/// made an empty list, as the engine writes it.
-pub fn nulls_as_empty(lists: &ArrayRef) -> Result<ArrayRef, EngineError> {
+/// `lists` with each list's events ordered by `timestamp` then `_id` as the engine orders them
+/// (a missing time as `i64::MIN`, a missing id as `""`), and every null list (a profile without
+/// listed events: `array_agg` of nothing) made an empty list, as the engine writes it.
+///
+/// Ordered here rather than by `array_agg(... ORDER BY ...)`: on the process cluster the
+/// ordered aggregate listed each event several times (three copies, where a local session gave
+/// one; `cluster_serve` catches it), and the engine's tie-break is its own key anyway.
+pub fn in_order(lists: &ArrayRef) -> Result<ArrayRef, EngineError> {
     let Some(lists) = lists.as_list_opt::<i32>() else {
         return Err(EngineError::Invalid(format!("{EVENT_LIST} is not a list")));
     };
-    if lists.null_count() == 0 {
-        return Ok(Arc::new(lists.clone()));
-    }
+    let events = lists.values().as_struct_opt();
+    let times = events
+        .and_then(|e| e.column_by_name("timestamp"))
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
+    let ids = events
+        .and_then(|e| e.column_by_name("_id"))
+        .and_then(|c| c.as_string_opt::<i32>());
+    let key = |i: usize| {
+        let time = times.filter(|t| t.is_valid(i)).map_or(i64::MIN, |t| t.value(i));
+        let id = ids.filter(|c| c.is_valid(i)).map_or("", |c| c.value(i));
+        (time, id)
+    };
     let offsets = lists.value_offsets();
     let mut indices = Vec::new();
     let mut bounds = vec![0i32];
     for row in 0..lists.len() {
         if lists.is_valid(row) {
-            indices.extend(offsets[row] as u32..offsets[row + 1] as u32);
+            let mut events: Vec<u32> = (offsets[row] as u32..offsets[row + 1] as u32).collect();
+            events.sort_by(|&a, &b| key(a as usize).cmp(&key(b as usize)));
+            indices.extend(events);
         }
         bounds.push(indices.len() as i32);
     }
@@ -205,7 +219,7 @@ mod tests {
             Arc::new(Int32Array::from(vec![1, 2, 9, 3])),
             Some(vec![true, false, true].into()),
         ));
-        let fixed = nulls_as_empty(&lists).unwrap();
+        let fixed = in_order(&lists).unwrap();
         let fixed = fixed.as_list::<i32>();
         assert_eq!(fixed.null_count(), 0);
         assert_eq!(fixed.value_offsets(), &[0, 2, 2, 3]);

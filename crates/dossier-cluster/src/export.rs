@@ -342,7 +342,7 @@ fn project(data: &StructArray, events: Option<&ArrayRef>, output: &SchemaRef) ->
     let merged = RecordBatch::from(data.clone());
     let merged = match events {
         Some(events) => {
-            let events = event_list::nulls_as_empty(events)?;
+            let events = event_list::in_order(events)?;
             let mut fields: Vec<Field> = merged.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
             fields.push(Field::new(EVENT_LIST, events.data_type().clone(), true));
             let mut columns = merged.columns().to_vec();

@@ -126,7 +126,7 @@ pub(super) async fn seed(caller: &Caller) -> Seeded {
         .ingest_json_lines(
             &web,
             &[
-                event_at("ev-0", "c1", "2024-02-01T00:00:00Z"),
+                crm_event("ev-0", "c1", "2024-02-01T00:00:00Z"),
                 event_at("ev-3", "c4", "2023-12-31T00:00:00Z"),
                 event_at("ev-4", "c9", "2024-01-01T00:00:00Z"),
                 event_at("ev-5", "c4", "2024-03-01T00:00:00Z"),
