@@ -11,9 +11,12 @@
 //!   -> [segment filters] left semi join the keys of fragments whose memberships mention a
 //!      filtered segment (read from the membership column alone)
 //!   -> group by profile key: array_agg(fragment) FILTER (is_record), max(ingested), bool_or(is_record)
-//!   -> filter has_record
-//!   -> select last_update, dossier_merge_profile(fragments) AS profile
+//!      [emptyProfiles: the event fragments] [eventList: array_agg(event) FILTER (listed)]
+//!   -> filter has_record (not with emptyProfiles)
+//!   -> select last_update, dossier_merge_profile(fragments, or event fragments) AS profile [, eventList]
 //! ```
+//!
+//! What eventList and emptyProfiles add is [`crate::event_list`]'s.
 //!
 //! The engine decides everything the plan names as literals (which batches, their ingestion
 //! time and sequence, dataset ranks, identity fields), from the same metadata store the native
