@@ -3,19 +3,17 @@
 //! written by the engine's [`BatchWriter`] into the job's batch folders, as the native engine
 //! writes them.
 //!
-//! What a job asks for that this path does not do yet fails with
-//! [`ExportError::Unsupported`] before anything is read, never with different rows:
-//! `eventList` and `emptyProfiles`. Evaluated (`ups`) memberships are joined to the profiles and
-//! laid over their own ([`crate::memberships`]); `evaluationInfo.segmentation` evaluates first
-//! ([`ClusterExporter`]).
+//! `eventList` and `emptyProfiles` are part of the plan ([`crate::event_list`]). Evaluated
+//! (`ups`) memberships are joined to the profiles and laid over their own
+//! ([`crate::memberships`]); `evaluationInfo.segmentation` evaluates first ([`ClusterExporter`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, MapArray, RecordBatch, StructArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, MapArray, RecordBatch, StructArray};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::prelude::{SessionContext, ident, lit};
 use futures::StreamExt;
 
@@ -37,20 +35,12 @@ use dossier_model::time::now_millis;
 use dossier_storage::meta::MembershipFile;
 use dossier_storage::{Lake, MetaStore};
 
+use crate::event_list::{self, EVENT_LIST};
 use crate::functions::merge_profile::{DATA, IDENTITY_COUNT, PRIMARY_NAMESPACE};
 use crate::memberships::{Evaluated, evaluate_for_export};
 use crate::profiles::{LAST_UPDATE, PROFILE, ProfilesError, Wanted, merged_profiles};
 
-/// How this engine names itself in [`ExportError::Unsupported`].
-const ENGINE: &str = "cluster";
 const GUARDRAIL_REASON: &str = "identityGraphTooLarge";
-
-fn unsupported(feature: &str) -> ExportError {
-    ExportError::Unsupported {
-        engine: ENGINE,
-        feature: feature.to_owned(),
-    }
-}
 
 /// A failure of the plan: planning and running it read the lake, so it is a read failure.
 fn plan_failed(error: impl std::error::Error + Send + Sync + 'static) -> ExportError {
@@ -76,17 +66,6 @@ fn check_cancel(cancel: &CancelFlag) -> Result<(), ExportError> {
         true => Err(ExportError::Cancelled),
         false => Ok(()),
     }
-}
-
-/// What the job's spec asks that this engine cannot do yet.
-fn unsupported_features(spec: &ExportSpec) -> Result<(), ExportError> {
-    if spec.event_list.is_some() {
-        return Err(unsupported("eventList"));
-    }
-    if spec.empty_profiles {
-        return Err(unsupported("emptyProfiles"));
-    }
-    Ok(())
 }
 
 /// The current membership files whose entries can change the rows: with a `ups` filter, or
@@ -180,14 +159,20 @@ pub async fn run_export_on(
 ) -> Result<ExportOutcome, ExportError> {
     let started = now_millis();
     let spec = &request.spec;
-    unsupported_features(spec)?;
     let policy = pinned_policy(meta, request).await?;
     let (union, output) = schemas(meta, request, cancel).await?;
     let evaluated = evaluated_files(meta, request, &output).await?;
     check_cancel(cancel)?;
     let merge_schema = merge_schema(&union, &output, !spec.segments.is_empty());
-    // Events only move a profile's last update: read those that can move it past `fromIngest`.
+    let listing = event_list::listing(meta, request, cancel).await?;
+    let output = match &listing {
+        Some(listing) => event_list::with_event_list(&output, listing),
+        None => output,
+    };
+    // As the engine's pass one: every event when events are listed or make profiles; else only
+    // those that can move a profile's last update past `fromIngest`.
     let events = match spec.from_ingest {
+        _ if spec.event_list.is_some() || spec.empty_profiles => EventScan::All,
         Some(from) => EventScan::IngestedAfter(from),
         None => EventScan::None,
     };
@@ -195,6 +180,8 @@ pub async fn run_export_on(
         events,
         segments: &spec.segments,
         evaluated: &evaluated,
+        listing: listing.as_ref(),
+        empty_profiles: spec.empty_profiles,
     };
     let merged = merged_profiles(ctx, meta, lake, &request.tenant, &policy, &merge_schema, wanted)
         .await
@@ -304,7 +291,8 @@ async fn export_rows(
     progress.profiles_scanned.fetch_add(selected, Ordering::Relaxed);
     // Written memberships carry the evaluated entries too, laid over the merged ones.
     let data = StructArray::from(evaluated.lay_over(data).map_err(ExportError::Merge)?);
-    let projected = project(&data, output).map_err(ExportError::Merge)?;
+    let events = rows.column_by_name(EVENT_LIST);
+    let projected = project(&data, events, output).map_err(ExportError::Merge)?;
     for (target, writer) in writers.iter_mut().enumerate() {
         let mask: BooleanArray = (0..rows.num_rows())
             .map(|row| Some(chosen.iter().any(|(r, t)| *r == row && t.contains(&target))))
@@ -328,9 +316,21 @@ async fn export_rows(
     Ok(())
 }
 
-/// The merged columns projected to the output, as the engine projects them.
-fn project(data: &StructArray, output: &SchemaRef) -> Result<RecordBatch, EngineError> {
+/// The merged columns (and the listed events) projected to the output, as the engine projects
+/// them.
+fn project(data: &StructArray, events: Option<&ArrayRef>, output: &SchemaRef) -> Result<RecordBatch, EngineError> {
     let merged = RecordBatch::from(data.clone());
+    let merged = match events {
+        Some(events) => {
+            let events = event_list::in_order(events)?;
+            let mut fields: Vec<Field> = merged.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(EVENT_LIST, events.data_type().clone(), true));
+            let mut columns = merged.columns().to_vec();
+            columns.push(events);
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?
+        }
+        None => merged,
+    };
     Ok(align_batch(&merged, output)?)
 }
 

@@ -7,6 +7,7 @@
 //! minutes to a clean build, and one machine needs neither.
 
 pub mod codec;
+pub mod event_list;
 pub mod export;
 pub mod functions;
 pub mod graph;

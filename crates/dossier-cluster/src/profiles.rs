@@ -11,9 +11,12 @@
 //!   -> [segment filters] left semi join the keys of fragments whose memberships mention a
 //!      filtered segment (read from the membership column alone)
 //!   -> group by profile key: array_agg(fragment) FILTER (is_record), max(ingested), bool_or(is_record)
-//!   -> filter has_record
-//!   -> select last_update, dossier_merge_profile(fragments) AS profile
+//!      [emptyProfiles: the event fragments] [eventList: array_agg(event) FILTER (listed)]
+//!   -> filter has_record (not with emptyProfiles)
+//!   -> select last_update, dossier_merge_profile(fragments, or event fragments) AS profile [, eventList]
 //! ```
+//!
+//! What eventList and emptyProfiles add is [`crate::event_list`]'s.
 //!
 //! The engine decides everything the plan names as literals (which batches, their ingestion
 //! time and sequence, dataset ranks, identity fields), from the same metadata store the native
@@ -21,12 +24,14 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::common::DataFusionError;
 use datafusion::datasource::file_format::options::ParquetReadOptions;
 use datafusion::functions::core::expr_fn::{get_field, named_struct};
 use datafusion::functions_aggregate::expr_fn::{array_agg, bool_or, max};
-use datafusion::logical_expr::{ExprFunctionExt, JoinType};
+use datafusion::logical_expr::{ExprFunctionExt, JoinType, when};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, ident, lit};
 use object_store::path::Path as ObjectPath;
 
@@ -43,6 +48,7 @@ use dossier_model::xdm::SchemaClass;
 use dossier_storage::meta::MembershipFile;
 use dossier_storage::{Lake, MetaStore};
 
+use crate::event_list::{self, EVENT, EVENT_FRAGMENTS, EVENT_LIST, EventListing, LISTED};
 use crate::functions::align::{align, typed_null};
 use crate::functions::identities::{self, fragment_identities_expr};
 use crate::functions::mentions::mentions_segments;
@@ -82,6 +88,10 @@ pub struct Wanted<'a> {
     /// The current membership files whose evaluated (`ups`) entries are joined to the profiles
     /// they land on, as [`EVALUATED`] (none: no such column).
     pub evaluated: &'a [MembershipFile],
+    /// eventList: each profile's listed events in [`EVENT_LIST`] (see [`crate::event_list`]).
+    pub listing: Option<&'a EventListing>,
+    /// emptyProfiles: profiles made of events only are merged too (from their events).
+    pub empty_profiles: bool,
 }
 
 /// The merged profiles of a sandbox, as a plan not yet run.
@@ -155,8 +165,7 @@ pub async fn merged_profiles(
     let data_type = DataType::Struct(merge_schema.fields().clone());
     let mut fragments: Option<DataFrame> = None;
     for batch in source_batches(&datasets, files, wanted.events) {
-        let Some(frame) = batch_fragments(ctx, &datasets[batch.dataset], &batch, &data_type, wanted.segments).await?
-        else {
+        let Some(frame) = batch_fragments(ctx, &datasets[batch.dataset], &batch, &data_type, wanted).await? else {
             continue;
         };
         fragments = Some(match fragments {
@@ -176,15 +185,18 @@ pub async fn merged_profiles(
     let keyed = match (fragments, snapshot) {
         // No fragments, or (`pdg`) no graph yet: nothing was committed, nothing to key.
         (None, _) | (_, Some(None)) => None,
-        (Some(fragments), None) => Some(fragments.select(vec![
-            ident(PRIMARY_NAMESPACE).alias(KEY_NAMESPACE),
-            ident(PRIMARY_ID).alias(KEY_ID),
-            ident(IS_RECORD),
-            ident(INGESTED),
-            ident(MENTIONS),
-            ident(FRAGMENT),
-        ])?),
-        (Some(fragments), Some(Some(snapshot))) => Some(join_graph(ctx, fragments, &snapshot).await?),
+        (Some(fragments), None) => Some(
+            fragments.select(
+                [
+                    ident(PRIMARY_NAMESPACE).alias(KEY_NAMESPACE),
+                    ident(PRIMARY_ID).alias(KEY_ID),
+                ]
+                .into_iter()
+                .chain(carried(wanted))
+                .collect::<Vec<Expr>>(),
+            )?,
+        ),
+        (Some(fragments), Some(Some(snapshot))) => Some(join_graph(ctx, fragments, &snapshot, wanted).await?),
     };
     let frame = match keyed {
         Some(keyed) if !wanted.segments.is_empty() => {
@@ -192,14 +204,14 @@ pub async fn merged_profiles(
                 Some(evaluated) => filtered_keys(evaluated.clone(), wanted.segments)?,
                 None => None,
             };
-            grouped(mentioned(keyed, also)?)?
+            grouped(mentioned(keyed, also)?, wanted)?
         }
-        Some(keyed) => grouped(keyed)?,
-        None => empty(ctx, &data_type)?,
+        Some(keyed) => grouped(keyed, wanted)?,
+        None => empty(ctx, &data_type, wanted)?,
     };
     let frame = match evaluated {
-        Some(evaluated) => with_evaluated(frame, evaluated)?,
-        None => frame.select(vec![ident(LAST_UPDATE), ident(PROFILE)])?,
+        Some(evaluated) => with_evaluated(frame, evaluated, wanted)?,
+        None => frame.select(result_columns(wanted))?,
     };
     Ok(MergedProfiles { frame, graph_version })
 }
@@ -211,8 +223,9 @@ async fn batch_fragments(
     dataset: &SourceDataset,
     batch: &SourceBatch,
     data_type: &DataType,
-    segments: &[SegmentFilter],
+    wanted: Wanted<'_>,
 ) -> Result<Option<DataFrame>, ProfilesError> {
+    let segments = wanted.segments;
     let urls: Vec<String> = batch.files.iter().map(lake_file_url).collect();
     // Lake files are named by the lake, not by extension.
     let options = ParquetReadOptions {
@@ -242,17 +255,27 @@ async fn batch_fragments(
         false => lit(false),
     };
     let roots = named_struct(roots.iter().flat_map(|r| [lit(r.as_str()), ident(r)]).collect());
-    let first = scan.select(vec![
+    let mut columns = vec![
         lit(is_record).alias(IS_RECORD),
         lit(batch.ingested).alias(INGESTED),
         get_field(ident(SYSTEM_METADATA), "rowId").alias(ROW_ID),
         fragment_identities_expr(roots, &dataset.schema.identities).alias(IDS),
         fragment_data(data_type, is_record, &has)?.alias(DATA),
         mentions.alias(MENTIONS),
-    ])?;
+    ];
+    if let Some(listing) = wanted.listing {
+        columns.extend(event_list::fragment_columns(listing, is_record, batch.ingested, &has)?);
+    }
+    let first = scan.select(columns)?;
+    // Events merge no attribute; ranked by dataset position they merge an empty profile's
+    // identities in the order the engine reads its event files (dataset, batch, row).
+    let rank = match is_record {
+        true => dataset.rank,
+        false => batch.dataset as i64,
+    };
     let fragment = named_struct(vec![
         lit(merge_profile::DATASET_RANK),
-        lit(dataset.rank),
+        lit(rank),
         lit(merge_profile::INGESTED),
         ident(INGESTED),
         lit(merge_profile::BATCH_SEQ),
@@ -264,15 +287,19 @@ async fn batch_fragments(
         lit(merge_profile::DATA),
         ident(DATA),
     ]);
+    let mut columns = vec![
+        ident(IS_RECORD),
+        ident(INGESTED),
+        get_field(ident(IDS), identities::PRIMARY_NAMESPACE).alias(PRIMARY_NAMESPACE),
+        get_field(ident(IDS), identities::PRIMARY_ID).alias(PRIMARY_ID),
+        ident(MENTIONS),
+        fragment.alias(FRAGMENT),
+    ];
+    if wanted.listing.is_some() {
+        columns.extend([ident(EVENT), ident(LISTED)]);
+    }
     let frame = first
-        .select(vec![
-            ident(IS_RECORD),
-            ident(INGESTED),
-            get_field(ident(IDS), identities::PRIMARY_NAMESPACE).alias(PRIMARY_NAMESPACE),
-            get_field(ident(IDS), identities::PRIMARY_ID).alias(PRIMARY_ID),
-            ident(MENTIONS),
-            fragment.alias(FRAGMENT),
-        ])?
+        .select(columns)?
         // A fragment without a primary identity belongs to no profile.
         .filter(ident(PRIMARY_NAMESPACE).is_not_null())?;
     Ok(Some(frame))
@@ -302,6 +329,7 @@ async fn join_graph(
     ctx: &SessionContext,
     fragments: DataFrame,
     snapshot: &ObjectPath,
+    wanted: Wanted<'_>,
 ) -> Result<DataFrame, ProfilesError> {
     let options = ParquetReadOptions {
         file_extension: "",
@@ -315,14 +343,24 @@ async fn join_graph(
         &["namespace", "id"],
         None,
     )?;
-    Ok(joined.select(vec![
-        ident("component_namespace").alias(KEY_NAMESPACE),
-        ident("component_id").alias(KEY_ID),
-        ident(IS_RECORD),
-        ident(INGESTED),
-        ident(MENTIONS),
-        ident(FRAGMENT),
-    ])?)
+    Ok(joined.select(
+        [
+            ident("component_namespace").alias(KEY_NAMESPACE),
+            ident("component_id").alias(KEY_ID),
+        ]
+        .into_iter()
+        .chain(carried(wanted))
+        .collect::<Vec<Expr>>(),
+    )?)
+}
+
+/// The columns of a keyed fragment besides its key.
+fn carried(wanted: Wanted<'_>) -> Vec<Expr> {
+    let mut columns = vec![ident(IS_RECORD), ident(INGESTED), ident(MENTIONS), ident(FRAGMENT)];
+    if wanted.listing.is_some() {
+        columns.extend([ident(EVENT), ident(LISTED)]);
+    }
+    columns
 }
 
 /// Only the fragments of profiles one of whose fragments mentions a filtered segment: a left
@@ -354,50 +392,77 @@ fn mentioned(keyed: DataFrame, also: Option<DataFrame>) -> Result<DataFrame, Pro
 
 /// The merged profiles with each one's evaluated entries ([`EVALUATED`], null for none), joined
 /// by profile key.
-fn with_evaluated(frame: DataFrame, evaluated: DataFrame) -> Result<DataFrame, ProfilesError> {
-    Ok(frame
-        .join(
-            evaluated_by_key(evaluated)?,
-            JoinType::Left,
-            &[KEY_NAMESPACE, KEY_ID],
-            &[EVALUATED_NAMESPACE, EVALUATED_ID],
-            None,
-        )?
-        .select(vec![ident(LAST_UPDATE), ident(PROFILE), ident(EVALUATED)])?)
+fn with_evaluated(frame: DataFrame, evaluated: DataFrame, wanted: Wanted<'_>) -> Result<DataFrame, ProfilesError> {
+    let joined = frame.join(
+        evaluated_by_key(evaluated)?,
+        JoinType::Left,
+        &[KEY_NAMESPACE, KEY_ID],
+        &[EVALUATED_NAMESPACE, EVALUATED_ID],
+        None,
+    )?;
+    let mut columns = result_columns(wanted);
+    columns.push(ident(EVALUATED));
+    Ok(joined.select(columns)?)
 }
 
-/// Grouped by profile key and merged; only profiles with a record, with their key.
-fn grouped(keyed: DataFrame) -> Result<DataFrame, ProfilesError> {
+/// The columns a caller gets: the last update, the profile and, with an eventList, its events.
+fn result_columns(wanted: Wanted<'_>) -> Vec<Expr> {
+    let mut columns = vec![ident(LAST_UPDATE), ident(PROFILE)];
+    if wanted.listing.is_some() {
+        columns.push(ident(EVENT_LIST));
+    }
+    columns
+}
+
+/// Grouped by profile key and merged, with their key; only profiles with a record unless empty
+/// profiles are wanted (merged from their events' fragments: identities only).
+fn grouped(keyed: DataFrame, wanted: Wanted<'_>) -> Result<DataFrame, ProfilesError> {
     let fragments = array_agg(ident(FRAGMENT)).filter(ident(IS_RECORD)).build()?;
-    Ok(keyed
-        .aggregate(
-            vec![ident(KEY_NAMESPACE), ident(KEY_ID)],
-            vec![
-                fragments.alias(FRAGMENTS),
-                max(ident(INGESTED)).alias(LAST_UPDATE),
-                bool_or(ident(IS_RECORD)).alias(HAS_RECORD),
-            ],
-        )?
-        .filter(ident(HAS_RECORD))?
-        .select(vec![
-            ident(KEY_NAMESPACE),
-            ident(KEY_ID),
-            ident(LAST_UPDATE),
-            merge_profile(ident(FRAGMENTS)).alias(PROFILE),
-        ])?)
+    let mut aggregates = vec![
+        fragments.alias(FRAGMENTS),
+        max(ident(INGESTED)).alias(LAST_UPDATE),
+        bool_or(ident(IS_RECORD)).alias(HAS_RECORD),
+    ];
+    if wanted.empty_profiles {
+        let events = array_agg(ident(FRAGMENT)).filter(!ident(IS_RECORD)).build()?;
+        aggregates.push(events.alias(EVENT_FRAGMENTS));
+    }
+    if wanted.listing.is_some() {
+        aggregates.push(event_list::listed_events()?);
+    }
+    let grouped = keyed.aggregate(vec![ident(KEY_NAMESPACE), ident(KEY_ID)], aggregates)?;
+    let (grouped, merged) = match wanted.empty_profiles {
+        true => (
+            grouped,
+            when(ident(HAS_RECORD), ident(FRAGMENTS)).otherwise(ident(EVENT_FRAGMENTS))?,
+        ),
+        false => (grouped.filter(ident(HAS_RECORD))?, ident(FRAGMENTS)),
+    };
+    let mut columns = vec![
+        ident(KEY_NAMESPACE),
+        ident(KEY_ID),
+        ident(LAST_UPDATE),
+        merge_profile(merged).alias(PROFILE),
+    ];
+    if wanted.listing.is_some() {
+        columns.push(ident(EVENT_LIST));
+    }
+    Ok(grouped.select(columns)?)
 }
 
 /// No profiles, with the columns a plan would have: typed nulls over one row, filtered out.
 /// Built of plan nodes the protobuf codec carries (an in-memory table would not reach a
 /// Ballista scheduler).
-fn empty(ctx: &SessionContext, data_type: &DataType) -> Result<DataFrame, ProfilesError> {
-    Ok(ctx
-        .read_empty()?
-        .select(vec![
-            typed_null(&DataType::Utf8)?.alias(KEY_NAMESPACE),
-            typed_null(&DataType::Utf8)?.alias(KEY_ID),
-            typed_null(&DataType::Int64)?.alias(LAST_UPDATE),
-            typed_null(&profile_type(data_type))?.alias(PROFILE),
-        ])?
-        .filter(lit(false))?)
+fn empty(ctx: &SessionContext, data_type: &DataType, wanted: Wanted<'_>) -> Result<DataFrame, ProfilesError> {
+    let mut columns = vec![
+        typed_null(&DataType::Utf8)?.alias(KEY_NAMESPACE),
+        typed_null(&DataType::Utf8)?.alias(KEY_ID),
+        typed_null(&DataType::Int64)?.alias(LAST_UPDATE),
+        typed_null(&profile_type(data_type))?.alias(PROFILE),
+    ];
+    if let Some(listing) = wanted.listing {
+        let item = Field::new_list_field(DataType::Struct(listing.item.fields().clone()), true);
+        columns.push(typed_null(&DataType::List(Arc::new(item)))?.alias(EVENT_LIST));
+    }
+    Ok(ctx.read_empty()?.select(columns)?.filter(lit(false))?)
 }

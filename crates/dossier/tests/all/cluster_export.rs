@@ -60,15 +60,28 @@ fn loyalty(email: &str, crm: Option<u32>, tier: &str, memberships: Value) -> Val
 }
 
 fn event(id: &str, crm: &str) -> Value {
+    event_at(id, crm, "2024-01-01T00:00:00Z")
+}
+
+/// An event whose primary identity is the CRM id: under `none` it falls in the CRM profile.
+fn crm_event(id: &str, crm: &str, timestamp: &str) -> Value {
+    let mut event = event_at(id, crm, timestamp);
+    event["identityMap"] = json!({"CRMID": [{"id": crm, "primary": true}]});
+    event
+}
+
+fn event_at(id: &str, crm: &str, timestamp: &str) -> Value {
     json!({
-        "_id": id, "timestamp": "2024-01-01T00:00:00Z", "eventType": "web.webpagedetails.pageViews",
+        "_id": id, "timestamp": timestamp, "eventType": "web.webpagedetails.pageViews",
         "identityMap": {"ECID": [{"id": format!("ecid-{crm}"), "primary": true}], "CRMID": [{"id": crm}]},
         "environment": {"browserDetails": {"name": "Firefox", "version": "1"}},
     })
 }
 
-/// The sandbox the test exports: two record datasets and one event dataset, ingested in four
-/// batches; `mid` falls between the first batch and the others.
+/// The sandbox the test exports: two record datasets and one event dataset, ingested in five
+/// batches; `mid` falls between the first two (records, then events) and the others. Events of
+/// one profile come in both event batches, out of timestamp order, with equal timestamps (then
+/// ordered by `_id`); `c9`'s events make a profile without a record.
 pub(super) struct Seeded {
     crm: String,
     loyalty: String,
@@ -109,6 +122,18 @@ pub(super) async fn seed(caller: &Caller) -> Seeded {
             ],
         )
         .await;
+    caller
+        .ingest_json_lines(
+            &web,
+            &[
+                crm_event("ev-0", "c1", "2024-02-01T00:00:00Z"),
+                event_at("ev-3", "c4", "2023-12-31T00:00:00Z"),
+                event_at("ev-4", "c9", "2024-01-01T00:00:00Z"),
+                event_at("ev-5", "c4", "2024-03-01T00:00:00Z"),
+                crm_event("ev-7", "c3", "2024-01-01T00:00:00Z"),
+            ],
+        )
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let mid = now_millis();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -144,7 +169,14 @@ pub(super) async fn seed(caller: &Caller) -> Seeded {
         )
         .await;
     caller
-        .ingest_json_lines(&web, &[event("ev-1", "c4"), event("ev-2", "c9")])
+        .ingest_json_lines(
+            &web,
+            &[
+                event("ev-1", "c4"),
+                event("ev-2", "c9"),
+                crm_event("ev-6", "c3", "2024-01-01T00:00:00Z"),
+            ],
+        )
         .await;
     let target = caller.create_dataset("Profile Data Export").await;
     Seeded {
@@ -340,12 +372,54 @@ fn requests(seeded: &Seeded, policy: &MergePolicyId) -> Vec<(&'static str, Expor
         from_ingest: Some(seeded.mid),
         ..base.clone()
     };
+    let events = ExportSpec {
+        event_list: Some(EventListSpec::default()),
+        ..base.clone()
+    };
+    let recent_events = ExportSpec {
+        fields: Some(vec!["crm.tier".into()]),
+        event_list: Some(EventListSpec {
+            fields: Some(vec!["environment.browserDetails.name".into()]),
+            from_ingest: Some(seeded.mid),
+            to_ingest: None,
+        }),
+        ..base.clone()
+    };
+    let early_events = ExportSpec {
+        event_list: Some(EventListSpec {
+            fields: Some(vec!["eventType".into(), "environment.browserDetails".into()]),
+            from_ingest: None,
+            to_ingest: Some(seeded.mid),
+        }),
+        segments: vec![filter(&[MembershipStatus::Realized, MembershipStatus::Existing])],
+        ..base.clone()
+    };
+    let empty = ExportSpec {
+        empty_profiles: true,
+        ..base.clone()
+    };
+    let empty_with_events = ExportSpec {
+        empty_profiles: true,
+        fields: Some(vec!["personalEmail.address".into()]),
+        from_ingest: Some(seeded.mid),
+        event_list: Some(EventListSpec {
+            fields: Some(vec!["eventType".into()]),
+            from_ingest: Some(seeded.mid),
+            to_ingest: Some(now_millis()),
+        }),
+        ..base.clone()
+    };
     vec![
         ("all profiles", base),
         ("fields", fields),
         ("segments per batch, windowed", windowed),
         ("segments in one batch", one_batch),
         ("fromIngestTimestamp", recent),
+        ("eventList", events),
+        ("eventList from a time, fields", recent_events),
+        ("eventList up to a time, segment filter", early_events),
+        ("emptyProfiles", empty),
+        ("emptyProfiles, eventList windowed, fields", empty_with_events),
     ]
 }
 
@@ -382,17 +456,36 @@ async fn exports_on_datafusion_write_the_native_engines_rows() {
         target: &seeded.target,
     };
     let mut compared = 0;
+    let mut listing: BTreeMap<&str, usize> = BTreeMap::new();
     for (name, graph, merge) in policies {
         let policy = merge_policy(&caller, name, graph, merge).await;
+        let mut with_records = 0;
         for (what, spec) in requests(&seeded, &policy) {
             let (native, native_rows) = run(&context, &spec, false).await;
             let (cluster, cluster_rows) = run(&context, &spec, true).await;
             assert_eq!(cluster_rows, native_rows, "{name}, {what}: the rows");
             assert_eq!(cluster, native, "{name}, {what}: counts and checksums");
             compared += native.exported;
+            // The cases compare something: events are listed, empty profiles are exported.
+            let rows = native_rows.concat();
+            if spec.event_list.is_some() {
+                let listed = rows.iter().filter(|r| r.contains("\"eventList\":[{")).count();
+                *listing.entry(what).or_default() += listed;
+            }
+            match (
+                spec.segments.is_empty() && spec.from_ingest.is_none(),
+                spec.empty_profiles,
+            ) {
+                (true, false) => with_records = native.exported,
+                (true, true) => assert!(native.exported > with_records, "{name}, {what}: no empty profile"),
+                _ => {}
+            }
         }
     }
     assert!(compared > 20, "the requests export profiles ({compared})");
+    for (what, listed) in listing {
+        assert!(listed > 0, "{what}: no profile lists events under any policy");
+    }
 }
 
 const SEGMENT_JOBS: &str = "/data/core/ups/segment/jobs";
@@ -571,52 +664,6 @@ async fn evaluated_memberships_on_datafusion_write_the_native_engines_rows() {
     assert!(compared > 20, "the requests export profiles ({compared})");
 }
 
-/// What the DataFusion path does not do yet fails with its own code before reading anything.
-#[tokio::test]
-async fn what_is_not_done_yet_fails_as_unsupported() {
-    let server = TestServer::start().await;
-    let caller = server.caller(ORG, "prod").await;
-    let target = caller.create_dataset("Profile Data Export").await;
-    let policy = merge_policy(&caller, "stitched", "pdg", json!({"type": "timestampOrdered"})).await;
-    let tenant = Tenant {
-        org: OrgId::parse(ORG).unwrap(),
-        sandbox: SandboxName::prod(),
-    };
-    let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
-    let ctx = local_context(&lake).unwrap();
-    let events = ExportSpec {
-        event_list: Some(EventListSpec {
-            fields: None,
-            from_ingest: None,
-            to_ingest: None,
-        }),
-        ..spec(&target, &policy)
-    };
-    let request = ExportRequest {
-        tenant,
-        job_id: 1,
-        spec: events,
-        batches: vec![ExportBatchTarget {
-            batch_id: BatchId::generate(),
-            segment: None,
-        }],
-    };
-    let error = run_export_on(
-        &ctx,
-        &meta,
-        &lake,
-        &request,
-        &ExportProgress::default(),
-        &CancelFlag::default(),
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(error, ExportError::Unsupported { .. }), "{error:?}");
-    assert_eq!(error.code(), "EXPORT-UNSUPPORTED-501");
-    assert!(error.to_string().contains("eventList"), "{error}");
-    assert!(error.to_string().contains("use export_engine = native"), "{error}");
-}
-
 /// A cancelled job stops with `Cancelled` and writes nothing.
 #[tokio::test]
 async fn a_cancelled_export_on_datafusion_stops_without_writing() {
@@ -741,6 +788,8 @@ async fn the_plan_survives_serialization_to_another_session() {
         events: EventScan::IngestedAfter(seeded.mid),
         segments: &segments,
         evaluated: &evaluated,
+        listing: None,
+        empty_profiles: false,
     };
     let client = local_context(&lake).unwrap();
     let merged = merged_profiles(&client, &meta, &lake, &tenant, &policy, &union, wanted)
