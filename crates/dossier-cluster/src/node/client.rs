@@ -49,12 +49,6 @@ pub async fn connect(url: &str, lake: &Lake) -> Result<SessionContext, ClusterEr
     // engine's functions read. Ballista sends the client's settings with each job, so the
     // scheduler and the executors plan and run with this one too.
     config.options_mut().execution.parquet.schema_force_view_types = false;
-    // Joins are partitioned on the cluster, never "collect the small side": a Ballista task runs
-    // alone, so each of a stage's tasks would build the whole collected side again (measured:
-    // the fragments ⋈ graph join, rebuilt by each of 16 tasks, was most of a job's time).
-    let optimizer = &mut config.options_mut().optimizer;
-    optimizer.hash_join_single_partition_threshold = 0;
-    optimizer.hash_join_single_partition_threshold_rows = 0;
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
