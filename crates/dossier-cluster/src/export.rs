@@ -28,7 +28,6 @@ use dossier_engine::profiles::build::keys::EventScan;
 use dossier_engine::profiles::merge::SEGMENT_MEMBERSHIP;
 use dossier_engine::segments::memberships::UPS;
 use dossier_engine::segments::{Evaluation, SegmentError};
-use dossier_model::export_job::ExportSpec;
 use dossier_model::merge_policy::MergePolicy;
 use dossier_model::segment_job::SegmentJob;
 use dossier_model::time::now_millis;
