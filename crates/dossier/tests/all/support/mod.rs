@@ -54,6 +54,19 @@ pub struct Credentials {
     pub org: String,
 }
 
+/// Whether the suite's servers run their jobs on the cluster engine: `DOSSIER_TEST_EXPORT_ENGINE=
+/// cluster` in a build with the `cluster` feature.
+fn on_the_cluster_engine() -> bool {
+    cfg!(feature = "cluster") && std::env::var("DOSSIER_TEST_EXPORT_ENGINE").as_deref() == Ok("cluster")
+}
+
+/// The cluster engine's exporter on a DataFusion session of this process, over the engine's.
+#[cfg(feature = "cluster")]
+fn cluster_exporter(engine: dossier_engine::jobs::EngineExporter) -> dossier_cluster::export::ClusterExporter {
+    let ctx = dossier_cluster::session::local_context(&engine.lake).expect("a DataFusion session");
+    dossier_cluster::export::ClusterExporter::new(engine, ctx)
+}
+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     server: Option<RunningServer>,
@@ -67,7 +80,14 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
+    /// With `DOSSIER_TEST_EXPORT_ENGINE=cluster` (and the `cluster` feature), the server's jobs
+    /// run through the cluster engine's exporter on a DataFusion session of this process: the
+    /// whole suite's exports then check the cluster's plans against the suite's expectations.
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        #[cfg(feature = "cluster")]
+        if on_the_cluster_engine() {
+            return Self::start_with_exporter(adjust, cluster_exporter).await;
+        }
         Self::start_with_exporter(adjust, |engine| engine).await
     }
 
@@ -118,9 +138,13 @@ impl TestServer {
             .await
             .expect("clean shutdown");
         let storage = open_data_dir(&self.config.options.data_dir).await;
-        let server = dossier_api::start(self.config.clone(), storage)
-            .await
-            .expect("server restarts");
+        let config = self.config.clone();
+        let server = match on_the_cluster_engine() {
+            #[cfg(feature = "cluster")]
+            true => dossier_api::start_with(config, storage, cluster_exporter).await,
+            _ => dossier_api::start(config, storage).await,
+        }
+        .expect("server restarts");
         self.base = format!("http://{}", server.local_addr());
         self.server = Some(server);
     }
