@@ -19,8 +19,9 @@ use futures::StreamExt;
 
 use dossier_engine::EngineError;
 use dossier_engine::export::{
-    BatchWriter, CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportStage, MAX_IDENTITIES,
-    ProjectError, Span, SplitLimits, StagedBatch, project_schema,
+    BatchWriter, CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, GUARDRAIL_REASON,
+    MAX_IDENTITIES, ProjectError, Span, SplitLimits, check_cancel, finish_batches, pinned_policy, planning_storage,
+    project_schema,
 };
 use dossier_engine::jobs::{EngineExporter, Exporter};
 use dossier_engine::profiles::align::align_batch;
@@ -28,7 +29,6 @@ use dossier_engine::profiles::build::keys::EventScan;
 use dossier_engine::profiles::merge::SEGMENT_MEMBERSHIP;
 use dossier_engine::segments::memberships::UPS;
 use dossier_engine::segments::{Evaluation, SegmentError};
-use dossier_model::merge_policy::MergePolicy;
 use dossier_model::segment_job::SegmentJob;
 use dossier_model::time::now_millis;
 use dossier_storage::meta::MembershipFile;
@@ -39,8 +39,6 @@ use crate::functions::merge_profile::{DATA, IDENTITY_COUNT, PRIMARY_NAMESPACE};
 use crate::memberships::{Evaluated, evaluate_for_export};
 use crate::profiles::{LAST_UPDATE, PROFILE, ProfilesError, Wanted, merged_profiles};
 
-const GUARDRAIL_REASON: &str = "identityGraphTooLarge";
-
 /// A failure of the plan: planning and running it read the lake, so it is a read failure.
 fn plan_failed(error: impl std::error::Error + Send + Sync + 'static) -> ExportError {
     ExportError::Read(EngineError::Invalid(error.to_string()))
@@ -50,20 +48,6 @@ fn from_profiles(error: ProfilesError) -> ExportError {
     match error {
         ProfilesError::Engine(error) => ExportError::reading(error),
         error => plan_failed(error),
-    }
-}
-
-fn planning_storage(error: dossier_storage::StorageError) -> ExportError {
-    ExportError::Storage {
-        stage: ExportStage::Planning,
-        source: error.into(),
-    }
-}
-
-fn check_cancel(cancel: &CancelFlag) -> Result<(), ExportError> {
-    match cancel.is_cancelled() {
-        true => Err(ExportError::Cancelled),
-        false => Ok(()),
     }
 }
 
@@ -84,18 +68,6 @@ async fn evaluated_files(
         return Ok(Vec::new());
     }
     meta.membership_files(&request.tenant).await.map_err(planning_storage)
-}
-
-/// The merge policy version the job pinned, which may have been deleted since.
-async fn pinned_policy(meta: &MetaStore, request: &ExportRequest) -> Result<MergePolicy, ExportError> {
-    let spec = &request.spec;
-    meta.merge_policy(&request.tenant, &spec.merge_policy_id, Some(spec.merge_policy_version))
-        .await
-        .map_err(planning_storage)?
-        .ok_or_else(|| ExportError::MergePolicyGone {
-            id: spec.merge_policy_id.to_string(),
-            version: spec.merge_policy_version,
-        })
 }
 
 /// The union and the output (the union projected to the job's fields).
@@ -355,28 +327,6 @@ fn targets(request: &ExportRequest, memberships: Option<&MapArray>, evaluated: &
         })
         .map(|(i, _)| i)
         .collect()
-}
-
-/// Closes every batch's writer: its files, ready to commit.
-async fn finish_batches(
-    request: &ExportRequest,
-    writers: Vec<BatchWriter>,
-    progress: &ExportProgress,
-) -> Result<Vec<StagedBatch>, ExportError> {
-    let mut batches = Vec::new();
-    for (target, writer) in request.batches.iter().zip(writers) {
-        let files = writer.finish().await.map_err(ExportError::Write)?;
-        let records = files.iter().map(|f| f.records).sum();
-        let size = files.iter().map(|f| f.size).sum();
-        progress.bytes_written.fetch_add(size as u64, Ordering::Relaxed);
-        batches.push(StagedBatch {
-            target: target.clone(),
-            files,
-            records,
-            size,
-        });
-    }
-    Ok(batches)
 }
 
 /// The exporter of `export_engine = "cluster"`: exports run as plans on `ctx` (a Ballista

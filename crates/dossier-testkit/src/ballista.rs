@@ -7,9 +7,11 @@
 //! its gRPC port) lists each executor's Flight port.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use crate::net::free_ports;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -294,29 +296,7 @@ fn port_field(port: u16) -> String {
 /// Kills `pids` once this test process is gone: a panic that aborts skips `Drop`.
 fn watchdog(pids: &[u32]) -> anyhow::Result<()> {
     let pids = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
-    let script = format!(
-        "while kill -0 {test} 2>/dev/null; do sleep 1; done; kill -9 {pids} 2>/dev/null",
-        test = std::process::id(),
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start the watchdog shell")?;
-    Ok(())
-}
-
-/// `count` distinct free loopback ports: all are held until every one is picked.
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()?)
+    crate::net::after_this_process(&format!("kill -9 {pids} 2>/dev/null"))
 }
 
 /// The body of `GET path` on loopback `port`, if the answer is 200.

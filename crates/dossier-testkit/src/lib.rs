@@ -11,6 +11,7 @@
 //! error saying how to install it, never a skip.
 
 pub mod ballista;
+pub mod net;
 pub mod postgres;
 pub mod s3;
 

@@ -15,7 +15,9 @@
 //! ([`SeaweedFs::start_in`]) and stops it when done ([`SeaweedFs::stop`]).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
+
+use crate::net::free_ports;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -224,31 +226,10 @@ fn find_weed() -> Option<PathBuf> {
 
 /// Kills `weed` (and removes `dir`) once this test process is gone: a static is never dropped.
 fn watchdog(weed_pid: u32, dir: &Path) -> anyhow::Result<()> {
-    let script = format!(
-        "while kill -0 {test} 2>/dev/null; do sleep 1; done; kill {weed} 2>/dev/null; sleep 3; kill -9 {weed} 2>/dev/null; rm -rf '{dir}'",
-        test = std::process::id(),
-        weed = weed_pid,
-        dir = dir.display()
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start the watchdog shell")?;
-    Ok(())
-}
-
-/// `count` distinct free loopback ports: all are held until every one is picked.
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()?)
+    crate::net::after_this_process(&format!(
+        "kill {weed_pid} 2>/dev/null; sleep 3; kill -9 {weed_pid} 2>/dev/null; rm -rf '{}'",
+        dir.display()
+    ))
 }
 
 fn answers_http(port: u16) -> bool {

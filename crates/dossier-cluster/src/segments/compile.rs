@@ -27,27 +27,7 @@ use dossier_model::pql::{CompareOp, Expr, FieldRef, FieldType, LiteralValue, Ope
 
 use super::DecideError;
 
-const MICROS_PER_DAY: i64 = 86_400_000_000;
-
-/// How two sides of a comparison meet: the type both are brought to (as the native evaluator).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Common {
-    Text,
-    Int,
-    Float,
-    Bool,
-    Micros,
-}
-
-fn common_of(field: FieldType, other_is_float: bool) -> Common {
-    match field {
-        FieldType::String => Common::Text,
-        FieldType::Integer if !other_is_float => Common::Int,
-        FieldType::Integer | FieldType::Number => Common::Float,
-        FieldType::Boolean => Common::Bool,
-        _ => Common::Micros,
-    }
-}
+use dossier_engine::segments::compile::{Common, MICROS_PER_DAY, common_of};
 
 /// A typed null: an expression over a missing column.
 fn null() -> (DfExpr, DataType) {

@@ -9,7 +9,11 @@ mod writer;
 
 pub use crate::profiles::build::{ComponentTables, ShardLayout};
 pub use project::{ProjectError, project_schema};
-pub use run::{MAX_IDENTITIES, run_export, run_export_sharing, run_export_with};
+// The export's steps another engine (the cluster's) shares, so both plan and finish a job alike.
+pub use run::{
+    GUARDRAIL_REASON, MAX_IDENTITIES, check_cancel, finish_batches, pinned_policy, planning_storage, run_export,
+    run_export_sharing, run_export_with,
+};
 pub use types::{
     CancelFlag, ExportError, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, ExportStage, Span,
     StagedBatch,

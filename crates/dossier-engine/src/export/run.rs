@@ -41,10 +41,10 @@ use crate::segments::memberships::{MembershipOverlay, with_memberships};
 const PROFILES_PER_CHUNK: usize = 4096;
 /// A profile with more identities than this is left out (semantics.md "Identity graph").
 pub const MAX_IDENTITIES: usize = 50;
-const GUARDRAIL_REASON: &str = "identityGraphTooLarge";
+pub const GUARDRAIL_REASON: &str = "identityGraphTooLarge";
 
 /// A metadata store failure while planning.
-fn planning_storage(error: dossier_storage::StorageError) -> ExportError {
+pub fn planning_storage(error: dossier_storage::StorageError) -> ExportError {
     ExportError::Storage {
         stage: ExportStage::Planning,
         source: error.into(),
@@ -52,7 +52,7 @@ fn planning_storage(error: dossier_storage::StorageError) -> ExportError {
 }
 
 /// A cancel requested while planning, seen between steps.
-fn check_cancel(cancel: &CancelFlag) -> Result<(), ExportError> {
+pub fn check_cancel(cancel: &CancelFlag) -> Result<(), ExportError> {
     match cancel.is_cancelled() {
         true => Err(ExportError::Cancelled),
         false => Ok(()),
@@ -133,7 +133,7 @@ async fn plan(
 }
 
 /// The merge policy version the job pinned, which may have been deleted since.
-async fn pinned_policy(meta: &MetaStore, request: &ExportRequest) -> Result<MergePolicy, ExportError> {
+pub async fn pinned_policy(meta: &MetaStore, request: &ExportRequest) -> Result<MergePolicy, ExportError> {
     let spec = &request.spec;
     meta.merge_policy(&request.tenant, &spec.merge_policy_id, Some(spec.merge_policy_version))
         .await
@@ -786,7 +786,7 @@ async fn export_shard(
 }
 
 /// Closes every batch's writer: its files, ready to commit.
-async fn finish_batches(
+pub async fn finish_batches(
     request: &ExportRequest,
     writers: Vec<BatchWriter>,
     progress: &ExportProgress,

@@ -26,7 +26,7 @@ use dossier_model::pql::{CompareOp, EventSelection, Expr, FieldRef, FieldType, L
 
 use super::window::{Range, window_ranges};
 
-const MICROS_PER_DAY: i64 = 86_400_000_000;
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// What a profile-level evaluation reads besides the profile batch.
 pub struct Inputs<'a> {
@@ -155,9 +155,10 @@ fn literal_micros(value: &LiteralValue) -> Option<i64> {
     }
 }
 
-/// How two sides of a comparison meet: the type both are brought to.
+/// How two sides of a comparison meet: the type both are brought to (the cluster's compiler
+/// brings them to the same one).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Common {
+pub enum Common {
     Text,
     Int,
     Float,
@@ -165,7 +166,7 @@ enum Common {
     Micros,
 }
 
-fn common_of(field: FieldType, other_is_float: bool) -> Common {
+pub fn common_of(field: FieldType, other_is_float: bool) -> Common {
     match field {
         FieldType::String => Common::Text,
         FieldType::Integer if !other_is_float => Common::Int,

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::segment_jobs::{MembershipRow, membership_rows};
 use crate::support::*;
-use arrow::array::AsArray;
 use dossier_cluster::node::connect;
 use dossier_cluster::segments::evaluate_on_with;
 use dossier_cluster::session::local_context;
@@ -19,7 +19,6 @@ use dossier_model::segment_job::SegmentJob;
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_model::time::now_millis;
 use dossier_testkit::ballista::BallistaCluster;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -74,36 +73,6 @@ async fn run_job(caller: &Caller, ids: &[String]) -> Value {
         assert!(Instant::now() < deadline, "segment job {id} never ended: {job}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A row of a membership file: identities (`namespace:id`), status and time.
-type MembershipRow = (Vec<String>, String, i64);
-
-fn membership_rows(data_dir: &std::path::Path, path: &str) -> Vec<MembershipRow> {
-    let file = std::fs::File::open(data_dir.join("lake").join(path)).unwrap();
-    let mut rows = Vec::new();
-    for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
-        let batch = batch.unwrap();
-        let lists = batch.column(0).as_list::<i32>();
-        let statuses = batch.column(1).as_string::<i32>();
-        let times = batch
-            .column(2)
-            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
-        for r in 0..batch.num_rows() {
-            let identities = lists.value(r);
-            let identities = identities.as_struct();
-            let (namespaces, ids) = (
-                identities.column(0).as_string::<i32>(),
-                identities.column(1).as_string::<i32>(),
-            );
-            let identities = (0..arrow::array::Array::len(identities))
-                .map(|i| format!("{}:{}", namespaces.value(i), ids.value(i)))
-                .collect();
-            rows.push((identities, statuses.value(r).to_owned(), times.value(r)));
-        }
-    }
-    rows.sort();
-    rows
 }
 
 /// Each segment's rows in an evaluation's files.

@@ -639,10 +639,10 @@ async fn an_evaluated_membership_reaches_only_its_own_profile_under_none_and_the
 }
 
 /// A row of a membership file: identities (`namespace:id`), status and time.
-type MembershipRow = (Vec<String>, String, i64);
+pub(super) type MembershipRow = (Vec<String>, String, i64);
 
 /// The rows of a membership file the evaluation wrote, sorted.
-fn membership_rows(data_dir: &std::path::Path, path: &str) -> Vec<MembershipRow> {
+pub(super) fn membership_rows(data_dir: &std::path::Path, path: &str) -> Vec<MembershipRow> {
     let file = std::fs::File::open(data_dir.join("lake").join(path)).unwrap();
     let mut rows = Vec::new();
     for batch in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
