@@ -264,10 +264,16 @@ async fn export_rows(
     let data = StructArray::from(evaluated.lay_over(data).map_err(ExportError::Merge)?);
     let events = rows.column_by_name(EVENT_LIST);
     let projected = project(&data, events, output).map_err(ExportError::Merge)?;
-    for (target, writer) in writers.iter_mut().enumerate() {
-        let mask: BooleanArray = (0..rows.num_rows())
-            .map(|row| Some(chosen.iter().any(|(r, t)| *r == row && t.contains(&target))))
-            .collect();
+    // One mask per batch, set in one pass over the chosen rows (not a search per row and batch:
+    // that was quadratic in the record batch's rows).
+    let mut masks = vec![vec![false; rows.num_rows()]; writers.len()];
+    for (row, targets) in &chosen {
+        for &target in targets {
+            masks[target][*row] = true;
+        }
+    }
+    for (writer, mask) in writers.iter_mut().zip(masks) {
+        let mask = BooleanArray::from(mask);
         let selected = filter_record_batch(&projected, &mask).map_err(|e| ExportError::Write(e.into()))?;
         if selected.num_rows() > 0 {
             writer.write(&selected).await.map_err(ExportError::Write)?;
