@@ -28,6 +28,15 @@ pub enum ClusterError {
         address: String,
         reason: String,
     },
+    #[error(
+        "cluster_url = \"{url}\": setting {key} = {value}: {reason}; name a DataFusion or Ballista setting (datafusion.*, ballista.*) with a value of its type"
+    )]
+    BadSetting {
+        url: String,
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("cluster_url = \"{url}\": cannot build a session on the scheduler: {source}")]
     Session {
         url: String,
@@ -36,12 +45,13 @@ pub enum ClusterError {
     },
 }
 
-/// A session whose queries run on the scheduler at `url` (`df://HOST:PORT`), with `lake`
-/// registered under [`crate::session::LAKE_URL`] and Dossier's functions. Fails within
-/// [`CONNECT_TIMEOUT`] when no scheduler answers there, rather than at the first query.
+/// A session whose queries run on the scheduler at `url` (`df://HOST:PORT[?KEY=VALUE&...]`),
+/// with `lake` registered under [`crate::session::LAKE_URL`] and Dossier's functions. The
+/// query's pairs are DataFusion and Ballista settings applied over Dossier's defaults, for every
+/// job of the session. Fails within [`CONNECT_TIMEOUT`] when no scheduler answers there, rather
+/// than at the first query.
 pub async fn connect(url: &str, lake: &Lake) -> Result<SessionContext, ClusterError> {
-    let address = parse(url)?;
-    probe(url, &address).await?;
+    let (address, settings) = parse_with_settings(url)?;
     let mut config = SessionConfig::new_with_ballista()
         .with_ballista_logical_extension_codec(crate::codec::logical())
         .with_ballista_physical_extension_codec(crate::codec::physical());
@@ -49,6 +59,18 @@ pub async fn connect(url: &str, lake: &Lake) -> Result<SessionContext, ClusterEr
     // engine's functions read. Ballista sends the client's settings with each job, so the
     // scheduler and the executors plan and run with this one too.
     config.options_mut().execution.parquet.schema_force_view_types = false;
+    for (key, value) in settings {
+        config
+            .options_mut()
+            .set(key, value)
+            .map_err(|error| ClusterError::BadSetting {
+                url: url.to_owned(),
+                key: key.to_owned(),
+                value: value.to_owned(),
+                reason: error.strip_backtrace(),
+            })?;
+    }
+    probe(url, &address).await?;
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
@@ -62,6 +84,29 @@ pub async fn connect(url: &str, lake: &Lake) -> Result<SessionContext, ClusterEr
     // After the upgrade to a Ballista session, which resets the function lists.
     super::with_dossier(&ctx, lake);
     Ok(ctx)
+}
+
+/// `HOST:PORT` of a `df://HOST:PORT[?KEY=VALUE&...]` URL, and the query's settings in order.
+fn parse_with_settings(url: &str) -> Result<(String, Vec<(&str, &str)>), ClusterError> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let address = parse(base).map_err(|error| match error {
+        ClusterError::BadUrl { reason, .. } => ClusterError::BadUrl {
+            url: url.to_owned(),
+            reason,
+        },
+        other => other,
+    })?;
+    let settings = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            pair.split_once('=').ok_or_else(|| ClusterError::BadUrl {
+                url: url.to_owned(),
+                reason: "a query pair is not KEY=VALUE",
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((address, settings))
 }
 
 /// `HOST:PORT` of a `df://HOST:PORT` URL.
@@ -140,5 +185,25 @@ mod tests {
             let error = parse(bad).unwrap_err().to_string();
             assert!(error.contains(bad) && error.contains("df://HOST:PORT"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_cluster_url_query_carries_settings() {
+        let url = "df://a:1?datafusion.execution.target_partitions=4&ballista.job.name=x";
+        let (address, settings) = parse_with_settings(url).unwrap();
+        assert_eq!(address, "a:1");
+        assert_eq!(
+            settings,
+            [
+                ("datafusion.execution.target_partitions", "4"),
+                ("ballista.job.name", "x")
+            ]
+        );
+        let error = parse_with_settings("df://a:1?target_partitions")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("KEY=VALUE"), "{error}");
+        let error = parse_with_settings("df://a?x=1").unwrap_err().to_string();
+        assert!(error.contains("df://a?x=1") && error.contains("no port"), "{error}");
     }
 }

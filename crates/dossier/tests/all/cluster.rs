@@ -276,6 +276,15 @@ async fn connecting_where_no_scheduler_listens_fails_fast_naming_the_url() {
         panic!("connected to an http:// URL")
     };
     assert!(matches!(bad, ClusterError::BadUrl { .. }), "{bad:?}");
+    let unknown = format!("{url}?datafusion.execution.target_partitionz=4");
+    let Err(bad) = connect(&unknown, &lake).await else {
+        panic!("connected with an unknown setting")
+    };
+    let message = bad.to_string();
+    assert!(
+        matches!(bad, ClusterError::BadSetting { .. }) && message.contains("target_partitionz = 4"),
+        "{message}"
+    );
 }
 
 /// Runs `dossier <args>` in a fresh data dir; its exit code and stderr.

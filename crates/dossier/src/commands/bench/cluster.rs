@@ -62,6 +62,15 @@ impl BenchCluster {
         self.cluster.url()
     }
 
+    /// [`Self::url`] with `settings` (`KEY=VALUE`) as its query: what `connect` applies to every
+    /// job of the server's session.
+    pub fn url_with(&self, settings: &[String]) -> String {
+        match settings {
+            [] => self.url(),
+            settings => format!("{}?{}", self.url(), settings.join("&")),
+        }
+    }
+
     /// Starts a new peak-memory measurement of every executor.
     pub fn reset_peaks(&self) -> anyhow::Result<()> {
         for pid in self.cluster.executor_pids() {

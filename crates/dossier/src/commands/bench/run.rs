@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// Executors of the bench's cluster (--engine cluster); each runs cores / N tasks at once
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub executors: u64,
+    /// A DataFusion or Ballista setting for every job on the bench's cluster (--engine cluster),
+    /// as KEY=VALUE (repeatable); added to the server's cluster_url query, as an operator would
+    #[arg(long = "cluster-setting", value_name = "KEY=VALUE")]
+    pub cluster_settings: Vec<String>,
 }
 
 /// What a finished load leaves in the server's data dir, so a later run can skip it.
@@ -596,7 +600,7 @@ async fn run_jobs(
     reports: &mut Vec<JobReport>,
     peer_jobs: &mut Vec<super::plan::PeerJob>,
 ) -> anyhow::Result<()> {
-    let cluster_url = cluster.map(BenchCluster::url);
+    let cluster_url = cluster.map(|cluster| cluster.url_with(&args.cluster_settings));
     for mut bench_job in jobs(incremental_from) {
         let name = bench_job.peer.name.clone();
         if !args.jobs.is_empty() && !args.jobs.contains(&name) {
