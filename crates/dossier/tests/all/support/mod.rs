@@ -54,17 +54,26 @@ pub struct Credentials {
     pub org: String,
 }
 
-/// Whether the suite's servers run their jobs on the cluster engine: `DOSSIER_TEST_EXPORT_ENGINE=
-/// cluster` in a build with the `cluster` feature.
+#[cfg(feature = "cluster")]
+pub mod cluster_engine;
+
+/// Whether the suite's servers run their jobs on the cluster engine: `DOSSIER_TEST_EXPORT_ENGINE`
+/// = `cluster` (a process cluster per server) or `cluster-local` (in this process), in a build
+/// with the `cluster` feature.
 fn on_the_cluster_engine() -> bool {
-    cfg!(feature = "cluster") && std::env::var("DOSSIER_TEST_EXPORT_ENGINE").as_deref() == Ok("cluster")
+    #[cfg(feature = "cluster")]
+    return cluster_engine::SuiteEngine::from_env() != cluster_engine::SuiteEngine::Native;
+    #[cfg(not(feature = "cluster"))]
+    false
 }
 
-/// The cluster engine's exporter on a DataFusion session of this process, over the engine's.
+/// The cluster engine's exporter for a server whose lake is `<data_dir>/lake`.
 #[cfg(feature = "cluster")]
-fn cluster_exporter(engine: dossier_engine::jobs::EngineExporter) -> dossier_cluster::export::ClusterExporter {
-    let ctx = dossier_cluster::session::local_context(&engine.lake).expect("a DataFusion session");
-    dossier_cluster::export::ClusterExporter::new(engine, ctx)
+fn cluster_exporter(
+    data_dir: &Path,
+) -> impl FnOnce(dossier_engine::jobs::EngineExporter) -> cluster_engine::SuiteClusterExporter + use<> {
+    let lake_url = format!("file://{}", data_dir.join("lake").display());
+    move |engine| cluster_engine::SuiteClusterExporter::new(cluster_engine::SuiteEngine::from_env(), engine, lake_url)
 }
 
 pub struct TestServer {
@@ -81,12 +90,13 @@ impl TestServer {
     }
 
     /// With `DOSSIER_TEST_EXPORT_ENGINE=cluster` (and the `cluster` feature), the server's jobs
-    /// run through the cluster engine's exporter on a DataFusion session of this process: the
-    /// whole suite's exports then check the cluster's plans against the suite's expectations.
+    /// run through the cluster engine's exporter on a process cluster of its own (see
+    /// [`cluster_engine`]): the whole suite's exports then check the cluster against the suite's
+    /// expectations.
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         #[cfg(feature = "cluster")]
         if on_the_cluster_engine() {
-            return Self::start_with_exporter(adjust, cluster_exporter).await;
+            return Self::start_configured(adjust, |config| cluster_exporter(&config.options.data_dir)).await;
         }
         Self::start_with_exporter(adjust, |engine| engine).await
     }
@@ -97,9 +107,21 @@ impl TestServer {
         adjust: impl FnOnce(&mut ServerConfig),
         exporter: impl FnOnce(dossier_engine::jobs::EngineExporter) -> E,
     ) -> Self {
+        Self::start_configured(adjust, |_| exporter).await
+    }
+
+    /// [`TestServer::start_with_exporter`] with the exporter chosen knowing the server's config.
+    async fn start_configured<E: dossier_engine::jobs::Exporter, X>(
+        adjust: impl FnOnce(&mut ServerConfig),
+        exporter_for: impl FnOnce(&ServerConfig) -> X,
+    ) -> Self
+    where
+        X: FnOnce(dossier_engine::jobs::EngineExporter) -> E,
+    {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
         adjust(&mut config);
+        let exporter = exporter_for(&config);
         let storage = open_data_dir(&config.options.data_dir).await;
         let server = dossier_api::start_with(config.clone(), storage, exporter)
             .await
@@ -141,7 +163,10 @@ impl TestServer {
         let config = self.config.clone();
         let server = match on_the_cluster_engine() {
             #[cfg(feature = "cluster")]
-            true => dossier_api::start_with(config, storage, cluster_exporter).await,
+            true => {
+                let exporter = cluster_exporter(&config.options.data_dir);
+                dossier_api::start_with(config, storage, exporter).await
+            }
             _ => dossier_api::start(config, storage).await,
         }
         .expect("server restarts");
