@@ -10,7 +10,14 @@ use dossier_engine::jobs::{EngineExporter, Exporter};
 use dossier_engine::segments::{Evaluation, SegmentError};
 use dossier_model::segment_job::SegmentJob;
 use dossier_testkit::ballista::BallistaCluster;
+use std::sync::Arc;
+
 use tokio::sync::{Mutex, OnceCell};
+
+/// Where a server's process cluster lives once started: shared with the `TestServer`, which
+/// stops the cluster when it is dropped. A dropped server does not stop its job workers (only
+/// `shutdown` does), so the exporter, and a cluster it owned, would outlive the test.
+pub type ClusterSlot = Arc<std::sync::Mutex<Option<BallistaCluster>>>;
 
 /// Where the suite's jobs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +47,11 @@ pub enum SuiteClusterExporter {
 }
 
 impl SuiteClusterExporter {
-    pub fn new(kind: SuiteEngine, engine: EngineExporter, lake_url: String) -> Self {
+    pub fn new(kind: SuiteEngine, engine: EngineExporter, lake_url: String, slot: ClusterSlot) -> Self {
         match kind {
             SuiteEngine::ClusterProcesses => Self::Processes(Box::new(ProcessClusterExporter {
                 lake_url,
+                slot,
                 engine: Mutex::new(Some(engine)),
                 started: OnceCell::new(),
             })),
@@ -66,14 +74,14 @@ impl SuiteClusterExporter {
 /// and stopped with the server.
 pub struct ProcessClusterExporter {
     lake_url: String,
+    slot: ClusterSlot,
     engine: Mutex<Option<EngineExporter>>,
-    started: OnceCell<(BallistaCluster, ClusterExporter)>,
+    started: OnceCell<ClusterExporter>,
 }
 
 impl ProcessClusterExporter {
     async fn exporter(&self) -> &ClusterExporter {
-        let (_, exporter) = self
-            .started
+        self.started
             .get_or_init(|| async {
                 let engine = self.engine.lock().await.take().expect("started once");
                 let lake_url = self.lake_url.clone();
@@ -86,10 +94,10 @@ impl ProcessClusterExporter {
                 let ctx = dossier_cluster::node::connect(&cluster.url(), &engine.lake)
                     .await
                     .expect("the server connects to its cluster");
-                (cluster, ClusterExporter::new(engine, ctx))
+                *self.slot.lock().expect("the slot's lock") = Some(cluster);
+                ClusterExporter::new(engine, ctx)
             })
-            .await;
-        exporter
+            .await
     }
 }
 

@@ -67,13 +67,16 @@ fn on_the_cluster_engine() -> bool {
     false
 }
 
-/// The cluster engine's exporter for a server whose lake is `<data_dir>/lake`.
+/// The cluster engine's exporter for a server whose lake is `<data_dir>/lake`; a cluster it
+/// starts goes into `slot`.
 #[cfg(feature = "cluster")]
 fn cluster_exporter(
     data_dir: &Path,
+    slot: cluster_engine::ClusterSlot,
 ) -> impl FnOnce(dossier_engine::jobs::EngineExporter) -> cluster_engine::SuiteClusterExporter + use<> {
     let lake_url = format!("file://{}", data_dir.join("lake").display());
-    move |engine| cluster_engine::SuiteClusterExporter::new(cluster_engine::SuiteEngine::from_env(), engine, lake_url)
+    let kind = cluster_engine::SuiteEngine::from_env();
+    move |engine| cluster_engine::SuiteClusterExporter::new(kind, engine, lake_url, slot)
 }
 
 pub struct TestServer {
@@ -82,6 +85,17 @@ pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
     config: ServerConfig,
+    /// The process cluster of the server's jobs, if it runs them on one (see [`cluster_engine`]).
+    #[cfg(feature = "cluster")]
+    cluster: cluster_engine::ClusterSlot,
+}
+
+#[cfg(feature = "cluster")]
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Stops the processes now: the server's job workers, and the exporter, outlive a drop.
+        drop(self.cluster.lock().map(|mut slot| slot.take()));
+    }
 }
 
 impl TestServer {
@@ -96,7 +110,13 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         #[cfg(feature = "cluster")]
         if on_the_cluster_engine() {
-            return Self::start_configured(adjust, |config| cluster_exporter(&config.options.data_dir)).await;
+            let slot = cluster_engine::ClusterSlot::default();
+            let mut server = Self::start_configured(adjust, |config| {
+                cluster_exporter(&config.options.data_dir, slot.clone())
+            })
+            .await;
+            server.cluster = slot;
+            return server;
         }
         Self::start_with_exporter(adjust, |engine| engine).await
     }
@@ -133,6 +153,8 @@ impl TestServer {
             base,
             http: reqwest::Client::new(),
             config,
+            #[cfg(feature = "cluster")]
+            cluster: Default::default(),
         }
     }
 
@@ -164,7 +186,9 @@ impl TestServer {
         let server = match on_the_cluster_engine() {
             #[cfg(feature = "cluster")]
             true => {
-                let exporter = cluster_exporter(&config.options.data_dir);
+                // The stopped server's workers are gone, and its cluster with them.
+                self.cluster = cluster_engine::ClusterSlot::default();
+                let exporter = cluster_exporter(&config.options.data_dir, self.cluster.clone());
                 dossier_api::start_with(config, storage, exporter).await
             }
             _ => dossier_api::start(config, storage).await,
