@@ -362,6 +362,11 @@ async fn two_servers_on_one_postgres_start_one_job_per_tick() {
     runs_at_least(&meta, &id, 4).await;
     set_state(&first, &id, "inactive").await;
     let runs = meta.schedule_runs(&prod(), &id, 1000).await.unwrap();
+    let late: Vec<i64> = runs.iter().rev().map(|r| r.started - r.tick).collect();
+    eprintln!(
+        "two nodes: {} ticks, each started this many ms after its tick: {late:?}",
+        runs.len()
+    );
     assert_one_job_per_tick(&runs, &job_ids(&second, SEGMENT_JOBS).await);
     for node in nodes {
         node.shutdown().await.unwrap();
