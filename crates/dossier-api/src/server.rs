@@ -18,7 +18,8 @@ use tower_http::normalize_path::NormalizePathLayer;
 use dossier_engine::export::ExportSettings;
 use dossier_engine::ingest::Ingestion;
 use dossier_engine::jobs::{
-    EngineExporter, Exporter, JobQueue, JobWorkers, Orphans, WorkerSettings, recover_orphaned_jobs,
+    EngineExporter, Exporter, JobQueue, JobWorkers, Orphans, SCHEDULER_POLL, Scheduler, WorkerSettings,
+    recover_orphaned_jobs,
 };
 use dossier_model::catalog::BatchStatus;
 use dossier_model::options::Options;
@@ -69,6 +70,8 @@ pub struct RunningServer {
     export_workers: JobWorkers,
     /// The watch for ingestions whose node died, stopped with the server.
     ingest_leases: JoinHandle<()>,
+    /// Starts the jobs of due schedules; stopped before the workers.
+    scheduler: Scheduler,
     meta: MetaStore,
 }
 
@@ -87,6 +90,7 @@ impl RunningServer {
         let _ = self.stop.send(());
         self.task.await.context("server task panicked")??;
         self.ingest_leases.abort();
+        self.scheduler.shutdown().await;
         self.export_workers.shutdown(EXPORT_STOP_GRACE).await;
         self.meta.close().await;
         Ok(())
@@ -168,6 +172,11 @@ pub async fn start_with<E: Exporter>(
         jobs,
         limits: Limits::from(&config.options),
     };
+    let scheduler = Scheduler::start(
+        meta.clone(),
+        Arc::new(routes::ApiScheduleRunner(state.clone())),
+        SCHEDULER_POLL,
+    );
 
     let router = routes::router(state);
     // Trailing slashes are trimmed before routing, so `/export/jobs/` and `/export/jobs` are one route.
@@ -191,6 +200,7 @@ pub async fn start_with<E: Exporter>(
         task,
         export_workers,
         ingest_leases,
+        scheduler,
         meta,
     })
 }

@@ -15,6 +15,7 @@ pub mod merge_policy;
 pub mod options;
 mod patch;
 pub mod pql;
+pub mod schedule;
 pub mod schema;
 pub mod segment_definition;
 pub mod segment_job;

@@ -294,7 +294,20 @@ pub async fn create_export_job(
             Err(key_reused(key, job.id))
         };
     }
-    let request = ExportJobRequest::from_json(&body).map_err(refused)?;
+    let job = queue_export_job(&state, &caller, &body, idempotency).await?;
+    Ok(Json(shown(&state, &job)))
+}
+
+/// Validates `body` against the sandbox and queues the export job it asks for: what
+/// `POST /export/jobs` does once no earlier job answers its `Idempotency-Key`, and what an export
+/// schedule's tick does (`crate::schedule_runner`).
+pub(crate) async fn queue_export_job(
+    state: &AppState,
+    caller: &Caller,
+    body: &Value,
+    idempotency: Option<IdempotencyKey>,
+) -> Result<ExportJob, ApiError> {
+    let request = ExportJobRequest::from_json(body).map_err(refused)?;
     let policy = check_against_sandbox(&state.meta, &caller.tenant, &request).await?;
     let new = NewExportJob {
         tenant: caller.tenant.clone(),
@@ -315,9 +328,9 @@ pub async fn create_export_job(
         ExportJobCreation::Created(job) => {
             state.jobs.job_queued();
             tracing::info!(job_id = job.id, dataset_id = %job.spec.dataset_id, "export job queued");
-            Ok(Json(shown(&state, &job)))
+            Ok(job)
         }
-        ExportJobCreation::Replayed(job) => Ok(Json(shown(&state, &job))),
+        ExportJobCreation::Replayed(job) => Ok(job),
         ExportJobCreation::KeyReused { job_id } => Err(key_reused(
             idempotency.as_ref().expect("only a keyed create is a reuse"),
             job_id,

@@ -8,6 +8,8 @@ mod import;
 mod ims;
 mod merge_policies;
 mod profile_access;
+mod schedule_runner;
+mod schedules;
 mod schemas;
 mod segment_definitions;
 mod segment_jobs;
@@ -26,6 +28,8 @@ use crate::gateway::require_caller;
 use crate::state::AppState;
 use crate::{json_errors, request_context};
 
+pub(crate) use schedule_runner::ApiScheduleRunner;
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Dossier", description = "Adobe Experience Platform's Real-Time Customer Profile export API, self-hosted."),
@@ -39,6 +43,7 @@ use crate::{json_errors, request_context};
         (name = "profile access", description = "The merged profile of one identity"),
         (name = "segment definitions", description = "Segment definitions: named PQL conditions over profiles"),
         (name = "segment jobs", description = "Evaluations of segment definitions into ups memberships, run by the job workers"),
+        (name = "schedules", description = "Schedules: a Quartz cron expression that starts a segment job or an export job at each tick"),
         (name = "schemaregistry", description = "Schema Registry (subset): tenant schemas, union schemas, identity descriptors"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -119,6 +124,12 @@ fn ups_routes() -> OpenApiRouter<AppState> {
             segment_definitions::patch_segment_definition,
             segment_definitions::post_segment_definition,
             segment_definitions::delete_segment_definition
+        ))
+        .routes(routes!(schedules::list_schedules, schedules::create_schedule))
+        .routes(routes!(
+            schedules::get_schedule,
+            schedules::patch_schedule,
+            schedules::delete_schedule
         ))
 }
 

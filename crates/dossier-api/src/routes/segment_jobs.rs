@@ -128,7 +128,19 @@ pub async fn create_segment_job(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let ids = segment_job_request(&body).map_err(|e| ApiError::ups_invalid(INVALID_BODY, e))?;
-    let segments = segments_of(&state.meta, &caller.tenant, &ids)
+    let job = queue_segment_job(&state, &caller, &ids).await?;
+    Ok(Json(segment_job_json(&job)))
+}
+
+/// Queues a segment job evaluating the definitions `ids` names: what `POST /segment/jobs` does
+/// with a valid body, and what a `batch_segmentation` schedule's tick does
+/// (`crate::schedule_runner`).
+pub(crate) async fn queue_segment_job(
+    state: &AppState,
+    caller: &Caller,
+    ids: &[String],
+) -> Result<SegmentJob, ApiError> {
+    let segments = segments_of(&state.meta, &caller.tenant, ids)
         .await
         .map_err(|e| {
             ApiError::ups(
@@ -166,7 +178,7 @@ pub async fn create_segment_job(
         SegmentJobCreation::Created(job) => {
             state.jobs.job_queued();
             tracing::info!(job_id = %job.id, segments = job.segments.len(), "segment job queued");
-            Ok(Json(segment_job_json(&job)))
+            Ok(*job)
         }
         SegmentJobCreation::QueueFull { queued } => Err(ApiError::ups(
             StatusCode::TOO_MANY_REQUESTS,

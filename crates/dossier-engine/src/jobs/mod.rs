@@ -13,6 +13,7 @@
 mod export_jobs;
 mod exporter;
 mod recovery;
+mod schedules;
 mod segment_jobs;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,7 @@ use crate::export::{CancelFlag, ExportProgress};
 pub use exporter::{EngineExporter, Exporter};
 pub(crate) use recovery::orphaned_entries;
 pub use recovery::{Orphans, recover_orphaned_jobs};
+pub use schedules::{SCHEDULER_POLL, ScheduleRunner, ScheduledTick, Scheduler, run_due_ticks};
 pub use segment_jobs::segments_of;
 pub use worker::{JobWorkers, WorkerSettings};
 

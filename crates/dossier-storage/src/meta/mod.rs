@@ -21,6 +21,7 @@ mod per_sandbox;
 pub mod postgres;
 mod rows;
 mod sandbox_store;
+mod schedule_store;
 mod schema_store;
 mod segment_definition_store;
 mod segment_job_store;
@@ -55,6 +56,7 @@ pub use merge_policy_store::{MergePolicyEdit, MergePolicyPage, MergePolicyStore,
 pub use page::Page;
 pub use per_sandbox::PerSandbox;
 pub use sandbox_store::SandboxStore;
+pub use schedule_store::{ScheduleRun, ScheduleStore};
 pub use schema_store::SchemaStore;
 pub use segment_definition_store::{
     SegmentDefinitionPage, SegmentDefinitionStore, SegmentDefinitionWriteError, SegmentSpecCheck, SegmentSpecEdit,
@@ -96,6 +98,7 @@ meta_backend!(
     SegmentJobStore,
     IdentityGraphStore,
     JobQueueStore,
+    ScheduleStore,
     StoreLifecycle,
 );
 
@@ -168,8 +171,8 @@ impl MetaStore {
 pub mod prelude {
     pub use super::{
         BatchFileStore, BatchUploadStore, CatalogStore, ClientStore, ExportJobStore, IdentityGraphStore, JobQueueStore,
-        MergePolicyStore, MetaBackend, SandboxStore, SchemaStore, SegmentDefinitionStore, SegmentJobStore,
-        StoreLifecycle,
+        MergePolicyStore, MetaBackend, SandboxStore, ScheduleStore, SchemaStore, SegmentDefinitionStore,
+        SegmentJobStore, StoreLifecycle,
     };
 }
 #[cfg(any(test, feature = "test-fixtures"))]

@@ -123,3 +123,86 @@ macro_rules! job_from_columns {
 }
 
 pub(crate) use job_from_columns;
+
+/// A `schedules` row as both backends store it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ScheduleRow {
+    id: String,
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    name: String,
+    description: Option<String>,
+    #[sqlx(rename = "type")]
+    kind: String,
+    properties: String,
+    schedule: String,
+    state: String,
+    next_run_at: Option<EpochMillis>,
+    created: EpochMillis,
+    updated: EpochMillis,
+}
+
+impl ScheduleRow {
+    pub(crate) fn into_schedule(self) -> Result<dossier_model::schedule::Schedule, StorageError> {
+        use dossier_model::schedule::{Schedule, ScheduleSpec};
+        const TABLE: &str = "schedules";
+        let Tenant { org, sandbox } = self.tenant.into_tenant(TABLE)?;
+        let properties: serde_json::Value = json_column(TABLE, "properties", &self.properties)?;
+        let kind = parsed_column(TABLE, "type", self.kind.parse())?;
+        Ok(Schedule {
+            id: self.id,
+            org,
+            sandbox,
+            spec: ScheduleSpec {
+                name: self.name,
+                description: self.description,
+                kind,
+                segments: match properties.get("segments") {
+                    Some(segments) => json_column(TABLE, "properties", &segments.to_string())?,
+                    None => Vec::new(),
+                },
+                export_job: properties.get("exportJob").cloned(),
+                cron: self.schedule,
+                state: parsed_column(TABLE, "state", self.state.parse())?,
+            },
+            created: self.created,
+            updated: self.updated,
+            next_run_at: self.next_run_at,
+        })
+    }
+}
+
+/// The `properties` column of a schedule: what AEP shows under `properties`.
+pub(crate) fn schedule_properties(schedule: &dossier_model::schedule::Schedule) -> String {
+    let spec = &schedule.spec;
+    let properties = match &spec.export_job {
+        Some(export_job) => serde_json::json!({ "exportJob": export_job }),
+        None => serde_json::json!({ "segments": spec.segments }),
+    };
+    properties.to_string()
+}
+
+/// A `schedule_runs` row as both backends store it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ScheduleRunRow {
+    #[sqlx(flatten)]
+    tenant: TenantColumns,
+    schedule_id: String,
+    tick: EpochMillis,
+    started: EpochMillis,
+    job_kind: String,
+    job_id: String,
+}
+
+impl ScheduleRunRow {
+    pub(crate) fn into_run(self) -> Result<crate::meta::ScheduleRun, StorageError> {
+        Ok(crate::meta::ScheduleRun {
+            tenant: self.tenant.into_tenant("schedule_runs")?,
+            schedule_id: self.schedule_id,
+            tick: self.tick,
+            started: self.started,
+            job_kind: self.job_kind,
+            job_id: self.job_id,
+        })
+    }
+}

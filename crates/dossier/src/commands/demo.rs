@@ -1,7 +1,8 @@
 //! `dossier demo`: the whole product in one command. On an empty data dir it generates a demo
 //! population, ingests it through the real ingestion API, starts the server, runs Adobe's export
 //! tutorial over HTTP (dataset, export job, poll, list files, download), prints what was
-//! exported, and leaves the server running with the curl commands to do it again by hand.
+//! exported, leaves an active schedule that repeats the export nightly (what changed since its
+//! last run), and leaves the server running with the curl commands to do it again by hand.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -153,6 +154,28 @@ async fn download(remote: &Remote, job: &Value, out: &Path) -> anyhow::Result<Ve
     Ok(summary)
 }
 
+/// The schedule the demo leaves behind: the tutorial's export every night at 02:00 UTC, each run
+/// exporting what changed since the last one (`lastRun`). Made once per data dir.
+const DEMO_SCHEDULE: &str = "Demo: nightly export of what changed";
+
+/// Leaves an active export schedule carrying the tutorial's job; returns it.
+async fn leave_schedule(remote: &Remote) -> anyhow::Result<Value> {
+    let listed = remote.get_json("/data/core/ups/config/schedules?limit=1000").await?;
+    if let Some(existing) = listed["children"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == DEMO_SCHEDULE)
+    {
+        return Ok(existing.clone());
+    }
+    let mut job: Value = serde_json::from_str(&std::fs::read_to_string(job_body_path())?)?;
+    job["filter"]["fromIngestTimestamp"] = json!("lastRun");
+    let body = json!({"name": DEMO_SCHEDULE, "type": "export", "schedule": "0 0 2 * * ?",
+                      "state": "active", "properties": {"exportJob": job}});
+    remote.post_json("/data/core/ups/config/schedules", &body).await
+}
+
 fn print_curl(base: &str, token: &str, client_id: &str, job: &Value, summary: &[(String, i64, usize, u64)]) {
     let id = &job["id"];
     let headers = format!(
@@ -162,6 +185,7 @@ fn print_curl(base: &str, token: &str, client_id: &str, job: &Value, summary: &[
     println!("export TOKEN='{token}'");
     println!("curl -s {headers} '{base}/data/core/ups/export/jobs/{id}'");
     println!("curl -s {headers} '{base}/data/core/ups/export/jobs?limit=5'");
+    println!("curl -s {headers} '{base}/data/core/ups/config/schedules'");
     if let Some((batch, ..)) = summary.first() {
         println!("curl -s {headers} '{base}/data/foundation/export/batches/{batch}/files'");
         println!(
@@ -262,6 +286,13 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
     }
     println!("  files downloaded to {}", out.display());
     println!("  total time {:.1} s", started.elapsed().as_secs_f64());
+    let schedule = leave_schedule(&remote).await?;
+    println!(
+        "  schedule {} ({}): the same export, of what changed since its last run, at \"{}\" (02:00 UTC daily)",
+        schedule["id"].as_str().unwrap_or("?"),
+        schedule["name"].as_str().unwrap_or("?"),
+        schedule["schedule"].as_str().unwrap_or("?"),
+    );
     print_curl(&base, remote.token(), &state.client_id, &job, &summary);
 
     if !args.exit {

@@ -458,6 +458,20 @@ fn body_routes(f: &Fixture) -> Vec<(Method, String, Value)> {
             "/data/core/ups/segment/jobs".into(),
             json!([{"segmentId": f.definition}]),
         ),
+        (
+            Method::POST,
+            "/data/core/ups/config/schedules".into(),
+            json!({"name": "Nightly", "type": "batch_segmentation", "properties": {"segments": [f.definition]},
+                   "schedule": "0 0 1 ? * MON-FRI", "state": "inactive"}),
+        ),
+        (
+            Method::POST,
+            "/data/core/ups/config/schedules".into(),
+            json!({"name": "Nightly export", "type": "export", "schedule": "0 0/30 1-3 * * ?", "state": "inactive",
+                   "properties": {"exportJob": {"fields": "identityMap", "destination": {"datasetId": f.dataset},
+                                                "schema": {"name": "_xdm.context.profile"},
+                                                "filter": {"fromIngestTimestamp": "lastRun"}}}}),
+        ),
     ]
 }
 

@@ -234,13 +234,31 @@ fn demo_runs_the_tutorial_on_a_generated_population_and_matches_the_generator() 
         "{stdout}"
     );
     assert!(dir.path().join("demo-export").read_dir().unwrap().count() == 2);
+    assert!(
+        stdout.contains("Demo: nightly export of what changed") && stdout.contains("\"0 0 2 * * ?\""),
+        "the demo leaves a schedule: {stdout}"
+    );
 
-    // A second run reuses the population and exports again.
+    // A second run reuses the population and exports again, and keeps its one schedule.
     let output = run();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("reusing the demo population"));
     assert!(stdout.contains("job 2 SUCCEEDED"), "{stdout}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let schedules = runtime.block_on(async {
+        let (meta, _) = open_storage(dir.path()).await.unwrap();
+        let tenant = dossier_model::tenancy::Tenant {
+            org: dossier_model::tenancy::OrgId::parse(ORG).unwrap(),
+            sandbox: dossier_model::tenancy::SandboxName::prod(),
+        };
+        let query = dossier_model::schedule::ScheduleListQuery { start: 0, limit: 10 };
+        meta.list_schedules(&tenant, &query).await.unwrap().items
+    });
+    assert_eq!(schedules.len(), 1, "{schedules:?}");
+    assert_eq!(schedules[0].spec.state, dossier_model::schedule::ScheduleState::Active);
+    let carried = schedules[0].spec.export_job.as_ref().unwrap();
+    assert_eq!(carried["filter"]["fromIngestTimestamp"], "lastRun");
 }
 
 #[tokio::test]

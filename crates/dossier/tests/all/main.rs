@@ -33,6 +33,7 @@ mod nodes;
 mod profiles;
 mod readme;
 mod s3_lake;
+mod schedules;
 mod schemas;
 mod segment_definitions;
 mod segment_jobs;

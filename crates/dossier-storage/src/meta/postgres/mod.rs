@@ -34,6 +34,7 @@ mod job_queue;
 mod merge_policies;
 mod paging;
 mod sandboxes;
+mod schedules;
 mod schemas;
 mod segment_definitions;
 mod segment_jobs;

@@ -30,6 +30,7 @@ pub(crate) mod job_queue;
 pub(crate) mod merge_policies;
 pub(crate) mod paging;
 pub(crate) mod sandboxes;
+pub(crate) mod schedules;
 pub(crate) mod schemas;
 pub(crate) mod segment_definitions;
 pub(crate) mod tenancy;
@@ -98,6 +99,12 @@ macro_rules! backend_suite {
                 names_and_merge_policies_are_checked,
                 dependents_block_deletion_and_cycles_are_refused,
                 bulk_get_returns_known_ids,
+            ],
+            schedules: [
+                schedules_round_trip_page_and_replace,
+                schedules_of_another_sandbox_are_not_found,
+                a_due_tick_is_claimed_once,
+                runs_are_recorded_once_per_tick,
             ],
             identity_graph: [
                 versions_record_once_and_cover_batches,

@@ -175,12 +175,19 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same data dir (on a new port).
     pub async fn restart(&mut self) {
+        self.restart_after(Duration::ZERO).await;
+    }
+
+    /// Stops the server, waits `pause` with no server running, then starts a new one on the same
+    /// data dir (on a new port).
+    pub async fn restart_after(&mut self, pause: Duration) {
         self.server
             .take()
             .expect("running")
             .shutdown()
             .await
             .expect("clean shutdown");
+        tokio::time::sleep(pause).await;
         let storage = open_data_dir(&self.config.options.data_dir).await;
         let config = self.config.clone();
         let server = match on_the_cluster_engine() {
