@@ -722,14 +722,14 @@ async function schedulesPage() {
       h("td", {}, scheduleWhat(s)),
       h("td", { class: "mono" }, s.schedule || ""),
       h("td", {}, badge(s.state)),
-      h("td", {}, formatTime(s.creationTime)),
+      h("td", { class: "next-run" }, s.nextRunEpoch ? formatTime(s.nextRunEpoch * 1000) : ""),
     ),
   );
   return h(
     "section",
     {},
     h("h1", {}, "Schedules"),
-    table("schedules-table", ["Name", "Id", "Type", "Runs", "Schedule (Quartz cron)", "State", "Created"], rows, "No schedules in this sandbox yet."),
+    table("schedules-table", ["Name", "Id", "Type", "Runs", "Schedule (Quartz cron)", "State", "Next run"], rows, "No schedules in this sandbox yet."),
   );
 }
 
