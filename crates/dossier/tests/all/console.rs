@@ -1,7 +1,8 @@
 //! The web console (`/console`, docs/console.md): its embedded files over plain HTTP, then the
 //! whole flow in headless Chromium driven through chromedriver — sign in (a wrong secret first),
-//! datasets and batches, segment counts, schedules, an export created through the form with the
-//! JSON it shows, the job followed live to SUCCEEDED, and a file downloaded and read as Parquet.
+//! datasets, batches and their files, segment counts, schedules, an export created through the
+//! form with the JSON it shows, the job followed live to SUCCEEDED, and a file downloaded and read
+//! as Parquet.
 //!
 //! The browser test skips when Chromium is not installed, saying what to install, and fails under
 //! `CI=true` (dossier_testkit::chromium). With `DOSSIER_CONSOLE_SCREENSHOTS=<dir>` it writes a PNG
@@ -290,6 +291,8 @@ async fn a_user_signs_in_exports_through_the_form_and_downloads_the_file() {
         .text_until("#batches-table", |t| t.contains("SUCCESS") && t.contains('5'))
         .await;
     browser.screenshot("batches").await;
+    browser.click("#batches-table a").await;
+    browser.find("table[id^=files-] button.download").await;
 
     // Segment definitions with the count of their latest evaluation.
     browser.click("#nav a[data-page=segments]").await;
