@@ -189,15 +189,18 @@ function isCurrent(g) {
 }
 
 // Calls `step` now and every `ms` after it finishes (never two at once), while the page is
-// current and `step` answers true.
-function poll(g, ms, step) {
+// current and `step` answers true. A failure is drawn into `holder`; a refusal (4xx: the job
+// does not exist, the token is gone) stops the polling, anything else (the server restarting,
+// the network) is tried again at the next tick.
+function poll(g, ms, step, holder) {
   const run = async () => {
     if (!isCurrent(g)) return;
     let again = false;
     try {
       again = await step();
     } catch (e) {
-      again = e.status !== 401;
+      if (isCurrent(g) && e.status !== 401) holder.replaceChildren(errorBox("poll-error", e));
+      again = !(e.status >= 400 && e.status < 500);
     }
     if (again && isCurrent(g)) setTimeout(run, ms);
   };
@@ -506,7 +509,7 @@ function jobsPage(g) {
       table("jobs-table", ["Job", "Status", "Progress", "Profiles", "Dataset", "Created"], rows, "No export jobs yet."),
     );
     return true;
-  });
+  }, holder);
   return h(
     "section",
     {},
@@ -599,7 +602,7 @@ function jobPage(id, g) {
     if (isRunning(job)) return true;
     if (job.status === "SUCCEEDED") files.replaceChildren(await jobFiles(job));
     return false;
-  });
+  }, summary);
   return h(
     "section",
     {},
@@ -651,7 +654,7 @@ function evaluateButton(definition, onQueued) {
 
 function segmentsPage(_parts, _query, g) {
   const holder = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-  const refresh = () => poll(g, SEGMENT_POLL_MS, step);
+  const refresh = () => poll(g, SEGMENT_POLL_MS, step, holder);
   const step = async () => {
     const [definitions, jobs] = await Promise.all([
       api("/data/core/ups/segment/definitions?limit=100"),

@@ -378,6 +378,15 @@ async fn a_user_signs_in_exports_through_the_form_and_downloads_the_file() {
         .text_until(&row, |t| t.contains("SUCCEEDED") && t.contains("100%"))
         .await;
     browser.screenshot("jobs").await;
+    // The list refreshes by itself: a job created elsewhere (here by curl's way) appears in it.
+    let body = json!({"destination": {"datasetId": export_dataset}, "schema": {"name": "_xdm.context.profile"}});
+    let second = caller.create_at(JOBS, &body).await;
+    let row = format!("#jobs-table tr[data-job='{}']", second["id"]);
+    browser.text_until(&row, |t| t.contains("SUCCEEDED")).await;
+    // A job that does not exist says so, naming it.
+    let missing = format!("{}/console/#/jobs/999", server.base);
+    browser.client.goto(&missing).await.unwrap();
+    browser.text_until("#poll-error", |t| t.contains("999")).await;
     browser.click("#sign-out").await;
     browser.find("#sign-in").await;
     let kept = browser
@@ -391,5 +400,5 @@ async fn a_user_signs_in_exports_through_the_form_and_downloads_the_file() {
     // What the browser did went through the API as any client: the export is there for curl too.
     let (status, listing) = caller.get(&format!("{JOBS}?limit=5")).await;
     assert_eq!(status, 200);
-    assert_eq!(listing["records"].as_array().unwrap().len(), 1, "{listing}");
+    assert_eq!(listing["records"].as_array().unwrap().len(), 2, "{listing}");
 }
