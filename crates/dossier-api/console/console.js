@@ -806,50 +806,60 @@ async function newExportPage() {
   const error = h("p", { id: "export-error", class: "error", role: "alert", hidden: true });
   const form = h(
     "form",
-    { id: "export-form", class: "card" },
+    { id: "export-form", class: "card split" },
     h(
-      "label",
-      {},
-      "Destination dataset",
-      h("select", { name: "datasetId", id: "export-dataset" }, targets.map(([id, d]) => h("option", { value: id }, `${d.name} (${id})`))),
-    ),
-    h(
-      "label",
-      {},
-      "Fields (comma-separated dot paths; empty for every attribute)",
-      h("input", { name: "fields", id: "export-fields", placeholder: "personalEmail.address, identityMap", autocomplete: "off" }),
-    ),
-    h(
-      "fieldset",
-      { id: "export-segments" },
-      h("legend", {}, "Segments (none: every profile)"),
-      (definitions.segments || []).map((d) => checkbox("segment", `${d.name} (${d.id})`, { value: d.id })),
-      h("label", {}, "Other audiences (comma-separated ids, NAMESPACE:id for another namespace than ups)", h("input", { name: "otherSegments", id: "export-other-segments", placeholder: "AAM:4edc8488-2c35-4f6d-b4c6-9075c68d2df4" })),
-      h("div", {}, "Membership status: ", STATUSES.map((s) => checkbox("status", s, { value: s, checked: s !== "exited" }))),
-    ),
-    h(
-      "label",
-      {},
-      "Merge policy",
+      "div",
+      { class: "choices" },
       h(
-        "select",
-        { name: "mergePolicy", id: "export-merge-policy" },
-        h("option", { value: "" }, "The sandbox's default policy"),
-        (policies.children || []).map((p) =>
-          h("option", { value: JSON.stringify({ id: p.id, version: p.version }) }, `${p.name} (${p.id}, version ${p.version})${p.default ? ", default" : ""}`),
+        "label",
+        {},
+        "Destination dataset",
+        h("select", { name: "datasetId", id: "export-dataset" }, targets.map(([id, d]) => h("option", { value: id }, `${d.name} (${id})`))),
+      ),
+      h(
+        "label",
+        {},
+        "Fields (comma-separated dot paths; empty for every attribute)",
+        h("input", { name: "fields", id: "export-fields", placeholder: "personalEmail.address, identityMap", autocomplete: "off" }),
+      ),
+      h(
+        "fieldset",
+        { id: "export-segments" },
+        h("legend", {}, "Segments (none: every profile)"),
+        (definitions.segments || []).map((d) => checkbox("segment", `${d.name} (${d.id})`, { value: d.id })),
+        h("label", {}, "Other audiences (comma-separated ids, NAMESPACE:id for another namespace than ups)", h("input", { name: "otherSegments", id: "export-other-segments", placeholder: "AAM:4edc8488-2c35-4f6d-b4c6-9075c68d2df4" })),
+        h("div", {}, "Membership status: ", STATUSES.map((s) => checkbox("status", s, { value: s, checked: s !== "exited" }))),
+      ),
+      h(
+        "label",
+        {},
+        "Merge policy",
+        h(
+          "select",
+          { name: "mergePolicy", id: "export-merge-policy" },
+          h("option", { value: "" }, "The sandbox's default policy"),
+          (policies.children || []).map((p) =>
+            h("option", { value: JSON.stringify({ id: p.id, version: p.version }) }, `${p.name} (${p.id}, version ${p.version})${p.default ? ", default" : ""}`),
+          ),
         ),
       ),
+      checkbox("emptyProfiles", "Export empty profiles (profiles with identities only)", { id: "export-empty-profiles" }),
+      checkbox("segmentPerBatch", "One batch per segment", { id: "export-segment-per-batch" }),
+      checkbox("evaluate", "Evaluate the ups segments first (evaluationInfo.segmentation)", { id: "export-evaluate" }),
     ),
-    checkbox("emptyProfiles", "Export empty profiles (profiles with identities only)", { id: "export-empty-profiles" }),
-    checkbox("segmentPerBatch", "One batch per segment", { id: "export-segment-per-batch" }),
-    checkbox("evaluate", "Evaluate the ups segments first (evaluationInfo.segmentation)", { id: "export-evaluate" }),
-    h("p", { class: "muted" }, `It sends POST ${JOBS} with this body:`),
-    preview,
-    error,
-    h("button", { id: "export-submit", type: "submit" }, "Create export job"),
+    h(
+      "div",
+      { class: "sends" },
+      h("p", { class: "muted" }, `It sends POST ${JOBS} with this body:`),
+      preview,
+      error,
+      h("button", { id: "export-submit", type: "submit" }, "Create export job"),
+    ),
   );
+  // The preview follows every change; a refusal shown earlier is about a body no longer there.
   const update = () => {
     preview.textContent = JSON.stringify(exportBody(form), null, 2);
+    error.hidden = true;
   };
   form.addEventListener("input", update);
   form.addEventListener("change", update);

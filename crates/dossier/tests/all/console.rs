@@ -322,6 +322,14 @@ async fn a_user_signs_in_exports_through_the_form_and_downloads_the_file() {
     browser
         .click(&format!("#export-dataset option[value='{export_dataset}']"))
         .await;
+    // A refusal shows the server's code and message, and nothing is created.
+    browser.type_into("#export-fields", "crm.points").await;
+    browser.click("#export-submit").await;
+    browser
+        .text_until("#export-error", |t| {
+            t.starts_with("DOSSIER-EXPORTJOB-FIELDS-UNKNOWN-400") && t.contains("crm.points")
+        })
+        .await;
     browser.type_into("#export-fields", "crm.tier, identityMap").await;
     browser.click(&format!("input[name=segment][value='{gold}']")).await;
     let policy: Value = serde_json::from_str(&policy_option).unwrap();
