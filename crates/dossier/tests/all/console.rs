@@ -106,6 +106,21 @@ async fn wait_for_job(caller: &Caller, path: &str) -> Value {
     }
 }
 
+/// Waits until the sandbox has `count` segment jobs, all ended; returns them, newest first.
+async fn wait_for_segment_jobs(caller: &Caller, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, listing) = caller.get("/data/core/ups/segment/jobs").await;
+        assert_eq!(status, 200, "{listing}");
+        let jobs = listing["children"].as_array().unwrap().clone();
+        if jobs.len() == count && jobs.iter().all(|j| j["status"] == "SUCCEEDED") {
+            return jobs;
+        }
+        assert!(Instant::now() < deadline, "segment jobs: {listing}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Creates an inactive nightly schedule where the server has the schedules API (docs/schedules.md);
 /// returns whether it has.
 async fn schedule_if_supported(caller: &Caller) -> bool {
@@ -299,6 +314,21 @@ async fn a_user_signs_in_exports_through_the_form_and_downloads_the_file() {
     let count = format!("#segments-table tr[data-segment='{gold}'] .segment-count");
     browser.text_until(&count, |t| t == "3").await;
     browser.screenshot("segments").await;
+    // "Evaluate" queues a segment job for the definition; the page shows its count when it ends.
+    browser
+        .click(&format!("#segments-table tr[data-segment='{gold}'] button"))
+        .await;
+    let evaluations = wait_for_segment_jobs(&caller, 2).await;
+    let evaluated = format!("#segments-table tr[data-segment='{gold}']");
+    let at = evaluations[0]["metrics"]["totalTime"]["startTimeInMs"]
+        .as_i64()
+        .unwrap();
+    let shown_at = jiff::Timestamp::from_millisecond(at)
+        .unwrap()
+        .strftime("%Y-%m-%d %H:%M:%SZ")
+        .to_string();
+    browser.text_until(&evaluated, |t| t.contains(&shown_at)).await;
+    browser.text_until(&count, |t| t == "3").await;
 
     // Schedules: the listing, or a clear note where the server has no schedules API.
     browser.click("#nav a[data-page=schedules]").await;
