@@ -786,6 +786,50 @@ async function createExportDataset() {
   render();
 }
 
+// The export form's choices: destination, fields, segments and statuses, merge policy, options.
+function exportChoices(targets, policies, definitions) {
+  return h(
+    "div",
+    { class: "choices" },
+    h(
+      "label",
+      {},
+      "Destination dataset",
+      h("select", { name: "datasetId", id: "export-dataset" }, targets.map(([id, d]) => h("option", { value: id }, `${d.name} (${id})`))),
+    ),
+    h(
+      "label",
+      {},
+      "Fields (comma-separated dot paths; empty for every attribute)",
+      h("input", { name: "fields", id: "export-fields", placeholder: "personalEmail.address, identityMap", autocomplete: "off" }),
+    ),
+    h(
+      "fieldset",
+      { id: "export-segments" },
+      h("legend", {}, "Segments (none: every profile)"),
+      (definitions.segments || []).map((d) => checkbox("segment", `${d.name} (${d.id})`, { value: d.id })),
+      h("label", {}, "Other audiences (comma-separated ids, NAMESPACE:id for another namespace than ups)", h("input", { name: "otherSegments", id: "export-other-segments", placeholder: "AAM:4edc8488-2c35-4f6d-b4c6-9075c68d2df4" })),
+      h("div", {}, "Membership status: ", STATUSES.map((s) => checkbox("status", s, { value: s, checked: s !== "exited" }))),
+    ),
+    h(
+      "label",
+      {},
+      "Merge policy",
+      h(
+        "select",
+        { name: "mergePolicy", id: "export-merge-policy" },
+        h("option", { value: "" }, "The sandbox's default policy"),
+        (policies.children || []).map((p) =>
+          h("option", { value: JSON.stringify({ id: p.id, version: p.version }) }, `${p.name} (${p.id}, version ${p.version})${p.default ? ", default" : ""}`),
+        ),
+      ),
+    ),
+    checkbox("emptyProfiles", "Export empty profiles (profiles with identities only)", { id: "export-empty-profiles" }),
+    checkbox("segmentPerBatch", "One batch per segment", { id: "export-segment-per-batch" }),
+    checkbox("evaluate", "Evaluate the ups segments first (evaluationInfo.segmentation)", { id: "export-evaluate" }),
+  );
+}
+
 async function newExportPage() {
   const [datasets, policies, definitions] = await Promise.all([
     api("/data/foundation/catalog/dataSets?limit=100&orderBy=desc:created"),
@@ -807,46 +851,7 @@ async function newExportPage() {
   const form = h(
     "form",
     { id: "export-form", class: "card split" },
-    h(
-      "div",
-      { class: "choices" },
-      h(
-        "label",
-        {},
-        "Destination dataset",
-        h("select", { name: "datasetId", id: "export-dataset" }, targets.map(([id, d]) => h("option", { value: id }, `${d.name} (${id})`))),
-      ),
-      h(
-        "label",
-        {},
-        "Fields (comma-separated dot paths; empty for every attribute)",
-        h("input", { name: "fields", id: "export-fields", placeholder: "personalEmail.address, identityMap", autocomplete: "off" }),
-      ),
-      h(
-        "fieldset",
-        { id: "export-segments" },
-        h("legend", {}, "Segments (none: every profile)"),
-        (definitions.segments || []).map((d) => checkbox("segment", `${d.name} (${d.id})`, { value: d.id })),
-        h("label", {}, "Other audiences (comma-separated ids, NAMESPACE:id for another namespace than ups)", h("input", { name: "otherSegments", id: "export-other-segments", placeholder: "AAM:4edc8488-2c35-4f6d-b4c6-9075c68d2df4" })),
-        h("div", {}, "Membership status: ", STATUSES.map((s) => checkbox("status", s, { value: s, checked: s !== "exited" }))),
-      ),
-      h(
-        "label",
-        {},
-        "Merge policy",
-        h(
-          "select",
-          { name: "mergePolicy", id: "export-merge-policy" },
-          h("option", { value: "" }, "The sandbox's default policy"),
-          (policies.children || []).map((p) =>
-            h("option", { value: JSON.stringify({ id: p.id, version: p.version }) }, `${p.name} (${p.id}, version ${p.version})${p.default ? ", default" : ""}`),
-          ),
-        ),
-      ),
-      checkbox("emptyProfiles", "Export empty profiles (profiles with identities only)", { id: "export-empty-profiles" }),
-      checkbox("segmentPerBatch", "One batch per segment", { id: "export-segment-per-batch" }),
-      checkbox("evaluate", "Evaluate the ups segments first (evaluationInfo.segmentation)", { id: "export-evaluate" }),
-    ),
+    exportChoices(targets, policies, definitions),
     h(
       "div",
       { class: "sends" },
