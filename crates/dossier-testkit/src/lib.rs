@@ -1,6 +1,6 @@
 //! Real servers for tests, started by the tests themselves on loopback: a private PostgreSQL 15
-//! cluster ([`postgres`]) and SeaweedFS as the S3 server ([`s3`]). Never a mock where the real
-//! server runs here.
+//! cluster ([`postgres`]), SeaweedFS as the S3 server ([`s3`]) and headless Chromium behind
+//! chromedriver for the console ([`chromium`]). Never a mock where the real server runs here.
 //!
 //! A server that is not installed is a skip with the command that installs it, except under
 //! `CI=true`, where it is a failure: CI's `.ci/run` installs both, so a missing one there means the
@@ -11,6 +11,7 @@
 //! error saying how to install it, never a skip.
 
 pub mod ballista;
+pub mod chromium;
 pub mod net;
 pub mod postgres;
 pub mod s3;

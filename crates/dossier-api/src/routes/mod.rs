@@ -1,6 +1,7 @@
 //! The route table: which handler answers which path, and the layers around them.
 
 mod catalog;
+mod console;
 mod data_access;
 mod export_jobs;
 mod health;
@@ -160,6 +161,7 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             axum::routing::get(move || async move { Json(openapi_json) }),
         )
+        .merge(console::routes())
         .fallback(no_route)
         // The gateway checks guard the whole `/data` tree, unknown paths included, so a caller
         // without a valid token learns nothing about which paths exist.

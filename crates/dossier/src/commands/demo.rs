@@ -294,6 +294,10 @@ pub async fn run(args: DemoArgs, settings: Settings) -> anyhow::Result<()> {
         schedule["schedule"].as_str().unwrap_or("?"),
     );
     print_curl(&base, remote.token(), &state.client_id, &job, &summary);
+    println!(
+        "\nOr open the web console: {base}/console/#/sign-in?clientId={}&org={DEMO_ORG} (client secret: {})",
+        state.client_id, state.client_secret
+    );
 
     if !args.exit {
         println!("\nServing on {base} until Ctrl-C.");

@@ -31,6 +31,7 @@ pub async fn run(
     let mut terminate = signal(SignalKind::terminate())?;
     let server = start(config, storage).await?;
     eprintln!("dossier listening on http://{}", server.local_addr());
+    eprintln!("the web console: http://{}/console/", server.local_addr());
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = terminate.recv() => {},

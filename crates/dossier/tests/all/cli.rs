@@ -233,6 +233,10 @@ fn demo_runs_the_tutorial_on_a_generated_population_and_matches_the_generator() 
         stdout.contains("export TOKEN='") && stdout.contains("curl -s"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("/console/#/sign-in?clientId="),
+        "the console's URL: {stdout}"
+    );
     assert!(dir.path().join("demo-export").read_dir().unwrap().count() == 2);
     assert!(
         stdout.contains("Demo: nightly export of what changed") && stdout.contains("\"0 0 2 * * ?\""),

@@ -19,6 +19,7 @@ mod cluster_segments;
 #[cfg(feature = "cluster")]
 mod cluster_serve;
 mod connections;
+mod console;
 mod crash;
 mod export_engine;
 mod export_jobs;
