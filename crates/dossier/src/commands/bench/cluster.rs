@@ -37,9 +37,14 @@ impl BenchEngine {
     }
 }
 
+/// The setting that sets how many partitions (and so tasks) each stage of a plan has.
+const TARGET_PARTITIONS: &str = "datafusion.execution.target_partitions";
+
 /// A running bench cluster: stopped (killed) when dropped.
 pub struct BenchCluster {
     cluster: BallistaCluster,
+    /// Tasks the cluster runs at once: its executors times each one's concurrent tasks.
+    slots: usize,
 }
 
 impl BenchCluster {
@@ -54,7 +59,10 @@ impl BenchCluster {
         let lake_url = stores.locations.lake.url();
         eprintln!("starting a cluster: 1 scheduler, {executors} executors of {tasks} tasks, lake {lake_url}");
         let cluster = BallistaCluster::start_configured(&exe, &lake_url, executors, tasks, &env)?;
-        Ok(Self { cluster })
+        Ok(Self {
+            cluster,
+            slots: executors.max(1) * usize::from(tasks),
+        })
     }
 
     /// `df://127.0.0.1:<port>`, the server's `--cluster-url`.
@@ -63,12 +71,15 @@ impl BenchCluster {
     }
 
     /// [`Self::url`] with `settings` (`KEY=VALUE`) as its query: what `connect` applies to every
-    /// job of the server's session.
+    /// job of the server's session. Unless `settings` name it, a plan's partitions are the
+    /// cluster's task slots, as docs/cluster.md advises an operator (Ballista's default of 16
+    /// spends more on tasks than on work on a small cluster: BENCHMARKS.md).
     pub fn url_with(&self, settings: &[String]) -> String {
-        match settings {
-            [] => self.url(),
-            settings => format!("{}?{}", self.url(), settings.join("&")),
+        let mut query = settings.to_vec();
+        if !settings.iter().any(|s| s.starts_with(TARGET_PARTITIONS)) {
+            query.insert(0, format!("{TARGET_PARTITIONS}={}", self.slots));
         }
+        format!("{}?{}", self.url(), query.join("&"))
     }
 
     /// Starts a new peak-memory measurement of every executor.

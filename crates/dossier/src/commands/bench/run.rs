@@ -601,6 +601,9 @@ async fn run_jobs(
     peer_jobs: &mut Vec<super::plan::PeerJob>,
 ) -> anyhow::Result<()> {
     let cluster_url = cluster.map(|cluster| cluster.url_with(&args.cluster_settings));
+    if let Some(url) = &cluster_url {
+        eprintln!("the server's cluster_url: {url}");
+    }
     for mut bench_job in jobs(incremental_from) {
         let name = bench_job.peer.name.clone();
         if !args.jobs.is_empty() && !args.jobs.contains(&name) {
