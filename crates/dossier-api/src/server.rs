@@ -20,6 +20,7 @@ use dossier_engine::ingest::Ingestion;
 use dossier_engine::jobs::{
     EngineExporter, Exporter, JobQueue, JobWorkers, Orphans, WorkerSettings, recover_orphaned_jobs,
 };
+use dossier_engine::metrics::EngineMetrics;
 use dossier_model::catalog::BatchStatus;
 use dossier_model::options::Options;
 use dossier_model::tenancy::OrgId;
@@ -27,6 +28,7 @@ use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::{StaticToken, TokenService};
 use crate::listener::{self, ConnectionSettings};
+use crate::metrics::ServerMetrics;
 use crate::routes;
 use crate::state::{AppState, Limits};
 
@@ -135,7 +137,10 @@ pub async fn start_with<E: Exporter>(
         node: node_name(&config.options)?,
         ..WorkerSettings::from(&config.options)
     };
-    let ingestion = Ingestion::new(meta.clone(), lake.clone(), workers.clone());
+    // One registry per server: its engine counts into it from here on.
+    let engine_metrics = EngineMetrics::default();
+    let metrics = ServerMetrics::new(engine_metrics.clone());
+    let ingestion = Ingestion::new(meta.clone(), lake.clone(), workers.clone()).with_metrics(engine_metrics.clone());
     let resumed = ingestion.resume_orphaned(Orphans::AtStartup).await?;
     if resumed > 0 {
         tracing::warn!(batches = resumed, "resumed ingestions whose node stopped");
@@ -148,7 +153,7 @@ pub async fn start_with<E: Exporter>(
             "took over export and segment jobs whose node stopped (this one's last run, or an expired lease)"
         );
     }
-    let jobs = JobQueue::new(meta.clone());
+    let jobs = JobQueue::new(meta.clone()).with_metrics(engine_metrics);
     let spill_dir = config.options.data_dir.join("spill");
     // Spills of exports a crash interrupted: no export runs yet, so whatever is there is stale.
     if let Err(error) = std::fs::remove_dir_all(&spill_dir)
@@ -167,6 +172,7 @@ pub async fn start_with<E: Exporter>(
         ingestion,
         jobs,
         limits: Limits::from(&config.options),
+        metrics,
     };
 
     let router = routes::router(state);
