@@ -11,6 +11,7 @@ mod extract;
 mod gateway;
 mod json_errors;
 mod listener;
+mod metrics;
 mod request_context;
 mod routes;
 mod server;

@@ -21,6 +21,7 @@ use dossier_engine::jobs::{
     EngineExporter, Exporter, JobQueue, JobWorkers, Orphans, SCHEDULER_POLL, Scheduler, WorkerSettings,
     recover_orphaned_jobs,
 };
+use dossier_engine::metrics::EngineMetrics;
 use dossier_model::catalog::BatchStatus;
 use dossier_model::options::Options;
 use dossier_model::tenancy::OrgId;
@@ -28,6 +29,7 @@ use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::{StaticToken, TokenService};
 use crate::listener::{self, ConnectionSettings};
+use crate::metrics::ServerMetrics;
 use crate::routes;
 use crate::state::{AppState, Limits};
 
@@ -139,7 +141,10 @@ pub async fn start_with<E: Exporter>(
         node: node_name(&config.options)?,
         ..WorkerSettings::from(&config.options)
     };
-    let ingestion = Ingestion::new(meta.clone(), lake.clone(), workers.clone());
+    // One registry per server: its engine counts into it from here on.
+    let engine_metrics = EngineMetrics::default();
+    let metrics = ServerMetrics::new(engine_metrics.clone());
+    let ingestion = Ingestion::new(meta.clone(), lake.clone(), workers.clone()).with_metrics(engine_metrics.clone());
     let resumed = ingestion.resume_orphaned(Orphans::AtStartup).await?;
     if resumed > 0 {
         tracing::warn!(batches = resumed, "resumed ingestions whose node stopped");
@@ -152,7 +157,7 @@ pub async fn start_with<E: Exporter>(
             "took over export and segment jobs whose node stopped (this one's last run, or an expired lease)"
         );
     }
-    let jobs = JobQueue::new(meta.clone());
+    let jobs = JobQueue::new(meta.clone()).with_metrics(engine_metrics);
     let spill_dir = config.options.data_dir.join("spill");
     // Spills of exports a crash interrupted: no export runs yet, so whatever is there is stale.
     if let Err(error) = std::fs::remove_dir_all(&spill_dir)
@@ -171,6 +176,7 @@ pub async fn start_with<E: Exporter>(
         ingestion,
         jobs,
         limits: Limits::from(&config.options),
+        metrics,
     };
     let scheduler = Scheduler::start(
         meta.clone(),

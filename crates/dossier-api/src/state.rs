@@ -8,6 +8,7 @@ use dossier_model::options::Options;
 use dossier_storage::{Lake, MetaStore};
 
 use crate::auth::TokenService;
+use crate::metrics::ServerMetrics;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,6 +19,8 @@ pub struct AppState {
     /// The job queue of the workers: wake-up on a new job, cancel flags and live progress.
     pub jobs: JobQueue,
     pub limits: Limits,
+    /// This server's metrics registry (`GET /metrics`), shared with its engine.
+    pub metrics: ServerMetrics,
 }
 
 /// The sizes the API keeps requests to: its view of the process's [`Options`].

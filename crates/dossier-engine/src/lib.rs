@@ -11,6 +11,7 @@ pub mod fragments;
 pub mod identity;
 pub mod ingest;
 pub mod jobs;
+pub mod metrics;
 mod options;
 pub mod parquet_io;
 pub mod preview;

@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, Service};
 use crate::gateway::require_caller;
 use crate::state::AppState;
-use crate::{json_errors, request_context};
+use crate::{json_errors, metrics, request_context};
 
 pub(crate) use schedule_runner::ApiScheduleRunner;
 
@@ -55,6 +55,7 @@ struct ApiDoc;
 fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::health))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(ims::issue_token))
 }
 
@@ -149,7 +150,8 @@ async fn no_route(request: Request) -> Response {
 }
 
 /// The whole application: every route, the OpenAPI document generated from them, and the
-/// layers every request passes (request id outermost, then JSON error bodies).
+/// layers every request passes (the HTTP metrics outermost, then the request id, then JSON error
+/// bodies).
 pub fn router(state: AppState) -> Router {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(public_routes())
@@ -166,7 +168,10 @@ pub fn router(state: AppState) -> Router {
         // The gateway checks guard the whole `/data` tree, unknown paths included, so a caller
         // without a valid token learns nothing about which paths exist.
         .layer(middleware::from_fn_with_state(state.clone(), require_caller))
-        .with_state(state)
+        // Only a matched route runs this: it names the route template the metrics count under.
+        .route_layer(middleware::from_fn(metrics::remember_route))
+        .with_state(state.clone())
         .layer(middleware::from_fn(json_errors::ensure_json_errors))
         .layer(middleware::from_fn(request_context::with_request_id))
+        .layer(middleware::from_fn_with_state(state.metrics, metrics::record_http))
 }

@@ -14,5 +14,5 @@ pub mod union_find;
 pub use extract::{FragmentIdentities, fragment_identities, fragment_primaries};
 pub use read::{read_file_identities, read_file_primaries};
 pub use snapshot::ComponentIndex;
-pub use store::{FoldOutcome, PinnedGraph, fold_every_sandbox, fold_pending, pin_latest};
+pub use store::{FoldOutcome, PinnedGraph, fold_pending, pin_latest};
 pub use union_find::{Identity, IdentityGraph};

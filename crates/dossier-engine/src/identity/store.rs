@@ -229,22 +229,6 @@ pub async fn fold_pending(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Res
     })
 }
 
-/// Folds what every sandbox's graph is missing: at startup, batches whose commit a crash
-/// separated from their fold. Returns how many batches were folded; a sandbox that fails is
-/// logged and left for its next fold.
-pub async fn fold_every_sandbox(meta: &MetaStore, lake: &Lake) -> Result<usize, EngineError> {
-    let mut folded = 0;
-    for (tenant, _) in meta.list_sandboxes(None).await? {
-        match fold_pending(meta, lake, &tenant).await {
-            Ok(outcome) => folded += outcome.folded_batches,
-            Err(error) => {
-                tracing::error!(%error, org = %tenant.org, sandbox = %tenant.sandbox, "could not fold the identity graph");
-            }
-        }
-    }
-    Ok(folded)
-}
-
 /// Loads the component index of the snapshot at `path`. Not cached: the readers that hold a
 /// whole index (tests, tools) are rare; exports, segment evaluation and lookups stream the
 /// snapshot instead (profiles/build), and an exporter keeps its sealed tables itself.

@@ -30,6 +30,7 @@ use super::records::{SourceRecord, read_csv, read_json_lines, read_multi_line_js
 use super::validate::{RowError, check_record};
 use super::writer::{FileLimits, FragmentWriter, WrittenFile};
 use crate::EngineError;
+use crate::metrics::IngestCounts;
 
 /// At most this many row errors are kept for `GET /batches/{id}/failed`; all are counted.
 pub const MAX_RECORDED_ROW_ERRORS: usize = 100_000;
@@ -337,13 +338,13 @@ async fn batch_uploads(meta: &MetaStore, lake: &Lake, target: &IngestTarget) -> 
     Ok(uploads.into_iter().map(|(_, path)| path).collect())
 }
 
-/// Converts and commits one `processing` ingestion batch. Returns the status it ended in, or
-/// `None` when the batch stopped being `processing` meanwhile (aborted).
+/// Converts and commits one `processing` ingestion batch. Returns the status it ended in with
+/// what it read and kept, or `None` when the batch stopped being `processing` meanwhile (aborted).
 pub async fn complete_batch(
     meta: &MetaStore,
     lake: &Lake,
     target: &IngestTarget,
-) -> Result<Option<BatchStatus>, EngineError> {
+) -> Result<Option<(BatchStatus, IngestCounts)>, EngineError> {
     let tenant = &target.tenant;
     let batch_id = &target.batch.id;
     lake.delete_prefix(&Lake::output_prefix(tenant, batch_id)).await?;
@@ -412,5 +413,11 @@ pub async fn complete_batch(
     }
     lake.remove_staging(tenant, batch_id).await?;
     tracing::info!(batch_id = %batch_id, status = %outcome.status, records = record_count, rejected = report.rejected_rows, "ingestion batch committed");
-    Ok(Some(outcome.status))
+    let counts = IngestCounts {
+        read: report.records_read,
+        rejected: report.rejected_rows,
+        loaded: record_count.max(0) as u64,
+        bytes: outcome.files.iter().map(|f| f.size.max(0) as u64).sum(),
+    };
+    Ok(Some((outcome.status, counts)))
 }

@@ -3,6 +3,9 @@
 //! profile-enabled dataset is then folded into its sandbox's identity graph.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use dossier_model::catalog::{BatchError, BatchStatus};
 use dossier_model::ids::BatchId;
@@ -13,8 +16,9 @@ use dossier_storage::{Lake, MetaStore};
 
 use super::complete::{IngestTarget, complete_batch};
 use crate::EngineError;
-use crate::identity::{fold_every_sandbox, fold_pending};
+use crate::identity::{FoldOutcome, fold_pending};
 use crate::jobs::{Orphans, WorkerSettings, orphaned_entries};
+use crate::metrics::EngineMetrics;
 use crate::schemas::dataset_schema;
 
 /// Starts and resumes ingestion of completed batches.
@@ -25,11 +29,23 @@ pub struct Ingestion {
     /// This node's name, heartbeat and lease: a COMPLETE runs under a lease on the job queue
     /// (see [`dossier_storage::meta::BatchFileStore::start_ingestion`]).
     settings: WorkerSettings,
+    /// What ingestion counts: batches, rows, bytes written, and the identity graph's folds.
+    metrics: EngineMetrics,
 }
 
 impl Ingestion {
     pub fn new(meta: MetaStore, lake: Lake, settings: WorkerSettings) -> Self {
-        Self { meta, lake, settings }
+        Self {
+            meta,
+            lake,
+            settings,
+            metrics: EngineMetrics::default(),
+        }
+    }
+
+    /// Ingestion counting into `metrics` (a server's, registered for `GET /metrics`).
+    pub fn with_metrics(self, metrics: EngineMetrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Who holds the leases of this node's conversions.
@@ -41,13 +57,22 @@ impl Ingestion {
     /// lease ([`Ingestion::worker`]), in the background, renewing the lease while it runs.
     pub fn spawn(&self, tenant: Tenant, batch_id: BatchId) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
+        // Every log line of the conversion names its batch and sandbox, as a job's do.
+        let span = tracing::info_span!(
+            "ingest", batch_id = %batch_id, org = %tenant.org, sandbox = %tenant.sandbox
+        );
+        let conversion = async move {
             // The heartbeat is a task of its own: a conversion busy between awaits must not
             // starve it, or another node would take a live conversion for dead.
-            let heartbeat = tokio::spawn(this.clone().renew_lease(JobKey::ingest(&tenant, &batch_id)));
+            let heartbeat = tokio::spawn(
+                this.clone()
+                    .renew_lease(JobKey::ingest(&tenant, &batch_id))
+                    .in_current_span(),
+            );
             this.run(tenant, batch_id).await;
             heartbeat.abort();
-        })
+        };
+        tokio::spawn(conversion.instrument(span))
     }
 
     async fn renew_lease(self, key: JobKey) {
@@ -112,12 +137,41 @@ impl Ingestion {
     pub fn spawn_graph_recovery(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            match fold_every_sandbox(&this.meta, &this.lake).await {
+            match this.fold_every_sandbox().await {
                 Ok(0) => {}
                 Ok(folded) => tracing::warn!(batches = folded, "folded committed batches the identity graph missed"),
                 Err(error) => tracing::error!(%error, "could not list sandboxes to recover identity graphs"),
             }
         })
+    }
+
+    /// Folds what every sandbox's graph is missing: at startup, batches whose commit a crash
+    /// separated from their fold. Returns how many batches were folded; a sandbox that fails is
+    /// logged and left for its next fold.
+    async fn fold_every_sandbox(&self) -> Result<usize, EngineError> {
+        let mut folded = 0;
+        for (tenant, _) in self.meta.list_sandboxes(None).await? {
+            match self.fold(&tenant).await {
+                Ok(outcome) => folded += outcome.folded_batches,
+                Err(error) => {
+                    tracing::error!(%error, org = %tenant.org, sandbox = %tenant.sandbox, "could not fold the identity graph");
+                }
+            }
+        }
+        Ok(folded)
+    }
+
+    /// [`fold_pending`], measured: a fold that wrote a version sets the sandbox's graph gauges.
+    async fn fold(&self, tenant: &Tenant) -> Result<FoldOutcome, EngineError> {
+        let started = Instant::now();
+        let outcome = fold_pending(&self.meta, &self.lake, tenant).await?;
+        if outcome.folded_batches > 0
+            && let Some(version) = &outcome.version
+        {
+            self.metrics
+                .graph_folded(tenant, version.nodes, version.components, started.elapsed());
+        }
+        Ok(outcome)
     }
 
     async fn run(&self, tenant: Tenant, batch_id: BatchId) {
@@ -127,8 +181,11 @@ impl Ingestion {
                 .map(|status| (status, target.dataset.is_profile_enabled())),
             Err(error) => Err(error),
         };
+        if let Ok((Some((status, counts)), _)) = &outcome {
+            self.metrics.batch_ingested(*status, *counts);
+        }
         match outcome {
-            Ok((Some(BatchStatus::Success), true)) => self.fold_identity_graph(&tenant, &batch_id).await,
+            Ok((Some((BatchStatus::Success, _)), true)) => self.fold_identity_graph(&tenant, &batch_id).await,
             Ok(_) => {}
             Err(error) => {
                 tracing::error!(%error, batch_id = %batch_id, "ingestion failed");
@@ -140,7 +197,7 @@ impl Ingestion {
     /// Adds a committed profile batch's identities to the sandbox's graph. The batch stays
     /// committed if this fails: it is folded by the next fold (next commit, read or start).
     async fn fold_identity_graph(&self, tenant: &Tenant, batch_id: &BatchId) {
-        if let Err(error) = fold_pending(&self.meta, &self.lake, tenant).await {
+        if let Err(error) = self.fold(tenant).await {
             tracing::error!(%error, batch_id = %batch_id, "could not fold the batch into the identity graph");
         }
     }
@@ -199,8 +256,12 @@ impl Ingestion {
             errors: vec![error],
             files: Vec::new(),
         };
-        if let Err(e) = self.meta.commit_batch(tenant, batch_id, &outcome).await {
-            tracing::error!(error = %e, batch_id = %batch_id, "could not record the failure of an ingestion batch");
+        match self.meta.commit_batch(tenant, batch_id, &outcome).await {
+            Ok(true) => self.metrics.batch_failed(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, batch_id = %batch_id, "could not record the failure of an ingestion batch")
+            }
         }
         let _ = self.lake.remove_staging(tenant, batch_id).await;
     }

@@ -4,6 +4,7 @@
 //! whose worker is gone.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -11,7 +12,7 @@ use dossier_model::catalog::BatchStatus;
 use dossier_model::export_job::{ExportJob, ExportJobError, ExportJobStatus, MetricSpan};
 use dossier_model::ids::BatchId;
 use dossier_model::time::now_millis;
-use dossier_storage::meta::{BatchOutcome, JobKey, QueueEntry};
+use dossier_storage::meta::{BatchOutcome, JobKey, JobKind, QueueEntry};
 use dossier_storage::{Lake, MetaStore, StorageError};
 
 use super::recovery::Takeover;
@@ -19,10 +20,13 @@ use super::worker::{Supervised, Worker};
 use super::{Exporter, RunningJob};
 use crate::EngineError;
 use crate::export::{ExportError, ExportOutcome, ExportProgress, ExportRequest, Span};
+use crate::metrics::JobEnd;
 
 impl<E: Exporter> Worker<E> {
     pub(super) async fn run_export(&self, job: ExportJob, stopped: &mut watch::Receiver<bool>) {
         tracing::info!(job_id = job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox, "export job started");
+        let started = Instant::now();
+        self.queue.metrics.job_started(JobKind::Export);
         let key = JobKey::export(&job.tenant, job.id);
         let progress = Arc::new(ExportProgress::default());
         let running = RunningJob {
@@ -37,15 +41,19 @@ impl<E: Exporter> Worker<E> {
         };
         let export = self.exporter.export(&request, &progress, &running.cancel);
         let ended = self.supervise(&key, &running, export, stopped).await;
-        self.record_export(&job, &key, ended).await;
+        if let Some(end) = self.record_export(&job, &key, ended).await {
+            self.queue.metrics.job_finished(JobKind::Export, end, started.elapsed());
+        }
     }
 
+    /// Commits or undoes the run; returns how the job ended, `None` when this run did not end it
+    /// (put back on the queue, or left to the node that took it over).
     async fn record_export(
         &self,
         job: &ExportJob,
         key: &JobKey,
         ended: Supervised<Result<ExportOutcome, ExportError>>,
-    ) {
+    ) -> Option<JobEnd> {
         match ended.result {
             Ok(Ok(outcome)) => self.commit(job, key, outcome).await,
             Ok(Err(ExportError::Cancelled)) => self.stopped(job, key, ended.server_stopping).await,
@@ -55,7 +63,7 @@ impl<E: Exporter> Worker<E> {
                     msg: error.to_string(),
                     call_stack: format!("export pipeline, stage '{}'", error.stage().as_str()),
                 };
-                self.undo(job, ExportJobStatus::Failed, vec![error]).await;
+                self.undo(job, ExportJobStatus::Failed, vec![error]).await
             }
             Err(message) => {
                 let error = ExportJobError {
@@ -65,14 +73,14 @@ impl<E: Exporter> Worker<E> {
                     ),
                     call_stack: "export worker".into(),
                 };
-                self.undo(job, ExportJobStatus::Failed, vec![error]).await;
+                self.undo(job, ExportJobStatus::Failed, vec![error]).await
             }
         }
     }
 
     /// The export stopped on its cancel flag: a cancel request, the server stopping (the job
     /// goes back on the queue for another node or the next start), or a lost lease.
-    async fn stopped(&self, job: &ExportJob, key: &JobKey, server_stopping: bool) {
+    async fn stopped(&self, job: &ExportJob, key: &JobKey, server_stopping: bool) -> Option<JobEnd> {
         if !self.holds(key).await {
             // The heartbeat found the job no longer ours: ended, or taken over by a node that
             // thought this one dead and runs it again into the same batch folders. Its holder
@@ -82,7 +90,7 @@ impl<E: Exporter> Worker<E> {
                 "export job no longer held by this worker; leaving it to its holder"
             );
         } else if self.cancel_requested(key).await {
-            self.undo(job, ExportJobStatus::Cancelled, Vec::new()).await;
+            return self.undo(job, ExportJobStatus::Cancelled, Vec::new()).await;
         } else if server_stopping {
             self.remove_files(job).await;
             match self.queue.meta.requeue_job(key, &self.name, true).await {
@@ -91,10 +99,11 @@ impl<E: Exporter> Worker<E> {
                 Err(error) => tracing::error!(%error, job_id = job.id, "could not put an export job back on the queue"),
             }
         }
+        None
     }
 
     /// Makes every batch `success` with its files and the job SUCCEEDED, in one transaction.
-    async fn commit(&self, job: &ExportJob, key: &JobKey, outcome: ExportOutcome) {
+    async fn commit(&self, job: &ExportJob, key: &JobKey, outcome: ExportOutcome) -> Option<JobEnd> {
         let now = now_millis();
         let batches = batch_outcomes(job, &outcome, now);
         let mut metrics = job.metrics.clone();
@@ -111,13 +120,21 @@ impl<E: Exporter> Worker<E> {
             .succeed_export_job(job, &self.name, &metrics, &batches, now)
             .await
         {
-            Ok(true) => tracing::info!(
-                job_id = job.id,
-                profiles = outcome.exported_profiles,
-                "export job succeeded"
-            ),
+            Ok(true) => {
+                tracing::info!(
+                    job_id = job.id,
+                    profiles = outcome.exported_profiles,
+                    "export job succeeded"
+                );
+                let sum = |of: fn(&(BatchId, BatchOutcome)) -> i64| batches.iter().map(of).sum::<i64>().max(0) as u64;
+                let (rows, bytes) = (sum(|(_, b)| b.record_count), sum(|(_, b)| b.size));
+                self.queue
+                    .metrics
+                    .export_committed(rows, outcome.exported_profiles, bytes);
+                Some(JobEnd::Succeeded)
+            }
             Ok(false) if self.cancel_requested(key).await => {
-                self.undo(job, ExportJobStatus::Cancelled, Vec::new()).await;
+                self.undo(job, ExportJobStatus::Cancelled, Vec::new()).await
             }
             Ok(false) if !self.holds(key).await => {
                 // Another node took the job over (this node looked dead) and runs it again into
@@ -126,6 +143,7 @@ impl<E: Exporter> Worker<E> {
                     job_id = job.id,
                     "export job taken over by another node before its commit"
                 );
+                None
             }
             Ok(false) => {
                 let error = ExportJobError {
@@ -135,7 +153,7 @@ impl<E: Exporter> Worker<E> {
                         .into(),
                     call_stack: "export worker, commit".into(),
                 };
-                self.undo(job, ExportJobStatus::Failed, vec![error]).await;
+                self.undo(job, ExportJobStatus::Failed, vec![error]).await
             }
             Err(error) => {
                 tracing::error!(%error, job_id = job.id, "could not commit an export job");
@@ -144,7 +162,7 @@ impl<E: Exporter> Worker<E> {
                     msg: format!("The export's result could not be recorded in the metadata store: {error}"),
                     call_stack: "export worker, commit".into(),
                 };
-                self.undo(job, ExportJobStatus::Failed, vec![error]).await;
+                self.undo(job, ExportJobStatus::Failed, vec![error]).await
             }
         }
     }
@@ -152,7 +170,8 @@ impl<E: Exporter> Worker<E> {
     /// Removes what the export wrote, then ends the job FAILED or CANCELLED with its batches
     /// `failed`. Files go first: if the process dies in between, the job is still PROCESSING
     /// and the recovery removes them again.
-    async fn undo(&self, job: &ExportJob, status: ExportJobStatus, errors: Vec<ExportJobError>) {
+    /// Returns the job's end, `None` when it had already ended (or this worker lost it).
+    async fn undo(&self, job: &ExportJob, status: ExportJobStatus, errors: Vec<ExportJobError>) -> Option<JobEnd> {
         self.remove_files(job).await;
         match self
             .queue
@@ -160,8 +179,14 @@ impl<E: Exporter> Worker<E> {
             .end_export_job(&job.tenant, job.id, Some(&self.name), status, &errors, now_millis())
             .await
         {
-            Ok(_) => tracing::info!(job_id = job.id, status = %status, "export job ended"),
-            Err(error) => tracing::error!(%error, job_id = job.id, "could not record the end of an export job"),
+            Ok(ended) => {
+                tracing::info!(job_id = job.id, status = %status, "export job ended");
+                if ended { JobEnd::of_export(status) } else { None }
+            }
+            Err(error) => {
+                tracing::error!(%error, job_id = job.id, "could not record the end of an export job");
+                None
+            }
         }
     }
 

@@ -32,6 +32,7 @@ use dossier_storage::meta::{ExportCancellation, JobKey};
 use dossier_storage::{MetaStore, StorageError};
 
 use crate::export::{CancelFlag, ExportProgress};
+use crate::metrics::EngineMetrics;
 
 pub use exporter::{EngineExporter, Exporter};
 pub(crate) use recovery::orphaned_entries;
@@ -55,6 +56,8 @@ pub struct JobQueue {
     /// The jobs of every kind this process runs: one cancel registry.
     running: Arc<Mutex<HashMap<JobKey, RunningJob>>>,
     wake: Arc<Notify>,
+    /// What the workers count: job starts and ends, exported rows and bytes.
+    metrics: EngineMetrics,
 }
 
 impl JobQueue {
@@ -63,7 +66,13 @@ impl JobQueue {
             meta,
             running: Arc::default(),
             wake: Arc::new(Notify::new()),
+            metrics: EngineMetrics::default(),
         }
+    }
+
+    /// The queue, its workers counting into `metrics` (a server's, registered for `GET /metrics`).
+    pub fn with_metrics(self, metrics: EngineMetrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Tells an idle worker that a job was queued, so it starts now rather than at its next poll.

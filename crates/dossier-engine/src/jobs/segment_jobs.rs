@@ -3,6 +3,8 @@
 //! transaction), FAILED or CANCELLED. Also the first step of an export with
 //! `evaluationInfo.segmentation: true`, and how recovery ends a segment job whose worker is gone.
 
+use std::time::Instant;
+
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use tokio::sync::watch;
@@ -12,7 +14,7 @@ use dossier_model::ids::SegmentDefinitionId;
 use dossier_model::segment_job::{SegmentJob, SegmentJobSegment, SegmentJobStatus};
 use dossier_model::tenancy::Tenant;
 use dossier_model::time::now_millis;
-use dossier_storage::meta::{JobKey, QueueEntry};
+use dossier_storage::meta::{JobKey, JobKind, QueueEntry};
 use dossier_storage::{Lake, MetaStore};
 
 use super::recovery::Takeover;
@@ -20,6 +22,7 @@ use super::worker::{Supervised, Worker};
 use super::{Exporter, RunningJob};
 use crate::EngineError;
 use crate::export::{CancelFlag, ExportError, ExportStage};
+use crate::metrics::JobEnd;
 use crate::profiles::build::{BuildSettings, ComponentTables};
 use crate::segments::{Evaluation, SegmentError, evaluate_segments_with, remove_files};
 
@@ -43,19 +46,27 @@ async fn delete_paths(lake: &Lake, paths: &[String]) {
 impl<E: Exporter> Worker<E> {
     pub(super) async fn run_segment_job(&self, job: SegmentJob, stopped: &mut watch::Receiver<bool>) {
         tracing::info!(job_id = %job.id, org = %job.tenant.org, sandbox = %job.tenant.sandbox, "segment job started");
+        let started = Instant::now();
+        self.queue.metrics.job_started(JobKind::Segment);
         let key = JobKey::segment(&job.tenant, &job.id);
         let running = RunningJob::default();
         let evaluation = self.exporter.evaluate(&job, &running.cancel);
         let ended = self.supervise(&key, &running, evaluation, stopped).await;
-        self.record_segment_job(&job, &key, ended).await;
+        if let Some(end) = self.record_segment_job(&job, &key, ended).await {
+            self.queue
+                .metrics
+                .job_finished(JobKind::Segment, end, started.elapsed());
+        }
     }
 
+    /// Commits or undoes the run; returns how the job ended, `None` when this run did not end it
+    /// (put back on the queue, or left to the node that took it over).
     async fn record_segment_job(
         &self,
         job: &SegmentJob,
         key: &JobKey,
         ended: Supervised<Result<Evaluation, SegmentError>>,
-    ) {
+    ) -> Option<JobEnd> {
         let (meta, lake) = (&self.queue.meta, &self.lake);
         let result: Result<(), SegmentError> = match ended.result {
             Ok(Ok(Evaluation { files, mut metrics })) => {
@@ -66,7 +77,8 @@ impl<E: Exporter> Worker<E> {
                 {
                     Ok(Some(superseded)) => {
                         delete_paths(lake, &superseded).await;
-                        return tracing::info!(job_id = %job.id, "segment job succeeded");
+                        tracing::info!(job_id = %job.id, "segment job succeeded");
+                        return Some(JobEnd::Succeeded);
                     }
                     // Refused: a cancel came after the last check, or the job was taken over.
                     Ok(None) => Err(SegmentError::Cancelled),
@@ -87,7 +99,8 @@ impl<E: Exporter> Worker<E> {
         if !self.holds(key).await {
             // Ended, or taken over by a node that runs it again and writes the same files: its
             // holder cleans up; removing them now could remove the new run's.
-            return tracing::warn!(job_id = %job.id, "segment job no longer held by this worker; leaving it to its holder");
+            tracing::warn!(job_id = %job.id, "segment job no longer held by this worker; leaving it to its holder");
+            return None;
         }
         remove_job_files(lake, job).await;
         match result {
@@ -99,6 +112,7 @@ impl<E: Exporter> Worker<E> {
                         tracing::error!(%error, job_id = %job.id, "could not put a segment job back on the queue")
                     }
                 }
+                None
             }
             Err(SegmentError::Cancelled) => {
                 end_job(meta, job, &self.name, SegmentJobStatus::Cancelled, Vec::new()).await
@@ -110,29 +124,35 @@ impl<E: Exporter> Worker<E> {
                     _ => "segment evaluation",
                 };
                 let error = job_error(code, message, where_);
-                end_job(meta, job, &self.name, SegmentJobStatus::Failed, vec![error]).await;
+                end_job(meta, job, &self.name, SegmentJobStatus::Failed, vec![error]).await
             }
-            Ok(()) => {}
+            Ok(()) => None,
         }
     }
 }
 
+/// Ends the job; returns its end, `None` when it had already ended (or `holder` lost it).
 async fn end_job(
     meta: &MetaStore,
     job: &SegmentJob,
     holder: &str,
     status: SegmentJobStatus,
     errors: Vec<ExportJobError>,
-) {
+) -> Option<JobEnd> {
     let mut metrics = job.metrics.clone();
     metrics.end = Some(now_millis());
-    if let Err(error) = meta
+    let ended = meta
         .end_segment_job(job, Some(holder), status, &errors, Some(&metrics), now_millis())
-        .await
-    {
-        tracing::error!(%error, job_id = %job.id, "could not record the end of a segment job");
-    }
+        .await;
     tracing::info!(job_id = %job.id, %status, "segment job ended");
+    match ended {
+        Ok(true) => JobEnd::of_segment(status),
+        Ok(false) => None,
+        Err(error) => {
+            tracing::error!(%error, job_id = %job.id, "could not record the end of a segment job");
+            None
+        }
+    }
 }
 
 /// Removes the membership files a job may have written (never a current one: a job's files

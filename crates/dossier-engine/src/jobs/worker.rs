@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use dossier_model::time::now_millis;
 use dossier_storage::meta::{ClaimedJob, JobKey, PerSandbox};
@@ -171,14 +172,26 @@ impl<E: Exporter> Worker<E> {
                 .claim_next_job(&self.name, now_millis(), per_sandbox)
                 .await
             {
-                Ok(Some(ClaimedJob::Export(job))) => self.run_export(*job, &mut stopped).await,
-                Ok(Some(ClaimedJob::Segment(job))) => self.run_segment_job(*job, &mut stopped).await,
+                Ok(Some(job)) => self.run(job, &mut stopped).await,
                 Ok(None) => self.idle(&mut stopped).await,
                 Err(error) => {
                     tracing::error!(%error, "job worker cannot read the job queue");
                     self.idle(&mut stopped).await;
                 }
             }
+        }
+    }
+
+    /// Runs a claimed job inside its span: every log line of the run, the engine's included,
+    /// carries the job's kind, id, organization and sandbox.
+    async fn run(&self, job: ClaimedJob, stopped: &mut watch::Receiver<bool>) {
+        let key = job.key();
+        let span = tracing::info_span!(
+            "job", kind = %key.kind, job_id = %key.id, org = %key.tenant.org, sandbox = %key.tenant.sandbox
+        );
+        match job {
+            ClaimedJob::Export(job) => self.run_export(*job, stopped).instrument(span).await,
+            ClaimedJob::Segment(job) => self.run_segment_job(*job, stopped).instrument(span).await,
         }
     }
 

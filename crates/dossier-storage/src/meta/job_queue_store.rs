@@ -20,6 +20,7 @@ use dossier_model::tenancy::Tenant;
 use dossier_model::time::EpochMillis;
 
 use super::PerSandbox;
+use super::rows::parsed_column;
 use crate::StorageError;
 
 /// The kinds of job the queue holds.
@@ -120,6 +121,48 @@ pub enum JobState {
     Running,
 }
 
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+        }
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "queued" => Ok(Self::Queued),
+            "running" => Ok(Self::Running),
+            other => Err(format!("unknown state '{other}'")),
+        }
+    }
+}
+
+/// How many live entries the queue holds of one kind in one state (see
+/// [`JobQueueStore::queue_depth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub kind: JobKind,
+    pub state: JobState,
+    pub jobs: u64,
+}
+
+impl QueueDepth {
+    /// One `kind, state, COUNT(*)` row of a backend's `job_queue` table.
+    pub(crate) fn from_row(kind: &str, state: &str, jobs: i64) -> Result<Self, StorageError> {
+        const TABLE: &str = "job_queue";
+        Ok(Self {
+            kind: parsed_column(TABLE, "kind", kind.parse::<JobKind>())?,
+            state: parsed_column(TABLE, "state", state.parse::<JobState>())?,
+            jobs: u64::try_from(jobs).unwrap_or(0),
+        })
+    }
+}
+
 /// A live job as the queue sees it: its state, who runs it and when it last said so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueEntry {
@@ -162,6 +205,10 @@ pub trait JobQueueStore: Send + Sync {
     /// worker last reported before then (an expired lease); without, all of them — what a
     /// single process finds at startup, when every running job was left by a process that stopped.
     async fn running_jobs(&self, heartbeat_before: Option<EpochMillis>) -> Result<Vec<QueueEntry>, StorageError>;
+
+    /// The live entries of every tenant counted by kind and state, one [`QueueDepth`] per pair
+    /// that has any (running ingestions included): what `GET /metrics` shows as queue depth.
+    async fn queue_depth(&self) -> Result<Vec<QueueDepth>, StorageError>;
 
     /// The queue entry of a live job; `None` once it ended (or if it never existed).
     async fn queue_entry(&self, key: &JobKey) -> Result<Option<QueueEntry>, StorageError>;

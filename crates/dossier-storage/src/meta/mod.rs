@@ -51,7 +51,7 @@ pub use export_job_store::{
     ExportCancellation, ExportJobCreation, ExportJobListing, ExportJobStore, IdempotencyKey, NewExportJob,
 };
 pub use identity_graph_store::{IdentityGraphStore, IdentityGraphVersion, IdentityGraphWriteGuard};
-pub use job_queue_store::{ClaimedJob, JobKey, JobKind, JobQueueStore, JobState, QueueEntry};
+pub use job_queue_store::{ClaimedJob, JobKey, JobKind, JobQueueStore, JobState, QueueDepth, QueueEntry};
 pub use merge_policy_store::{MergePolicyEdit, MergePolicyPage, MergePolicyStore, MergePolicyWriteError};
 pub use page::Page;
 pub use per_sandbox::PerSandbox;

@@ -30,6 +30,7 @@ mod identity_graph;
 mod ingestion;
 mod merge_policies;
 mod merge_properties;
+mod metrics;
 mod nodes;
 mod profiles;
 mod readme;

@@ -25,7 +25,7 @@ use super::{LockSpace, PostgresMetaStore, export_jobs, segment_jobs};
 use crate::StorageError;
 use crate::meta::prelude::*;
 use crate::meta::rows::{TenantColumns, parsed_column};
-use crate::meta::{ClaimedJob, JobKey, JobKind, JobState, PerSandbox, QueueEntry};
+use crate::meta::{ClaimedJob, JobKey, JobKind, JobState, PerSandbox, QueueDepth, QueueEntry};
 
 /// A `job_queue` row as stored.
 #[derive(sqlx::FromRow)]
@@ -53,11 +53,7 @@ impl QueueRow {
     }
 
     fn into_entry(self) -> Result<QueueEntry, StorageError> {
-        let state = match self.state.as_str() {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            other => return parsed_column(TABLE, "state", Err(format!("unknown state '{other}'"))),
-        };
+        let state = parsed_column(TABLE, "state", self.state.parse::<JobState>())?;
         Ok(QueueEntry {
             key: Self::key(&self.kind, self.tenant, self.job_id)?,
             state,
@@ -329,6 +325,16 @@ impl JobQueueStore for PostgresMetaStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(QueueRow::into_entry).collect()
+    }
+
+    async fn queue_depth(&self) -> Result<Vec<QueueDepth>, StorageError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT kind, state, COUNT(*) FROM job_queue GROUP BY kind, state ORDER BY kind, state")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|(kind, state, jobs)| QueueDepth::from_row(kind, state, *jobs))
+            .collect()
     }
 
     async fn queue_entry(&self, key: &JobKey) -> Result<Option<QueueEntry>, StorageError> {

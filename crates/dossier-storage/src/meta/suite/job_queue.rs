@@ -17,7 +17,7 @@ use super::fixtures::{
 };
 use crate::meta::{
     ClaimedJob, ExportCancellation, ExportJobCreation, JobKey, JobKind, JobState, MetaStore, NewExportJob, PerSandbox,
-    SegmentJobCreation,
+    QueueDepth, SegmentJobCreation,
 };
 
 const WORKER: &str = "node-a/worker-0";
@@ -112,6 +112,31 @@ pub(crate) async fn claim_records_worker_lease_and_attempt(store: MetaStore) {
     assert_eq!(
         (running.heartbeat, running.attempts, running.cancel_requested),
         (Some(20), 1, false)
+    );
+}
+
+/// The queue depth counts live entries by kind and state across tenants; an ended job leaves it.
+pub(crate) async fn queue_depth_counts_live_jobs_by_kind_and_state(store: MetaStore) {
+    let store = &store;
+    let (prod, dev) = tenants(store).await;
+    assert_eq!(store.queue_depth().await.unwrap(), Vec::new());
+    queue_export(store, &prod, 10).await;
+    queue_export(store, &dev, 11).await;
+    let third = queue_export(store, &dev, 12).await;
+    queue_segment_job(store, &prod, "seg", 13).await;
+    claim(store, 20, PerSandbox::UNLIMITED).await;
+    store
+        .end_export_job(&dev, third.id, None, ExportJobStatus::Cancelled, &[], 21)
+        .await
+        .unwrap();
+    let depth = |kind, state, jobs| QueueDepth { kind, state, jobs };
+    assert_eq!(
+        store.queue_depth().await.unwrap(),
+        vec![
+            depth(JobKind::Export, JobState::Queued, 1),
+            depth(JobKind::Export, JobState::Running, 1),
+            depth(JobKind::Segment, JobState::Queued, 1),
+        ]
     );
 }
 

@@ -122,6 +122,7 @@ macro_rules! backend_suite {
             job_queue: [
                 claim_takes_the_oldest_job_of_any_kind_once,
                 claim_records_worker_lease_and_attempt,
+                queue_depth_counts_live_jobs_by_kind_and_state,
                 each_kind_has_its_own_queue_limit,
                 claims_go_to_the_sandbox_with_the_fewest_running,
                 segment_jobs_share_the_cap_with_exports,
