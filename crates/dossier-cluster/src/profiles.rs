@@ -336,11 +336,14 @@ async fn join_graph(
         ..ParquetReadOptions::default()
     };
     let graph = ctx.read_parquet(lake_file_url(snapshot), options).await?;
-    let joined = fragments.join(
-        graph,
+    // The graph is the build side (left): four slim columns, where the fragments carry every
+    // record's data. With the fragments there, each task of the join collected all of them
+    // (a `CollectLeft` over a shuffle of unknown size), once per partition of the graph's scan.
+    let joined = graph.join(
+        fragments,
         JoinType::Inner,
-        &[PRIMARY_NAMESPACE, PRIMARY_ID],
         &["namespace", "id"],
+        &[PRIMARY_NAMESPACE, PRIMARY_ID],
         None,
     )?;
     Ok(joined.select(
