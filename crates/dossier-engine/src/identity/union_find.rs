@@ -40,6 +40,16 @@ impl IdentityGraph {
         self.identities.is_empty()
     }
 
+    /// Whether the graph has seen `identity`.
+    pub fn contains(&self, identity: &Identity) -> bool {
+        self.index.contains_key(identity)
+    }
+
+    /// Every identity the graph has seen, in the order it first saw them.
+    pub fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+
     fn intern(&mut self, identity: &Identity) -> u32 {
         if let Some(&node) = self.index.get(identity) {
             return node;
