@@ -55,14 +55,11 @@ pub async fn fold_into_snapshot(
         Some(previous) => link_touched(lake, previous, &mut batches).await?,
         None => IdentitySet::default(),
     };
-    let loaded_identities = batches.len();
-    let mut rows = batches.components();
-    drop(batches);
-    rows.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-    let counts = write_merged(lake, previous, next, &touched, &rows).await?;
+    let rows = batches.component_nodes();
+    let counts = write_merged(lake, previous, next, &touched, &batches, &rows).await?;
     Ok(FoldStats {
         counts,
-        loaded_identities,
+        loaded_identities: batches.len(),
         touched_components: touched.len(),
     })
 }
@@ -137,12 +134,11 @@ impl Run {
         if !self.touched {
             return;
         }
-        let key = Identity::new(self.key_namespace.as_str(), self.key_id.as_str());
+        let key = (self.key_namespace.as_str(), self.key_id.as_str());
         for &(start, middle, end) in &self.members {
-            let member = Identity::new(&self.text[start..middle], &self.text[middle..end]);
-            graph.link([&key, &member]);
+            graph.link_borrowed([key, (&self.text[start..middle], &self.text[middle..end])]);
         }
-        touched.insert(key);
+        touched.insert(Identity::new(key.0, key.1));
     }
 }
 
@@ -153,10 +149,6 @@ async fn link_touched(
     previous: &ObjectPath,
     graph: &mut IdentityGraph,
 ) -> Result<IdentitySet, EngineError> {
-    let mut batches = IdentitySet::default();
-    for identity in graph.identities() {
-        batches.insert(identity.clone());
-    }
     let mut touched = IdentitySet::default();
     let mut run = Run::default();
     let mut stream = snapshot_batches(lake, previous).await?;
@@ -171,7 +163,9 @@ async fn link_touched(
             }
             let (namespace, id) = (namespace.value(row), id.value(row));
             run.push(namespace, id);
-            run.touched = run.touched || batches.contains(namespace, id);
+            // Every identity is in one run, so the only identities of `graph` a row can be are
+            // the batches' own: the runs linked so far hold other identities.
+            run.touched = run.touched || graph.contains(namespace, id);
         }
     }
     run.close(graph, &mut touched);
@@ -199,8 +193,9 @@ impl PendingRows {
         self.len += 1;
     }
 
-    fn push_identity(&mut self, (identity, key): &(Identity, Identity)) {
-        self.push([&identity.namespace, &identity.id, &key.namespace, &key.id]);
+    fn push_node(&mut self, graph: &IdentityGraph, (node, key): (u32, u32)) {
+        let ((namespace, id), (key_namespace, key_id)) = (graph.identity_of(node), graph.identity_of(key));
+        self.push([namespace, id, key_namespace, key_id]);
     }
 
     async fn write(&mut self, writer: &mut SnapshotWriter) -> Result<(), EngineError> {
@@ -216,24 +211,21 @@ impl PendingRows {
 
 /// Whether the new row `(identity, key)` comes before the previous version's row `row`
 /// (namespace, id, key namespace, key id) in the snapshot's order: key, then identity.
-fn comes_before((identity, key): &(Identity, Identity), row: [&str; 4]) -> bool {
-    let new = (
-        key.namespace.as_str(),
-        key.id.as_str(),
-        identity.namespace.as_str(),
-        identity.id.as_str(),
-    );
-    new < (row[2], row[3], row[0], row[1])
+fn comes_before(graph: &IdentityGraph, (node, key): (u32, u32), row: [&str; 4]) -> bool {
+    let ((namespace, id), (key_namespace, key_id)) = (graph.identity_of(node), graph.identity_of(key));
+    (key_namespace, key_id, namespace, id) < (row[2], row[3], row[0], row[1])
 }
 
 /// Pass two: writes `next` from the rows of `previous` whose component is not in `touched`,
-/// merged in order with `rows` (sorted by key, then identity).
+/// merged in order with `rows`, the (node, key node) pairs of `graph` sorted by key, then
+/// identity.
 async fn write_merged(
     lake: &Lake,
     previous: Option<&ObjectPath>,
     next: &ObjectPath,
     touched: &IdentitySet,
-    rows: &[(Identity, Identity)],
+    graph: &IdentityGraph,
+    rows: &[(u32, u32)],
 ) -> Result<SnapshotCounts, EngineError> {
     let mut writer = SnapshotWriter::create(lake, next)?;
     let mut out = PendingRows::new();
@@ -254,8 +246,8 @@ async fn write_merged(
                 if skip {
                     continue;
                 }
-                while next_new < rows.len() && comes_before(&rows[next_new], row) {
-                    out.push_identity(&rows[next_new]);
+                while next_new < rows.len() && comes_before(graph, rows[next_new], row) {
+                    out.push_node(graph, rows[next_new]);
                     next_new += 1;
                 }
                 out.push(row);
@@ -265,8 +257,8 @@ async fn write_merged(
             }
         }
     }
-    for new in &rows[next_new..] {
-        out.push_identity(new);
+    for &new in &rows[next_new..] {
+        out.push_node(graph, new);
         if out.len >= ROWS_PER_BATCH {
             out.write(&mut writer).await?;
         }

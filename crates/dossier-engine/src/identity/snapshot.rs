@@ -124,8 +124,7 @@ pub async fn write_snapshot(
     location: &ObjectPath,
     graph: &mut IdentityGraph,
 ) -> Result<SnapshotCounts, EngineError> {
-    let mut rows: Vec<(Identity, Identity)> = graph.components();
-    rows.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let rows: Vec<(Identity, Identity)> = graph.components();
     let schema = snapshot_schema();
     let mut writer = SnapshotWriter::create(lake, location)?;
     for chunk in rows.chunks(ROWS_PER_BATCH) {
