@@ -6,6 +6,7 @@
 //! pin one version.
 
 pub mod extract;
+pub mod fold;
 pub mod read;
 pub mod snapshot;
 pub mod store;

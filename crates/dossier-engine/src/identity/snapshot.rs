@@ -24,9 +24,9 @@ use crate::EngineError;
 use crate::parquet_io::LakeFileReader;
 
 /// Rows per Arrow batch (and so per write) of a snapshot.
-const ROWS_PER_BATCH: usize = 64 * 1024;
+pub(super) const ROWS_PER_BATCH: usize = 64 * 1024;
 
-fn snapshot_schema() -> SchemaRef {
+pub(super) fn snapshot_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("namespace", DataType::Utf8, false),
         Field::new("id", DataType::Utf8, false),
@@ -124,8 +124,7 @@ pub async fn write_snapshot(
     location: &ObjectPath,
     graph: &mut IdentityGraph,
 ) -> Result<SnapshotCounts, EngineError> {
-    let mut rows: Vec<(Identity, Identity)> = graph.components();
-    rows.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let rows: Vec<(Identity, Identity)> = graph.components();
     let schema = snapshot_schema();
     let mut writer = SnapshotWriter::create(lake, location)?;
     for chunk in rows.chunks(ROWS_PER_BATCH) {
@@ -173,22 +172,39 @@ pub async fn scan_snapshot(
     .await
 }
 
+/// The rows of the snapshot at `location` as Arrow batches, in file order: for a reader that
+/// must await between batches (the fold writes its next version while it reads this one).
+pub async fn snapshot_batches(
+    lake: &Lake,
+    location: &ObjectPath,
+) -> Result<impl futures::Stream<Item = Result<RecordBatch, parquet::errors::ParquetError>> + use<>, EngineError> {
+    Ok(LakeFileReader::new(lake, location.clone())
+        .builder()
+        .await?
+        .with_batch_size(ROWS_PER_BATCH)
+        .build()?)
+}
+
+/// The four columns of a batch of snapshot rows: namespace, id, component namespace, component id.
+pub fn snapshot_columns(rows: &RecordBatch) -> Result<[&StringArray; 4], EngineError> {
+    Ok([
+        string_column(rows, "namespace")?,
+        string_column(rows, "id")?,
+        string_column(rows, "component_namespace")?,
+        string_column(rows, "component_id")?,
+    ])
+}
+
 /// [`scan_snapshot`] that stops reading when `visit` breaks: for a reader after one component.
 pub async fn scan_snapshot_until(
     lake: &Lake,
     location: &ObjectPath,
     mut visit: impl FnMut(&str, &str, &str, &str) -> std::ops::ControlFlow<()>,
 ) -> Result<(), EngineError> {
-    let mut stream = LakeFileReader::new(lake, location.clone())
-        .builder()
-        .await?
-        .with_batch_size(ROWS_PER_BATCH)
-        .build()?;
+    let mut stream = snapshot_batches(lake, location).await?;
     while let Some(rows) = stream.next().await {
         let rows = rows?;
-        let columns = ["namespace", "id", "component_namespace", "component_id"];
-        let [namespace, id, key_namespace, key_id] = columns.map(|name| string_column(&rows, name));
-        let (namespace, id, key_namespace, key_id) = (namespace?, id?, key_namespace?, key_id?);
+        let [namespace, id, key_namespace, key_id] = snapshot_columns(&rows)?;
         for row in 0..rows.num_rows() {
             let flow = visit(
                 namespace.value(row),

@@ -1,8 +1,9 @@
 //! The persisted, versioned identity graph of each sandbox.
 //!
-//! Writers fold: under the sandbox's writer lock, the latest snapshot is loaded into an
-//! [`IdentityGraph`], the identities of every committed batch it does not cover yet are linked
-//! in, and version N+1 is written — the file first, then its row together with the batches it
+//! Writers fold: under the sandbox's writer lock, the identities of every committed batch the
+//! latest version does not cover yet are linked into an [`IdentityGraph`], the components of
+//! the latest snapshot they touch are loaded into it, and version N+1 is written with the
+//! untouched components copied as they stream by (`fold`) — the file first, then its row together with the batches it
 //! covers in one transaction. A crash before that transaction leaves version N current and the
 //! batches uncovered, so the next fold (after the next commit, at startup, or before a read)
 //! takes them again.
@@ -23,8 +24,9 @@ use dossier_model::xdm::XdmSchema;
 use dossier_storage::meta::{FileKind, IdentityGraphVersion};
 use dossier_storage::{Lake, MetaStore};
 
+use super::fold::fold_into_snapshot;
 use super::read::read_file_identities;
-use super::snapshot::{ComponentIndex, SnapshotCounts, load_graph, write_snapshot};
+use super::snapshot::{ComponentIndex, SnapshotCounts};
 use super::union_find::IdentityGraph;
 use crate::EngineError;
 use crate::schemas::fragment_datasets;
@@ -116,18 +118,26 @@ async fn link_batch(
     Ok(())
 }
 
-/// Writes `graph` as version `number` and makes it current, covering `folded`.
+/// Writes version `number`, the `previous` version with the links of the `folded` batches in
+/// `batches` folded in, and makes it current.
 async fn commit_version(
     meta: &MetaStore,
     lake: &Lake,
     tenant: &Tenant,
     number: i64,
-    graph: &mut IdentityGraph,
+    previous: Option<&IdentityGraphVersion>,
+    batches: IdentityGraph,
     folded: &[BatchId],
 ) -> Result<IdentityGraphVersion, EngineError> {
     let location = Lake::new_identity_graph_snapshot(tenant, number);
-    let counts = write_snapshot(lake, &location, graph).await?;
-    record_version(meta, tenant, number, &location, counts, folded).await
+    let previous = previous.map(|v| ObjectPath::from(v.path.as_str()));
+    let stats = fold_into_snapshot(lake, previous.as_ref(), &location, batches).await?;
+    tracing::debug!(
+        org = %tenant.org, sandbox = %tenant.sandbox, version = number,
+        loaded_identities = stats.loaded_identities, touched_components = stats.touched_components,
+        "identity graph fold loaded only what its batches touch"
+    );
+    record_version(meta, tenant, number, &location, stats.counts, folded).await
 }
 
 /// Makes the snapshot already written at `location` version `number`, current, covering
@@ -205,16 +215,14 @@ pub async fn fold_pending(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Res
             folded_batches: 0,
         });
     }
-    let mut graph = match &latest {
-        Some(version) => load_graph(lake, &ObjectPath::from(version.path.as_str())).await?,
-        None => IdentityGraph::new(),
-    };
+    // Only the new batches' links are held; the fold reads the components they touch.
+    let mut graph = IdentityGraph::new();
     for batch in &pending {
         link_batch(meta, lake, tenant, &mut graph, batch).await?;
     }
     let number = latest.as_ref().map_or(1, |v| v.version + 1);
     let folded: Vec<BatchId> = pending.into_iter().map(|b| b.id).collect();
-    let version = commit_version(meta, lake, tenant, number, &mut graph, &folded).await?;
+    let version = commit_version(meta, lake, tenant, number, latest.as_ref(), graph, &folded).await?;
     tracing::info!(
         org = %tenant.org, sandbox = %tenant.sandbox, version = version.version, batches = folded.len(),
         identities = version.nodes, components = version.components, "identity graph folded"
@@ -357,17 +365,14 @@ mod tests {
             .collect()
     }
 
-    /// What a fold does to the graph: the previous snapshot loaded, the batch linked, the next
-    /// snapshot written.
+    /// What a fold does to the graph: the batch linked, folded into the previous snapshot as
+    /// the next one.
     async fn fold_one(lake: &Lake, previous: Option<&ObjectPath>, next: &ObjectPath, batch: &[Vec<Identity>]) {
-        let mut graph = match previous {
-            Some(location) => load_graph(lake, location).await.unwrap(),
-            None => IdentityGraph::new(),
-        };
+        let mut graph = IdentityGraph::new();
         for fragment in batch {
             graph.link(fragment);
         }
-        write_snapshot(lake, next, &mut graph).await.unwrap();
+        fold_into_snapshot(lake, previous, next, graph).await.unwrap();
     }
 
     proptest! {

@@ -1,6 +1,7 @@
 //! Connected components of identities: a union-find over interned identity keys.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// An identity as the graph keys it: namespace code and id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,12 +20,30 @@ impl Identity {
 }
 
 /// Identities linked when they appear in one fragment; components are the profiles of `pdg`.
+///
+/// Compact, since a fold may hold every identity a large batch touches: each identity is a
+/// namespace code and a span of one shared text buffer, found through a table of 64-bit hashes
+/// (about 40 bytes an identity with its id's bytes, where owned strings in a map of identities
+/// took some 250).
 #[derive(Debug, Default, Clone)]
 pub struct IdentityGraph {
-    index: HashMap<Identity, u32>,
-    identities: Vec<Identity>,
+    namespaces: Vec<String>,
+    /// The node whose hash it is; a node whose hash another node took first is in `collided`.
+    by_hash: foldhash::HashMap<u64, u32>,
+    collided: HashMap<Identity, u32>,
+    /// Each node's namespace code, and where its id ends in `ids` (it starts where the previous
+    /// node's ends).
+    namespace_of: Vec<u16>,
+    id_end: Vec<u64>,
+    ids: String,
     parent: Vec<u32>,
     size: Vec<u32>,
+}
+
+/// The hash of an identity the graph's table is keyed by.
+fn identity_hash(namespace: &str, id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x1d_f01d).hash_one((namespace, id))
 }
 
 impl IdentityGraph {
@@ -33,22 +52,72 @@ impl IdentityGraph {
     }
 
     pub fn len(&self) -> usize {
-        self.identities.len()
+        self.parent.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.identities.is_empty()
+        self.parent.is_empty()
     }
 
-    fn intern(&mut self, identity: &Identity) -> u32 {
-        if let Some(&node) = self.index.get(identity) {
+    /// Namespace and id of `node`, borrowed from the graph.
+    pub fn identity_of(&self, node: u32) -> (&str, &str) {
+        let node = node as usize;
+        let start = if node == 0 { 0 } else { self.id_end[node - 1] as usize };
+        (
+            &self.namespaces[self.namespace_of[node] as usize],
+            &self.ids[start..self.id_end[node] as usize],
+        )
+    }
+
+    fn owned(&self, node: u32) -> Identity {
+        let (namespace, id) = self.identity_of(node);
+        Identity::new(namespace, id)
+    }
+
+    /// The node of an identity, if the graph has seen it.
+    fn node(&self, namespace: &str, id: &str) -> Option<u32> {
+        let node = *self.by_hash.get(&identity_hash(namespace, id))?;
+        if self.identity_of(node) == (namespace, id) {
+            return Some(node);
+        }
+        self.collided.get(&Identity::new(namespace, id)).copied()
+    }
+
+    /// Whether the graph has seen the identity `namespace`/`id`.
+    pub fn contains(&self, namespace: &str, id: &str) -> bool {
+        self.node(namespace, id).is_some()
+    }
+
+    fn namespace_code(&mut self, namespace: &str) -> u16 {
+        match self.namespaces.iter().position(|n| n == namespace) {
+            Some(code) => code as u16,
+            None => {
+                self.namespaces.push(namespace.to_owned());
+                (self.namespaces.len() - 1) as u16
+            }
+        }
+    }
+
+    fn intern(&mut self, namespace: &str, id: &str) -> u32 {
+        if let Some(node) = self.node(namespace, id) {
             return node;
         }
-        let node = self.identities.len() as u32;
-        self.identities.push(identity.clone());
-        self.index.insert(identity.clone(), node);
+        let node = self.parent.len() as u32;
+        let code = self.namespace_code(namespace);
+        self.namespace_of.push(code);
+        self.ids.push_str(id);
+        self.id_end.push(self.ids.len() as u64);
         self.parent.push(node);
         self.size.push(1);
+        match self.by_hash.entry(identity_hash(namespace, id)) {
+            Entry::Vacant(slot) => {
+                slot.insert(node);
+            }
+            // Two identities with one 64-bit hash: the first keeps the table's slot.
+            Entry::Occupied(_) => {
+                self.collided.insert(Identity::new(namespace, id), node);
+            }
+        }
         node
     }
 
@@ -79,9 +148,14 @@ impl IdentityGraph {
     /// Links every identity of one fragment with each other (a fragment with one identity just
     /// adds it).
     pub fn link<'a>(&mut self, fragment: impl IntoIterator<Item = &'a Identity>) {
+        self.link_borrowed(fragment.into_iter().map(|i| (i.namespace.as_str(), i.id.as_str())));
+    }
+
+    /// [`Self::link`] from borrowed namespaces and ids.
+    pub fn link_borrowed<'a>(&mut self, fragment: impl IntoIterator<Item = (&'a str, &'a str)>) {
         let mut first = None;
-        for identity in fragment {
-            let node = self.intern(identity);
+        for (namespace, id) in fragment {
+            let node = self.intern(namespace, id);
             match first {
                 None => first = Some(node),
                 Some(head) => self.union(head, node),
@@ -89,26 +163,42 @@ impl IdentityGraph {
         }
     }
 
-    /// Every identity with the key of its component: the smallest identity in it, so the key
-    /// does not depend on the order links arrived in.
-    pub fn components(&mut self) -> Vec<(Identity, Identity)> {
-        let n = self.identities.len();
-        let mut smallest: HashMap<u32, u32> = HashMap::new();
-        for node in 0..n as u32 {
+    fn less(&self, a: u32, b: u32) -> bool {
+        self.identity_of(a) < self.identity_of(b)
+    }
+
+    /// Every node with the node of its component's key: the smallest identity in it, so the
+    /// key does not depend on the order links arrived in. Sorted by key, then identity: the
+    /// order of a snapshot's rows.
+    pub fn component_nodes(&mut self) -> Vec<(u32, u32)> {
+        let n = self.len() as u32;
+        // Each root's smallest member, kept in the root's own slot of a scratch array.
+        let mut smallest: Vec<u32> = (0..n).collect();
+        for node in 0..n {
             let root = self.root(node);
-            let entry = smallest.entry(root).or_insert(node);
-            if self.identities[node as usize] < self.identities[*entry as usize] {
-                *entry = node;
+            if self.less(node, smallest[root as usize]) {
+                smallest[root as usize] = node;
             }
         }
-        (0..n as u32)
+        let mut rows: Vec<(u32, u32)> = (0..n)
             .map(|node| {
                 let root = self.root(node);
-                (
-                    self.identities[node as usize].clone(),
-                    self.identities[smallest[&root] as usize].clone(),
-                )
+                (node, smallest[root as usize])
             })
+            .collect();
+        drop(smallest);
+        rows.sort_unstable_by(|a, b| {
+            (self.identity_of(a.1), self.identity_of(a.0)).cmp(&(self.identity_of(b.1), self.identity_of(b.0)))
+        });
+        rows
+    }
+
+    /// Every identity with the key of its component (see [`Self::component_nodes`]), sorted by
+    /// key, then identity.
+    pub fn components(&mut self) -> Vec<(Identity, Identity)> {
+        self.component_nodes()
+            .into_iter()
+            .map(|(node, key)| (self.owned(node), self.owned(key)))
             .collect()
     }
 }
@@ -132,6 +222,20 @@ mod tests {
         assert_eq!(components[&id("Loyalty", "L9")], id("CRM", "1"));
         assert_eq!(components[&id("Email", "a@x")], id("CRM", "1"));
         assert_eq!(components[&id("CRM", "2")], id("CRM", "2"));
+    }
+
+    #[test]
+    fn an_identity_whose_hash_another_took_is_still_found() {
+        let mut graph = IdentityGraph::new();
+        graph.link(&[id("CRM", "1")]);
+        // As if `Email/b` hashed like `CRM/1`: its slot is taken when it arrives.
+        graph.by_hash.insert(identity_hash("Email", "b"), 0);
+        graph.link(&[id("Email", "b"), id("Loyalty", "L")]);
+        assert!(graph.contains("Email", "b") && graph.contains("CRM", "1"));
+        assert!(!graph.contains("Email", "c"));
+        let components: HashMap<Identity, Identity> = graph.components().into_iter().collect();
+        assert_eq!(components[&id("Loyalty", "L")], id("Email", "b"));
+        assert_eq!(components[&id("CRM", "1")], id("CRM", "1"));
     }
 
     proptest! {
