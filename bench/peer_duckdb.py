@@ -290,7 +290,8 @@ def merged_sql(leaf_paths):
 def peer_sql(plan, job, leaf_paths, out_path, formulation):
     """The job as one COPY statement. `formulation` says how the chosen profiles cut the merge:
     `graph-first` keys only the chosen profiles' identities (the graph is cut to them before the
-    fragments are joined), `semi-join` keys every fragment and keeps the chosen ones."""
+    fragments are joined), `semi-join` keys every fragment and keeps the chosen ones before the
+    merge, `merge-first` merges every profile and keeps the chosen ones after."""
     ctes = []
     chosen = None
     if job["segments"]:
@@ -325,12 +326,16 @@ def peer_sql(plan, job, leaf_paths, out_path, formulation):
 
 
 def formulations(job):
-    """The formulations tried for a job (the fastest is reported); a job without a filter has one."""
+    """The formulations tried for a job (the fastest is reported); a job without a filter has one.
+    An incremental job's profiles are most of them, so merging all and then joining is tried too.
+    DOSSIER_PEER_FORMULATIONS=a,b picks some by hand (for comparing them)."""
     if not job["segments"] and job.get("from_ingest_ms") is None:
         return ["all"]
     wanted = os.environ.get("DOSSIER_PEER_FORMULATIONS")
     if wanted:
         return wanted.split(",")
+    if job.get("from_ingest_ms") is not None:
+        return ["graph-first", "semi-join", "merge-first"]
     return ["graph-first", "semi-join"]
 
 

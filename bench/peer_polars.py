@@ -121,9 +121,11 @@ def chosen_by_segments(plan, job, graph):
         verdicts.append(ok.fill_null(False).alias(f"q{i}"))
     judged = entries.group_by("profile").agg(verdicts)
     if job["per_segment"]:
-        return pl.concat(
-            [judged.filter(pl.col(f"q{i}")).select("profile", pl.lit(i, pl.Int32).alias("batch")) for i in range(len(segments))]
-        )
+        # A row per qualified segment, from one pass over the verdicts.
+        batches = pl.concat_list(
+            [pl.when(pl.col(f"q{i}")).then(pl.lit(i, pl.Int32)) for i in range(len(segments))]
+        ).list.drop_nulls()
+        return judged.select("profile", batches.alias("batch")).explode("batch").drop_nulls("batch")
     return judged.filter(pl.any_horizontal([pl.col(f"q{i}") for i in range(len(segments))])).select(
         "profile", pl.lit(0, pl.Int32).alias("batch")
     )
