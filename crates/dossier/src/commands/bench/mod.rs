@@ -23,8 +23,8 @@ pub enum BenchCommand {
     /// always give byte-identical files.
     Generate(GenerateArgs),
     /// Generate (or reuse) a workload, load it into a fresh server, run the fixed set of export
-    /// jobs, run the same selections in DuckDB over the same files, check both exported the same
-    /// rows, and print one table (see BENCHMARKS.md).
+    /// jobs, run the same selections in DuckDB and Polars over the same files, check all exported
+    /// the same rows, and print one table (see BENCHMARKS.md).
     Run(RunArgs),
     /// Load a generated workload into a fresh server, create three segment definitions
     /// (attribute-only, event count, occurs window) and time one segment job evaluating them,

@@ -1,5 +1,5 @@
 //! The fixed set of export jobs the benchmark runs, each as the body Dossier gets and the same
-//! selection described for the peer engine (bench/peer_duckdb.py).
+//! selection described for the peer engines (bench/peer_duckdb.py, bench/peer_polars.py).
 
 use serde::Serialize;
 use serde_json::{Value, json};

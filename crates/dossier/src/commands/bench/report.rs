@@ -15,19 +15,31 @@ pub struct JobReport {
     pub unsupported: Option<String>,
     pub rows: u64,
     pub ours_s: f64,
-    /// `None` with `--no-peer`.
+    /// The fastest peer's time; `None` with `--no-peer`.
     pub peer_s: Option<f64>,
+    /// Ours over the fastest peer's.
     pub ratio: Option<f64>,
+    /// Each peer's time (`None` for a peer not run or failed); `None` with `--no-peer`.
+    pub peers: Option<PeerTimes>,
+    /// The peer `peer_s` is of (`duckdb`, `polars`).
+    pub fastest_peer: Option<String>,
     /// The server process's peak.
     pub peak_rss_bytes: u64,
     /// Each executor's peak during the job (`--engine cluster`; empty on native).
     pub executor_peak_rss_bytes: Vec<u64>,
-    /// Same row count and checksum as the peer; `None` with `--no-peer`.
+    /// Same row count and checksum as every peer that ran; `None` with `--no-peer`.
     pub rows_match: Option<bool>,
     /// Our rows' order-independent checksum, as the peer computes it; `None` with `--no-peer`.
     pub checksum: Option<String>,
     /// Every run's time, for the medians' spread.
     pub ours_runs_s: Vec<f64>,
+}
+
+/// Each peer engine's median time for a job.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerTimes {
+    pub duckdb_s: Option<f64>,
+    pub polars_s: Option<f64>,
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -39,15 +51,16 @@ pub fn print_table(reports: &[JobReport]) {
         println!("engine: {}", first.engine);
     }
     println!(
-        "{:<26} {:>10} {:>9} {:>9} {:>7} {:>10} {:>6} {:>16}",
-        "job", "rows", "ours s", "duckdb s", "ratio", "peak MiB", "match", "executors MiB"
+        "{:<26} {:>10} {:>9} {:>9} {:>9} {:>7} {:>10} {:>6} {:>16}",
+        "job", "rows", "ours s", "duckdb s", "polars s", "ratio", "peak MiB", "match", "executors MiB"
     );
     for r in reports {
         if r.unsupported.is_some() {
             println!("{:<26} unsupported on the cluster (EXPORT-UNSUPPORTED-501)", r.job);
             continue;
         }
-        let peer = r.peer_s.map_or("-".to_owned(), |s| format!("{s:.2}"));
+        let seconds = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.2}"));
+        let peers = r.peers.clone().unwrap_or_default();
         let ratio = r.ratio.map_or("-".to_owned(), |x| format!("{x:.2}"));
         let matched = match r.rows_match {
             Some(true) => "yes",
@@ -64,11 +77,12 @@ pub fn print_table(reports: &[JobReport]) {
                 .join("/"),
         };
         println!(
-            "{:<26} {:>10} {:>9.2} {:>9} {:>7} {:>10.0} {:>6} {:>16}",
+            "{:<26} {:>10} {:>9.2} {:>9} {:>9} {:>7} {:>10.0} {:>6} {:>16}",
             r.job,
             r.rows,
             r.ours_s,
-            peer,
+            seconds(peers.duckdb_s),
+            seconds(peers.polars_s),
             ratio,
             mib(r.peak_rss_bytes),
             matched,

@@ -1,7 +1,8 @@
 //! `dossier bench run`: the side-by-side benchmark. Generates (or reuses) a workload, loads it
 //! into a fresh `dossier serve` child process through the API, runs the fixed export jobs of
-//! [`super::plan`] a few times each, then has DuckDB do the same selections over the same files
-//! and compares the rows. Times are medians; peak memory is the server process's.
+//! [`super::plan`] a few times each, then has the peer engines (DuckDB, Polars) do the same
+//! selections over the same files and compares the rows. Times are medians (the ratio is against
+//! the fastest peer); peak memory is the server process's.
 //!
 //! `--stores sqlite,postgres-s3` does all of it once per set of stores (see [`super::stores`])
 //! over the same generated files, then compares our times on each with the first.
@@ -15,9 +16,9 @@ use serde_json::{Value, json};
 use dossier_model::tenancy::OrgId;
 
 use super::cluster::{BenchCluster, BenchEngine};
-use super::peer::{check_available, run_peer};
+use super::peer::{PeerEngine, PeerResult, check_available, run_peer};
 use super::plan::{JOB_NAMES, PeerPlan, PeerSource, jobs};
-use super::report::{JobReport, median, print_comparison, print_json, print_table};
+use super::report::{JobReport, PeerTimes, median, print_comparison, print_json, print_table};
 use super::server::ChildServer;
 use super::stores::{BenchStores, LakeFiles, StoresKind};
 use crate::commands::demo::DEMO_ORG;
@@ -38,7 +39,7 @@ pub struct RunArgs {
     /// (fresh every run) and the outputs
     #[arg(long, default_value = "bench-work")]
     pub work: PathBuf,
-    /// Runs of each job, ours and DuckDB's; the report shows medians
+    /// Runs of each job, ours and each peer's; the report shows medians
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub runs: u64,
     /// Only these jobs (comma-separated names)
@@ -47,17 +48,21 @@ pub struct RunArgs {
     /// One JSON object per job instead of the table
     #[arg(long)]
     pub json: bool,
-    /// Skip DuckDB (no ratio, no row check)
+    /// Skip every peer engine (no ratio, no row check)
     #[arg(long)]
     pub no_peer: bool,
-    /// The Python that has the duckdb and pyarrow packages
+    /// The peer engines, comma-separated: each runs the same selections over the same files and
+    /// must export our rows; the ratio is against the fastest
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "duckdb,polars")]
+    pub peers: Vec<PeerEngine>,
+    /// The Python that has the peers' packages (duckdb and pyarrow; polars for Polars)
     #[arg(long, default_value = "python3")]
     pub python: String,
-    /// The format Dossier ingests: the Parquet files DuckDB reads, or the same records as JSON
+    /// The format Dossier ingests: the Parquet files the peers read, or the same records as JSON
     /// lines (AEP's usual input; measures parsing too)
     #[arg(long, value_enum, default_value = "parquet")]
     pub ingest: super::generate::FormatArg,
-    /// Threads DuckDB may use (default: the machine's cores, like Dossier)
+    /// Threads each peer engine may use (default: the machine's cores, like Dossier)
     #[arg(long)]
     pub peer_threads: Option<usize>,
     /// Reuse the loaded server data dir of an earlier run of the same workload (its
@@ -344,13 +349,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     if !args.no_peer {
-        check_available(&args.python)?;
+        check_available(&args.python, &args.peers)?;
     }
     std::fs::create_dir_all(&args.work)?;
     let work = std::fs::canonicalize(&args.work)?;
     let data = work.join(format!("data-{}-seed{}", args.profiles, args.seed));
     let manifest = ensure_workload(args.profiles, args.seed, &data, dossier_bench::OutputFormat::Parquet).await?;
-    // The same seed gives the same records in either format, so DuckDB can read the Parquet
+    // The same seed gives the same records in either format, so the peers can read the Parquet
     // files while Dossier ingests JSON lines.
     let ingested = match args.ingest {
         super::generate::FormatArg::Parquet => data.clone(),
@@ -400,7 +405,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// What every store's run shares: the work folder and the generated workload.
 struct Inputs<'a> {
     work: &'a Path,
-    /// The Parquet files DuckDB reads.
+    /// The Parquet files the peers read.
     data: &'a Path,
     /// The files Dossier ingests.
     ingested: &'a Path,
@@ -415,7 +420,7 @@ pub(super) struct StoresRun {
     pub reports: Vec<JobReport>,
 }
 
-/// Loads (or reuses) and exports on one set of stores, then has DuckDB check the rows. The
+/// Loads (or reuses) and exports on one set of stores, then has the peers check the rows. The
 /// second value is what went wrong on the peer's side, if anything: reported after the tables.
 async fn run_on(
     args: &RunArgs,
@@ -492,7 +497,7 @@ async fn run_on(
             &inputs.work.join(format!("cluster-jobs-{}.json", args.profiles)),
         );
     }
-    // DuckDB reads files: what it needs from the lake is copied out by now.
+    // The peers read files: what they need from the lake is copied out by now.
     bench_server.stores.stop()?;
     let problem = finish_run(
         args,
@@ -626,6 +631,8 @@ async fn run_jobs(
             ours_s: median(&measured.times),
             peer_s: None,
             ratio: None,
+            peers: None,
+            fastest_peer: None,
             peak_rss_bytes: measured.peak,
             executor_peak_rss_bytes: measured.executor_peaks,
             rows_match: None,
@@ -633,7 +640,7 @@ async fn run_jobs(
             ours_runs_s: measured.times,
         };
         if let Some(reason) = unsupported_reason(&measured.job) {
-            // Not a failure, and not dropped: DuckDB has nothing to compare it with.
+            // Not a failure, and not dropped: the peers have nothing to compare it with.
             eprintln!("{name}: unsupported on the cluster ({reason})");
             report.unsupported = Some(reason);
             reports.push(report);
@@ -698,7 +705,7 @@ async fn measure_job(
     Ok(measured)
 }
 
-/// Runs DuckDB's side, compares and saves the report; what went wrong on the peer's side, or
+/// Runs the peers' side, compares and saves the report; what went wrong on a peer's side, or
 /// rows that differ, is returned for the caller to report after the tables.
 fn finish_run(
     args: &RunArgs,
@@ -721,26 +728,26 @@ fn finish_run(
             sources: peer_sources(inputs.data, inputs.manifest, loaded)?,
             jobs: peer_jobs,
         };
-        // Our figures are reported even when DuckDB fails (at 10 M it can run out of memory).
-        let results = match run_peer(&args.python, inputs.work, &plan) {
-            Ok(results) => results,
-            Err(error) => {
-                peer_failure = Some(error);
-                Vec::new()
+        for report in reports.iter_mut() {
+            report.peers = Some(PeerTimes::default());
+        }
+        let mut peers = args.peers.clone();
+        peers.dedup();
+        for peer in peers {
+            // One after the other, never together: each has the machine's cores to itself.
+            // Our figures are reported even when a peer fails (at 10 M one can run out of memory).
+            match run_peer(&args.python, inputs.work, &plan, peer) {
+                Ok(results) => apply_peer_results(peer, &results, reports),
+                Err(error) => {
+                    let error = error.context(format!(
+                        "{} did not finish on the {} run: its column is empty",
+                        peer.name(),
+                        kind.name()
+                    ));
+                    eprintln!("{error:#}");
+                    peer_failure = peer_failure.or(Some(error));
+                }
             }
-        };
-        for result in results {
-            let Some(report) = reports.iter_mut().find(|r| r.job == result.job) else {
-                continue;
-            };
-            report.peer_s = Some(result.peer_s);
-            report.ratio = Some(report.ours_s / result.peer_s.max(1e-9));
-            report.checksum = Some(result.our_checksum.clone());
-            report.rows_match = Some(
-                result.our_rows == report.rows
-                    && result.peer_rows == result.our_rows
-                    && result.peer_checksum == result.our_checksum,
-            );
         }
     }
     let results_file = match kind {
@@ -748,17 +755,53 @@ fn finish_run(
         _ => format!("results-{}-{}.json", args.profiles, kind.name()),
     };
     std::fs::write(inputs.work.join(results_file), serde_json::to_string_pretty(&reports)?)?;
-    if let Some(error) = peer_failure {
-        return Ok(Some(error.context(format!(
-            "DuckDB did not finish on the {} run: its report has no peer columns",
-            kind.name()
-        ))));
+    if peer_failure.is_some() {
+        return Ok(peer_failure);
     }
     if reports.iter().any(|r| r.rows_match == Some(false)) {
         return Ok(Some(anyhow::anyhow!(
-            "Dossier on {} and DuckDB exported different rows for some job (see the match column)",
+            "Dossier on {} and a peer exported different rows for some job (see the match column)",
             kind.name()
         )));
     }
     Ok(None)
+}
+
+/// Files one peer's results into the reports: its time, the fastest peer's time and our ratio to
+/// it, and the row check, which every peer must pass (one mismatch fails the row).
+fn apply_peer_results(peer: PeerEngine, results: &[PeerResult], reports: &mut [JobReport]) {
+    for result in results {
+        let Some(report) = reports.iter_mut().find(|r| r.job == result.job) else {
+            continue;
+        };
+        let times = report.peers.get_or_insert_with(PeerTimes::default);
+        match peer {
+            PeerEngine::Duckdb => times.duckdb_s = Some(result.peer_s),
+            PeerEngine::Polars => times.polars_s = Some(result.peer_s),
+        }
+        if let Some(formulation) = &result.formulation {
+            eprintln!("{}: {} {:.2} s ({formulation})", result.job, peer.name(), result.peer_s);
+        }
+        if report.peer_s.is_none_or(|fastest| result.peer_s < fastest) {
+            report.peer_s = Some(result.peer_s);
+            report.fastest_peer = Some(peer.name().to_owned());
+            report.ratio = Some(report.ours_s / result.peer_s.max(1e-9));
+        }
+        let matched = result.our_rows == report.rows
+            && result.peer_rows == result.our_rows
+            && result.peer_checksum == result.our_checksum;
+        if !matched {
+            eprintln!(
+                "{}: {} exported {} rows (checksum {}), ours {} rows (checksum {})",
+                result.job,
+                peer.name(),
+                result.peer_rows,
+                result.peer_checksum,
+                result.our_rows,
+                result.our_checksum
+            );
+        }
+        report.checksum = Some(result.our_checksum.clone());
+        report.rows_match = Some(report.rows_match.unwrap_or(true) && matched);
+    }
 }

@@ -1,5 +1,5 @@
 //! The server under test: `dossier serve` as a child process, so that its memory is its own and
-//! can be measured per job (the benchmark's client and DuckDB run in other processes).
+//! can be measured per job (the benchmark's client and the peers run in other processes).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
