@@ -86,8 +86,11 @@ pub async fn connect(url: &str, lake: &Lake) -> Result<SessionContext, ClusterEr
     Ok(ctx)
 }
 
+/// The `KEY=VALUE` pairs of a cluster URL's query, in order.
+type Settings<'a> = Vec<(&'a str, &'a str)>;
+
 /// `HOST:PORT` of a `df://HOST:PORT[?KEY=VALUE&...]` URL, and the query's settings in order.
-fn parse_with_settings(url: &str) -> Result<(String, Vec<(&str, &str)>), ClusterError> {
+fn parse_with_settings(url: &str) -> Result<(String, Settings<'_>), ClusterError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let address = parse(base).map_err(|error| match error {
         ClusterError::BadUrl { reason, .. } => ClusterError::BadUrl {

@@ -67,6 +67,16 @@ fn on_the_cluster_engine() -> bool {
     false
 }
 
+/// Whether each server's jobs run on a process cluster of its own (`DOSSIER_TEST_EXPORT_ENGINE=
+/// cluster`): a debug build's executors take seconds per job, so a test running many jobs may
+/// run fewer cases there.
+pub fn jobs_on_process_clusters() -> bool {
+    #[cfg(feature = "cluster")]
+    return cluster_engine::SuiteEngine::from_env() == cluster_engine::SuiteEngine::ClusterProcesses;
+    #[cfg(not(feature = "cluster"))]
+    false
+}
+
 /// The cluster engine's exporter for a server whose lake is `<data_dir>/lake`; a cluster it
 /// starts goes into `slot`.
 #[cfg(feature = "cluster")]
