@@ -19,134 +19,31 @@ Filters come first, as anyone would write them by hand:
 Where two formulations were both reasonable, `FORMULATIONS` holds both and the script keeps the
 faster (see BENCHMARKS.md for which won).
 
-Then, untimed, it computes one order-independent checksum per output, the peer's and Dossier's
-(read from the job's batch files) with the same SQL: the sum of a hash of each row's exported
-values (every leaf attribute, the sorted identities, the ordered event ids). Equal counts and
-checksums mean both engines exported the same rows. peer_polars.py reuses that checksum.
+Then, untimed, it checks the output against Dossier's with the checksum both peers share
+(peer_common.py).
 
 Usage: peer_duckdb.py PLAN.json  -> one JSON object per job on stdout.
 """
 
 import json
 import os
-import statistics
 import sys
 import time
 
-import duckdb
-import pyarrow.parquet as pq
-import pyarrow as pa
-
-# Columns every export carries that are not plain attributes: compared in their own way.
-SPECIAL = {"identityMap", "segmentMembership", "eventList", "_acp_system_metadata"}
-
-
-def quote(path):
-    return ".".join('"' + part.replace('"', '""') + '"' for part in path.split("."))
-
-
-def flat(path):
-    """A column named by a whole dotted path (the peer's outputs are flat)."""
-    return '"' + path.replace('"', '""') + '"'
-
-
-def literal(text):
-    return "'" + str(text).replace("'", "''") + "'"
-
-
-def file_list(files):
-    return "[" + ", ".join(literal(f) for f in files) + "]"
-
-
-def leaves(schema, prefix=""):
-    """Leaf attribute paths of an Arrow schema: structs are walked, lists and maps are one value."""
-    out = []
-    for field in schema:
-        path = prefix + field.name
-        if not prefix and field.name in SPECIAL:
-            continue
-        if pa.types.is_struct(field.type):
-            out.extend(leaves(list(field.type), path + "."))
-        else:
-            out.append(path)
-    return out
-
-
-def source_leaves(files):
-    return set(leaves(pq.read_schema(files[0])))
-
-
-def has_memberships(source):
-    return "segmentMembership" in pq.read_schema(source["files"][0]).names
-
-
-def job_leaves(job):
-    """The leaf paths Dossier exported for the job: the schema of its first batch file."""
-    first = next((files[0] for files in job["our_batches"] if files), None)
-    if first is None:
-        raise SystemExit(f"job {job['name']}: Dossier wrote no file to compare with")
-    return leaves(pq.read_schema(first))
-
-
-# ---- the checksum, shared with peer_polars.py ------------------------------------------------
-
-
-def normalized(expr):
-    # Text of the value: equal values of equal types give equal text in both outputs.
-    return f"CAST({expr} AS VARCHAR)"
-
-
-def row_hash(columns, identities, events):
-    parts = [normalized(c) for c in columns]
-    parts.append(identities)
-    if events is not None:
-        parts.append(events)
-    return "hash(" + ", ".join(parts) + ")"
-
-
-def checksum_sql(relation, columns, identities, events, batch_column):
-    inner = row_hash(columns, identities, events)
-    return f"SELECT count(*), coalesce(sum(hash({batch_column}, {inner})::HUGEINT), 0) FROM {relation}"
-
-
-EVENT_IDS = "list_transform(eventList, lambda e: e._id || '|' || coalesce(e.eventType, ''))"
-
-
-def our_checksum(con, job, leaf_paths):
-    """Count and checksum of Dossier's output for the job, from its batch files."""
-    identities = (
-        "list_sort(list_distinct(flatten(list_transform(map_entries(identityMap), "
-        "lambda e: list_transform(e.value, lambda v: e.key || ':' || v.id)))))"
-    )
-    events = EVENT_IDS if job["event_list"] is not None else None
-    rows, total = 0, 0
-    for index, files in enumerate(job["our_batches"]):
-        if not files:
-            continue
-        relation = f"(SELECT {index} AS batch, * FROM read_parquet({file_list(files)}))"
-        count, checksum = con.execute(
-            checksum_sql(relation, [quote(p) for p in leaf_paths], identities, events, "batch")
-        ).fetchone()
-        rows += count
-        total += int(checksum)
-    return rows, str(total)
-
-
-def peer_checksum(con, job, leaf_paths, out_path):
-    """Count and checksum of a peer's output file (flat leaf columns, `profile_identities`)."""
-    events = EVENT_IDS if job["event_list"] is not None else None
-    count, checksum = con.execute(
-        checksum_sql(f"read_parquet({literal(out_path)})", [flat(p) for p in leaf_paths], "profile_identities", events, "batch")
-    ).fetchone()
-    return count, str(int(checksum))
-
-
-def checksum_connection(plan):
-    con = duckdb.connect()
-    con.execute(f"SET threads = {int(plan['threads'])}")
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_common import (  # noqa: E402
+    checksum_connection,
+    events_source,
+    file_list,
+    flat,
+    has_memberships,
+    job_leaves,
+    literal,
+    peer_checksum,
+    quote,
+    report,
+    source_leaves,
+)
 
 # ---- the selections ---------------------------------------------------------------------------
 
@@ -266,10 +163,6 @@ def chosen_by_ingestion(plan, job):
     return f"SELECT DISTINCT profile, 0 AS batch FROM ({' UNION '.join(parts)})"
 
 
-def events_source(plan):
-    return next(s for s in plan["sources"] if s["kind"] == "events")
-
-
 def event_lists_sql(plan, job, graph):
     events = events_source(plan)
     fields = ["_id", "timestamp"] + [f for f in job["event_list"]["fields"] if f not in ("_id", "timestamp")]
@@ -360,39 +253,12 @@ def main():
     )
     for job in plan["jobs"]:
         leaf_paths = job_leaves(job)
-        best = None
         tried = {}
         for formulation in formulations(job):
             out_path = f"{plan['out_dir']}/{job['name']}.duckdb.{formulation}.parquet"
             times = timed(con, peer_sql(plan, job, leaf_paths, out_path, formulation), int(plan["runs"]))
-            rows, checksum = peer_checksum(con, job, leaf_paths, out_path)
-            tried[formulation] = {"s": statistics.median(times), "rows": rows, "checksum": checksum}
-            if best is None or statistics.median(times) < statistics.median(best[1]):
-                best = (formulation, times, rows, checksum)
-        # Every formulation must export the same rows: one that differs is reported as the
-        # peer's rows, so the row check fails.
-        formulation, times, peer_rows, peer_sum = best
-        for other in tried.values():
-            if (other["rows"], other["checksum"]) != (peer_rows, peer_sum):
-                peer_rows, peer_sum = other["rows"], other["checksum"]
-        our_rows, our_sum = our_checksum(con, job, leaf_paths)
-        print(
-            json.dumps(
-                {
-                    "job": job["name"],
-                    "peer": "duckdb",
-                    "formulation": formulation,
-                    "formulations_s": {name: t["s"] for name, t in tried.items()},
-                    "peer_s": statistics.median(times),
-                    "peer_runs_s": times,
-                    "peer_rows": peer_rows,
-                    "peer_checksum": peer_sum,
-                    "our_rows": our_rows,
-                    "our_checksum": our_sum,
-                }
-            ),
-            flush=True,
-        )
+            tried[formulation] = (times, *peer_checksum(con, job, leaf_paths, out_path))
+        report(con, job, leaf_paths, "duckdb", tried)
 
 
 if __name__ == "__main__":

@@ -10,23 +10,22 @@ of the latest ingested fragment that has one: `max_by` of the merge rank over no
 events listed by timestamp for the chosen profiles, zstd Parquet written. Only that is timed.
 
 Each job runs on Polars' streaming engine and on its in-memory engine; the faster is reported
-(see BENCHMARKS.md). The output has peer_duckdb.py's flat layout, so its checksum SQL (DuckDB,
-untimed) checks Polars' rows and Dossier's the same way.
+(see BENCHMARKS.md). The output has peer_duckdb.py's flat layout, so the shared checksum SQL
+(peer_common.py; DuckDB, untimed) checks Polars' rows and Dossier's the same way.
 
 Usage: peer_polars.py PLAN.json  -> one JSON object per job on stdout, peer_duckdb.py's keys.
 """
 
 import json
 import os
-import statistics
 import sys
 import time
 
 import polars as pl
 
-# The checksum and the plan's helpers are peer_duckdb.py's: both scripts are written side by side.
+# The plan's helpers, the checksum and the report are shared with peer_duckdb.py.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import peer_duckdb as shared  # noqa: E402
+import peer_common as shared  # noqa: E402
 
 
 def path_expr(path):
@@ -208,33 +207,8 @@ def main():
                 started = time.perf_counter()
                 query.sink_parquet(out_path, compression="zstd", engine="streaming" if engine == "streaming" else "in-memory")
                 times.append(time.perf_counter() - started)
-            rows, checksum = shared.peer_checksum(con, job, leaf_paths, out_path)
-            tried[engine] = (times, rows, checksum)
-        best = min(tried, key=lambda e: statistics.median(tried[e][0]))
-        times, peer_rows, peer_sum = tried[best]
-        # Both engines must export the same rows: one that differs fails the row check.
-        for _, rows, checksum in tried.values():
-            if (rows, checksum) != (peer_rows, peer_sum):
-                peer_rows, peer_sum = rows, checksum
-        our_rows, our_sum = shared.our_checksum(con, job, leaf_paths)
-        print(
-            json.dumps(
-                {
-                    "job": job["name"],
-                    "peer": "polars",
-                    "formulation": best,
-                    "formulations_s": {e: statistics.median(t[0]) for e, t in tried.items()},
-                    "peer_s": statistics.median(times),
-                    "peer_runs_s": times,
-                    "peer_rows": peer_rows,
-                    "peer_checksum": peer_sum,
-                    "our_rows": our_rows,
-                    "our_checksum": our_sum,
-                }
-            ),
-            flush=True,
-        )
-
+            tried[engine] = (times, *shared.peer_checksum(con, job, leaf_paths, out_path))
+        shared.report(con, job, leaf_paths, "polars", tried)
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::ValidationError;
 use crate::export_request::ExportJobRequest;
 use crate::listing::{PageSize, parse_limit, parse_offset};
-use crate::patch::each_operation;
+use crate::patch::{self, OperationRules, each_operation, set_at};
 use crate::tenancy::{OrgId, SandboxName, Tenant};
 use crate::time::{EpochMillis, EpochSeconds};
 use crate::validation::{present, shown};
@@ -432,15 +432,16 @@ pub fn schedule_json(schedule: &Schedule, sandbox: Value) -> Value {
 
 // ---- PATCH ----------------------------------------------------------------------------------
 
-/// Paths a PATCH operation may set (AEP documents `/state` and `/schedule`).
+/// Paths a PATCH operation may set, dotted; operations write them with slashes (AEP documents
+/// `/state` and `/schedule`).
 const PATCHABLE_PATHS: &[&str] = &[
-    "/name",
-    "/description",
-    "/state",
-    "/schedule",
-    "/properties",
-    "/properties/segments",
-    "/properties/exportJob",
+    "name",
+    "description",
+    "state",
+    "schedule",
+    "properties",
+    "properties.segments",
+    "properties.exportJob",
 ];
 
 /// A validated PATCH body: AEP's JSON Patch operations, `[{"op": "add", "path": "/state",
@@ -448,48 +449,16 @@ const PATCHABLE_PATHS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchedulePatch(Vec<(String, Value)>);
 
+/// What a schedule's JSON Patch operations may do.
+const OPERATION_RULES: OperationRules = OperationRules {
+    example: "e.g. [{\"op\": \"add\", \"path\": \"/state\", \"value\": \"active\"}]",
+    paths: PATCHABLE_PATHS,
+    removable: &["description"],
+    remove_fix: "only /description can be removed; replace the others, or set /state to inactive to stop a schedule",
+};
+
 fn parse_operation(operation: &Value, prefix: &str) -> Result<(String, Value), ValidationError> {
-    let example = "e.g. [{\"op\": \"add\", \"path\": \"/state\", \"value\": \"active\"}]";
-    if !operation.is_object() {
-        return Err(ValidationError::invalid(
-            format!("{prefix}op"),
-            shown(operation),
-            format!("each operation is an object, {example}"),
-        ));
-    }
-    let op = match present(operation, "op") {
-        Some(Value::String(op)) => op.to_ascii_lowercase(),
-        Some(other) => return Err(ValidationError::invalid(format!("{prefix}op"), shown(other), example)),
-        None => return Err(ValidationError::missing(format!("{prefix}op"), example)),
-    };
-    let path = match present(operation, "path") {
-        Some(Value::String(path)) if PATCHABLE_PATHS.contains(&path.as_str()) => path.clone(),
-        Some(other) => {
-            return Err(ValidationError::invalid(
-                format!("{prefix}path"),
-                shown(other),
-                format!("use one of {}", PATCHABLE_PATHS.join(", ")),
-            ));
-        }
-        None => return Err(ValidationError::missing(format!("{prefix}path"), example)),
-    };
-    match op.as_str() {
-        "add" | "replace" => match operation.get("value") {
-            Some(value) => Ok((path, value.clone())),
-            None => Err(ValidationError::missing(format!("{prefix}value"), example)),
-        },
-        "remove" if path == "/description" => Ok((path, Value::Null)),
-        "remove" => Err(ValidationError::invalid(
-            format!("{prefix}op"),
-            "remove",
-            "only /description can be removed; replace the others, or set /state to inactive to stop a schedule",
-        )),
-        _ => Err(ValidationError::invalid(
-            format!("{prefix}op"),
-            op,
-            format!("use add, replace or remove, {example}"),
-        )),
-    }
+    patch::parse_operation(operation, prefix, &OPERATION_RULES)
 }
 
 impl SchedulePatch {
@@ -511,34 +480,13 @@ impl SchedulePatch {
     }
 
     /// The spec after the operations, validated as a create body is (the type cannot change).
+    /// A `null` (a removed description) reads as absent.
     pub fn apply(&self, current: &ScheduleSpec) -> Result<ScheduleSpec, ValidationError> {
         let mut body = current.to_json();
         for (path, value) in &self.0 {
-            let pointer: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-            set_pointer(&mut body, &pointer, value.clone());
+            set_at(&mut body, path, value.clone());
         }
         ScheduleSpec::from_json(&body)
-    }
-}
-
-/// Sets (or, for `null`, removes) the member at `pointer` of a JSON object.
-fn set_pointer(target: &mut Value, pointer: &[&str], value: Value) {
-    let Some((last, parents)) = pointer.split_last() else {
-        return;
-    };
-    let mut node = target;
-    for segment in parents {
-        if !node.get(*segment).is_some_and(Value::is_object) {
-            node[*segment] = json!({});
-        }
-        node = node.get_mut(*segment).expect("made above");
-    }
-    if let Some(object) = node.as_object_mut() {
-        if value.is_null() {
-            object.remove(*last);
-        } else {
-            object.insert((*last).to_owned(), value);
-        }
     }
 }
 

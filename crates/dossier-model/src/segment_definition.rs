@@ -14,7 +14,7 @@ use strum::VariantNames;
 use crate::ValidationError;
 use crate::ids::{MergePolicyId, SegmentDefinitionId};
 use crate::listing::{Direction, MAX_OFFSET, PageSize, bool_param, parse_limit, parse_offset, sort_field};
-use crate::patch::{each_operation, set_at};
+use crate::patch::{self, OperationRules, each_operation, set_at};
 use crate::pql::{self, Expr, PqlError, PqlSchemas};
 use crate::schema::{PROFILE_CLASS_ID, PROFILE_SCHEMA_NAME};
 use crate::tenancy::{OrgId, SandboxName, Tenant};
@@ -436,50 +436,16 @@ pub enum SegmentDefinitionPatch {
     Operations(Vec<(String, Value)>),
 }
 
+/// What a segment definition's JSON Patch operations may do.
+const OPERATION_RULES: OperationRules = OperationRules {
+    example: "e.g. {\"op\": \"replace\", \"path\": \"/expression/value\", \"value\": \"...\"}",
+    paths: PATCHABLE_PATHS,
+    removable: REMOVABLE_PATHS,
+    remove_fix: "only description, mergePolicyId and ttlInDays can be removed; replace the others",
+};
+
 fn parse_operation(operation: &Value, prefix: &str) -> Result<(String, Value), ValidationError> {
-    let example = "e.g. {\"op\": \"replace\", \"path\": \"/expression/value\", \"value\": \"...\"}";
-    if !operation.is_object() {
-        return Err(ValidationError::invalid(
-            format!("{prefix}op"),
-            shown(operation),
-            format!("each operation is an object, {example}"),
-        ));
-    }
-    let op = match present(operation, "op") {
-        Some(Value::String(op)) => op.to_ascii_lowercase(),
-        Some(other) => return Err(ValidationError::invalid(format!("{prefix}op"), shown(other), example)),
-        None => return Err(ValidationError::missing(format!("{prefix}op"), example)),
-    };
-    let raw_path = match present(operation, "path") {
-        Some(Value::String(path)) => path,
-        Some(other) => return Err(ValidationError::invalid(format!("{prefix}path"), shown(other), example)),
-        None => return Err(ValidationError::missing(format!("{prefix}path"), example)),
-    };
-    let path = raw_path.trim_start_matches('/').replace('/', ".");
-    if !PATCHABLE_PATHS.contains(&path.as_str()) {
-        return Err(ValidationError::invalid(
-            format!("{prefix}path"),
-            raw_path,
-            format!("use one of /{}", PATCHABLE_PATHS.join(", /")),
-        ));
-    }
-    match op.as_str() {
-        "add" | "replace" => match operation.get("value") {
-            Some(value) => Ok((path, value.clone())),
-            None => Err(ValidationError::missing(format!("{prefix}value"), example)),
-        },
-        "remove" if REMOVABLE_PATHS.contains(&path.as_str()) => Ok((path, Value::Null)),
-        "remove" => Err(ValidationError::invalid(
-            format!("{prefix}op"),
-            "remove",
-            format!("only {} can be removed; replace the others", REMOVABLE_PATHS.join(", ")),
-        )),
-        _ => Err(ValidationError::invalid(
-            format!("{prefix}op"),
-            op,
-            format!("use add, replace or remove, {example}"),
-        )),
-    }
+    patch::parse_operation(operation, prefix, &OPERATION_RULES)
 }
 
 impl SegmentDefinitionPatch {

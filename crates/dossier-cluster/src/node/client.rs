@@ -52,24 +52,7 @@ pub enum ClusterError {
 /// than at the first query.
 pub async fn connect(url: &str, lake: &Lake) -> Result<SessionContext, ClusterError> {
     let (address, settings) = parse_with_settings(url)?;
-    let mut config = SessionConfig::new_with_ballista()
-        .with_ballista_logical_extension_codec(crate::codec::logical())
-        .with_ballista_physical_extension_codec(crate::codec::physical());
-    // As in every Dossier session (`session::session_config`): plain string types, which the
-    // engine's functions read. Ballista sends the client's settings with each job, so the
-    // scheduler and the executors plan and run with this one too.
-    config.options_mut().execution.parquet.schema_force_view_types = false;
-    for (key, value) in settings {
-        config
-            .options_mut()
-            .set(key, value)
-            .map_err(|error| ClusterError::BadSetting {
-                url: url.to_owned(),
-                key: key.to_owned(),
-                value: value.to_owned(),
-                reason: error.strip_backtrace(),
-            })?;
-    }
+    let config = session_config(url, &settings)?;
     probe(url, &address).await?;
     let state = SessionStateBuilder::new()
         .with_default_features()
@@ -84,6 +67,36 @@ pub async fn connect(url: &str, lake: &Lake) -> Result<SessionContext, ClusterEr
     // After the upgrade to a Ballista session, which resets the function lists.
     super::with_dossier(&ctx, lake);
     Ok(ctx)
+}
+
+/// The session's settings: Dossier's defaults, then the URL's `settings` over them. Ballista
+/// sends the client's settings with each job, so the scheduler and the executors plan and run
+/// with these too.
+fn session_config(url: &str, settings: &[(&str, &str)]) -> Result<SessionConfig, ClusterError> {
+    let mut config = SessionConfig::new_with_ballista()
+        .with_ballista_logical_extension_codec(crate::codec::logical())
+        .with_ballista_physical_extension_codec(crate::codec::physical())
+        // Ballista 55's adaptive planner (its default) never ends a job in which an exchange's
+        // input comes out empty: it replaces the input with an `EmptyExec` and plans a new
+        // stage over it, again and again (hundreds of stages a minute, the job RUNNING for
+        // ever). An export whose segment has no member did that. The static planner runs the
+        // same plans to their end; a URL may still ask for the adaptive one.
+        .with_ballista_adaptive_query_planner(false);
+    // As in every Dossier session (`session::session_config`): plain string types, which the
+    // engine's functions read.
+    config.options_mut().execution.parquet.schema_force_view_types = false;
+    for (key, value) in settings {
+        config
+            .options_mut()
+            .set(key, value)
+            .map_err(|error| ClusterError::BadSetting {
+                url: url.to_owned(),
+                key: (*key).to_owned(),
+                value: (*value).to_owned(),
+                reason: error.strip_backtrace(),
+            })?;
+    }
+    Ok(config)
 }
 
 /// The `KEY=VALUE` pairs of a cluster URL's query, in order.
@@ -188,6 +201,26 @@ mod tests {
             let error = parse(bad).unwrap_err().to_string();
             assert!(error.contains(bad) && error.contains("df://HOST:PORT"), "{error}");
         }
+    }
+
+    #[test]
+    fn sessions_plan_statically_unless_the_url_asks_for_the_adaptive_planner() {
+        let url = "df://a:1";
+        assert!(
+            !session_config(url, &[])
+                .unwrap()
+                .ballista_adaptive_query_planner_enabled()
+        );
+        let asked = [("ballista.planner.adaptive.enabled", "true")];
+        assert!(
+            session_config(url, &asked)
+                .unwrap()
+                .ballista_adaptive_query_planner_enabled()
+        );
+        let error = session_config(url, &[("datafusion.execution.target_partitionz", "4")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("target_partitionz = 4"), "{error}");
     }
 
     #[test]

@@ -76,24 +76,14 @@ fn ups_error(status: u16, body: &Value) -> (String, String) {
     )
 }
 
-fn crm_properties() -> Value {
-    json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}})
-}
-
-fn customer(n: usize) -> Value {
-    json!({
-        "_id": format!("r{n}"),
-        "identityMap": {"CRMID": [{"id": format!("c{n}"), "primary": true}]},
-        "crm": {"tier": if n.is_multiple_of(2) { "gold" } else { "silver" }},
-    })
-}
-
 #[tokio::test]
 async fn every_invalid_request_answers_400_with_its_own_code_and_queues_nothing() {
     let server = server_without_workers().await;
     let caller = server.caller(ORG, "prod").await;
     let target = caller.create_dataset("Export target").await;
-    let crm = caller.create_ingest_dataset("CRM", "profile", crm_properties()).await;
+    let crm = caller
+        .create_ingest_dataset("CRM", "profile", crm_tier_properties())
+        .await;
     let base = job_body(&target);
     let no_schema = {
         let mut body = base.clone();
@@ -665,9 +655,11 @@ async fn a_job_left_processing_by_a_stopped_server_is_cleaned_and_queued_again_a
 async fn an_export_runs_to_success_and_its_files_are_readable() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = caller.create_ingest_dataset("CRM", "profile", crm_properties()).await;
+    let crm = caller
+        .create_ingest_dataset("CRM", "profile", crm_tier_properties())
+        .await;
     caller
-        .ingest_json_lines(&crm, &(0..5).map(customer).collect::<Vec<_>>())
+        .ingest_json_lines(&crm, &(0..5).map(tier_customer).collect::<Vec<_>>())
         .await;
     let target = caller.create_dataset("Export target").await;
 
@@ -717,9 +709,11 @@ const MANY: usize = 30_000;
 async fn cancelling_a_running_export_ends_it_cancelled_without_files() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = caller.create_ingest_dataset("CRM", "profile", crm_properties()).await;
+    let crm = caller
+        .create_ingest_dataset("CRM", "profile", crm_tier_properties())
+        .await;
     caller
-        .ingest_json_lines(&crm, &(0..MANY).map(customer).collect::<Vec<_>>())
+        .ingest_json_lines(&crm, &(0..MANY).map(tier_customer).collect::<Vec<_>>())
         .await;
     let target = caller.create_dataset("Export target").await;
     let job = create_job(&caller, &job_body(&target)).await;

@@ -626,6 +626,33 @@ async fn check_population(population: &Population) {
     }
 }
 
+/// A segment that qualified no one leaves an empty membership input: the export still ends, with
+/// every profile and no `segmentMembership`. On process clusters Ballista's adaptive planner once
+/// re-planned that empty input for ever (the stall of the random populations, docs/cluster.md).
+#[tokio::test]
+async fn an_export_after_a_segment_with_no_member_ends() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = profile_dataset(&caller, "Few points").await;
+    let target = caller.create_dataset("Export target").await;
+    let records: Vec<Value> = (0..2)
+        .map(|n| {
+            json!({"_id": format!("r{n}"), "identityMap": {"CRMID": [{"id": format!("c{n}"), "primary": true}]},
+                   "club": {"points": 10 * n}})
+        })
+        .collect();
+    let ingested = caller.ingest_json_lines(&dataset, &records).await;
+    assert_eq!(ingested["status"], "success", "{ingested}");
+    evaluate_points_segment(&caller).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let rows = export_rows(&caller, &target, SEEDED, scratch.path()).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter().all(|row| row.get("segmentMembership").is_none()),
+        "{rows:?}"
+    );
+}
+
 #[test]
 fn exports_of_random_populations_match_a_reference_merge() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -14,18 +14,6 @@ use crate::support::*;
 
 const JOBS: &str = "/data/core/ups/export/jobs";
 
-fn crm_properties() -> Value {
-    json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}})
-}
-
-fn customer(n: usize) -> Value {
-    json!({
-        "_id": format!("r{n}"),
-        "identityMap": {"CRMID": [{"id": format!("c{n}"), "primary": true}]},
-        "crm": {"tier": if n.is_multiple_of(2) { "gold" } else { "silver" }},
-    })
-}
-
 /// A scrape of `/metrics`, in the Prometheus text format.
 struct Scrape(String);
 
@@ -125,16 +113,18 @@ async fn scrape_until(base: &str, name: &str, labels: &str) -> (Scrape, u32) {
 async fn a_known_workload_shows_its_exact_numbers() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = caller.create_ingest_dataset("CRM", "profile", crm_properties()).await;
+    let crm = caller
+        .create_ingest_dataset("CRM", "profile", crm_tier_properties())
+        .await;
     // One batch of 5 valid rows (loaded), one of 2 valid and 1 invalid rows without partial
     // ingestion (failed: 1 rejected, 2 dropped).
-    let (_, loaded) = ingest(&caller, &crm, &(0..5).map(customer).collect::<Vec<_>>()).await;
+    let (_, loaded) = ingest(&caller, &crm, &(0..5).map(tier_customer).collect::<Vec<_>>()).await;
     assert_eq!(loaded["status"], "success", "{loaded}");
     // The batch's fold runs after its commit, in the background; an export's read would fold
     // it itself (unmeasured) if it came first.
     let sandbox = format!("org=\"{ORG}\",sandbox=\"prod\"");
     let (_, scrapes) = scrape_until(&server.base, "dossier_identity_graph_identities", &sandbox).await;
-    let mut bad = vec![customer(10), customer(11)];
+    let mut bad = vec![tier_customer(10), tier_customer(11)];
     bad.push(json!({"_id": "r12", "identityMap": {"CRMID": [{"id": "c12", "primary": true}]}, "crm": {"tier": 7}}));
     let (failed_batch, failed) = ingest(&caller, &crm, &bad).await;
     assert_eq!(failed["status"], "failed", "{failed}");
@@ -393,8 +383,10 @@ async fn every_log_line_of_a_job_carries_its_job_id_and_sandbox() {
     let credentials = create_client_in(dir.path(), ORG);
     let server = LoggingServer::spawn(dir.path());
     let caller = server.caller(credentials).await;
-    let crm = caller.create_ingest_dataset("CRM", "profile", crm_properties()).await;
-    let (batch, ingested) = ingest(&caller, &crm, &(0..3).map(customer).collect::<Vec<_>>()).await;
+    let crm = caller
+        .create_ingest_dataset("CRM", "profile", crm_tier_properties())
+        .await;
+    let (batch, ingested) = ingest(&caller, &crm, &(0..3).map(tier_customer).collect::<Vec<_>>()).await;
     assert_eq!(ingested["status"], "success", "{ingested}");
     let target = caller.create_dataset("Export target").await;
     let body = json!({"destination": {"datasetId": target}, "schema": {"name": "_xdm.context.profile"}});

@@ -1,7 +1,7 @@
 //! Running the peer engines: bench/peer_duckdb.py (DuckDB) and bench/peer_polars.py (Polars),
 //! embedded in the binary so `dossier bench run` works from any folder. Both read the same plan
-//! and print the same lines; the Polars script imports the DuckDB one's checksum, so both are
-//! written side by side whichever runs.
+//! and print the same lines: the plan's helpers, the checksum and the report are
+//! bench/peer_common.py's, written beside them whichever runs.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +13,7 @@ use super::plan::PeerPlan;
 
 const DUCKDB_SCRIPT: &str = include_str!("../../../../../bench/peer_duckdb.py");
 const POLARS_SCRIPT: &str = include_str!("../../../../../bench/peer_polars.py");
+const COMMON_MODULE: &str = include_str!("../../../../../bench/peer_common.py");
 
 /// A peer engine the bench compares with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -90,6 +91,7 @@ pub fn check_available(python: &str, peers: &[PeerEngine]) -> anyhow::Result<()>
 pub fn run_peer(python: &str, work: &Path, plan: &PeerPlan, peer: PeerEngine) -> anyhow::Result<Vec<PeerResult>> {
     std::fs::write(work.join(PeerEngine::Duckdb.script()), DUCKDB_SCRIPT)?;
     std::fs::write(work.join(PeerEngine::Polars.script()), POLARS_SCRIPT)?;
+    std::fs::write(work.join("peer_common.py"), COMMON_MODULE)?;
     let plan_path = work.join("peer-plan.json");
     std::fs::write(&plan_path, serde_json::to_string_pretty(plan)?)?;
     std::fs::create_dir_all(&plan.out_dir)?;

@@ -56,6 +56,8 @@ pub struct Credentials {
 
 #[cfg(feature = "cluster")]
 pub mod cluster_engine;
+mod records;
+pub use records::*;
 
 /// Whether the suite's servers run their jobs on the cluster engine: `DOSSIER_TEST_EXPORT_ENGINE`
 /// = `cluster` (a process cluster per server) or `cluster-local` (in this process), in a build
