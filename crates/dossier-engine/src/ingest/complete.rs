@@ -1,8 +1,10 @@
 //! COMPLETE: converting an ingestion batch's uploads into fragments and committing it.
 //!
 //! The reading and checking of records runs on a blocking thread (it is CPU work on a `Read`),
-//! handing valid records over a bounded channel to the task that encodes Parquet: both cores work,
-//! and memory stays bounded whatever the file size. The batch becomes visible only in the final
+//! handing valid records over a bounded channel to the task that encodes Parquet (its columns on
+//! every core, see [`super::encode`]): memory stays bounded whatever the file size. Parquet
+//! uploads are read a chunk at a time and, when their columns have the dataset's types, checked
+//! on Arrow and written as they are ([`super::arrow_intake`]), with the JSON path's outcome. The batch becomes visible only in the final
 //! metadata transaction; until then its files sit under the staging prefix or in a batch folder
 //! no reader looks at, and a crash at any point leaves the batch `processing`, to be run again at
 //! the next start.
@@ -10,6 +12,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -26,9 +29,11 @@ use dossier_model::xdm::{XdmSchema, XdmType};
 use dossier_storage::meta::{BatchFile, BatchOutcome, FileKind};
 use dossier_storage::{Lake, MetaStore};
 
-use super::records::{SourceRecord, read_csv, read_json_lines, read_multi_line_json};
+use super::arrow_intake::{ArrowIntake, Checked, Rejected, json_records};
+use super::json_lines::read_json_lines_parallel;
+use super::records::{SourceRecord, read_csv, read_multi_line_json};
 use super::validate::{RowError, check_record};
-use super::writer::{FileLimits, FragmentWriter, WrittenFile};
+use super::writer::{DECODE_BATCH_ROWS, EncodeSettings, FileLimits, FragmentWriter, WrittenFile};
 use crate::EngineError;
 use crate::metrics::IngestCounts;
 
@@ -108,6 +113,14 @@ fn coerce_cell(schema: &XdmSchema, path: &str, cell: &str) -> Result<Value, Stri
     }
 }
 
+/// Valid rows on their way to the writer, in the order they were read.
+enum Valid {
+    /// Records as JSON values (JSON, CSV, and Parquet chunks the JSON path decided).
+    Records(Vec<Value>),
+    /// Rows already in the dataset's Arrow schema (Parquet chunks checked on Arrow).
+    Rows(RecordBatch),
+}
+
 /// Reads one upload on the current (blocking) thread, sending valid records to `valid`.
 fn read_upload(
     reader: impl std::io::Read,
@@ -115,9 +128,12 @@ fn read_upload(
     format: InputFormat,
     multi_line: bool,
     schema: &XdmSchema,
-    valid: &mpsc::Sender<Vec<Value>>,
+    valid: &mpsc::Sender<Valid>,
     report: &mut ReadReport,
 ) -> Result<(), EngineError> {
+    if (format, multi_line) == (InputFormat::Json, false) {
+        return read_json_lines_upload(reader, file, schema, valid, report);
+    }
     let mut chunk = Vec::with_capacity(HANDOFF_ROWS);
     let mut receiver_gone = false;
     let mut handle = |source: SourceRecord| {
@@ -128,7 +144,9 @@ fn read_upload(
                 let problems = check_record(schema, &record);
                 if problems.is_empty() {
                     chunk.push(record);
-                    if chunk.len() >= HANDOFF_ROWS && valid.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                    if chunk.len() >= HANDOFF_ROWS
+                        && valid.blocking_send(Valid::Records(std::mem::take(&mut chunk))).is_err()
+                    {
                         receiver_gone = true;
                         return ControlFlow::Break(());
                     }
@@ -144,30 +162,122 @@ fn read_upload(
         ControlFlow::Continue(())
     };
     let read = match (format, multi_line) {
-        (InputFormat::Json, false) => read_json_lines(reader, &mut handle),
+        (InputFormat::Json, false) => unreachable!("JSON lines are read by read_json_lines_upload"),
         (InputFormat::Json, true) => read_multi_line_json(reader, &mut handle),
         (InputFormat::Csv, _) => read_csv(reader, |path, cell| coerce_cell(schema, path, cell), &mut handle),
         (InputFormat::Parquet, _) => unreachable!("Parquet uploads are read by read_parquet_upload"),
     };
     read.map_err(|e| EngineError::Invalid(format!("cannot read upload '{file}': {e}")))?;
     if !chunk.is_empty() && !receiver_gone {
-        let _ = valid.blocking_send(chunk);
+        let _ = valid.blocking_send(Valid::Records(chunk));
     }
     Ok(())
 }
 
-/// Parquet uploads: each row becomes a JSON record so it passes exactly the checks JSON does.
-async fn parquet_rows_as_json(lake: &Lake, location: &ObjectPath) -> Result<Vec<Bytes>, EngineError> {
-    let reader = crate::parquet_io::LakeFileReader::new(lake, location.clone());
-    let mut stream = reader.builder().await?.with_batch_size(HANDOFF_ROWS).build()?;
-    let mut chunks = Vec::new();
-    while let Some(batch) = stream.next().await {
-        let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
-        writer.write(&batch?)?;
-        writer.finish()?;
-        chunks.push(Bytes::from(writer.into_inner()));
+/// JSON lines, parsed, checked and decoded on every core ([`read_json_lines_parallel`]).
+fn read_json_lines_upload(
+    reader: impl std::io::Read,
+    file: &str,
+    schema: &XdmSchema,
+    valid: &mpsc::Sender<Valid>,
+    report: &mut ReadReport,
+) -> Result<(), EngineError> {
+    let arrow_schema = schema.arrow_schema();
+    let threads = EncodeSettings::default().threads;
+    read_json_lines_parallel(reader, schema, &arrow_schema, threads, |checked| {
+        report.records_read += checked.records;
+        for (row, problems) in checked.rejected {
+            report.reject(file, row, problems);
+        }
+        // A closed channel means the writer stopped; its error is the one reported.
+        checked
+            .valid
+            .is_none_or(|rows| valid.blocking_send(Valid::Rows(rows)).is_ok())
+    })
+}
+
+/// What one Parquet chunk came to: its valid rows and its refused ones.
+struct CheckedChunk {
+    valid: Valid,
+    rejected: Vec<Rejected>,
+}
+
+/// Checks one Parquet chunk whose first row is `first_row` (0-based) of its file: on Arrow when
+/// the file's columns allow it, else (or when the Arrow checks defer) record by record as JSON.
+fn check_parquet_chunk(
+    intake: Option<&ArrowIntake>,
+    schema: &XdmSchema,
+    rows: &RecordBatch,
+    first_row: u64,
+) -> Result<CheckedChunk, EngineError> {
+    let checked = match intake {
+        Some(intake) => intake.check(rows, first_row)?,
+        None => Checked::AsJson(json_records(rows, first_row)?),
+    };
+    let records = match checked {
+        Checked::Rows { valid, rejected } => {
+            return Ok(CheckedChunk {
+                valid: Valid::Rows(valid),
+                rejected,
+            });
+        }
+        Checked::AsJson(records) => records,
+    };
+    let mut valid = Vec::with_capacity(records.len());
+    let mut rejected = Vec::new();
+    for (row, record) in records {
+        match record {
+            Err(reason) => rejected.push((row, vec![(None, reason)])),
+            Ok(record) => {
+                let problems = check_record(schema, &record);
+                if problems.is_empty() {
+                    valid.push(record);
+                } else {
+                    rejected.push((row, problems.into_iter().map(|e| (Some(e.path), e.reason)).collect()));
+                }
+            }
+        }
     }
-    Ok(chunks)
+    Ok(CheckedChunk {
+        valid: Valid::Records(valid),
+        rejected,
+    })
+}
+
+/// Reads one Parquet upload a chunk at a time (bounded memory), checking each on a blocking
+/// thread and sending its valid rows on; the writer encodes the previous chunk meanwhile.
+async fn read_parquet_upload(
+    lake: &Lake,
+    location: &ObjectPath,
+    schema: &Arc<XdmSchema>,
+    valid: &mpsc::Sender<Valid>,
+    report: &mut ReadReport,
+) -> Result<(), EngineError> {
+    let file = location.filename().unwrap_or_default().to_owned();
+    let builder = crate::parquet_io::LakeFileReader::new(lake, location.clone())
+        .builder()
+        .await?;
+    let intake = ArrowIntake::plan(builder.schema(), schema.clone()).map(Arc::new);
+    let mut stream = builder.with_batch_size(DECODE_BATCH_ROWS).build()?;
+    let mut first_row = 0;
+    while let Some(rows) = stream.next().await {
+        let rows = rows?;
+        let count = rows.num_rows() as u64;
+        let (intake, schema) = (intake.clone(), schema.clone());
+        let checked =
+            tokio::task::spawn_blocking(move || check_parquet_chunk(intake.as_deref(), &schema, &rows, first_row))
+                .await??;
+        report.records_read += count;
+        for (row, problems) in checked.rejected {
+            report.reject(&file, row, problems);
+        }
+        if valid.send(checked.valid).await.is_err() {
+            // The writer stopped; its error is the one reported.
+            return Ok(());
+        }
+        first_row += count;
+    }
+    Ok(())
 }
 
 async fn upload_reader(
@@ -190,7 +300,7 @@ async fn convert_uploads(
     uploads: Vec<ObjectPath>,
 ) -> Result<(ReadReport, Vec<WrittenFile>), EngineError> {
     let (format, multi_line) = input_format(&target.batch);
-    let (valid_tx, mut valid_rx) = mpsc::channel::<Vec<Value>>(4);
+    let (valid_tx, mut valid_rx) = mpsc::channel::<Valid>(4);
     let mut writer = FragmentWriter::new(
         lake.store().clone(),
         Lake::output_prefix(&target.tenant, &target.batch.id),
@@ -199,9 +309,14 @@ async fn convert_uploads(
         FileLimits::default(),
     )?;
     let writing = async move {
-        while let Some(records) = valid_rx.recv().await {
-            for record in records {
-                writer.push(record).await?;
+        while let Some(valid) = valid_rx.recv().await {
+            match valid {
+                Valid::Records(records) => {
+                    for record in records {
+                        writer.push(record).await?;
+                    }
+                }
+                Valid::Rows(rows) => writer.push_rows(rows).await?,
             }
         }
         writer.finish().await
@@ -209,25 +324,17 @@ async fn convert_uploads(
     let reading = async {
         let mut report = ReadReport::default();
         for location in uploads {
+            if format == InputFormat::Parquet {
+                read_parquet_upload(lake, &location, &target.schema, &valid_tx, &mut report).await?;
+                continue;
+            }
             let file = location.filename().unwrap_or_default().to_owned();
             let schema = target.schema.clone();
             let tx = valid_tx.clone();
-            let source: Box<dyn tokio::io::AsyncRead + Unpin + Send + 'static> = if format == InputFormat::Parquet {
-                let chunks = parquet_rows_as_json(lake, &location).await?;
-                let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
-                Box::new(StreamReader::new(stream))
-            } else {
-                Box::new(upload_reader(lake, &location).await?)
-            };
-            let reader = SyncIoBridge::new(source);
-            let (kind, multi) = if format == InputFormat::Parquet {
-                (InputFormat::Json, false)
-            } else {
-                (format, multi_line)
-            };
+            let reader = SyncIoBridge::new(upload_reader(lake, &location).await?);
             report = tokio::task::spawn_blocking(move || {
                 let mut report = report;
-                read_upload(reader, &file, kind, multi, &schema, &tx, &mut report).map(|()| report)
+                read_upload(reader, &file, format, multi_line, &schema, &tx, &mut report).map(|()| report)
             })
             .await??;
         }

@@ -18,7 +18,7 @@ pub struct SourceRecord {
     pub record: Result<Value, String>,
 }
 
-fn object_or_error(value: Value) -> Result<Value, String> {
+pub(crate) fn object_or_error(value: Value) -> Result<Value, String> {
     match value {
         Value::Object(_) => Ok(value),
         other => Err(format!("a record must be a JSON object, found {}", json_kind(&other))),

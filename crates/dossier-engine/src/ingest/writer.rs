@@ -1,4 +1,11 @@
 //! `FragmentWriter`: valid records in, zstd Parquet files in a batch's staging folder out.
+//!
+//! Records come in two shapes: JSON values (JSON lines, CSV, and Parquet uploads that need the
+//! JSON checks) decoded here into Arrow, and Arrow batches already in the dataset's types (the
+//! Parquet uploads checked on Arrow, see [`super::arrow_intake`]). Each batch is stamped with its
+//! system column and encoded on a blocking thread, its columns in parallel
+//! ([`ParallelEncoder`]), while the caller decodes the next one: the encode of batch N overlaps
+//! the decode of batch N+1, and at most one batch is in flight.
 
 use std::sync::Arc;
 
@@ -8,11 +15,13 @@ use arrow::json::reader::{Decoder, ReaderBuilder};
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
-use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
 
+use super::encode::ParallelEncoder;
 use crate::EngineError;
 use crate::fragments::{file_schema, with_system_metadata};
 
@@ -41,10 +50,83 @@ impl Default for FileLimits {
     }
 }
 
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3 is valid")))
-        .build()
+/// How the files are encoded: threads per file, and rows per row group.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeSettings {
+    /// Threads encoding one batch's columns: the machine's cores, at most 4 (beyond that the
+    /// per-batch hand-off costs more than the columns it splits).
+    pub threads: usize,
+    /// Rows per row group; `None` keeps Parquet's default (1 Mi rows, so a file of
+    /// [`FileLimits::max_rows`] is one row group, as before).
+    pub row_group_rows: Option<usize>,
+}
+
+impl Default for EncodeSettings {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            threads: cores.clamp(1, 4),
+            row_group_rows: None,
+        }
+    }
+}
+
+fn writer_properties(settings: &EncodeSettings) -> WriterProperties {
+    let builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3 is valid")));
+    match settings.row_group_rows {
+        Some(rows) => builder.set_max_row_group_row_count(Some(rows.max(1))).build(),
+        None => builder.build(),
+    }
+}
+
+/// A failed write of encoded bytes into the lake (the upload reports it as an I/O error).
+fn upload_error(error: std::io::Error) -> EngineError {
+    EngineError::Parquet(parquet::errors::ParquetError::External(Box::new(error)))
+}
+
+/// The file being written: its encoder (away on a blocking thread while a batch encodes) and
+/// the lake upload its bytes stream into.
+struct OpenFile {
+    encoder: Option<ParallelEncoder>,
+    in_flight: Option<JoinHandle<Result<(ParallelEncoder, Vec<u8>), EngineError>>>,
+    sink: BufWriter,
+    file: WrittenFile,
+}
+
+impl OpenFile {
+    /// Waits for the batch being encoded, and streams what it closed into the lake.
+    async fn settle(&mut self) -> Result<(), EngineError> {
+        if let Some(encoding) = self.in_flight.take() {
+            let (encoder, bytes) = encoding.await??;
+            self.encoder = Some(encoder);
+            if !bytes.is_empty() {
+                self.sink.write_all(&bytes).await.map_err(upload_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts encoding `rows` once the previous batch is done.
+    async fn encode(&mut self, rows: RecordBatch) -> Result<(), EngineError> {
+        self.settle().await?;
+        let mut encoder = self.encoder.take().expect("settled above");
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            encoder.write(&rows)?;
+            let bytes = encoder.take_bytes();
+            Ok((encoder, bytes))
+        }));
+        Ok(())
+    }
+
+    async fn close(mut self) -> Result<WrittenFile, EngineError> {
+        self.settle().await?;
+        let encoder = self.encoder.take().expect("settled above");
+        let tail = tokio::task::spawn_blocking(move || encoder.finish()).await??;
+        self.sink.write_all(&tail).await.map_err(upload_error)?;
+        self.sink.shutdown().await.map_err(upload_error)?;
+        Ok(self.file)
+    }
 }
 
 /// Writes records into numbered Parquet files under a folder of the lake.
@@ -55,10 +137,11 @@ pub struct FragmentWriter {
     file_schema: SchemaRef,
     decoder: Decoder,
     pending: Vec<Value>,
-    current: Option<(AsyncArrowWriter<BufWriter>, WrittenFile)>,
+    current: Option<OpenFile>,
     finished: Vec<WrittenFile>,
     next_row: i64,
     limits: FileLimits,
+    settings: EncodeSettings,
 }
 
 impl FragmentWriter {
@@ -83,7 +166,13 @@ impl FragmentWriter {
             finished: Vec::new(),
             next_row: 0,
             limits,
+            settings: EncodeSettings::default(),
         })
+    }
+
+    /// The same writer encoding with `settings`.
+    pub fn with_encode_settings(self, settings: EncodeSettings) -> Self {
+        Self { settings, ..self }
     }
 
     /// Queues one valid record; writes when a decode batch is full.
@@ -93,6 +182,12 @@ impl FragmentWriter {
             self.flush_pending().await?;
         }
         Ok(())
+    }
+
+    /// Writes valid rows already in the dataset's Arrow schema, after the records queued before.
+    pub async fn push_rows(&mut self, rows: RecordBatch) -> Result<(), EngineError> {
+        self.flush_pending().await?;
+        self.write_rows(rows).await
     }
 
     async fn flush_pending(&mut self) -> Result<(), EngineError> {
@@ -110,44 +205,50 @@ impl FragmentWriter {
     async fn write_rows(&mut self, rows: RecordBatch) -> Result<(), EngineError> {
         let mut offset = 0;
         while offset < rows.num_rows() {
-            let room = self.limits.max_rows - self.current.as_ref().map_or(0, |(_, file)| file.records as usize);
+            let room = self.limits.max_rows - self.current.as_ref().map_or(0, |open| open.file.records as usize);
             let take = room.min(rows.num_rows() - offset);
             let slice = rows.slice(offset, take);
             let stamped = with_system_metadata(slice, &self.file_schema, &self.batch_id, self.next_row)?;
             self.next_row += take as i64;
             offset += take;
-            let (writer, file) = self.open_file()?;
-            writer.write(&stamped).await?;
-            file.records += take as i64;
-            if file.records as usize >= self.limits.max_rows {
+            let open = self.open_file()?;
+            open.encode(stamped).await?;
+            open.file.records += take as i64;
+            if open.file.records as usize >= self.limits.max_rows {
                 self.close_file().await?;
             }
         }
         Ok(())
     }
 
-    fn open_file(&mut self) -> Result<&mut (AsyncArrowWriter<BufWriter>, WrittenFile), EngineError> {
+    fn open_file(&mut self) -> Result<&mut OpenFile, EngineError> {
         if self.current.is_none() {
             let name = format!("part-{:05}.parquet", self.finished.len());
             let location = self.folder.clone().join(name.as_str());
             let sink = BufWriter::new(self.store.clone(), location.clone());
-            let writer = AsyncArrowWriter::try_new(sink, self.file_schema.clone(), Some(writer_properties()))?;
-            self.current = Some((
-                writer,
-                WrittenFile {
+            let encoder = ParallelEncoder::try_new(
+                self.file_schema.clone(),
+                writer_properties(&self.settings),
+                self.settings.threads,
+            )?;
+            self.current = Some(OpenFile {
+                encoder: Some(encoder),
+                in_flight: None,
+                sink,
+                file: WrittenFile {
                     name,
                     location,
                     records: 0,
                     size: 0,
                 },
-            ));
+            });
         }
         Ok(self.current.as_mut().expect("just opened"))
     }
 
     async fn close_file(&mut self) -> Result<(), EngineError> {
-        if let Some((writer, mut file)) = self.current.take() {
-            writer.close().await?;
+        if let Some(open) = self.current.take() {
+            let mut file = open.close().await?;
             file.size = self.store.head(&file.location).await?.size as i64;
             self.finished.push(file);
         }

@@ -684,3 +684,83 @@ async fn uploads_staged_by_an_older_version_are_still_ingested() {
     points.sort();
     assert_eq!(points, vec![10, 20, 30, 40]);
 }
+
+/// The loyalty dataset's columns in its own Arrow types, as a writer using the dataset's schema
+/// (the bench generator, for one) writes them: such a file is checked on Arrow, not via JSON.
+fn loyalty_parquet(records: &[Value]) -> Vec<u8> {
+    use arrow::datatypes::TimeUnit;
+    let loyalty = DataType::Struct(
+        vec![
+            Field::new("points", DataType::Int64, true),
+            Field::new("tier", DataType::Utf8, true),
+            Field::new(
+                "joined",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ]
+        .into(),
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("_id", DataType::Utf8, true),
+        Field::new("identityMap", dossier_model::xdm::identity_map_type(), true),
+        Field::new("loyalty", loyalty, true),
+    ]));
+    let mut decoder = arrow::json::ReaderBuilder::new(schema.clone()).build_decoder().unwrap();
+    decoder.serialize(records).unwrap();
+    let rows = decoder.flush().unwrap().unwrap();
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, None).unwrap();
+    writer.write(&rows).unwrap();
+    writer.close().unwrap();
+    buffer
+}
+
+#[tokio::test]
+async fn parquet_in_the_datasets_types_loads_and_reports_exactly_what_its_json_lines_do() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let dataset = loyalty_dataset(&caller).await;
+    let records = [
+        member(1),
+        json!({"_id": "no-identity", "loyalty": {"points": 1}}),
+        json!({"_id": "s", "identityMap": {"CRMID": [{"id": "crm-s"}, {"id": "crm-t", "authenticatedState": "AUTHENTICATED"}]}}),
+        json!({"_id": "e", "identityMap": {"CRMID": [{"id": ""}]}}),
+        member(4),
+        member(5),
+    ];
+    let mut outcomes = Vec::new();
+    // Both uploads have the same name, so that the reports can be compared as they are.
+    for (format, name, body) in [
+        ("parquet", "m.parquet", loyalty_parquet(&records)),
+        (
+            "json",
+            "m.parquet",
+            records
+                .iter()
+                .map(|r| format!("{r}\n"))
+                .collect::<String>()
+                .into_bytes(),
+        ),
+    ] {
+        let batch = caller
+            .create_batch_with(&dataset, json!({"format": format}), true)
+            .await;
+        caller.upload(&batch, &dataset, name, body).await;
+        caller.batch_action(&batch, "COMPLETE").await;
+        let done = caller.wait_for_batch(&batch).await;
+        assert_eq!(done["status"], "success", "{format}: {done}");
+        assert_eq!(done["recordCount"], 3, "{format}: {done}");
+        let (points, _) = download_points(&caller, &batch).await;
+        let errors = caller.failed_rows(&batch).await;
+        let summary = done["errors"].to_string().replace(&batch, "<batch>");
+        outcomes.push((points, errors, summary));
+    }
+    assert_eq!(outcomes[0].0, [10, 40, 50], "rows kept in order");
+    let rows: Vec<&Value> = outcomes[0].1.iter().map(|e| &e["row"]).collect();
+    assert_eq!(rows, [2, 3, 4], "{:?}", outcomes[0].1);
+    assert_eq!(
+        outcomes[0], outcomes[1],
+        "Parquet on Arrow and JSON lines agree word for word"
+    );
+}
