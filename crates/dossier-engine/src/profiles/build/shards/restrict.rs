@@ -144,7 +144,7 @@ mod tests {
     use super::*;
 
     fn set(ids: &[&str]) -> HashSet<Identity> {
-        ids.iter().map(|id| Identity::new("ECID", id)).collect()
+        ids.iter().map(|id| Identity::new("ECID", *id)).collect()
     }
 
     #[test]
