@@ -129,6 +129,13 @@ def checksum_connection(plan):
 # ---- the plan and the report ------------------------------------------------------------------
 
 
+def job_sources(plan, job):
+    """The plan with the job's own sources (a batch ingested for it alone, after the load) after
+    the loaded ones."""
+    extra = job.get("extra_sources") or []
+    return dict(plan, sources=plan["sources"] + extra) if extra else plan
+
+
 def events_source(plan):
     return next(s for s in plan["sources"] if s["kind"] == "events")
 

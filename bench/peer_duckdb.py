@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peer_common import (  # noqa: E402
     checksum_connection,
     events_source,
+    job_sources,
     file_list,
     flat,
     has_memberships,
@@ -256,7 +257,7 @@ def main():
         tried = {}
         for formulation in formulations(job):
             out_path = f"{plan['out_dir']}/{job['name']}.duckdb.{formulation}.parquet"
-            times = timed(con, peer_sql(plan, job, leaf_paths, out_path, formulation), int(plan["runs"]))
+            times = timed(con, peer_sql(job_sources(plan, job), job, leaf_paths, out_path, formulation), int(plan["runs"]))
             tried[formulation] = (times, *peer_checksum(con, job, leaf_paths, out_path))
         report(con, job, leaf_paths, "duckdb", tried)
 

@@ -203,7 +203,7 @@ def main():
             out_path = f"{plan['out_dir']}/{job['name']}.polars.{engine}.parquet"
             times = []
             for _ in range(int(plan["runs"])):
-                query = job_query(plan, job, leaf_paths, namespaces)
+                query = job_query(shared.job_sources(plan, job), job, leaf_paths, namespaces)
                 started = time.perf_counter()
                 query.sink_parquet(out_path, compression="zstd", engine="streaming" if engine == "streaming" else "in-memory")
                 times.append(time.perf_counter() - started)

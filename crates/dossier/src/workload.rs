@@ -52,7 +52,9 @@ async fn register_schema(remote: &Remote, dir: &Path, entry: &Value) -> anyhow::
     Ok(schema_id)
 }
 
-async fn ingest_files(
+/// Ingests `files` (manifest entries, paths relative to `dir`) into `dataset` as one batch and
+/// waits for it to end; gives the batch.
+pub async fn ingest_files(
     remote: &Remote,
     dir: &Path,
     dataset: &str,

@@ -32,7 +32,7 @@ use crate::identity::{FragmentIdentities, fragment_identities};
 use crate::profiles::align::align_batch;
 use crate::profiles::build::keys::{EventScan, KeyedSources, identity_columns, read_picked_rows};
 use crate::profiles::build::partition::{Partition, PartitionRecords, read_records};
-use crate::profiles::build::{ComponentTables, KeyingContext, ShardedKeys};
+use crate::profiles::build::{ComponentTables, KeyingContext, Restriction, ShardedKeys};
 use crate::profiles::json_columns::column_as_json;
 use crate::profiles::merge::{Groups, SEGMENT_MEMBERSHIP, merge_groups};
 use crate::segments::memberships::{MembershipOverlay, with_memberships};
@@ -113,6 +113,7 @@ async fn plan(
         cancel,
         tables,
         memberships: None,
+        restriction: &restriction(&request.spec),
     };
     let keyed = key_fragments(meta, lake, request.job_id, &context).await?;
     let identity_columns = identity_columns(keyed.datasets());
@@ -219,6 +220,16 @@ fn merge_schema(schemas: &Schemas) -> SchemaRef {
             .cloned()
             .collect::<Vec<_>>(),
     ))
+}
+
+/// The profiles the job can select, found before keying: those touched after
+/// `fromIngestTimestamp` and those that may be members of a filtered segment. The selection
+/// itself is still decided on the merged profiles ([`select_shard`]).
+fn restriction(spec: &ExportSpec) -> Restriction {
+    Restriction {
+        touched_after: spec.from_ingest,
+        segments: spec.segments.clone(),
+    }
 }
 
 /// Which event files pass one reads: all when events are listed or make profiles, else only

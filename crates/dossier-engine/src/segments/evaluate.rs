@@ -33,8 +33,8 @@ use crate::identity::Identity;
 use crate::profiles::align::align_batch;
 use crate::profiles::build::keys::{EventScan, KeyedSources, read_picked_rows};
 use crate::profiles::build::{
-    BuildSettings, ComponentTables, KeyingContext, Partition, PartitionRecords, ShardedKeys, read_event_identities,
-    read_records,
+    BuildSettings, ComponentTables, KeyingContext, Partition, PartitionRecords, Restriction, ShardedKeys,
+    read_event_identities, read_records,
 };
 use crate::profiles::json_columns::column_as_json;
 use crate::profiles::merge::{SEGMENT_MEMBERSHIP, merge_groups};
@@ -464,6 +464,8 @@ impl<D: Decide> Context<'_, D> {
             cancel: self.cancel,
             tables: self.tables,
             memberships: Some(&memberships),
+            // Evaluation decides every profile: exited members too.
+            restriction: &Restriction::default(),
         };
         let started = std::time::Instant::now();
         let mut keyed = ShardedKeys::build(self.meta, self.lake, &keying).await?;

@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod decide;
 pub mod evaluate;
+pub mod member_index;
 pub mod memberships;
 pub mod window;
 

@@ -190,7 +190,8 @@ fn bench_run_exports_the_same_rows_as_duckdb_and_polars_for_every_job() {
             "one-segment-8-fields",
             "one-segment-eventlist",
             "segment-per-batch-3",
-            "incremental-8-fields"
+            "incremental-8-fields",
+            "incremental-1pct"
         ]
     );
     for report in &reports {
@@ -218,6 +219,11 @@ fn bench_run_exports_the_same_rows_as_duckdb_and_polars_for_every_job() {
         assert!((report["ratio"].as_f64().unwrap() - ratio).abs() < 1e-9, "{report}");
     }
     assert_eq!(reports[0]["rows"], 400, "every profile has a record: {}", reports[0]);
+    assert_eq!(
+        reports[5]["rows"], 4,
+        "1 % of the profiles were touched: {}",
+        reports[5]
+    );
 }
 
 /// A Python for the bench that runs the real python3, except that Polars' checksums get a 9 in
@@ -321,8 +327,8 @@ fn bench_run_on_postgres_and_s3_exports_the_same_rows_as_duckdb() {
         ],
     );
     let reports: Vec<Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(reports.len(), 10, "five jobs on each set of stores: {printed}");
-    let (sqlite, postgres_s3) = reports.split_at(5);
+    assert_eq!(reports.len(), 12, "six jobs on each set of stores: {printed}");
+    let (sqlite, postgres_s3) = reports.split_at(6);
     for (on_sqlite, on_s3) in sqlite.iter().zip(postgres_s3) {
         assert_eq!(on_sqlite["stores"], "sqlite", "{on_sqlite}");
         assert_eq!(on_s3["stores"], "postgres-s3", "{on_s3}");
@@ -371,7 +377,7 @@ fn bench_run_on_a_cluster_of_two_executors_exports_the_native_rows() {
     };
     let native = run(&[]);
     let cluster = run(&["--reuse-load", "--engine", "cluster", "--executors", "2"]);
-    assert_eq!(native.len(), 5, "{native:?}");
+    assert_eq!(native.len(), 6, "{native:?}");
     assert_eq!(cluster.len(), native.len(), "every job has a row: {cluster:?}");
     let mut supported = 0;
     for (on_native, on_cluster) in native.iter().zip(&cluster) {

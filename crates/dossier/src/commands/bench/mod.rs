@@ -10,6 +10,7 @@ mod run;
 mod segments;
 mod server;
 mod stores;
+mod touch;
 
 pub use fields::FieldsArgs;
 pub use generate::GenerateArgs;

@@ -22,13 +22,18 @@ pub const EIGHT_FIELDS: [&str; 8] = [
 pub const EVENT_FIELDS: [&str; 3] = ["eventType", "web.webPageDetails.name", "commerce.order.priceTotal"];
 
 /// Every job's name, in the order they run.
-pub const JOB_NAMES: [&str; 5] = [
+pub const JOB_NAMES: [&str; 6] = [
     "all-profiles-all-fields",
     "one-segment-8-fields",
     "one-segment-eventlist",
     "segment-per-batch-3",
     "incremental-8-fields",
+    TOUCH_JOB,
 ];
+
+/// The job run after one more batch touching 1 % of the profiles, from just before it
+/// (`touch.rs`): last, since its batch is ingested just before it runs.
+pub const TOUCH_JOB: &str = "incremental-1pct";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerSegment {
@@ -52,6 +57,8 @@ pub struct PeerJob {
     pub event_list: Option<PeerEventList>,
     /// The Parquet files of each batch Dossier wrote, filled in once the job ran.
     pub our_batches: Vec<Vec<String>>,
+    /// Sources ingested for this job alone, after the load (`incremental-1pct`'s batch).
+    pub extra_sources: Vec<PeerSource>,
 }
 
 /// One dataset of the workload as the peer script reads it.
@@ -107,6 +114,7 @@ fn peer(name: &str, segments: Vec<PeerSegment>) -> PeerJob {
         from_ingest_ms: None,
         event_list: None,
         our_batches: Vec::new(),
+        extra_sources: Vec::new(),
     }
 }
 
@@ -127,6 +135,8 @@ pub fn jobs(incremental_from_ms: i64) -> Vec<BenchJob> {
     per_batch.per_segment = true;
     let mut incremental = peer(JOB_NAMES[4], Vec::new());
     incremental.from_ingest_ms = Some(incremental_from_ms);
+    // Its time and its batch are set when the batch is ingested (run.rs).
+    let touched = peer(TOUCH_JOB, Vec::new());
     vec![
         BenchJob {
             body: json!({"filter": {}}),
@@ -149,6 +159,10 @@ pub fn jobs(incremental_from_ms: i64) -> Vec<BenchJob> {
         BenchJob {
             body: json!({"fields": fields, "filter": {"fromIngestTimestamp": from.to_string()}}),
             peer: incremental,
+        },
+        BenchJob {
+            body: json!({"fields": fields, "filter": {}}),
+            peer: touched,
         },
     ]
 }

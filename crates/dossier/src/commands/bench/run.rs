@@ -17,10 +17,11 @@ use dossier_model::tenancy::OrgId;
 
 use super::cluster::{BenchCluster, BenchEngine};
 use super::peer::{PeerEngine, PeerResult, check_available, run_peer};
-use super::plan::{JOB_NAMES, PeerPlan, PeerSource, jobs};
+use super::plan::{JOB_NAMES, PeerPlan, PeerSource, TOUCH_JOB, jobs};
 use super::report::{JobReport, PeerTimes, median, print_comparison, print_json, print_table};
 use super::server::ChildServer;
 use super::stores::{BenchStores, LakeFiles, StoresKind};
+use super::touch::TouchBatch;
 use crate::commands::demo::DEMO_ORG;
 use crate::remote::{Remote, RemoteArgs};
 use crate::workload::{LoadedDataset, load_generated};
@@ -479,9 +480,8 @@ async fn run_on(
     run_jobs(
         args,
         (&bench_server, cluster.as_ref()),
-        &policy,
-        &dataset,
-        incremental_from,
+        (&policy, &dataset),
+        (inputs, &loaded, incremental_from),
         &lake_files,
         &mut reports,
         &mut peer_jobs,
@@ -567,10 +567,7 @@ async fn load_fresh(
     // The identity graph folds each batch after its commit, in the background: a first export
     // (selecting nothing) waits for the last fold, so no measured job pays for ingestion.
     let settle = Instant::now();
-    let warm_up = json!({"filter": {"segments": [{"segmentNs": "bench", "segmentId": "warm-up"}]},
-                             "mergePolicy": {"id": policy["id"], "version": policy["version"]},
-                             "destination": {"datasetId": dataset}, "schema": {"name": "_xdm.context.profile"}});
-    run_job(&server, &remote, &warm_up).await?;
+    run_job(&server, &remote, &warm_up(&policy, &dataset)).await?;
     eprintln!(
         "  identity graph settled {:.1} s after the last batch (a first export selecting nothing)",
         settle.elapsed().as_secs_f64()
@@ -592,15 +589,52 @@ async fn load_fresh(
     Ok((bench_server, saved))
 }
 
+/// An export selecting nothing: it waits for the identity graph to fold every committed batch.
+fn warm_up(policy: &Value, dataset: &str) -> Value {
+    json!({"filter": {"segments": [{"segmentNs": "bench", "segmentId": "warm-up"}]},
+           "mergePolicy": {"id": policy["id"], "version": policy["version"]},
+           "destination": {"datasetId": dataset}, "schema": {"name": "_xdm.context.profile"}})
+}
+
+/// Before `incremental-1pct`: ingests its batch (1 % of the profiles) on a server of its own,
+/// lets the graph fold it, and points the job (ours and the peers') at just before it.
+async fn touch_one_percent(
+    args: &RunArgs,
+    bench_server: &BenchServer,
+    (inputs, loaded): (&Inputs<'_>, &[LoadedDataset]),
+    (policy, dataset): (&Value, &str),
+    bench_job: &mut super::plan::BenchJob,
+) -> anyhow::Result<()> {
+    let touch = TouchBatch::prepare(inputs.work, inputs.data, inputs.manifest, args.profiles)?;
+    let (server, remote) = bench_server.start().await?;
+    let completed = touch.ingest(&remote, loaded).await?;
+    run_job(&server, &remote, &warm_up(policy, dataset)).await?;
+    server.stop()?;
+    let from = completed - 1;
+    let from_text = jiff::Timestamp::from_millisecond(from)?.to_string();
+    bench_job.body["filter"]["fromIngestTimestamp"] = json!(from_text);
+    bench_job.peer.from_ingest_ms = Some(from);
+    let sources = peer_sources(inputs.data, inputs.manifest, loaded)?;
+    let loyalty = sources
+        .iter()
+        .find(|s| s.key == "loyalty")
+        .context("the load has no loyalty dataset")?;
+    bench_job.peer.extra_sources = vec![touch.peer_source(loyalty, completed, sources.len())];
+    eprintln!(
+        "{}: ingested {} records of loyalty (1 % of the profiles), exporting from just before them",
+        bench_job.peer.name, touch.records
+    );
+    Ok(())
+}
+
 /// Runs each export job of the plan on a server of its own, `--runs` times, its jobs on
 /// `cluster` when there is one.
 #[allow(clippy::too_many_arguments)]
 async fn run_jobs(
     args: &RunArgs,
     (bench_server, cluster): (&BenchServer, Option<&BenchCluster>),
-    policy: &Value,
-    dataset: &str,
-    incremental_from: i64,
+    (policy, dataset): (&Value, &str),
+    (inputs, loaded, incremental_from): (&Inputs<'_>, &[LoadedDataset], i64),
     lake_files: &LakeFiles,
     reports: &mut Vec<JobReport>,
     peer_jobs: &mut Vec<super::plan::PeerJob>,
@@ -613,6 +647,9 @@ async fn run_jobs(
         let name = bench_job.peer.name.clone();
         if !args.jobs.is_empty() && !args.jobs.contains(&name) {
             continue;
+        }
+        if name == TOUCH_JOB {
+            touch_one_percent(args, bench_server, (inputs, loaded), (policy, dataset), &mut bench_job).await?;
         }
         let mut body = bench_job.body.clone();
         body["mergePolicy"] = json!({"id": policy["id"], "version": policy["version"]});

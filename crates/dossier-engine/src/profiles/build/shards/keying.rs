@@ -1,5 +1,6 @@
 //! Pass one proper: every fragment's primary identity read once and keyed to its shard.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use super::graph_join::{join_bucket, merge_in_file_order, scan_graph};
 use super::identity_hash::identity_hash;
 use super::layout::part_of;
 use super::membership_keys::MembershipKeys;
+use super::restrict::Seeds;
 use super::router::ShardRouter;
 use super::spills::{finish, spills};
 use super::{KeyingContext, ShardedKeys};
@@ -54,8 +56,12 @@ impl ShardedKeys {
         cancel: &CancelFlag,
     ) -> Result<(), EngineError> {
         let mut shards = spills(folder, "shard", self.layout.shards, true)?;
+        let keep = self.seeds.as_ref().map(Seeds::primary_hashes);
         self.each_primary(lake, cancel, |file, row, primary, row_id| {
             let key = identity_hash(&primary.namespace, &primary.id);
+            if keep.as_ref().is_some_and(|keep| !keep.contains(&key)) {
+                return Ok(());
+            }
             let namespace = numbers.namespace_number(&primary.namespace);
             let fragment = FragmentRow {
                 key,
@@ -88,7 +94,7 @@ impl ShardedKeys {
         let cancel = context.cancel;
         let bucket_count = self.layout.buckets;
         let mut router = ShardRouter::new(spills(folder, "shard", self.layout.shards, false)?, components);
-        let mut membership_keys = MembershipKeys::new(&self.memberships);
+        let mut membership_keys = MembershipKeys::new(&self.memberships, self.seeds.iter().flat_map(Seeds::identities));
         // A graph within one bucket is kept sealed for the next build of the same version; the
         // identities of evaluated memberships are then resolved through it instead of while
         // scanning.
@@ -99,7 +105,15 @@ impl ShardedKeys {
         };
         if bucket_count > 1 {
             return self
-                .key_in_buckets(lake, snapshot, folder, numbers, cancel, membership_keys, router)
+                .key_in_buckets(
+                    lake,
+                    snapshot,
+                    (folder, components),
+                    numbers,
+                    cancel,
+                    membership_keys,
+                    router,
+                )
                 .await;
         }
         let mut in_memory = ComponentTable::with_capacity(if cached.is_none() { identities } else { 0 });
@@ -113,6 +127,7 @@ impl ShardedKeys {
         if let Some(table) = &cached {
             membership_keys.resolve_in(table);
         }
+        self.restrict(&mut router, &membership_keys.resolved, components);
         self.resolved = Some(membership_keys.resolved);
         let table = match cached {
             Some(table) => table,
@@ -150,7 +165,7 @@ impl ShardedKeys {
         &mut self,
         lake: &Lake,
         snapshot: &ObjectPath,
-        folder: Option<&Path>,
+        (folder, components): (Option<&Path>, usize),
         numbers: &mut NamespaceNumbers,
         cancel: &CancelFlag,
         mut membership_keys: MembershipKeys,
@@ -186,6 +201,7 @@ impl ShardedKeys {
         let fragment_buckets = self.fragment_buckets(lake, folder, numbers, cancel).await;
         let (graph_buckets, membership_keys) = graph_scan.await??;
         let fragment_buckets = finish(fragment_buckets?)?;
+        self.restrict(&mut router, &membership_keys.resolved, components);
         self.resolved = Some(membership_keys.resolved);
         let graph_buckets = finish(graph_buckets)?;
         let mut joined = Vec::new();
@@ -199,6 +215,13 @@ impl ShardedKeys {
         merge_in_file_order(joined, |fragment| router.route(fragment))?;
         self.shards = finish(router.shards)?;
         Ok(())
+    }
+
+    /// A restricted build keeps only the components its seeds reach (resolved with the graph).
+    fn restrict(&self, router: &mut ShardRouter, resolved: &HashMap<Identity, u32>, components: usize) {
+        if let Some(seeds) = &self.seeds {
+            router.keep_only(seeds.component_mask(resolved, components));
+        }
     }
 
     /// Every fragment's primary identity, hashed, in the bucket of its hash (in file order).

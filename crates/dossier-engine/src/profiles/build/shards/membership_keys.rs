@@ -16,10 +16,12 @@ pub(super) struct MembershipKeys {
 }
 
 impl MembershipKeys {
-    pub(super) fn new(segments: &[(String, Vec<Row>)]) -> Self {
+    /// The identities of `segments`' rows, and `seeds` (those of a restricted build).
+    pub(super) fn new<'a>(segments: &[(String, Vec<Row>)], seeds: impl Iterator<Item = &'a Identity>) -> Self {
         let wanted: HashSet<Identity> = segments
             .iter()
             .flat_map(|(_, rows)| rows.iter().flat_map(|r| r.identities.iter().cloned()))
+            .chain(seeds.cloned())
             .collect();
         let hashes = wanted.iter().map(|i| identity_hash(&i.namespace, &i.id)).collect();
         Self {

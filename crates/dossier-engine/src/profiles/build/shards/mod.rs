@@ -19,6 +19,7 @@ mod keying;
 mod layout;
 mod membership_keys;
 mod read_shard;
+mod restrict;
 mod router;
 mod spills;
 
@@ -42,6 +43,8 @@ use crate::segments::memberships::{Row, current_memberships};
 
 pub use component_table::ComponentTables;
 pub use layout::ShardLayout;
+pub use restrict::Restriction;
+use restrict::Seeds;
 use spills::{finish, spill_folder, spills};
 
 /// Keying of a whole population, shard by shard: what [`ShardedKeys::build`] spilled, and
@@ -59,6 +62,8 @@ pub struct ShardedKeys {
     memberships: Vec<(String, Vec<Row>)>,
     /// `pdg`: the component of each identity of an evaluated membership.
     resolved: Option<HashMap<Identity, u32>>,
+    /// A restricted build's seed identities: only the profiles they reach are keyed.
+    seeds: Option<Seeds>,
     _folder: Option<tempfile::TempDir>,
 }
 
@@ -75,6 +80,8 @@ pub struct KeyingContext<'a> {
     /// tenant's current ones when `None` (an export), the ones given otherwise (segment
     /// evaluation: the stored and fresh rows it reads).
     pub memberships: Option<&'a [(String, Vec<Row>)]>,
+    /// The profiles to build: every one, or only those a job's filters can select.
+    pub restriction: &'a Restriction,
 }
 
 impl ShardedKeys {
@@ -116,8 +123,10 @@ impl ShardedKeys {
             graph_version: graph.as_ref().and_then(|g| g.version_number()),
             memberships,
             resolved: None,
+            seeds: None,
             _folder: None,
         };
+        keyed.seeds = keyed.find_seeds(lake, context.restriction).await?;
         let folder_path = folder.as_ref().map(|f| f.path().to_path_buf());
         let mut numbers = NamespaceNumbers::default();
         match version.filter(|_| graph.is_some()) {

@@ -11,6 +11,8 @@ pub(super) struct ShardRouter {
     shard_of: Vec<u16>,
     per_shard: usize,
     assigned: usize,
+    /// When the build is restricted: which components are kept (by number); others are dropped.
+    keep: Option<Vec<bool>>,
 }
 
 impl ShardRouter {
@@ -21,10 +23,24 @@ impl ShardRouter {
             shards,
             per_shard,
             assigned: 0,
+            keep: None,
         }
     }
 
+    /// Keeps only the fragments of the components `keep` marks, and spreads those over the
+    /// shards (a restricted build fills fewer shards, not emptier ones).
+    pub(super) fn keep_only(&mut self, keep: Vec<bool>) {
+        let kept = keep.iter().filter(|&&k| k).count();
+        self.per_shard = kept.div_ceil(self.shards.len()).max(1);
+        self.keep = Some(keep);
+    }
+
     pub(super) fn route(&mut self, fragment: FragmentRow) -> Result<(), EngineError> {
+        if let Some(keep) = &self.keep
+            && !keep.get(fragment.key as usize).copied().unwrap_or(false)
+        {
+            return Ok(());
+        }
         if self.shards.len() == 1 {
             return self.shards[0].push(fragment, None);
         }
