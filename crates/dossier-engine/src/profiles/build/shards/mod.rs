@@ -20,6 +20,7 @@ mod layout;
 mod membership_keys;
 mod read_shard;
 mod router;
+mod sidecar;
 mod spills;
 
 use std::collections::HashMap;
@@ -42,6 +43,7 @@ use crate::segments::memberships::{Row, current_memberships};
 
 pub use component_table::ComponentTables;
 pub use layout::ShardLayout;
+pub use sidecar::{sidecar_location, write_key_sidecar, write_key_sidecars};
 use spills::{finish, spill_folder, spills};
 
 /// Keying of a whole population, shard by shard: what [`ShardedKeys::build`] spilled, and
