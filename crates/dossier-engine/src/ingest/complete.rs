@@ -36,6 +36,7 @@ use super::validate::{RowError, check_record};
 use super::writer::{DECODE_BATCH_ROWS, EncodeSettings, FileLimits, FragmentWriter, WrittenFile};
 use crate::EngineError;
 use crate::metrics::IngestCounts;
+use crate::profiles::build::shards::write_key_sidecars;
 
 /// At most this many row errors are kept for `GET /batches/{id}/failed`; all are counted.
 pub const MAX_RECORDED_ROW_ERRORS: usize = 100_000;
@@ -445,6 +446,21 @@ async fn batch_uploads(meta: &MetaStore, lake: &Lake, target: &IngestTarget) -> 
     Ok(uploads.into_iter().map(|(_, path)| path).collect())
 }
 
+/// The key sidecars of a committed batch's data files, which exports read instead of the files'
+/// identities (`profiles::build::shards::sidecar`). After the commit, and never failing it: a
+/// file without one is keyed from its data.
+async fn write_sidecars(lake: &Lake, target: &IngestTarget, files: &[BatchFile]) {
+    if !target.dataset.is_profile_enabled() {
+        return;
+    }
+    let data: Vec<ObjectPath> = files
+        .iter()
+        .filter(|f| f.kind == FileKind::Data)
+        .map(|f| ObjectPath::from(f.path.as_str()))
+        .collect();
+    write_key_sidecars(lake, &target.schema, &data).await;
+}
+
 /// Converts and commits one `processing` ingestion batch. Returns the status it ended in with
 /// what it read and kept, or `None` when the batch stopped being `processing` meanwhile (aborted).
 pub async fn complete_batch(
@@ -519,6 +535,7 @@ pub async fn complete_batch(
         return Ok(None);
     }
     lake.remove_staging(tenant, batch_id).await?;
+    write_sidecars(lake, target, &outcome.files).await;
     tracing::info!(batch_id = %batch_id, status = %outcome.status, records = record_count, rejected = report.rejected_rows, "ingestion batch committed");
     let counts = IngestCounts {
         read: report.records_read,

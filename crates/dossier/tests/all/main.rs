@@ -23,6 +23,7 @@ mod console;
 mod crash;
 mod export_engine;
 mod export_jobs;
+mod export_keys;
 mod export_members;
 mod export_selection;
 mod export_wide;

@@ -17,33 +17,55 @@ use super::layout::part_of;
 use super::membership_keys::MembershipKeys;
 use super::restrict::Seeds;
 use super::router::ShardRouter;
+use super::sidecar::{Primary, backfill_sidecar, visit_sidecar};
 use super::spills::{finish, spills};
 use super::{KeyingContext, ShardedKeys};
 use crate::EngineError;
 use crate::cancel::CancelFlag;
-use crate::identity::Identity;
-use crate::identity::read_file_primaries;
+use crate::identity::{Identity, read_file_primaries};
 
 impl ShardedKeys {
-    /// Reads the primary identities of every file, calling `visit(file, row, identity, rowId)`.
+    /// Visits the primary identity of every row of every file, calling `visit(file, row,
+    /// primary)`: from the file's key sidecar when it has a usable one, else from the file
+    /// itself (ids are read only when `with_ids`; a sidecar can leave them empty otherwise).
     async fn each_primary(
         &self,
         lake: &Lake,
         cancel: &CancelFlag,
-        mut visit: impl FnMut(u32, u32, &Identity, i64) -> Result<(), EngineError>,
+        with_ids: bool,
+        mut visit: impl FnMut(u32, u32, &Primary<'_>) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
+        let (mut from_sidecars, started) = (0usize, std::time::Instant::now());
         for (f, file) in self.files.iter().enumerate() {
             if cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
             let schema = &self.datasets[file.dataset].schema;
+            let visit_row = |row: u32, primary: &Primary<'_>| visit(f as u32, row, primary);
+            if visit_sidecar(lake, &file.location, schema, with_ids, visit_row).await? {
+                from_sidecars += 1;
+                continue;
+            }
             let (primaries, row_ids) = read_file_primaries(lake, &file.location, schema).await?;
             for (row, (primary, row_id)) in primaries.iter().zip(&row_ids).enumerate() {
                 if let Some(primary) = primary {
-                    visit(f as u32, row as u32, primary, *row_id)?;
+                    let primary = Primary {
+                        hash: identity_hash(&primary.namespace, &primary.id),
+                        namespace: &primary.namespace,
+                        id: &primary.id,
+                        row_id: *row_id,
+                    };
+                    visit(f as u32, row as u32, &primary)?;
                 }
             }
+            backfill_sidecar(lake, schema, &file.location, &primaries, &row_ids).await;
         }
+        tracing::info!(
+            files = self.files.len(),
+            from_sidecars,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pass one read its fragments' primary identities"
+        );
         Ok(())
     }
 
@@ -57,21 +79,21 @@ impl ShardedKeys {
     ) -> Result<(), EngineError> {
         let mut shards = spills(folder, "shard", self.layout.shards, true)?;
         let keep = self.seeds.as_ref().map(Seeds::primary_hashes);
-        self.each_primary(lake, cancel, |file, row, primary, row_id| {
-            let key = identity_hash(&primary.namespace, &primary.id);
+        self.each_primary(lake, cancel, true, |file, row, primary| {
+            let key = primary.hash;
             if keep.as_ref().is_some_and(|keep| !keep.contains(&key)) {
                 return Ok(());
             }
-            let namespace = numbers.namespace_number(&primary.namespace);
+            let namespace = numbers.namespace_number(primary.namespace);
             let fragment = FragmentRow {
                 key,
                 file,
                 row,
-                row_id,
+                row_id: primary.row_id,
                 namespace,
             };
             let shard = part_of(key, shards.len());
-            shards[shard].push(fragment, Some(&primary.id))
+            shards[shard].push(fragment, Some(primary.id))
         })
         .await?;
         self.shards = finish(shards)?;
@@ -138,16 +160,16 @@ impl ShardedKeys {
                 table
             }
         };
-        self.each_primary(lake, cancel, |file, row, primary, row_id| {
-            let Some(component) = table.get(identity_hash(&primary.namespace, &primary.id)) else {
+        self.each_primary(lake, cancel, false, |file, row, primary| {
+            let Some(component) = table.get(primary.hash) else {
                 return Ok(());
             };
             let fragment = FragmentRow {
                 key: u128::from(component),
                 file,
                 row,
-                row_id,
-                namespace: numbers.namespace_number(&primary.namespace),
+                row_id: primary.row_id,
+                namespace: numbers.namespace_number(primary.namespace),
             };
             router.route(fragment)
         })
@@ -234,14 +256,14 @@ impl ShardedKeys {
     ) -> Result<Vec<FragmentSpill>, EngineError> {
         let bucket_count = self.layout.buckets;
         let mut buckets = spills(folder, "fragments", bucket_count, false)?;
-        self.each_primary(lake, cancel, |file, row, primary, row_id| {
-            let key = identity_hash(&primary.namespace, &primary.id);
+        self.each_primary(lake, cancel, false, |file, row, primary| {
+            let key = primary.hash;
             let fragment = FragmentRow {
                 key,
                 file,
                 row,
-                row_id,
-                namespace: numbers.namespace_number(&primary.namespace),
+                row_id: primary.row_id,
+                namespace: numbers.namespace_number(primary.namespace),
             };
             buckets[part_of(key, bucket_count)].push(fragment, None)
         })

@@ -21,6 +21,7 @@ mod membership_keys;
 mod read_shard;
 mod restrict;
 mod router;
+mod sidecar;
 mod spills;
 
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ pub use component_table::ComponentTables;
 pub use layout::ShardLayout;
 pub use restrict::Restriction;
 use restrict::Seeds;
+pub use sidecar::{sidecar_location, write_key_sidecar, write_key_sidecars};
 use spills::{finish, spill_folder, spills};
 
 /// Keying of a whole population, shard by shard: what [`ShardedKeys::build`] spilled, and
