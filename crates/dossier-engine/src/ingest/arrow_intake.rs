@@ -153,9 +153,12 @@ impl ArrowIntake {
     }
 }
 
+/// A row's 1-based number in its file, and the row as JSON or why it is not.
+pub type NumberedRecord = (u64, Result<Value, String>);
+
 /// Every row of `rows` as the JSON path reads it: Arrow's JSON lines, parsed, with its 1-based
 /// row number in the file.
-pub fn json_records(rows: &RecordBatch, first_row: u64) -> Result<Vec<(u64, Result<Value, String>)>, ArrowError> {
+pub fn json_records(rows: &RecordBatch, first_row: u64) -> Result<Vec<NumberedRecord>, ArrowError> {
     Ok((first_row + 1..).zip(as_json(rows)?).collect())
 }
 

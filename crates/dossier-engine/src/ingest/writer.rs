@@ -85,11 +85,14 @@ fn upload_error(error: std::io::Error) -> EngineError {
     EngineError::Parquet(parquet::errors::ParquetError::External(Box::new(error)))
 }
 
+/// A batch encoding on a blocking thread: the encoder comes back with the bytes it produced.
+type Encoding = JoinHandle<Result<(ParallelEncoder, Vec<u8>), EngineError>>;
+
 /// The file being written: its encoder (away on a blocking thread while a batch encodes) and
 /// the lake upload its bytes stream into.
 struct OpenFile {
     encoder: Option<ParallelEncoder>,
-    in_flight: Option<JoinHandle<Result<(ParallelEncoder, Vec<u8>), EngineError>>>,
+    in_flight: Option<Encoding>,
     sink: BufWriter,
     file: WrittenFile,
 }
