@@ -32,7 +32,7 @@ use dossier_storage::{Lake, MetaStore};
 use super::arrow_intake::{ArrowIntake, Checked, Rejected, json_records};
 use super::json_lines::read_json_lines_parallel;
 use super::records::{SourceRecord, read_csv, read_multi_line_json};
-use super::validate::{RowError, check_record};
+use super::validate::{RowError, check_record, sort_record};
 use super::writer::{DECODE_BATCH_ROWS, EncodeSettings, FileLimits, FragmentWriter, WrittenFile};
 use crate::EngineError;
 use crate::metrics::IngestCounts;
@@ -227,17 +227,7 @@ fn check_parquet_chunk(
     let mut valid = Vec::with_capacity(records.len());
     let mut rejected = Vec::new();
     for (row, record) in records {
-        match record {
-            Err(reason) => rejected.push((row, vec![(None, reason)])),
-            Ok(record) => {
-                let problems = check_record(schema, &record);
-                if problems.is_empty() {
-                    valid.push(record);
-                } else {
-                    rejected.push((row, problems.into_iter().map(|e| (Some(e.path), e.reason)).collect()));
-                }
-            }
-        }
+        sort_record(schema, row, record, &mut valid, &mut rejected);
     }
     Ok(CheckedChunk {
         valid: Valid::Records(valid),

@@ -16,7 +16,7 @@ use dossier_model::xdm::XdmSchema;
 
 use super::arrow_intake::Rejected;
 use super::records::object_or_error;
-use super::validate::check_record;
+use super::validate::sort_record;
 use crate::EngineError;
 
 /// Lines per chunk: large enough that a thread's hand-off is noise, small enough that a round
@@ -125,17 +125,7 @@ fn check_chunk(
         let record = serde_json::from_str::<Value>(text)
             .map_err(|e| format!("line is not valid JSON: {e}"))
             .and_then(object_or_error);
-        match record {
-            Err(reason) => rejected.push((row, vec![(None, reason)])),
-            Ok(record) => {
-                let problems = check_record(schema, &record);
-                if problems.is_empty() {
-                    valid.push(record);
-                } else {
-                    rejected.push((row, problems.into_iter().map(|e| (Some(e.path), e.reason)).collect()));
-                }
-            }
-        }
+        sort_record(schema, row, record, &mut valid, &mut rejected);
     }
     Ok(LinesChecked {
         valid: decode(arrow_schema, &valid)?,
@@ -170,20 +160,7 @@ mod tests {
         let (mut valid, mut rejected, mut records) = (Vec::new(), Vec::new(), 0);
         read_json_lines(text.as_bytes(), |source| {
             records += 1;
-            match source.record {
-                Err(reason) => rejected.push((source.row, vec![(None, reason)])),
-                Ok(record) => {
-                    let problems = check_record(schema, &record);
-                    if problems.is_empty() {
-                        valid.push(record);
-                    } else {
-                        rejected.push((
-                            source.row,
-                            problems.into_iter().map(|e| (Some(e.path), e.reason)).collect(),
-                        ));
-                    }
-                }
-            }
+            sort_record(schema, source.row, source.record, &mut valid, &mut rejected);
             ControlFlow::Continue(())
         })
         .unwrap();

@@ -76,6 +76,28 @@ fn authenticated_state_errors(record: &Value) -> Vec<FieldError> {
     errors
 }
 
+/// Sorts one parsed (or unparseable) record of row `row` into `valid` or `rejected`, with the
+/// reasons the failed-records report gives: the parse error alone, or each field's problem.
+pub fn sort_record(
+    schema: &XdmSchema,
+    row: u64,
+    record: Result<Value, String>,
+    valid: &mut Vec<Value>,
+    rejected: &mut Vec<super::arrow_intake::Rejected>,
+) {
+    match record {
+        Err(reason) => rejected.push((row, vec![(None, reason)])),
+        Ok(record) => {
+            let problems = check_record(schema, &record);
+            if problems.is_empty() {
+                valid.push(record);
+            } else {
+                rejected.push((row, problems.into_iter().map(|e| (Some(e.path), e.reason)).collect()));
+            }
+        }
+    }
+}
+
 /// Why `record` cannot be a fragment of a dataset with `schema`, field by field; empty if it can.
 pub fn check_record(schema: &XdmSchema, record: &Value) -> Vec<FieldError> {
     let mut errors = match schema.validate_record(record) {
