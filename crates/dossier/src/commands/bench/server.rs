@@ -1,7 +1,7 @@
 //! The server under test: `dossier serve` as a child process, so that its memory is its own and
 //! can be measured per job (the benchmark's client and the peers run in other processes).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail};
@@ -31,7 +31,7 @@ impl ChildServer {
                 vec!["--export-engine", "cluster", "--cluster-url", url]
             }))
             .envs(stores.env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", server_log().map_or("warn", |_| "info"))
             .stderr(Stdio::piped())
             .spawn()
             .context("cannot start dossier serve")?;
@@ -46,8 +46,24 @@ impl ChildServer {
                 None => bail!("dossier serve stopped before listening"),
             }
         };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        // Keep draining stderr so the server never blocks on a full pipe; keep it where asked.
+        let mut log = match server_log() {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot open {path} (DOSSIER_BENCH_SERVER_LOG)"))?,
+            ),
+            None => None,
+        };
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some(log) = log.as_mut() {
+                    let _ = writeln!(log, "{line}");
+                }
+            }
+        });
         Ok(Self { child, base })
     }
 
@@ -97,4 +113,12 @@ impl Drop for ChildServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `DOSSIER_BENCH_SERVER_LOG=<file>`: the servers' `info` log is appended there (where each
+/// phase of an export spent its time), instead of their warnings being dropped.
+fn server_log() -> Option<String> {
+    std::env::var("DOSSIER_BENCH_SERVER_LOG")
+        .ok()
+        .filter(|path| !path.is_empty())
 }

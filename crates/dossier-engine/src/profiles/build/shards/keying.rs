@@ -1,6 +1,5 @@
 //! Pass one proper: every fragment's primary identity read once and keyed to its shard.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,7 +21,7 @@ use super::spills::{finish, spills};
 use super::{KeyingContext, ShardedKeys};
 use crate::EngineError;
 use crate::cancel::CancelFlag;
-use crate::identity::{Identity, read_file_primaries};
+use crate::identity::read_file_primaries;
 
 impl ShardedKeys {
     /// Visits the primary identity of every row of every file, calling `visit(file, row,
@@ -116,7 +115,7 @@ impl ShardedKeys {
         let cancel = context.cancel;
         let bucket_count = self.layout.buckets;
         let mut router = ShardRouter::new(spills(folder, "shard", self.layout.shards, false)?, components);
-        let mut membership_keys = MembershipKeys::new(&self.memberships, self.seeds.iter().flat_map(Seeds::identities));
+        let mut membership_keys = MembershipKeys::new(&self.memberships, self.seeds.iter().flat_map(Seeds::hashes));
         // A graph within one bucket is kept sealed for the next build of the same version; the
         // identities of evaluated memberships are then resolved through it instead of while
         // scanning.
@@ -147,9 +146,9 @@ impl ShardedKeys {
             .await?;
         }
         if let Some(table) = &cached {
-            membership_keys.resolve_in(table);
+            membership_keys.resolve_in(table, &self.memberships);
         }
-        self.restrict(&mut router, &membership_keys.resolved, components);
+        self.restrict(&mut router, &membership_keys.seed_components, components);
         self.resolved = Some(membership_keys.resolved);
         let table = match cached {
             Some(table) => table,
@@ -223,7 +222,7 @@ impl ShardedKeys {
         let fragment_buckets = self.fragment_buckets(lake, folder, numbers, cancel).await;
         let (graph_buckets, membership_keys) = graph_scan.await??;
         let fragment_buckets = finish(fragment_buckets?)?;
-        self.restrict(&mut router, &membership_keys.resolved, components);
+        self.restrict(&mut router, &membership_keys.seed_components, components);
         self.resolved = Some(membership_keys.resolved);
         let graph_buckets = finish(graph_buckets)?;
         let mut joined = Vec::new();
@@ -240,7 +239,7 @@ impl ShardedKeys {
     }
 
     /// A restricted build keeps only the components its seeds reach (resolved with the graph).
-    fn restrict(&self, router: &mut ShardRouter, resolved: &HashMap<Identity, u32>, components: usize) {
+    fn restrict(&self, router: &mut ShardRouter, resolved: &foldhash::HashMap<u128, u32>, components: usize) {
         if let Some(seeds) = &self.seeds {
             router.keep_only(seeds.component_mask(resolved, components));
         }

@@ -16,8 +16,6 @@
 //! every file, so it is merged in full. The seeds are a superset of the selection: the exact
 //! decision (statuses, windows, empty profiles) is still made on the merged profiles.
 
-use std::collections::{HashMap, HashSet};
-
 use dossier_model::export_job::SegmentFilter;
 use dossier_model::time::EpochMillis;
 use dossier_model::xdm::SchemaClass;
@@ -25,8 +23,9 @@ use dossier_storage::Lake;
 
 use super::ShardedKeys;
 use super::identity_hash::identity_hash;
+use super::sidecar::{Primary, visit_sidecar};
 use crate::EngineError;
-use crate::identity::{Identity, read_file_primaries};
+use crate::identity::read_file_primaries;
 use crate::segments::member_index::candidate_identities;
 use crate::segments::memberships::UPS;
 
@@ -45,25 +44,32 @@ impl Restriction {
     }
 }
 
-/// The seed identities of each criterion of a restriction: a profile is built when every set
-/// reaches it.
+/// The seeds of each criterion of a restriction, as identity hashes (the 128-bit hashes the
+/// graph and the key sidecars use): a profile is built when every set reaches it. Hashes, not
+/// identities: a segment of a million members would otherwise be a million owned strings,
+/// hashed and compared again at every step.
 pub(super) struct Seeds {
-    sets: Vec<HashSet<Identity>>,
+    sets: Vec<HashSet<u128>>,
 }
 
+type HashSet<T> = foldhash::HashSet<T>;
+
 impl Seeds {
-    pub(super) fn identities(&self) -> impl Iterator<Item = &Identity> {
-        self.sets.iter().flatten()
+    pub(super) fn hashes(&self) -> impl Iterator<Item = u128> + '_ {
+        self.sets.iter().flatten().copied()
     }
 
     /// `pdg`: the components every criterion reaches, as a mask over component numbers.
-    pub(super) fn component_mask(&self, resolved: &HashMap<Identity, u32>, components: usize) -> Vec<bool> {
+    pub(super) fn component_mask(&self, resolved: &foldhash::HashMap<u128, u32>, components: usize) -> Vec<bool> {
         let mut reached = vec![0u8; components];
+        let mut seen = vec![false; components];
         for set in &self.sets {
-            let mut seen: HashSet<u32> = HashSet::new();
-            for component in set.iter().filter_map(|identity| resolved.get(identity)) {
-                if seen.insert(*component) && (*component as usize) < components {
-                    reached[*component as usize] += 1;
+            seen.fill(false);
+            for &component in set.iter().filter_map(|hash| resolved.get(hash)) {
+                let c = component as usize;
+                if c < components && !seen[c] {
+                    seen[c] = true;
+                    reached[c] += 1;
                 }
             }
         }
@@ -73,12 +79,9 @@ impl Seeds {
 
     /// `none`: the primary identity hashes every criterion names.
     pub(super) fn primary_hashes(&self) -> HashSet<u128> {
-        let hashes = |set: &HashSet<Identity>| -> HashSet<u128> {
-            set.iter().map(|i| identity_hash(&i.namespace, &i.id)).collect()
-        };
-        let mut sets = self.sets.iter().map(hashes);
-        let first = sets.next().unwrap_or_default();
-        sets.fold(first, |kept, next| kept.intersection(&next).copied().collect())
+        let mut sets = self.sets.iter();
+        let first = sets.next().cloned().unwrap_or_default();
+        sets.fold(first, |kept, next| kept.intersection(next).copied().collect())
     }
 }
 
@@ -102,37 +105,46 @@ impl ShardedKeys {
         Ok(Some(Seeds { sets }))
     }
 
-    /// Primary identities of the fragments ingested after `from`.
-    async fn touched_after(&self, lake: &Lake, from: EpochMillis) -> Result<HashSet<Identity>, EngineError> {
-        let mut seeds = HashSet::new();
+    /// Primary identities of the fragments ingested after `from`, from the files' key
+    /// sidecars where they are usable.
+    async fn touched_after(&self, lake: &Lake, from: EpochMillis) -> Result<HashSet<u128>, EngineError> {
+        let mut seeds = HashSet::default();
         for file in self.files.iter().filter(|f| f.ingested > from) {
             let schema = &self.datasets[file.dataset].schema;
-            let (primaries, _) = read_file_primaries(lake, &file.location, schema).await?;
-            seeds.extend(primaries.into_iter().flatten());
+            let from_sidecar = visit_sidecar(lake, &file.location, schema, false, |_, primary: &Primary<'_>| {
+                seeds.insert(primary.hash);
+                Ok(())
+            })
+            .await?;
+            if !from_sidecar {
+                let (primaries, _) = read_file_primaries(lake, &file.location, schema).await?;
+                seeds.extend(primaries.iter().flatten().map(|p| identity_hash(&p.namespace, &p.id)));
+            }
         }
         Ok(seeds)
     }
 
     /// Identities whose profiles may be members of one of `filters`: from the segment index of
     /// the record files read, and from the evaluated memberships.
-    async fn segment_candidates(
-        &self,
-        lake: &Lake,
-        filters: &[SegmentFilter],
-    ) -> Result<HashSet<Identity>, EngineError> {
+    async fn segment_candidates(&self, lake: &Lake, filters: &[SegmentFilter]) -> Result<HashSet<u128>, EngineError> {
         let records: Vec<_> = self
             .files
             .iter()
             .filter(|f| self.datasets[f.dataset].schema.class == SchemaClass::Profile)
             .map(|f| (f.location.clone(), self.datasets[f.dataset].schema.clone()))
             .collect();
-        let mut seeds = candidate_identities(lake, &records, filters).await?;
+        let candidates = candidate_identities(lake, &records, filters).await?;
+        let mut seeds: HashSet<u128> = candidates.iter().map(|i| identity_hash(&i.namespace, &i.id)).collect();
         for (segment, rows) in &self.memberships {
             let filtered = filters
                 .iter()
                 .any(|f| f.segment_id == *segment && f.segment_ns.eq_ignore_ascii_case(UPS));
             if filtered {
-                seeds.extend(rows.iter().flat_map(|r| r.identities.iter().cloned()));
+                seeds.extend(
+                    rows.iter()
+                        .flat_map(|r| &r.identities)
+                        .map(|i| identity_hash(&i.namespace, &i.id)),
+                );
             }
         }
         Ok(seeds)
@@ -143,8 +155,8 @@ impl ShardedKeys {
 mod tests {
     use super::*;
 
-    fn set(ids: &[&str]) -> HashSet<Identity> {
-        ids.iter().map(|id| Identity::new("ECID", *id)).collect()
+    fn set(ids: &[&str]) -> HashSet<u128> {
+        ids.iter().map(|id| identity_hash("ECID", id)).collect()
     }
 
     #[test]
@@ -152,9 +164,9 @@ mod tests {
         let seeds = Seeds {
             sets: vec![set(&["a", "b"]), set(&["c"])],
         };
-        let resolved: HashMap<Identity, u32> = [("a", 0), ("b", 1), ("c", 1)]
+        let resolved: foldhash::HashMap<u128, u32> = [("a", 0), ("b", 1), ("c", 1)]
             .into_iter()
-            .map(|(id, c)| (Identity::new("ECID", id), c))
+            .map(|(id, c)| (identity_hash("ECID", id), c))
             .collect();
         assert_eq!(seeds.component_mask(&resolved, 3), vec![false, true, false]);
     }
