@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::RowSelection;
@@ -263,7 +263,7 @@ pub async fn read_picked_rows(
     wanted: &[bool],
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<Vec<(usize, RecordBatch, Vec<usize>)>, EngineError> {
-    let mut out = Vec::new();
+    let mut reads = Vec::new();
     for (index, keyed) in files.iter().enumerate() {
         let picked: Vec<usize> = (0..keyed.profiles.len())
             .filter(|&i| wanted[keyed.profiles[i] as usize])
@@ -286,17 +286,33 @@ pub async fn read_picked_rows(
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let selection = RowSelection::from_consecutive_ranges(consecutive_ranges(&rows), total_rows);
-        let batches: Vec<RecordBatch> = builder
-            .with_projection(mask)
-            .with_row_selection(selection)
-            .build()?
-            .try_collect()
-            .await?;
+        let stream = builder.with_projection(mask).with_row_selection(selection).build()?;
+        reads.push((index, stream, picked));
+    }
+    // Decoding is CPU work and the export runs on a single-threaded runtime: each file is
+    // decoded on a blocking thread of its own, two at a time (both cores), in file order.
+    let handle = tokio::runtime::Handle::current();
+    let decoded = futures::stream::iter(reads.into_iter().map(|(index, stream, picked)| {
+        let handle = handle.clone();
+        async move {
+            let batches =
+                tokio::task::spawn_blocking(move || handle.block_on(stream.try_collect::<Vec<RecordBatch>>()))
+                    .await
+                    .map_err(|e| EngineError::Invalid(format!("reading a file's rows stopped: {e}")))??;
+            Ok::<_, EngineError>((index, batches, picked))
+        }
+    }))
+    .buffered(FILES_DECODED_AT_ONCE);
+    let mut out = Vec::new();
+    for (index, batches, picked) in decoded.try_collect::<Vec<_>>().await? {
         let Some(first) = batches.first() else { continue };
         out.push((index, concat_batches(&first.schema(), &batches)?, picked));
     }
     Ok(out)
 }
+
+/// Files whose picked rows are decoded at once: one per core.
+const FILES_DECODED_AT_ONCE: usize = 2;
 
 /// The selection of a file's `rows` (ascending row numbers) among its `total_rows`.
 pub fn keyed_selection(rows: &[u32], total_rows: usize) -> RowSelection {
