@@ -4,13 +4,15 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use bytes::Bytes;
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -87,4 +89,28 @@ impl MetadataSuffixFetch for &mut LakeFileReader {
         }
         .boxed()
     }
+}
+
+/// Streams decoded at once by [`decode_in_parallel`]: one per core.
+const STREAMS_DECODED_AT_ONCE: usize = 2;
+
+/// Decodes each stream whole, in order, each on a blocking thread of its own, two at a time.
+/// Decoding is CPU work, and a job runs on a single-threaded runtime: read in turn, several
+/// files would decode on one core.
+pub async fn decode_in_parallel<T: Send + 'static>(
+    streams: Vec<(T, ParquetRecordBatchStream<LakeFileReader>)>,
+) -> Result<Vec<(T, Vec<RecordBatch>)>, ParquetError> {
+    let handle = tokio::runtime::Handle::current();
+    futures::stream::iter(streams.into_iter().map(|(tag, stream)| {
+        let handle = handle.clone();
+        async move {
+            let batches = tokio::task::spawn_blocking(move || handle.block_on(stream.try_collect::<Vec<_>>()))
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))??;
+            Ok((tag, batches))
+        }
+    }))
+    .buffered(STREAMS_DECODED_AT_ONCE)
+    .try_collect()
+    .await
 }

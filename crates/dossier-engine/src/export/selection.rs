@@ -4,12 +4,10 @@
 //! merge does), evaluated `ups` entries are laid over them, and each profile gets the set of
 //! batches it goes to. Profiles that go nowhere are never read again.
 
-use std::collections::HashMap;
-
-use arrow::array::{Array, AsArray, MapArray, StringArray};
+use arrow::array::{Array, AsArray, MapArray, RecordBatch, StringArray};
 use arrow::datatypes::TimestampMicrosecondType;
-use futures::TryStreamExt;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
 
 use dossier_model::export_job::{ExportSpec, QualificationWindow, SegmentFilter};
 use dossier_model::time::EpochMillis;
@@ -17,10 +15,13 @@ use dossier_storage::Lake;
 
 use super::types::ExportRequest;
 use crate::EngineError;
-use crate::parquet_io::LakeFileReader;
-use crate::profiles::build::keys::{KeyedSources, keyed_selection};
+use crate::parquet_io::{LakeFileReader, decode_in_parallel};
+use crate::profiles::build::keys::{KeyedFile, KeyedSources, keyed_selection};
 use crate::profiles::merge::SEGMENT_MEMBERSHIP;
 use crate::segments::MembershipOverlay;
+
+/// A fast hash: the selection's maps hold an entry per candidate profile and filter.
+type HashMap<K, V> = foldhash::HashMap<K, V>;
 
 /// The namespace evaluated memberships are written under.
 const UPS: &str = "ups";
@@ -83,19 +84,15 @@ impl Entries {
     }
 }
 
-/// Reads one record file's memberships into `entries`.
-async fn scan_file(
+/// The `segmentMembership` column of one record file, only the rows of this export's profiles
+/// (the n-th row read is entry n of its `rows`), or `None` when it has no such rows or column.
+async fn membership_stream(
     lake: &Lake,
-    sources: &KeyedSources,
-    file_index: usize,
-    filters: &[SegmentFilter],
-    entries: &mut Entries,
-) -> Result<(), EngineError> {
-    let keyed = &sources.records[file_index];
+    keyed: &KeyedFile,
+) -> Result<Option<ParquetRecordBatchStream<LakeFileReader>>, EngineError> {
     if keyed.rows.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let dataset = &sources.datasets[keyed.file.dataset];
     let builder = LakeFileReader::new(lake, keyed.file.location.clone())
         .selective_builder()
         .await?;
@@ -105,34 +102,33 @@ async fn scan_file(
         .iter()
         .position(|f| f.name() == SEGMENT_MEMBERSHIP)
     else {
-        return Ok(());
+        return Ok(None);
     };
     let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
-    // Only the file's rows of this export's profiles: the n-th row read is entry n of `rows`.
     let total_rows = builder.metadata().file_metadata().num_rows() as usize;
     let selection = keyed_selection(&keyed.rows, total_rows);
-    let mut stream = builder.with_projection(mask).with_row_selection(selection).build()?;
+    Ok(Some(
+        builder.with_projection(mask).with_row_selection(selection).build()?,
+    ))
+}
+
+/// Scans one record file's decoded memberships into `entries`.
+fn scan_file(keyed: &KeyedFile, rank: i64, batches: &[RecordBatch], filters: &[SegmentFilter], entries: &mut Entries) {
     let mut row = 0usize;
-    while let Some(batch) = stream.try_next().await? {
+    for batch in batches {
         let Some(outer) = batch.column(0).as_map_opt() else {
-            return Ok(());
+            return;
         };
         for r in 0..batch.num_rows() {
             let profile = keyed.profiles[row + r];
             if outer.is_null(r) {
                 continue;
             }
-            let rank = (
-                dataset.rank,
-                keyed.file.ingested,
-                keyed.file.batch_seq,
-                keyed.row_ids[row + r],
-            );
+            let rank = (rank, keyed.file.ingested, keyed.file.batch_seq, keyed.row_ids[row + r]);
             scan_row(outer, r, profile, rank, filters, entries);
         }
         row += batch.num_rows();
     }
-    Ok(())
 }
 
 /// The entries of row `r` of a `segmentMembership` map that some filter names.
@@ -227,15 +223,23 @@ pub async fn select(
         let every_batch: Vec<usize> = (0..request.batches.len()).collect();
         return Ok(candidates.into_iter().map(|p| (p, every_batch.clone())).collect());
     }
-    let mut entries = Entries::default();
+    let mut streams = Vec::new();
     for (index, keyed) in sources.records.iter().enumerate() {
-        if sources.datasets[keyed.file.dataset].in_scope {
-            scan_file(lake, sources, index, &spec.segments, &mut entries).await?;
+        if sources.datasets[keyed.file.dataset].in_scope
+            && let Some(stream) = membership_stream(lake, keyed).await?
+        {
+            streams.push((index, stream));
         }
+    }
+    let mut entries = Entries::default();
+    for (index, batches) in decode_in_parallel(streams).await? {
+        let keyed = &sources.records[index];
+        let rank = sources.datasets[keyed.file.dataset].rank;
+        scan_file(keyed, rank, &batches, &spec.segments, &mut entries);
     }
     lay_overlay(overlay, &spec.segments, &mut entries);
     let filters = spec.segments.len();
-    let mut matched: HashMap<u32, Vec<bool>> = HashMap::new();
+    let mut matched: HashMap<u32, Vec<bool>> = HashMap::default();
     for ((profile, f, _), best) in &entries.best {
         let filter = &spec.segments[*f as usize];
         let hit = best.status.is_some_and(|s| wanted(filter, s)) && in_window(spec.qualification, best.time);

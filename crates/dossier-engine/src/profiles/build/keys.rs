@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
-use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::RowSelection;
@@ -24,7 +23,7 @@ use dossier_storage::{Lake, MetaStore};
 
 use crate::EngineError;
 use crate::identity::{Identity, PinnedGraph};
-use crate::parquet_io::LakeFileReader;
+use crate::parquet_io::{LakeFileReader, decode_in_parallel};
 use crate::profiles::merge::IDENTITY_MAP;
 use crate::schemas::dataset_schema;
 
@@ -287,32 +286,15 @@ pub async fn read_picked_rows(
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let selection = RowSelection::from_consecutive_ranges(consecutive_ranges(&rows), total_rows);
         let stream = builder.with_projection(mask).with_row_selection(selection).build()?;
-        reads.push((index, stream, picked));
+        reads.push(((index, picked), stream));
     }
-    // Decoding is CPU work and the export runs on a single-threaded runtime: each file is
-    // decoded on a blocking thread of its own, two at a time (both cores), in file order.
-    let handle = tokio::runtime::Handle::current();
-    let decoded = futures::stream::iter(reads.into_iter().map(|(index, stream, picked)| {
-        let handle = handle.clone();
-        async move {
-            let batches =
-                tokio::task::spawn_blocking(move || handle.block_on(stream.try_collect::<Vec<RecordBatch>>()))
-                    .await
-                    .map_err(|e| EngineError::Invalid(format!("reading a file's rows stopped: {e}")))??;
-            Ok::<_, EngineError>((index, batches, picked))
-        }
-    }))
-    .buffered(FILES_DECODED_AT_ONCE);
     let mut out = Vec::new();
-    for (index, batches, picked) in decoded.try_collect::<Vec<_>>().await? {
+    for ((index, picked), batches) in decode_in_parallel(reads).await? {
         let Some(first) = batches.first() else { continue };
         out.push((index, concat_batches(&first.schema(), &batches)?, picked));
     }
     Ok(out)
 }
-
-/// Files whose picked rows are decoded at once: one per core.
-const FILES_DECODED_AT_ONCE: usize = 2;
 
 /// The selection of a file's `rows` (ascending row numbers) among its `total_rows`.
 pub fn keyed_selection(rows: &[u32], total_rows: usize) -> RowSelection {
