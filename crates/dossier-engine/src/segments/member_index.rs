@@ -14,7 +14,6 @@
 //! The index says who *may* be a member (any status, any time): the exact decision is still the
 //! merged membership of the profile (`export::selection`), made on those profiles only.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, MapArray, RecordBatch, StringArray};
@@ -31,7 +30,7 @@ use dossier_model::xdm::XdmSchema;
 use dossier_storage::Lake;
 
 use crate::EngineError;
-use crate::identity::{Identity, read_file_primaries};
+use crate::identity::read_file_primaries;
 use crate::parquet_io::LakeFileReader;
 use crate::profiles::merge::SEGMENT_MEMBERSHIP;
 
@@ -74,20 +73,22 @@ struct IndexRow {
 }
 
 /// The identities whose profiles may be members of one of `filters`, from the sidecars of
-/// `files` (record files and their schemas); a missing or unreadable sidecar is built from its
-/// data file first.
-pub async fn candidate_identities(
+/// `files` (record files and their schemas), each as `key(namespace, id)` makes it (a hash, so
+/// that a large segment is not a million owned strings); a missing or unreadable sidecar is
+/// built from its data file first.
+pub async fn candidate_identities<K: Send>(
     lake: &Lake,
     files: &[(ObjectPath, Arc<XdmSchema>)],
     filters: &[SegmentFilter],
-) -> Result<HashSet<Identity>, EngineError> {
+    key: fn(&str, &str) -> K,
+) -> Result<Vec<K>, EngineError> {
     // The futures are made before the stream: a closure in the stream's type would not be
     // general enough for the `Send` export future that awaits it.
     let reads: Vec<_> = files
         .iter()
-        .map(|(location, schema)| file_candidates(lake, location, schema, filters))
+        .map(|(location, schema)| file_candidates(lake, location, schema, filters, key))
         .collect();
-    let per_file: Vec<Vec<Identity>> = futures::stream::iter(reads)
+    let per_file: Vec<Vec<K>> = futures::stream::iter(reads)
         .buffer_unordered(CONCURRENT_FILES)
         .try_collect()
         .await?;
@@ -97,14 +98,15 @@ pub async fn candidate_identities(
 /// The primary identities of one data file's rows that hold an entry for one of `filters`: from
 /// its sidecar, or (when it has none yet, or it cannot be read) from the file, scanned and its
 /// sidecar written for the next job.
-async fn file_candidates(
+async fn file_candidates<K>(
     lake: &Lake,
     location: &ObjectPath,
     schema: &XdmSchema,
     filters: &[SegmentFilter],
-) -> Result<Vec<Identity>, EngineError> {
+    key: fn(&str, &str) -> K,
+) -> Result<Vec<K>, EngineError> {
     let sidecar = sidecar_path(location);
-    match read_sidecar(lake, &sidecar, filters).await {
+    match read_sidecar(lake, &sidecar, filters, key).await {
         Ok(Some(found)) => return Ok(found),
         Ok(None) => {}
         Err(error) => tracing::warn!(%sidecar, %error, "segment index sidecar unreadable; rebuilding it"),
@@ -119,7 +121,7 @@ async fn file_candidates(
     Ok(rows
         .into_iter()
         .filter(|row| named(&row.segment_namespace, &row.segment_id, filters))
-        .map(|row| Identity::new(&row.primary.0, &row.primary.1))
+        .map(|row| key(&row.primary.0, &row.primary.1))
         .collect())
 }
 
@@ -132,11 +134,12 @@ fn named(namespace: &str, segment_id: &str, filters: &[SegmentFilter]) -> bool {
 
 /// The primary identities of the sidecar's rows that `filters` name (nothing else is
 /// materialized), or `None` when there is no sidecar.
-async fn read_sidecar(
+async fn read_sidecar<K>(
     lake: &Lake,
     sidecar: &ObjectPath,
     filters: &[SegmentFilter],
-) -> Result<Option<Vec<Identity>>, EngineError> {
+    key: fn(&str, &str) -> K,
+) -> Result<Option<Vec<K>>, EngineError> {
     let bytes = match lake.store().get(sidecar).await {
         Ok(found) => found
             .bytes()
@@ -156,7 +159,7 @@ async fn read_sidecar(
         };
         for r in 0..batch.num_rows() {
             if named(ns.value(r), seg.value(r), filters) {
-                found.push(Identity::new(pns.value(r), pid.value(r)));
+                found.push(key(pns.value(r), pid.value(r)));
             }
         }
     }

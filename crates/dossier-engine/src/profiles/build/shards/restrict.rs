@@ -133,8 +133,10 @@ impl ShardedKeys {
             .filter(|f| self.datasets[f.dataset].schema.class == SchemaClass::Profile)
             .map(|f| (f.location.clone(), self.datasets[f.dataset].schema.clone()))
             .collect();
-        let candidates = candidate_identities(lake, &records, filters).await?;
-        let mut seeds: HashSet<u128> = candidates.iter().map(|i| identity_hash(&i.namespace, &i.id)).collect();
+        let mut seeds: HashSet<u128> = candidate_identities(lake, &records, filters, identity_hash)
+            .await?
+            .into_iter()
+            .collect();
         for (segment, rows) in &self.memberships {
             let filtered = filters
                 .iter()
