@@ -6,6 +6,7 @@
 
 use arrow::array::{Array, AsArray, MapArray, RecordBatch, StringArray};
 use arrow::datatypes::TimestampMicrosecondType;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 
@@ -84,12 +85,12 @@ impl Entries {
     }
 }
 
-/// The `segmentMembership` column of one record file, only the rows of this export's profiles
-/// (the n-th row read is entry n of its `rows`), or `None` when it has no such rows or column.
-async fn membership_stream(
+/// A builder over the `segmentMembership` column of one record file, or `None` when the export
+/// has no rows there or the file has no such column.
+async fn membership_builder(
     lake: &Lake,
     keyed: &KeyedFile,
-) -> Result<Option<ParquetRecordBatchStream<LakeFileReader>>, EngineError> {
+) -> Result<Option<ParquetRecordBatchStreamBuilder<LakeFileReader>>, EngineError> {
     if keyed.rows.is_empty() {
         return Ok(None);
     }
@@ -105,16 +106,47 @@ async fn membership_stream(
         return Ok(None);
     };
     let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
-    let total_rows = builder.metadata().file_metadata().num_rows() as usize;
-    let selection = keyed_selection(&keyed.rows, total_rows);
-    Ok(Some(
-        builder.with_projection(mask).with_row_selection(selection).build()?,
-    ))
+    Ok(Some(builder.with_projection(mask)))
 }
 
-/// Scans one record file's decoded memberships into `entries`.
-fn scan_file(keyed: &KeyedFile, rank: i64, batches: &[RecordBatch], filters: &[SegmentFilter], entries: &mut Entries) {
-    let mut row = 0usize;
+/// Streams over the membership column of `files` (index, builder), each over a consecutive part
+/// of the file's `rows` and tagged with the file and the index of its first entry. A single
+/// file is read as two halves, so that it decodes on both cores.
+async fn membership_streams(
+    lake: &Lake,
+    sources: &KeyedSources,
+    files: Vec<(usize, ParquetRecordBatchStreamBuilder<LakeFileReader>)>,
+) -> Result<Vec<((usize, usize), ParquetRecordBatchStream<LakeFileReader>)>, EngineError> {
+    let parts = if files.len() == 1 { 2 } else { 1 };
+    let mut streams = Vec::new();
+    for (index, builder) in files {
+        let keyed = &sources.records[index];
+        let per_part = keyed.rows.len().div_ceil(parts).max(1);
+        let total_rows = builder.metadata().file_metadata().num_rows() as usize;
+        let mut builder = Some(builder);
+        for (part, rows) in keyed.rows.chunks(per_part).enumerate() {
+            let builder = match builder.take() {
+                Some(first) => first,
+                None => membership_builder(lake, keyed).await?.ok_or_else(|| {
+                    EngineError::Invalid(format!("{} changed while it was read", keyed.file.location))
+                })?,
+            };
+            let selection = keyed_selection(rows, total_rows);
+            streams.push(((index, part * per_part), builder.with_row_selection(selection).build()?));
+        }
+    }
+    Ok(streams)
+}
+
+/// Scans decoded memberships of one record file, from its entry `first` on, into `entries`.
+fn scan_file(
+    keyed: &KeyedFile,
+    (rank, first): (i64, usize),
+    batches: &[RecordBatch],
+    filters: &[SegmentFilter],
+    entries: &mut Entries,
+) {
+    let mut row = first;
     for batch in batches {
         let Some(outer) = batch.column(0).as_map_opt() else {
             return;
@@ -223,19 +255,20 @@ pub async fn select(
         let every_batch: Vec<usize> = (0..request.batches.len()).collect();
         return Ok(candidates.into_iter().map(|p| (p, every_batch.clone())).collect());
     }
-    let mut streams = Vec::new();
+    let mut files = Vec::new();
     for (index, keyed) in sources.records.iter().enumerate() {
         if sources.datasets[keyed.file.dataset].in_scope
-            && let Some(stream) = membership_stream(lake, keyed).await?
+            && let Some(builder) = membership_builder(lake, keyed).await?
         {
-            streams.push((index, stream));
+            files.push((index, builder));
         }
     }
+    let streams = membership_streams(lake, sources, files).await?;
     let mut entries = Entries::default();
-    for (index, batches) in decode_in_parallel(streams).await? {
+    for ((index, first), batches) in decode_in_parallel(streams).await? {
         let keyed = &sources.records[index];
         let rank = sources.datasets[keyed.file.dataset].rank;
-        scan_file(keyed, rank, &batches, &spec.segments, &mut entries);
+        scan_file(keyed, (rank, first), &batches, &spec.segments, &mut entries);
     }
     lay_overlay(overlay, &spec.segments, &mut entries);
     let filters = spec.segments.len();
