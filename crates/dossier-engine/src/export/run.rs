@@ -2,8 +2,8 @@
 //! partition of profiles is read, merged, filtered, projected and written.
 //!
 //! Memory is bounded by the partition size, not by the population: profiles are split into
-//! partitions of at most `ExportSettings::partition_profiles`, and only one partition's fragments are held
-//! at a time.
+//! partitions of at most `ExportSettings::partition_profiles`, and at most two partitions'
+//! fragments are held at a time (one merging, the next being read on another thread).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -472,17 +472,16 @@ struct PartitionOutput<'a> {
     cancel: &'a CancelFlag,
 }
 
-/// Exports one partition of a shard: reads its fragments, leaves out the profiles over the
-/// guardrail, merges the rest chunk by chunk and writes them to their batches.
+/// Exports one partition of a shard from its fragments, read beforehand: leaves out the
+/// profiles over the guardrail, merges the rest chunk by chunk and writes them to their batches.
 async fn export_partition(
-    lake: &Lake,
     plan: &Arc<Plan>,
     shard: &Arc<Shard>,
     (profiles, targets): (&[u32], &[Vec<usize>]),
+    (records, events): (PartitionRecords, PartitionEvents),
     out: PartitionOutput<'_>,
 ) -> Result<(), ExportError> {
     let started = std::time::Instant::now();
-    let (records, events) = read_partition(lake, plan, shard, profiles).await?;
     if out.cancel.is_cancelled() {
         return Err(ExportError::Cancelled);
     }
@@ -515,6 +514,16 @@ async fn export_partition(
         "export merged and wrote a partition"
     );
     Ok(())
+}
+
+/// A partition's read, started on a blocking thread of its own so that it overlaps the merge
+/// of the partition before it (the job's runtime is single-threaded).
+type PartitionRead = tokio::task::JoinHandle<Result<(PartitionRecords, PartitionEvents), ExportError>>;
+
+fn start_reading(lake: &Lake, plan: &Arc<Plan>, shard: &Arc<Shard>, profiles: &[u32]) -> PartitionRead {
+    let (lake, plan, shard, profiles) = (lake.clone(), plan.clone(), shard.clone(), profiles.to_vec());
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(read_partition(&lake, &plan, &shard, &profiles)))
 }
 
 /// The record fragments of a partition's profiles, and their events when the job needs them.
@@ -781,14 +790,29 @@ async fn export_shard(
         progress,
         cancel,
     } = out;
-    for (done, partition) in partitions.into_iter().enumerate() {
+    // While one partition merges, the next is read: two partitions' fragments are held at most.
+    let mut next = partitions
+        .first()
+        .map(|(profiles, _)| start_reading(lake, plan, shard, profiles));
+    for (done, partition) in partitions.iter().enumerate() {
+        // No read was started after a cancel.
+        let Some(read) = next.take() else {
+            return Err(ExportError::Cancelled);
+        };
+        let fragments = read
+            .await
+            .map_err(|e| ExportError::Read(EngineError::Invalid(format!("a partition's read stopped: {e}"))))??;
+        next = partitions
+            .get(done + 1)
+            .filter(|_| !cancel.is_cancelled())
+            .map(|(profiles, _)| start_reading(lake, plan, shard, profiles));
         let out = PartitionOutput {
             writers: &mut *writers,
             totals: &mut *totals,
             progress,
             cancel,
         };
-        export_partition(lake, plan, shard, partition, out).await?;
+        export_partition(plan, shard, *partition, fragments, out).await?;
         let finished = (index * count + done + 1) as u64;
         let percent = finished * 99 / (shard_count * count) as u64;
         progress.percent.fetch_max(percent, Ordering::Relaxed);
