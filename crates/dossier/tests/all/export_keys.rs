@@ -204,3 +204,34 @@ async fn exports_keyed_from_sidecars_and_from_the_files_write_the_same_rows() {
     );
     meta.close().await;
 }
+
+/// Ingestion keys the rows it encodes: an export uses those sidecars as they are (it rewrites
+/// only the sidecars of files it had to key from their data), and each is byte for byte the one
+/// the fallback writes after keying the committed file.
+#[tokio::test]
+async fn sidecars_written_at_ingestion_are_used_and_equal_those_keyed_from_the_files() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let pdg = load(&caller).await;
+    let target = caller.create_dataset("Profile Data Export").await;
+    let sidecars = files_ending(&datasets_folder(&server), ".parquet.keys");
+    assert_eq!(sidecars.len(), 3, "{sidecars:?}");
+    let written = |path: &PathBuf| {
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        (std::fs::read(path).unwrap(), modified)
+    };
+    let at_ingestion: Vec<_> = sidecars.iter().map(written).collect();
+
+    every_export(&server, &target, &pdg, false).await;
+    for (path, ingested) in sidecars.iter().zip(&at_ingestion) {
+        assert!(written(path) == *ingested, "{path:?} was keyed again from its data");
+    }
+
+    every_export(&server, &target, &pdg, true).await;
+    for (path, (bytes, _)) in sidecars.iter().zip(&at_ingestion) {
+        assert!(
+            std::fs::read(path).unwrap() == *bytes,
+            "{path:?} differs from the fallback's"
+        );
+    }
+}
