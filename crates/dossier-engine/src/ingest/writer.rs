@@ -339,3 +339,68 @@ impl FragmentWriter {
         Ok(self.finished)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dossier_model::xdm::IdentityField;
+    use dossier_storage::Lake;
+    use serde_json::json;
+
+    use super::*;
+    use crate::profiles::build::shards::write_key_sidecar;
+
+    /// A record with a flagged identityMap entry, one with only the schema's email field, or
+    /// one with no identity at all.
+    fn record(n: usize) -> Value {
+        match n % 3 {
+            0 => json!({"_id": format!("r{n}"), "identityMap": {"CRMID": [{"id": format!("c{n}"), "primary": true}]}}),
+            1 => json!({"_id": format!("r{n}"), "personalEmail": {"address": format!("p{n}@example.com")}}),
+            _ => json!({"_id": format!("r{n}")}),
+        }
+    }
+
+    /// Over more rows than a sidecar write chunk, arriving in batches that do not divide it,
+    /// across two files: each staged sidecar is byte for byte the one keying the finished file
+    /// from its data writes.
+    #[tokio::test]
+    async fn staged_sidecars_equal_those_keyed_from_the_written_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let mut schema = XdmSchema::builtin_profile();
+        schema.identities.push(IdentityField {
+            path: "personalEmail.address".into(),
+            namespace: "Email".into(),
+            primary: true,
+        });
+        let schema = Arc::new(schema);
+        let limits = FileLimits { max_rows: 70_000 };
+        let mut writer = FragmentWriter::new(
+            lake.store().clone(),
+            "staged".into(),
+            "b1",
+            schema.arrow_schema(),
+            limits,
+        )
+        .unwrap()
+        .with_key_sidecars(schema.clone());
+        let mut decoder = ReaderBuilder::new(schema.arrow_schema())
+            .with_batch_size(5_000)
+            .build_decoder()
+            .unwrap();
+        decoder.serialize(&(0..90_000).map(record).collect::<Vec<_>>()).unwrap();
+        while let Some(rows) = decoder.flush().unwrap() {
+            writer.push_rows(rows).await.unwrap();
+        }
+        let files = writer.finish().await.unwrap();
+        assert_eq!(files.len(), 2);
+        let sidecar = |file: &WrittenFile| {
+            let (store, location) = (lake.store().clone(), sidecar_location(&file.location));
+            async move { store.get(&location).await.unwrap().bytes().await.unwrap() }
+        };
+        for file in &files {
+            let staged = sidecar(file).await;
+            write_key_sidecar(&lake, &schema, &file.location).await.unwrap();
+            assert!(sidecar(file).await == staged, "{}", file.location);
+        }
+    }
+}
