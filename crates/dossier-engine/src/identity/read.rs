@@ -65,15 +65,21 @@ async fn read_identity_columns<T>(
     let mut row_ids = Vec::new();
     for rows in &batches {
         identities.extend(extract(rows, &schema.identities));
-        let ids = rows
-            .column_by_name(SYSTEM_METADATA)
-            .and_then(|c| c.as_struct_opt())
-            .and_then(|s| s.column_by_name("rowId"))
-            .and_then(|c| c.as_primitive_opt::<Int64Type>());
-        match ids {
-            Some(ids) => row_ids.extend(ids.values().iter().copied()),
-            None => row_ids.extend((row_ids.len() as i64)..(row_ids.len() + rows.num_rows()) as i64),
-        }
+        extend_row_ids(&mut row_ids, rows);
     }
     Ok((identities, row_ids))
+}
+
+/// Appends the row ids of `rows`, the next rows of a fragment file, to those of the rows before
+/// them: from the system column, or their positions in the file when it has none.
+pub(crate) fn extend_row_ids(row_ids: &mut Vec<i64>, rows: &RecordBatch) {
+    let ids = rows
+        .column_by_name(SYSTEM_METADATA)
+        .and_then(|c| c.as_struct_opt())
+        .and_then(|s| s.column_by_name("rowId"))
+        .and_then(|c| c.as_primitive_opt::<Int64Type>());
+    match ids {
+        Some(ids) => row_ids.extend(ids.values().iter().copied()),
+        None => row_ids.extend((row_ids.len() as i64)..(row_ids.len() + rows.num_rows()) as i64),
+    }
 }

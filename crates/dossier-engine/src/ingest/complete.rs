@@ -36,7 +36,7 @@ use super::validate::{RowError, check_record, sort_record};
 use super::writer::{DECODE_BATCH_ROWS, EncodeSettings, FileLimits, FragmentWriter, WrittenFile};
 use crate::EngineError;
 use crate::metrics::IngestCounts;
-use crate::profiles::build::shards::write_key_sidecars;
+use crate::profiles::build::shards::sidecar_location;
 
 /// At most this many row errors are kept for `GET /batches/{id}/failed`; all are counted.
 pub const MAX_RECORDED_ROW_ERRORS: usize = 100_000;
@@ -299,6 +299,10 @@ async fn convert_uploads(
         target.schema.arrow_schema(),
         FileLimits::default(),
     )?;
+    // Exports key every file of a profile-enabled dataset (records and events) from its sidecar.
+    if target.dataset.is_profile_enabled() {
+        writer = writer.with_key_sidecars(target.schema.clone());
+    }
     let writing = async move {
         while let Some(valid) = valid_rx.recv().await {
             match valid {
@@ -436,19 +440,13 @@ async fn batch_uploads(meta: &MetaStore, lake: &Lake, target: &IngestTarget) -> 
     Ok(uploads.into_iter().map(|(_, path)| path).collect())
 }
 
-/// The key sidecars of a committed batch's data files, which exports read instead of the files'
-/// identities (`profiles::build::shards::sidecar`). After the commit, and never failing it: a
-/// file without one is keyed from its data.
-async fn write_sidecars(lake: &Lake, target: &IngestTarget, files: &[BatchFile]) {
-    if !target.dataset.is_profile_enabled() {
-        return;
+/// Deletes a data file of a failed batch and its staged key sidecar, if it has one.
+async fn delete_written(lake: &Lake, file: &WrittenFile) -> Result<(), EngineError> {
+    lake.store().delete(&file.location).await?;
+    match lake.store().delete(&sidecar_location(&file.location)).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
     }
-    let data: Vec<ObjectPath> = files
-        .iter()
-        .filter(|f| f.kind == FileKind::Data)
-        .map(|f| ObjectPath::from(f.path.as_str()))
-        .collect();
-    write_key_sidecars(lake, &target.schema, &data).await;
 }
 
 /// Converts and commits one `processing` ingestion batch. Returns the status it ended in with
@@ -491,7 +489,7 @@ pub async fn complete_batch(
     if !success {
         // Data files of a failed batch are never promoted: nothing of it can become readable.
         for file in &written {
-            lake.store().delete(&file.location).await?;
+            delete_written(lake, file).await?;
         }
     }
     lake.promote_staged(tenant, &target.dataset.id, batch_id).await?;
@@ -525,7 +523,6 @@ pub async fn complete_batch(
         return Ok(None);
     }
     lake.remove_staging(tenant, batch_id).await?;
-    write_sidecars(lake, target, &outcome.files).await;
     tracing::info!(batch_id = %batch_id, status = %outcome.status, records = record_count, rejected = report.rejected_rows, "ingestion batch committed");
     let counts = IngestCounts {
         read: report.records_read,

@@ -5,7 +5,10 @@
 //! Parquet uploads checked on Arrow, see [`super::arrow_intake`]). Each batch is stamped with its
 //! system column and encoded on a blocking thread, its columns in parallel
 //! ([`ParallelEncoder`]), while the caller decodes the next one: the encode of batch N overlaps
-//! the decode of batch N+1, and at most one batch is in flight.
+//! the decode of batch N+1, and at most one batch is in flight. For a profile dataset the same
+//! blocking step keys each batch into the file's key sidecar ([`KeySidecarEncoder`]), staged
+//! beside the file when it closes: exports read that instead of the file's identities, and
+//! nothing has to read the file back to make it.
 
 use std::sync::Arc;
 
@@ -21,9 +24,12 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
+use dossier_model::xdm::XdmSchema;
+
 use super::encode::ParallelEncoder;
 use crate::EngineError;
 use crate::fragments::{file_schema, with_system_metadata};
+use crate::profiles::build::shards::{KeySidecarEncoder, sidecar_location};
 
 /// Rows decoded into one Arrow batch at a time: bounds memory while keeping batches large
 /// enough for vectorized work.
@@ -85,15 +91,42 @@ fn upload_error(error: std::io::Error) -> EngineError {
     EngineError::Parquet(parquet::errors::ParquetError::External(Box::new(error)))
 }
 
-/// A batch encoding on a blocking thread: the encoder comes back with the bytes it produced.
-type Encoding = JoinHandle<Result<(ParallelEncoder, Vec<u8>), EngineError>>;
+/// The encoders of one file: its data, and its key sidecar while that is still being made.
+struct Encoders {
+    data: ParallelEncoder,
+    keys: Option<KeySidecarEncoder>,
+}
 
-/// The file being written: its encoder (away on a blocking thread while a batch encodes) and
+impl Encoders {
+    /// Encodes `rows` (stamped with the system column) into the file and keys them into its
+    /// sidecar; returns the data bytes closed meanwhile. A sidecar that fails is dropped with a
+    /// warning: exports then key the file from its data.
+    fn write(&mut self, rows: &RecordBatch, file: &ObjectPath) -> Result<Vec<u8>, EngineError> {
+        self.data.write(rows)?;
+        if let Some(keys) = &mut self.keys
+            && let Err(error) = keys.write(rows)
+        {
+            sidecar_dropped(file, &error);
+            self.keys = None;
+        }
+        Ok(self.data.take_bytes())
+    }
+}
+
+fn sidecar_dropped(file: &ObjectPath, error: &EngineError) {
+    tracing::warn!(file = %file, %error, "could not make the key sidecar; exports key this file from its data");
+}
+
+/// A batch encoding on a blocking thread: the encoders come back with the bytes produced.
+type Encoding = JoinHandle<Result<(Encoders, Vec<u8>), EngineError>>;
+
+/// The file being written: its encoders (away on a blocking thread while a batch encodes) and
 /// the lake upload its bytes stream into.
 struct OpenFile {
-    encoder: Option<ParallelEncoder>,
+    encoders: Option<Encoders>,
     in_flight: Option<Encoding>,
     sink: BufWriter,
+    store: Arc<dyn object_store::ObjectStore>,
     file: WrittenFile,
 }
 
@@ -101,8 +134,8 @@ impl OpenFile {
     /// Waits for the batch being encoded, and streams what it closed into the lake.
     async fn settle(&mut self) -> Result<(), EngineError> {
         if let Some(encoding) = self.in_flight.take() {
-            let (encoder, bytes) = encoding.await??;
-            self.encoder = Some(encoder);
+            let (encoders, bytes) = encoding.await??;
+            self.encoders = Some(encoders);
             if !bytes.is_empty() {
                 self.sink.write_all(&bytes).await.map_err(upload_error)?;
             }
@@ -113,22 +146,45 @@ impl OpenFile {
     /// Starts encoding `rows` once the previous batch is done.
     async fn encode(&mut self, rows: RecordBatch) -> Result<(), EngineError> {
         self.settle().await?;
-        let mut encoder = self.encoder.take().expect("settled above");
+        let mut encoders = self.encoders.take().expect("settled above");
+        let location = self.file.location.clone();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            encoder.write(&rows)?;
-            let bytes = encoder.take_bytes();
-            Ok((encoder, bytes))
+            let bytes = encoders.write(&rows, &location)?;
+            Ok((encoders, bytes))
         }));
         Ok(())
     }
 
+    /// Finishes the file, then stages its sidecar beside it (promoted with it at the commit).
     async fn close(mut self) -> Result<WrittenFile, EngineError> {
         self.settle().await?;
-        let encoder = self.encoder.take().expect("settled above");
-        let tail = tokio::task::spawn_blocking(move || encoder.finish()).await??;
-        self.sink.write_all(&tail).await.map_err(upload_error)?;
+        let Encoders { data, keys } = self.encoders.take().expect("settled above");
+        let (tail, keys) =
+            tokio::task::spawn_blocking(move || (data.finish(), keys.map(KeySidecarEncoder::finish))).await?;
+        self.sink.write_all(&tail?).await.map_err(upload_error)?;
         self.sink.shutdown().await.map_err(upload_error)?;
+        if let Some(keys) = keys {
+            put_sidecar(&self.store, &self.file.location, keys).await;
+        }
         Ok(self.file)
+    }
+}
+
+/// Stages the sidecar of the data file at `file`; a failure only logs.
+async fn put_sidecar(
+    store: &Arc<dyn object_store::ObjectStore>,
+    file: &ObjectPath,
+    keys: Result<Vec<u8>, EngineError>,
+) {
+    let stored = match keys {
+        Ok(bytes) => store
+            .put(&sidecar_location(file), bytes.into())
+            .await
+            .map_err(EngineError::from),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = stored {
+        sidecar_dropped(file, &error);
     }
 }
 
@@ -145,6 +201,8 @@ pub struct FragmentWriter {
     next_row: i64,
     limits: FileLimits,
     settings: EncodeSettings,
+    /// The schema whose identity fields key each file's sidecar; `None` writes none.
+    keys: Option<Arc<XdmSchema>>,
 }
 
 impl FragmentWriter {
@@ -170,7 +228,17 @@ impl FragmentWriter {
             next_row: 0,
             limits,
             settings: EncodeSettings::default(),
+            keys: None,
         })
+    }
+
+    /// The same writer staging beside each file its key sidecar for `schema`'s identity fields
+    /// (`<file>.keys`, see [`KeySidecarEncoder`]).
+    pub fn with_key_sidecars(self, schema: Arc<XdmSchema>) -> Self {
+        Self {
+            keys: Some(schema),
+            ..self
+        }
     }
 
     /// The same writer encoding with `settings`.
@@ -229,15 +297,21 @@ impl FragmentWriter {
             let name = format!("part-{:05}.parquet", self.finished.len());
             let location = self.folder.clone().join(name.as_str());
             let sink = BufWriter::new(self.store.clone(), location.clone());
-            let encoder = ParallelEncoder::try_new(
+            let data = ParallelEncoder::try_new(
                 self.file_schema.clone(),
                 writer_properties(&self.settings),
                 self.settings.threads,
             )?;
+            let keys = self.keys.as_deref().and_then(|schema| {
+                KeySidecarEncoder::try_new(schema)
+                    .inspect_err(|error| sidecar_dropped(&location, error))
+                    .ok()
+            });
             self.current = Some(OpenFile {
-                encoder: Some(encoder),
+                encoders: Some(Encoders { data, keys }),
                 in_flight: None,
                 sink,
+                store: self.store.clone(),
                 file: WrittenFile {
                     name,
                     location,
@@ -263,5 +337,70 @@ impl FragmentWriter {
         self.flush_pending().await?;
         self.close_file().await?;
         Ok(self.finished)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dossier_model::xdm::IdentityField;
+    use dossier_storage::Lake;
+    use serde_json::json;
+
+    use super::*;
+    use crate::profiles::build::shards::write_key_sidecar;
+
+    /// A record with a flagged identityMap entry, one with only the schema's email field, or
+    /// one with no identity at all.
+    fn record(n: usize) -> Value {
+        match n % 3 {
+            0 => json!({"_id": format!("r{n}"), "identityMap": {"CRMID": [{"id": format!("c{n}"), "primary": true}]}}),
+            1 => json!({"_id": format!("r{n}"), "personalEmail": {"address": format!("p{n}@example.com")}}),
+            _ => json!({"_id": format!("r{n}")}),
+        }
+    }
+
+    /// Over more rows than a sidecar write chunk, arriving in batches that do not divide it,
+    /// across two files: each staged sidecar is byte for byte the one keying the finished file
+    /// from its data writes.
+    #[tokio::test]
+    async fn staged_sidecars_equal_those_keyed_from_the_written_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let mut schema = XdmSchema::builtin_profile();
+        schema.identities.push(IdentityField {
+            path: "personalEmail.address".into(),
+            namespace: "Email".into(),
+            primary: true,
+        });
+        let schema = Arc::new(schema);
+        let limits = FileLimits { max_rows: 70_000 };
+        let mut writer = FragmentWriter::new(
+            lake.store().clone(),
+            "staged".into(),
+            "b1",
+            schema.arrow_schema(),
+            limits,
+        )
+        .unwrap()
+        .with_key_sidecars(schema.clone());
+        let mut decoder = ReaderBuilder::new(schema.arrow_schema())
+            .with_batch_size(5_000)
+            .build_decoder()
+            .unwrap();
+        decoder.serialize(&(0..90_000).map(record).collect::<Vec<_>>()).unwrap();
+        while let Some(rows) = decoder.flush().unwrap() {
+            writer.push_rows(rows).await.unwrap();
+        }
+        let files = writer.finish().await.unwrap();
+        assert_eq!(files.len(), 2);
+        let sidecar = |file: &WrittenFile| {
+            let (store, location) = (lake.store().clone(), sidecar_location(&file.location));
+            async move { store.get(&location).await.unwrap().bytes().await.unwrap() }
+        };
+        for file in &files {
+            let staged = sidecar(file).await;
+            write_key_sidecar(&lake, &schema, &file.location).await.unwrap();
+            assert!(sidecar(file).await == staged, "{}", file.location);
+        }
     }
 }

@@ -90,22 +90,11 @@ pub(super) struct Seeded {
 }
 
 pub(super) async fn seed(caller: &Caller) -> Seeded {
-    let properties = json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}});
-    let groups = ["profile-personal-details", "profile-identities-deprecated"];
-    let crm = caller
-        .create_dataset_with_groups("CRM", "profile", &groups, properties.clone())
-        .await;
-    let loyalty_set = caller
-        .create_dataset_with_groups("Loyalty", "profile", &groups, properties)
-        .await;
-    let web = caller
-        .create_dataset_with_groups(
-            "Web",
-            "experienceevent",
-            &["experienceevent-environment-details"],
-            json!({}),
-        )
-        .await;
+    let ProfileAndEventDatasets {
+        crm,
+        loyalty: loyalty_set,
+        web,
+    } = profile_and_event_datasets(caller).await;
     // One profile over the guardrail: 55 identities.
     let mut crowded = customer(6, "bronze", "c6@example.com", json!({}));
     crowded["identityMap"]["ECID"] = Value::Array((0..55).map(|i| json!({"id": format!("crowd-{i}")})).collect());
@@ -316,19 +305,7 @@ async fn run(context: &Context<'_>, spec: &ExportSpec, cluster: bool) -> (Result
 }
 
 fn spec(target: &str, policy: &MergePolicyId) -> ExportSpec {
-    ExportSpec {
-        fields: None,
-        segments: Vec::new(),
-        qualification: QualificationWindow::default(),
-        from_ingest: None,
-        empty_profiles: false,
-        event_list: None,
-        dataset_id: DatasetId::from_string(target),
-        segment_per_batch: false,
-        merge_policy_id: policy.clone(),
-        merge_policy_version: 1,
-        evaluate_segments: false,
-    }
+    export_spec(target, policy.as_str())
 }
 
 fn filter(statuses: &[MembershipStatus]) -> SegmentFilter {
@@ -708,14 +685,11 @@ async fn time_both_engines() {
         .unwrap_or(20_000);
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let properties = json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}});
-    let groups = ["profile-personal-details", "profile-identities-deprecated"];
-    let crm = caller
-        .create_dataset_with_groups("CRM", "profile", &groups, properties.clone())
-        .await;
-    let loyalty_set = caller
-        .create_dataset_with_groups("Loyalty", "profile", &groups, properties)
-        .await;
+    let ProfileAndEventDatasets {
+        crm,
+        loyalty: loyalty_set,
+        ..
+    } = profile_and_event_datasets(&caller).await;
     let membership = json!({"AAM": {AAM: member("realized", "2019-09-01T10:00:00Z")}});
     let customers: Vec<Value> = (0..profiles)
         .map(|n| customer(n, "gold", &format!("c{n}@example.com"), membership.clone()))

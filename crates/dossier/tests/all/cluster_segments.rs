@@ -167,14 +167,7 @@ async fn ingest_population(caller: &Caller) -> String {
     let crm = caller
         .create_dataset_with_groups("CRM", "profile", &["profile-segmentation"], crm_properties())
         .await;
-    let web = caller
-        .create_dataset_with_groups(
-            "Web",
-            "experienceevent",
-            &["experienceevent-environment-details"],
-            json!({}),
-        )
-        .await;
+    let web = event_dataset(caller).await;
     let now = jiff::Timestamp::now();
     let days_ago = |n: i64| (now - jiff::SignedDuration::from_hours(24 * n)).to_string();
     caller

@@ -13,9 +13,7 @@ use dossier_model::export_job::{
     EventListSpec, ExportBatchTarget, ExportSpec, MembershipStatus, QualificationWindow, SegmentFilter,
 };
 use dossier_model::ids::{BatchId, DatasetId, MergePolicyId};
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_storage::{Lake, MetaStore};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -39,25 +37,6 @@ fn event(id: &str, crm: &str, time: &str, browser: &str) -> Value {
         "identityMap": {"ECID": [{"id": format!("ecid-{crm}"), "primary": true}], "CRMID": [{"id": crm}]},
         "environment": {"browserDetails": {"name": browser, "version": "1"}},
     })
-}
-
-fn read_batch(data_dir: &std::path::Path, tenant: &Tenant, dataset: &str, batch: &BatchId) -> Vec<RecordBatch> {
-    let prefix = Lake::batch_prefix(tenant, &DatasetId::from_string(dataset), batch);
-    let folder = data_dir.join("lake").join(prefix.as_ref());
-    let mut rows = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    for path in entries {
-        let file = std::fs::File::open(path).unwrap();
-        rows.extend(
-            ParquetRecordBatchReaderBuilder::try_new(file)
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(Result::unwrap),
-        );
-    }
-    rows
 }
 
 /// A batch's rows as one record batch.
@@ -132,22 +111,7 @@ fn crm_ids(batches: &[RecordBatch]) -> Vec<String> {
 async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = caller
-        .create_dataset_with_groups(
-            "CRM",
-            "profile",
-            &["profile-personal-details", "profile-identities-deprecated"],
-            json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}}),
-        )
-        .await;
-    let web = caller
-        .create_dataset_with_groups(
-            "Web",
-            "experienceevent",
-            &["experienceevent-environment-details"],
-            json!({}),
-        )
-        .await;
+    let ProfileAndEventDatasets { crm, web, .. } = profile_and_event_datasets(&caller).await;
     let realized = |time: &str| json!({"status": "realized", "lastQualificationTime": time});
     let exited = |time: &str| json!({"status": "exited", "lastQualificationTime": time});
     caller
@@ -178,10 +142,7 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
         .await;
 
     let target = caller.create_dataset("Profile Data Export").await;
-    let tenant = Tenant {
-        org: OrgId::parse(ORG).unwrap(),
-        sandbox: SandboxName::prod(),
-    };
+    let tenant = prod_tenant();
     let millis = |t: &str| t.parse::<jiff::Timestamp>().unwrap().as_millisecond();
     let (aam_batch, ups_batch) = (BatchId::generate(), BatchId::generate());
     let spec = ExportSpec {
@@ -247,12 +208,9 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
     assert_eq!(outcome.batches[0].records, 1);
     assert_eq!(outcome.batches[1].records, 2, "both inclusive edges of the window");
 
-    let aam_rows = read_batch(&server.data_dir(), &tenant, &target, &aam_batch);
+    let aam_rows = exported_batch(&server, &target, &aam_batch);
     assert_eq!(crm_ids(&aam_rows), ["c1"]);
-    assert_eq!(
-        crm_ids(&read_batch(&server.data_dir(), &tenant, &target, &ups_batch)),
-        ["c1", "c3"]
-    );
+    assert_eq!(crm_ids(&exported_batch(&server, &target, &ups_batch)), ["c1", "c3"]);
 
     let rows = &aam_rows[0];
     let columns: Vec<String> = rows.schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -294,8 +252,8 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
     assert_eq!(small_outcome.exported_profiles, 2);
     assert_eq!(small_outcome.by_namespace, outcome.by_namespace);
     for (big, tiny) in [(&aam_batch, &small_aam), (&ups_batch, &small_ups)] {
-        let expected = read_batch(&server.data_dir(), &tenant, &target, big);
-        let got = read_batch(&server.data_dir(), &tenant, &target, tiny);
+        let expected = exported_batch(&server, &target, big);
+        let got = exported_batch(&server, &target, tiny);
         assert_eq!(crm_ids(&got), crm_ids(&expected));
         let (expected, got) = (concat(&expected), concat(&got));
         assert_eq!(got, expected, "every column of every row");
@@ -317,8 +275,8 @@ async fn the_tutorial_selection_with_inclusive_windows_and_one_batch_per_segment
         assert_eq!(spilled_outcome.by_namespace, outcome.by_namespace);
         assert_eq!(spilled_outcome.identity_graph_version, outcome.identity_graph_version);
         for (big, sharded) in [(&aam_batch, &spilled_aam), (&ups_batch, &spilled_ups)] {
-            let expected = sorted_by_crm_id(&read_batch(&server.data_dir(), &tenant, &target, big));
-            let got = sorted_by_crm_id(&read_batch(&server.data_dir(), &tenant, &target, sharded));
+            let expected = sorted_by_crm_id(&exported_batch(&server, &target, big));
+            let got = sorted_by_crm_id(&exported_batch(&server, &target, sharded));
             assert_eq!(
                 got, expected,
                 "every column of every row ({shard_profiles}, {bucket_identities})"

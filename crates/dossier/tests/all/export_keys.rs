@@ -6,46 +6,21 @@
 use std::path::{Path, PathBuf};
 
 use crate::support::*;
-use arrow::array::RecordBatch;
-use dossier_engine::export::{
-    CancelFlag, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export_with,
-};
+use dossier_engine::export::ExportSettings;
 use dossier_engine::profiles::build::shards::write_key_sidecar;
 use dossier_engine::schemas::dataset_schema;
-use dossier_model::export_job::{EventListSpec, ExportBatchTarget, ExportSpec, QualificationWindow};
-use dossier_model::ids::{BatchId, DatasetId, MergePolicyId};
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
+use dossier_model::export_job::{EventListSpec, ExportSpec};
+use dossier_model::ids::DatasetId;
 use dossier_model::xdm::{IdentityField, XdmSchema};
-use dossier_storage::{Lake, MetaStore};
+use dossier_storage::MetaStore;
 use object_store::path::Path as ObjectPath;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn prod() -> Tenant {
-    Tenant {
-        org: OrgId::parse(ORG).unwrap(),
-        sandbox: SandboxName::prod(),
-    }
-}
 
 /// CRM and loyalty records sharing emails (so `pdg` stitches some of them), some without a
 /// primary flag (the first identity is then primary), and events of both.
 async fn load(caller: &Caller) -> String {
-    let crm = caller
-        .create_dataset_with_groups("CRM", "profile", &["profile-personal-details"], json!({}))
-        .await;
-    let loyalty = caller
-        .create_dataset_with_groups("Loyalty", "profile", &["profile-personal-details"], json!({}))
-        .await;
-    let web = caller
-        .create_dataset_with_groups(
-            "Web",
-            "experienceevent",
-            &["experienceevent-environment-details"],
-            json!({}),
-        )
-        .await;
+    let ProfileAndEventDatasets { crm, loyalty, web } = profile_and_event_datasets(caller).await;
     let crm_rows: Vec<Value> = (0..40)
         .map(|i| {
             json!({"_id": format!("c{i}"), "identityMap": {
@@ -100,7 +75,7 @@ fn files_ending(folder: &Path, suffix: &str) -> Vec<PathBuf> {
 }
 
 fn datasets_folder(server: &TestServer) -> PathBuf {
-    let tenant = prod();
+    let tenant = prod_tenant();
     server
         .data_dir()
         .join("lake")
@@ -114,74 +89,34 @@ async fn schema_of(meta: &MetaStore, path: &Path) -> XdmSchema {
     let parts: Vec<String> = path.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     let at = parts.iter().position(|p| p == "datasets").unwrap();
     let dataset = meta
-        .get_dataset(&prod(), &DatasetId::from_string(parts[at + 1].clone()))
+        .get_dataset(&prod_tenant(), &DatasetId::from_string(parts[at + 1].clone()))
         .await
         .unwrap()
         .unwrap();
-    dataset_schema(meta, &prod(), &dataset).await.unwrap()
+    dataset_schema(meta, &prod_tenant(), &dataset).await.unwrap()
 }
 
 /// Every exported row as a JSON line, sorted: what two exports must agree on.
 async fn exported(server: &TestServer, target: &str, policy: &str, settings: &ExportSettings) -> Vec<String> {
-    let batch = BatchId::generate();
-    let request = ExportRequest {
-        tenant: prod(),
-        job_id: 1,
-        spec: ExportSpec {
+    let spec = ExportSpec {
+        empty_profiles: true,
+        event_list: Some(EventListSpec {
             fields: None,
-            segments: Vec::new(),
-            qualification: QualificationWindow::default(),
             from_ingest: None,
-            empty_profiles: true,
-            event_list: Some(EventListSpec {
-                fields: None,
-                from_ingest: None,
-                to_ingest: None,
-            }),
-            dataset_id: DatasetId::from_string(target.to_owned()),
-            segment_per_batch: false,
-            merge_policy_id: MergePolicyId::from_string(policy.to_owned()),
-            merge_policy_version: 1,
-            evaluate_segments: false,
-        },
-        batches: vec![ExportBatchTarget {
-            batch_id: batch.clone(),
-            segment: None,
-        }],
+            to_ingest: None,
+        }),
+        ..export_spec(target, policy)
     };
-    let (meta, lake) = open_storage(&server.data_dir()).await.unwrap();
-    let outcome: ExportOutcome = run_export_with(
-        &meta,
-        &lake,
-        &request,
-        &ExportProgress::default(),
-        &CancelFlag::default(),
-        settings,
-    )
-    .await
-    .unwrap();
+    let (outcome, batches) = run_export_in_process(server, spec, settings).await;
     assert!(outcome.exported_profiles > 0);
-    let prefix = Lake::batch_prefix(&prod(), &DatasetId::from_string(target.to_owned()), &batch);
-    let folder = server.data_dir().join("lake").join(prefix.as_ref());
-    let mut lines = Vec::new();
-    for path in files_ending(&folder, ".parquet") {
-        let file = std::fs::File::open(path).unwrap();
-        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
-        writer.write_batches(&batches.iter().collect::<Vec<_>>()).unwrap();
-        writer.finish().unwrap();
-        lines.extend(
-            String::from_utf8(writer.into_inner())
-                .unwrap()
-                .lines()
-                .map(str::to_owned),
-        );
-    }
+    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    writer.write_batches(&batches.iter().collect::<Vec<_>>()).unwrap();
+    writer.finish().unwrap();
+    let mut lines: Vec<String> = String::from_utf8(writer.into_inner())
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
     lines.sort();
     lines
 }
@@ -191,12 +126,7 @@ async fn exported(server: &TestServer, target: &str, policy: &str, settings: &Ex
 /// writes the sidecars of the files it keyed from their data).
 async fn every_export(server: &TestServer, target: &str, pdg: &str, strip: bool) -> Vec<Vec<String>> {
     let spill = tempfile::tempdir().unwrap();
-    let spilled = ExportSettings {
-        shard_profiles: 1,
-        bucket_identities: 1,
-        spill_dir: Some(spill.path().to_path_buf()),
-        ..ExportSettings::default()
-    };
+    let spilled = spilled_settings(spill.path());
     let mut all = Vec::new();
     for policy in ["timestampOrdered-none-mp", pdg] {
         for settings in [&ExportSettings::default(), &spilled] {
@@ -273,4 +203,35 @@ async fn exports_keyed_from_sidecars_and_from_the_files_write_the_same_rows() {
         "mixed"
     );
     meta.close().await;
+}
+
+/// Ingestion keys the rows it encodes: an export uses those sidecars as they are (it rewrites
+/// only the sidecars of files it had to key from their data), and each is byte for byte the one
+/// the fallback writes after keying the committed file.
+#[tokio::test]
+async fn sidecars_written_at_ingestion_are_used_and_equal_those_keyed_from_the_files() {
+    let server = TestServer::start().await;
+    let caller = server.caller(ORG, "prod").await;
+    let pdg = load(&caller).await;
+    let target = caller.create_dataset("Profile Data Export").await;
+    let sidecars = files_ending(&datasets_folder(&server), ".parquet.keys");
+    assert_eq!(sidecars.len(), 3, "{sidecars:?}");
+    let written = |path: &PathBuf| {
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        (std::fs::read(path).unwrap(), modified)
+    };
+    let at_ingestion: Vec<_> = sidecars.iter().map(written).collect();
+
+    every_export(&server, &target, &pdg, false).await;
+    for (path, ingested) in sidecars.iter().zip(&at_ingestion) {
+        assert!(written(path) == *ingested, "{path:?} was keyed again from its data");
+    }
+
+    every_export(&server, &target, &pdg, true).await;
+    for (path, (bytes, _)) in sidecars.iter().zip(&at_ingestion) {
+        assert!(
+            std::fs::read(path).unwrap() == *bytes,
+            "{path:?} differs from the fallback's"
+        );
+    }
 }

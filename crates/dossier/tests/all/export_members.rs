@@ -7,12 +7,8 @@
 
 use crate::support::*;
 use arrow::array::{Array, AsArray, RecordBatch};
-use dossier_engine::export::{CancelFlag, ExportProgress, ExportRequest, ExportSettings, run_export_with};
-use dossier_model::export_job::{ExportBatchTarget, ExportSpec, MembershipStatus, QualificationWindow, SegmentFilter};
-use dossier_model::ids::{BatchId, DatasetId, MergePolicyId};
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
-use dossier_storage::Lake;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use dossier_engine::export::ExportSettings;
+use dossier_model::export_job::{ExportSpec, MembershipStatus, SegmentFilter};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -31,30 +27,7 @@ struct Setup {
 async fn setup() -> Setup {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = caller
-        .create_dataset_with_groups(
-            "CRM",
-            "profile",
-            &["profile-personal-details"],
-            json!({"crm": {"type": "object", "properties": {"tier": {"type": "string"}}}}),
-        )
-        .await;
-    let loyalty = caller
-        .create_dataset_with_groups(
-            "Loyalty",
-            "profile",
-            &["profile-personal-details"],
-            json!({"loyalty": {"type": "object", "properties": {"points": {"type": "integer"}}}}),
-        )
-        .await;
-    let web = caller
-        .create_dataset_with_groups(
-            "Web",
-            "experienceevent",
-            &["experienceevent-environment-details"],
-            json!({}),
-        )
-        .await;
+    let ProfileAndEventDatasets { crm, loyalty, web } = profile_and_event_datasets(&caller).await;
     let target = caller.create_dataset("Profile Data Export").await;
     let body = json!({"name": "stitched", "schema": {"name": "_xdm.context.profile"},
                       "identityGraph": {"type": "pdg"}, "attributeMerge": {"type": "timestampOrdered"}});
@@ -91,19 +64,7 @@ fn ups(status: &str) -> Value {
 }
 
 fn spec(s: &Setup, policy: &str) -> ExportSpec {
-    ExportSpec {
-        fields: None,
-        segments: Vec::new(),
-        qualification: QualificationWindow::default(),
-        from_ingest: None,
-        empty_profiles: false,
-        event_list: None,
-        dataset_id: DatasetId::from_string(s.target.clone()),
-        segment_per_batch: false,
-        merge_policy_id: MergePolicyId::from_string(policy),
-        merge_policy_version: 1,
-        evaluate_segments: false,
-    }
+    export_spec(&s.target, policy)
 }
 
 fn in_segment(s: &Setup, policy: &str, statuses: &[MembershipStatus]) -> ExportSpec {
@@ -131,59 +92,18 @@ struct Exported {
 /// identity per bucket); both must give the same profiles, which are returned sorted.
 async fn export(s: &Setup, spec: ExportSpec) -> Vec<Exported> {
     let spill = tempfile::tempdir().unwrap();
-    let spilled = ExportSettings {
-        shard_profiles: 1,
-        bucket_identities: 1,
-        spill_dir: Some(spill.path().to_path_buf()),
-        ..ExportSettings::default()
-    };
+    let spilled = spilled_settings(spill.path());
     let rows = export_with(s, spec.clone(), &ExportSettings::default()).await;
     assert_eq!(export_with(s, spec, &spilled).await, rows, "spilled export");
     rows
 }
 
 async fn export_with(s: &Setup, spec: ExportSpec, settings: &ExportSettings) -> Vec<Exported> {
-    let tenant = tenant();
-    let batch = BatchId::generate();
-    let request = ExportRequest {
-        tenant: tenant.clone(),
-        job_id: 1,
-        spec,
-        batches: vec![ExportBatchTarget {
-            batch_id: batch.clone(),
-            segment: None,
-        }],
-    };
-    let (meta, lake) = open_storage(&s.server.data_dir()).await.unwrap();
-    let outcome = run_export_with(
-        &meta,
-        &lake,
-        &request,
-        &ExportProgress::default(),
-        &CancelFlag::default(),
-        settings,
-    )
-    .await
-    .unwrap();
-    let prefix = Lake::batch_prefix(&tenant, &DatasetId::from_string(s.target.clone()), &batch);
-    let folder = s.server.data_dir().join("lake").join(prefix.as_ref());
-    let mut exported = Vec::new();
-    for entry in std::fs::read_dir(folder).unwrap() {
-        let file = std::fs::File::open(entry.unwrap().path()).unwrap();
-        for rows in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
-            exported.extend(profiles_of(&rows.unwrap()));
-        }
-    }
+    let (outcome, rows) = run_export_in_process(&s.server, spec, settings).await;
+    let mut exported: Vec<Exported> = rows.iter().flat_map(profiles_of).collect();
     assert_eq!(outcome.exported_profiles as usize, exported.len());
     exported.sort();
     exported
-}
-
-fn tenant() -> Tenant {
-    Tenant {
-        org: OrgId::parse(ORG).unwrap(),
-        sandbox: SandboxName::prod(),
-    }
 }
 
 fn profiles_of(rows: &RecordBatch) -> Vec<Exported> {

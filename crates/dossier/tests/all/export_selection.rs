@@ -4,14 +4,8 @@
 
 use crate::support::*;
 use arrow::array::{AsArray, RecordBatch};
-use dossier_engine::export::{
-    CancelFlag, ExportOutcome, ExportProgress, ExportRequest, ExportSettings, run_export_with,
-};
-use dossier_model::export_job::{EventListSpec, ExportBatchTarget, ExportSpec, QualificationWindow};
-use dossier_model::ids::{BatchId, DatasetId, MergePolicyId};
-use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
-use dossier_storage::Lake;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use dossier_engine::export::{ExportOutcome, ExportSettings};
+use dossier_model::export_job::{EventListSpec, ExportSpec};
 use serde_json::{Value, json};
 
 struct Setup {
@@ -25,17 +19,7 @@ struct Setup {
 async fn setup() -> Setup {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
-    let crm = caller
-        .create_dataset_with_groups("CRM", "profile", &["profile-personal-details"], json!({}))
-        .await;
-    let web = caller
-        .create_dataset_with_groups(
-            "Web",
-            "experienceevent",
-            &["experienceevent-environment-details"],
-            json!({}),
-        )
-        .await;
+    let ProfileAndEventDatasets { crm, web, .. } = profile_and_event_datasets(&caller).await;
     let target = caller.create_dataset("Profile Data Export").await;
     Setup {
         server,
@@ -55,79 +39,20 @@ fn event(id: &str, crm: &str) -> Value {
 }
 
 fn spec(setup: &Setup) -> ExportSpec {
-    ExportSpec {
-        fields: None,
-        segments: Vec::new(),
-        qualification: QualificationWindow::default(),
-        from_ingest: None,
-        empty_profiles: false,
-        event_list: None,
-        dataset_id: DatasetId::from_string(setup.target.clone()),
-        segment_per_batch: false,
-        merge_policy_id: MergePolicyId::from_string("timestampOrdered-none-mp"),
-        merge_policy_version: 1,
-        evaluate_segments: false,
-    }
+    export_spec(&setup.target, "timestampOrdered-none-mp")
 }
 
 /// Runs the export with the default settings, and again with pass one spilled (one profile per
 /// shard, one identity per bucket): both must select the same profiles and rows.
 async fn export(setup: &Setup, spec: ExportSpec) -> (ExportOutcome, Vec<RecordBatch>) {
     let spill = tempfile::tempdir().unwrap();
-    let spilled_settings = ExportSettings {
-        shard_profiles: 1,
-        bucket_identities: 1,
-        spill_dir: Some(spill.path().to_path_buf()),
-        ..ExportSettings::default()
-    };
-    let (outcome, rows) = export_with(setup, spec.clone(), &ExportSettings::default()).await;
-    let (spilled, spilled_rows) = export_with(setup, spec, &spilled_settings).await;
+    let spilled_settings = spilled_settings(spill.path());
+    let (outcome, rows) = run_export_in_process(&setup.server, spec.clone(), &ExportSettings::default()).await;
+    let (spilled, spilled_rows) = run_export_in_process(&setup.server, spec, &spilled_settings).await;
     assert_eq!(spilled.exported_profiles, outcome.exported_profiles, "spilled export");
     assert_eq!(spilled.left_out, outcome.left_out, "spilled export");
     assert_eq!(spilled.by_namespace, outcome.by_namespace, "spilled export");
     assert_eq!(primary_ids(&spilled_rows), primary_ids(&rows), "spilled export");
-    (outcome, rows)
-}
-
-async fn export_with(setup: &Setup, spec: ExportSpec, settings: &ExportSettings) -> (ExportOutcome, Vec<RecordBatch>) {
-    let tenant = Tenant {
-        org: OrgId::parse(ORG).unwrap(),
-        sandbox: SandboxName::prod(),
-    };
-    let batch = BatchId::generate();
-    let request = ExportRequest {
-        tenant: tenant.clone(),
-        job_id: 1,
-        spec,
-        batches: vec![ExportBatchTarget {
-            batch_id: batch.clone(),
-            segment: None,
-        }],
-    };
-    let (meta, lake) = crate::support::open_storage(&setup.server.data_dir()).await.unwrap();
-    let outcome = run_export_with(
-        &meta,
-        &lake,
-        &request,
-        &ExportProgress::default(),
-        &CancelFlag::default(),
-        settings,
-    )
-    .await
-    .unwrap();
-    let prefix = Lake::batch_prefix(&tenant, &DatasetId::from_string(setup.target.clone()), &batch);
-    let folder = setup.server.data_dir().join("lake").join(prefix.as_ref());
-    let mut rows = Vec::new();
-    for entry in std::fs::read_dir(folder).unwrap() {
-        let file = std::fs::File::open(entry.unwrap().path()).unwrap();
-        rows.extend(
-            ParquetRecordBatchReaderBuilder::try_new(file)
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(Result::unwrap),
-        );
-    }
     (outcome, rows)
 }
 

@@ -201,14 +201,7 @@ async fn every_supported_construct_selects_the_hand_computed_profiles() {
     let server = TestServer::start().await;
     let caller = server.caller(ORG, "prod").await;
     let crm = crm_dataset(&caller).await;
-    let web = caller
-        .create_dataset_with_groups(
-            "Web",
-            "experienceevent",
-            &["experienceevent-environment-details"],
-            json!({}),
-        )
-        .await;
+    let web = event_dataset(&caller).await;
     let now = jiff::Timestamp::now();
     let days_ago = |n: i64| (now - jiff::SignedDuration::from_hours(24 * n)).to_string();
     caller

@@ -28,22 +28,7 @@ fn customer(n: u32, memberships: Value) -> Value {
 }
 
 async fn populate(caller: &Caller) {
-    let crm = caller
-        .create_dataset_with_groups(
-            "CRM",
-            "profile",
-            &["profile-personal-details", "profile-identities-deprecated"],
-            json!({}),
-        )
-        .await;
-    let web = caller
-        .create_dataset_with_groups(
-            "Web",
-            "experienceevent",
-            &["experienceevent-environment-details"],
-            json!({}),
-        )
-        .await;
+    let ProfileAndEventDatasets { crm, web, .. } = profile_and_event_datasets(caller).await;
     let q = |status: &str, time: &str| json!({"status": status, "lastQualificationTime": time});
     caller
         .ingest_json_lines(

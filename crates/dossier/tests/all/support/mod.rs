@@ -56,7 +56,9 @@ pub struct Credentials {
 
 #[cfg(feature = "cluster")]
 pub mod cluster_engine;
+mod exports;
 mod records;
+pub use exports::*;
 pub use records::*;
 
 /// Whether the suite's servers run their jobs on the cluster engine: `DOSSIER_TEST_EXPORT_ENGINE`

@@ -46,7 +46,7 @@ pub use component_table::ComponentTables;
 pub use layout::ShardLayout;
 pub use restrict::Restriction;
 use restrict::Seeds;
-pub use sidecar::{sidecar_location, write_key_sidecar, write_key_sidecars};
+pub use sidecar::{KeySidecarEncoder, sidecar_location, write_key_sidecar};
 use spills::{finish, spill_folder, spills};
 
 /// Keying of a whole population, shard by shard: what [`ShardedKeys::build`] spilled, and

@@ -4,9 +4,10 @@
 //! identity's namespace (and, under `none`, its id) and its rowId. Deriving that decodes the
 //! whole `identityMap` (a map of lists of structs) and the schema's identity fields of every
 //! row, then hashes the strings, on every export, although a committed file never changes.
-//! So when a batch commits, [`write_key_sidecars`] writes for each of its data files a narrow
-//! Parquet file, `<data file>.keys` (outside any `*.parquet` glob of the batch folder, deleted
-//! with it), one row per data row in the same order:
+//! So ingestion writes for each data file a narrow Parquet file, `<data file>.keys` (outside any
+//! `*.parquet` glob of the batch folder, deleted with it), one row per data row in the same
+//! order, computed from the Arrow batches it encodes ([`KeySidecarEncoder`]) and promoted with
+//! the data file when the batch commits:
 //!
 //! | column       | type   | null when                     |
 //! |--------------|--------|-------------------------------|
@@ -17,7 +18,7 @@
 //! | `rowId`      | Int64  | never                         |
 //!
 //! The sidecar is an optimisation, never the truth: a file without one (committed before
-//! sidecars existed, or a crash between the commit and the write), one written for other
+//! sidecars existed, or whose sidecar could not be encoded or stored), one written for other
 //! identity fields than the dataset's schema has now, or one that cannot be read is keyed the
 //! old way, from the data file itself (`read_file_primaries`), and pass one then writes its
 //! sidecar from what it read ([`backfill_sidecar`]), so data committed before sidecars existed
@@ -32,17 +33,18 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type
 use futures::TryStreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
-use parquet::arrow::{AsyncArrowWriter, ProjectionMask};
+use parquet::arrow::{ArrowWriter, AsyncArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use dossier_model::xdm::XdmSchema;
+use dossier_model::xdm::{IdentityField, XdmSchema};
 use dossier_storage::Lake;
 
 use super::identity_hash::identity_hash;
 use crate::EngineError;
-use crate::identity::{Identity, read_file_primaries};
+use crate::identity::read::extend_row_ids;
+use crate::identity::{Identity, fragment_primaries, read_file_primaries};
 use crate::parquet_io::LakeFileReader;
 
 /// The footer key whose value says which hash and which identity fields a sidecar was made
@@ -99,14 +101,56 @@ fn writer_properties(schema: &XdmSchema) -> WriterProperties {
         .build()
 }
 
-/// Writes the sidecar of every data file in `files` (files of a dataset of `schema`, just
-/// committed). A failure is logged and the file left without a sidecar: exports then key it
-/// from the data file, so the commit it follows never fails because of it.
-pub async fn write_key_sidecars(lake: &Lake, schema: &XdmSchema, files: &[ObjectPath]) {
-    for file in files {
-        if let Err(error) = write_key_sidecar(lake, schema, file).await {
-            tracing::warn!(file = %file, %error, "could not write the key sidecar; exports key this file from its data");
+/// A data file's sidecar, built from the rows as they are encoded into the file, so that the
+/// file is never read back for its keys. Its bytes equal those [`write_key_sidecar`] writes from
+/// the finished file: the same rows go to the same writer in the same chunks of [`WRITE_ROWS`].
+pub struct KeySidecarEncoder {
+    identities: Vec<IdentityField>,
+    columns: SchemaRef,
+    writer: ArrowWriter<Vec<u8>>,
+    /// Keyed rows not yet written: fewer than [`WRITE_ROWS`] between calls.
+    primaries: Vec<Option<Identity>>,
+    row_ids: Vec<i64>,
+}
+
+impl KeySidecarEncoder {
+    /// The sidecar of a file of a dataset of `schema`.
+    pub fn try_new(schema: &XdmSchema) -> Result<Self, EngineError> {
+        let columns = sidecar_schema();
+        let writer = ArrowWriter::try_new(Vec::new(), columns.clone(), Some(writer_properties(schema)))?;
+        Ok(Self {
+            identities: schema.identities.clone(),
+            columns,
+            writer,
+            primaries: Vec::with_capacity(WRITE_ROWS),
+            row_ids: Vec::with_capacity(WRITE_ROWS),
+        })
+    }
+
+    /// Keys `rows`, the next rows of the data file as written (with their system column).
+    pub fn write(&mut self, rows: &RecordBatch) -> Result<(), EngineError> {
+        self.primaries.extend(fragment_primaries(rows, &self.identities));
+        extend_row_ids(&mut self.row_ids, rows);
+        while self.primaries.len() >= WRITE_ROWS {
+            let rest = (self.primaries.split_off(WRITE_ROWS), self.row_ids.split_off(WRITE_ROWS));
+            self.write_chunk()?;
+            (self.primaries, self.row_ids) = rest;
         }
+        Ok(())
+    }
+
+    fn write_chunk(&mut self) -> Result<(), EngineError> {
+        let batch = sidecar_batch(&self.columns, &self.primaries, &self.row_ids)?;
+        self.writer.write(&batch)?;
+        Ok(())
+    }
+
+    /// The whole sidecar file.
+    pub fn finish(mut self) -> Result<Vec<u8>, EngineError> {
+        if !self.primaries.is_empty() {
+            self.write_chunk()?;
+        }
+        Ok(self.writer.into_inner()?)
     }
 }
 
