@@ -423,4 +423,158 @@ mod tests {
             prop_assert_eq!(folded, expected);
         }
     }
+
+    mod collection {
+        use std::collections::BTreeSet;
+        use std::time::{Duration, SystemTime};
+
+        use dossier_storage::meta::fixtures::with_prod;
+
+        use super::*;
+        use crate::identity::snapshot::read_snapshot;
+
+        fn customer(n: usize) -> Vec<Identity> {
+            vec![
+                Identity::new("CRMID", format!("crm-{n:04}")),
+                Identity::new("Email", format!("c{n}@x")),
+            ]
+        }
+
+        /// Writes the files of the version after `previous` with `batch` folded in; gives its
+        /// manifest's location and counts (no row yet).
+        async fn write_files(
+            lake: &Lake,
+            tenant: &Tenant,
+            previous: Option<&IdentityGraphVersion>,
+            batch: &[Vec<Identity>],
+        ) -> (ObjectPath, SnapshotCounts) {
+            let number = previous.map_or(1, |v| v.version + 1);
+            let location = Lake::new_identity_graph_manifest(tenant, number);
+            let mut graph = IdentityGraph::new();
+            for fragment in batch {
+                graph.link(fragment);
+            }
+            let previous = previous.map(|v| v.path.as_str());
+            let (_, stats) = fold_into_version(lake, previous, &location, graph, 16).await.unwrap();
+            (location, stats.counts)
+        }
+
+        /// A fold as `fold_pending` makes it: files, row, collection.
+        async fn fold(meta: &MetaStore, lake: &Lake, tenant: &Tenant, batch: &[Vec<Identity>]) -> IdentityGraphVersion {
+            let previous = meta.latest_identity_graph_version(tenant).await.unwrap();
+            let (location, counts) = write_files(lake, tenant, previous.as_ref(), batch).await;
+            let number = previous.map_or(1, |v| v.version + 1);
+            let version = record_version(meta, tenant, number, &location, counts, &[])
+                .await
+                .unwrap();
+            collect_garbage(meta, lake, tenant).await.unwrap();
+            version
+        }
+
+        async fn files_on_disk(lake: &Lake, tenant: &Tenant) -> BTreeSet<String> {
+            let listed = lake.list(&Lake::identity_graph_prefix(tenant)).await.unwrap();
+            listed.into_iter().map(|o| o.location.to_string()).collect()
+        }
+
+        async fn named_by_kept_versions(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> BTreeSet<String> {
+            let mut named = BTreeSet::new();
+            for version in meta.identity_graph_versions(tenant).await.unwrap() {
+                named.extend(version_files(lake, &version.path).await.unwrap());
+            }
+            named
+        }
+
+        async fn identities_of(lake: &Lake, version: &IdentityGraphVersion) -> usize {
+            let mut rows = 0;
+            read_snapshot(lake, &ObjectPath::from(version.path.as_str()), |_, _| rows += 1)
+                .await
+                .unwrap();
+            rows
+        }
+
+        /// Four folds: the two newest versions are kept with every file they name, including
+        /// buckets the first fold wrote and no later one rewrote; nothing else is left.
+        #[tokio::test]
+        async fn collection_deletes_only_files_no_kept_version_names() {
+            let dir = tempfile::tempdir().unwrap();
+            let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+            let lake = Lake::local(&dir.path().join("lake")).unwrap();
+            let tenant = with_prod(&meta).await;
+            let everyone: Vec<Vec<Identity>> = (0..200).map(customer).collect();
+            let first = fold(&meta, &lake, &tenant, &everyone).await;
+            let first_files = version_files(&lake, &first.path).await.unwrap();
+            let mut device = customer(1);
+            device.push(Identity::new("ECID", "phone"));
+            fold(&meta, &lake, &tenant, &[device]).await;
+            fold(&meta, &lake, &tenant, &[customer(500)]).await;
+            let last = fold(&meta, &lake, &tenant, &[customer(501)]).await;
+
+            let versions: Vec<i64> = meta
+                .identity_graph_versions(&tenant)
+                .await
+                .unwrap()
+                .iter()
+                .map(|v| v.version)
+                .collect();
+            assert_eq!(versions, [4, 3]);
+            let named = named_by_kept_versions(&meta, &lake, &tenant).await;
+            assert_eq!(files_on_disk(&lake, &tenant).await, named);
+            assert!(!named.contains(&first.path), "version 1's manifest is gone");
+            let still_shared = first_files.iter().filter(|f| named.contains(*f)).count();
+            assert!(still_shared > 0, "version 4 still names buckets version 1 wrote");
+            assert_eq!(identities_of(&lake, &last).await, 405);
+        }
+
+        /// A fold that dies between its files and its row: the previous version stays current
+        /// and whole; the unnamed files survive a collection while they may be a fold in
+        /// flight, and go once they are old.
+        #[tokio::test]
+        async fn a_fold_that_dies_before_its_row_leaves_the_last_version_whole() {
+            let dir = tempfile::tempdir().unwrap();
+            let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+            let lake = Lake::local(&dir.path().join("lake")).unwrap();
+            let tenant = with_prod(&meta).await;
+            let everyone: Vec<Vec<Identity>> = (0..100).map(customer).collect();
+            fold(&meta, &lake, &tenant, &everyone).await;
+            let current = fold(&meta, &lake, &tenant, &[customer(300)]).await;
+
+            let (orphan, _) = write_files(&lake, &tenant, Some(&current), &[customer(3), customer(301)]).await;
+            let kept = named_by_kept_versions(&meta, &lake, &tenant).await;
+            let orphaned: Vec<String> = version_files(&lake, orphan.as_ref())
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|f| !kept.contains(f))
+                .collect();
+            assert!(
+                orphaned.len() >= 3,
+                "its manifest and the buckets it rewrote: {orphaned:?}"
+            );
+            assert_eq!(
+                meta.latest_identity_graph_version(&tenant).await.unwrap(),
+                Some(current.clone())
+            );
+            collect_garbage(&meta, &lake, &tenant).await.unwrap();
+            let on_disk = files_on_disk(&lake, &tenant).await;
+            assert!(
+                orphaned.iter().all(|f| on_disk.contains(f)),
+                "a young fold's files are kept"
+            );
+
+            let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+            for file in &orphaned {
+                let path = dir.path().join("lake").join(file);
+                std::fs::File::options()
+                    .write(true)
+                    .open(path)
+                    .unwrap()
+                    .set_modified(an_hour_ago)
+                    .unwrap();
+            }
+            collect_garbage(&meta, &lake, &tenant).await.unwrap();
+            let named = named_by_kept_versions(&meta, &lake, &tenant).await;
+            assert_eq!(files_on_disk(&lake, &tenant).await, named);
+            assert_eq!(identities_of(&lake, &current).await, 202);
+        }
+    }
 }
