@@ -250,7 +250,7 @@ def main():
     con.execute(f"SET temp_directory = {literal(plan['out_dir'] + '/duckdb-spill')}")
     con.execute(
         "CREATE VIEW graph AS SELECT namespace, id, component_namespace || ':' || component_id AS profile "
-        f"FROM read_parquet({literal(plan['identity_graph'])})"
+        f"FROM read_parquet({file_list(plan['identity_graph'])})"
     )
     for job in plan["jobs"]:
         leaf_paths = job_leaves(job)

@@ -1,18 +1,20 @@
 //! Benchmark: folding one ingested batch into a sandbox's persisted identity graph.
 //!
 //! ```text
-//! cargo run --release -p dossier-engine --example identity_graph_fold [PROFILES] [BATCH]
+//! cargo run --release -p dossier-engine --example identity_graph_fold [PROFILES] [BATCH] [BUCKETS]
 //! ```
 //!
-//! Setup (not timed): a snapshot of PROFILES customers with two identities each (CRMID and
-//! Email; 500,000 by default, so 1M identities) and a fragment file of BATCH profile records
-//! (100,000 by default) written the way ingestion writes them. Half of the batch's records link
-//! a new CRMID to an existing customer's email, half are new customers.
+//! Setup: a single-file snapshot (an earlier release's format) of PROFILES customers with two
+//! identities each (CRMID and Email; 500,000 by default, so 1M identities), converted into a
+//! bucketed version v1 of BUCKETS buckets (256 by default; the conversion, which is the earlier
+//! release's two-pass fold writing buckets, is timed and reported apart), and a fragment file of
+//! BATCH profile records (100,000 by default) written the way ingestion writes them. Half of the
+//! batch's records link a new CRMID to an existing customer's email, half are new customers.
 //!
 //! Timed: the steps of a fold in the order `identity::store::fold_pending` runs them — read the
-//! batch's identity columns and link them, then fold them into the latest snapshot as the next
-//! one (`identity::fold`: load the components the batch touches, stream the rest through) — and
-//! then what a `pdg` reader pays to load that snapshot. The metadata work of a fold (a few
+//! batch's identity columns and link them, then fold them into v1 as v2 (`identity::fold`: read
+//! the buckets the batch touches, rewrite those) — and then what a `pdg` reader pays to load
+//! v2 whole. The metadata work of a fold (a few
 //! SQLite rows) is left out. Peak memory is the process's resident high-water mark over the fold
 //! alone (reset after setup through /proc/self/clear_refs, Linux); the setup streams its
 //! snapshot, so it leaves little behind.
@@ -27,7 +29,7 @@ use serde_json::json;
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use dossier_engine::identity::fold::fold_into_snapshot;
+use dossier_engine::identity::fold::fold_into_version;
 use dossier_engine::identity::snapshot::{ComponentIndex, SnapshotWriter};
 use dossier_engine::identity::{IdentityGraph, read_file_identities};
 use dossier_engine::ingest::{FileLimits, FragmentWriter};
@@ -113,6 +115,7 @@ async fn write_batch(lake: &Lake, schema: &XdmSchema, profiles: usize, records: 
 async fn main() {
     let profiles = arg(1, 500_000);
     let batch_records = arg(2, 100_000);
+    let buckets = arg(3, 256) as u32;
     let dir = tempfile::tempdir().expect("temp dir");
     let lake = Lake::with_store(Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("lake")));
     // The batch carries only what a fold reads: its records' ids and identities.
@@ -120,10 +123,16 @@ async fn main() {
     schema
         .fields
         .retain(|field| field.name == "_id" || field.name == "identityMap");
-    let previous = ObjectPath::from("graph/v1.parquet");
-    let next = ObjectPath::from("graph/v2.parquet");
+    let single = ObjectPath::from("graph/v0.parquet");
+    let previous = ObjectPath::from("graph/v1.json");
+    let next = ObjectPath::from("graph/v2.json");
 
-    write_initial_snapshot(&lake, &previous, profiles).await;
+    write_initial_snapshot(&lake, &single, profiles).await;
+    let converting = Instant::now();
+    fold_into_version(&lake, Some(single.as_ref()), &previous, IdentityGraph::new(), buckets)
+        .await
+        .expect("converted v1");
+    let converted = converting.elapsed();
     let batch = write_batch(&lake, &schema, profiles, batch_records).await;
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let rss_before = status_mib("VmRSS:");
@@ -139,7 +148,7 @@ async fn main() {
     }
     drop(fragments);
     let linked = started.elapsed();
-    let stats = fold_into_snapshot(&lake, Some(&previous), &next, graph)
+    let (manifest, stats) = fold_into_version(&lake, Some(previous.as_ref()), &next, graph, buckets)
         .await
         .expect("next snapshot");
     let written = started.elapsed();
@@ -148,11 +157,18 @@ async fn main() {
     let reading = Instant::now();
     let index = ComponentIndex::load(&lake, &next).await.expect("reader");
     let reader = reading.elapsed();
-    let snapshot_bytes = std::fs::metadata(dir.path().join("graph/v2.parquet")).map_or(0, |m| m.len());
+    let snapshot_bytes: u64 = manifest
+        .paths()
+        .map(|p| std::fs::metadata(dir.path().join(p)).map_or(0, |m| m.len()))
+        .sum();
 
     println!(
         "identity graph fold: {profiles} profiles ({} identities) + a batch of {batch_records} records",
         profiles * 2
+    );
+    println!(
+        "  (setup) convert the single file into {buckets} buckets {:>8.0} ms",
+        converted.as_secs_f64() * 1e3
     );
     println!("  read batch identities   {:>8.0} ms", read.as_secs_f64() * 1e3);
     println!(
@@ -160,10 +176,12 @@ async fn main() {
         (linked - read).as_secs_f64() * 1e3
     );
     println!(
-        "  fold into v1 as v2      {:>8.0} ms ({} identities loaded, {} components of v1 touched)",
+        "  fold into v1 as v2      {:>8.0} ms ({} identities loaded, {} components of v1 touched, {} bucket files read, {} written)",
         (written - linked).as_secs_f64() * 1e3,
         stats.loaded_identities,
-        stats.touched_components
+        stats.touched_components,
+        stats.read_files,
+        stats.written_files
     );
     println!("  fold total              {:>8.0} ms", written.as_secs_f64() * 1e3);
     println!("  fold peak RSS           {fold_peak:>8.0} MiB (RSS before the fold {rss_before:.0} MiB)");

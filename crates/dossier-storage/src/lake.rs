@@ -243,6 +243,14 @@ impl Lake {
         Self::identity_graph_prefix(tenant).join(format!("v{version}-{nonce:016x}.parquet"))
     }
 
+    /// A new, unique path for the manifest of one version of the sandbox's identity graph (its
+    /// bucket files sit beside it, named after it); unique for the same reason as
+    /// [`Self::new_identity_graph_snapshot`].
+    pub fn new_identity_graph_manifest(tenant: &Tenant, version: i64) -> ObjectPath {
+        let nonce: u64 = rand::random();
+        Self::identity_graph_prefix(tenant).join(format!("v{version}-{nonce:016x}.json"))
+    }
+
     /// A folder of the sandbox for one distributed job's intermediate files (e.g. the rounds of
     /// an identity graph rebuild), which the job deletes when done. `job` names it uniquely.
     pub fn scratch_prefix(tenant: &Tenant, job: &str) -> ObjectPath {

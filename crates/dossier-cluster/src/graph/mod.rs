@@ -20,7 +20,7 @@ use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 
 use dossier_engine::EngineError;
-use dossier_engine::identity::snapshot::SnapshotWriter;
+use dossier_engine::identity::buckets::{BucketedWriter, DEFAULT_BUCKETS, Manifest};
 use dossier_engine::identity::store::{collect_garbage, covered_batches, record_version};
 use dossier_engine::schemas::fragment_datasets;
 use dossier_model::ids::BatchId;
@@ -99,19 +99,30 @@ fn scratch_folder(tenant: &Tenant) -> ObjectPath {
     )
 }
 
-/// Streams the final rows of the plan into the snapshot at `location`.
+/// Streams the final rows of the plan (sorted by component, then identity) into the buckets
+/// of a version whose manifest is at `location`, in as many buckets as the latest version
+/// `previous` has (the sandbox keeps its bucket count), else the default.
 async fn write_snapshot_file(
     scratch: &Scratch<'_>,
     location: &ObjectPath,
+    previous: Option<&IdentityGraphVersion>,
 ) -> Result<(usize, dossier_engine::identity::snapshot::SnapshotCounts), GraphError> {
+    let buckets = match previous.filter(|v| Manifest::is_manifest(&v.path)) {
+        Some(version) => {
+            Manifest::read(scratch.lake, &ObjectPath::from(version.path.as_str()))
+                .await?
+                .buckets
+        }
+        None => DEFAULT_BUCKETS,
+    };
     let converged = connected_components(scratch, "links").await?;
     let rounds = converged.rounds;
     let mut rows = snapshot_rows(converged)?.execute_stream().await?;
-    let mut writer = SnapshotWriter::create(scratch.lake, location)?;
+    let mut writer = BucketedWriter::create(scratch.lake, location, buckets);
     while let Some(batch) = rows.next().await {
         writer.write(&batch?).await?;
     }
-    Ok((rounds, writer.finish().await?))
+    Ok((rounds, writer.finish(scratch.lake).await?.counts()))
 }
 
 /// Rebuilds `tenant`'s identity graph from every committed batch with the plans of `ctx`,
@@ -175,8 +186,8 @@ async fn build_version(
     let links = write_links(scratch.lake, files, &scratch.folder.clone().join("links")).await?;
     let latest = meta.latest_identity_graph_version(tenant).await?;
     let number = latest.as_ref().map_or(1, |v| v.version + 1);
-    let location = Lake::new_identity_graph_snapshot(tenant, number);
-    let (rounds, counts) = write_snapshot_file(scratch, &location).await?;
+    let location = Lake::new_identity_graph_manifest(tenant, number);
+    let (rounds, counts) = write_snapshot_file(scratch, &location, latest.as_ref()).await?;
     // Earlier versions' batches stay covered through them; this one adds the rest.
     let covered: HashSet<BatchId> = covered_batches(meta, tenant, latest.as_ref())
         .await?

@@ -1,22 +1,28 @@
 //! Folding batches into the next version of the graph without loading the graph.
 //!
 //! The fold holds in memory only what the batches touch: their identities, linked, plus the
-//! components of the previous version that share an identity with them. Every other component
-//! is unchanged by the batches, so its rows are copied from the previous snapshot as they are
-//! read. Two streaming passes over the previous snapshot (whose components are contiguous runs
-//! of rows, sorted by key then identity):
+//! components of the previous version that share an identity with them; and it reads and
+//! writes only the buckets (see [`super::buckets`]) those are in:
 //!
-//! 1. find the runs that hold an identity of the batches, and link their rows into the
-//!    batches' union-find;
-//! 2. write the next snapshot: the untouched runs in file order, merged with the new rows of the
-//!    touched components (and of the batches' new identities), sorted the same way.
+//! 1. the identity buckets of the batches' identities give the keys of the components they are
+//!    in (the touched components);
+//! 2. the component buckets of those keys give the touched components' members, linked into
+//!    the batches' union-find;
+//! 3. the union-find's components (touched ones, merged as the batches say, and the batches'
+//!    new identities) are written: each component bucket holding a touched or a new component
+//!    is rewritten as its previous file without the touched components, merged in order with
+//!    the new rows; each identity bucket holding one of the union-find's identities likewise.
+//!    Every other bucket is the previous version's file, by reference.
 //!
-//! Memory grows with the batches and the components they reach, not with the graph; time still
-//! grows with the graph (each row is read twice and written once). docs/identity-graph.md,
-//! "Folding", has the next step: bucketed versions that share unchanged buckets.
+//! Memory and time grow with the batches and the buckets they reach, not with the graph.
+//!
+//! An earlier release's version (one file, sorted by component) is converted by the first fold
+//! after it: two streaming passes over it, one to find and link the touched components, one to
+//! write every bucket from its untouched rows merged with the new ones.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::BuildHasher;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
@@ -25,8 +31,9 @@ use object_store::path::Path as ObjectPath;
 
 use dossier_storage::Lake;
 
+use super::buckets::{BucketKind, BucketSink, BucketedWriter, Manifest, bucket_location, bucket_of};
 use super::snapshot::{
-    ROWS_PER_BATCH, SnapshotCounts, SnapshotWriter, snapshot_batches, snapshot_columns, snapshot_schema,
+    ROWS_PER_BATCH, SnapshotCounts, scan_file_until, snapshot_batches, snapshot_columns, snapshot_schema,
 };
 use super::union_find::{Identity, IdentityGraph};
 use crate::EngineError;
@@ -40,28 +47,180 @@ pub struct FoldStats {
     pub loaded_identities: usize,
     /// Components of the previous version the batches touched.
     pub touched_components: usize,
+    /// Bucket files the fold read (component and identity buckets; 1 for a converted file).
+    pub read_files: usize,
+    /// Bucket files the fold wrote; the version's other buckets are the previous one's files.
+    pub written_files: usize,
 }
 
-/// Writes the next version at `next`: the previous one at `previous` (none for a first version)
-/// with the identities linked in `batches` folded in. `batches` holds only the new batches'
-/// links; the previous version's components they touch are loaded into it here.
-pub async fn fold_into_snapshot(
+/// Writes the next version, its manifest at `next`: the version at `previous` (a version row's
+/// path; none for a first version) with the identities linked in `batches` folded in.
+/// `batches` holds only the new batches' links; the previous version's components they touch
+/// are loaded into it here. `buckets` is the bucket count of a first version (or of the
+/// conversion of a single-file one); later versions keep their predecessor's.
+pub async fn fold_into_version(
     lake: &Lake,
-    previous: Option<&ObjectPath>,
+    previous: Option<&str>,
     next: &ObjectPath,
-    mut batches: IdentityGraph,
-) -> Result<FoldStats, EngineError> {
-    let touched = match previous {
-        Some(previous) => link_touched(lake, previous, &mut batches).await?,
-        None => IdentitySet::default(),
-    };
-    let rows = batches.component_nodes();
-    let counts = write_merged(lake, previous, next, &touched, &batches, &rows).await?;
-    Ok(FoldStats {
-        counts,
-        loaded_identities: batches.len(),
+    batches: IdentityGraph,
+    buckets: u32,
+) -> Result<(Manifest, FoldStats), EngineError> {
+    match previous {
+        None => fold_buckets(lake, Manifest::empty(buckets), next, batches).await,
+        Some(path) if Manifest::is_manifest(path) => {
+            let manifest = Manifest::read(lake, &ObjectPath::from(path)).await?;
+            fold_buckets(lake, manifest, next, batches).await
+        }
+        Some(path) => convert_single_file(lake, &ObjectPath::from(path), next, batches, buckets).await,
+    }
+}
+
+/// Steps 1 and 2: links into `graph` every component of `manifest` that holds one of its
+/// identities; gives the keys of those components and the files read.
+async fn link_touched_buckets(
+    lake: &Lake,
+    manifest: &Manifest,
+    graph: &mut IdentityGraph,
+) -> Result<(IdentitySet, usize), EngineError> {
+    let buckets = manifest.buckets;
+    let identity_buckets: BTreeSet<u32> = (0..graph.len() as u32)
+        .map(|node| {
+            let (namespace, id) = graph.identity_of(node);
+            bucket_of(namespace, id, buckets)
+        })
+        .collect();
+    let mut touched = IdentitySet::default();
+    let mut read = 0;
+    for file in identity_buckets
+        .iter()
+        .filter_map(|&b| manifest.file(BucketKind::Identity, b))
+    {
+        read += 1;
+        scan_file_until(lake, &file, |namespace, id, key_namespace, key_id| {
+            if graph.contains(namespace, id) && !touched.contains(key_namespace, key_id) {
+                touched.insert(Identity::new(key_namespace, key_id));
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    }
+    let component_buckets: BTreeSet<u32> = touched
+        .identities
+        .iter()
+        .map(|key| bucket_of(&key.namespace, &key.id, buckets))
+        .collect();
+    for file in component_buckets
+        .iter()
+        .filter_map(|&b| manifest.file(BucketKind::Component, b))
+    {
+        read += 1;
+        scan_file_until(lake, &file, |namespace, id, key_namespace, key_id| {
+            if touched.contains(key_namespace, key_id) {
+                graph.link_borrowed([(key_namespace, key_id), (namespace, id)]);
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    }
+    Ok((touched, read))
+}
+
+/// The (node, key node) rows of the union-find grouped by the bucket of `kind` they go to, each
+/// group still sorted by key, then identity.
+fn rows_by_bucket(
+    graph: &IdentityGraph,
+    rows: &[(u32, u32)],
+    kind: BucketKind,
+    buckets: u32,
+) -> BTreeMap<u32, Vec<(u32, u32)>> {
+    let mut grouped: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+    for &(node, key) in rows {
+        let (namespace, id) = graph.identity_of(match kind {
+            BucketKind::Component => key,
+            BucketKind::Identity => node,
+        });
+        grouped
+            .entry(bucket_of(namespace, id, buckets))
+            .or_default()
+            .push((node, key));
+    }
+    grouped
+}
+
+/// A bucketed fold: reads the buckets the batches touch, rewrites the ones that change, and
+/// writes the manifest of the next version.
+async fn fold_buckets(
+    lake: &Lake,
+    mut manifest: Manifest,
+    next: &ObjectPath,
+    mut graph: IdentityGraph,
+) -> Result<(Manifest, FoldStats), EngineError> {
+    let buckets = manifest.buckets;
+    let (touched, read_files) = link_touched_buckets(lake, &manifest, &mut graph).await?;
+    let rows = graph.component_nodes();
+    let mut by_component = rows_by_bucket(&graph, &rows, BucketKind::Component, buckets);
+    // A bucket that held a touched component changes even when the merged one lands elsewhere.
+    for key in &touched.identities {
+        by_component
+            .entry(bucket_of(&key.namespace, &key.id, buckets))
+            .or_default();
+    }
+    let by_identity = rows_by_bucket(&graph, &rows, BucketKind::Identity, buckets);
+    let mut written_files = 0;
+    for (kind, grouped) in [
+        (BucketKind::Component, by_component),
+        (BucketKind::Identity, by_identity),
+    ] {
+        for (bucket, new_rows) in grouped {
+            let mut sink = BucketSink::new(lake, bucket_location(next, kind, bucket));
+            let previous = manifest.file(kind, bucket);
+            // The rows the union-find rewrites: its components whole, and its identities.
+            let replaced = |row: [&str; 4]| match kind {
+                BucketKind::Component => touched.contains(row[2], row[3]),
+                BucketKind::Identity => graph.contains(row[0], row[1]),
+            };
+            write_merged(lake, previous.as_ref(), &mut sink, replaced, &graph, &new_rows).await?;
+            let file = sink.finish().await?;
+            written_files += usize::from(file.is_some());
+            manifest.set(kind, bucket, file);
+        }
+    }
+    manifest.write(lake, next).await?;
+    let stats = FoldStats {
+        counts: manifest.counts(),
+        loaded_identities: graph.len(),
         touched_components: touched.len(),
-    })
+        read_files,
+        written_files,
+    };
+    Ok((manifest, stats))
+}
+
+/// The first fold after an earlier release's single-file version at `previous`: today's two
+/// passes over it (find and link the touched components; write the rest merged with the new
+/// rows), written into `buckets` buckets.
+async fn convert_single_file(
+    lake: &Lake,
+    previous: &ObjectPath,
+    next: &ObjectPath,
+    mut graph: IdentityGraph,
+    buckets: u32,
+) -> Result<(Manifest, FoldStats), EngineError> {
+    let touched = link_touched(lake, previous, &mut graph).await?;
+    let rows = graph.component_nodes();
+    let mut writer = BucketedWriter::create(lake, next, buckets);
+    let replaced = |row: [&str; 4]| touched.contains(row[2], row[3]);
+    write_merged(lake, Some(previous), &mut writer, replaced, &graph, &rows).await?;
+    let manifest = writer.finish(lake).await?;
+    let written_files = manifest.paths().count();
+    let stats = FoldStats {
+        counts: manifest.counts(),
+        loaded_identities: graph.len(),
+        touched_components: touched.len(),
+        read_files: 1,
+        written_files,
+    };
+    Ok((manifest, stats))
 }
 
 /// A hash of an identity from borrowed strings: every row of the previous version is checked
@@ -198,14 +357,15 @@ impl PendingRows {
         self.push([namespace, id, key_namespace, key_id]);
     }
 
-    async fn write(&mut self, writer: &mut SnapshotWriter) -> Result<(), EngineError> {
+    async fn write(&mut self, sink: &mut impl RowSink) -> Result<(), EngineError> {
         let columns: Vec<ArrayRef> = self
             .columns
             .iter_mut()
             .map(|c| Arc::new(c.finish()) as ArrayRef)
             .collect();
         self.len = 0;
-        writer.write(&RecordBatch::try_new(snapshot_schema(), columns)?).await
+        sink.write_rows(&RecordBatch::try_new(snapshot_schema(), columns)?)
+            .await
     }
 }
 
@@ -216,34 +376,43 @@ fn comes_before(graph: &IdentityGraph, (node, key): (u32, u32), row: [&str; 4]) 
     (key_namespace, key_id, namespace, id) < (row[2], row[3], row[0], row[1])
 }
 
-/// Pass two: writes `next` from the rows of `previous` whose component is not in `touched`,
-/// merged in order with `rows`, the (node, key node) pairs of `graph` sorted by key, then
-/// identity.
+/// Where merged rows go: one bucket file, or every bucket of a version.
+trait RowSink {
+    async fn write_rows(&mut self, rows: &RecordBatch) -> Result<(), EngineError>;
+}
+
+impl RowSink for BucketSink {
+    async fn write_rows(&mut self, rows: &RecordBatch) -> Result<(), EngineError> {
+        self.write(rows).await
+    }
+}
+
+impl RowSink for BucketedWriter {
+    async fn write_rows(&mut self, rows: &RecordBatch) -> Result<(), EngineError> {
+        self.write(rows).await
+    }
+}
+
+/// Writes into `sink` the rows of the file `previous` that are not `replaced`, merged in order
+/// with `rows`, the (node, key node) pairs of `graph` sorted by key, then identity.
 async fn write_merged(
     lake: &Lake,
     previous: Option<&ObjectPath>,
-    next: &ObjectPath,
-    touched: &IdentitySet,
+    sink: &mut impl RowSink,
+    replaced: impl Fn([&str; 4]) -> bool,
     graph: &IdentityGraph,
     rows: &[(u32, u32)],
-) -> Result<SnapshotCounts, EngineError> {
-    let mut writer = SnapshotWriter::create(lake, next)?;
+) -> Result<(), EngineError> {
     let mut out = PendingRows::new();
     let mut next_new = 0;
     if let Some(previous) = previous {
         let mut stream = snapshot_batches(lake, previous).await?;
-        // The key of the run being read, and whether it is a touched component's.
-        let (mut key_namespace, mut key_id, mut skip) = (String::new(), String::new(), false);
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let [namespace, id, row_key_namespace, row_key_id] = snapshot_columns(&batch)?;
             for row in 0..batch.num_rows() {
                 let row = [namespace, id, row_key_namespace, row_key_id].map(|c| c.value(row));
-                if key_namespace != row[2] || key_id != row[3] {
-                    (key_namespace, key_id) = (row[2].to_owned(), row[3].to_owned());
-                    skip = touched.contains(row[2], row[3]);
-                }
-                if skip {
+                if replaced(row) {
                     continue;
                 }
                 while next_new < rows.len() && comes_before(graph, rows[next_new], row) {
@@ -253,20 +422,20 @@ async fn write_merged(
                 out.push(row);
             }
             if out.len >= ROWS_PER_BATCH {
-                out.write(&mut writer).await?;
+                out.write(sink).await?;
             }
         }
     }
     for &new in &rows[next_new..] {
         out.push_node(graph, new);
         if out.len >= ROWS_PER_BATCH {
-            out.write(&mut writer).await?;
+            out.write(sink).await?;
         }
     }
     if out.len > 0 {
-        out.write(&mut writer).await?;
+        out.write(sink).await?;
     }
-    writer.finish().await
+    Ok(())
 }
 
 #[cfg(test)]
@@ -277,7 +446,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::identity::snapshot::read_snapshot;
+    use crate::identity::snapshot::{read_snapshot, write_snapshot};
+
+    /// Few buckets, so that buckets hold several components and folds share files.
+    const BUCKETS: u32 = 8;
 
     fn memory_lake() -> Lake {
         Lake::with_store(Arc::new(InMemory::new()))
@@ -299,21 +471,45 @@ mod tests {
         rows
     }
 
-    /// Folds `batches` one by one into versions 1, 2, ...; gives the last version's location
-    /// and what each fold held.
-    async fn fold_each(lake: &Lake, batches: &[Vec<Vec<Identity>>]) -> (ObjectPath, Vec<FoldStats>) {
-        let mut previous: Option<ObjectPath> = None;
+    /// The rows of every bucket of `manifest`, by kind and bucket (an empty bucket: none).
+    async fn bucket_rows(lake: &Lake, manifest: &Manifest) -> Vec<Vec<(Identity, Identity)>> {
+        let mut buckets = Vec::new();
+        for kind in [BucketKind::Component, BucketKind::Identity] {
+            for bucket in 0..manifest.buckets {
+                let rows = match manifest.file(kind, bucket) {
+                    Some(file) => rows_of(lake, &file).await,
+                    None => Vec::new(),
+                };
+                buckets.push(rows);
+            }
+        }
+        buckets
+    }
+
+    async fn fold(
+        lake: &Lake,
+        previous: Option<&ObjectPath>,
+        next: &ObjectPath,
+        graph: IdentityGraph,
+    ) -> (Manifest, FoldStats) {
+        fold_into_version(lake, previous.map(|p| p.as_ref()), next, graph, BUCKETS)
+            .await
+            .unwrap()
+    }
+
+    /// Folds `batches` one by one into versions 1, 2, ...; gives the last version's manifest,
+    /// its location and what each fold did.
+    async fn fold_each(lake: &Lake, batches: &[Vec<Vec<Identity>>]) -> (Manifest, ObjectPath, Vec<FoldStats>) {
+        let mut previous: Option<(Manifest, ObjectPath)> = None;
         let mut stats = Vec::new();
         for (n, batch) in batches.iter().enumerate() {
-            let next = ObjectPath::from(format!("graph/v{}.parquet", n + 1));
-            stats.push(
-                fold_into_snapshot(lake, previous.as_ref(), &next, linked(batch))
-                    .await
-                    .unwrap(),
-            );
-            previous = Some(next);
+            let next = ObjectPath::from(format!("graph/v{}.json", n + 1));
+            let (manifest, folded) = fold(lake, previous.as_ref().map(|p| &p.1), &next, linked(batch)).await;
+            stats.push(folded);
+            previous = Some((manifest, next));
         }
-        (previous.unwrap(), stats)
+        let (manifest, location) = previous.unwrap();
+        (manifest, location, stats)
     }
 
     fn identities(batch: &[Vec<u16>]) -> Vec<Vec<Identity>> {
@@ -329,13 +525,26 @@ mod tests {
             .collect()
     }
 
+    /// Every row of each bucket belongs there (by its key in a component bucket, its identity
+    /// in an identity bucket), and each bucket is sorted by key, then identity.
+    fn assert_well_bucketed(manifest: &Manifest, buckets: &[Vec<(Identity, Identity)>]) {
+        for (n, rows) in buckets.iter().enumerate() {
+            let (kind_is_component, bucket) = (n < manifest.buckets as usize, n as u32 % manifest.buckets);
+            for (identity, key) in rows {
+                let hashed = if kind_is_component { key } else { identity };
+                assert_eq!(bucket_of(&hashed.namespace, &hashed.id, manifest.buckets), bucket);
+            }
+            assert!(rows.windows(2).all(|w| (&w[0].1, &w[0].0) < (&w[1].1, &w[1].0)));
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// Order independence: folding the batches one by one gives the file one fold of all of
-        /// them gives (same rows, same order), whatever the batches link.
+        /// Order independence: folding the batches one by one gives the buckets one fold of all
+        /// of them gives (same rows, same order), whatever the batches link.
         #[test]
-        fn folding_batches_one_by_one_gives_the_snapshot_of_one_fold_of_all(
+        fn folding_batches_one_by_one_gives_the_buckets_of_one_fold_of_all(
             batches in proptest::collection::vec(
                 proptest::collection::vec(proptest::collection::vec(0u16..60, 1..4), 0..8),
                 1..8,
@@ -344,17 +553,20 @@ mod tests {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let lake = memory_lake();
             let batches: Vec<_> = batches.iter().map(|b| identities(b)).collect();
-            let (one_by_one, all_at_once) = runtime.block_on(async {
-                let (last, _) = fold_each(&lake, &batches).await;
+            let (one_by_one, all_at_once, last, manifest) = runtime.block_on(async {
+                let (manifest, last, _) = fold_each(&lake, &batches).await;
                 let all: Vec<Vec<Identity>> = batches.concat();
-                let at_once = ObjectPath::from("graph/all.parquet");
-                fold_into_snapshot(&lake, None, &at_once, linked(&all)).await.unwrap();
-                (rows_of(&lake, &last).await, rows_of(&lake, &at_once).await)
+                let at_once = ObjectPath::from("graph/all.json");
+                let (whole, _) = fold(&lake, None, &at_once, linked(&all)).await;
+                let last_rows = rows_of(&lake, &last).await;
+                (bucket_rows(&lake, &manifest).await, bucket_rows(&lake, &whole).await, last_rows, manifest)
             });
             prop_assert_eq!(&one_by_one, &all_at_once);
-            let mut expected = linked(&batches.concat()).components();
-            expected.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-            prop_assert_eq!(one_by_one, expected);
+            assert_well_bucketed(&manifest, &one_by_one);
+            let expected: HashMap<Identity, Identity> = linked(&batches.concat()).components().into_iter().collect();
+            prop_assert_eq!(last.len(), expected.len());
+            prop_assert_eq!(manifest.counts().nodes as usize, expected.len());
+            prop_assert_eq!(last.into_iter().collect::<HashMap<_, _>>(), expected);
         }
     }
 
@@ -388,7 +600,7 @@ mod tests {
                 batch
             })
             .collect();
-        let (last, stats) = fold_each(&lake, &batches).await;
+        let (_, last, stats) = fold_each(&lake, &batches).await;
         let graph_size = rows_of(&lake, &last).await.len();
         assert!(graph_size >= rounds * customers_per_batch * 2, "{graph_size}");
         for (round, fold) in stats.iter().enumerate() {
@@ -417,17 +629,46 @@ mod tests {
         assert_eq!(folded, expected);
     }
 
+    /// On a graph of 2000 customers in 256 buckets, a fold of one new customer reads at most
+    /// its two identities' buckets and writes those and its component's; a fold stitching a
+    /// device to a known customer reads that customer's component bucket too. The version
+    /// names every other bucket's file of the previous one.
     #[tokio::test]
-    async fn a_fold_that_touches_nothing_copies_the_previous_version_and_adds_the_new_rows() {
+    async fn a_small_fold_reads_and_writes_only_the_buckets_it_touches() {
         let lake = memory_lake();
-        let v1 = ObjectPath::from("graph/v1.parquet");
-        let v2 = ObjectPath::from("graph/v2.parquet");
-        fold_into_snapshot(&lake, None, &v1, linked(&[customer(1), customer(3)]))
+        let [v1, v2, v3] = ["graph/v1.json", "graph/v2.json", "graph/v3.json"].map(ObjectPath::from);
+        let everyone: Vec<Vec<Identity>> = (0..2000).map(customer).collect();
+        let (first, _) = fold_into_version(&lake, None, &v1, linked(&everyone), 256)
             .await
             .unwrap();
-        let stats = fold_into_snapshot(&lake, Some(&v1), &v2, linked(&[customer(2)]))
-            .await
-            .unwrap();
+        let (second, stats) = fold(&lake, Some(&v1), &v2, linked(&[customer(5000)])).await;
+        assert_eq!(second.buckets, 256, "later versions keep the first one's bucket count");
+        assert!(stats.read_files <= 2, "{stats:?}");
+        assert!(stats.written_files <= 3, "{stats:?}");
+        assert_eq!(stats.counts.nodes, 4002);
+        let shared = first.paths().filter(|p| second.paths().any(|q| q == *p)).count();
+        assert!(shared >= first.paths().count() - 3, "{shared} files shared");
+
+        let mut device = customer(17);
+        device.push(Identity::new("ECID", "phone"));
+        let (third, stats) = fold(&lake, Some(&v2), &v3, linked(&[device])).await;
+        assert_eq!((stats.touched_components, stats.loaded_identities), (1, 3));
+        assert!(stats.read_files <= 4, "{stats:?}");
+        assert!(stats.written_files <= 4, "{stats:?}");
+        let rows = rows_of(&lake, &v3).await;
+        assert_eq!(rows.len(), 4003);
+        let phone = rows.iter().find(|(identity, _)| identity.id == "phone").unwrap();
+        assert_eq!(phone.1, Identity::new("CRMID", "crm-000017"));
+        assert_eq!(third.counts().components, 2001);
+    }
+
+    #[tokio::test]
+    async fn a_fold_that_touches_nothing_keeps_the_previous_rows_and_adds_the_new_ones() {
+        let lake = memory_lake();
+        let v1 = ObjectPath::from("graph/v1.json");
+        let v2 = ObjectPath::from("graph/v2.json");
+        fold(&lake, None, &v1, linked(&[customer(1), customer(3)])).await;
+        let (_, stats) = fold(&lake, Some(&v1), &v2, linked(&[customer(2)])).await;
         assert_eq!(stats.loaded_identities, 2);
         assert_eq!(stats.touched_components, 0);
         assert_eq!(
@@ -437,7 +678,8 @@ mod tests {
                 components: 3
             }
         );
-        let keys: Vec<String> = rows_of(&lake, &v2).await.into_iter().map(|(_, key)| key.id).collect();
+        let mut keys: Vec<String> = rows_of(&lake, &v2).await.into_iter().map(|(_, key)| key.id).collect();
+        keys.sort();
         assert_eq!(
             keys,
             [
@@ -448,6 +690,36 @@ mod tests {
                 "crm-000003",
                 "crm-000003"
             ]
+        );
+    }
+
+    /// An earlier release's single-file version is read as it is and converted by the next
+    /// fold into the buckets a fold from nothing gives.
+    #[tokio::test]
+    async fn the_first_fold_after_a_single_file_version_converts_it_to_buckets() {
+        let lake = memory_lake();
+        let legacy = ObjectPath::from("graph/v1-0000000000000000.parquet");
+        let old: Vec<Vec<Identity>> = (0..300).map(customer).collect();
+        write_snapshot(&lake, &legacy, &mut linked(&old)).await.unwrap();
+        assert_eq!(rows_of(&lake, &legacy).await.len(), 600);
+
+        let mut device = customer(7);
+        device.push(Identity::new("ECID", "phone"));
+        let batch = vec![device, customer(900)];
+        let converted = ObjectPath::from("graph/v2.json");
+        let (manifest, stats) = fold(&lake, Some(&legacy), &converted, linked(&batch)).await;
+        assert_eq!(stats.touched_components, 1);
+        let everything = ObjectPath::from("graph/all.json");
+        let (whole, _) = fold(&lake, None, &everything, linked(&[old, batch].concat())).await;
+        let converted_rows = bucket_rows(&lake, &manifest).await;
+        assert_eq!(converted_rows, bucket_rows(&lake, &whole).await);
+        assert_well_bucketed(&manifest, &converted_rows);
+        assert_eq!(
+            manifest.counts(),
+            SnapshotCounts {
+                nodes: 603,
+                components: 301
+            }
         );
     }
 }

@@ -1,10 +1,12 @@
 //! The identity graph: identities that appear together in a fragment are linked; the linked
 //! identities form components, and under the `pdg` merge policy a component is one profile.
 //!
-//! `union_find` is the graph in memory, `snapshot` one version of it as a Parquet file, and
+//! `union_find` is the graph in memory, `snapshot` the Parquet files of a version, `buckets`
+//! how a version is split into buckets a fold rewrites one by one, and
 //! `store` the versioned graph of a sandbox: folds that add committed batches, and readers that
 //! pin one version.
 
+pub mod buckets;
 pub mod extract;
 pub mod fold;
 pub mod read;

@@ -19,12 +19,21 @@ use parquet::file::properties::WriterProperties;
 
 use dossier_storage::Lake;
 
+use super::buckets::component_files;
 use super::union_find::{Identity, IdentityGraph};
 use crate::EngineError;
 use crate::parquet_io::LakeFileReader;
 
 /// Rows per Arrow batch (and so per write) of a snapshot.
 pub(super) const ROWS_PER_BATCH: usize = 64 * 1024;
+
+/// Upload buffer of one bucket file: most buckets are a few MB, and a whole-version writer
+/// holds every bucket open (object_store's default, 10 MB each, would hold the graph).
+const BUCKET_UPLOAD_BUFFER: usize = 1024 * 1024;
+
+/// Rows per row group of a bucket file, for the same reason (the writer encodes a row group in
+/// memory before it flushes).
+const BUCKET_ROW_GROUP: usize = 16 * 1024;
 
 pub(super) fn snapshot_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -88,18 +97,44 @@ impl SnapshotWriter {
         })
     }
 
-    /// Appends rows with the snapshot's four string columns (by name; any string type, e.g.
-    /// DataFusion's view strings, is cast to the file's). They must follow the rows written
-    /// before in (component, identity) order.
-    pub async fn write(&mut self, rows: &RecordBatch) -> Result<(), EngineError> {
-        let mut columns = Vec::with_capacity(self.schema.fields().len());
-        for field in self.schema.fields() {
+    /// Starts one bucket file of a bucketed version: a smaller upload buffer and row groups,
+    /// since a writer of a whole version holds hundreds of them open at once.
+    pub fn create_bucket(lake: &Lake, location: &ObjectPath) -> Result<Self, EngineError> {
+        let schema = snapshot_schema();
+        let sink = BufWriter::with_capacity(lake.store().clone(), location.clone(), BUCKET_UPLOAD_BUFFER);
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3 is valid")))
+            .set_max_row_group_row_count(Some(BUCKET_ROW_GROUP))
+            .build();
+        let writer = AsyncArrowWriter::try_new(sink, schema.clone(), Some(properties))?;
+        Ok(Self {
+            schema,
+            writer,
+            counts: SnapshotCounts {
+                nodes: 0,
+                components: 0,
+            },
+        })
+    }
+
+    /// `rows` with the snapshot's four columns taken by name and cast to its types (e.g. from
+    /// DataFusion's view strings).
+    pub fn conform(schema: &SchemaRef, rows: &RecordBatch) -> Result<RecordBatch, EngineError> {
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
             let column = rows.column_by_name(field.name()).ok_or_else(|| {
                 EngineError::Invalid(format!("identity graph rows have no '{}' column", field.name()))
             })?;
             columns.push(arrow::compute::cast(column, field.data_type())?);
         }
-        let rows = RecordBatch::try_new(self.schema.clone(), columns)?;
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+
+    /// Appends rows with the snapshot's four string columns (by name; any string type, e.g.
+    /// DataFusion's view strings, is cast to the file's). They must follow the rows written
+    /// before in (component, identity) order.
+    pub async fn write(&mut self, rows: &RecordBatch) -> Result<(), EngineError> {
+        let rows = Self::conform(&self.schema, rows)?;
         let [namespace, id, key_namespace, key_id] = [0, 1, 2, 3].map(|i| rows.column(i).as_string::<i32>());
         // A component's key is one of its identities: its own row counts the component once.
         let keys = (0..rows.num_rows())
@@ -140,8 +175,8 @@ fn string_column<'a>(rows: &'a RecordBatch, name: &str) -> Result<&'a StringArra
         .ok_or_else(|| EngineError::Invalid(format!("identity graph snapshot has no valid '{name}' column")))
 }
 
-/// Calls `visit(identity, component key)` for every row of the snapshot at `location`, in file
-/// order (grouped by component).
+/// Calls `visit(identity, component key)` for every row of the version at `location` (a
+/// manifest or an earlier release's single file), in file order (grouped by component).
 pub async fn read_snapshot(
     lake: &Lake,
     location: &ObjectPath,
@@ -159,7 +194,8 @@ pub async fn read_snapshot(
 }
 
 /// Calls `visit(namespace, id, component namespace, component id)` for every row of the
-/// snapshot at `location`, in file order, without building an [`Identity`] per row.
+/// version at `location`, component bucket by component bucket, without building an
+/// [`Identity`] per row.
 pub async fn scan_snapshot(
     lake: &Lake,
     location: &ObjectPath,
@@ -197,6 +233,27 @@ pub fn snapshot_columns(rows: &RecordBatch) -> Result<[&StringArray; 4], EngineE
 
 /// [`scan_snapshot`] that stops reading when `visit` breaks: for a reader after one component.
 pub async fn scan_snapshot_until(
+    lake: &Lake,
+    location: &ObjectPath,
+    mut visit: impl FnMut(&str, &str, &str, &str) -> std::ops::ControlFlow<()>,
+) -> Result<(), EngineError> {
+    let mut stopped = false;
+    for file in component_files(lake, location.as_ref()).await? {
+        scan_file_until(lake, &file, |namespace, id, key_namespace, key_id| {
+            let flow = visit(namespace, id, key_namespace, key_id);
+            stopped = flow.is_break();
+            flow
+        })
+        .await?;
+        if stopped {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// [`scan_snapshot_until`] over one file (a bucket, or an earlier release's whole version).
+pub async fn scan_file_until(
     lake: &Lake,
     location: &ObjectPath,
     mut visit: impl FnMut(&str, &str, &str, &str) -> std::ops::ControlFlow<()>,

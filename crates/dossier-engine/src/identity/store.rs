@@ -2,8 +2,9 @@
 //!
 //! Writers fold: under the sandbox's writer lock, the identities of every committed batch the
 //! latest version does not cover yet are linked into an [`IdentityGraph`], the components of
-//! the latest snapshot they touch are loaded into it, and version N+1 is written with the
-//! untouched components copied as they stream by (`fold`) — the file first, then its row together with the batches it
+//! the latest version they touch are loaded into it from their buckets, and version N+1 is
+//! written: the buckets that change, then its manifest naming them and the untouched buckets
+//! of version N (`fold`, `buckets`) — files first, then its row together with the batches it
 //! covers in one transaction. A crash before that transaction leaves version N current and the
 //! batches uncovered, so the next fold (after the next commit, at startup, or before a read)
 //! takes them again.
@@ -24,15 +25,16 @@ use dossier_model::xdm::XdmSchema;
 use dossier_storage::meta::{FileKind, IdentityGraphVersion};
 use dossier_storage::{Lake, MetaStore};
 
-use super::fold::fold_into_snapshot;
+use super::buckets::{DEFAULT_BUCKETS, version_files};
+use super::fold::fold_into_version;
 use super::read::read_file_identities;
 use super::snapshot::{ComponentIndex, SnapshotCounts};
 use super::union_find::IdentityGraph;
 use crate::EngineError;
 use crate::schemas::fragment_datasets;
 
-/// Snapshot files kept per sandbox: the current one, and the one a reader that pinned just
-/// before the last fold may still be opening.
+/// Versions kept per sandbox (with every file they name): the current one, and the one a
+/// reader that pinned just before the last fold may still be opening.
 pub const KEPT_VERSIONS: usize = 2;
 
 /// How old a snapshot file no version names must be before it is collected.
@@ -129,13 +131,14 @@ async fn commit_version(
     batches: IdentityGraph,
     folded: &[BatchId],
 ) -> Result<IdentityGraphVersion, EngineError> {
-    let location = Lake::new_identity_graph_snapshot(tenant, number);
-    let previous = previous.map(|v| ObjectPath::from(v.path.as_str()));
-    let stats = fold_into_snapshot(lake, previous.as_ref(), &location, batches).await?;
+    let location = Lake::new_identity_graph_manifest(tenant, number);
+    let previous = previous.map(|v| v.path.as_str());
+    let (_, stats) = fold_into_version(lake, previous, &location, batches, DEFAULT_BUCKETS).await?;
     tracing::debug!(
         org = %tenant.org, sandbox = %tenant.sandbox, version = number,
         loaded_identities = stats.loaded_identities, touched_components = stats.touched_components,
-        "identity graph fold loaded only what its batches touch"
+        read_files = stats.read_files, written_files = stats.written_files,
+        "identity graph fold read and wrote only the buckets its batches touch"
     );
     record_version(meta, tenant, number, &location, stats.counts, folded).await
 }
@@ -167,38 +170,45 @@ pub async fn record_version(
     Ok(version)
 }
 
-/// Deletes one snapshot file; one already gone is fine.
-async fn delete_snapshot(lake: &Lake, location: &ObjectPath) -> Result<(), EngineError> {
+/// Deletes one graph file; one already gone is fine.
+async fn delete_file(lake: &Lake, location: &ObjectPath) -> Result<(), EngineError> {
     match lake.store().delete(location).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(error) => Err(error.into()),
     }
 }
 
-/// Drops versions older than the kept ones (row, then file), and snapshot files no row names
-/// that are older than [`ORPHAN_AGE`]: left by folds that crashed or lost a race before their
-/// row committed. A younger unnamed file may be a fold of another process still in flight.
+/// Drops versions older than the kept ones, then deletes every file no kept version names
+/// (a bucket file is shared by all the versions from the one that wrote it until one rewrites
+/// its bucket): first those of the dropped versions, buckets before their manifest, then files
+/// no row names that are older than [`ORPHAN_AGE`], left by folds that crashed or lost a race
+/// before their row committed. A younger unnamed file may be a fold of another process still
+/// in flight. Gives the number of files deleted.
 pub async fn collect_garbage(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Result<usize, EngineError> {
     let pruned = meta.prune_identity_graph_versions(tenant, KEPT_VERSIONS).await?;
-    for version in &pruned {
-        delete_snapshot(lake, &ObjectPath::from(version.path.as_str())).await?;
+    let mut live: HashSet<String> = HashSet::new();
+    for version in meta.identity_graph_versions(tenant).await? {
+        live.extend(version_files(lake, &version.path).await?);
     }
-    let live: HashSet<String> = meta
-        .identity_graph_versions(tenant)
-        .await?
-        .into_iter()
-        .map(|v| v.path)
-        .collect();
+    let mut deleted = 0;
+    for version in &pruned {
+        // The manifest is first in the list: delete it last.
+        for file in version_files(lake, &version.path).await?.iter().rev() {
+            if !live.contains(file) {
+                delete_file(lake, &ObjectPath::from(file.as_str())).await?;
+                deleted += 1;
+            }
+        }
+    }
     let cutoff = jiff::Timestamp::now().as_millisecond() - ORPHAN_AGE.as_millis() as i64;
-    let mut orphans = 0;
     for object in lake.list(&Lake::identity_graph_prefix(tenant)).await? {
         let old_enough = object.last_modified.timestamp_millis() < cutoff;
         if old_enough && !live.contains(object.location.as_ref()) {
-            delete_snapshot(lake, &object.location).await?;
-            orphans += 1;
+            delete_file(lake, &object.location).await?;
+            deleted += 1;
         }
     }
-    Ok(pruned.len() + orphans)
+    Ok(deleted)
 }
 
 /// Folds every committed batch of the sandbox's fragment datasets that the graph does not
@@ -372,7 +382,8 @@ mod tests {
         for fragment in batch {
             graph.link(fragment);
         }
-        fold_into_snapshot(lake, previous, next, graph).await.unwrap();
+        let previous = previous.map(|p| p.as_ref());
+        fold_into_version(lake, previous, next, graph, 4).await.unwrap();
     }
 
     proptest! {
@@ -390,7 +401,7 @@ mod tests {
             let folded = runtime.block_on(async {
                 let mut previous = None;
                 for (n, batch) in batches.iter().enumerate() {
-                    let next = ObjectPath::from(format!("graph/v{}.parquet", n + 1));
+                    let next = ObjectPath::from(format!("graph/v{}.json", n + 1));
                     fold_one(&lake, previous.as_ref(), &next, &as_identities(batch)).await;
                     previous = Some(next);
                 }
@@ -410,6 +421,160 @@ mod tests {
             prop_assert_eq!(folded.len(), expected.len());
             let folded: HashMap<Identity, Identity> = folded.into_iter().collect();
             prop_assert_eq!(folded, expected);
+        }
+    }
+
+    mod collection {
+        use std::collections::BTreeSet;
+        use std::time::{Duration, SystemTime};
+
+        use dossier_storage::meta::fixtures::with_prod;
+
+        use super::*;
+        use crate::identity::snapshot::read_snapshot;
+
+        fn customer(n: usize) -> Vec<Identity> {
+            vec![
+                Identity::new("CRMID", format!("crm-{n:04}")),
+                Identity::new("Email", format!("c{n}@x")),
+            ]
+        }
+
+        /// Writes the files of the version after `previous` with `batch` folded in; gives its
+        /// manifest's location and counts (no row yet).
+        async fn write_files(
+            lake: &Lake,
+            tenant: &Tenant,
+            previous: Option<&IdentityGraphVersion>,
+            batch: &[Vec<Identity>],
+        ) -> (ObjectPath, SnapshotCounts) {
+            let number = previous.map_or(1, |v| v.version + 1);
+            let location = Lake::new_identity_graph_manifest(tenant, number);
+            let mut graph = IdentityGraph::new();
+            for fragment in batch {
+                graph.link(fragment);
+            }
+            let previous = previous.map(|v| v.path.as_str());
+            let (_, stats) = fold_into_version(lake, previous, &location, graph, 16).await.unwrap();
+            (location, stats.counts)
+        }
+
+        /// A fold as `fold_pending` makes it: files, row, collection.
+        async fn fold(meta: &MetaStore, lake: &Lake, tenant: &Tenant, batch: &[Vec<Identity>]) -> IdentityGraphVersion {
+            let previous = meta.latest_identity_graph_version(tenant).await.unwrap();
+            let (location, counts) = write_files(lake, tenant, previous.as_ref(), batch).await;
+            let number = previous.map_or(1, |v| v.version + 1);
+            let version = record_version(meta, tenant, number, &location, counts, &[])
+                .await
+                .unwrap();
+            collect_garbage(meta, lake, tenant).await.unwrap();
+            version
+        }
+
+        async fn files_on_disk(lake: &Lake, tenant: &Tenant) -> BTreeSet<String> {
+            let listed = lake.list(&Lake::identity_graph_prefix(tenant)).await.unwrap();
+            listed.into_iter().map(|o| o.location.to_string()).collect()
+        }
+
+        async fn named_by_kept_versions(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> BTreeSet<String> {
+            let mut named = BTreeSet::new();
+            for version in meta.identity_graph_versions(tenant).await.unwrap() {
+                named.extend(version_files(lake, &version.path).await.unwrap());
+            }
+            named
+        }
+
+        async fn identities_of(lake: &Lake, version: &IdentityGraphVersion) -> usize {
+            let mut rows = 0;
+            read_snapshot(lake, &ObjectPath::from(version.path.as_str()), |_, _| rows += 1)
+                .await
+                .unwrap();
+            rows
+        }
+
+        /// Four folds: the two newest versions are kept with every file they name, including
+        /// buckets the first fold wrote and no later one rewrote; nothing else is left.
+        #[tokio::test]
+        async fn collection_deletes_only_files_no_kept_version_names() {
+            let dir = tempfile::tempdir().unwrap();
+            let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+            let lake = Lake::local(&dir.path().join("lake")).unwrap();
+            let tenant = with_prod(&meta).await;
+            let everyone: Vec<Vec<Identity>> = (0..200).map(customer).collect();
+            let first = fold(&meta, &lake, &tenant, &everyone).await;
+            let first_files = version_files(&lake, &first.path).await.unwrap();
+            let mut device = customer(1);
+            device.push(Identity::new("ECID", "phone"));
+            fold(&meta, &lake, &tenant, &[device]).await;
+            fold(&meta, &lake, &tenant, &[customer(500)]).await;
+            let last = fold(&meta, &lake, &tenant, &[customer(501)]).await;
+
+            let versions: Vec<i64> = meta
+                .identity_graph_versions(&tenant)
+                .await
+                .unwrap()
+                .iter()
+                .map(|v| v.version)
+                .collect();
+            assert_eq!(versions, [4, 3]);
+            let named = named_by_kept_versions(&meta, &lake, &tenant).await;
+            assert_eq!(files_on_disk(&lake, &tenant).await, named);
+            assert!(!named.contains(&first.path), "version 1's manifest is gone");
+            let still_shared = first_files.iter().filter(|f| named.contains(*f)).count();
+            assert!(still_shared > 0, "version 4 still names buckets version 1 wrote");
+            assert_eq!(identities_of(&lake, &last).await, 405);
+        }
+
+        /// A fold that dies between its files and its row: the previous version stays current
+        /// and whole; the unnamed files survive a collection while they may be a fold in
+        /// flight, and go once they are old.
+        #[tokio::test]
+        async fn a_fold_that_dies_before_its_row_leaves_the_last_version_whole() {
+            let dir = tempfile::tempdir().unwrap();
+            let meta = MetaStore::open_sqlite(&dir.path().join("meta.sqlite")).await.unwrap();
+            let lake = Lake::local(&dir.path().join("lake")).unwrap();
+            let tenant = with_prod(&meta).await;
+            let everyone: Vec<Vec<Identity>> = (0..100).map(customer).collect();
+            fold(&meta, &lake, &tenant, &everyone).await;
+            let current = fold(&meta, &lake, &tenant, &[customer(300)]).await;
+
+            let (orphan, _) = write_files(&lake, &tenant, Some(&current), &[customer(3), customer(301)]).await;
+            let kept = named_by_kept_versions(&meta, &lake, &tenant).await;
+            let orphaned: Vec<String> = version_files(&lake, orphan.as_ref())
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|f| !kept.contains(f))
+                .collect();
+            assert!(
+                orphaned.len() >= 3,
+                "its manifest and the buckets it rewrote: {orphaned:?}"
+            );
+            assert_eq!(
+                meta.latest_identity_graph_version(&tenant).await.unwrap(),
+                Some(current.clone())
+            );
+            collect_garbage(&meta, &lake, &tenant).await.unwrap();
+            let on_disk = files_on_disk(&lake, &tenant).await;
+            assert!(
+                orphaned.iter().all(|f| on_disk.contains(f)),
+                "a young fold's files are kept"
+            );
+
+            let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+            for file in &orphaned {
+                let path = dir.path().join("lake").join(file);
+                std::fs::File::options()
+                    .write(true)
+                    .open(path)
+                    .unwrap()
+                    .set_modified(an_hour_ago)
+                    .unwrap();
+            }
+            collect_garbage(&meta, &lake, &tenant).await.unwrap();
+            let named = named_by_kept_versions(&meta, &lake, &tenant).await;
+            assert_eq!(files_on_disk(&lake, &tenant).await, named);
+            assert_eq!(identities_of(&lake, &current).await, 202);
         }
     }
 }

@@ -16,7 +16,8 @@ use dossier_storage::{Lake, MetaStore};
 
 use super::keys::{EventScan, KeyedFile, KeyedSources, ProfileFacts, source_datasets, source_files};
 use crate::EngineError;
-use crate::identity::snapshot::scan_snapshot_until;
+use crate::identity::buckets::{BucketKind, Manifest, bucket_of};
+use crate::identity::snapshot::{scan_file_until, scan_snapshot_until};
 use crate::identity::store::current_graph_unloaded;
 use crate::identity::{Identity, read_file_primaries};
 
@@ -36,9 +37,50 @@ struct Component {
     members: HashSet<Identity>,
 }
 
-/// Streams the snapshot at `snapshot` for the component of `identity` (a component's rows are
-/// contiguous and share its key), stopping once it is read.
-async fn component_of(
+/// The component of `identity` in the graph version at `version_path`: in a bucketed version,
+/// its key from the identity's bucket and its members from the key's component bucket (two
+/// files, whatever the graph's size); in an earlier release's single file, by streaming it.
+async fn component_of(lake: &Lake, version_path: &str, identity: &Identity) -> Result<Option<Component>, EngineError> {
+    if !Manifest::is_manifest(version_path) {
+        return scan_for_component(lake, &ObjectPath::from(version_path), identity).await;
+    }
+    let manifest = Manifest::read(lake, &ObjectPath::from(version_path)).await?;
+    let bucket = bucket_of(&identity.namespace, &identity.id, manifest.buckets);
+    let Some(file) = manifest.file(BucketKind::Identity, bucket) else {
+        return Ok(None);
+    };
+    let mut key = None;
+    scan_file_until(lake, &file, |namespace, id, key_namespace, key_id| {
+        if namespace == identity.namespace && id == identity.id {
+            key = Some(Identity::new(key_namespace, key_id));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })
+    .await?;
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let bucket = bucket_of(&key.namespace, &key.id, manifest.buckets);
+    let mut members = HashSet::new();
+    if let Some(file) = manifest.file(BucketKind::Component, bucket) {
+        scan_file_until(lake, &file, |namespace, id, key_namespace, key_id| {
+            if key_namespace == key.namespace && key_id == key.id {
+                members.insert(Identity::new(namespace, id));
+            } else if !members.is_empty() {
+                // The component's rows are contiguous: it is read.
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    }
+    Ok(Some(Component { key, members }))
+}
+
+/// Streams the single-file snapshot at `snapshot` for the component of `identity` (a
+/// component's rows are contiguous and share its key), stopping once it is read.
+async fn scan_for_component(
     lake: &Lake,
     snapshot: &ObjectPath,
     identity: &Identity,
@@ -94,7 +136,7 @@ pub async fn key_one_profile(
             let Some(version) = &graph.version else {
                 return Ok(None);
             };
-            let Some(component) = component_of(lake, &ObjectPath::from(version.path.as_str()), identity).await? else {
+            let Some(component) = component_of(lake, &version.path, identity).await? else {
                 return Ok(None);
             };
             (Some(graph), Some(component))
@@ -159,6 +201,7 @@ mod tests {
     use object_store::memory::InMemory;
 
     use super::*;
+    use crate::identity::fold::fold_into_version;
     use crate::identity::snapshot::write_snapshot;
     use crate::identity::union_find::IdentityGraph;
 
@@ -166,6 +209,7 @@ mod tests {
         Identity::new(namespace, id)
     }
 
+    /// The same lookups on an earlier release's single file and on a bucketed version.
     #[tokio::test]
     async fn the_component_of_an_identity_is_its_key_and_every_identity_linked_to_it() {
         let lake = Lake::with_store(Arc::new(InMemory::new()));
@@ -174,32 +218,26 @@ mod tests {
         graph.link(&[id("ECID", "e9"), id("Email", "ana@x")]);
         graph.link(&[id("CRMID", "c2")]);
         graph.link(&[id("CRMID", "c3"), id("ECID", "e3")]);
-        let location = ObjectPath::from("graph/v1.parquet");
-        write_snapshot(&lake, &location, &mut graph).await.unwrap();
+        let single = ObjectPath::from("graph/v1.parquet");
+        write_snapshot(&lake, &single, &mut graph.clone()).await.unwrap();
+        let bucketed = ObjectPath::from("graph/v1.json");
+        fold_into_version(&lake, None, &bucketed, graph, 2).await.unwrap();
 
-        let first = component_of(&lake, &location, &id("ECID", "e9"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.key, id("CRMID", "c1"));
-        let expected: HashSet<Identity> = [id("CRMID", "c1"), id("Email", "ana@x"), id("ECID", "e9")].into();
-        assert_eq!(first.members, expected);
-        let alone = component_of(&lake, &location, &id("CRMID", "c2"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(alone.members, HashSet::from([id("CRMID", "c2")]));
-        let last = component_of(&lake, &location, &id("ECID", "e3"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(last.key, id("CRMID", "c3"));
-        assert_eq!(last.members, HashSet::from([id("CRMID", "c3"), id("ECID", "e3")]));
-        assert!(
-            component_of(&lake, &location, &id("CRMID", "c4"))
+        for location in [single.as_ref(), bucketed.as_ref()] {
+            let first = component_of(&lake, location, &id("ECID", "e9")).await.unwrap().unwrap();
+            assert_eq!(first.key, id("CRMID", "c1"));
+            let expected: HashSet<Identity> = [id("CRMID", "c1"), id("Email", "ana@x"), id("ECID", "e9")].into();
+            assert_eq!(first.members, expected, "{location}");
+            let alone = component_of(&lake, location, &id("CRMID", "c2"))
                 .await
                 .unwrap()
-                .is_none()
-        );
+                .unwrap();
+            assert_eq!(alone.members, HashSet::from([id("CRMID", "c2")]));
+            let last = component_of(&lake, location, &id("ECID", "e3")).await.unwrap().unwrap();
+            assert_eq!(last.key, id("CRMID", "c3"));
+            assert_eq!(last.members, HashSet::from([id("CRMID", "c3"), id("ECID", "e3")]));
+            let unknown = component_of(&lake, location, &id("CRMID", "c4")).await.unwrap();
+            assert!(unknown.is_none(), "{location}");
+        }
     }
 }

@@ -82,8 +82,9 @@ pub struct PeerSource {
 pub struct PeerPlan {
     pub threads: usize,
     pub runs: usize,
-    /// Dossier's identity graph snapshot: identity → component, the peer's profile key.
-    pub identity_graph: String,
+    /// Dossier's identity graph, its component bucket files: identity → component, the peer's
+    /// profile key.
+    pub identity_graph: Vec<String>,
     pub out_dir: String,
     pub sources: Vec<PeerSource>,
     pub jobs: Vec<PeerJob>,

@@ -749,7 +749,7 @@ fn finish_run(
     kind: StoresKind,
     inputs: &Inputs<'_>,
     loaded: &[LoadedDataset],
-    identity_graph: Option<&Path>,
+    identity_graph: Option<&[PathBuf]>,
     reports: &mut [JobReport],
     peer_jobs: Vec<super::plan::PeerJob>,
 ) -> anyhow::Result<Option<anyhow::Error>> {
@@ -760,7 +760,10 @@ fn finish_run(
                 .peer_threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             runs: args.runs as usize,
-            identity_graph: identity_graph.to_string_lossy().into_owned(),
+            identity_graph: identity_graph
+                .iter()
+                .map(|f| f.to_string_lossy().into_owned())
+                .collect(),
             out_dir: inputs.work.join("peer-out").to_string_lossy().into_owned(),
             sources: peer_sources(inputs.data, inputs.manifest, loaded)?,
             jobs: peer_jobs,

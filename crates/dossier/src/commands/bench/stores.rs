@@ -13,6 +13,7 @@ use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 
+use dossier_engine::identity::buckets::component_files;
 use dossier_model::ids::{BatchId, DatasetId};
 use dossier_model::tenancy::{OrgId, SandboxName, Tenant};
 use dossier_storage::Lake;
@@ -243,15 +244,20 @@ impl LakeFiles {
         Ok(files)
     }
 
-    /// The newest identity graph snapshot: the components the exports keyed profiles by.
-    pub async fn latest_snapshot(&self) -> anyhow::Result<PathBuf> {
+    /// The files of the newest identity graph version, the components the exports keyed
+    /// profiles by: its component buckets in order (or an earlier release's single file).
+    pub async fn latest_snapshot(&self) -> anyhow::Result<Vec<PathBuf>> {
         let prefix = Lake::identity_graph_prefix(&tenant()?);
+        // A version is named by its manifest (`v<N>-<nonce>.json`) or, before buckets, by its
+        // one file (`v<N>-<nonce>.parquet`); bucket files carry a third part.
+        let is_version =
+            |name: &str| name.ends_with(".json") || (name.ends_with(".parquet") && name.matches('-').count() == 1);
         let newest = self
             .lake
             .list(&prefix)
             .await?
             .into_iter()
-            .filter(|o| o.location.as_ref().ends_with(".parquet"))
+            .filter(|o| is_version(o.location.filename().unwrap_or_default()))
             .max_by_key(|o| {
                 o.location
                     .filename()
@@ -263,6 +269,10 @@ impl LakeFiles {
                     .unwrap_or(-1)
             })
             .context("the server wrote no identity graph snapshot")?;
-        self.file(&newest.location).await
+        let mut files = Vec::new();
+        for location in component_files(&self.lake, newest.location.as_ref()).await? {
+            files.push(self.file(&location).await?);
+        }
+        Ok(files)
     }
 }
