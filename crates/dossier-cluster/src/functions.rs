@@ -5,6 +5,7 @@
 pub mod align;
 pub mod identities;
 pub mod identity_hash;
+pub mod identity_links;
 pub mod mentions;
 pub mod merge_profile;
 
@@ -19,4 +20,6 @@ pub fn register(ctx: &SessionContext) {
     // Identities: the engine's identity hash (`node` tests its registration on every process).
     ctx.register_udf(identity_hash::udf());
     ctx.register_udf(mentions::udf());
+    // The graph rebuild's link extraction (`graph::links`).
+    ctx.register_udf(identity_links::udf());
 }

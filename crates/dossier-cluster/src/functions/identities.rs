@@ -12,8 +12,9 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
 use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::functions::core::expr_fn::named_struct;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, lit,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, ident, lit,
 };
 use dossier_engine::identity::{FragmentIdentities, Identity, fragment_identities};
 use dossier_model::xdm::{AuthenticatedState, IdentityField};
@@ -97,6 +98,25 @@ pub fn udf() -> ScalarUDF {
 /// The identities of fragments whose identity columns are `roots`, of a dataset with `fields`.
 pub fn fragment_identities_expr(roots: Expr, fields: &[IdentityField]) -> Expr {
     udf().call(vec![roots, lit(identity_spec(fields))])
+}
+
+/// The identities of the fragments of a scan of a dataset with identity fields `fields`: the
+/// function over `identityMap` and the roots of those fields that the scan has (`has`);
+/// `None` when it has none of them (no fragment of it has an identity).
+pub fn scan_identities_expr(fields: &[IdentityField], has: &dyn Fn(&str) -> bool) -> Option<Expr> {
+    let mut roots: Vec<&str> = vec!["identityMap"];
+    for field in fields {
+        let root = field.path.split('.').next().unwrap_or(&field.path);
+        if !roots.contains(&root) {
+            roots.push(root);
+        }
+    }
+    roots.retain(|root| has(root));
+    if roots.is_empty() {
+        return None;
+    }
+    let roots = named_struct(roots.iter().flat_map(|r| [lit(*r), ident(*r)]).collect());
+    Some(fragment_identities_expr(roots, fields))
 }
 
 /// A dataset's identity fields as the function's literal argument: one line per field, `path`,

@@ -64,11 +64,17 @@ impl Scratch<'_> {
         Ok(self.ctx.read_parquet(folder_url(&self.folder, name), options).await?)
     }
 
+    /// Writes `frame` as Parquet under `name` (the session's tasks write); gives the write's
+    /// report.
+    pub async fn write(&self, frame: DataFrame, name: &str) -> Result<Vec<arrow::array::RecordBatch>, GraphError> {
+        Ok(frame
+            .write_parquet(&folder_url(&self.folder, name), DataFrameWriteOptions::new(), None)
+            .await?)
+    }
+
     /// Writes `frame` under `name` and reads it back: the plan that made it is done with.
     async fn checkpoint(&self, frame: DataFrame, name: &str, schema: &Schema) -> Result<DataFrame, GraphError> {
-        frame
-            .write_parquet(&folder_url(&self.folder, name), DataFrameWriteOptions::new(), None)
-            .await?;
+        self.write(frame, name).await?;
         self.read(name, schema).await
     }
 

@@ -3,9 +3,9 @@
 //! Ballista cluster, or a local session), then written as the next version of the sandbox's
 //! graph in the fold's snapshot format with the fold's version row.
 //!
-//! The fold holds the whole graph in one process's memory; a rebuild holds one fragment file's
-//! identities (while extracting links) and one Arrow batch of the final rows, the joins running
-//! wherever the session's plans run. It takes the sandbox's writer lock like a fold, so folds
+//! The fold holds the whole graph in one process's memory; a rebuild holds one Arrow batch of
+//! the final rows, the link extraction (`links`) and the joins running wherever the session's
+//! plans run. It takes the sandbox's writer lock like a fold, so folds
 //! wait for it and then find the batches it covered already covered.
 
 mod components;
@@ -32,7 +32,7 @@ pub use components::MAX_ROUNDS;
 use components::{Scratch, connected_components, snapshot_rows};
 /// The session [`rebuild_graph`] takes, for callers (the binary) that do not name DataFusion.
 pub use datafusion::prelude::SessionContext;
-use links::{FragmentFile, write_links};
+use links::{FragmentBatch, write_links};
 
 /// Why a rebuild did not produce a version.
 #[derive(Debug, thiserror::Error)]
@@ -68,26 +68,25 @@ pub struct RebuiltGraph {
     pub elapsed: Duration,
 }
 
-/// The data files of every committed batch of the sandbox's fragment datasets, and those batches.
+/// Every committed batch of the sandbox's fragment datasets, and its data files.
 async fn committed_fragments(
     meta: &MetaStore,
     tenant: &Tenant,
-) -> Result<(Vec<BatchId>, Vec<FragmentFile>), GraphError> {
+) -> Result<(Vec<BatchId>, Vec<FragmentBatch>), GraphError> {
     let mut batches = Vec::new();
-    let mut files = Vec::new();
+    let mut fragments = Vec::new();
     for (dataset, schema) in fragment_datasets(meta, tenant).await? {
         let schema = Arc::new(schema);
         for batch in meta.committed_batches(tenant, &dataset.id).await? {
-            for file in meta.batch_files(tenant, &batch.id, FileKind::Data).await? {
-                files.push(FragmentFile {
-                    path: ObjectPath::from(file.path),
-                    schema: schema.clone(),
-                });
-            }
+            let files = meta.batch_files(tenant, &batch.id, FileKind::Data).await?;
+            fragments.push(FragmentBatch {
+                files: files.into_iter().map(|f| ObjectPath::from(f.path)).collect(),
+                schema: schema.clone(),
+            });
             batches.push(batch.id);
         }
     }
-    Ok((batches, files))
+    Ok((batches, fragments))
 }
 
 /// A folder of its own for this rebuild's intermediate files.
@@ -136,7 +135,7 @@ pub async fn rebuild_graph(
 ) -> Result<RebuiltGraph, GraphError> {
     let started = Instant::now();
     let _writer = meta.lock_identity_graph(tenant).await?;
-    let (batches, files) = committed_fragments(meta, tenant).await?;
+    let (batches, fragments) = committed_fragments(meta, tenant).await?;
     if batches.is_empty() {
         return Err(GraphError::NoBatches {
             org: tenant.org.to_string(),
@@ -148,7 +147,7 @@ pub async fn rebuild_graph(
         lake,
         folder: scratch_folder(tenant),
     };
-    let built = build_version(&scratch, meta, tenant, &batches, &files).await;
+    let built = build_version(&scratch, meta, tenant, &batches, &fragments).await;
     // Whatever happened, the intermediate files are of no use to anyone.
     if let Err(error) = lake.delete_prefix(&scratch.folder).await {
         tracing::warn!(%error, folder = %scratch.folder, "could not remove an identity graph rebuild's scratch files");
@@ -161,7 +160,7 @@ pub async fn rebuild_graph(
     let rebuilt = RebuiltGraph {
         version,
         batches: batches.len(),
-        files: files.len(),
+        files: fragments.iter().map(|b| b.files.len()).sum(),
         links,
         rounds,
         elapsed: started.elapsed(),
@@ -181,9 +180,9 @@ async fn build_version(
     meta: &MetaStore,
     tenant: &Tenant,
     batches: &[BatchId],
-    files: &[FragmentFile],
+    fragments: &[FragmentBatch],
 ) -> Result<(IdentityGraphVersion, u64, usize), GraphError> {
-    let links = write_links(scratch.lake, files, &scratch.folder.clone().join("links")).await?;
+    let links = write_links(scratch, fragments, "links").await?;
     let latest = meta.latest_identity_graph_version(tenant).await?;
     let number = latest.as_ref().map_or(1, |v| v.version + 1);
     let location = Lake::new_identity_graph_manifest(tenant, number);

@@ -51,10 +51,28 @@ async fn a_graph_rebuilt_on_the_cluster_exports_the_folds_rows() {
         "the rebuild ran on the cluster: {}",
         cluster.jobs().unwrap()
     );
+    // The links were extracted by the executors: a job of the rebuild scans the fragments with
+    // the link function (the client extracted them before), and it counted what it wrote.
+    assert!(
+        stage_plans(&cluster).contains("dossier_identity_links"),
+        "no link extraction among the cluster's jobs"
+    );
+    assert!(!printed.contains(" 0 links)"), "{printed}");
 
     let server = ServerProcess::spawn(&data_dir);
     let caller = server.caller(&credentials).await;
     let after_rebuild = export_all(&caller, &data_dir, &seeded.target, std::slice::from_ref(&body)).await;
     assert_eq!(after_rebuild, after_fold, "the rebuilt graph stitches as the fold's");
     assert!(after_fold[0][0].0 > 1, "the export has stitched profiles to compare");
+}
+
+/// The stage plans of every job the scheduler ran (`/api/job/<id>/stages`), as one text.
+fn stage_plans(cluster: &BallistaCluster) -> String {
+    let jobs: serde_json::Value = serde_json::from_str(&cluster.jobs().unwrap()).unwrap();
+    let mut plans = String::new();
+    for job in jobs.as_array().into_iter().flatten() {
+        let id = job["job_id"].as_str().unwrap_or_default();
+        plans.push_str(&cluster.api(&format!("/api/job/{id}/stages")).unwrap());
+    }
+    plans
 }
