@@ -63,7 +63,7 @@ fn lake_options() -> ParquetReadOptions<'static> {
 pub async fn evaluated_keys(
     ctx: &SessionContext,
     files: &[MembershipFile],
-    snapshot: Option<&ObjectPath>,
+    snapshot: Option<&[ObjectPath]>,
 ) -> Result<Option<DataFrame>, DataFusionError> {
     let mut all: Option<DataFrame> = None;
     for file in files {
@@ -94,9 +94,11 @@ async fn by_component(
     ctx: &SessionContext,
     rows: DataFrame,
     segment: &str,
-    snapshot: &ObjectPath,
+    snapshot: &[ObjectPath],
 ) -> Result<DataFrame, DataFusionError> {
-    let graph = ctx.read_parquet(lake_file_url(snapshot), lake_options()).await?;
+    let graph = ctx
+        .read_parquet(snapshot.iter().map(lake_file_url).collect::<Vec<_>>(), lake_options())
+        .await?;
     let identities = rows
         .select(vec![ident(IDENTITIES).alias(IDENTITY), ident(STATUS), ident(TIME)])?
         .unnest_columns(&[IDENTITY])?

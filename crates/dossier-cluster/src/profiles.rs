@@ -37,6 +37,7 @@ use object_store::path::Path as ObjectPath;
 
 use dossier_engine::EngineError;
 use dossier_engine::fragments::SYSTEM_METADATA;
+use dossier_engine::identity::buckets::component_files;
 use dossier_engine::identity::store::current_graph_unloaded;
 use dossier_engine::profiles::build::keys::{EventScan, SourceDataset, SourceFile, source_datasets, source_files};
 use dossier_engine::profiles::merge::{IDENTITY_MAP, SEGMENT_MEMBERSHIP};
@@ -173,13 +174,20 @@ pub async fn merged_profiles(
             None => frame,
         });
     }
-    let snapshot = graph
-        .as_ref()
-        .map(|g| g.version.as_ref().map(|v| ObjectPath::from(v.path.as_str())));
+    // The pinned version's component buckets (or an earlier release's single file); a version
+    // with no rows has none, and keys nothing, as no version does.
+    let snapshot: Option<Option<Vec<ObjectPath>>> = match graph.as_ref().map(|g| g.version.as_ref()) {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(version)) => {
+            let files = component_files(lake, &version.path).await?;
+            Some((!files.is_empty()).then_some(files))
+        }
+    };
     let evaluated = match (&snapshot, wanted.evaluated.is_empty()) {
         // Without a graph (`pdg`) or files there is nothing to key the entries to.
         (Some(None), _) | (_, true) => None,
-        (Some(Some(snapshot)), false) => evaluated_keys(ctx, wanted.evaluated, Some(snapshot)).await?,
+        (Some(Some(snapshot)), false) => evaluated_keys(ctx, wanted.evaluated, Some(snapshot.as_slice())).await?,
         (None, false) => evaluated_keys(ctx, wanted.evaluated, None).await?,
     };
     let keyed = match (fragments, snapshot) {
@@ -328,14 +336,16 @@ fn fragment_data(data_type: &DataType, is_record: bool, has: &dyn Fn(&str) -> bo
 async fn join_graph(
     ctx: &SessionContext,
     fragments: DataFrame,
-    snapshot: &ObjectPath,
+    snapshot: &[ObjectPath],
     wanted: Wanted<'_>,
 ) -> Result<DataFrame, ProfilesError> {
     let options = ParquetReadOptions {
         file_extension: "",
         ..ParquetReadOptions::default()
     };
-    let graph = ctx.read_parquet(lake_file_url(snapshot), options).await?;
+    let graph = ctx
+        .read_parquet(snapshot.iter().map(lake_file_url).collect::<Vec<_>>(), options)
+        .await?;
     // The graph is the build side (left): four slim columns, where the fragments carry every
     // record's data. With the fragments there, each task of the join collected all of them
     // (a `CollectLeft` over a shuffle of unknown size), once per partition of the graph's scan.
