@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use ballista_core::error::BallistaError;
 use ballista_scheduler::cluster::BallistaCluster;
-use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
@@ -101,5 +101,9 @@ fn config(address: SocketAddr, lake: Lake) -> SchedulerConfig {
     config.no_executors_grace_period_seconds = EXECUTOR_TIMEOUT_SECS;
     config.task_max_failures = TASK_MAX_FAILURES;
     config.stage_max_failures = STAGE_MAX_FAILURES;
+    // Ballista's default (`Bias`) fills one executor's slots before the next's: a stage of as
+    // many tasks as one executor has slots ran on that executor alone, and its memory and
+    // shuffle files with it. One task per executor in turn spreads every stage.
+    config.task_distribution = TaskDistributionPolicy::RoundRobin;
     config
 }

@@ -14,6 +14,7 @@ use arrow::buffer::OffsetBuffer;
 use arrow::compute::{concat_batches, filter_record_batch, take, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use futures::StreamExt;
+use tracing::Instrument;
 
 use dossier_model::export_job::ExportSpec;
 use dossier_model::merge_policy::MergePolicy;
@@ -523,7 +524,11 @@ type PartitionRead = tokio::task::JoinHandle<Result<(PartitionRecords, Partition
 fn start_reading(lake: &Lake, plan: &Arc<Plan>, shard: &Arc<Shard>, profiles: &[u32]) -> PartitionRead {
     let (lake, plan, shard, profiles) = (lake.clone(), plan.clone(), shard.clone(), profiles.to_vec());
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(read_partition(&lake, &plan, &shard, &profiles)))
+    // The blocking thread does not inherit the job's span: its log lines would lose the job id.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        handle.block_on(read_partition(&lake, &plan, &shard, &profiles).instrument(span))
+    })
 }
 
 /// The record fragments of a partition's profiles, and their events when the job needs them.

@@ -32,6 +32,8 @@ enum Behaviour {
     Panic,
     /// Runs until its cancel flag is set.
     RunUntilCancelled,
+    /// Holds its thread for 3 s without an await (as a CPU-bound pass does), then succeeds.
+    HogTheThread,
 }
 
 /// How a run that does not succeed ends; each kind of job turns it into its own error.
@@ -53,6 +55,10 @@ impl Behaviour {
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             },
+            Behaviour::HogTheThread => {
+                std::thread::sleep(Duration::from_secs(3));
+                Ok(())
+            }
         }
     }
 }
@@ -472,6 +478,18 @@ async fn a_job_of_a_dead_node_is_taken_over_only_once_its_lease_expired() {
     let done = setup.wait_for_end(job.id).await;
     assert_eq!(done.status, ExportJobStatus::Succeeded);
     assert_eq!(setup.batch_status(&done).await, BatchStatus::Success);
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_job_that_holds_its_thread_longer_than_the_lease_keeps_its_lease() {
+    let (setup, job, _queue, workers) = one_export(Behaviour::HogTheThread).await;
+    setup.wait_for_processing(job.id).await;
+    // Past the 2 s lease while the job has not awaited once: its beats still came.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(setup.recover("there", Orphans::Expired).await, 0, "the lease is live");
+    let done = setup.wait_for_end(job.id).await;
+    assert_eq!(done.status, ExportJobStatus::Succeeded);
     workers.shutdown(Duration::from_secs(5)).await;
 }
 

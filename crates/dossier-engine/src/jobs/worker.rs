@@ -219,8 +219,13 @@ impl<E: Exporter> Worker<E> {
         self.beat(key, running).await;
         let work = AssertUnwindSafe(work).catch_unwind();
         tokio::pin!(work);
-        let period = self.settings.heartbeat;
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let heartbeat = Heartbeat::start(
+            self.queue.meta.clone(),
+            self.name.clone(),
+            key,
+            running,
+            self.settings.heartbeat,
+        );
         let mut server_stopping = *stopped.borrow();
         if server_stopping {
             running.cancel.cancel();
@@ -228,13 +233,13 @@ impl<E: Exporter> Worker<E> {
         let result = loop {
             tokio::select! {
                 result = &mut work => break result.map_err(|panic| panic_message(panic.as_ref())),
-                _ = heartbeat.tick() => self.beat(key, running).await,
                 _ = stopped.changed(), if !server_stopping => {
                     server_stopping = true;
                     running.cancel.cancel();
                 }
             }
         };
+        heartbeat.stop();
         self.queue.unregister(key);
         Supervised {
             result,
@@ -245,17 +250,7 @@ impl<E: Exporter> Worker<E> {
     /// Renews the job's lease with an export's counters, and picks up a cancel requested
     /// through another process (or a job that was ended under it).
     async fn beat(&self, key: &JobKey, running: &RunningJob) {
-        let progress = running.progress.as_deref().map(progress_snapshot);
-        match self
-            .queue
-            .meta
-            .job_heartbeat(key, &self.name, progress.as_ref(), now_millis())
-            .await
-        {
-            Ok(Some(false)) => {}
-            Ok(Some(true)) | Ok(None) => running.cancel.cancel(),
-            Err(error) => tracing::warn!(%error, kind = %key.kind, job_id = %key.id, "could not record a heartbeat"),
-        }
+        beat(&self.queue.meta, &self.name, key, running).await;
     }
 
     /// Whether this worker still holds the job's lease (read back after its run stopped or its
@@ -279,6 +274,62 @@ impl<E: Exporter> Worker<E> {
                 tracing::error!(%error, kind = %key.kind, job_id = %key.id, "could not read a job back");
                 false
             }
+        }
+    }
+}
+
+/// Renews `key`'s lease as `worker`, with an export's counters, and sets the cancel flag of a
+/// job cancelled through another process (or ended under it).
+async fn beat(meta: &MetaStore, worker: &str, key: &JobKey, running: &RunningJob) {
+    let progress = running.progress.as_deref().map(progress_snapshot);
+    match meta.job_heartbeat(key, worker, progress.as_ref(), now_millis()).await {
+        Ok(Some(false)) => {}
+        Ok(Some(true)) | Ok(None) => running.cancel.cancel(),
+        Err(error) => tracing::warn!(%error, kind = %key.kind, job_id = %key.id, "could not record a heartbeat"),
+    }
+}
+
+/// A running job's heartbeat, on an OS thread of its own. A job is CPU-bound between its awaits
+/// (a 10 M-profile pass one reads a file for over a minute without one); beside it on the
+/// worker's single-threaded runtime, the beat waited for the next await, the lease expired, and
+/// a live job was taken over and run again.
+struct Heartbeat {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    fn start(meta: MetaStore, worker: String, key: &JobKey, running: &RunningJob, period: Duration) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (key, running) = (key.clone(), running.clone());
+        let span = tracing::Span::current();
+        let thread = std::thread::spawn(move || {
+            let _job = span.enter();
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(%error, "a job's heartbeat could not start its runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        _ = ticks.tick() => beat(&meta, &worker, &key, &running).await,
+                    }
+                }
+            });
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops the beats once the run ended (a beat under way finishes first).
+    fn stop(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            tracing::error!("a job's heartbeat thread panicked");
         }
     }
 }
