@@ -264,16 +264,20 @@ async fn one_sandboxs_many_jobs_leave_a_worker_for_another_sandbox() {
     // worker stays free), and when it ends most of the busy sandbox's jobs are still waiting.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let mut running = 0;
-        let mut finished = 0;
-        for &id in &busy_jobs {
-            match job_status(&busy, id).await.as_str() {
-                "PROCESSING" => running += 1,
-                status if ended(status) => finished += 1,
-                _ => {}
-            }
-        }
-        assert!(running <= 1, "the busy sandbox holds {running} workers");
+        // One listing is one read of the store: job by job, a job that ended between two reads
+        // and the one that took its worker would both look PROCESSING.
+        let (status, listing) = busy.get(JOBS).await;
+        assert_eq!(status, 200, "{listing}");
+        let statuses: Vec<&str> = listing["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|job| job["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses.len(), busy_jobs.len(), "{listing}");
+        let running = statuses.iter().filter(|&&s| s == "PROCESSING").count();
+        let finished = statuses.iter().filter(|&&s| ended(s)).count();
+        assert!(running <= 1, "the busy sandbox holds {running} workers: {statuses:?}");
         let status = job_status(&other, other_job).await;
         if ended(&status) {
             assert_eq!(status, "SUCCEEDED");
