@@ -7,12 +7,15 @@
 //! 1. the identity buckets of the batches' identities give the keys of the components they are
 //!    in (the touched components);
 //! 2. the component buckets of those keys give the touched components' members, linked into
-//!    the batches' union-find;
+//!    the batches' union-find (a batch whose identities reach more than half of the identity
+//!    buckets skips step 1: one pass over every component bucket finds and links its touched
+//!    components, as the single-file fold did, reading half the files);
 //! 3. the union-find's components (touched ones, merged as the batches say, and the batches'
 //!    new identities) are written: each component bucket holding a touched or a new component
 //!    is rewritten as its previous file without the touched components, merged in order with
-//!    the new rows; each identity bucket holding one of the union-find's identities likewise.
-//!    Every other bucket is the previous version's file, by reference.
+//!    the new rows; each identity bucket holding one of the union-find's identities likewise,
+//!    the buckets shared between two threads. Every other bucket is the previous version's
+//!    file, by reference.
 //!
 //! Memory and time grow with the batches and the buckets they reach, not with the graph.
 //!
@@ -31,7 +34,7 @@ use object_store::path::Path as ObjectPath;
 
 use dossier_storage::Lake;
 
-use super::buckets::{BucketKind, BucketSink, BucketedWriter, Manifest, bucket_location, bucket_of};
+use super::buckets::{BucketFile, BucketKind, BucketSink, BucketedWriter, Manifest, bucket_location, bucket_of};
 use super::snapshot::{
     ROWS_PER_BATCH, SnapshotCounts, scan_file_until, snapshot_batches, snapshot_columns, snapshot_schema,
 };
@@ -91,6 +94,16 @@ async fn link_touched_buckets(
         .collect();
     let mut touched = IdentitySet::default();
     let mut read = 0;
+    if identity_buckets.len() as u32 > buckets / 2 {
+        // A batch spread over most of the graph: one pass over every component bucket finds
+        // and links the touched components, where looking them up would read most identity
+        // buckets and then most component buckets.
+        for file in (0..buckets).filter_map(|b| manifest.file(BucketKind::Component, b)) {
+            read += 1;
+            link_touched(lake, &file, graph, &mut touched).await?;
+        }
+        return Ok((touched, read));
+    }
     for file in identity_buckets
         .iter()
         .filter_map(|&b| manifest.file(BucketKind::Identity, b))
@@ -166,34 +179,113 @@ async fn fold_buckets(
             .or_default();
     }
     let by_identity = rows_by_bucket(&graph, &rows, BucketKind::Identity, buckets);
-    let mut written_files = 0;
+    let mut writes = Vec::new();
     for (kind, grouped) in [
         (BucketKind::Component, by_component),
         (BucketKind::Identity, by_identity),
     ] {
-        for (bucket, new_rows) in grouped {
-            let mut sink = BucketSink::new(lake, bucket_location(next, kind, bucket));
+        for (bucket, rows) in grouped {
             let previous = manifest.file(kind, bucket);
-            // The rows the union-find rewrites: its components whole, and its identities.
-            let replaced = |row: [&str; 4]| match kind {
-                BucketKind::Component => touched.contains(row[2], row[3]),
-                BucketKind::Identity => graph.contains(row[0], row[1]),
-            };
-            write_merged(lake, previous.as_ref(), &mut sink, replaced, &graph, &new_rows).await?;
-            let file = sink.finish().await?;
-            written_files += usize::from(file.is_some());
-            manifest.set(kind, bucket, file);
+            writes.push(BucketWrite {
+                kind,
+                bucket,
+                previous,
+                rows,
+            });
         }
+    }
+    let (loaded_identities, touched_components) = (graph.len(), touched.len());
+    let shared = Arc::new(Folded { graph, touched });
+    let mut written_files = 0;
+    for (kind, bucket, file) in write_buckets(lake, next, &shared, writes).await? {
+        written_files += usize::from(file.is_some());
+        manifest.set(kind, bucket, file);
     }
     manifest.write(lake, next).await?;
     let stats = FoldStats {
         counts: manifest.counts(),
-        loaded_identities: graph.len(),
-        touched_components: touched.len(),
+        loaded_identities,
+        touched_components,
         read_files,
         written_files,
     };
     Ok((manifest, stats))
+}
+
+/// What the bucket writers share: the union-find and the keys of the components it replaces.
+struct Folded {
+    graph: IdentityGraph,
+    touched: IdentitySet,
+}
+
+/// One bucket file of the next version: the previous version's file merged with `rows`.
+struct BucketWrite {
+    kind: BucketKind,
+    bucket: u32,
+    previous: Option<ObjectPath>,
+    rows: Vec<(u32, u32)>,
+}
+
+/// A bucket written: its kind, number, and file (none when it has no rows).
+type WrittenBucket = (BucketKind, u32, Option<BucketFile>);
+
+/// Writes `writes` on two blocking threads (each bucket is read, merged and encoded on one
+/// core; a fold that touches most buckets writes hundreds of them), driving their I/O through
+/// the caller's runtime.
+async fn write_buckets(
+    lake: &Lake,
+    next: &ObjectPath,
+    folded: &Arc<Folded>,
+    writes: Vec<BucketWrite>,
+) -> Result<Vec<WrittenBucket>, EngineError> {
+    const THREADS: usize = 2;
+    let mut shares: Vec<Vec<BucketWrite>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (n, write) in writes.into_iter().enumerate() {
+        shares[n % THREADS].push(write);
+    }
+    let handle = tokio::runtime::Handle::current();
+    let threads: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let (lake, next, folded, handle) = (lake.clone(), next.clone(), folded.clone(), handle.clone());
+            tokio::task::spawn_blocking(move || {
+                handle.block_on(async move {
+                    let mut written = Vec::with_capacity(share.len());
+                    for write in share {
+                        written.push(write_bucket(&lake, &next, &folded, write).await?);
+                    }
+                    Ok::<_, EngineError>(written)
+                })
+            })
+        })
+        .collect();
+    let mut written = Vec::new();
+    for thread in threads {
+        written.extend(thread.await??);
+    }
+    Ok(written)
+}
+
+async fn write_bucket(
+    lake: &Lake,
+    next: &ObjectPath,
+    folded: &Folded,
+    write: BucketWrite,
+) -> Result<WrittenBucket, EngineError> {
+    let BucketWrite {
+        kind,
+        bucket,
+        previous,
+        rows,
+    } = write;
+    let mut sink = BucketSink::new(lake, bucket_location(next, kind, bucket));
+    // The rows the union-find rewrites: its components whole, and its identities.
+    let replaced = |row: [&str; 4]| match kind {
+        BucketKind::Component => folded.touched.contains(row[2], row[3]),
+        BucketKind::Identity => folded.graph.contains(row[0], row[1]),
+    };
+    write_merged(lake, previous.as_ref(), &mut sink, replaced, &folded.graph, &rows).await?;
+    Ok((kind, bucket, sink.finish().await?))
 }
 
 /// The first fold after an earlier release's single-file version at `previous`: today's two
@@ -206,7 +298,8 @@ async fn convert_single_file(
     mut graph: IdentityGraph,
     buckets: u32,
 ) -> Result<(Manifest, FoldStats), EngineError> {
-    let touched = link_touched(lake, previous, &mut graph).await?;
+    let mut touched = IdentitySet::default();
+    link_touched(lake, previous, &mut graph, &mut touched).await?;
     let rows = graph.component_nodes();
     let mut writer = BucketedWriter::create(lake, next, buckets);
     let replaced = |row: [&str; 4]| touched.contains(row[2], row[3]);
@@ -301,14 +394,15 @@ impl Run {
     }
 }
 
-/// Pass one: links into `graph` every component of `previous` that holds one of its
-/// identities; gives the keys of those components.
+/// Pass one over a file sorted by component (a single-file version, or a component bucket):
+/// links into `graph` every component of `previous` that holds one of its identities, and adds
+/// the keys of those components to `touched`.
 async fn link_touched(
     lake: &Lake,
     previous: &ObjectPath,
     graph: &mut IdentityGraph,
-) -> Result<IdentitySet, EngineError> {
-    let mut touched = IdentitySet::default();
+    touched: &mut IdentitySet,
+) -> Result<(), EngineError> {
     let mut run = Run::default();
     let mut stream = snapshot_batches(lake, previous).await?;
     while let Some(rows) = stream.next().await {
@@ -317,7 +411,7 @@ async fn link_touched(
         for row in 0..rows.num_rows() {
             let (key_namespace, key_id) = (key_namespace.value(row), key_id.value(row));
             if !run.has_key(key_namespace, key_id) {
-                run.close(graph, &mut touched);
+                run.close(graph, touched);
                 run.start(key_namespace, key_id);
             }
             let (namespace, id) = (namespace.value(row), id.value(row));
@@ -327,8 +421,8 @@ async fn link_touched(
             run.touched = run.touched || graph.contains(namespace, id);
         }
     }
-    run.close(graph, &mut touched);
-    Ok(touched)
+    run.close(graph, touched);
+    Ok(())
 }
 
 /// Rows of the next snapshot waiting to be written.

@@ -226,16 +226,20 @@ pub async fn fold_pending(meta: &MetaStore, lake: &Lake, tenant: &Tenant) -> Res
         });
     }
     // Only the new batches' links are held; the fold reads the components they touch.
+    let started = std::time::Instant::now();
     let mut graph = IdentityGraph::new();
     for batch in &pending {
         link_batch(meta, lake, tenant, &mut graph, batch).await?;
     }
+    let linked = started.elapsed();
     let number = latest.as_ref().map_or(1, |v| v.version + 1);
     let folded: Vec<BatchId> = pending.into_iter().map(|b| b.id).collect();
     let version = commit_version(meta, lake, tenant, number, latest.as_ref(), graph, &folded).await?;
     tracing::info!(
         org = %tenant.org, sandbox = %tenant.sandbox, version = version.version, batches = folded.len(),
-        identities = version.nodes, components = version.components, "identity graph folded"
+        identities = version.nodes, components = version.components,
+        link_ms = linked.as_millis() as u64, write_ms = (started.elapsed() - linked).as_millis() as u64,
+        "identity graph folded"
     );
     // The new version is committed whatever happens here; leftovers go at the next fold.
     if let Err(error) = collect_garbage(meta, lake, tenant).await {
