@@ -256,7 +256,7 @@ fn relabel_data(data: ArrayData, to: &DataType) -> Result<ArrayData, ArrowError>
 }
 
 /// For each row of `rows` (in the dataset's schema), whether it is not proven valid.
-fn doubtful_rows(rows: &RecordBatch, schema: &XdmSchema) -> Vec<bool> {
+pub(crate) fn doubtful_rows(rows: &RecordBatch, schema: &XdmSchema) -> Vec<bool> {
     let n = rows.num_rows();
     let mut doubtful = identity_rows(rows, schema)
         .into_iter()

@@ -13,6 +13,7 @@ mod authenticated_state;
 mod builtin;
 mod json_schema;
 mod paths;
+mod quick_check;
 mod registry;
 mod union;
 mod validate;
