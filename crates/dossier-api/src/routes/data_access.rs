@@ -10,7 +10,6 @@ use axum::extract::{Path, State};
 use axum::http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HOST, RANGE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange};
 use serde_json::{Value, json};
@@ -297,7 +296,7 @@ async fn download(state: &AppState, path: &str, size: u64, range: Option<&Header
         .get_opts(&ObjectPath::from(path), options)
         .await
         .map_err(dossier_storage::StorageError::from)?;
-    let body = Body::from_stream(result.into_stream().map_err(std::io::Error::other));
+    let body = Body::from_stream(dossier_storage::Lake::object_bytes(result));
     let (status, length) = match range {
         Some((start, end)) => (StatusCode::PARTIAL_CONTENT, end - start + 1),
         None => (StatusCode::OK, size),
