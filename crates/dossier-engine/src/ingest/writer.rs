@@ -79,7 +79,7 @@ impl Default for EncodeSettings {
 
 fn writer_properties(settings: &EncodeSettings) -> WriterProperties {
     let builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3 is valid")));
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")));
     match settings.row_group_rows {
         Some(rows) => builder.set_max_row_group_row_count(Some(rows.max(1))).build(),
         None => builder.build(),
