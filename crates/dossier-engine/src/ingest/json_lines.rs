@@ -43,8 +43,7 @@ pub struct LinesChecked {
 /// `sink` in file order; stops early when `sink` returns false.
 ///
 /// The chunks of a round are checked on this thread and on `threads - 1` helpers that live as
-/// long as the upload: a thread started per round left its allocator heap behind each time, and
-/// the process spent a sixth of its time having the kernel clear fresh pages (perf, 1 M).
+/// long as the upload, so each keeps its Arrow reader and buffers from chunk to chunk.
 pub fn read_json_lines_parallel(
     reader: impl Read,
     schema: &XdmSchema,
@@ -55,8 +54,8 @@ pub fn read_json_lines_parallel(
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut next_row = 0;
     let mut checker = ChunkChecker::new(schema, arrow_schema)?;
-    // Chunks come back once checked and are read into again: a chunk's buffer is megabytes,
-    // and memory that large, freed and allocated anew, came back as pages the kernel cleared.
+    // Chunks come back once checked and are read into again, so their buffers (megabytes
+    // each) are allocated once per upload rather than once per chunk.
     let mut spares = Vec::new();
     std::thread::scope(|scope| {
         let helpers = (1..threads.max(1))
