@@ -46,23 +46,16 @@ pub(super) async fn scan_graph(
     failure.map_or(Ok(()), Err)
 }
 
-/// Joins one bucket: the graph's identities of the bucket in a table, its fragments looked up;
-/// what is found goes to `out` keyed by component, still in file order.
+/// Joins one bucket: its fragments looked up in the table of the graph's identities of the
+/// bucket; what is found goes to `out` keyed by component, still in file order.
 pub(super) fn join_bucket(
-    graph: Option<Spill>,
+    components: &ComponentTable,
     fragments: Option<Spill>,
     mut out: FragmentSpill,
 ) -> Result<Spill, EngineError> {
-    let (Some(graph), Some(fragments)) = (graph, fragments) else {
+    let Some(fragments) = fragments else {
         return out.finish();
     };
-    let mut components = ComponentTable::default();
-    for batch in graph.into_batches()? {
-        for row in fragment_rows(&batch?).0 {
-            components.push(row.key, row.file);
-        }
-    }
-    components.seal();
     for batch in fragments.into_batches()? {
         for row in fragment_rows(&batch?).0 {
             let Some(component) = components.get(row.key) else {

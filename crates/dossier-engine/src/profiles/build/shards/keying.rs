@@ -8,12 +8,13 @@ use object_store::path::Path as ObjectPath;
 use dossier_storage::Lake;
 
 use super::super::keys::NamespaceNumbers;
-use super::super::spill::{FragmentRow, FragmentSpill};
+use super::super::spill::{FragmentRow, FragmentSpill, Spill};
 use super::component_table::ComponentTable;
+use super::graph_buckets::GraphBuckets;
 use super::graph_join::{join_bucket, merge_in_file_order, scan_graph};
 use super::identity_hash::identity_hash;
 use super::layout::part_of;
-use super::membership_keys::MembershipKeys;
+use super::membership_keys::{MembershipKeys, member_hashes};
 use super::restrict::Seeds;
 use super::router::ShardRouter;
 use super::sidecar::{Primary, backfill_sidecar, visit_sidecar};
@@ -131,7 +132,7 @@ impl ShardedKeys {
                     snapshot,
                     (folder, components),
                     numbers,
-                    cancel,
+                    context,
                     membership_keys,
                     router,
                 )
@@ -177,10 +178,11 @@ impl ShardedKeys {
         Ok(())
     }
 
-    /// [`Self::key_by_component`] for a graph larger than one bucket: the graph and the fragments
-    /// hashed into buckets on disk (the graph on a thread of its own, so both cores work: the two
-    /// scans are independent until the join), joined bucket by bucket, merged back into file
-    /// order.
+    /// [`Self::key_by_component`] for a graph larger than one bucket: the fragments hashed into
+    /// buckets on disk, joined bucket by bucket to the graph's buckets, merged back into file
+    /// order. The graph's buckets are the ones kept for its version ([`GraphBuckets`]); the
+    /// first build of a version scans the snapshot into them, on a thread of its own so both
+    /// cores work (the two scans are independent until the join).
     #[allow(clippy::too_many_arguments)]
     async fn key_in_buckets(
         &mut self,
@@ -188,51 +190,37 @@ impl ShardedKeys {
         snapshot: &ObjectPath,
         (folder, components): (Option<&Path>, usize),
         numbers: &mut NamespaceNumbers,
-        cancel: &CancelFlag,
+        context: &KeyingContext<'_>,
         mut membership_keys: MembershipKeys,
         mut router: ShardRouter,
     ) -> Result<(), EngineError> {
-        let bucket_count = self.layout.buckets;
-        let graph_buckets = spills(folder, "graph", bucket_count, false)?;
-        let (handle, lake_clone, snapshot_clone) = (tokio::runtime::Handle::current(), lake.clone(), snapshot.clone());
-        let graph_cancel = cancel.clone();
-        let graph_scan = tokio::task::spawn_blocking(move || {
-            let mut graph_buckets = graph_buckets;
-            handle
-                .block_on(scan_graph(
-                    &lake_clone,
-                    &snapshot_clone,
-                    &mut membership_keys,
-                    |hash, component| {
-                        if graph_cancel.is_cancelled() {
-                            return Err(EngineError::Cancelled);
-                        }
-                        let row = FragmentRow {
-                            key: hash,
-                            file: component,
-                            row: 0,
-                            row_id: 0,
-                            namespace: 0,
-                        };
-                        graph_buckets[part_of(hash, bucket_count)].push(row, None)
-                    },
-                ))
-                .map(|()| (graph_buckets, membership_keys))
-        });
-        let fragment_buckets = self.fragment_buckets(lake, folder, numbers, cancel).await;
-        let (graph_buckets, membership_keys) = graph_scan.await??;
-        let fragment_buckets = finish(fragment_buckets?)?;
-        self.restrict(&mut router, &membership_keys.seed_components, components);
-        self.resolved = Some(membership_keys.resolved);
-        let graph_buckets = finish(graph_buckets)?;
+        let (cancel, bucket_count) = (context.cancel, self.layout.buckets);
+        let (root, path) = (context.settings.spill_root(), snapshot.to_string());
+        let (mut graph, fragment_buckets) = match GraphBuckets::open(&root, &path, bucket_count) {
+            Some(graph) => (graph, self.fragment_buckets(lake, folder, numbers, cancel).await?),
+            None => {
+                let graph_scan = scan_graph_into_buckets(lake, snapshot, folder, bucket_count, cancel)?;
+                let fragment_buckets = self.fragment_buckets(lake, folder, numbers, cancel).await;
+                let graph_buckets = graph_scan.await??;
+                let graph = GraphBuckets::keep(&root, &path, graph_buckets)?;
+                (graph, fragment_buckets?)
+            }
+        };
+        let fragment_buckets = finish(fragment_buckets)?;
+        let members = member_hashes(&self.memberships);
         let mut joined = Vec::new();
-        for (bucket, (graph, fragments)) in graph_buckets.into_iter().zip(fragment_buckets).enumerate() {
+        for (bucket, fragments) in fragment_buckets.into_iter().enumerate() {
             if cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
+            let table = graph.table(bucket)?;
+            membership_keys.resolve_in_part(&table, &members, |hash| part_of(hash, bucket_count) == bucket);
             let out = spills(folder, &format!("joined-{bucket}"), 1, false)?.remove(0);
-            joined.push(join_bucket(graph, fragments, out)?);
+            joined.push(join_bucket(&table, fragments, out)?);
         }
+        drop(members);
+        self.restrict(&mut router, &membership_keys.seed_components, components);
+        self.resolved = Some(membership_keys.resolved);
         merge_in_file_order(joined, |fragment| router.route(fragment))?;
         self.shards = finish(router.shards)?;
         Ok(())
@@ -269,4 +257,43 @@ impl ShardedKeys {
         .await?;
         Ok(buckets)
     }
+}
+
+/// A scan of the graph into spilled buckets, running.
+type GraphScan = tokio::task::JoinHandle<Result<Vec<Option<Spill>>, EngineError>>;
+
+/// Starts scanning the snapshot at `snapshot` into `bucket_count` spilled buckets (each row an
+/// identity hash with its component in `file`), on a blocking thread of its own.
+fn scan_graph_into_buckets(
+    lake: &Lake,
+    snapshot: &ObjectPath,
+    folder: Option<&Path>,
+    bucket_count: usize,
+    cancel: &CancelFlag,
+) -> Result<GraphScan, EngineError> {
+    let mut buckets = spills(folder, "graph", bucket_count, false)?;
+    let (handle, lake, snapshot, cancel) = (
+        tokio::runtime::Handle::current(),
+        lake.clone(),
+        snapshot.clone(),
+        cancel.clone(),
+    );
+    Ok(tokio::task::spawn_blocking(move || {
+        // Memberships are resolved through the kept buckets at the join, not while scanning.
+        let mut no_memberships = MembershipKeys::new(&[], std::iter::empty());
+        handle.block_on(scan_graph(&lake, &snapshot, &mut no_memberships, |hash, component| {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let row = FragmentRow {
+                key: hash,
+                file: component,
+                row: 0,
+                row_id: 0,
+                namespace: 0,
+            };
+            buckets[part_of(hash, bucket_count)].push(row, None)
+        }))?;
+        finish(buckets)
+    }))
 }

@@ -48,18 +48,29 @@ impl MembershipKeys {
     /// Resolves every wanted identity through the sealed table of the graph version, when the
     /// snapshot is not scanned again (the table is keyed by the same 128-bit hashes).
     pub(super) fn resolve_in(&mut self, table: &ComponentTable, segments: &[(String, Vec<Row>)]) {
+        self.resolve_in_part(table, &member_hashes(segments), |_| true);
+    }
+
+    /// [`Self::resolve_in`] through the table of one bucket of the graph: only the identities
+    /// whose hash `in_part` places in it. `members` are [`member_hashes`] of the segments.
+    pub(super) fn resolve_in_part(
+        &mut self,
+        table: &ComponentTable,
+        members: &[(u128, &Identity)],
+        in_part: impl Fn(u128) -> bool,
+    ) {
         for (&hash, &why) in &self.wanted {
             if why & SEED != 0
+                && in_part(hash)
                 && let Some(component) = table.get(hash)
             {
                 self.seed_components.insert(hash, component);
             }
         }
-        for identity in segments
-            .iter()
-            .flat_map(|(_, rows)| rows.iter().flat_map(|r| &r.identities))
-        {
-            if let Some(component) = table.get(identity_hash(&identity.namespace, &identity.id)) {
+        for &(hash, identity) in members {
+            if in_part(hash)
+                && let Some(component) = table.get(hash)
+            {
                 self.resolved.insert(identity.clone(), component);
             }
         }
@@ -76,4 +87,13 @@ impl MembershipKeys {
             self.resolved.insert(Identity::new(identity.0, identity.1), component);
         }
     }
+}
+
+/// Every identity of the segments' rows with its hash, hashed once for all the buckets.
+pub(super) fn member_hashes(segments: &[(String, Vec<Row>)]) -> Vec<(u128, &Identity)> {
+    segments
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().flat_map(|r| &r.identities))
+        .map(|identity| (identity_hash(&identity.namespace, &identity.id), identity))
+        .collect()
 }

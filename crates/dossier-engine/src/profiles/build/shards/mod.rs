@@ -6,13 +6,16 @@
 //! Under `pdg`, every identity of the pinned graph version is hashed (128 bits) with its
 //! component number, every fragment's primary identity is hashed the same way, and both go to
 //! the bucket of their hash; a bucket's graph part is loaded into a map and its fragments looked
-//! up in it. Each fragment then goes to the shard of its component. Under `none` a profile is
-//! its primary identity, so fragments go straight to the shard of that identity's hash.
+//! up in it. Each fragment then goes to the shard of its component. The graph's buckets are
+//! kept on local disk for the version's later builds (`graph_buckets`), so only the first
+//! build of a version scans its snapshot. Under `none` a profile is its primary identity, so
+//! fragments go straight to the shard of that identity's hash.
 //!
 //! A population that fits one shard and one bucket (the configured sizes) never touches disk:
 //! the graph is streamed into one map and fragments are keyed as they are read.
 
 mod component_table;
+mod graph_buckets;
 mod graph_join;
 pub mod identity_hash;
 mod keying;
