@@ -1,22 +1,31 @@
 //! A graph version hashed into a layout's buckets, kept on local disk for the builds after the
-//! first. A version's snapshot never changes once written, and scanning it (every identity's
-//! strings read, compared and hashed) was most of the time a large population took to key: at
-//! 10 M profiles, 20-45 s of every export.
+//! first, and looked up through memory maps. A version's snapshot never changes once written,
+//! and scanning it (every identity's strings read, compared and hashed) then spilling fragments
+//! to buckets, joining them and merging them back into file order was most of the time a large
+//! population took to key: at 25 M profiles, 75-140 s of every export.
 //!
 //! A bucket is a file of its identities' 128-bit hashes and components sorted by hash
-//! ([`ComponentTable::write_sorted`]), so a join reads it straight into a table. A version's
-//! buckets are written into a staging folder and renamed into place whole: a reader finds all
-//! of them or none. The [`VERSIONS_KEPT`] most lately used versions are kept; a reader opens
-//! every bucket file before it reads one, so a folder removed meanwhile stays readable to it.
-//! The folder lives under the spill root, which a server empties when it starts.
+//! ([`ComponentTable::write_sorted`]). A version's buckets are written into a staging folder
+//! and renamed into place whole: a reader finds all of them or none. A build maps them and looks
+//! each fragment's primary identity up as it reads it, through a small index of where each run
+//! of equal top bits starts (half a byte per identity). The mapped pages are the page cache's:
+//! they count in the process's resident memory while used, and the kernel takes them back
+//! under pressure (lookups then read from disk) rather than the build running out of memory.
+//!
+//! The [`VERSIONS_KEPT`] most lately used versions are kept; a reader maps every bucket before it
+//! reads one, so a folder removed meanwhile stays readable to it. The folder lives under the
+//! spill root, which a server empties when it starts.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use memmap2::Mmap;
+
 use super::super::spill::{Spill, fragment_rows};
-use super::component_table::ComponentTable;
+use super::component_table::{ComponentLookup, ComponentTable, ENTRY_BYTES};
 use super::identity_hash::identity_hash;
+use super::layout::part_of;
 use crate::EngineError;
 
 /// The folder under the spill root that holds the kept versions.
@@ -26,29 +35,42 @@ const FOLDER: &str = "graph-buckets";
 /// fold), and one more for a second sandbox.
 const VERSIONS_KEPT: usize = 3;
 
-/// The buckets of one graph version, open for reading.
+/// Entries per run of equal top bits in a bucket's index, about: a lookup compares a few.
+const ENTRIES_PER_RUN: usize = 8;
+
+/// The buckets of one graph version, mapped for lookups.
 pub(super) struct GraphBuckets {
-    files: Vec<File>,
+    buckets: Vec<MappedBucket>,
+}
+
+/// One bucket's sorted entries, mapped, and where each run of equal top bits starts.
+struct MappedBucket {
+    /// `None` for an empty bucket (an empty file cannot be mapped).
+    map: Option<Mmap>,
+    shift: u32,
+    starts: Vec<u32>,
 }
 
 impl GraphBuckets {
     /// The buckets kept for the snapshot at `snapshot` in a layout of `buckets`, if a build kept
     /// them before.
-    pub(super) fn open(root: &Path, snapshot: &str, buckets: usize) -> Option<Self> {
+    pub(super) fn open(root: &Path, snapshot: &str, buckets: usize) -> Result<Option<Self>, EngineError> {
         let folder = folder_of(root, snapshot, buckets);
-        let files = (0..buckets)
+        let Ok(files) = (0..buckets)
             .map(|bucket| File::open(folder.join(bucket_name(bucket))))
             .collect::<Result<Vec<_>, _>>()
-            .ok()?;
+        else {
+            return Ok(None);
+        };
         // Marks the version used, for the eviction of the least lately used.
         if let Ok(handle) = File::open(&folder) {
             let _ = handle.set_modified(std::time::SystemTime::now());
         }
-        Some(Self { files })
+        Ok(Some(Self::map(files)?))
     }
 
     /// Sorts each bucket a fresh scan spilled (rows keyed by identity hash, the component in
-    /// `file`), keeps them for the snapshot at `snapshot`, and opens them.
+    /// `file`), keeps them for the snapshot at `snapshot`, and maps them.
     pub(super) fn keep(root: &Path, snapshot: &str, spilled: Vec<Option<Spill>>) -> Result<Self, EngineError> {
         let kept = root.join(FOLDER);
         std::fs::create_dir_all(&kept)?;
@@ -65,17 +87,72 @@ impl GraphBuckets {
             tracing::warn!(folder = %folder.display(), "could not keep a graph version's buckets");
         }
         evict(&kept, &folder);
-        Ok(Self { files: opened })
+        Self::map(opened)
     }
 
-    /// The sealed table of bucket `bucket`.
-    pub(super) fn table(&mut self, bucket: usize) -> Result<ComponentTable, EngineError> {
-        let file = &mut self.files[bucket];
-        let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
-        file.seek(SeekFrom::Start(0))?;
-        file.read_to_end(&mut bytes)?;
-        Ok(ComponentTable::from_sorted_bytes(&bytes))
+    fn map(files: Vec<File>) -> Result<Self, EngineError> {
+        let buckets = files.iter().map(MappedBucket::map).collect::<Result<_, _>>()?;
+        Ok(Self { buckets })
     }
+}
+
+impl ComponentLookup for GraphBuckets {
+    fn get(&self, hash: u128) -> Option<u32> {
+        self.buckets[part_of(hash, self.buckets.len())].get(hash)
+    }
+}
+
+impl MappedBucket {
+    fn map(file: &File) -> Result<Self, EngineError> {
+        let entries = file.metadata()?.len() as usize / ENTRY_BYTES;
+        let bits = (usize::BITS - (entries / ENTRIES_PER_RUN).leading_zeros()).clamp(1, 30);
+        let shift = 64 - bits;
+        if entries == 0 {
+            return Ok(Self {
+                map: None,
+                shift,
+                starts: vec![0; (1 << bits) + 1],
+            });
+        }
+        // SAFETY: a kept bucket is written whole in a staging folder before it is renamed into
+        // place and never written again (eviction only unlinks it, which leaves a mapping
+        // intact), so the mapped bytes cannot change under the map.
+        let map = unsafe { Mmap::map(file)? };
+        let mut starts = vec![0u32; (1 << bits) + 1];
+        for entry in map.chunks_exact(ENTRY_BYTES) {
+            starts[(high(entry) >> shift) as usize + 1] += 1;
+        }
+        for run in 0..(1usize << bits) {
+            starts[run + 1] += starts[run];
+        }
+        // Lookups land anywhere: reading ahead around each would only fill memory.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Random);
+        Ok(Self {
+            map: Some(map),
+            shift,
+            starts,
+        })
+    }
+
+    fn get(&self, hash: u128) -> Option<u32> {
+        let map = self.map.as_ref()?;
+        let (hi, lo) = ((hash >> 64) as u64, hash as u64);
+        let run = (hi >> self.shift) as usize;
+        let (start, end) = (self.starts[run] as usize, self.starts[run + 1] as usize);
+        map[start * ENTRY_BYTES..end * ENTRY_BYTES]
+            .chunks_exact(ENTRY_BYTES)
+            .find(|entry| high(entry) == hi && le64(&entry[8..16]) == lo)
+            .map(|entry| u32::from_le_bytes(entry[16..20].try_into().expect("4 bytes")))
+    }
+}
+
+fn high(entry: &[u8]) -> u64 {
+    le64(&entry[..8])
+}
+
+fn le64(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
 }
 
 /// The folder of a version's buckets: named by a hash of its snapshot's path (unique to a
@@ -152,41 +229,41 @@ mod tests {
     #[test]
     fn kept_buckets_read_back_every_identity_and_reopen_for_the_next_build() {
         let root = tempfile::tempdir().unwrap();
-        assert!(GraphBuckets::open(root.path(), "v1", 4).is_none());
-        let mut kept = GraphBuckets::keep(root.path(), "v1", scanned(1000, 4)).unwrap();
-        let mut reopened = GraphBuckets::open(root.path(), "v1", 4).expect("kept");
-        assert!(
-            GraphBuckets::open(root.path(), "v1", 5).is_none(),
-            "another layout is not kept"
-        );
-        for graph in [&mut kept, &mut reopened] {
-            let tables: Vec<ComponentTable> = (0..4).map(|b| graph.table(b).unwrap()).collect();
+        assert!(GraphBuckets::open(root.path(), "v1", 4).unwrap().is_none());
+        let kept = GraphBuckets::keep(root.path(), "v1", scanned(1000, 4)).unwrap();
+        let reopened = GraphBuckets::open(root.path(), "v1", 4).unwrap().expect("kept");
+        let other_layout = GraphBuckets::open(root.path(), "v1", 5).unwrap();
+        assert!(other_layout.is_none(), "another layout is not kept");
+        for graph in [&kept, &reopened] {
             for i in 0..1000u32 {
-                let key = identity_hash("ECID", &i.to_string());
-                let bucket = super::super::layout::part_of(key, 4);
-                assert_eq!(tables[bucket].get(key), Some(i / 2));
-                assert_eq!(tables[(bucket + 1) % 4].get(key), None);
+                assert_eq!(graph.get(identity_hash("ECID", &i.to_string())), Some(i / 2));
             }
+            assert_eq!(graph.get(identity_hash("ECID", "absent")), None);
+            assert_eq!(graph.get(identity_hash("Email", "1")), None);
         }
+        let empty = GraphBuckets::keep(root.path(), "v0", scanned(0, 3)).unwrap();
+        assert_eq!(
+            empty.get(identity_hash("ECID", "0")),
+            None,
+            "empty buckets map as empty"
+        );
     }
 
     #[test]
     fn the_latest_versions_are_kept_and_one_being_read_stays_readable_when_evicted() {
         let root = tempfile::tempdir().unwrap();
-        let mut first = GraphBuckets::keep(root.path(), "v1", scanned(100, 2)).unwrap();
+        let first = GraphBuckets::keep(root.path(), "v1", scanned(100, 2)).unwrap();
         for version in ["v2", "v3", "v4"] {
             std::thread::sleep(std::time::Duration::from_millis(20));
             GraphBuckets::keep(root.path(), version, scanned(100, 2)).unwrap();
         }
         let kept: Vec<bool> = ["v1", "v2", "v3", "v4"]
             .iter()
-            .map(|v| GraphBuckets::open(root.path(), v, 2).is_some())
+            .map(|v| GraphBuckets::open(root.path(), v, 2).unwrap().is_some())
             .collect();
         assert_eq!(kept, [false, true, true, true]);
-        let key = identity_hash("ECID", "7");
-        let bucket = super::super::layout::part_of(key, 2);
         assert_eq!(
-            first.table(bucket).unwrap().get(key),
+            first.get(identity_hash("ECID", "7")),
             Some(3),
             "read after its folder went"
         );

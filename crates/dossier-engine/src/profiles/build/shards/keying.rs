@@ -8,13 +8,13 @@ use object_store::path::Path as ObjectPath;
 use dossier_storage::Lake;
 
 use super::super::keys::NamespaceNumbers;
-use super::super::spill::{FragmentRow, FragmentSpill, Spill};
-use super::component_table::ComponentTable;
+use super::super::spill::{FragmentRow, Spill};
+use super::component_table::{ComponentLookup, ComponentTable};
 use super::graph_buckets::GraphBuckets;
-use super::graph_join::{join_bucket, merge_in_file_order, scan_graph};
+use super::graph_scan::scan_graph;
 use super::identity_hash::identity_hash;
 use super::layout::part_of;
-use super::membership_keys::{MembershipKeys, member_hashes};
+use super::membership_keys::MembershipKeys;
 use super::restrict::Seeds;
 use super::router::ShardRouter;
 use super::sidecar::{Primary, backfill_sidecar, visit_sidecar};
@@ -100,10 +100,12 @@ impl ShardedKeys {
         Ok(())
     }
 
-    /// `pdg`: the graph and the fragments joined (in one table, or bucket by bucket); each
-    /// fragment goes to the shard of its component. Shards are contiguous runs of the order in
-    /// which components are first met in the files, so a partition reads a region of each file
-    /// rather than rows scattered through all of them.
+    /// `pdg`: each fragment looked up in the graph as it is read, and sent to the shard of its
+    /// component. A graph within one bucket is one sorted table in memory, kept sealed for the
+    /// next build of the same version; a larger one is the version's buckets kept on local disk
+    /// ([`GraphBuckets`]), scanned from the snapshot by the version's first build. Shards are
+    /// contiguous runs of the order in which components are first met in the files, so a
+    /// partition reads a region of each file rather than rows scattered through all of them.
     pub(super) async fn key_by_component(
         &mut self,
         lake: &Lake,
@@ -113,55 +115,60 @@ impl ShardedKeys {
         numbers: &mut NamespaceNumbers,
         context: &KeyingContext<'_>,
     ) -> Result<(), EngineError> {
-        let cancel = context.cancel;
-        let bucket_count = self.layout.buckets;
-        let mut router = ShardRouter::new(spills(folder, "shard", self.layout.shards, false)?, components);
+        let router = ShardRouter::new(spills(folder, "shard", self.layout.shards, false)?, components);
         let mut membership_keys = MembershipKeys::new(&self.memberships, self.seeds.iter().flat_map(Seeds::hashes));
-        // A graph within one bucket is kept sealed for the next build of the same version; the
-        // identities of evaluated memberships are then resolved through it instead of while
-        // scanning.
-        let path = snapshot.to_string();
-        let cached = match bucket_count == 1 {
-            true => context.tables.get(&path),
-            false => None,
-        };
-        if bucket_count > 1 {
+        if self.layout.buckets > 1 {
+            let graph = self.kept_graph(lake, snapshot, folder, context).await?;
+            membership_keys.resolve_in(&graph, &self.memberships);
             return self
-                .key_in_buckets(
-                    lake,
-                    snapshot,
-                    (folder, components),
-                    numbers,
-                    context,
-                    membership_keys,
-                    router,
-                )
+                .route_by_component(lake, &graph, membership_keys, router, (numbers, components, context))
                 .await;
         }
-        let mut in_memory = ComponentTable::with_capacity(if cached.is_none() { identities } else { 0 });
-        if cached.is_none() {
-            scan_graph(lake, snapshot, &mut membership_keys, |hash, component| {
-                in_memory.push(hash, component);
-                Ok(())
-            })
-            .await?;
-        }
-        if let Some(table) = &cached {
-            membership_keys.resolve_in(table, &self.memberships);
-        }
-        self.restrict(&mut router, &membership_keys.seed_components, components);
-        self.resolved = Some(membership_keys.resolved);
-        let table = match cached {
-            Some(table) => table,
+        // The identities of evaluated memberships are resolved while scanning, or through the
+        // table kept from an earlier build.
+        let path = snapshot.to_string();
+        let table = match context.tables.get(&path) {
+            Some(table) => {
+                membership_keys.resolve_in(table.as_ref(), &self.memberships);
+                table
+            }
             None => {
+                let mut in_memory = ComponentTable::with_capacity(identities);
+                scan_graph(lake, snapshot, &mut membership_keys, |hash, component| {
+                    in_memory.push(hash, component);
+                    Ok(())
+                })
+                .await?;
                 in_memory.seal();
                 let table = Arc::new(in_memory);
                 context.tables.keep(&path, table.clone());
                 table
             }
         };
-        self.each_primary(lake, cancel, false, |file, row, primary| {
-            let Some(component) = table.get(primary.hash) else {
+        self.route_by_component(
+            lake,
+            table.as_ref(),
+            membership_keys,
+            router,
+            (numbers, components, context),
+        )
+        .await
+    }
+
+    /// Every fragment whose primary identity `graph` knows, routed to the shard of its
+    /// component (only the components a restricted build's seeds reach).
+    async fn route_by_component(
+        &mut self,
+        lake: &Lake,
+        graph: &impl ComponentLookup,
+        membership_keys: MembershipKeys,
+        mut router: ShardRouter,
+        (numbers, components, context): (&mut NamespaceNumbers, usize, &KeyingContext<'_>),
+    ) -> Result<(), EngineError> {
+        self.restrict(&mut router, &membership_keys.seed_components, components);
+        self.resolved = Some(membership_keys.resolved);
+        self.each_primary(lake, context.cancel, false, |file, row, primary| {
+            let Some(component) = graph.get(primary.hash) else {
                 return Ok(());
             };
             let fragment = FragmentRow {
@@ -178,52 +185,29 @@ impl ShardedKeys {
         Ok(())
     }
 
-    /// [`Self::key_by_component`] for a graph larger than one bucket: the fragments hashed into
-    /// buckets on disk, joined bucket by bucket to the graph's buckets, merged back into file
-    /// order. The graph's buckets are the ones kept for its version ([`GraphBuckets`]); the
-    /// first build of a version scans the snapshot into them, on a thread of its own so both
-    /// cores work (the two scans are independent until the join).
-    #[allow(clippy::too_many_arguments)]
-    async fn key_in_buckets(
-        &mut self,
+    /// The kept buckets of the graph version at `snapshot`: opened, or scanned from the snapshot
+    /// (on a blocking thread, spilled under `folder`) and kept when this is the version's first
+    /// build on this machine.
+    async fn kept_graph(
+        &self,
         lake: &Lake,
         snapshot: &ObjectPath,
-        (folder, components): (Option<&Path>, usize),
-        numbers: &mut NamespaceNumbers,
+        folder: Option<&Path>,
         context: &KeyingContext<'_>,
-        mut membership_keys: MembershipKeys,
-        mut router: ShardRouter,
-    ) -> Result<(), EngineError> {
-        let (cancel, bucket_count) = (context.cancel, self.layout.buckets);
-        let (root, path) = (context.settings.spill_root(), snapshot.to_string());
-        let (mut graph, fragment_buckets) = match GraphBuckets::open(&root, &path, bucket_count) {
-            Some(graph) => (graph, self.fragment_buckets(lake, folder, numbers, cancel).await?),
-            None => {
-                let graph_scan = scan_graph_into_buckets(lake, snapshot, folder, bucket_count, cancel)?;
-                let fragment_buckets = self.fragment_buckets(lake, folder, numbers, cancel).await;
-                let graph_buckets = graph_scan.await??;
-                let graph = GraphBuckets::keep(&root, &path, graph_buckets)?;
-                (graph, fragment_buckets?)
-            }
-        };
-        let fragment_buckets = finish(fragment_buckets)?;
-        let members = member_hashes(&self.memberships);
-        let mut joined = Vec::new();
-        for (bucket, fragments) in fragment_buckets.into_iter().enumerate() {
-            if cancel.is_cancelled() {
-                return Err(EngineError::Cancelled);
-            }
-            let table = graph.table(bucket)?;
-            membership_keys.resolve_in_part(&table, &members, |hash| part_of(hash, bucket_count) == bucket);
-            let out = spills(folder, &format!("joined-{bucket}"), 1, false)?.remove(0);
-            joined.push(join_bucket(&table, fragments, out)?);
+    ) -> Result<GraphBuckets, EngineError> {
+        let (root, path, buckets) = (context.settings.spill_root(), snapshot.to_string(), self.layout.buckets);
+        if let Some(kept) = GraphBuckets::open(&root, &path, buckets)? {
+            return Ok(kept);
         }
-        drop(members);
-        self.restrict(&mut router, &membership_keys.seed_components, components);
-        self.resolved = Some(membership_keys.resolved);
-        merge_in_file_order(joined, |fragment| router.route(fragment))?;
-        self.shards = finish(router.shards)?;
-        Ok(())
+        let started = std::time::Instant::now();
+        let spilled = scan_graph_into_buckets(lake, snapshot, folder, buckets, context.cancel)?.await??;
+        let kept = GraphBuckets::keep(&root, &path, spilled)?;
+        tracing::info!(
+            buckets,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "the graph version was hashed into buckets and kept for the next builds"
+        );
+        Ok(kept)
     }
 
     /// A restricted build keeps only the components its seeds reach (resolved with the graph).
@@ -231,31 +215,6 @@ impl ShardedKeys {
         if let Some(seeds) = &self.seeds {
             router.keep_only(seeds.component_mask(resolved, components));
         }
-    }
-
-    /// Every fragment's primary identity, hashed, in the bucket of its hash (in file order).
-    async fn fragment_buckets(
-        &self,
-        lake: &Lake,
-        folder: Option<&Path>,
-        numbers: &mut NamespaceNumbers,
-        cancel: &CancelFlag,
-    ) -> Result<Vec<FragmentSpill>, EngineError> {
-        let bucket_count = self.layout.buckets;
-        let mut buckets = spills(folder, "fragments", bucket_count, false)?;
-        self.each_primary(lake, cancel, false, |file, row, primary| {
-            let key = primary.hash;
-            let fragment = FragmentRow {
-                key,
-                file,
-                row,
-                row_id: primary.row_id,
-                namespace: numbers.namespace_number(primary.namespace),
-            };
-            buckets[part_of(key, bucket_count)].push(fragment, None)
-        })
-        .await?;
-        Ok(buckets)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::component_table::ComponentTable;
+use super::component_table::ComponentLookup;
 use super::identity_hash::identity_hash;
 use crate::identity::Identity;
 use crate::segments::memberships::Row;
@@ -45,32 +45,21 @@ impl MembershipKeys {
         }
     }
 
-    /// Resolves every wanted identity through the sealed table of the graph version, when the
-    /// snapshot is not scanned again (the table is keyed by the same 128-bit hashes).
-    pub(super) fn resolve_in(&mut self, table: &ComponentTable, segments: &[(String, Vec<Row>)]) {
-        self.resolve_in_part(table, &member_hashes(segments), |_| true);
-    }
-
-    /// [`Self::resolve_in`] through the table of one bucket of the graph: only the identities
-    /// whose hash `in_part` places in it. `members` are [`member_hashes`] of the segments.
-    pub(super) fn resolve_in_part(
-        &mut self,
-        table: &ComponentTable,
-        members: &[(u128, &Identity)],
-        in_part: impl Fn(u128) -> bool,
-    ) {
+    /// Resolves every wanted identity through the graph version's table or kept buckets, when
+    /// the snapshot is not scanned again (both are keyed by the same 128-bit hashes).
+    pub(super) fn resolve_in(&mut self, graph: &impl ComponentLookup, segments: &[(String, Vec<Row>)]) {
         for (&hash, &why) in &self.wanted {
             if why & SEED != 0
-                && in_part(hash)
-                && let Some(component) = table.get(hash)
+                && let Some(component) = graph.get(hash)
             {
                 self.seed_components.insert(hash, component);
             }
         }
-        for &(hash, identity) in members {
-            if in_part(hash)
-                && let Some(component) = table.get(hash)
-            {
+        for identity in segments
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().flat_map(|r| &r.identities))
+        {
+            if let Some(component) = graph.get(identity_hash(&identity.namespace, &identity.id)) {
                 self.resolved.insert(identity.clone(), component);
             }
         }
@@ -87,13 +76,4 @@ impl MembershipKeys {
             self.resolved.insert(Identity::new(identity.0, identity.1), component);
         }
     }
-}
-
-/// Every identity of the segments' rows with its hash, hashed once for all the buckets.
-pub(super) fn member_hashes(segments: &[(String, Vec<Row>)]) -> Vec<(u128, &Identity)> {
-    segments
-        .iter()
-        .flat_map(|(_, rows)| rows.iter().flat_map(|r| &r.identities))
-        .map(|identity| (identity_hash(&identity.namespace, &identity.id), identity))
-        .collect()
 }

@@ -1,22 +1,22 @@
 //! Pass one with memory bounded by configuration, whatever the population: profiles are split
-//! into shards that are keyed, selected and exported one after the other, and the identity graph
-//! is joined to the fragments one hash bucket at a time. What does not fit is spilled to local
-//! disk (`super::spill`).
+//! into shards that are keyed, selected and exported one after the other. What does not fit is
+//! spilled to local disk (`super::spill`).
 //!
 //! Under `pdg`, every identity of the pinned graph version is hashed (128 bits) with its
-//! component number, every fragment's primary identity is hashed the same way, and both go to
-//! the bucket of their hash; a bucket's graph part is loaded into a map and its fragments looked
-//! up in it. Each fragment then goes to the shard of its component. The graph's buckets are
-//! kept on local disk for the version's later builds (`graph_buckets`), so only the first
-//! build of a version scans its snapshot. Under `none` a profile is its primary identity, so
-//! fragments go straight to the shard of that identity's hash.
+//! component number, and every fragment's primary identity is hashed the same way and looked up
+//! as it is read; each fragment then goes to the shard of its component. A graph within one
+//! bucket (`bucket_identities`) is one sorted table in memory; a larger one is hashed into
+//! buckets on local disk once per version and kept for the version's later builds, which look
+//! fragments up in them through memory maps (`graph_buckets`): only the first build of a
+//! version scans its snapshot. Under `none` a profile is its primary identity, so fragments go
+//! straight to the shard of that identity's hash.
 //!
 //! A population that fits one shard and one bucket (the configured sizes) never touches disk:
-//! the graph is streamed into one map and fragments are keyed as they are read.
+//! the graph is streamed into one table and fragments are keyed as they are read.
 
 mod component_table;
 mod graph_buckets;
-mod graph_join;
+mod graph_scan;
 pub mod identity_hash;
 mod keying;
 mod layout;
