@@ -159,10 +159,9 @@ pub async fn start_with<E: Exporter>(
     }
     let jobs = JobQueue::new(meta.clone()).with_metrics(engine_metrics);
     let spill_dir = config.options.data_dir.join("spill");
-    // Spills of exports a crash interrupted: no export runs yet, so whatever is there is stale.
-    if let Err(error) = std::fs::remove_dir_all(&spill_dir)
-        && error.kind() != std::io::ErrorKind::NotFound
-    {
+    // Spills of exports a crash interrupted: no export runs yet, so they are stale. The graph
+    // versions kept for exports stay.
+    if let Err(error) = dossier_engine::profiles::build::clear_stale_spills(&spill_dir) {
         tracing::warn!(%error, path = %spill_dir.display(), "could not remove old export spills");
     }
     let engine = engine_exporter(&meta, &lake, &config.options, spill_dir);

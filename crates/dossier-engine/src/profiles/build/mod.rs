@@ -25,7 +25,7 @@ use std::path::PathBuf;
 pub use keys::{EventScan, KeyedFile, KeyedSources, ProfileFacts, SourceDataset, SourceFile, identity_columns};
 pub use one::{OneProfile, key_one_profile};
 pub use partition::{Partition, PartitionRecords, read_event_identities, read_records};
-pub use shards::{ComponentTables, KeyingContext, Restriction, ShardLayout, ShardedKeys};
+pub use shards::{ComponentTables, KeyingContext, Restriction, ShardLayout, ShardedKeys, clear_stale_spills};
 
 /// How building profiles may use the machine: configuration, not part of a job. Exports take
 /// them as `ExportSettings`; segment evaluation reads the same ones.

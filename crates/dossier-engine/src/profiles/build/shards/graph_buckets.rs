@@ -14,7 +14,9 @@
 //!
 //! The [`VERSIONS_KEPT`] most lately used versions are kept; a reader maps every bucket before it
 //! reads one, so a folder removed meanwhile stays readable to it. The folder lives under the
-//! spill root, which a server empties when it starts.
+//! spill root and outlives a restart ([`clear_stale_spills`] leaves it): each bucket is synced to
+//! disk before its version is renamed into place, and a version whose files do not have whole
+//! entries is removed and scanned again.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -62,6 +64,11 @@ impl GraphBuckets {
         else {
             return Ok(None);
         };
+        if !files.iter().all(whole_entries) {
+            tracing::warn!(folder = %folder.display(), "a kept graph version is damaged: scanning it again");
+            let _ = std::fs::remove_dir_all(&folder);
+            return Ok(None);
+        }
         // Marks the version used, for the eviction of the least lately used.
         if let Ok(handle) = File::open(&folder) {
             let _ = handle.set_modified(std::time::SystemTime::now());
@@ -162,6 +169,42 @@ fn folder_of(root: &Path, snapshot: &str, buckets: usize) -> PathBuf {
     root.join(FOLDER).join(format!("{key:032x}-{buckets}"))
 }
 
+/// Removes what builds a crash interrupted left under the spill root: every export's spill
+/// folder, and staging folders of graph versions being kept. The kept versions stay.
+pub fn clear_stale_spills(root: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name() != FOLDER {
+            remove_entry(&entry.path())?;
+            continue;
+        }
+        for kept in std::fs::read_dir(entry.path())? {
+            let kept = kept?;
+            if kept.file_name().to_string_lossy().starts_with('.') {
+                remove_entry(&kept.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_entry(path: &Path) -> std::io::Result<()> {
+    match path.is_dir() {
+        true => std::fs::remove_dir_all(path),
+        false => std::fs::remove_file(path),
+    }
+}
+
+/// Whether a bucket file holds whole entries (a kept version cut short reads as damaged).
+fn whole_entries(file: &File) -> bool {
+    file.metadata().is_ok_and(|m| m.len() % ENTRY_BYTES as u64 == 0)
+}
+
 fn bucket_name(bucket: usize) -> String {
     format!("bucket-{bucket}")
 }
@@ -176,7 +219,10 @@ fn write_bucket(path: &Path, spill: Option<Spill>) -> Result<(), EngineError> {
             }
         }
     }
-    table.write_sorted(BufWriter::with_capacity(1 << 20, File::create(path)?))?;
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    table.write_sorted(&mut out)?;
+    // On disk before the version is renamed into place: a kept version outlives a restart.
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(())
 }
 
@@ -267,5 +313,40 @@ mod tests {
             Some(3),
             "read after its folder went"
         );
+    }
+
+    #[test]
+    fn a_restart_clears_interrupted_spills_and_keeps_whole_versions_only() {
+        let root = tempfile::tempdir().unwrap();
+        GraphBuckets::keep(root.path(), "v1", scanned(100, 2)).unwrap();
+        let kept = root.path().join(FOLDER);
+        std::fs::create_dir_all(root.path().join("export-interrupted")).unwrap();
+        std::fs::create_dir_all(kept.join(".staging-interrupted")).unwrap();
+        clear_stale_spills(root.path()).unwrap();
+        let names = |folder: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(folder)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(root.path()), [FOLDER]);
+        assert_eq!(names(&kept).len(), 1, "{:?}", names(&kept));
+        let graph = GraphBuckets::open(root.path(), "v1", 2)
+            .unwrap()
+            .expect("kept across a restart");
+        assert_eq!(graph.get(identity_hash("ECID", "7")), Some(3));
+
+        // A bucket cut short mid-entry: the version is dropped, to be scanned again.
+        let version = kept.join(&names(&kept)[0]);
+        let bucket = std::fs::OpenOptions::new()
+            .append(true)
+            .open(version.join("bucket-1"))
+            .unwrap();
+        std::io::Write::write_all(&mut &bucket, &[0; 7]).unwrap();
+        assert!(GraphBuckets::open(root.path(), "v1", 2).unwrap().is_none());
+        assert!(!version.exists());
+        clear_stale_spills(&root.path().join("absent")).unwrap();
     }
 }

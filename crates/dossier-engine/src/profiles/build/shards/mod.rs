@@ -46,6 +46,7 @@ use crate::identity::store::current_graph_unloaded;
 use crate::segments::memberships::{Row, current_memberships};
 
 pub use component_table::ComponentTables;
+pub use graph_buckets::clear_stale_spills;
 pub use layout::ShardLayout;
 pub use restrict::Restriction;
 use restrict::Seeds;
