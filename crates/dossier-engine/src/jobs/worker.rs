@@ -73,6 +73,8 @@ pub(super) struct Worker<E> {
     pub(super) settings: WorkerSettings,
     /// Who claims, as the queue records it: this node and the worker's number.
     pub(super) name: String,
+    /// The server's runtime, where a running job's heartbeat runs (see [`Heartbeat`]).
+    pub(super) beats: tokio::runtime::Handle,
 }
 
 /// How a job's run ended, before its kind records it.
@@ -84,7 +86,9 @@ pub(super) struct Supervised<T> {
 }
 
 impl JobWorkers {
+    /// Starts the workers; called on the server's runtime, which runs their jobs' heartbeats.
     pub fn start<E: Exporter>(queue: JobQueue, lake: Lake, exporter: Arc<E>, settings: WorkerSettings) -> Self {
+        let beats = tokio::runtime::Handle::current();
         let (stop, stopped) = watch::channel(false);
         let mut threads: Vec<_> = (0..settings.workers)
             .map(|n| {
@@ -94,6 +98,7 @@ impl JobWorkers {
                     exporter: exporter.clone(),
                     name: format!("{}/worker-{n}", settings.node),
                     settings: settings.clone(),
+                    beats: beats.clone(),
                 };
                 let stopped = stopped.clone();
                 std::thread::Builder::new()
@@ -220,6 +225,7 @@ impl<E: Exporter> Worker<E> {
         let work = AssertUnwindSafe(work).catch_unwind();
         tokio::pin!(work);
         let heartbeat = Heartbeat::start(
+            &self.beats,
             self.queue.meta.clone(),
             self.name.clone(),
             key,
@@ -239,7 +245,7 @@ impl<E: Exporter> Worker<E> {
                 }
             }
         };
-        heartbeat.stop();
+        heartbeat.stop().await;
         self.queue.unregister(key);
         Supervised {
             result,
@@ -289,47 +295,51 @@ async fn beat(meta: &MetaStore, worker: &str, key: &JobKey, running: &RunningJob
     }
 }
 
-/// A running job's heartbeat, on an OS thread of its own. A job is CPU-bound between its awaits
+/// A running job's heartbeat, on the server's runtime. A job is CPU-bound between its awaits
 /// (a 10 M-profile pass one reads a file for over a minute without one); beside it on the
 /// worker's single-threaded runtime, the beat waited for the next await, the lease expired, and
 /// a live job was taken over and run again.
+///
+/// Not on a runtime of its own either: a connection the metadata pool opens for a beat stays
+/// bound to the runtime that opened it, and goes back to the pool. When each job's heartbeat
+/// had a runtime that ended with the job, a request that later drew such a connection from the
+/// pool (a download, a worker's next claim, a beat) waited forever on a dead reactor; on
+/// PostgreSQL, CI saw a download time out and a server never finish stopping.
 struct Heartbeat {
     stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Heartbeat {
-    fn start(meta: MetaStore, worker: String, key: &JobKey, running: &RunningJob, period: Duration) -> Self {
+    fn start(
+        runtime: &tokio::runtime::Handle,
+        meta: MetaStore,
+        worker: String,
+        key: &JobKey,
+        running: &RunningJob,
+        period: Duration,
+    ) -> Self {
+        use tracing::Instrument;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (key, running) = (key.clone(), running.clone());
-        let span = tracing::Span::current();
-        let thread = std::thread::spawn(move || {
-            let _job = span.enter();
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::error!(%error, "a job's heartbeat could not start its runtime");
-                    return;
+        let beats = async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = ticks.tick() => beat(&meta, &worker, &key, &running).await,
                 }
-            };
-            runtime.block_on(async move {
-                let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => break,
-                        _ = ticks.tick() => beat(&meta, &worker, &key, &running).await,
-                    }
-                }
-            });
-        });
-        Self { stop, thread }
+            }
+        };
+        let task = runtime.spawn(beats.instrument(tracing::Span::current()));
+        Self { stop, task }
     }
 
     /// Stops the beats once the run ended (a beat under way finishes first).
-    fn stop(self) {
+    async fn stop(self) {
         let _ = self.stop.send(());
-        if self.thread.join().is_err() {
-            tracing::error!("a job's heartbeat thread panicked");
+        if self.task.await.is_err() {
+            tracing::error!("a job's heartbeat panicked");
         }
     }
 }
