@@ -650,7 +650,7 @@ impl Caller {
                 let name = part["name"].as_str().unwrap();
                 // Longer than the client's 30 s: on an S3 lake the server's own S3 client gives
                 // a stalled request 30 s before it tries again. (CI's one download timeout here
-                // was a server bug, since fixed: a pool connection left on a job heartbeat's
+                // was most likely a server bug, since fixed: a pool connection left on a job heartbeat's
                 // ended runtime, see `Heartbeat` in dossier-engine's jobs/worker.rs.)
                 let response = self
                     .request(Method::GET, &format!("/data/foundation/export/files/{id}?path={name}"))
