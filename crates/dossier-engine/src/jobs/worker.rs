@@ -303,8 +303,9 @@ async fn beat(meta: &MetaStore, worker: &str, key: &JobKey, running: &RunningJob
 /// Not on a runtime of its own either: a connection the metadata pool opens for a beat stays
 /// bound to the runtime that opened it, and goes back to the pool. When each job's heartbeat
 /// had a runtime that ended with the job, a request that later drew such a connection from the
-/// pool (a download, a worker's next claim, a beat) waited forever on a dead reactor; on
-/// PostgreSQL, CI saw a download time out and a server never finish stopping.
+/// pool (a download, a worker's next claim, a beat) waited forever on a dead reactor. On
+/// PostgreSQL, CI saw a server never finish stopping (its stop waited on such a beat), and most
+/// likely a download time out the same way.
 struct Heartbeat {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
