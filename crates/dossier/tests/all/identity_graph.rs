@@ -111,12 +111,7 @@ fn snapshot_files(server: &TestServer) -> Vec<String> {
         .data_dir()
         .join("lake")
         .join(Lake::identity_graph_prefix(&prod()).as_ref());
-    let mut names: Vec<String> = std::fs::read_dir(folder)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    sorted_file_names(&folder)
 }
 
 /// The kept versions, newest first, and the names of every file they name (manifests and

@@ -94,26 +94,28 @@ pub fn spilled_settings(spill: &std::path::Path) -> ExportSettings {
     }
 }
 
+/// The names of what `folder` holds, sorted.
+pub fn sorted_file_names(folder: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// How many graph versions a spill folder keeps the buckets of, having checked that the builds
 /// left nothing else there: their own folders are gone, and each kept version is whole.
 pub fn kept_graph_versions(spill: &std::path::Path) -> usize {
-    let names = |folder: &std::path::Path| -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(folder)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
     assert_eq!(
-        names(spill),
+        sorted_file_names(spill),
         ["graph-buckets"],
         "nothing but the kept graph in {spill:?}"
     );
-    let versions = names(&spill.join("graph-buckets"));
+    let versions = sorted_file_names(&spill.join("graph-buckets"));
     for version in &versions {
         let buckets: usize = version.rsplit('-').next().unwrap().parse().unwrap();
-        let files = names(&spill.join("graph-buckets").join(version));
+        let files = sorted_file_names(&spill.join("graph-buckets").join(version));
         assert_eq!(files.len(), buckets, "every bucket of {version} kept: {files:?}");
     }
     versions.len()
